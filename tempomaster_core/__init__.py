@@ -1,0 +1,22 @@
+"""TempoMaster runtime: next-frame-rate long-video generation, independent of ComfyUI.
+
+Modules (one concept each):
+
+- ``config``        DiT shape configuration (:class:`DiTConfig`).
+- ``rope``          frame-rate-aware 3-D RoPE tables (float32 cos/sin).
+- ``attention``     attention backends (SDPA, flash-attn, SageAttention).
+- ``model``         the Wan DiT (:class:`TempoMasterDiT`).
+- ``loading``       checkpoint loading / config inference (:func:`load_dit`).
+- ``convert``       ``.bin`` -> ``.safetensors`` converter CLI.
+- ``plan``          the level plan (:class:`TreePlan`), the one source of truth for the tree.
+- ``conditioning``  multi-mask conditioning (``y`` = mask + condition latents).
+- ``sampling``      flow-matching schedule, Euler step, CFG and APG guidance.
+- ``pipeline``      blueprint / refinement level runners and :func:`generate`.
+- ``protocols``     the VAE (codec) protocol the runtime expects.
+
+This package never imports ComfyUI.
+"""
+
+from .config import DiTConfig
+
+__all__ = ["DiTConfig"]

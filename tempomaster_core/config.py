@@ -1,0 +1,73 @@
+"""Shape configuration of a TempoMaster (Wan 2.x) DiT.
+
+One dataclass that every module reads instead of hard-coding Wan's numbers.
+The loader infers it from a checkpoint's tensor shapes
+(:func:`tempomaster_core.loading.infer_config`), so the 14B release, a
+1.3B-sized model and tiny test models are all described the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, asdict
+
+
+@dataclass(frozen=True)
+class DiTConfig:
+    """Hyper-parameters of the Wan DiT used by TempoMaster.
+
+    Defaults are the released 14B TempoMaster model
+    (reference ``benchmarks/inference_configs.json``).
+
+    Channel layout of the DiT input (``in_dim`` channels, concatenated on dim 1):
+    ``[noisy latent (out_dim) | mask (mask_channels) | condition latent (out_dim)]``.
+    For the 14B model: 16 + 4 + 16 = 36. ``mask_channels`` equals the codec's
+    temporal compression factor (pixel frames per latent frame, 4 for Wan).
+    """
+
+    dim: int = 5120
+    ffn_dim: int = 13824
+    num_heads: int = 40
+    num_layers: int = 40
+    in_dim: int = 36
+    out_dim: int = 16
+    text_dim: int = 4096
+    freq_dim: int = 256
+    eps: float = 1e-6
+    patch_size: tuple[int, int, int] = (1, 2, 2)
+    has_image_input: bool = False
+
+    def __post_init__(self) -> None:
+        if self.dim % self.num_heads:
+            raise ValueError(f"dim {self.dim} is not divisible by num_heads {self.num_heads}")
+        if self.mask_channels < 1:
+            raise ValueError(
+                f"in_dim {self.in_dim} leaves no mask channels for out_dim {self.out_dim}: "
+                "a TempoMaster DiT takes noisy latent + mask + condition latent "
+                "(in_dim = 2*out_dim + mask channels, 36 for Wan)"
+            )
+
+    @property
+    def head_dim(self) -> int:
+        """Channels per attention head (128 for the 14B model)."""
+        return self.dim // self.num_heads
+
+    @property
+    def latent_channels(self) -> int:
+        """Channels of the video latent (16 for the Wan 2.1 VAE)."""
+        return self.out_dim
+
+    @property
+    def mask_channels(self) -> int:
+        """Mask channels per latent frame = pixel frames per latent frame (4 for Wan)."""
+        return self.in_dim - 2 * self.out_dim
+
+    @property
+    def condition_channels(self) -> int:
+        """Channels of the multi-mask condition ``y`` (mask + condition latent, 20 for Wan)."""
+        return self.in_dim - self.out_dim
+
+    def to_dict(self) -> dict:
+        """Plain-JSON form (tuples become lists)."""
+        d = asdict(self)
+        d["patch_size"] = list(self.patch_size)
+        return d
