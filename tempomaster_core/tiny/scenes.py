@@ -1,0 +1,498 @@
+"""Procedural video domain of the built-in TempoMaster-Tiny model.
+
+Scenes are a few coloured shapes (balls, squares, triangles) moving on a dark
+plain or gradient background, with real dynamics: constant velocity with
+elastic bounces off the walls, or falling under gravity and bouncing on the
+floor. Every scene is drawn from one integer seed, and any frame can be
+rendered on its own (positions are closed-form functions of time), so a trainer
+can take clips at frame intervals 4/2/1 from arbitrarily long videos without
+simulating or storing anything.
+
+All objects of one scene share colour, shape and motion, so a caption names
+exactly one (count, colour, shape, motion) group:
+``"a red ball bouncing from left to right"``, ``"two blue squares falling"``.
+
+Units: positions, sizes and velocities are in pixels of the rendered frame;
+time is in frames of the 24 fps video (``FPS``); gravity is in pixels / frame².
+Image coordinates: x grows to the right, y grows downwards (row index).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+FPS = 24
+"""Frame rate of the procedural videos (frames per second)."""
+
+COLOURS: dict[str, tuple[float, float, float]] = {
+    "red": (0.95, 0.12, 0.10),
+    "green": (0.12, 0.85, 0.18),
+    "blue": (0.18, 0.35, 1.00),
+    "yellow": (0.98, 0.90, 0.12),
+    "white": (0.95, 0.95, 0.95),
+    "purple": (0.70, 0.22, 0.95),
+    "orange": (1.00, 0.55, 0.05),
+}
+"""Object colours, RGB in [0, 1]. Chosen far apart in hue so an evaluator can
+classify a pixel by its nearest colour; every background channel stays at or
+below ``BACKGROUND_MAX`` so objects always stand out."""
+
+SHAPES: tuple[str, ...] = ("ball", "square", "triangle")
+"""Object shapes (singular nouns used by the captions)."""
+
+MOTIONS: tuple[str, ...] = ("right", "left", "down", "up", "falling", "diagonal")
+"""Motion kinds. ``right``/``left``/``down``/``up``: constant speed along one
+axis starting in that direction, bouncing off the walls; ``falling``: dropped
+under gravity, elastic bounce on the floor; ``diagonal``: constant velocity on
+both axes, bouncing off all four walls."""
+
+BACKGROUND_MAX = 0.2
+"""Upper bound of every background channel (RGB in [0, 1])."""
+
+_SQUARE_HALF = 0.85  # half side of a square / its ``size`` (area close to the ball's)
+_TRIANGLE_R = 1.4  # circumradius of a triangle / its ``size`` (area close to the ball's)
+_PLURALS = {"ball": "balls", "square": "squares", "triangle": "triangles"}
+_SYNONYMS = {"ball": ("ball", "circle"), "square": ("square", "box"), "triangle": ("triangle",)}
+_SYNONYM_PLURALS = {"ball": "balls", "circle": "circles", "square": "squares", "box": "boxes",
+                    "triangle": "triangles"}
+_COUNT_WORDS = {1: "a", 2: "two", 3: "three"}
+_MOTION_PHRASES: dict[str, tuple[str, ...]] = {
+    # First entry is the canonical caption, the others are training-time paraphrases.
+    "right": ("bouncing from left to right", "moving from left to right", "moving right"),
+    "left": ("bouncing from right to left", "moving from right to left", "moving left"),
+    "down": ("moving from top to bottom", "bouncing from top to bottom", "moving down"),
+    "up": ("moving from bottom to top", "bouncing from bottom to top", "moving up"),
+    "falling": ("falling", "falling down", "falling and bouncing"),
+    "diagonal": ("bouncing diagonally", "moving diagonally", "bouncing around"),
+}
+
+VOCABULARY: tuple[str, ...] = tuple(sorted(set(
+    "a an one two three 1 2 3 and the of on in with".split()
+    + list(COLOURS)
+    + [w for s in _SYNONYMS.values() for w in s]
+    + list(_SYNONYM_PLURALS.values())
+    + " ".join(p for ps in _MOTION_PHRASES.values() for p in ps).split()
+    + "moving going bouncing falling dropping rolling sliding from to left right top bottom "
+      "up down upward downward upwards downwards diagonally diagonal around across "
+      "dark background black gradient plain".split()
+)))
+"""Every word the caption grammar and :func:`parse_prompt` know (lower case).
+The tiny text encoder's vocabulary is built from it."""
+
+
+@dataclass(frozen=True)
+class Background:
+    """Background of a scene.
+
+    ``kind`` is ``"plain"`` (``colour_a`` everywhere), ``"vertical"`` (linear
+    gradient from ``colour_a`` at the top row to ``colour_b`` at the bottom) or
+    ``"horizontal"`` (``colour_a`` at the left column to ``colour_b`` at the
+    right). Colours are RGB in [0, ``BACKGROUND_MAX``].
+    """
+
+    kind: str
+    colour_a: tuple[float, float, float]
+    colour_b: tuple[float, float, float]
+
+
+@dataclass(frozen=True)
+class SceneObject:
+    """One moving object.
+
+    ``size`` is the radius in pixels (ball radius, half the side of a square,
+    1/1.4 of the circumradius of an upward-pointing
+    triangle, so the three shapes have similar areas). ``x0, y0`` is the centre at
+    frame 0 (pixels). ``vx, vy`` are velocities in pixels per 24 fps frame
+    (before wall bounces). For ``motion == "falling"``, ``y0`` is the apex of
+    the bounce, ``gravity`` (px/frame²) the acceleration and ``phase`` the time
+    (frames) already fallen from the apex at frame 0; ``vy`` is unused.
+    """
+
+    shape: str
+    colour: str
+    size: float
+    motion: str
+    x0: float
+    y0: float
+    vx: float
+    vy: float
+    gravity: float = 0.0
+    phase: float = 0.0
+
+
+@dataclass(frozen=True)
+class SceneSpec:
+    """A complete scene: everything :func:`render` needs, drawn from ``seed``.
+
+    All objects share ``colour``, ``shape`` and ``motion`` (one caption group);
+    ``count == len(objects)`` (1–3). ``height`` and ``width`` are the frame
+    size in pixels.
+    """
+
+    seed: int
+    height: int
+    width: int
+    background: Background
+    objects: tuple[SceneObject, ...]
+
+    @property
+    def count(self) -> int:
+        """Number of objects (1–3)."""
+        return len(self.objects)
+
+    @property
+    def colour(self) -> str:
+        """Colour name shared by all objects (a key of :data:`COLOURS`)."""
+        return self.objects[0].colour
+
+    @property
+    def shape(self) -> str:
+        """Shape shared by all objects (one of :data:`SHAPES`)."""
+        return self.objects[0].shape
+
+    @property
+    def motion(self) -> str:
+        """Motion kind shared by all objects (one of :data:`MOTIONS`)."""
+        return self.objects[0].motion
+
+
+@dataclass(frozen=True)
+class PromptSpec:
+    """What a prompt asks for; ``None`` where the prompt does not say.
+
+    ``count`` 1–3, ``colour`` a key of :data:`COLOURS`, ``shape`` one of
+    :data:`SHAPES`, ``motion`` one of :data:`MOTIONS`. ``unknown_words`` lists
+    the words of the prompt outside :data:`VOCABULARY`, in order.
+    """
+
+    count: int | None = None
+    colour: str | None = None
+    shape: str | None = None
+    motion: str | None = None
+    unknown_words: tuple[str, ...] = field(default=())
+
+
+# --------------------------------------------------------------------------- sampling
+
+
+def _check_choice(name: str, value, allowed) -> None:
+    if value is not None and value not in allowed:
+        raise ValueError(f"unknown {name} {value!r}; choose one of {sorted(allowed)}")
+
+
+def sample_scene(seed: int, *, count: int | None = None, colour: str | None = None,
+                 shape: str | None = None, motion: str | None = None,
+                 height: int = 64, width: int = 64) -> SceneSpec:
+    """Draw a scene deterministically from ``seed``.
+
+    Attributes given as arguments are fixed; the others are drawn at random
+    (count uniform in 1–3, colour/shape/motion uniform over their lists).
+    The same arguments always give the same scene (numpy ``default_rng(seed)``).
+    Objects are spread over distinct rows (horizontal motion) or columns
+    (vertical motion, falling) so that they do not overlap at the start.
+
+    Raises ``ValueError`` for an unknown attribute value, a count outside 1–3,
+    or a frame smaller than 16×16 pixels.
+    """
+    _check_choice("colour", colour, COLOURS)
+    _check_choice("shape", shape, SHAPES)
+    _check_choice("motion", motion, MOTIONS)
+    if count is not None and count not in (1, 2, 3):
+        raise ValueError(f"count must be 1, 2 or 3 objects, got {count!r}")
+    if height < 16 or width < 16:
+        raise ValueError(f"frames must be at least 16x16 pixels, got {height}x{width}")
+    rng = np.random.default_rng(int(seed))
+    # Draw every attribute even when it is given, so fixing one attribute does
+    # not change the others for the same seed.
+    drawn_count = int(rng.integers(1, 4))
+    drawn_colour = list(COLOURS)[int(rng.integers(len(COLOURS)))]
+    drawn_shape = SHAPES[int(rng.integers(len(SHAPES)))]
+    drawn_motion = MOTIONS[int(rng.integers(len(MOTIONS)))]
+    count = drawn_count if count is None else count
+    colour = drawn_colour if colour is None else colour
+    shape = drawn_shape if shape is None else shape
+    motion = drawn_motion if motion is None else motion
+
+    scale = min(height, width) / 64.0
+    kind = ("plain", "vertical", "horizontal")[int(rng.integers(3))]
+    col_a = tuple(float(c) for c in rng.uniform(0.0, BACKGROUND_MAX, 3))
+    col_b = tuple(float(c) for c in rng.uniform(0.0, BACKGROUND_MAX, 3))
+    background = Background(kind, col_a, col_a if kind == "plain" else col_b)
+
+    # Lanes: distinct rows/columns so objects start apart.
+    lanes = (rng.permutation(3)[:count] + rng.uniform(0.25, 0.75, count)) / 3.0
+    objects = []
+    for i in range(count):
+        size = float(rng.uniform(4.5, 7.5) * scale)
+        speed = float(rng.uniform(0.6, 1.4) * scale)
+        lo_x, hi_x, lo_y, hi_y = _centre_bounds(shape, size, height, width)
+        along = float(rng.uniform(0.05, 0.5))  # start position along the motion axis (fraction)
+        gravity, phase, vx, vy = 0.0, 0.0, 0.0, 0.0
+        if motion in ("right", "left"):
+            y0 = lo_y + lanes[i] * (hi_y - lo_y)
+            x0 = lo_x + (along if motion == "right" else 1 - along) * (hi_x - lo_x)
+            vx = speed if motion == "right" else -speed
+        elif motion in ("down", "up"):
+            x0 = lo_x + lanes[i] * (hi_x - lo_x)
+            y0 = lo_y + (along if motion == "down" else 1 - along) * (hi_y - lo_y)
+            vy = speed if motion == "down" else -speed
+        elif motion == "falling":
+            x0 = lo_x + lanes[i] * (hi_x - lo_x)
+            y0 = lo_y + float(rng.uniform(0.0, 0.3)) * (hi_y - lo_y)  # apex near the top
+            drop = hi_y - y0
+            fall_frames = float(rng.uniform(0.8, 1.4)) * FPS  # apex -> floor time
+            gravity = 2.0 * drop / fall_frames ** 2
+            phase = float(rng.uniform(0.0, 0.25)) * fall_frames
+        else:  # diagonal
+            x0 = float(rng.uniform(lo_x, hi_x))
+            y0 = lo_y + lanes[i] * (hi_y - lo_y)
+            angle = float(rng.uniform(0.2, 0.8)) * math.pi / 2
+            vx = speed * math.cos(angle) * float(rng.choice([-1.0, 1.0]))
+            vy = speed * math.sin(angle) * float(rng.choice([-1.0, 1.0]))
+        objects.append(SceneObject(shape, colour, size, motion, float(x0), float(y0),
+                                   float(vx), float(vy), float(gravity), float(phase)))
+    return SceneSpec(int(seed), int(height), int(width), background, tuple(objects))
+
+
+def scene_from_prompt(prompt: str | PromptSpec, seed: int, *, height: int = 64,
+                      width: int = 64) -> SceneSpec:
+    """A scene that matches a prompt: the attributes the prompt names are fixed,
+    the others drawn from ``seed`` (see :func:`sample_scene`). Unknown words are
+    ignored (they are listed in :func:`parse_prompt`'s result)."""
+    spec = parse_prompt(prompt) if isinstance(prompt, str) else prompt
+    return sample_scene(seed, count=spec.count, colour=spec.colour, shape=spec.shape,
+                        motion=spec.motion, height=height, width=width)
+
+
+# --------------------------------------------------------------------------- dynamics
+
+
+def _centre_bounds(shape: str, size: float, height: int, width: int) -> tuple[float, float, float, float]:
+    """Range ``(lo_x, hi_x, lo_y, hi_y)`` of the centre that keeps the whole shape
+    inside the frame (walls and floor are where the shape's outline touches the edge)."""
+    if shape == "ball":
+        left = right = top = bottom = size
+    elif shape == "square":
+        left = right = top = bottom = _SQUARE_HALF * size
+    else:  # triangle: apex 1.4*size above the centre, base 0.7*size below
+        left = right = _TRIANGLE_R * size * math.cos(math.pi / 6)
+        top, bottom = _TRIANGLE_R * size, 0.5 * _TRIANGLE_R * size
+    return left, width - right, top, height - bottom
+
+
+def _bounce(p: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """Fold unbounded positions ``p`` into [lo, hi] by elastic reflection (a triangle wave)."""
+    span = hi - lo
+    if span <= 0:
+        return np.full_like(p, (lo + hi) / 2)
+    u = np.mod(p - lo, 2 * span)
+    return lo + np.where(u > span, 2 * span - u, u)
+
+
+def object_positions(spec: SceneSpec, frame_indices) -> np.ndarray:
+    """Centres of every object at the given 24 fps frame indices.
+
+    ``frame_indices``: 1-D sequence of frame numbers (int or float, any value ≥ 0
+    or negative — the motion is defined for all times). Returns float64
+    ``[F, N, 2]`` with ``(x, y)`` in pixels (x = column, y = row).
+    Constant-velocity motion is folded into the frame by elastic reflection;
+    falling is a periodic elastic bounce: height above the floor
+    ``h(d) = drop - g·d²/2`` with ``d`` the time since the last apex.
+    """
+    t = np.asarray(frame_indices, dtype=np.float64).reshape(-1)
+    out = np.zeros((t.size, len(spec.objects), 2))
+    for n, ob in enumerate(spec.objects):
+        lo_x, hi_x, lo_y, hi_y = _centre_bounds(ob.shape, ob.size, spec.height, spec.width)
+        x = _bounce(ob.x0 + ob.vx * t, lo_x, hi_x)
+        if ob.motion == "falling":
+            drop = hi_y - ob.y0
+            fall = math.sqrt(2.0 * drop / ob.gravity) if ob.gravity > 0 else math.inf
+            tau = np.mod(t + ob.phase, 2 * fall)
+            d = np.where(tau <= fall, tau, 2 * fall - tau)  # time since apex
+            y = ob.y0 + 0.5 * ob.gravity * d ** 2
+        else:
+            y = _bounce(ob.y0 + ob.vy * t, lo_y, hi_y)
+        out[:, n, 0] = x
+        out[:, n, 1] = y
+    return out
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def _coverage(shape: str, dx: torch.Tensor, dy: torch.Tensor, size: float) -> torch.Tensor:
+    """Anti-aliased coverage in [0, 1] of a shape centred at the origin.
+
+    ``dx, dy``: pixel-centre offsets from the object centre, ``[F, H, W]``.
+    Edges are smoothed over one pixel (coverage = clamp(0.5 - signed distance)).
+    """
+    if shape == "ball":
+        return (0.5 - (torch.sqrt(dx * dx + dy * dy) - size)).clamp(0, 1)
+    if shape == "square":
+        half = size * _SQUARE_HALF
+        return ((half + 0.5 - dx.abs()).clamp(0, 1) * (half + 0.5 - dy.abs()).clamp(0, 1))
+    if shape == "triangle":
+        # Equilateral, pointing up (y grows downwards), circumradius 1.4*size
+        # (area close to the ball's):
+        # the base is the half-plane dy <= inradius, the two slanted sides have
+        # outward normals (+-cos 30deg, -sin 30deg); the apex is at dy = -size.
+        inr = size * _TRIANGLE_R * 0.5
+        c30 = math.cos(math.pi / 6)
+        d = torch.maximum(dy - inr, torch.maximum(c30 * dx - 0.5 * dy - inr,
+                                                  -c30 * dx - 0.5 * dy - inr))
+        return (0.5 - d).clamp(0, 1)
+    raise ValueError(f"unknown shape {shape!r}; choose one of {list(SHAPES)}")
+
+
+def _background(spec: SceneSpec) -> torch.Tensor:
+    bg = spec.background
+    a = torch.tensor(bg.colour_a, dtype=torch.float32).view(3, 1, 1)
+    b = torch.tensor(bg.colour_b, dtype=torch.float32).view(3, 1, 1)
+    if bg.kind == "plain":
+        w = torch.zeros(1, spec.height, spec.width)
+    elif bg.kind == "vertical":
+        w = torch.linspace(0, 1, spec.height).view(1, -1, 1).expand(1, spec.height, spec.width)
+    elif bg.kind == "horizontal":
+        w = torch.linspace(0, 1, spec.width).view(1, 1, -1).expand(1, spec.height, spec.width)
+    else:
+        raise ValueError(f"unknown background kind {bg.kind!r}")
+    return a + (b - a) * w  # [3, H, W] in [0, 1]
+
+
+def render_frames(spec: SceneSpec, frame_indices) -> torch.Tensor:
+    """Render the scene at arbitrary 24 fps frame indices.
+
+    ``frame_indices``: 1-D sequence of frame numbers (e.g. ``range(0, 65, 4)``
+    for a 6 fps clip). Returns float32 ``[3, F, H, W]`` in [-1, 1] (RGB, CPU).
+    Objects are painted in order over the background with anti-aliased edges.
+    """
+    pos = torch.from_numpy(object_positions(spec, frame_indices)).float()  # [F, N, 2]
+    n_frames = pos.shape[0]
+    img = _background(spec).unsqueeze(1).expand(3, n_frames, spec.height, spec.width).clone()
+    ys = torch.arange(spec.height, dtype=torch.float32).view(1, -1, 1) + 0.5
+    xs = torch.arange(spec.width, dtype=torch.float32).view(1, 1, -1) + 0.5
+    for n, ob in enumerate(spec.objects):
+        dx = xs - pos[:, n, 0].view(-1, 1, 1)
+        dy = ys - pos[:, n, 1].view(-1, 1, 1)
+        cov = _coverage(ob.shape, dx, dy, ob.size).unsqueeze(0)  # [1, F, H, W]
+        col = torch.tensor(COLOURS[ob.colour], dtype=torch.float32).view(3, 1, 1, 1)
+        img = img * (1 - cov) + col * cov
+    return img * 2 - 1
+
+
+def render(spec: SceneSpec, num_frames: int, start_frame: float = 0, interval: float = 1) -> torch.Tensor:
+    """Render ``num_frames`` frames at 24 fps indices ``start_frame + k*interval``.
+
+    ``interval`` 4/2/1 gives 6/12/24 fps clips of the same motion. Returns float32
+    ``[3, num_frames, H, W]`` in [-1, 1]. Raises ``ValueError`` if ``num_frames < 1``
+    or ``interval <= 0``.
+    """
+    if num_frames < 1:
+        raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+    if interval <= 0:
+        raise ValueError(f"interval must be > 0 (24 fps frames between rendered frames), got {interval}")
+    return render_frames(spec, [start_frame + k * interval for k in range(num_frames)])
+
+
+# --------------------------------------------------------------------------- captions
+
+
+def caption(spec: SceneSpec | PromptSpec) -> str:
+    """Canonical caption of a scene, e.g. ``"two blue squares falling"``.
+
+    Grammar: ``<count> <colour> <shape[s]> <motion phrase>`` with count ``a``/
+    ``two``/``three``. Raises ``ValueError`` if an attribute is missing.
+    """
+    if None in (spec.count, spec.colour, spec.shape, spec.motion):
+        raise ValueError(f"cannot caption an incomplete spec {spec!r}")
+    noun = spec.shape if spec.count == 1 else _PLURALS[spec.shape]
+    return f"{_COUNT_WORDS[spec.count]} {spec.colour} {noun} {_MOTION_PHRASES[spec.motion][0]}"
+
+
+def random_caption(spec: SceneSpec, rng: np.random.Generator) -> str:
+    """A paraphrase of :func:`caption` for training the text encoder
+    (``"one red circle moving from left to right"``); all words are in
+    :data:`VOCABULARY` and :func:`parse_prompt` recovers the same attributes."""
+    count_word = {1: ("a", "one"), 2: ("two",), 3: ("three",)}[spec.count]
+    cw = count_word[int(rng.integers(len(count_word)))]
+    syn = _SYNONYMS[spec.shape]
+    noun = syn[int(rng.integers(len(syn)))]
+    if spec.count > 1:
+        noun = _SYNONYM_PLURALS[noun]
+    phrases = _MOTION_PHRASES[spec.motion]
+    phrase = phrases[int(rng.integers(len(phrases)))]
+    return f"{cw} {spec.colour} {noun} {phrase}"
+
+
+_WORD = re.compile(r"[a-z]+|\d+")
+_NUMBERS = {"a": 1, "an": 1, "one": 1, "1": 1, "two": 2, "2": 2, "three": 3, "3": 3}
+_NOUNS = {"ball": ("ball", 1), "balls": ("ball", 2), "circle": ("ball", 1), "circles": ("ball", 2),
+          "square": ("square", 1), "squares": ("square", 2), "box": ("square", 1),
+          "boxes": ("square", 2), "triangle": ("triangle", 1), "triangles": ("triangle", 2)}
+
+
+def tokenize(text: str) -> list[str]:
+    """Lower-case words and digit runs of ``text`` (punctuation dropped)."""
+    return _WORD.findall(text.lower())
+
+
+def parse_prompt(text: str) -> PromptSpec:
+    """Read count, colour, shape and motion back from a prompt.
+
+    Tolerant of word order and paraphrases: ``"a red ball bouncing from left to
+    right"`` → ``PromptSpec(1, "red", "ball", "right")``. Counts come from
+    ``a/an/one/two/three/1/2/3``; a plural noun without a number gives ``count=None``.
+    Motion keywords: ``fall/falling/dropping`` → falling, ``diagonal(ly)`` →
+    diagonal, ``left to right`` → right, ``right to left`` → left, ``top to
+    bottom``/``down(ward)`` → down, ``bottom to top``/``up(ward)`` → up, and a
+    single ``left``/``right`` → that direction. Missing attributes are ``None``.
+    """
+    words = tokenize(text)
+    count = colour = shape = motion = None
+    plural = False
+    for i, w in enumerate(words):
+        if w in COLOURS and colour is None:
+            colour = w
+        elif w in _NOUNS and shape is None:
+            shape, number = _NOUNS[w]
+            plural = number > 1
+            # The count is the nearest number word before the noun.
+            for prev in reversed(words[:i]):
+                if prev in _NUMBERS:
+                    count = _NUMBERS[prev]
+                    break
+    if count is None and shape is not None and not plural:
+        count = 1
+    joined = " ".join(words)
+    if re.search(r"\b(fall\w*|drop\w*)\b", joined):
+        motion = "falling"
+    elif re.search(r"\bdiagonal\w*\b|\baround\b", joined):
+        motion = "diagonal"
+    elif "left to right" in joined:
+        motion = "right"
+    elif "right to left" in joined:
+        motion = "left"
+    elif "top to bottom" in joined or re.search(r"\bdown(ward|wards)?\b", joined):
+        motion = "down"
+    elif "bottom to top" in joined or re.search(r"\bup(ward|wards)?\b", joined):
+        motion = "up"
+    elif re.search(r"\bright\b", joined):
+        motion = "right"
+    elif re.search(r"\bleft\b", joined):
+        motion = "left"
+    vocab = set(VOCABULARY)
+    unknown = tuple(w for w in words if w not in vocab)
+    return PromptSpec(count, colour, shape, motion, unknown)
+
+
+__all__ = [
+    "FPS", "COLOURS", "SHAPES", "MOTIONS", "BACKGROUND_MAX", "VOCABULARY",
+    "Background", "SceneObject", "SceneSpec", "PromptSpec",
+    "sample_scene", "scene_from_prompt", "object_positions", "render_frames", "render",
+    "caption", "random_caption", "tokenize", "parse_prompt",
+]
