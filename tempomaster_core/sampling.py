@@ -1,0 +1,85 @@
+"""Flow-matching sampling: sigma schedule with shift, Euler step, seeded noise.
+
+Reproduces the reference ``scheduler.py`` (``FlowMatchScheduler(shift, sigma_min=0,
+extra_one_step=True)`` with denoising strength 1) and the reference noise
+(``BasePipeline.generate_noise``) so that the same seed gives the same start.
+
+Convention (rectified flow, as Wan): ``x_sigma = (1 - sigma) * x0 + sigma * noise``,
+the model predicts the velocity ``v = noise - x0``; sigma runs from 1 (pure
+noise) to 0 (data); the DiT timestep is ``sigma * 1000``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+
+NUM_TRAIN_TIMESTEPS = 1000
+"""Timestep scale of the DiT: ``timestep = sigma * 1000``."""
+
+
+def flow_sigmas(steps: int, shift: float) -> torch.Tensor:
+    """Shifted flow-matching sigmas, float32 ``[steps]``, decreasing from 1.
+
+    ``s = linspace(1, 0, steps + 1)[:-1]`` then ``shift*s / (1 + (shift-1)*s)``
+    (reference ``FlowMatchScheduler.set_timesteps``, computed in float32 like it).
+    The final step goes to sigma 0 (see :func:`next_sigmas`).
+
+    Raises:
+        ValueError: ``steps < 1`` or ``shift <= 0`` / not finite.
+    """
+    if isinstance(steps, bool) or not hasattr(steps, "__index__") or int(steps) < 1:
+        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
+    shift = float(shift)
+    if not math.isfinite(shift) or shift <= 0:
+        raise ValueError(f"shift must be a finite number > 0, got {shift!r}")
+    sigmas = torch.linspace(1.0, 0.0, int(steps) + 1, dtype=torch.float32)[:-1]
+    return shift * sigmas / (1 + (shift - 1) * sigmas)
+
+
+def next_sigmas(sigmas: torch.Tensor) -> torch.Tensor:
+    """The sigma each Euler step moves to: ``sigmas[1:]`` followed by 0, float32 ``[steps]``."""
+    return torch.cat([sigmas[1:], sigmas.new_zeros(1)])
+
+
+def timesteps_for(sigmas: torch.Tensor) -> torch.Tensor:
+    """DiT timesteps ``sigma * 1000`` (float32, same shape as ``sigmas``)."""
+    return sigmas * NUM_TRAIN_TIMESTEPS
+
+
+def euler_step(x: torch.Tensor, velocity: torch.Tensor, sigma: float, sigma_next: float) -> torch.Tensor:
+    """One Euler step of the flow ODE: ``x + v * (sigma_next - sigma)``.
+
+    Args:
+        x: latents at ``sigma`` (float32 ``[B, C, T, h, w]``).
+        velocity: model (guided) velocity, same shape as ``x``.
+        sigma, sigma_next: current and next sigma in ``[0, 1]`` (``sigma_next = 0``
+            after the last step).
+
+    Returns:
+        latents at ``sigma_next``, dtype of ``x``.
+    """
+    return x + velocity.to(x.dtype) * (float(sigma_next) - float(sigma))
+
+
+def seeded_noise(shape: Sequence[int], seed: int) -> torch.Tensor:
+    """Reproducible Gaussian noise, float32 CPU.
+
+    Exactly ``torch.randn(shape, generator=torch.Generator('cpu').manual_seed(seed),
+    dtype=torch.float32)`` (reference ``generate_noise`` with ``rand_device='cpu'``):
+    the blueprint draws ``[1, C, T, h, w]``; each refinement level draws its full
+    ``[chunks, C, T, h, w]`` from a fresh generator seeded with the same seed, so
+    chunk 0 gets the same noise at every level of equal latent shape.
+
+    Raises:
+        ValueError: ``seed`` is not an integer in ``[0, 2**64)``.
+    """
+    if isinstance(seed, bool) or not hasattr(seed, "__index__"):
+        raise ValueError(f"seed must be an integer, got {seed!r}")
+    seed = int(seed)
+    if not 0 <= seed < 2**64:
+        raise ValueError(f"seed must be in [0, 2**64), got {seed}")
+    generator = torch.Generator("cpu").manual_seed(seed)
+    return torch.randn(tuple(int(s) for s in shape), generator=generator, dtype=torch.float32)
