@@ -1,0 +1,401 @@
+"""The TempoMaster DiT: a Wan 2.1 video diffusion transformer with frame-rate-aware RoPE.
+
+Functionally the reference's ``wan_dit/wan_video_dit.py`` (itself the Wan 2.1
+DiT, DiffSynth layout) without the CLIP image branch: patch embedding
+Conv3d (1,2,2); text embedding Linear-GELU(tanh)-Linear; sinusoidal time
+embedding -> Linear-SiLU-Linear, time projection SiLU-Linear(dim, 6*dim);
+``num_layers`` blocks of [adaLN self-attention with RMSNorm q/k and 3-D RoPE]
++ [LayerNorm(affine) + text cross-attention with RMSNorm q/k] + [adaLN FFN,
+GELU tanh]; a head modulated by the time embedding; unpatchify.
+
+Parameter names equal the reference's, so the released checkpoint
+(``wan_video_dit_bf16.bin``) loads without renaming.
+
+Differences from the reference, all numerical-only:
+
+* RoPE positions are an input (``temporal_positions``), tables are float32
+  cos/sin from float64 angles (:mod:`tempomaster_core.rope`), not complex128.
+* As in the original Wan 2.1 code, the time embedding, adaLN modulation,
+  norms, gates, residual stream and head run in float32; the big linear layers
+  and attention run in the storage dtype (bf16 for the release). The reference
+  pipeline runs everything in bf16; outputs agree to bf16 precision.
+* The head adds the time embedding per batch item (``modulation + t[:, None]``);
+  the reference's broadcast ``[1,2,dim] + [B,dim]`` is only right for B <= 2
+  with equal timesteps.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from einops import rearrange
+from torch.utils.checkpoint import checkpoint
+
+from .attention import BACKENDS, attention, resolve_backend
+from .config import DiTConfig
+from .rope import apply_rope, apply_rope_complex128, rope_axis_dims, rope_complex128_table, rope_cos_sin
+
+ROPE_IMPLS = ("float32", "complex128")
+"""``TempoMasterDiT.rope_impl`` values: fast float32 cos/sin, or the reference's complex128 multiply."""
+
+
+def sinusoidal_embedding(freq_dim: int, timestep: torch.Tensor) -> torch.Tensor:
+    """Wan's sinusoidal timestep embedding.
+
+    Args:
+        freq_dim: embedding width (256 for Wan), even.
+        timestep: ``[B]`` timesteps (flow-matching sigma * 1000, 0..1000), any real dtype;
+            the values are taken as given (a bf16 timestep keeps its bf16 rounding).
+
+    Returns:
+        ``[B, freq_dim]`` float32 ``[cos(t*f_0..), sin(t*f_0..)]`` with
+        ``f_i = 10000 ** (-i / (freq_dim/2))``, computed in float64.
+    """
+    half = freq_dim // 2
+    freqs = torch.pow(10000.0, -torch.arange(half, dtype=torch.float64, device=timestep.device) / half)
+    angles = timestep.to(torch.float64)[:, None] * freqs[None]
+    return torch.cat([torch.cos(angles), torch.sin(angles)], dim=1).to(torch.float32)
+
+
+def _linear_fp32(layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    """``layer(x)`` computed in float32 whatever the storage dtype (small layers only)."""
+    bias = None if layer.bias is None else layer.bias.float()
+    return F.linear(x.float(), layer.weight.float(), bias)
+
+
+def _layer_norm_fp32(x: torch.Tensor, eps: float, norm: nn.LayerNorm | None = None) -> torch.Tensor:
+    """LayerNorm over the last dim in float32 (affine when ``norm`` has weights)."""
+    weight = bias = None
+    if norm is not None and norm.weight is not None:
+        weight, bias = norm.weight.float(), norm.bias.float()
+    return F.layer_norm(x.float(), (x.shape[-1],), weight, bias, eps)
+
+
+class RMSNorm(nn.Module):
+    """RMS normalisation over the last dim with a learned scale (Wan's q/k norm).
+
+    ``forward`` returns float32: ``x / sqrt(mean(x^2) + eps) * weight``.
+    """
+
+    def __init__(self, dim: int, eps: float = 1e-6):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.float()
+        return x * torch.rsqrt(x.pow(2).mean(dim=-1, keepdim=True) + self.eps) * self.weight.float()
+
+
+class SelfAttention(nn.Module):
+    """Self-attention over all video tokens with RMSNorm q/k and 3-D RoPE.
+
+    Parameters ``q, k, v, o`` (Linear dim->dim) and ``norm_q, norm_k`` (RMSNorm over dim).
+    """
+
+    def __init__(self, dim: int, num_heads: int, eps: float):
+        super().__init__()
+        self.num_heads = num_heads
+        self.q = nn.Linear(dim, dim)
+        self.k = nn.Linear(dim, dim)
+        self.v = nn.Linear(dim, dim)
+        self.o = nn.Linear(dim, dim)
+        self.norm_q = RMSNorm(dim, eps)
+        self.norm_k = RMSNorm(dim, eps)
+
+    def forward(self, x: torch.Tensor, rope, rope_impl: str, backend: str) -> torch.Tensor:
+        """``x`` ``[B, S, dim]`` storage dtype -> ``[B, S, dim]`` storage dtype.
+
+        ``rope`` is ``(cos, sin)`` float32 ``[B|1, S, head_dim/2]`` for ``rope_impl``
+        "float32", or a complex128 table of that shape for "complex128".
+        """
+        dtype = x.dtype
+        heads = self.num_heads
+        q = rearrange(self.norm_q(self.q(x)), "b s (n d) -> b s n d", n=heads)
+        k = rearrange(self.norm_k(self.k(x)), "b s (n d) -> b s n d", n=heads)
+        v = rearrange(self.v(x), "b s (n d) -> b s n d", n=heads)
+        if rope_impl == "complex128":
+            q = apply_rope_complex128(q.to(dtype), rope)
+            k = apply_rope_complex128(k.to(dtype), rope)
+        else:
+            q = apply_rope(q, *rope, out_dtype=dtype)
+            k = apply_rope(k, *rope, out_dtype=dtype)
+        out = attention(q, k, v, backend)
+        return self.o(rearrange(out, "b s n d -> b s (n d)"))
+
+
+class CrossAttention(nn.Module):
+    """Cross-attention from video tokens to the (embedded) text tokens, RMSNorm q/k, no RoPE.
+
+    Parameters ``q, k, v, o`` (Linear dim->dim) and ``norm_q, norm_k``.
+    """
+
+    def __init__(self, dim: int, num_heads: int, eps: float):
+        super().__init__()
+        self.num_heads = num_heads
+        self.q = nn.Linear(dim, dim)
+        self.k = nn.Linear(dim, dim)
+        self.v = nn.Linear(dim, dim)
+        self.o = nn.Linear(dim, dim)
+        self.norm_q = RMSNorm(dim, eps)
+        self.norm_k = RMSNorm(dim, eps)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor, backend: str) -> torch.Tensor:
+        """``x`` ``[B, S, dim]``, ``context`` ``[B or 1, L, dim]`` (storage dtype) -> ``[B, S, dim]``."""
+        dtype = x.dtype
+        heads = self.num_heads
+        q = rearrange(self.norm_q(self.q(x)).to(dtype), "b s (n d) -> b s n d", n=heads)
+        k = rearrange(self.norm_k(self.k(context)).to(dtype), "b l (n d) -> b l n d", n=heads)
+        v = rearrange(self.v(context), "b l (n d) -> b l n d", n=heads)
+        if k.shape[0] != q.shape[0]:  # one prompt shared by the batch: project once, expand
+            k = k.expand(q.shape[0], -1, -1, -1)
+            v = v.expand(q.shape[0], -1, -1, -1)
+        out = attention(q, k, v, backend)
+        return self.o(rearrange(out, "b s n d -> b s (n d)"))
+
+
+class DiTBlock(nn.Module):
+    """One Wan block: adaLN self-attention, cross-attention, adaLN FFN.
+
+    Parameters: ``self_attn``, ``cross_attn``, ``norm3`` (LayerNorm, affine, before
+    cross-attention), ``ffn`` (Linear dim->ffn_dim, GELU tanh, Linear ffn_dim->dim) and
+    ``modulation`` ``[1, 6, dim]`` added to the projected time embedding to give
+    (shift, scale, gate) for attention and for the FFN. ``norm1``/``norm2`` have no weights.
+    """
+
+    def __init__(self, dim: int, num_heads: int, ffn_dim: int, eps: float):
+        super().__init__()
+        self.eps = eps
+        self.self_attn = SelfAttention(dim, num_heads, eps)
+        self.cross_attn = CrossAttention(dim, num_heads, eps)
+        self.norm1 = nn.LayerNorm(dim, eps=eps, elementwise_affine=False)
+        self.norm2 = nn.LayerNorm(dim, eps=eps, elementwise_affine=False)
+        self.norm3 = nn.LayerNorm(dim, eps=eps)
+        self.ffn = nn.Sequential(nn.Linear(dim, ffn_dim), nn.GELU(approximate="tanh"), nn.Linear(ffn_dim, dim))
+        self.modulation = nn.Parameter(torch.randn(1, 6, dim) / dim**0.5)
+
+    def forward(self, x, context, t_mod, rope, rope_impl: str, backend: str) -> torch.Tensor:
+        """One block.
+
+        Args:
+            x: ``[B, S, dim]`` float32 residual stream.
+            context: ``[B or 1, L, dim]`` embedded text, storage dtype.
+            t_mod: ``[B, 6, dim]`` float32 projected time embedding.
+            rope: RoPE tables (see :meth:`SelfAttention.forward`).
+
+        Returns:
+            ``[B, S, dim]`` float32.
+        """
+        dtype = self.ffn[0].weight.dtype
+        mod = self.modulation.float() + t_mod
+        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = mod[:, :, None, :].unbind(1)
+        h = _layer_norm_fp32(x, self.eps) * (1 + scale_msa) + shift_msa
+        x = x + gate_msa * self.self_attn(h.to(dtype), rope, rope_impl, backend).float()
+        h = _layer_norm_fp32(x, self.eps, self.norm3)
+        x = x + self.cross_attn(h.to(dtype), context, backend).float()
+        h = _layer_norm_fp32(x, self.eps) * (1 + scale_mlp) + shift_mlp
+        return x + gate_mlp * self.ffn(h.to(dtype)).float()
+
+
+class Head(nn.Module):
+    """Output head: LayerNorm (no weights), modulation by the time embedding, Linear to patches.
+
+    Parameters ``head`` (Linear dim -> out_dim * prod(patch)) and ``modulation`` ``[1, 2, dim]``.
+    """
+
+    def __init__(self, dim: int, out_dim: int, patch_size, eps: float):
+        super().__init__()
+        self.eps = eps
+        self.norm = nn.LayerNorm(dim, eps=eps, elementwise_affine=False)
+        self.head = nn.Linear(dim, out_dim * math.prod(patch_size))
+        self.modulation = nn.Parameter(torch.randn(1, 2, dim) / dim**0.5)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """``x`` ``[B, S, dim]`` float32, ``t`` ``[B, dim]`` float32 -> ``[B, S, out_dim*prod(patch)]`` float32."""
+        shift, scale = (self.modulation.float() + t[:, None, :]).unbind(1)
+        h = _layer_norm_fp32(x, self.eps) * (1 + scale[:, None]) + shift[:, None]
+        return _linear_fp32(self.head, h)
+
+
+class TempoMasterDiT(nn.Module):
+    """The TempoMaster Wan DiT (velocity predictor for flow matching).
+
+    Args:
+        config: shape configuration (see :class:`DiTConfig`; usually inferred from a
+            checkpoint by :func:`tempomaster_core.loading.load_dit`).
+        attention_backend: ``"sdpa"`` (default), ``"flash_attn"`` or ``"sageattention"``;
+            an uninstalled one falls back to SDPA with one warning.
+
+    Attributes:
+        config: the :class:`DiTConfig`.
+        attention_backend: the backend actually used.
+        rope_impl: ``"float32"`` (default) or ``"complex128"`` (reference-style, slow;
+            for benchmarks and checks).
+        gradient_checkpointing: recompute blocks in backward when training (default False).
+
+    Raises:
+        ValueError: ``config.has_image_input`` (the CLIP image branch is not part of
+            TempoMaster) or a head_dim Wan's RoPE cannot split.
+
+    The module holds no buffers, so it can be built on the meta device and
+    filled with ``load_state_dict(..., assign=True)``.
+    """
+
+    def __init__(self, config: DiTConfig, attention_backend: str = "sdpa"):
+        super().__init__()
+        if config.has_image_input:
+            raise ValueError(
+                "has_image_input=True (Wan I2V CLIP image branch) is not supported: TempoMaster "
+                "conditions on frames through the multi-mask input y, not on CLIP features"
+            )
+        rope_axis_dims(config.head_dim)  # validates head_dim
+        self.config = config
+        dim = config.dim
+        self.patch_embedding = nn.Conv3d(config.in_dim, dim, kernel_size=config.patch_size, stride=config.patch_size)
+        self.text_embedding = nn.Sequential(
+            nn.Linear(config.text_dim, dim), nn.GELU(approximate="tanh"), nn.Linear(dim, dim)
+        )
+        self.time_embedding = nn.Sequential(nn.Linear(config.freq_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
+        self.time_projection = nn.Sequential(nn.SiLU(), nn.Linear(dim, dim * 6))
+        self.blocks = nn.ModuleList(
+            DiTBlock(dim, config.num_heads, config.ffn_dim, config.eps) for _ in range(config.num_layers)
+        )
+        self.head = Head(dim, config.out_dim, config.patch_size, config.eps)
+        self.attention_backend = "sdpa"
+        self.set_attention_backend(attention_backend)
+        self.rope_impl = "float32"
+        self.gradient_checkpointing = False
+
+    def set_attention_backend(self, name: str) -> str:
+        """Select the attention backend; returns the one actually used.
+
+        Raises:
+            ValueError: ``name`` not in ``("sdpa", "flash_attn", "sageattention")``.
+        """
+        if name not in BACKENDS:
+            raise ValueError(f"unknown attention backend {name!r}; choose one of {', '.join(BACKENDS)}")
+        self.attention_backend = resolve_backend(name)
+        return self.attention_backend
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """Storage dtype of the linear layers (the compute dtype of matmuls and attention)."""
+        return self.patch_embedding.weight.dtype
+
+    def _check_inputs(self, x, y, context, temporal_positions):
+        cfg = self.config
+        pt, ph, pw = cfg.patch_size
+        if x.dim() != 5 or x.shape[1] != cfg.out_dim:
+            raise ValueError(f"x must be a noisy latent [B, {cfg.out_dim}, T, H, W], got {tuple(x.shape)}")
+        b, _, t, h, w = x.shape
+        if h % ph or w % pw or t % pt:
+            raise ValueError(
+                f"latent size T={t}, H={h}, W={w} is not divisible by the patch size {cfg.patch_size}; "
+                f"use latent H/W multiples of {ph}/{pw} (pixel sizes multiples of {8 * ph}/{8 * pw})"
+            )
+        expected_y = (b, cfg.condition_channels, t, h, w)
+        if y is None or tuple(y.shape) != expected_y:
+            got = None if y is None else tuple(y.shape)
+            raise ValueError(
+                f"y must be the multi-mask condition {list(expected_y)} "
+                f"({cfg.mask_channels} mask + {cfg.out_dim} condition-latent channels), got {got}"
+            )
+        if context.dim() != 3 or context.shape[-1] != cfg.text_dim or context.shape[0] not in (1, b):
+            raise ValueError(
+                f"context must be text embeddings [B or 1, L, {cfg.text_dim}] with B={b}, got {tuple(context.shape)}"
+            )
+        if not torch.is_tensor(temporal_positions):
+            temporal_positions = torch.as_tensor(temporal_positions)
+        if temporal_positions.dim() == 1:
+            temporal_positions = temporal_positions[None]
+        if temporal_positions.dim() != 2 or temporal_positions.shape[0] not in (1, b):
+            raise ValueError(
+                f"temporal_positions must be [B, T] or [T] (B={b}, T={t // pt}), got {tuple(temporal_positions.shape)}"
+            )
+        return temporal_positions
+
+    def _timestep(self, timestep, batch: int, device) -> torch.Tensor:
+        if not torch.is_tensor(timestep):
+            timestep = torch.tensor(timestep, dtype=torch.float64)
+        timestep = timestep.to(device).reshape(-1)
+        if timestep.numel() == 1:
+            timestep = timestep.expand(batch)
+        if timestep.numel() != batch:
+            raise ValueError(f"timestep must be a scalar, [1] or [B={batch}], got {timestep.numel()} values")
+        return timestep
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        timestep,
+        context: torch.Tensor,
+        y: torch.Tensor,
+        temporal_positions,
+    ) -> torch.Tensor:
+        """Predict the flow-matching velocity.
+
+        Args:
+            x: ``[B, out_dim, T, H, W]`` noisy latent (normalised Wan 2.1 latent space,
+                T latent frames, H/W = pixel size / 8), any float dtype.
+            timestep: ``[B]``, ``[1]`` or scalar (tensor or number): sigma * 1000 in 0..1000.
+                A bf16 tensor is used with its bf16 values.
+            context: ``[B, L, text_dim]`` text embeddings (umT5, L = 512, padded positions are
+                zeros and attended to); a batch of 1 is shared by all B items.
+            y: ``[B, in_dim - out_dim, T, H, W]`` multi-mask condition (mask channels, then the
+                condition latent), concatenated after ``x`` on channels.
+            temporal_positions: ``[B, T]`` or ``[T]`` (float or int) RoPE time index of every
+                latent frame, e.g. ``(c*T + j) * interval`` for chunk c of a level with frame
+                interval ``interval`` (reference); may be fractional or > 1024.
+
+        Returns:
+            ``[B, out_dim, T, H, W]`` float32 velocity.
+
+        Raises:
+            ValueError: shapes that do not match the contract (H/W not divisible by the patch
+                size, wrong channel counts, mismatched batch/frames).
+        """
+        cfg = self.config
+        pos = self._check_inputs(x, y, context, temporal_positions)
+        dtype = self.dtype
+        device = self.patch_embedding.weight.device
+        b, _, t, h, w = x.shape
+        pt, ph, pw = cfg.patch_size
+        grid = (t // pt, h // ph, w // pw)
+
+        # time: sinusoid -> MLP -> 6-way projection, all float32 (Wan)
+        tsteps = self._timestep(timestep, b, device)
+        t_emb = _linear_fp32(self.time_embedding[0], sinusoidal_embedding(cfg.freq_dim, tsteps))
+        t_emb = _linear_fp32(self.time_embedding[2], F.silu(t_emb))
+        t_mod = _linear_fp32(self.time_projection[1], F.silu(t_emb)).unflatten(1, (6, cfg.dim))
+
+        context = self.text_embedding(context.to(device=device, dtype=dtype))
+
+        # patchify: Conv3d with stride == kernel is a linear map of each patch
+        xin = torch.cat([x.to(device=device, dtype=dtype), y.to(device=device, dtype=dtype)], dim=1)
+        patches = rearrange(xin, "b c (f p) (h q) (w r) -> b (f h w) (c p q r)", p=pt, q=ph, r=pw)
+        weight = self.patch_embedding.weight.flatten(1)
+        tokens = F.linear(patches, weight, self.patch_embedding.bias).float()
+
+        if self.rope_impl == "complex128":
+            rope = rope_complex128_table(pos, grid, cfg.head_dim, device=device)
+        elif self.rope_impl == "float32":
+            rope = rope_cos_sin(pos, grid, cfg.head_dim, device=device)
+        else:
+            raise ValueError(f"rope_impl must be one of {ROPE_IMPLS}, got {self.rope_impl!r}")
+
+        backend = self.attention_backend
+        for block in self.blocks:
+            if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
+                tokens = checkpoint(block, tokens, context, t_mod, rope, self.rope_impl, backend, use_reentrant=False)
+            else:
+                tokens = block(tokens, context, t_mod, rope, self.rope_impl, backend)
+
+        out = self.head(tokens, t_emb)
+        return rearrange(
+            out,
+            "b (f h w) (p q r c) -> b c (f p) (h q) (w r)",
+            f=grid[0], h=grid[1], w=grid[2], p=pt, q=ph, r=pw,
+        )
