@@ -1,0 +1,177 @@
+"""Convert a TempoMaster DiT checkpoint (e.g. the released ``.bin``) to ``.safetensors``.
+
+Usage::
+
+    python -m tempomaster_core.convert wan_video_dit_bf16.bin wan_video_dit_bf16.safetensors [--dtype bf16|fp16|fp32]
+
+The input is validated first (:func:`tempomaster_core.loading.infer_config_from_shapes`
+and a key/shape check against the model), keys are normalised to the reference
+layout, and the output is written in a streaming way: the safetensors header is
+computed from the shapes, then each tensor is read, converted and written on
+its own. Peak memory:
+
+* zip-format ``.bin``/``.pt`` (every ``torch.save`` since PyTorch 1.6, the release
+  included) and ``.safetensors`` inputs are memory-mapped: the process holds one
+  converted tensor at a time (for the 14B model the largest is an FFN weight,
+  5120 x 13824 x 2 bytes = 142 MB in bf16) plus file pages of the input that the
+  kernel keeps in its page cache and can reclaim; these count in RSS while
+  resident.
+* a legacy (non-zip) pickle is read fully into RAM first (one copy of the model).
+
+The output records ``num_heads``, ``eps`` and the full config in its metadata, is
+written to ``OUT.tmp`` and renamed when complete, so a crash never leaves a
+truncated file under the final name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Mapping
+
+import torch
+
+from .config import DiTConfig
+from .loading import (
+    CheckpointError,
+    _metadata_overrides,
+    check_keys,
+    config_metadata,
+    infer_config_from_shapes,
+    normalize_state_dict_keys,
+    open_checkpoint,
+    parse_dtype,
+)
+from .model import TempoMasterDiT
+
+_SAFETENSORS_DTYPE = {torch.bfloat16: "BF16", torch.float16: "F16", torch.float32: "F32", torch.float64: "F64"}
+
+
+def write_safetensors_streaming(
+    path,
+    shapes: Mapping[str, tuple],
+    get_tensor: Callable[[str], torch.Tensor],
+    dtype: torch.dtype,
+    metadata: Mapping[str, str] | None = None,
+) -> int:
+    """Write a ``.safetensors`` file one tensor at a time.
+
+    Args:
+        path: output path (written directly; see :func:`convert_checkpoint` for the atomic rename).
+        shapes: ``{name: shape}`` of every tensor to write (the header is built from these).
+        get_tensor: returns the tensor for a name; it is converted to ``dtype``.
+        dtype: storage dtype of every tensor (bf16, fp16, fp32, fp64).
+        metadata: string-to-string metadata (``__metadata__``).
+
+    Returns:
+        Bytes of tensor data written.
+
+    Raises:
+        ValueError: a tensor whose shape differs from ``shapes``; unsupported dtype.
+    """
+    if sys.byteorder != "little":
+        raise RuntimeError("safetensors files are little-endian; this writer needs a little-endian machine")
+    if dtype not in _SAFETENSORS_DTYPE:
+        raise ValueError(f"unsupported dtype {dtype} for safetensors output")
+    item = torch.empty((), dtype=dtype).element_size()
+    names = sorted(shapes)
+    header: dict = {}
+    if metadata:
+        header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
+    offset = 0
+    for name in names:
+        nbytes = item * int(torch.Size(shapes[name]).numel())
+        header[name] = {"dtype": _SAFETENSORS_DTYPE[dtype], "shape": list(shapes[name]), "data_offsets": [offset, offset + nbytes]}
+        offset += nbytes
+    blob = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    blob += b" " * (-len(blob) % 8)  # align the data section to 8 bytes
+    with open(path, "wb") as handle:
+        handle.write(len(blob).to_bytes(8, "little"))
+        handle.write(blob)
+        for name in names:
+            tensor = get_tensor(name)
+            if tuple(tensor.shape) != tuple(shapes[name]):
+                raise ValueError(f"tensor {name!r} has shape {tuple(tensor.shape)}, header says {tuple(shapes[name])}")
+            data = tensor.detach().to(device="cpu", dtype=dtype).contiguous().reshape(-1).view(torch.uint8)
+            handle.write(memoryview(data.numpy()))
+            del tensor, data
+    return offset
+
+
+def convert_checkpoint(src, dst, *, dtype="bf16", num_heads: int | None = None, overwrite: bool = False) -> DiTConfig:
+    """Validate a DiT checkpoint and write it as safetensors in reference key layout.
+
+    Args:
+        src: input checkpoint (``.bin``/``.pt``/``.pth``/``.safetensors``) or a state dict.
+        dst: output ``.safetensors`` path.
+        dtype: output storage dtype (``"bf16"`` default, ``"fp16"``, ``"fp32"``).
+        num_heads: only needed for models whose ``dim`` is not a multiple of 128.
+        overwrite: replace an existing ``dst``.
+
+    Returns:
+        The inferred :class:`DiTConfig`.
+
+    Raises:
+        FileExistsError: ``dst`` exists and ``overwrite`` is false.
+        ValueError: ``dst`` does not end in ``.safetensors``.
+        CheckpointError: the input is not a loadable TempoMaster DiT.
+    """
+    dst = Path(dst)
+    if dst.suffix.lower() != ".safetensors":
+        raise ValueError(f"output must end in .safetensors, got {dst.name}")
+    if dst.exists() and not overwrite:
+        raise FileExistsError(f"{dst} exists; pass --force (overwrite=True) to replace it")
+    out_dtype = parse_dtype(dtype)
+    ckpt = open_checkpoint(src)
+    try:
+        rename = normalize_state_dict_keys({k: k for k in ckpt.shapes})
+        shapes = {new: tuple(ckpt.shapes[old]) for new, old in rename.items()}
+        heads, eps = _metadata_overrides(ckpt.metadata, num_heads, None)
+        config = infer_config_from_shapes(shapes, num_heads=heads, eps=eps)
+        with torch.device("meta"):
+            expected = {k: tuple(v.shape) for k, v in TempoMasterDiT(config).state_dict().items()}
+        check_keys(expected, shapes)
+        tmp = dst.with_name(dst.name + ".tmp")
+        try:
+            write_safetensors_streaming(tmp, shapes, lambda name: ckpt.get(rename[name]), out_dtype, config_metadata(config))
+            tmp.replace(dst)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+    finally:
+        ckpt.close()
+    return config
+
+
+def main(argv=None) -> int:
+    """CLI entry point; returns the process exit code (0 ok, 1 bad checkpoint/arguments)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m tempomaster_core.convert",
+        description="Convert a TempoMaster DiT checkpoint (.bin/.pt/.pth/.safetensors) to .safetensors.",
+    )
+    parser.add_argument("input", help="input checkpoint, e.g. wan_video_dit_bf16.bin")
+    parser.add_argument("output", help="output .safetensors path")
+    parser.add_argument("--dtype", default="bf16", choices=["bf16", "fp16", "fp32"], help="output storage dtype (default bf16)")
+    parser.add_argument("--num-heads", type=int, default=None, help="only for models whose dim is not a multiple of 128")
+    parser.add_argument("--force", action="store_true", help="overwrite an existing output file")
+    args = parser.parse_args(argv)
+    start = time.perf_counter()
+    try:
+        config = convert_checkpoint(args.input, args.output, dtype=args.dtype, num_heads=args.num_heads, overwrite=args.force)
+    except (CheckpointError, FileNotFoundError, FileExistsError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    size = Path(args.output).stat().st_size
+    with torch.device("meta"):
+        params = sum(p.numel() for p in TempoMasterDiT(config).parameters())
+    print(f"wrote {args.output}: {params:,} parameters, {args.dtype}, {size / 2**20:.1f} MiB, "
+          f"{time.perf_counter() - start:.1f} s")
+    print("config: " + json.dumps(config.to_dict()))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
