@@ -224,25 +224,37 @@ def sample_scene(seed: int, *, count: int | None = None, colour: str | None = No
     col_b = tuple(float(c) for c in rng.uniform(0.0, BACKGROUND_MAX, 3))
     background = Background(kind, col_a, col_a if kind == "plain" else col_b)
 
-    # Lanes: distinct rows/columns so objects start apart.
-    lanes = (rng.permutation(3)[:count] + rng.uniform(0.25, 0.75, count)) / 3.0
+    # Sizes first: several objects are a little smaller so that they fit in
+    # separate lanes (rows for horizontal motion, columns for vertical motion
+    # and falling) and never overlap there.
+    sizes = rng.uniform(4.5, 7.5, count) if count == 1 else rng.uniform(4.0, 6.0, count)
+    sizes = [float(v) * scale for v in sizes]
+    bounds = [_centre_bounds(shape, v, height, width) for v in sizes]
+    margin_x = max(b[0] for b in bounds)
+    margin_y = max(b[2] for b in bounds)
+    if count == 1:
+        lanes = rng.uniform(0.0, 1.0, 1)
+    else:
+        lanes = (rng.permutation(3)[:count] + 0.5) / 3.0 + rng.uniform(-0.01, 0.01, count)
+    lane_x = [margin_x + f * (width - 2 * margin_x) for f in lanes]
+    lane_y = [margin_y + f * (height - 2 * margin_y) for f in lanes]
     objects = []
     for i in range(count):
-        size = float(rng.uniform(4.5, 7.5) * scale)
+        size = sizes[i]
         speed = float(rng.uniform(0.6, 1.4) * scale)
-        lo_x, hi_x, lo_y, hi_y = _centre_bounds(shape, size, height, width)
+        lo_x, hi_x, lo_y, hi_y = bounds[i]
         along = float(rng.uniform(0.05, 0.5))  # start position along the motion axis (fraction)
         gravity, phase, vx, vy = 0.0, 0.0, 0.0, 0.0
         if motion in ("right", "left"):
-            y0 = lo_y + lanes[i] * (hi_y - lo_y)
+            y0 = lane_y[i]
             x0 = lo_x + (along if motion == "right" else 1 - along) * (hi_x - lo_x)
             vx = speed if motion == "right" else -speed
         elif motion in ("down", "up"):
-            x0 = lo_x + lanes[i] * (hi_x - lo_x)
+            x0 = lane_x[i]
             y0 = lo_y + (along if motion == "down" else 1 - along) * (hi_y - lo_y)
             vy = speed if motion == "down" else -speed
         elif motion == "falling":
-            x0 = lo_x + lanes[i] * (hi_x - lo_x)
+            x0 = lane_x[i]
             y0 = lo_y + float(rng.uniform(0.0, 0.3)) * (hi_y - lo_y)  # apex near the top
             drop = hi_y - y0
             fall_frames = float(rng.uniform(0.8, 1.4)) * FPS  # apex -> floor time
@@ -250,7 +262,7 @@ def sample_scene(seed: int, *, count: int | None = None, colour: str | None = No
             phase = float(rng.uniform(0.0, 0.25)) * fall_frames
         else:  # diagonal
             x0 = float(rng.uniform(lo_x, hi_x))
-            y0 = lo_y + lanes[i] * (hi_y - lo_y)
+            y0 = lane_y[i]
             angle = float(rng.uniform(0.2, 0.8)) * math.pi / 2
             vx = speed * math.cos(angle) * float(rng.choice([-1.0, 1.0]))
             vy = speed * math.sin(angle) * float(rng.choice([-1.0, 1.0]))
