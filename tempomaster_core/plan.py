@@ -71,13 +71,15 @@ def chunk_length(frames: int, chunks: int, temporal_factor: int = 4) -> tuple[in
 
 
 def _chunks_fit(frames: int, chunks: int, temporal_factor: int) -> bool:
-    """True when every chunk (the last one included) holds at least one real frame."""
+    """True when every chunk (the last one included) holds at least one real frame and
+    chunks are at least two latent frames long (``tf + 1`` pixel frames)."""
     length, _ = chunk_length(frames, chunks, temporal_factor)
-    return (chunks - 1) * length < frames
+    return (chunks - 1) * length < frames and length >= temporal_factor + 1
 
 
 def max_chunks(frames: int, temporal_factor: int = 4) -> int:
-    """Largest chunk count for which no chunk of a ``frames``-frame level is empty."""
+    """Largest valid chunk count of a ``frames``-frame level (no empty chunk, chunks of at
+    least two latent frames)."""
     best = 1
     for chunks in range(1, frames + 1):
         if _chunks_fit(frames, chunks, temporal_factor):
@@ -281,8 +283,8 @@ class TreePlan:
     Raises:
         PlanError: frames not ``tf*n+1`` (the message gives the two nearest
             valid values), intervals not strictly decreasing or not dividing,
-            a chunk count that would leave a chunk empty (the message gives the
-            maximum), bad chunk tuple length, size not a multiple of ``size_multiple``.
+            a chunk count that would leave a chunk empty or make chunks shorter
+            than ``tf + 1`` frames (the message gives the maximum), bad chunk tuple length, size not a multiple of ``size_multiple``.
 
     Example: ``TreePlan(109, (4, 2, 1), height=480, width=832)`` gives 109 frames
     at 6 fps -> 218 frames at 12 fps in 2 chunks of 109 -> 436 frames at 24 fps
@@ -426,7 +428,8 @@ class TreePlan:
         if not _chunks_fit(frames, chunks, tf):
             raise PlanError(
                 f"level {index} ({fps / interval:g} fps, {frames} frames) cannot be split into {chunks} chunks: "
-                f"the last chunk would be empty; use at most {max_chunks(frames, tf)} chunks for this level"
+                f"the last chunk would be empty or chunks shorter than {tf + 1} frames; "
+                f"use at most {max_chunks(frames, tf)} chunks for this level"
             )
         length, extended = chunk_length(frames, chunks, tf)
         latent = (length - 1) // tf + 1

@@ -1,0 +1,483 @@
+"""Next-frame-rate generation: blueprint and refinement level runners, and ``generate``.
+
+Paper Sec. 3 / reference ``SequentialPipeline.__call__``:
+
+1. **Blueprint** (level 0): the whole clip at the lowest frame rate (6 fps for
+   intervals (4, 2, 1)), one chunk, full bidirectional attention, conditioned on
+   the user's frames (I2V, first+last, keyframes) or on nothing (T2V).
+2. **Refinement** (levels 1..): the frames of the level above are placed at
+   their positions in each chunk's clip (anchors + chunk boundaries, see
+   :mod:`tempomaster_core.plan`), the clips are VAE-encoded as one batch, and all
+   chunks are denoised in parallel as one batch with frame-rate-aware RoPE
+   positions; every chunk is decoded, the chunks are concatenated in time and the
+   padding of the last chunk is dropped.
+
+Sampling per level: flow-matching Euler with the shifted schedule
+(:mod:`tempomaster_core.sampling`), guidance CFG or APG in x0 space
+(:mod:`tempomaster_core.guidance`), noise from a CPU generator seeded with the
+same seed at every level (reference).
+
+Precision: latents, noise, the Euler update and the guidance run in float32
+(the reference keeps latents in bf16; float32 is more accurate and costs
+nothing relevant). The DiT inputs are cast to the model's parameter dtype. The
+timestep ``sigma * 1000`` is rounded to the model dtype before the DiT, and
+the guidance uses that rounded timestep divided by 1000 in the model dtype --
+exactly what the reference does in bf16, because that is the timestep the
+model saw. The Euler step uses the exact float32 sigmas (as the reference scheduler).
+
+Nothing is stored on the model: an exception raised by the progress callback
+(cancellation) propagates and leaves the model ready for the next run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, Sequence, Union
+
+import torch
+
+from .conditioning import blueprint_clip, build_condition, refinement_clips
+from .guidance import GUIDANCE_KINDS, make_guidance, x0_from_velocity
+from .plan import LevelPlan, TreePlan
+from .protocols import check_compatible, codec_device
+from .sampling import NUM_TRAIN_TIMESTEPS, euler_step, flow_sigmas, next_sigmas, seeded_noise
+
+ProgressCallback = Callable[[int, int, int, torch.Tensor], None]
+"""``progress(level_index, step, total_steps, preview_latents)``: called after every
+denoising step (``step`` counts completed steps, 1..total_steps);
+``preview_latents`` is the current x0 estimate of the first chunk, float32 CPU
+``[C, T, h, w]``. Raise inside it to cancel."""
+
+BLUEPRINT_STEPS = 50
+"""Reference sampling steps of the blueprint."""
+BLUEPRINT_SHIFT = 5.0
+"""Reference schedule shift of the blueprint."""
+REFINEMENT_STEPS = 32
+"""Reference sampling steps of a refinement level."""
+REFINEMENT_SHIFT = 3.0
+"""Reference schedule shift of a refinement level."""
+DEFAULT_CFG = 8.0
+"""Reference guidance scale."""
+
+
+def default_schedule(plan: TreePlan) -> tuple[tuple[int, ...], tuple[float, ...]]:
+    """Reference per-level ``(steps, shifts)``: 50 / 5 for the blueprint, 32 / 3 per refinement."""
+    refinements = plan.num_levels - 1
+    return (BLUEPRINT_STEPS,) + (REFINEMENT_STEPS,) * refinements, (BLUEPRINT_SHIFT,) + (REFINEMENT_SHIFT,) * refinements
+
+
+@dataclass
+class LevelResult:
+    """The output of one level, carrying what the next level needs.
+
+    Attributes:
+        plan: the :class:`TreePlan` this level belongs to.
+        level_index: index into ``plan.levels`` (0 = blueprint).
+        frames: float32 CPU ``[3, F, H, W]`` in ``[-1, 1]``, exactly
+            ``plan.levels[level_index].num_frames`` pixel frames (no padding).
+        latents: float32 CPU ``[num_chunks, C, T, h, w]``, the denoised latents of every chunk.
+        fps: frame rate of ``frames`` (base fps / interval).
+    """
+
+    plan: TreePlan
+    level_index: int
+    frames: torch.Tensor
+    latents: torch.Tensor
+    fps: float
+
+    @property
+    def level(self) -> LevelPlan:
+        """The :class:`LevelPlan` of this result."""
+        return self.plan.levels[self.level_index]
+
+    @property
+    def is_last(self) -> bool:
+        """True for the last level of the plan (the final video)."""
+        return self.level_index == self.plan.num_levels - 1
+
+    def to_images(self) -> torch.Tensor:
+        """Frames as ComfyUI IMAGE: float32 ``[F, H, W, 3]`` in ``[0, 1]``."""
+        return ((self.frames.permute(1, 2, 3, 0) + 1.0) * 0.5).clamp(0.0, 1.0).contiguous()
+
+
+# -- checks -----------------------------------------------------------------------------
+
+
+def _model_device_dtype(model: Any) -> tuple[torch.device, torch.dtype]:
+    """Device and parameter dtype of the model (first parameter; CPU float32 if it has none)."""
+    params = getattr(model, "parameters", None)
+    first = next(iter(params()), None) if callable(params) else None
+    device = first.device if first is not None else torch.device("cpu")
+    dtype = getattr(model, "dtype", None)
+    if not isinstance(dtype, torch.dtype):
+        dtype = first.dtype if first is not None else torch.float32
+    return device, dtype
+
+
+def _check_setup(model: Any, codec: Any, plan: TreePlan) -> None:
+    config = getattr(model, "config", None)
+    if config is None:
+        raise TypeError(f"{type(model).__name__} has no .config; pass a TempoMaster DiT (tempomaster_core.model)")
+    if not isinstance(plan, TreePlan):
+        raise TypeError(f"plan must be a TreePlan, got {type(plan).__name__}")
+    check_compatible(codec, config)
+    if plan.temporal_factor != int(codec.temporal_factor):
+        raise ValueError(
+            f"the plan was built for temporal factor {plan.temporal_factor} but the VAE packs "
+            f"{codec.temporal_factor} pixel frames per latent frame; rebuild the plan with "
+            f"temporal_factor={codec.temporal_factor}"
+        )
+    _, ph, pw = (int(p) for p in config.patch_size)
+    sf = int(codec.spatial_factor)
+    for name, value, patch in (("height", plan.height, ph), ("width", plan.width, pw)):
+        if value % (sf * patch):
+            raise ValueError(
+                f"plan {name} {value} is not divisible by VAE spatial factor x patch size = {sf * patch}; "
+                f"use {value // (sf * patch) * sf * patch or sf * patch} or {(value // (sf * patch) + 1) * sf * patch}"
+            )
+
+
+def _check_text(embeds: Any, name: str, config: Any) -> torch.Tensor:
+    if not isinstance(embeds, torch.Tensor) or embeds.dim() != 3 or embeds.shape[0] != 1:
+        shape = tuple(embeds.shape) if isinstance(embeds, torch.Tensor) else type(embeds).__name__
+        raise ValueError(f"{name} text embeddings must be a tensor [1, L, {config.text_dim}], got {shape}")
+    if embeds.shape[2] != int(config.text_dim):
+        raise ValueError(
+            f"{name} text embeddings have {embeds.shape[2]} channels but the model expects "
+            f"{config.text_dim} (umT5-XXL gives 4096 for Wan); use the text encoder that belongs to the model"
+        )
+    return embeds
+
+
+def _check_max_batch(max_batch: Optional[int]) -> Optional[int]:
+    if max_batch is None:
+        return None
+    if isinstance(max_batch, bool) or not hasattr(max_batch, "__index__") or int(max_batch) < 1:
+        raise ValueError(f"max_batch must be None or an integer >= 1, got {max_batch!r}")
+    return int(max_batch)
+
+
+def _check_sampling(cfg: float, guidance: str) -> float:
+    cfg = float(cfg)
+    if not (cfg > 0 and cfg != float("inf")):
+        raise ValueError(f"cfg must be a finite number > 0 (1 disables guidance), got {cfg}")
+    if str(guidance).lower() not in GUIDANCE_KINDS:
+        raise ValueError(f"unknown guidance {guidance!r}; choose one of {GUIDANCE_KINDS}")
+    return cfg
+
+
+# -- denoising --------------------------------------------------------------------------
+
+
+def _velocity(
+    model, x, timestep, positive, negative, y, positions, dtype, cfg_batching
+) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """Conditional (and unconditional) velocity, float32. ``negative`` None = positive pass only."""
+    b = x.shape[0]
+    xin = x.to(dtype)
+    t = timestep.expand(b)
+    if negative is None:
+        return model(xin, t, positive, y, positions).float(), None
+    if cfg_batching and positive.shape == negative.shape:
+        context = torch.cat([positive.expand(b, -1, -1), negative.expand(b, -1, -1)])
+        out = model(
+            torch.cat([xin, xin]), timestep.expand(2 * b), context, torch.cat([y, y]), torch.cat([positions, positions])
+        ).float()
+        return out[:b], out[b:]
+    return model(xin, t, positive, y, positions).float(), model(xin, t, negative, y, positions).float()
+
+
+@torch.no_grad()
+def denoise(
+    model: Any,
+    noise: torch.Tensor,
+    y: torch.Tensor,
+    temporal_positions: torch.Tensor,
+    positive: torch.Tensor,
+    negative: Optional[torch.Tensor],
+    *,
+    steps: int,
+    shift: float,
+    cfg: float,
+    guidance: str = "apg",
+    max_batch: Optional[int] = None,
+    cfg_batching: bool = True,
+    progress: Optional[ProgressCallback] = None,
+    level_index: int = 0,
+) -> torch.Tensor:
+    """Flow-matching Euler sampling of a batch of chunks.
+
+    Args:
+        model: the DiT (``model(x, timestep, context, y, temporal_positions) -> v``).
+        noise: float32 ``[B, C, T, h, w]`` start latents (sigma = 1).
+        y: ``[B, mask_ch + C, T, h, w]`` multi-mask condition.
+        temporal_positions: ``[B, T]`` RoPE temporal positions.
+        positive, negative: text embeddings ``[1, L, text_dim]``; ``negative`` may be
+            None when ``cfg == 1`` (no negative pass).
+        steps, shift: schedule (:func:`~tempomaster_core.sampling.flow_sigmas`).
+        cfg: guidance scale; 1 = conditional prediction only.
+        guidance: ``"apg"`` or ``"cfg"``.
+        max_batch: run at most this many chunks per forward (same results; one
+            guidance state per slice).
+        cfg_batching: run positive and negative passes as one forward of batch
+            2B (when both embeddings have the same length; else two passes).
+        progress: see :data:`ProgressCallback`.
+        level_index: passed to ``progress``.
+
+    Returns:
+        float32 CPU ``[B, C, T, h, w]`` denoised latents.
+    """
+    device, dtype = _model_device_dtype(model)
+    sigmas = flow_sigmas(steps, shift)
+    targets = next_sigmas(sigmas)
+    timesteps = (sigmas * NUM_TRAIN_TIMESTEPS).to(dtype)  # what the DiT sees (reference: cast to pipeline dtype)
+    guidance_sigmas = (timesteps / NUM_TRAIN_TIMESTEPS).to(dtype).float()  # reference: timestep / 1000 in that dtype
+    use_negative = cfg != 1.0
+    if use_negative and negative is None:
+        raise ValueError("cfg != 1 needs negative text embeddings (an empty prompt's embeddings are fine)")
+
+    total = noise.shape[0]
+    size = total if max_batch is None else min(max_batch, total)
+    bounds = [(a, min(a + size, total)) for a in range(0, total, size)]
+    xs = [noise[a:b].to(device=device, dtype=torch.float32) for a, b in bounds]
+    ys = [y[a:b].to(device=device, dtype=dtype) for a, b in bounds]
+    poss = [temporal_positions[a:b].to(device=device, dtype=torch.float32) for a, b in bounds]
+    pos_ctx = positive.to(device=device, dtype=dtype)
+    neg_ctx = negative.to(device=device, dtype=dtype) if use_negative else None
+    guiders = [make_guidance(guidance, cfg) for _ in bounds] if use_negative else None
+
+    for i in range(int(steps)):
+        sigma, target = float(sigmas[i]), float(targets[i])
+        timestep = timesteps[i : i + 1].to(device)
+        preview = None
+        for k in range(len(bounds)):
+            v_cond, v_uncond = _velocity(model, xs[k], timestep, pos_ctx, neg_ctx, ys[k], poss[k], dtype, cfg_batching)
+            if use_negative:
+                v = guiders[k](v_cond, v_uncond, xs[k], guidance_sigmas[i].item())
+            else:
+                v = v_cond
+            if k == 0 and progress is not None:
+                preview = x0_from_velocity(xs[0][:1], v[:1], sigma)[0].to("cpu", torch.float32)
+            xs[k] = euler_step(xs[k], v, sigma, target)
+        if progress is not None:
+            progress(level_index, i + 1, int(steps), preview)
+    return torch.cat([x.to("cpu", torch.float32) for x in xs])
+
+
+def _decode_level(codec: Any, latents: torch.Tensor, level: LevelPlan, height: int, width: int) -> torch.Tensor:
+    """Decode every chunk separately, concatenate in time, drop padding: float32 CPU ``[3, F, H, W]``."""
+    device = codec_device(codec)
+    pieces = []
+    for c in range(level.num_chunks):
+        video = codec.decode(latents[c : c + 1].to(device))
+        expected = (1, 3, level.frames_per_chunk, height, width)
+        if tuple(video.shape) != expected:
+            raise ValueError(f"VAE decode returned shape {tuple(video.shape)}; expected {list(expected)}")
+        pieces.append(video[0, :, : level.valid_frames(c)].detach().to("cpu", torch.float32))
+    return torch.cat(pieces, dim=1)
+
+
+def _level_noise_shape(plan: TreePlan, level: LevelPlan, codec: Any) -> tuple[int, int, int, int, int]:
+    h, w = plan.latent_size(int(codec.spatial_factor))
+    return (level.num_chunks, int(codec.latent_channels), level.latent_frames_per_chunk, h, w)
+
+
+@torch.no_grad()
+def run_blueprint(
+    model: Any,
+    codec: Any,
+    positive: torch.Tensor,
+    negative: Optional[torch.Tensor],
+    plan: TreePlan,
+    *,
+    conditions: Optional[dict] = None,
+    steps: int = BLUEPRINT_STEPS,
+    shift: float = BLUEPRINT_SHIFT,
+    cfg: float = DEFAULT_CFG,
+    guidance: str = "apg",
+    seed: int = 0,
+    max_batch: Optional[int] = None,
+    cfg_batching: bool = True,
+    progress: Optional[ProgressCallback] = None,
+) -> LevelResult:
+    """Generate the blueprint (level 0): the whole clip at the lowest frame rate.
+
+    Args:
+        model: TempoMaster DiT (``.config`` a DiTConfig; see :class:`~tempomaster_core.protocols.DenoisingModel`).
+        codec: VAE adapter (:class:`~tempomaster_core.protocols.VideoCodec`) matching the model.
+        positive, negative: text embeddings ``[1, L, text_dim]`` of the positive and
+            negative prompt (``negative`` may be None when ``cfg == 1``).
+        plan: the :class:`TreePlan`.
+        conditions: ``{pixel frame index on the blueprint: image [3, H, W] in [-1, 1]}``,
+            negative indices from the end; None/empty = text-to-video.
+        steps, shift: sampling schedule (reference 50 / 5).
+        cfg, guidance: guidance scale (reference 8; 1 disables) and ``"apg"``/``"cfg"``.
+        seed: noise seed (``[1, C, T, h, w]`` from a CPU generator).
+        max_batch: accepted for symmetry (the blueprint is one chunk).
+        cfg_batching: one forward for both prompts (default).
+        progress: :data:`ProgressCallback`.
+
+    Returns:
+        :class:`LevelResult` with ``plan.levels[0].num_frames`` frames.
+
+    Raises:
+        ValueError/TypeError: codec/model/plan mismatch, bad text embeddings, bad
+            condition frames, bad sampling settings.
+    """
+    _check_setup(model, codec, plan)
+    config = model.config
+    positive = _check_text(positive, "positive", config)
+    cfg = _check_sampling(cfg, guidance)
+    negative = _check_text(negative, "negative", config) if cfg != 1.0 else None
+    max_batch = _check_max_batch(max_batch)
+    level = plan.levels[0]
+    clip, mask = blueprint_clip(level, conditions, plan.height, plan.width)
+    y = build_condition(codec, clip, mask)
+    noise = seeded_noise(_level_noise_shape(plan, level, codec), seed)
+    latents = denoise(
+        model, noise, y, level.temporal_positions, positive, negative,
+        steps=steps, shift=shift, cfg=cfg, guidance=guidance, max_batch=max_batch,
+        cfg_batching=cfg_batching, progress=progress, level_index=0,
+    )
+    frames = _decode_level(codec, latents, level, plan.height, plan.width)
+    return LevelResult(plan=plan, level_index=0, frames=frames, latents=latents, fps=level.fps)
+
+
+@torch.no_grad()
+def run_refinement(
+    model: Any,
+    codec: Any,
+    previous: LevelResult,
+    positive: torch.Tensor,
+    negative: Optional[torch.Tensor],
+    *,
+    steps: int = REFINEMENT_STEPS,
+    shift: float = REFINEMENT_SHIFT,
+    cfg: float = DEFAULT_CFG,
+    guidance: str = "apg",
+    seed: int = 0,
+    max_batch: Optional[int] = None,
+    cfg_batching: bool = True,
+    progress: Optional[ProgressCallback] = None,
+) -> LevelResult:
+    """Refine the level above to the next frame rate (level ``previous.level_index + 1``).
+
+    The frames of ``previous`` become condition frames of every chunk
+    (:func:`~tempomaster_core.conditioning.refinement_clips`), all chunks are
+    encoded and denoised in parallel as one batch (or in slices of ``max_batch``
+    chunks, with identical results), decoded chunk by chunk, concatenated and
+    trimmed to the level's ``num_frames``.
+
+    Args:
+        previous: the :class:`LevelResult` of the level above (its ``plan`` is used).
+        steps, shift: sampling schedule (reference 32 / 3).
+        seed: noise seed; the full ``[chunks, C, T, h, w]`` noise is drawn once from a
+            fresh CPU generator (reference: same seed at every level).
+        Other arguments as :func:`run_blueprint`.
+
+    Returns:
+        :class:`LevelResult` of the next level.
+
+    Raises:
+        ValueError: ``previous`` is already the last level of its plan, or its frames
+            do not match its level; plus the errors of :func:`run_blueprint`.
+    """
+    if not isinstance(previous, LevelResult):
+        raise TypeError(f"previous must be a LevelResult (from run_blueprint/run_refinement), got {type(previous).__name__}")
+    plan = previous.plan
+    index = previous.level_index + 1
+    if index >= plan.num_levels:
+        raise ValueError(
+            f"the plan has {plan.num_levels} levels (intervals {plan.frame_intervals}) and level "
+            f"{previous.level_index} is the last one; there is nothing left to refine"
+        )
+    _check_setup(model, codec, plan)
+    config = model.config
+    positive = _check_text(positive, "positive", config)
+    cfg = _check_sampling(cfg, guidance)
+    negative = _check_text(negative, "negative", config) if cfg != 1.0 else None
+    max_batch = _check_max_batch(max_batch)
+    level = plan.levels[index]
+    clips, masks = refinement_clips(level, previous.frames)
+    y = build_condition(codec, clips, masks, batch_size=max_batch)
+    noise = seeded_noise(_level_noise_shape(plan, level, codec), seed)
+    latents = denoise(
+        model, noise, y, level.temporal_positions, positive, negative,
+        steps=steps, shift=shift, cfg=cfg, guidance=guidance, max_batch=max_batch,
+        cfg_batching=cfg_batching, progress=progress, level_index=index,
+    )
+    frames = _decode_level(codec, latents, level, plan.height, plan.width)
+    return LevelResult(plan=plan, level_index=index, frames=frames, latents=latents, fps=level.fps)
+
+
+def _per_level(value: Any, name: str, levels: int, allow_scalar: bool) -> list:
+    if isinstance(value, (list, tuple)):
+        if len(value) != levels:
+            raise ValueError(f"{name} has {len(value)} entries but the plan has {levels} levels; give one per level")
+        return list(value)
+    if allow_scalar:
+        return [value] * levels
+    raise ValueError(f"{name} must be a list with one value per level ({levels} levels), got {value!r}")
+
+
+def generate(
+    model: Any,
+    codec: Any,
+    positive: torch.Tensor,
+    negative: Optional[torch.Tensor],
+    plan: TreePlan,
+    *,
+    conditions: Optional[dict] = None,
+    steps: Sequence[int],
+    shifts: Sequence[float],
+    cfg: Union[float, Sequence[float]],
+    guidance: Union[str, Sequence[str]] = "apg",
+    seed: int = 0,
+    max_batch: Optional[int] = None,
+    cfg_batching: bool = True,
+    progress: Optional[ProgressCallback] = None,
+    return_levels: bool = False,
+):
+    """Run the blueprint and every refinement of ``plan``.
+
+    Args:
+        steps: sampling steps, one per level (reference (50, 32, 32); see :func:`default_schedule`).
+        shifts: schedule shifts, one per level (reference (5, 3, 3)).
+        cfg: guidance scale, a float or one per level (reference 8).
+        guidance: ``"apg"``/``"cfg"``, or one per level.
+        seed: the same seed for every level (reference).
+        return_levels: also return every level's :class:`LevelResult`.
+        Other arguments as :func:`run_blueprint`.
+
+    Returns:
+        Final frames float32 ``[F, H, W, 3]`` in ``[0, 1]`` (ComfyUI IMAGE layout), or
+        ``(frames, [LevelResult, ...])`` when ``return_levels``.
+
+    Raises:
+        ValueError: ``steps``/``shifts``/``cfg``/``guidance`` lengths differ from the
+            number of levels; plus the errors of the level runners.
+    """
+    if not isinstance(plan, TreePlan):
+        raise TypeError(f"plan must be a TreePlan, got {type(plan).__name__}")
+    levels = plan.num_levels
+    steps_l = _per_level(steps, "steps", levels, allow_scalar=False)
+    shifts_l = _per_level(shifts, "shifts", levels, allow_scalar=False)
+    cfg_l = _per_level(cfg, "cfg", levels, allow_scalar=True)
+    guidance_l = _per_level(guidance, "guidance", levels, allow_scalar=True)
+    for level_steps, level_shift, level_cfg, level_guidance in zip(steps_l, shifts_l, cfg_l, guidance_l):
+        flow_sigmas(level_steps, level_shift)  # validate every level before any compute
+        _check_sampling(level_cfg, level_guidance)
+    common = dict(seed=seed, max_batch=max_batch, cfg_batching=cfg_batching, progress=progress)
+    result = run_blueprint(
+        model, codec, positive, negative, plan, conditions=conditions,
+        steps=steps_l[0], shift=shifts_l[0], cfg=cfg_l[0], guidance=guidance_l[0], **common,
+    )
+    results = [result]
+    for i in range(1, levels):
+        result = run_refinement(
+            model, codec, result, positive, negative,
+            steps=steps_l[i], shift=shifts_l[i], cfg=cfg_l[i], guidance=guidance_l[i], **common,
+        )
+        results.append(result)
+    images = result.to_images()
+    return (images, results) if return_levels else images
