@@ -1,0 +1,37 @@
+"""ComfyUI layer of TempoMaster: five V1 nodes over ``tempomaster_core``.
+
+Nothing here imports ComfyUI at import time (``comfy``, ``folder_paths`` and
+``server`` are imported inside functions, see ``nodes/comfy_env.py``), so the
+nodes can be unit-tested in plain Python.
+
+Modules: ``model_loader`` (LoadTempoModel), ``scheduler_node`` (TreeScheduler),
+``condition_node`` (MultiMaskCondition), ``sampler_nodes`` (BlueprintSampler,
+FrameRateRefiner); adapters ``vae_adapter``, ``text_adapter``, ``progress``/
+``preview``, ``comfy_env``; pure helpers ``parsing``, ``image_ops``; socket
+types in ``types``.
+"""
+
+from .condition_node import MultiMaskCondition
+from .model_loader import LoadTempoModel
+from .sampler_nodes import BlueprintSampler, FrameRateRefiner
+from .scheduler_node import TreeScheduler
+
+#: Node class ids (prefixed so they cannot collide with other packs) -> classes.
+NODE_CLASS_MAPPINGS = {
+    "TempoMasterLoadModel": LoadTempoModel,
+    "TempoMasterTreeScheduler": TreeScheduler,
+    "TempoMasterMultiMaskCondition": MultiMaskCondition,
+    "TempoMasterBlueprintSampler": BlueprintSampler,
+    "TempoMasterFrameRateRefiner": FrameRateRefiner,
+}
+
+#: Node class ids -> names shown in ComfyUI's menus and search.
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "TempoMasterLoadModel": "Load TempoMaster Model",
+    "TempoMasterTreeScheduler": "TempoMaster Tree Scheduler",
+    "TempoMasterMultiMaskCondition": "TempoMaster Multi-Mask Condition",
+    "TempoMasterBlueprintSampler": "TempoMaster Blueprint Sampler",
+    "TempoMasterFrameRateRefiner": "TempoMaster Frame-Rate Refiner",
+}
+
+__all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"]

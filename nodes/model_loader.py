@@ -1,0 +1,153 @@
+"""LoadTempoModel: a TempoMaster DiT from ComfyUI's ``diffusion_models`` folder.
+
+The file list comes from :func:`available_models` (one place, so a built-in
+model can be added to it later). Loading goes through
+``tempomaster_core.loading.load_dit`` (safetensors / .bin / .pt, any common key
+prefix, meta-device construction so a 14B checkpoint never needs two copies in
+RAM). The loaded model is parked on ComfyUI's offload device (the CPU normally)
+and moved to the compute device by the sampler nodes.
+
+Caching: ComfyUI already re-uses a node's output while its inputs do not
+change. In addition the last loaded model is kept in a one-entry cache keyed
+by (file path, size, modification time, dtype), so a duplicated loader node or
+a re-queued graph does not load 28.6 GB twice; loading a different file drops
+the previous model first. A changed attention backend is applied to the cached
+model without reloading.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import torch
+
+from . import comfy_env
+from .types import TEMPO_MODEL
+
+log = logging.getLogger("TempoMaster")
+
+#: Weight dtype widget values -> torch dtypes.
+WEIGHT_DTYPES: dict[str, torch.dtype] = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+#: Attention backends understood by ``TempoMasterDiT.set_attention_backend``.
+ATTENTION_BACKENDS: tuple[str, ...] = ("sdpa", "flash_attn", "sageattention")
+#: ComfyUI model folder the checkpoints live in.
+MODEL_FOLDER = "diffusion_models"
+
+_cache: dict[tuple, Any] = {}
+
+
+def available_models() -> list[str]:
+    """Names offered by LoadTempoModel: the files of ComfyUI's ``models/diffusion_models/``
+    (empty outside ComfyUI). Extend here to offer built-in models."""
+    return comfy_env.model_folder_files(MODEL_FOLDER)
+
+
+def resolve_model_path(name: str) -> str:
+    """Full path of a model name from :func:`available_models` (or an existing file path).
+
+    Raises:
+        FileNotFoundError: the name is neither in ComfyUI's folder nor a file; the
+            message says where the checkpoint belongs.
+    """
+    path = comfy_env.model_folder_path(MODEL_FOLDER, name)
+    if path is None and os.path.isfile(name):
+        path = name
+    if path is None or not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"TempoMaster model {name!r} not found. Put the TempoMaster checkpoint (hub repo "
+            "Scottttttyy/TempoMaster, converted with `python -m tempomaster_core.convert IN.bin OUT.safetensors` "
+            "or as .bin) into ComfyUI/models/diffusion_models/ and refresh."
+        )
+    return path
+
+
+def load_model_cached(path: str, dtype: torch.dtype, attention_backend: str, device: Any = None) -> Any:
+    """Load (or re-use) a TempoMaster DiT.
+
+    Args:
+        path: checkpoint file.
+        dtype: weight dtype (``torch.bfloat16`` for the released model).
+        attention_backend: one of :data:`ATTENTION_BACKENDS`.
+        device: where to place the weights (default: ComfyUI's offload device / CPU).
+
+    Returns:
+        a ``TempoMasterDiT`` in eval mode.
+
+    Raises:
+        tempomaster_core.loading.CheckpointError: not a (complete) TempoMaster checkpoint.
+    """
+    from tempomaster_core.loading import load_dit
+
+    stat = os.stat(path)
+    key = (os.path.realpath(path), stat.st_size, stat.st_mtime_ns, str(dtype))
+    entry = _cache.get(key)
+    if entry is None:
+        _cache.clear()  # drop the previous model before loading another one
+        comfy_env.soft_empty_cache()
+        target = torch.device(device) if device is not None else comfy_env.offload_device()
+        log.info("TempoMaster: loading %s as %s on %s", path, dtype, target)
+        model = load_dit(path, dtype=dtype, device=target, attention_backend=attention_backend)
+        model.eval()
+        _cache[key] = (model, attention_backend)
+        return model
+    model, requested = entry
+    if requested != attention_backend:
+        model.set_attention_backend(attention_backend)
+        _cache[key] = (model, attention_backend)
+    return model
+
+
+def clear_cache() -> None:
+    """Forget the cached model (frees its memory once no graph output holds it)."""
+    _cache.clear()
+
+
+class LoadTempoModel:
+    """ComfyUI node: load a TempoMaster DiT checkpoint (see module doc)."""
+
+    CATEGORY = "TempoMaster"
+    FUNCTION = "load"
+    RETURN_TYPES = (TEMPO_MODEL,)
+    RETURN_NAMES = ("model",)
+    OUTPUT_TOOLTIPS = ("The TempoMaster DiT (Wan 2.1 14B layout): one model serves the blueprint and every refinement level.",)
+    DESCRIPTION = (
+        "Loads a TempoMaster DiT checkpoint from models/diffusion_models/ (e.g. the release from the "
+        "hub repo Scottttttyy/TempoMaster). 14B in bf16 needs about 28.6 GB for the weights."
+    )
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "model_name": (available_models(), {
+                    "tooltip": "Checkpoint file in ComfyUI/models/diffusion_models/ (.safetensors, .bin, .pt).",
+                }),
+                "weight_dtype": (list(WEIGHT_DTYPES), {
+                    "default": "bf16",
+                    "tooltip": "Dtype the weights are kept and computed in. bf16 is what the authors ran "
+                               "(28.6 GB for 14B); fp16 halves memory like bf16 but may overflow; fp32 "
+                               "doubles memory (tests and CPU debugging).",
+                }),
+                "attention": (list(ATTENTION_BACKENDS), {
+                    "default": "sdpa",
+                    "tooltip": "Attention kernel: sdpa (PyTorch, always available), flash_attn or "
+                               "sageattention (faster on supported GPUs; falls back to sdpa with a "
+                               "warning when not installed).",
+                }),
+            }
+        }
+
+    def load(self, model_name: str, weight_dtype: str = "bf16", attention: str = "sdpa"):
+        """Return ``(model,)``; see :func:`load_model_cached`.
+
+        Raises:
+            ValueError: unknown dtype or backend name.
+        """
+        if weight_dtype not in WEIGHT_DTYPES:
+            raise ValueError(f"unknown weight_dtype {weight_dtype!r}; choose one of {list(WEIGHT_DTYPES)}")
+        if attention not in ATTENTION_BACKENDS:
+            raise ValueError(f"unknown attention backend {attention!r}; choose one of {list(ATTENTION_BACKENDS)}")
+        path = resolve_model_path(model_name)
+        return (load_model_cached(path, WEIGHT_DTYPES[weight_dtype], attention),)

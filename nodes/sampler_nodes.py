@@ -1,0 +1,318 @@
+"""BlueprintSampler and FrameRateRefiner: one node per level of the tree.
+
+The BlueprintSampler makes level 0 (the low-frame-rate blueprint); each
+FrameRateRefiner takes the ``TEMPO_LEVEL`` of the level above and makes the next
+one (it reads its level index and the plan from that input). Chaining one
+refiner per planned level composes the hierarchy; a refiner past the last
+planned level is refused with a clear message. Both return the level's frames
+as ComfyUI ``IMAGE`` plus its fps, ready for ``CreateVideo`` -> ``SaveVideo``.
+
+The heavy lifting is ``tempomaster_core.pipeline.run_blueprint`` /
+``run_refinement``; this module adapts ComfyUI objects (``nodes/vae_adapter.py``,
+``nodes/text_adapter.py``), reports progress (``nodes/progress.py``) and manages
+devices (``nodes/comfy_env.py``): before a level ComfyUI is asked to free
+enough memory for the DiT's weights plus a rough activation estimate
+(:func:`estimate_level_bytes`), the DiT is moved to ComfyUI's compute device,
+and after the last level it goes back to ComfyUI's offload device.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Optional
+
+import torch
+
+from . import comfy_env
+from .progress import NodeProgress
+from .text_adapter import conditioning_to_context
+from .types import TEMPO_CONDITION, TEMPO_LEVEL, TEMPO_MODEL, TEMPO_PLAN, TempoCondition
+from .vae_adapter import as_codec
+
+log = logging.getLogger("TempoMaster")
+
+GUIDANCE_CHOICES = ("apg", "cfg")
+MAX_SEED = 0xFFFFFFFFFFFFFFFF
+
+def _model_bytes(model: Any) -> int:
+    params = getattr(model, "parameters", None)
+    if not callable(params):
+        return 0
+    return sum(p.numel() * p.element_size() for p in params())
+
+
+def estimate_level_bytes(model: Any, plan: Any, level_index: int, cfg: float, max_batch: Optional[int],
+                         spatial_factor: int = 8) -> int:
+    """Rough bytes a level needs on the compute device: weights + activations.
+
+    Activations per batch item ≈ tokens x (4*dim + ffn_dim) x element size
+    (q/k/v/output and the FFN hidden of one block at a time, SDPA without a
+    tokens² matrix); batch = chunks per forward (``max_batch`` or all) x 2 with
+    CFG/APG. Only used to ask ComfyUI to unload other models; e.g. the reference
+    24 fps level of the 14B model: 4 chunks of 28x30x52 tokens -> ~28.6 GB + ~24 GB.
+    """
+    config = getattr(model, "config", None)
+    if config is None:
+        return _model_bytes(model)
+    level = plan.levels[level_index]
+    pt, ph, pw = tuple(getattr(config, "patch_size", (1, 2, 2)))
+    tokens = ((level.latent_frames_per_chunk // pt) * (plan.height // spatial_factor // ph)
+              * (plan.width // spatial_factor // pw))
+    batch = level.num_chunks if not max_batch else min(level.num_chunks, int(max_batch))
+    batch *= 1 if float(cfg) == 1.0 else 2
+    element = next(iter(model.parameters())).element_size() if _model_bytes(model) else 2
+    activations = batch * tokens * (4 * config.dim + config.ffn_dim) * element
+    return _model_bytes(model) + activations
+
+
+def _to_compute_device(model: Any, codec: Any, plan: Any, level_index: int, cfg: float,
+                       max_batch: Optional[int]) -> None:
+    device = comfy_env.compute_device()
+    needed = estimate_level_bytes(model, plan, level_index, cfg, max_batch, int(getattr(codec, "spatial_factor", 8)))
+    comfy_env.free_memory(needed, device)
+    current = next(iter(model.parameters())).device if _model_bytes(model) else device
+    if current != device:
+        log.info("TempoMaster: moving the DiT to %s", device)
+        model.to(device)
+
+
+def _release(model: Any) -> None:
+    device = comfy_env.offload_device()
+    current = next(iter(model.parameters())).device if _model_bytes(model) else device
+    if current != device:
+        model.to(device)
+    comfy_env.soft_empty_cache()
+
+
+def plan_for_condition(plan: Any, condition: Optional[TempoCondition]) -> Any:
+    """The plan to sample with, given the blueprint condition.
+
+    If the condition was made with "plan area, first image's aspect" and its size
+    differs from the plan's, a copy of the plan at the condition's size is returned
+    (logged). A condition made for another plan (other size or blueprint length) is refused.
+
+    Raises:
+        ValueError: the condition does not belong to this plan.
+    """
+    if condition is None:
+        return plan
+    if condition.blueprint_frames and condition.blueprint_frames != plan.blueprint_frames:
+        raise ValueError(
+            f"the condition was made for a {condition.blueprint_frames}-frame blueprint but the plan has "
+            f"{plan.blueprint_frames}; connect the same TreeScheduler to MultiMaskCondition and BlueprintSampler"
+        )
+    size = (condition.height, condition.width)
+    if condition.is_empty or size == (plan.height, plan.width):
+        return plan
+    if not condition.size_from_image:
+        raise ValueError(
+            f"the condition frames are {condition.width}x{condition.height} but the plan is "
+            f"{plan.width}x{plan.height}; connect the same TreeScheduler to MultiMaskCondition and BlueprintSampler"
+        )
+    from tempomaster_core.plan import TreePlan
+
+    log.info(
+        "TempoMaster: sampling at %dx%d (from the first condition image's aspect) instead of the plan's %dx%d",
+        condition.width, condition.height, plan.width, plan.height,
+    )
+    return TreePlan(
+        plan.blueprint_frames, plan.frame_intervals, plan.chunks,
+        height=condition.height, width=condition.width, fps=plan.fps,
+        temporal_factor=plan.temporal_factor, size_multiple=plan.size_multiple,
+    )
+
+
+def _outputs(result: Any) -> tuple:
+    return (result, result.to_images(), float(result.fps))
+
+
+def _common_inputs(steps: int, shift: float, cfg_default: float = 8.0) -> dict:
+    return {
+        "seed": ("INT", {
+            "default": 0, "min": 0, "max": MAX_SEED, "control_after_generate": True,
+            "tooltip": "Noise seed. The reference uses the same seed at every level (0 by default).",
+        }),
+        "steps": ("INT", {
+            "default": steps, "min": 1, "max": 1000,
+            "tooltip": f"Denoising steps of this level (reference: {steps}).",
+        }),
+        "shift": ("FLOAT", {
+            "default": shift, "min": 0.01, "max": 100.0, "step": 0.1, "round": 0.01,
+            "tooltip": f"Flow-matching schedule shift sigma' = shift*sigma/(1+(shift-1)*sigma); higher spends more "
+                       f"steps at high noise (reference: {shift:g}).",
+        }),
+        "cfg": ("FLOAT", {
+            "default": cfg_default, "min": 1.0, "max": 30.0, "step": 0.1, "round": 0.01,
+            "tooltip": "Guidance scale (reference: 8). 1 disables guidance and skips the negative prompt.",
+        }),
+        "guidance": (list(GUIDANCE_CHOICES), {
+            "default": "apg",
+            "tooltip": "apg: adaptive projected guidance (reference default; momentum -0.5, norm threshold 27, "
+                       "parallel component removed) - fewer oversaturated frames at high cfg. cfg: classic "
+                       "classifier-free guidance.",
+        }),
+    }
+
+
+_VAE_TILED = ("BOOLEAN", {
+    "default": False,
+    "tooltip": "Encode/decode with ComfyUI's tiled VAE (512 px tiles, 64 frames): much less VRAM for long "
+               "high-resolution levels, slower, may show faint seams.",
+})
+_MODEL_IN = (TEMPO_MODEL, {"tooltip": "The TempoMaster DiT from LoadTempoModel."})
+_VAE_IN = ("VAE", {"tooltip": "The Wan 2.1 VAE (Load VAE, wan_2.1_vae.safetensors)."})
+_POSITIVE_IN = ("CONDITIONING", {"tooltip": "Prompt from CLIP Text Encode with the umT5-XXL CLIP (type wan)."})
+_NEGATIVE_IN = ("CONDITIONING", {"tooltip": "Negative prompt (used when cfg > 1)."})
+_OUTPUT_TOOLTIPS = (
+    "This level's result (frames, latents, plan). Connect it to a FrameRateRefiner to make the next level.",
+    "This level's frames as an image batch [frames, height, width, 3] (e.g. to Create Video).",
+    "Frame rate of this level in fps (e.g. to Create Video's fps).",
+)
+
+
+class BlueprintSampler:
+    """ComfyUI node: generate the blueprint (level 0) of the plan."""
+
+    CATEGORY = "TempoMaster"
+    FUNCTION = "sample"
+    RETURN_TYPES = (TEMPO_LEVEL, "IMAGE", "FLOAT")
+    RETURN_NAMES = ("level", "images", "fps")
+    OUTPUT_TOOLTIPS = _OUTPUT_TOOLTIPS
+    DESCRIPTION = (
+        "Generates the low-frame-rate blueprint of the whole video in one pass with full bidirectional "
+        "attention (reference: 109 frames at 6 fps, 50 steps, shift 5, cfg 8, APG), conditioned on the "
+        "MultiMaskCondition frames if connected (else text-to-video)."
+    )
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        required = {
+            "model": _MODEL_IN,
+            "plan": (TEMPO_PLAN, {"tooltip": "The tree from TreeScheduler."}),
+            "positive": _POSITIVE_IN,
+            "negative": _NEGATIVE_IN,
+            "vae": _VAE_IN,
+        }
+        required.update(_common_inputs(50, 5.0))
+        required["tiled_vae"] = _VAE_TILED
+        return {
+            "required": required,
+            "optional": {
+                "condition": (TEMPO_CONDITION, {
+                    "tooltip": "Known frames from MultiMaskCondition (first frame, first+last, keyframes). "
+                               "Leave unconnected for text-to-video.",
+                }),
+            },
+        }
+
+    def sample(self, model, plan, positive, negative, vae, seed: int = 0, steps: int = 50, shift: float = 5.0,
+               cfg: float = 8.0, guidance: str = "apg", tiled_vae: bool = False,
+               condition: Optional[TempoCondition] = None):
+        """Return ``(level, images [F, H, W, 3] in [0, 1], fps)`` for the blueprint.
+
+        Raises:
+            ValueError/TypeError: wrong VAE/text encoder for the model, condition from
+                another plan, bad settings (messages from the adapters and the core).
+        """
+        from tempomaster_core.pipeline import run_blueprint
+
+        if condition is not None and not isinstance(condition, TempoCondition):
+            raise TypeError(f"condition must come from MultiMaskCondition, got {type(condition).__name__}")
+        plan = plan_for_condition(plan, condition)
+        codec = as_codec(vae, tiled=tiled_vae)
+        pos = conditioning_to_context(positive, model, "positive")
+        neg = conditioning_to_context(negative, model, "negative") if float(cfg) != 1.0 else None
+        level = plan.levels[0]
+        log.info("TempoMaster: blueprint, %d frames at %g fps, %dx%d, %d steps",
+                 level.num_frames, level.fps, plan.width, plan.height, steps)
+        _to_compute_device(model, codec, plan, 0, cfg, None)
+        started = time.perf_counter()
+        result = run_blueprint(
+            model, codec, pos, neg, plan,
+            conditions=condition.as_core_conditions() if condition is not None and not condition.is_empty else None,
+            steps=int(steps), shift=float(shift), cfg=float(cfg), guidance=guidance, seed=int(seed),
+            progress=NodeProgress(int(steps), codec),
+        )
+        log.info("TempoMaster: blueprint done in %.1f s", time.perf_counter() - started)
+        if result.is_last:
+            _release(model)
+        return _outputs(result)
+
+
+class FrameRateRefiner:
+    """ComfyUI node: refine the incoming level to the next frame rate of its plan."""
+
+    CATEGORY = "TempoMaster"
+    FUNCTION = "refine"
+    RETURN_TYPES = (TEMPO_LEVEL, "IMAGE", "FLOAT")
+    RETURN_NAMES = ("level", "images", "fps")
+    OUTPUT_TOOLTIPS = _OUTPUT_TOOLTIPS
+    DESCRIPTION = (
+        "Multiplies the frame rate of the incoming level (e.g. 6 -> 12 fps): every frame of the level above "
+        "is kept as a condition frame, the in-between frames are generated in chunks denoised in parallel "
+        "(reference: 32 steps, shift 3, cfg 8, APG). Chain one refiner per level of the plan."
+    )
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        required = {
+            "model": _MODEL_IN,
+            "level": (TEMPO_LEVEL, {
+                "tooltip": "The level above (from BlueprintSampler or the previous FrameRateRefiner); "
+                           "this node makes the next level of its plan.",
+            }),
+            "positive": _POSITIVE_IN,
+            "negative": _NEGATIVE_IN,
+            "vae": _VAE_IN,
+        }
+        required.update(_common_inputs(32, 3.0))
+        required["max_parallel_chunks"] = ("INT", {
+            "default": 0, "min": 0, "max": 1024,
+            "tooltip": "Chunks denoised per forward pass: 0 = all chunks of the level in one batch (fastest, "
+                       "most memory); 1 = one chunk at a time (least memory). Same result either way.",
+        })
+        required["tiled_vae"] = _VAE_TILED
+        return {"required": required}
+
+    def refine(self, model, level, positive, negative, vae, seed: int = 0, steps: int = 32, shift: float = 3.0,
+               cfg: float = 8.0, guidance: str = "apg", max_parallel_chunks: int = 0, tiled_vae: bool = False):
+        """Return ``(level, images [F, H, W, 3] in [0, 1], fps)`` for the next level.
+
+        Raises:
+            TypeError: ``level`` is not a TEMPO_LEVEL.
+            ValueError: ``level`` is already the plan's last level, or the adapters/core refuse.
+        """
+        from tempomaster_core.pipeline import LevelResult, run_refinement
+
+        if not isinstance(level, LevelResult):
+            raise TypeError(
+                f"level must be a TEMPO_LEVEL from BlueprintSampler or FrameRateRefiner, got {type(level).__name__}"
+            )
+        plan = level.plan
+        index = level.level_index + 1
+        if index >= plan.num_levels:
+            fps_list = ", ".join(f"{lv.fps:g}" for lv in plan.levels)
+            raise ValueError(
+                f"this FrameRateRefiner would make level {index}, but the plan has only {plan.num_levels} levels "
+                f"({fps_list} fps) and the incoming level ({level.fps:g} fps) is the last one. Remove this "
+                "refiner, or add a frame interval in the TreeScheduler (e.g. 4,2,1 instead of 4,2)."
+            )
+        codec = as_codec(vae, tiled=tiled_vae)
+        pos = conditioning_to_context(positive, model, "positive")
+        neg = conditioning_to_context(negative, model, "negative") if float(cfg) != 1.0 else None
+        max_batch = int(max_parallel_chunks) or None
+        target = plan.levels[index]
+        log.info("TempoMaster: level %d of %d, %g -> %g fps, %d frames in %d chunk(s), %d steps",
+                 index, plan.num_levels - 1, level.fps, target.fps, target.num_frames, target.num_chunks, steps)
+        _to_compute_device(model, codec, plan, index, cfg, max_batch)
+        started = time.perf_counter()
+        result = run_refinement(
+            model, codec, level, pos, neg,
+            steps=int(steps), shift=float(shift), cfg=float(cfg), guidance=guidance, seed=int(seed),
+            max_batch=max_batch, progress=NodeProgress(int(steps), codec),
+        )
+        log.info("TempoMaster: level %d done in %.1f s", index, time.perf_counter() - started)
+        if result.is_last:
+            _release(model)
+        return _outputs(result)
