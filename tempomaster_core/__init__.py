@@ -20,3 +20,16 @@ This package never imports ComfyUI.
 from .config import DiTConfig
 
 __all__ = ["DiTConfig"]
+
+from .plan import LevelPlan, PlanError, TreePlan
+from .protocols import VideoCodec, check_compatible
+from .guidance import APG, CFG
+from .sampling import flow_sigmas, seeded_noise
+from .conditioning import build_condition, pack_masks
+from .pipeline import LevelResult, default_schedule, generate, run_blueprint, run_refinement
+
+__all__ += [
+    "LevelPlan", "PlanError", "TreePlan", "VideoCodec", "check_compatible", "APG", "CFG",
+    "flow_sigmas", "seeded_noise", "build_condition", "pack_masks",
+    "LevelResult", "default_schedule", "generate", "run_blueprint", "run_refinement",
+]
