@@ -89,7 +89,7 @@ def test_paper_plan_positions():
 
 
 def test_hand_worked_2_1_plan():
-    # 9 frames at interval 2 -> 18 frames in 2 chunks of (9//... ) (18//2+2)//4*4+1 = 9.
+    # 9 frames at interval 2 -> 18 frames at interval 1 in 2 chunks of (18//2 + 2)//4*4 + 1 = 9.
     plan = TreePlan(9, (2, 1), (2,), height=16, width=16)
     level = plan.levels[1]
     assert (level.num_frames, level.num_chunks, level.frames_per_chunk, level.latent_frames_per_chunk) == (18, 2, 9, 3)
