@@ -1,4 +1,4 @@
-"""Multi-mask conditioning: the DiT's ``y`` input (paper Sec. 3, multi-mask conditioning).
+"""Multi-mask conditioning: the DiT's ``y`` input (paper method section, multi-mask conditioning).
 
 One DiT serves every level. What a level knows is given as pixel frames placed
 at their positions in an otherwise zero clip of the chunk's length, VAE-encoded,

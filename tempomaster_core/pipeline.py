@@ -1,6 +1,6 @@
 """Next-frame-rate generation: blueprint and refinement level runners, and ``generate``.
 
-Paper Sec. 3 / reference ``SequentialPipeline.__call__``:
+Paper method section / reference ``SequentialPipeline.__call__``:
 
 1. **Blueprint** (level 0): the whole clip at the lowest frame rate (6 fps for
    intervals (4, 2, 1)), one chunk, full bidirectional attention, conditioned on

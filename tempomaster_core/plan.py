@@ -1,6 +1,6 @@
 """The level plan of next-frame-rate generation: one source of truth for the tree.
 
-TempoMaster (paper Sec. 3) first generates a low-frame-rate *blueprint* with full
+TempoMaster (paper, method section) first generates a low-frame-rate *blueprint* with full
 bidirectional attention, then each *refinement level* multiplies the frame rate
 by ``ratio = previous interval // interval``, conditioned on every frame of the
 level above. A refinement level is split into ``num_chunks`` chunks of equal
