@@ -10,7 +10,8 @@ Modules (one concept each):
 - ``convert``       ``.bin`` -> ``.safetensors`` converter CLI.
 - ``plan``          the level plan (:class:`TreePlan`), the one source of truth for the tree.
 - ``conditioning``  multi-mask conditioning (``y`` = mask + condition latents).
-- ``sampling``      flow-matching schedule, Euler step, CFG and APG guidance.
+- ``sampling``      flow-matching schedule, Euler step, seeded noise.
+- ``guidance``      CFG and APG guidance in x0 space.
 - ``pipeline``      blueprint / refinement level runners and :func:`generate`.
 - ``protocols``     the VAE (codec) protocol the runtime expects.
 
