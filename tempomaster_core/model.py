@@ -36,7 +36,7 @@ from torch.utils.checkpoint import checkpoint
 
 from .attention import BACKENDS, attention, resolve_backend
 from .config import DiTConfig
-from .rope import apply_rope, apply_rope_complex128, rope_axis_dims, rope_complex128_table, rope_cos_sin
+from .rope import apply_rope, apply_rope_complex128, rope_axis_dims, rope_complex128_table, rope_rotation
 
 ROPE_IMPLS = ("float32", "complex128")
 """``TempoMasterDiT.rope_impl`` values: fast float32 cos/sin, or the reference's complex128 multiply."""
@@ -86,8 +86,7 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.float()
-        return x * torch.rsqrt(x.pow(2).mean(dim=-1, keepdim=True) + self.eps) * self.weight.float()
+        return F.rms_norm(x.float(), (x.shape[-1],), self.weight.float(), self.eps)
 
 
 class SelfAttention(nn.Module):
@@ -109,8 +108,8 @@ class SelfAttention(nn.Module):
     def forward(self, x: torch.Tensor, rope, rope_impl: str, backend: str) -> torch.Tensor:
         """``x`` ``[B, S, dim]`` storage dtype -> ``[B, S, dim]`` storage dtype.
 
-        ``rope`` is ``(cos, sin)`` float32 ``[B|1, S, head_dim/2]`` for ``rope_impl``
-        "float32", or a complex128 table of that shape for "complex128".
+        ``rope`` is the ``[B|1, S, head_dim/2]`` rotation table: complex64 (float32 parts) for
+        ``rope_impl`` "float32", complex128 for "complex128".
         """
         dtype = x.dtype
         heads = self.num_heads
@@ -121,8 +120,8 @@ class SelfAttention(nn.Module):
             q = apply_rope_complex128(q.to(dtype), rope)
             k = apply_rope_complex128(k.to(dtype), rope)
         else:
-            q = apply_rope(q, *rope, out_dtype=dtype)
-            k = apply_rope(k, *rope, out_dtype=dtype)
+            q = apply_rope(q, rope, out_dtype=dtype)
+            k = apply_rope(k, rope, out_dtype=dtype)
         out = attention(q, k, v, backend)
         return self.o(rearrange(out, "b s n d -> b s (n d)"))
 
@@ -232,8 +231,8 @@ class TempoMasterDiT(nn.Module):
     Attributes:
         config: the :class:`DiTConfig`.
         attention_backend: the backend actually used.
-        rope_impl: ``"float32"`` (default) or ``"complex128"`` (reference-style, slow;
-            for benchmarks and checks).
+        rope_impl: ``"float32"`` (default: float64 angles, float32 cos/sin and rotation) or
+            ``"complex128"`` (the reference's float64 complex multiply; for benchmarks and checks).
         gradient_checkpointing: recompute blocks in backward when training (default False).
 
     Raises:
@@ -382,7 +381,7 @@ class TempoMasterDiT(nn.Module):
         if self.rope_impl == "complex128":
             rope = rope_complex128_table(pos, grid, cfg.head_dim, device=device)
         elif self.rope_impl == "float32":
-            rope = rope_cos_sin(pos, grid, cfg.head_dim, device=device)
+            rope = rope_rotation(pos, grid, cfg.head_dim, device=device)
         else:
             raise ValueError(f"rope_impl must be one of {ROPE_IMPLS}, got {self.rope_impl!r}")
 

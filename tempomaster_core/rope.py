@@ -17,7 +17,8 @@ Numerics. The reference (``wan_dit/wan_video_dit.py``) precomputes complex128
 tables for integer positions ``< 1024`` and multiplies q/k as float64 complex
 numbers, which is slow on GPUs. Here the angles ``position * inv_freq`` are
 formed in float64 on small per-axis tables (F x d_t/2, H x d_h/2, W x d_w/2),
-their cos/sin are cast to float32, and the rotation is applied in float32.
+their cos/sin are cast to float32, and the rotation is applied in float32
+(a complex64 multiply of the channel pairs).
 Positions may be fractional and any size. :func:`rope_complex128_table` and
 :func:`apply_rope_complex128` keep the reference's formulation for
 benchmarks and checks.
@@ -155,31 +156,50 @@ def rope_cos_sin(
     return assemble(cos_t, cos_h, cos_w), assemble(sin_t, sin_h, sin_w)
 
 
-def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, out_dtype: torch.dtype | None = None) -> torch.Tensor:
+def rope_rotation(
+    temporal_positions: torch.Tensor,
+    grid: Sequence[int],
+    head_dim: int,
+    *,
+    theta: float = ROPE_THETA,
+    device=None,
+) -> torch.Tensor:
+    """The RoPE rotations ``cos + i*sin`` as a complex64 table (float32 real/imaginary parts).
+
+    Same arguments and layout as :func:`rope_cos_sin`; returns ``[B, F*H*W, head_dim // 2]``
+    complex64, the input of :func:`apply_rope`. Angles are float64, cos/sin float32.
+    """
+    cos, sin = rope_cos_sin(temporal_positions, grid, head_dim, theta=theta, device=device)
+    return torch.complex(cos, sin)
+
+
+def apply_rope(x: torch.Tensor, rotation: torch.Tensor, out_dtype: torch.dtype | None = None) -> torch.Tensor:
     """Rotate interleaved channel pairs of q or k in float32.
 
     Pair ``(x[2p], x[2p+1])`` is treated as the complex number ``x[2p] + i*x[2p+1]``
-    and multiplied by ``cos[p] + i*sin[p]`` (as Wan's ``rope_apply``).
+    and multiplied by ``rotation[p] = cos + i*sin`` (as Wan's ``rope_apply``). The multiply
+    is a complex64 one, i.e. float32 arithmetic on the pairs: ``(x0*c - x1*s, x0*s + x1*c)``;
+    on CPU it is about 10x faster than the same formula spelled with real tensors.
 
     Args:
         x: ``[B, S, N, D]`` queries or keys (S tokens, N heads, D = head_dim), any float dtype.
-        cos, sin: ``[B or 1, S, D/2]`` float32 tables from :func:`rope_cos_sin`.
+        rotation: ``[B or 1, S, D/2]`` complex64 from :func:`rope_rotation`.
         out_dtype: dtype of the result (default ``x.dtype``).
 
     Returns:
-        ``[B, S, N, D]`` rotated tensor in ``out_dtype``; the arithmetic is float32.
+        ``[B, S, N, D]`` rotated tensor in ``out_dtype``.
+
+    Raises:
+        ValueError: table and q/k shapes do not match.
     """
-    if x.shape[-1] != 2 * cos.shape[-1] or cos.shape[-2] != x.shape[1]:
+    if x.shape[-1] != 2 * rotation.shape[-1] or rotation.shape[-2] != x.shape[1]:
         raise ValueError(
-            f"RoPE table {tuple(cos.shape)} does not match q/k {tuple(x.shape)} "
+            f"RoPE table {tuple(rotation.shape)} does not match q/k {tuple(x.shape)} "
             "(expected [B, S, head_dim/2] for [B, S, heads, head_dim])"
         )
-    pairs = rearrange(x.float(), "b s n (p two) -> b s n p two", two=2)
-    x0, x1 = pairs.unbind(-1)
-    c = cos[:, :, None, :]
-    s = sin[:, :, None, :]
-    rotated = torch.stack((x0 * c - x1 * s, x0 * s + x1 * c), dim=-1)
-    return rearrange(rotated, "b s n p two -> b s n (p two)").to(out_dtype or x.dtype)
+    pairs = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)).contiguous())
+    rotated = torch.view_as_real(pairs * rotation[:, :, None, :].to(torch.complex64))
+    return rotated.flatten(-2).to(out_dtype or x.dtype)
 
 
 def rope_complex128_table(

@@ -11,6 +11,7 @@ from tempomaster_core.rope import (
     rope_axis_dims,
     rope_complex128_table,
     rope_cos_sin,
+    rope_rotation,
 )
 
 
@@ -78,7 +79,10 @@ def test_rope_matches_float64_complex(positions):
     pos = torch.tensor(positions, dtype=torch.float64)
     cos, sin = rope_cos_sin(pos, grid, head_dim)
     assert cos.dtype == torch.float32 and cos.shape == (2, 18, head_dim // 2)
-    got = apply_rope(x, cos, sin)
+    rotation = rope_rotation(pos, grid, head_dim)
+    assert rotation.dtype == torch.complex64
+    assert torch.equal(rotation.real, cos) and torch.equal(rotation.imag, sin)
+    got = apply_rope(x, rotation)
     assert got.dtype == torch.float32
     want = expected_rotation(x, positions, grid, head_dim)
     assert rel_err(got, want) <= 1e-5
@@ -92,10 +96,10 @@ def test_rope_head_dim_128_and_bf16_output():
     gen = torch.Generator().manual_seed(1)
     x = torch.randn(1, 8, 1, 128, generator=gen)
     positions = [[7.5, 1500.0]]
-    cos, sin = rope_cos_sin(torch.tensor(positions), grid, 128)
+    rotation = rope_rotation(torch.tensor(positions), grid, 128)
     want = expected_rotation(x, positions, grid, 128)
-    assert rel_err(apply_rope(x, cos, sin), want) <= 1e-5
-    out_bf16 = apply_rope(x.bfloat16(), cos, sin)
+    assert rel_err(apply_rope(x, rotation), want) <= 1e-5
+    out_bf16 = apply_rope(x.bfloat16(), rotation)
     assert out_bf16.dtype == torch.bfloat16
     assert rel_err(out_bf16, want) <= 1e-2  # bf16 input + bf16 rounding of the result
 
