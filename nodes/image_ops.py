@@ -66,7 +66,7 @@ def resize_center_crop(images: torch.Tensor, height: int, width: int) -> torch.T
     Raises:
         ValueError: not a ``[N, H, W, C>=3]`` tensor, or a non-positive target.
     """
-    if images.ndim != 4 or images.shape[-1] < 3:
+    if images.ndim != 4 or images.shape[-1] not in (3, 4):
         raise ValueError(
             f"expected a ComfyUI IMAGE [N, H, W, 3] in [0, 1], got shape {tuple(images.shape)}"
         )

@@ -1,0 +1,193 @@
+"""Example workflows: format, node types, links, reference defaults, API copies, and a run.
+
+The run executes the API-format copy in-process (a small topological executor):
+our nodes for real on a tiny DiT, small stand-ins for the ComfyUI core nodes
+(CLIP, VAE, images, video), with the plan shrunk to a tiny size.
+"""
+
+import copy
+import json
+import os
+
+import pytest
+import torch
+from PIL import Image
+
+from comfy_fakes import FakeCLIP, FakeWanVAE
+from nodes import NODE_CLASS_MAPPINGS
+from tiny_models import make_tiny_dit
+from tools.comfy_core_nodes import CORE_NODES
+from tools.make_workflows import main as make_workflows_main
+from tools.workflow_tools import ui_to_api, validate_ui
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EXAMPLES = os.path.join(ROOT, "example_workflows")
+API = os.path.join(ROOT, "tests", "workflows_api")
+NAMES = sorted(f[:-5] for f in os.listdir(EXAMPLES) if f.endswith(".json"))
+
+
+def _load(path):
+    with open(path, encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def _by_type(ui, node_type):
+    return [n for n in ui["nodes"] if n["type"] == node_type]
+
+
+def test_the_three_examples_exist_with_thumbnails():
+    assert set(NAMES) == {"image_to_long_video", "text_to_video", "first_last_frame"}
+    for name in NAMES:
+        with Image.open(os.path.join(EXAMPLES, name + ".jpg")) as img:
+            assert img.format == "JPEG" and img.size[0] >= 256
+    # every JSON in example_workflows is shown as a template: all must be UI format
+    for f in os.listdir(EXAMPLES):
+        assert f.endswith((".json", ".jpg")), f
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_example_is_valid_ui_format_with_known_nodes_and_matching_links(name):
+    ui = _load(os.path.join(EXAMPLES, name + ".json"))
+    assert {"nodes", "links", "version", "last_node_id", "last_link_id"} <= set(ui)
+    for node in ui["nodes"]:
+        assert {"id", "type", "pos", "size", "inputs", "outputs", "widgets_values", "mode"} <= set(node)
+        assert node["type"] in NODE_CLASS_MAPPINGS or node["type"] in CORE_NODES
+    assert validate_ui(ui) == []
+    assert ui["last_node_id"] == max(n["id"] for n in ui["nodes"])
+    assert ui["last_link_id"] == max(link[0] for link in ui["links"])
+    # every TEMPO_* output is consumed
+    for node in ui["nodes"]:
+        for out in node["outputs"]:
+            if out["type"].startswith("TEMPO_") and not (node["type"] == "TempoMasterFrameRateRefiner" and out["name"] == "level"):
+                assert out["links"], f"{name}: {node['type']}.{out['name']} unused"
+
+
+def test_validator_catches_broken_workflows():
+    ui = _load(os.path.join(EXAMPLES, "image_to_long_video.json"))
+    wrong_type = copy.deepcopy(ui)
+    link = next(link for link in wrong_type["links"] if link[5] == "TEMPO_PLAN")
+    link[5] = "TEMPO_LEVEL"
+    assert validate_ui(wrong_type)
+    unlinked = copy.deepcopy(ui)
+    sampler = _by_type(unlinked, "TempoMasterBlueprintSampler")[0]
+    next(i for i in sampler["inputs"] if i["name"] == "vae")["link"] = None
+    assert any("'vae'" in p for p in validate_ui(unlinked))
+    bad_widgets = copy.deepcopy(ui)
+    _by_type(bad_widgets, "TempoMasterTreeScheduler")[0]["widgets_values"].pop()
+    assert any("widgets_values" in p for p in validate_ui(bad_widgets))
+    unknown = copy.deepcopy(ui)
+    unknown["nodes"][0]["type"] = "NoSuchNode"
+    assert any("NoSuchNode" in p for p in validate_ui(unknown))
+
+
+def test_image_to_long_video_uses_the_reference_defaults():
+    ui = _load(os.path.join(EXAMPLES, "image_to_long_video.json"))
+    api = ui_to_api(ui)
+    sched = next(v for v in api.values() if v["class_type"] == "TempoMasterTreeScheduler")["inputs"]
+    plan, _ = NODE_CLASS_MAPPINGS["TempoMasterTreeScheduler"]().plan(
+        sched["blueprint_frames"], sched["frame_intervals"], sched["custom_intervals"], sched["chunks"],
+        sched["fps"], sched["width"], sched["height"])
+    assert plan.blueprint_frames == 109 and plan.frame_intervals == (4, 2, 1)
+    assert plan.levels[-1].num_frames == 436 and plan.levels[-1].fps == 24.0
+    assert (plan.width, plan.height) == (832, 480)
+    bp = next(v for v in api.values() if v["class_type"] == "TempoMasterBlueprintSampler")["inputs"]
+    assert (bp["steps"], bp["shift"], bp["cfg"], bp["guidance"]) == (50, 5.0, 8.0, "apg")
+    refiners = [v["inputs"] for v in api.values() if v["class_type"] == "TempoMasterFrameRateRefiner"]
+    assert len(refiners) == plan.num_levels - 1
+    assert all((r["steps"], r["shift"], r["cfg"], r["guidance"]) == (32, 3.0, 8.0, "apg") for r in refiners)
+    cond = next(v for v in api.values() if v["class_type"] == "TempoMasterMultiMaskCondition")["inputs"]
+    assert cond["positions"] == "0" and "first image" in cond["size_mode"]
+    clip = next(v for v in api.values() if v["class_type"] == "CLIPLoader")["inputs"]
+    assert clip["type"] == "wan" and "umt5_xxl" in clip["clip_name"]
+    vae = next(v for v in api.values() if v["class_type"] == "VAELoader")["inputs"]
+    assert vae["vae_name"] == "wan_2.1_vae.safetensors"
+    note = _by_type(ui, "MarkdownNote")[0]["widgets_values"][0]
+    for needle in ("Scottttttyy/TempoMaster", "models/diffusion_models", "models/text_encoders", "models/vae",
+                   "umt5_xxl", "wan_2.1_vae"):
+        assert needle in note
+
+
+def test_other_examples_condition_as_named():
+    t2v = ui_to_api(_load(os.path.join(EXAMPLES, "text_to_video.json")))
+    assert not any(v["class_type"] == "TempoMasterMultiMaskCondition" for v in t2v.values())
+    bp = next(v for v in t2v.values() if v["class_type"] == "TempoMasterBlueprintSampler")["inputs"]
+    assert "condition" not in bp
+    flf = ui_to_api(_load(os.path.join(EXAMPLES, "first_last_frame.json")))
+    cond = next(v for v in flf.values() if v["class_type"] == "TempoMasterMultiMaskCondition")["inputs"]
+    assert cond["positions"] == "0,-1"
+    assert flf[cond["images"][0]]["class_type"] == "ImageBatch"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_api_copies_are_conversions_of_the_examples(name):
+    assert _load(os.path.join(API, name + ".json")) == ui_to_api(_load(os.path.join(EXAMPLES, name + ".json")))
+
+
+def test_generated_files_are_up_to_date():
+    assert make_workflows_main(["--check"]) == 0
+
+
+# -- in-process run of the API workflows -------------------------------------------------
+
+
+class _Video:
+    def __init__(self, images, fps):
+        self.images, self.fps = images, fps
+
+
+def _core_node(class_type, inputs):
+    """Stand-ins for the ComfyUI core nodes of the examples."""
+    if class_type == "CLIPLoader":
+        return (FakeCLIP(dim=24),)
+    if class_type == "CLIPTextEncode":
+        clip = inputs["clip"]
+        return (clip.encode_from_tokens_scheduled(clip.tokenize(inputs["text"])),)
+    if class_type == "VAELoader":
+        return (FakeWanVAE(),)
+    if class_type == "LoadImage":
+        image = torch.rand(1, 48, 40, 3, generator=torch.Generator().manual_seed(len(inputs["image"])))
+        return (image, torch.zeros(1, 48, 40))
+    if class_type == "ImageBatch":
+        return (torch.cat([inputs["image1"], inputs["image2"]]),)
+    if class_type == "CreateVideo":
+        return (_Video(inputs["images"], inputs["fps"]),)
+    if class_type == "SaveVideo":
+        return ()
+    raise KeyError(class_type)
+
+
+def run_api_workflow(api, model):
+    """Execute an API-format workflow in dependency order; returns ``{node_id: outputs}``."""
+    results = {}
+    pending = dict(api)
+    while pending:
+        for node_id, node in sorted(pending.items()):
+            links = [v for v in node["inputs"].values() if isinstance(v, list)]
+            if all(src in results for src, _ in links):
+                break
+        else:
+            raise AssertionError("cycle or dangling link")
+        inputs = {k: (results[v[0]][v[1]] if isinstance(v, list) else v) for k, v in node["inputs"].items()}
+        cls = NODE_CLASS_MAPPINGS.get(node["class_type"])
+        if node["class_type"] == "TempoMasterLoadModel":
+            results[node_id] = (model,)
+        elif cls is not None:
+            results[node_id] = getattr(cls(), cls.FUNCTION)(**inputs)
+        else:
+            results[node_id] = _core_node(node["class_type"], inputs)
+        del pending[node_id]
+    return results
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_api_workflow_runs_on_a_tiny_model(name):
+    api = _load(os.path.join(API, name + ".json"))
+    for node in api.values():
+        if node["class_type"] == "TempoMasterTreeScheduler":
+            node["inputs"].update(blueprint_frames=5, width=32, height=32, chunks="2,2")
+        if node["class_type"] in ("TempoMasterBlueprintSampler", "TempoMasterFrameRateRefiner"):
+            node["inputs"]["steps"] = 1
+    results = run_api_workflow(api, make_tiny_dit(seed=0))
+    video = next(results[i][0] for i, n in api.items() if n["class_type"] == "CreateVideo")
+    assert video.fps == 24.0
+    assert video.images.shape[0] == 20 and video.images.shape[-1] == 3  # 5 frames x 4
