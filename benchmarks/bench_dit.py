@@ -35,6 +35,12 @@ from tempomaster_core.config import DiTConfig  # noqa: E402
 from tempomaster_core.flops import dit_flops_breakdown, video_tokens  # noqa: E402
 from tempomaster_core.loading import parse_dtype  # noqa: E402
 from tempomaster_core.model import TempoMasterDiT  # noqa: E402
+from tempomaster_core.rope import (  # noqa: E402
+    apply_rope,
+    apply_rope_complex128,
+    rope_complex128_table,
+    rope_rotation,
+)
 
 
 def parse_args(argv=None):
@@ -77,6 +83,35 @@ def time_forward(model, inputs, device, warmup: int, repeats: int) -> list[float
             if i >= warmup:
                 times.append(time.perf_counter() - start)
     return times
+
+
+def time_rope(config, positions, grid, batch, dtype, device, warmup: int, repeats: int) -> dict[str, float]:
+    """Median seconds of the RoPE work of one forward (table + rotating q and k in every layer)."""
+    tokens = grid[0] * grid[1] * grid[2]
+    q = torch.randn(batch, tokens, config.num_heads, config.head_dim, device=device, dtype=dtype)
+
+    def float32_rope():
+        rotation = rope_rotation(positions, grid, config.head_dim, device=device)
+        for _ in range(2 * config.num_layers):
+            apply_rope(q, rotation, out_dtype=dtype)
+
+    def complex128_rope():
+        freqs = rope_complex128_table(positions, grid, config.head_dim, device=device)
+        for _ in range(2 * config.num_layers):
+            apply_rope_complex128(q, freqs)
+
+    out = {}
+    for name, fn in (("float32", float32_rope), ("complex128", complex128_rope)):
+        times = []
+        for i in range(warmup + repeats):
+            _sync(device)
+            start = time.perf_counter()
+            fn()
+            _sync(device)
+            if i >= warmup:
+                times.append(time.perf_counter() - start)
+        out[name] = statistics.median(times)
+    return out
 
 
 def device_name(device: torch.device) -> str:
@@ -134,6 +169,8 @@ def main(argv=None) -> dict:
         times_c = time_forward(model, inputs, device, args.warmup, args.repeats)
         model.rope_impl = "float32"
         result.update(complex_median_s=statistics.median(times_c), complex_over_float32=statistics.median(times_c) / median)
+        rope = time_rope(config, inputs["temporal_positions"], (t, h // 2, w // 2), b, dtype, device, args.warmup, args.repeats)
+        result.update(rope_float32_s=rope["float32"], rope_complex128_s=rope["complex128"])
 
     print(f"device        {result['device']}  (torch {result['torch']}, {result['dtype']}, attention {result['attention_backend']})")
     print(f"model         dim {config.dim}, heads {config.num_heads}, ffn {config.ffn_dim}, layers {config.num_layers}, "
@@ -146,6 +183,9 @@ def main(argv=None) -> dict:
     if not args.skip_complex:
         print(f"complex128    median {result['complex_median_s'] * 1e3:.2f} ms -> float64-complex RoPE forward is "
               f"{result['complex_over_float32']:.2f}x the float32-RoPE time")
+        print(f"RoPE only     {result['rope_float32_s'] * 1e3:.2f} ms float32 vs {result['rope_complex128_s'] * 1e3:.2f} ms "
+              f"complex128 per forward ({result['rope_complex128_s'] / result['rope_float32_s']:.1f}x; tables + q,k of "
+              f"{config.num_layers} layers)")
     if "peak_mem_gib" in result:
         print(f"peak memory   {result['peak_mem_gib']:.2f} GiB")
     if args.json:
