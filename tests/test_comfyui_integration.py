@@ -1,0 +1,299 @@
+"""The pack inside a real ComfyUI (runs only when COMFYUI_PATH points to a ComfyUI checkout).
+
+Starts ComfyUI headless on the CPU (127.0.0.1, a free port) with a temporary
+base directory whose ``custom_nodes`` holds a symlink to this pack and a small
+test-only scaffold pack. Real umT5 / Wan VAE weights are not needed: the
+scaffold provides a CLIP stand-in (works with ComfyUI's own CLIPTextEncode)
+and a ComfyUI-VAE-shaped stand-in wrapping ``tests/toy_codec.py``
+(``tests/comfy_fakes.py``); the DiT is a tiny random TempoMaster DiT saved into
+the temporary ``models/diffusion_models/``. Then: ``/object_info`` lists our
+nodes with tooltips, the example workflows are served as templates, an
+API-format copy of an example workflow runs, and the saved video has the
+planned frame count.
+
+Run: ``COMFYUI_PATH=/path/to/ComfyUI python -m pytest tests/test_comfyui_integration.py``
+(with a Python environment that has ComfyUI's requirements).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.error
+import urllib.request
+import uuid
+
+import pytest
+
+COMFYUI_PATH = os.environ.get("COMFYUI_PATH")
+pytestmark = pytest.mark.skipif(
+    not COMFYUI_PATH or not os.path.isfile(os.path.join(COMFYUI_PATH or "", "main.py")),
+    reason="set COMFYUI_PATH to a ComfyUI checkout to run the ComfyUI integration test",
+)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TESTS = os.path.join(ROOT, "tests")
+START_TIMEOUT_S = 240
+RUN_TIMEOUT_S = 300
+OUR_NODES = ("TempoMasterLoadModel", "TempoMasterTreeScheduler", "TempoMasterMultiMaskCondition",
+             "TempoMasterBlueprintSampler", "TempoMasterFrameRateRefiner")
+
+SCAFFOLD = textwrap.dedent(
+    f"""
+    # Test-only ComfyUI nodes (written by tests/test_comfyui_integration.py; not shipped).
+    import sys
+    sys.path.insert(0, {TESTS!r})
+    from comfy_fakes import FakeCLIP, FakeWanVAE
+
+
+    class TempoTestCLIPLoader:
+        CATEGORY = "testing"
+        FUNCTION = "load"
+        RETURN_TYPES = ("CLIP",)
+
+        @classmethod
+        def INPUT_TYPES(cls):
+            return {{"required": {{"text_dim": ("INT", {{"default": 24, "min": 1, "max": 8192}})}}}}
+
+        def load(self, text_dim):
+            return (FakeCLIP(dim=text_dim),)
+
+
+    class TempoTestVAELoader:
+        CATEGORY = "testing"
+        FUNCTION = "load"
+        RETURN_TYPES = ("VAE",)
+
+        @classmethod
+        def INPUT_TYPES(cls):
+            return {{"required": {{}}}}
+
+        def load(self):
+            return (FakeWanVAE(),)
+
+
+    NODE_CLASS_MAPPINGS = {{"TempoTestCLIPLoader": TempoTestCLIPLoader, "TempoTestVAELoader": TempoTestVAELoader}}
+    """
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _get(url: str, timeout: float = 30):
+    with urllib.request.urlopen(url, timeout=timeout) as resp:
+        return resp.status, resp.read()
+
+
+def _post_json(url: str, payload: dict, timeout: float = 30):
+    req = urllib.request.Request(url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            body = resp.read()
+            return resp.status, json.loads(body) if body.strip() else {}
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read() or b"{}")
+
+
+@pytest.fixture(scope="module")
+def comfy(tmp_path_factory):
+    """A running ComfyUI: yields ``(base_url, base_dir, log_path)``; stopped afterwards."""
+    import torch
+    from PIL import Image
+
+    sys.path.insert(0, TESTS)
+    from tiny_models import make_tiny_dit
+    from tempomaster_core.loading import save_dit
+
+    base = tmp_path_factory.mktemp("comfyui")
+    custom = base / "custom_nodes"
+    custom.mkdir()
+    (custom / "tempomaster").symlink_to(ROOT, target_is_directory=True)
+    (custom / "tempomaster_test_scaffold").mkdir()
+    (custom / "tempomaster_test_scaffold" / "__init__.py").write_text(SCAFFOLD)
+    models = base / "models" / "diffusion_models"
+    models.mkdir(parents=True)
+    save_dit(make_tiny_dit(seed=0), models / "tiny_tempomaster.safetensors")
+    (base / "input").mkdir()
+    gen = torch.Generator().manual_seed(0)
+    pixels = (torch.rand(40, 56, 3, generator=gen) * 255).to(torch.uint8).numpy()
+    Image.fromarray(pixels).save(base / "input" / "first_frame.png")
+
+    port = _free_port()
+    log_path = base / "comfyui.log"
+    cmd = [sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port),
+           "--base-directory", str(base), "--disable-auto-launch", "--database-url", "sqlite:///:memory:",
+           "--preview-method", "auto", "--disable-api-nodes"]
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(cmd, cwd=COMFYUI_PATH, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"ComfyUI exited with {proc.returncode}:\n{log_path.read_text()[-4000:]}")
+            try:
+                if _get(url + "/object_info/TempoMasterTreeScheduler", timeout=5)[0] == 200:
+                    break
+            except (urllib.error.URLError, ConnectionError, OSError):
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"ComfyUI did not start in {START_TIMEOUT_S} s:\n{log_path.read_text()[-4000:]}")
+            time.sleep(1.0)
+        yield url, base, log_path
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=20)
+
+
+def test_pack_loads_and_object_info_lists_our_nodes_with_tooltips(comfy):
+    url, _, log_path = comfy
+    info = json.loads(_get(url + "/object_info")[1])
+    for node_id in OUR_NODES:
+        assert node_id in info, node_id
+        node = info[node_id]
+        assert node["category"] == "TempoMaster" and node["display_name"].startswith(("Load TempoMaster", "TempoMaster"))
+        assert node["description"] and len(node["output_tooltips"]) == len(node["output"])
+        for section in ("required", "optional"):
+            for name, entry in node["input"].get(section, {}).items():
+                assert entry[1].get("tooltip"), f"{node_id}.{name} has no tooltip in ComfyUI"
+    assert info["TempoMasterLoadModel"]["input"]["required"]["model_name"][0] == ["tiny_tempomaster.safetensors"]
+    ours = [line for line in log_path.read_text(errors="replace").splitlines() if "custom_nodes/tempomaster" in line]
+    assert ours, "ComfyUI did not report loading the pack"
+    assert not [line for line in ours if "IMPORT FAILED" in line or "Cannot import" in line], ours
+
+
+def test_core_node_table_matches_this_comfyui(comfy):
+    from tools.comfy_core_nodes import CORE_NODES
+
+    url, _, _ = comfy
+    info = json.loads(_get(url + "/object_info")[1])
+    for name, spec in CORE_NODES.items():
+        if spec.get("virtual"):
+            continue
+        node = info[name]
+        inputs = {**node["input"].get("required", {}), **node["input"].get("optional", {})}
+        for socket_name, kind, optional in spec["inputs"]:
+            assert inputs[socket_name][0] == kind, (name, socket_name)
+            assert (socket_name in node["input"].get("optional", {})) == optional, (name, socket_name)
+        for widget, kind, _ in spec["widgets"]:
+            got = inputs[widget][0]
+            assert (isinstance(got, list) or got == "COMBO") if kind == "COMBO" else got == kind, (name, widget)
+        assert node["output"] == [kind for _, kind in spec["outputs"]], name
+
+
+def test_example_workflows_are_served_as_templates(comfy):
+    url, _, _ = comfy
+    templates = json.loads(_get(url + "/workflow_templates")[1])
+    assert sorted(templates["tempomaster"]) == ["first_last_frame", "image_to_long_video", "text_to_video"]
+    for name in templates["tempomaster"]:
+        status, body = _get(f"{url}/api/workflow_templates/tempomaster/{name}.json")
+        assert status == 200 and json.loads(body)["nodes"]
+        status, body = _get(f"{url}/api/workflow_templates/tempomaster/{name}.jpg")
+        assert status == 200 and body[:2] == b"\xff\xd8"
+    status, body = _get(url + "/extensions/tempomaster/tempomaster.js")
+    assert status == 200 and b"registerExtension" in body
+
+
+def _tiny_api_workflow(name: str) -> dict:
+    with open(os.path.join(TESTS, "workflows_api", name + ".json"), encoding="utf-8") as fh:
+        api = json.load(fh)
+    for node in api.values():
+        kind, inputs = node["class_type"], node["inputs"]
+        if kind == "CLIPLoader":
+            node["class_type"], node["inputs"] = "TempoTestCLIPLoader", {"text_dim": 24}
+        elif kind == "VAELoader":
+            node["class_type"], node["inputs"] = "TempoTestVAELoader", {}
+        elif kind == "TempoMasterLoadModel":
+            inputs.update(model_name="tiny_tempomaster.safetensors", weight_dtype="fp32")
+        elif kind == "TempoMasterTreeScheduler":
+            inputs.update(blueprint_frames=5, width=32, height=32, chunks="2,2")
+        elif kind in ("TempoMasterBlueprintSampler", "TempoMasterFrameRateRefiner"):
+            inputs["steps"] = 2
+        elif kind == "LoadImage":
+            inputs["image"] = "first_frame.png"
+        elif kind == "SaveVideo":
+            inputs["filename_prefix"] = f"video/{name}"
+    return api
+
+
+def _wait_history(url: str, prompt_id: str) -> dict:
+    deadline = time.monotonic() + RUN_TIMEOUT_S
+    while time.monotonic() < deadline:
+        history = json.loads(_get(f"{url}/history/{prompt_id}")[1])
+        if prompt_id in history and history[prompt_id].get("status", {}).get("completed") is not None:
+            entry = history[prompt_id]
+            if entry["status"].get("status_str") == "error" or entry["outputs"] or entry["status"]["completed"]:
+                return entry
+        time.sleep(1.0)
+    pytest.fail(f"the prompt did not finish in {RUN_TIMEOUT_S} s")
+
+
+@pytest.mark.parametrize("name", ["image_to_long_video", "first_last_frame"])
+def test_api_workflow_runs_and_saves_the_planned_video(comfy, name):
+    import av
+
+    url, base, log_path = comfy
+    status, reply = _post_json(url + "/prompt", {"prompt": _tiny_api_workflow(name), "client_id": str(uuid.uuid4())})
+    assert status == 200, reply
+    entry = _wait_history(url, reply["prompt_id"])
+    assert entry["status"]["status_str"] == "success", json.dumps(entry["status"])[-3000:] + log_path.read_text()[-3000:]
+    saved = [item for out in entry["outputs"].values() for item in out.get("images", [])]
+    assert len(saved) == 1
+    path = base / "output" / saved[0]["subfolder"] / saved[0]["filename"]
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        frames = sum(1 for _ in container.decode(stream))
+        rate = float(stream.average_rate)
+    assert frames == 20  # 5 blueprint frames x (4 / 1)
+    assert abs(rate - 24.0) < 1e-6
+    assert (stream.codec_context.width, stream.codec_context.height) == (32, 32)
+
+
+def test_invalid_plan_is_refused_at_validation_with_nearest_values(comfy):
+    url, _, _ = comfy
+    api = _tiny_api_workflow("text_to_video")
+    sched = next(n for n in api.values() if n["class_type"] == "TempoMasterTreeScheduler")
+    sched["inputs"]["blueprint_frames"] = 7
+    status, reply = _post_json(url + "/prompt", {"prompt": api, "client_id": str(uuid.uuid4())})
+    assert status == 400
+    text = json.dumps(reply)
+    assert "5 or 9" in text
+
+
+def test_cancel_interrupts_a_running_level_and_the_model_stays_usable(comfy):
+    url, _, _ = comfy
+    api = _tiny_api_workflow("text_to_video")
+    for node in api.values():
+        if node["class_type"] == "TempoMasterBlueprintSampler":
+            node["inputs"].update(steps=1000, seed=7)  # long enough to be cancelled mid-level
+    status, reply = _post_json(url + "/prompt", {"prompt": api, "client_id": str(uuid.uuid4())})
+    assert status == 200, reply
+    deadline = time.monotonic() + 60
+    while not json.loads(_get(url + "/queue")[1])["queue_running"]:
+        assert time.monotonic() < deadline, "the prompt never started"
+        time.sleep(0.2)
+    time.sleep(1.0)
+    assert _post_json(url + "/interrupt", {})[0] == 200
+    entry = _wait_history(url, reply["prompt_id"])
+    assert entry["status"]["status_str"] == "error"
+    assert any(msg[0] == "execution_interrupted" for msg in entry["status"]["messages"]), entry["status"]
+    # the cached model object is still usable: a normal run afterwards succeeds
+    status, reply = _post_json(url + "/prompt", {"prompt": _tiny_api_workflow("text_to_video"),
+                                                 "client_id": str(uuid.uuid4())})
+    assert status == 200, reply
+    assert _wait_history(url, reply["prompt_id"])["status"]["status_str"] == "success"
