@@ -47,7 +47,7 @@ WAN_HEAD_DIM = 128
 """Channels per attention head of every released Wan 2.x DiT (used to infer num_heads)."""
 
 TEMPOMASTER_MASK_CHANNELS = 4
-"""Mask channels of a TempoMaster DiT (pixel frames per Wan latent frame): in_dim = 2*out_dim + 4."""
+"""Mask channels of the TempoMaster DiT (pixel frames per Wan latent frame): in_dim = 16 + 4 + 16 = 36."""
 
 DOWNLOAD_HINT = (
     "Download the TempoMaster DiT 'wan_video_dit_bf16.bin' from the Hugging Face repo "
@@ -157,9 +157,10 @@ def infer_config_from_shapes(
         eps: norm epsilon; default 1e-6 (Wan).
 
     Raises:
-        CheckpointError: not a Wan DiT; a Wan I2V (CLIP image branch) or T2V checkpoint or
-            any ``in_dim`` other than ``2*out_dim + 4`` (36): not TempoMaster; broken block
-            numbering; num_heads not inferable.
+        CheckpointError: not a Wan DiT; a Wan I2V (CLIP image branch) or T2V checkpoint
+            (``in_dim == out_dim``), or, for Wan's 16 latent channels, any ``in_dim`` other than 36
+            (test models with other latent widths need ``in_dim > 2*out_dim``): not TempoMaster;
+            broken block numbering; num_heads not inferable.
     """
     if not shapes:
         raise CheckpointError(f"checkpoint holds no tensors. {DOWNLOAD_HINT}")
@@ -193,7 +194,8 @@ def infer_config_from_shapes(
         raise CheckpointError(f"head.head.weight has {head_rows} rows, not a multiple of the patch volume {patch}")
     out_dim = head_rows // (pt * ph * pw)
     expected_in = 2 * out_dim + TEMPOMASTER_MASK_CHANNELS
-    if in_dim != expected_in:
+    wan_latent = out_dim == 16  # Wan 2.1 VAE latent: TempoMaster takes exactly 16 + 4 + 16 = 36
+    if in_dim == out_dim or in_dim - 2 * out_dim < 1 or (wan_latent and in_dim != expected_in):
         kind = "a plain Wan text-to-video (T2V) checkpoint" if in_dim == out_dim else "not a TempoMaster checkpoint"
         raise CheckpointError(
             f"the DiT takes in_dim={in_dim} input channels for out_dim={out_dim}: this is {kind}. "

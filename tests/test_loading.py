@@ -138,6 +138,9 @@ def test_plain_wan_t2v_is_rejected(tiny):
     other = dict(state)
     other["patch_embedding.weight"] = torch.randn(64, 33, 1, 2, 2)
     expect_error(other, "not a TempoMaster checkpoint", "in_dim=33", num_heads=2)
+    # test models with another latent width load when in_dim = 2*out_dim + mask channels
+    small = make_tiny_dit(in_dim=18, out_dim=8, num_layers=1)
+    assert load_dit(small.state_dict(), dtype=torch.float32, num_heads=2).config == small.config
 
 
 def test_wan_i2v_with_clip_branch_is_rejected(tiny):

@@ -300,3 +300,19 @@ def test_flops_14b_match_design_formula():
     parts = dit_flops_breakdown(cfg, 1560, batch=3)
     assert parts["total"] == sum(v for k, v in parts.items() if k != "total")
     assert parts["total"] == 3 * dit_forward_flops(cfg, 1560)
+
+
+def test_benchmark_script_runs_and_reports(capsys):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_dit.py"
+    spec = importlib.util.spec_from_file_location("bench_dit", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    result = bench.main(["--dim", "48", "--heads", "2", "--ffn", "64", "--layers", "1", "--text-dim", "8",
+                         "--text-len", "4", "--frames", "2", "--height", "4", "--width", "4", "--repeats", "1", "--warmup", "0"])
+    out = capsys.readouterr().out
+    assert "TFLOP/s" in out and "complex128" in out and "RoPE only" in out
+    assert result["tokens_per_item"] == 2 * 2 * 2
+    assert result["median_s"] > 0 and result["complex_over_float32"] > 0
