@@ -1,0 +1,240 @@
+"""Train the tiny video codec on the procedural scenes.
+
+Usage::
+
+    python -m tempomaster_core.training.train_codec --out tempomaster_core/builtin/ --seed 0 --minutes 10
+
+Recipe: the linear patch transforms are initialised to the PCA of patches of
+``pca_samples`` random groups; then a plain reconstruction auto-encoder (MSE + L1 on pixels in [-1, 1],
+Adam, cosine learning-rate decay) trained on single latent-frame groups of
+``temporal_factor`` pixel frames taken from random scenes at frame intervals
+4, 2 and 1 (the codec must code 6, 12 and 24 fps clips: blueprint and
+refinement levels) plus static groups (four copies of one frame, i.e. latent
+frame 0 of a clip). Small Gaussian noise is added to the latents seen by the
+decoder so it tolerates the imperfect latents a diffusion model produces.
+After training, per-channel latent mean/std are measured on fresh training
+clips (normalisation, like Wan's), and PSNR is measured through the public
+``encode``/``decode`` on held-out scene seeds (never used in training: training
+scenes use seeds below ``HELD_OUT_SEED_BASE``).
+
+Reproducibility: everything is drawn from ``--seed``. ``--steps`` fixes the
+run exactly; with ``--minutes`` alone the script times a few steps, then fixes
+the step count that fits (printed, so the run can be repeated with ``--steps``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from einops import rearrange
+
+from ..tiny.codec import CodecConfig, TinyVideoCodec, psnr
+from ..tiny.scenes import object_positions, render, render_frames, sample_scene
+
+HELD_OUT_SEED_BASE = 1_000_000_000
+"""Scene seeds at or above this value are reserved for evaluation."""
+
+INTERVALS = (4, 2, 1)
+"""24 fps frame intervals of the clips the codec is trained and evaluated on (6/12/24 fps)."""
+
+
+def sample_groups(rng: np.random.Generator, batch: int, temporal_factor: int = 4,
+                  size: int = 64, crop: int | None = None, grid: int = 8,
+                  static_fraction: float = 0.2) -> torch.Tensor:
+    """A training batch of pixel-frame groups ``[batch, 3, temporal_factor, S, S]`` in [-1, 1].
+
+    Each group comes from a new random scene (seed < ``HELD_OUT_SEED_BASE``)
+    rendered at ``size``×``size``: ``temporal_factor`` consecutive frames at a
+    random interval in :data:`INTERVALS` from a random start frame in [0, 480);
+    with probability ``static_fraction`` it is one frame repeated (a clip's
+    first latent frame). With ``crop``, a ``crop``×``crop`` window aligned to
+    ``grid`` pixels is cut out (``S = crop``), centred on an object in 3 cases
+    out of 4 (cheaper steps, mostly on the hard parts); else ``S = size``.
+    """
+    side = crop or size
+    out = torch.empty(batch, 3, temporal_factor, side, side)
+    for i in range(batch):
+        spec = sample_scene(int(rng.integers(HELD_OUT_SEED_BASE)), height=size, width=size)
+        start = float(rng.integers(480))
+        if rng.random() < static_fraction:
+            frames = [start] * temporal_factor
+        else:
+            interval = INTERVALS[int(rng.integers(len(INTERVALS)))]
+            frames = [start + k * interval for k in range(temporal_factor)]
+        video = render_frames(spec, frames)
+        if crop:
+            if rng.random() < 0.75:
+                cx, cy = object_positions(spec, frames[:1])[0, int(rng.integers(spec.count))]
+                cx += rng.uniform(-crop / 3, crop / 3)
+                cy += rng.uniform(-crop / 3, crop / 3)
+            else:
+                cx, cy = rng.uniform(0, size, 2)
+            x0 = int(np.clip(round((cx - crop / 2) / grid) * grid, 0, size - crop))
+            y0 = int(np.clip(round((cy - crop / 2) / grid) * grid, 0, size - crop))
+            video = video[:, :, y0:y0 + crop, x0:x0 + crop]
+        out[i] = video
+    return out
+
+
+def held_out_clips(count: int = 12, frames: int = 17, size: int = 64) -> list[torch.Tensor]:
+    """Deterministic evaluation clips ``[1, 3, frames, size, size]`` from held-out scene
+    seeds ``HELD_OUT_SEED_BASE + k``, cycling through intervals 4, 2, 1."""
+    clips = []
+    for k in range(count):
+        spec = sample_scene(HELD_OUT_SEED_BASE + k, height=size, width=size)
+        clips.append(render(spec, frames, start_frame=7 * k, interval=INTERVALS[k % len(INTERVALS)])[None])
+    return clips
+
+
+@torch.no_grad()
+def evaluate(codec: TinyVideoCodec, clips: list[torch.Tensor]) -> dict:
+    """PSNR (dB) through the public ``encode``/``decode`` on ``clips``:
+    ``pooled`` (from the mean squared error over all clips), ``mean`` and ``min`` per clip."""
+    was_training = codec.training
+    codec.eval()
+    values, mses = [], []
+    for clip in clips:
+        rec = codec.decode(codec.encode(clip))
+        values.append(psnr(clip, rec))
+        mses.append(float(((clip.double() - rec.double()) ** 2).mean()))
+    codec.train(was_training)
+    pooled = 10 * math.log10(4.0 / max(sum(mses) / len(mses), 1e-20))
+    return {"pooled": pooled, "mean": float(np.mean(values)), "min": float(np.min(values))}
+
+
+@torch.no_grad()
+def fit_normalization(codec: TinyVideoCodec, rng: np.random.Generator, clips: int = 64) -> None:
+    """Measure per-channel mean/std of raw latents on fresh training clips
+    (17 frames, intervals 4/2/1) and store them in the codec."""
+    zs = []
+    for _ in range(clips):
+        spec = sample_scene(int(rng.integers(HELD_OUT_SEED_BASE)))
+        clip = render(spec, 17, float(rng.integers(480)), INTERVALS[int(rng.integers(len(INTERVALS)))])
+        zs.append(codec.encode_raw(clip[None]))
+    z = torch.cat(zs, 2).transpose(0, 1).reshape(codec.latent_channels, -1).double()
+    codec.set_normalization(z.mean(1), z.std(1).clamp_min(1e-6))
+
+
+def _lr_at(step: int, total: int, base: float, warmup: int) -> float:
+    if step < warmup:
+        return base * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return base * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
+
+
+def train(out: str | Path, *, seed: int = 0, steps: int | None = None, minutes: float | None = None,
+          batch: int = 32, crop: int | None = 32, lr: float = 1e-3, latent_noise: float = 0.05,
+          config: CodecConfig | None = None, threads: int | None = None, log_every: int = 25,
+          pca_samples: int = 256) -> dict:
+    """Train a codec and write ``codec.safetensors``/``codec.json``/``codec_train.json`` into ``out``.
+
+    ``steps`` (exact) or ``minutes`` (a budget turned into a step count after
+    timing the first steps) must be given. ``latent_noise`` is the std of the
+    Gaussian noise added to latents before decoding, relative to the batch's
+    latent std. Returns the summary dict also written to ``codec_train.json``.
+    """
+    if steps is None and minutes is None:
+        raise ValueError("give --steps (exact, reproducible) or --minutes (time budget)")
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    codec = TinyVideoCodec(config or CodecConfig())
+    opt = torch.optim.Adam(codec.parameters(), lr=lr)
+    n_params = sum(p.numel() for p in codec.parameters())
+    print(f"codec: {n_params / 1e6:.2f} M parameters, config {codec.config.to_dict()}", flush=True)
+    eval_clips = held_out_clips()
+    t0 = time.time()
+    pca_groups = rearrange(sample_groups(rng, pca_samples, codec.temporal_factor), "b c t h w -> b (t c) h w")
+    codec.init_linear_pca(pca_groups)
+    del pca_groups
+    print(f"PCA initialisation on {pca_samples} full-frame groups: held-out PSNR "
+          f"{evaluate(codec, eval_clips)['pooled']:.2f} dB", flush=True)
+    total = steps if steps is not None else 10 ** 9
+    warmup = 50
+    calibrate_at = 10
+    step = 0
+    curve = []
+    while step < total:
+        for group in opt.param_groups:
+            group["lr"] = _lr_at(step, total, lr, warmup)
+        x = sample_groups(rng, batch, codec.temporal_factor, crop=crop, grid=codec.spatial_factor)
+        groups = rearrange(x, "b c t h w -> b (t c) h w")  # same layout as TinyVideoCodec.group_frames
+        z = codec.encoder(groups)
+        if latent_noise > 0:
+            z = z + latent_noise * z.detach().std() * torch.randn_like(z)
+        rec = codec.decoder(z)
+        mse = torch.mean((rec - groups) ** 2)
+        loss = mse + 0.1 * torch.mean((rec - groups).abs())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(codec.parameters(), 1.0)
+        opt.step()
+        step += 1
+        if steps is None and step == calibrate_at:
+            per_step = (time.time() - t0) / calibrate_at
+            budget = minutes * 60 * 0.92 - 20  # leave time for normalisation + evaluation
+            total = max(calibrate_at + 1, int(budget / per_step))
+            print(f"{per_step:.3f} s/step -> {total} steps fit in {minutes} min "
+                  f"(repeat exactly with --steps {total})", flush=True)
+        if step % log_every == 0 or step == total:
+            train_psnr = 10 * math.log10(4.0 / max(float(mse), 1e-20))
+            curve.append({"step": step, "loss": float(loss), "psnr": train_psnr,
+                          "seconds": round(time.time() - t0, 1)})
+            print(f"step {step:5d}/{total}  loss {float(loss):.5f}  train PSNR {train_psnr:5.2f} dB  "
+                  f"lr {opt.param_groups[0]['lr']:.2e}  {time.time() - t0:6.1f} s", flush=True)
+    codec.eval()
+    fit_normalization(codec, np.random.default_rng(seed + 1))
+    result = evaluate(codec, eval_clips)
+    elapsed = time.time() - t0
+    print(f"held-out PSNR (encode->decode, {len(eval_clips)} clips of 17 frames at intervals 4/2/1): "
+          f"pooled {result['pooled']:.2f} dB, mean {result['mean']:.2f} dB, min {result['min']:.2f} dB", flush=True)
+    out = Path(out)
+    codec.save(out)
+    summary = {"seed": seed, "steps": step, "batch": batch, "crop": crop, "lr": lr, "latent_noise": latent_noise,
+               "parameters": n_params, "train_seconds": round(elapsed, 1),
+               "threads": torch.get_num_threads(), "held_out_psnr": result,
+               "config": codec.config.to_dict(), "curve": curve}
+    (out / "codec_train.json").write_text(json.dumps(summary, indent=1) + "\n")
+    print(f"wrote {out / 'codec.safetensors'} and {out / 'codec.json'} in {elapsed:.0f} s", flush=True)
+    return summary
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command-line entry point (see the module docstring)."""
+    p = argparse.ArgumentParser(description="Train the TempoMaster-Tiny video codec on procedural scenes.")
+    p.add_argument("--out", required=True, help="output directory (codec.safetensors, codec.json)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, default=None, help="exact number of steps (reproducible)")
+    p.add_argument("--minutes", type=float, default=None, help="time budget (used when --steps is not given)")
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--crop", type=int, default=32, help="training crop size (0 = full frames)")
+    p.add_argument("--latent-noise", type=float, default=0.05)
+    p.add_argument("--channels", type=str, default=None, help="e.g. 16,32,64,128")
+    p.add_argument("--blocks", type=str, default=None, help="e.g. 1,1,2")
+    p.add_argument("--pixel-shuffle", type=int, default=2)
+    p.add_argument("--latent-channels", type=int, default=16)
+    p.add_argument("--spatial-factor", type=int, default=8)
+    p.add_argument("--threads", type=int, default=None)
+    a = p.parse_args(argv)
+    kw = {"latent_channels": a.latent_channels, "spatial_factor": a.spatial_factor,
+          "pixel_shuffle": a.pixel_shuffle}
+    if a.channels:
+        kw["channels"] = tuple(int(v) for v in a.channels.split(","))
+    if a.blocks:
+        kw["blocks"] = tuple(int(v) for v in a.blocks.split(","))
+    if a.steps is None and a.minutes is None:
+        p.error("give --steps or --minutes")
+    train(a.out, seed=a.seed, steps=a.steps, minutes=a.minutes, batch=a.batch, crop=a.crop or None, lr=a.lr,
+          latent_noise=a.latent_noise, config=CodecConfig(**kw), threads=a.threads)
+
+
+if __name__ == "__main__":
+    main()
