@@ -2,8 +2,9 @@
 
 ComfyUI's Wan 2.1 VAE speaks ComfyUI's layouts:
 
-- ``encode(pixels [F, H, W, 3] or [B, F, H, W, 3] in 0..1)`` -> **raw** latents
-  ``[B, 16, (F-1)//4+1, H/8, W/8]``;
+- ``encode(pixels [F, H, W, 3] in 0..1)`` -> **raw** latents
+  ``[1, 16, (F-1)//4+1, H/8, W/8]`` (a 5-D batch is not safe: ComfyUI crops every
+  axis but the last to a multiple of 8, the frame axis included);
 - ``decode(raw latents [B, 16, T, h, w])`` -> ``[B, 4*(T-1)+1, H, W, 3]`` in 0..1;
 - ``encode_tiled`` / ``decode_tiled`` do the same by tiles (less memory).
 
@@ -163,10 +164,11 @@ class ComfyVAECodec:
                 f"size a multiple of {sf}"
             )
         pixels = rearrange(((video.to(torch.float32) + 1.0) * 0.5).clamp(0.0, 1.0), "b c f h w -> b f h w c")
-        if self.tiled:
-            raw = torch.cat([self._encode_tiled_one(pixels[i]) for i in range(b)], dim=0)
-        else:
-            raw = self.vae.encode(pixels)
+        # One clip [F, H, W, 3] per call: ComfyUI's VAE.encode crops every axis of
+        # pixels.shape[1:-1] to a multiple of 8, which for a [B, F, H, W, 3] batch
+        # would include the frame axis (109 -> 104 frames).
+        encode = self._encode_tiled_one if self.tiled else self.vae.encode
+        raw = torch.cat([encode(pixels[i]).to(torch.float32) for i in range(b)], dim=0)
         expected = (b, self.latent_channels, (f - 1) // tf + 1, h // sf, w // sf)
         if tuple(raw.shape) != expected:
             raise ValueError(f"the VAE returned latents of shape {tuple(raw.shape)}, expected {expected}")

@@ -56,8 +56,17 @@ class FakeWanVAE:
         return self._temporal
 
     def _encode(self, pixels: torch.Tensor) -> torch.Tensor:
+        # like comfy.sd.VAE.vae_encode_crop_pixels: every axis of shape[1:-1] is cropped
+        # to a multiple of the spatial factor (for a 5-D batch that includes the frames)
+        for axis in range(1, pixels.ndim - 1):
+            size = pixels.shape[axis]
+            keep = size // self._spatial * self._spatial
+            if keep != size:
+                pixels = pixels.narrow(axis, (size % self._spatial) // 2, keep)
         if pixels.ndim == 4:
             pixels = pixels.unsqueeze(0)
+        frames = pixels.shape[1]
+        pixels = pixels[:, : (frames - 1) // self._temporal * self._temporal + 1]  # Wan drops frames beyond 4k+1
         video = pixels.movedim(-1, 1) * 2.0 - 1.0  # [B, 3, F, H, W] in [-1, 1]
         return self.codec.encode(video) * self.std + self.mean
 

@@ -34,7 +34,15 @@ def test_vae_adapter_encodes_to_normalized_latents_in_core_layout():
     # the fake VAE returns the toy latents de-normalized with Wan's mean/std: a correct
     # adapter (layout [B,F,H,W,3] in 0..1 in, (raw - mean)/std out) gives them back
     torch.testing.assert_close(latents, ToyCodec().encode(video), atol=1e-5, rtol=1e-5)
-    assert vae.calls == ["encode"]
+    assert vae.calls == ["encode", "encode"]  # one clip per call (see the next test)
+
+
+def test_fake_vae_crops_a_batched_frame_axis_like_comfyui():
+    # why the adapter sends one clip at a time: ComfyUI crops axes 1..-2 to multiples of 8
+    vae = FakeWanVAE()
+    pixels = torch.rand(1, 9, 16, 16, 3)
+    assert vae.encode(pixels[0]).shape[2] == 3  # [F, H, W, 3]: 9 frames -> 3 latent frames
+    assert vae.encode(pixels).shape[2] == 2  # [B, F, H, W, 3]: frames cropped to 8 -> 2
 
 
 def test_vae_adapter_normalization_is_the_wan21_formula():
