@@ -78,6 +78,9 @@ def test_validator_catches_broken_workflows():
     unknown = copy.deepcopy(ui)
     unknown["nodes"][0]["type"] = "NoSuchNode"
     assert any("NoSuchNode" in p for p in validate_ui(unknown))
+    no_url = copy.deepcopy(ui)  # the frontend's schema rejects a models entry without url
+    _by_type(no_url, "TempoMasterLoadModel")[0]["properties"]["models"] = [{"name": "x", "directory": "diffusion_models"}]
+    assert any("url" in p for p in validate_ui(no_url))
 
 
 def test_image_to_long_video_uses_the_reference_defaults():

@@ -160,19 +160,18 @@ class Graph:
         }
 
 
-def _models(name: str, url: str | None, directory: str) -> list[dict]:
-    entry = {"name": name, "directory": directory}
-    if url:
-        entry["url"] = url
-    return [entry]
+def _models(name: str, url: str, directory: str) -> list[dict]:
+    """``properties.models`` entry: the frontend offers to download missing files from ``url``."""
+    return [{"name": name, "url": url, "directory": directory}]
 
 
 def _common(g: Graph, prompt: str, note: str) -> dict:
     """Loaders, prompts, plan, the three level nodes and the video output; returns node ids."""
     ids = {}
     ids["note"] = g.add("MarkdownNote", (-480, 0), [note], size=[440, 620], title="Read me: files and memory")
-    ids["model"] = g.add("TempoMasterLoadModel", (0, 0), [DIT_FILE, "bf16", "sdpa"], size=[340, 106],
-                         models=_models(DIT_FILE, None, "diffusion_models"))
+    # no "models" entry for the DiT: the frontend requires a download URL there, and the
+    # release is a .bin to convert (see the note), not a file it could fetch as is
+    ids["model"] = g.add("TempoMasterLoadModel", (0, 0), [DIT_FILE, "bf16", "sdpa"], size=[340, 106])
     ids["clip"] = g.add("CLIPLoader", (0, 140), [UMT5_FILE, "wan", "default"], size=[340, 106],
                         models=_models(UMT5_FILE, f"{_REPACKAGED}/text_encoders/{UMT5_FILE}", "text_encoders"))
     ids["vae"] = g.add("VAELoader", (0, 280), [VAE_FILE], size=[340, 58],

@@ -87,7 +87,8 @@ def validate_ui(workflow: dict) -> list[str]:
     output's type and the target input's type, and both ends reference it;
     every required socket of a real (non-note) node is linked; the number of
     ``widgets_values`` matches the node's widgets; our nodes' combo values are
-    valid choices.
+    valid choices; ``pos``/``size`` are pairs and ``properties.models`` entries
+    have the name/url/directory the frontend's workflow schema requires.
     """
     problems: list[str] = []
     nodes = {n["id"]: n for n in workflow.get("nodes", [])}
@@ -131,6 +132,14 @@ def validate_ui(workflow: dict) -> list[str]:
                     f"link {link_id}: {dst_node['type']} has no input {target['name']!r} of type {kind}"
                 )
     for node_id, node in nodes.items():
+        for model in node.get("properties", {}).get("models", []) or []:
+            # the frontend's schema: name, directory and an http(s) url are all required
+            if not (model.get("name") and model.get("directory") and str(model.get("url", "")).startswith("http")):
+                problems.append(f"node {node_id}: properties.models entry {model} needs name, url and directory")
+        for key in ("pos", "size"):
+            value = node.get(key)
+            if not (isinstance(value, list) and len(value) == 2 and all(isinstance(v, (int, float)) for v in value)):
+                problems.append(f"node {node_id}: {key} must be [x, y]")
         spec = specs.get(node_id)
         if spec is None:
             continue
