@@ -124,6 +124,7 @@ class Graph:
         return link_id
 
     def group(self, title: str, bounding) -> None:
+        """Add a titled group box; ``bounding`` = ``[x, y, width, height]`` in canvas units."""
         self.groups.append({"id": len(self.groups) + 1, "title": title, "bounding": list(bounding),
                             "color": "#3f789e", "font_size": 24, "flags": {}})
 
@@ -141,6 +142,7 @@ class Graph:
             self.nodes[node_id - 1]["order"] = position
 
     def to_json(self) -> dict:
+        """The UI-format workflow dict (execution orders filled in, unlinked outputs ``null``)."""
         self._orders()
         for node in self.nodes:
             for out in node["outputs"]:
@@ -317,6 +319,7 @@ def build() -> dict[str, bytes]:
 
 
 def main(argv=None) -> int:
+    """Write (or with ``--check`` compare) the generated files; returns the exit status."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--check", action="store_true", help="compare instead of writing (JSON files only)")
     args = parser.parse_args(argv)
