@@ -12,7 +12,10 @@ API-format copy of an example workflow runs, and the saved video has the
 planned frame count.
 
 Run: ``COMFYUI_PATH=/path/to/ComfyUI python -m pytest tests/test_comfyui_integration.py``
-(with a Python environment that has ComfyUI's requirements).
+(with a Python environment that has ComfyUI's requirements). ComfyUI imports
+torchvision at start; if that fails (e.g. "operator torchvision::nms does not
+exist" when the torchvision wheel does not match the installed CPU torch), fix
+that environment -- nothing in this project works around it.
 """
 
 from __future__ import annotations
