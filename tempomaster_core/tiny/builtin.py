@@ -1,0 +1,151 @@
+"""The shipped TempoMaster-Tiny bundle: DiT + tiny codec + tiny text encoder + recommended settings.
+
+Files in :func:`builtin_dir` (``tempomaster_core/builtin/``), all written by the
+training scripts:
+
+* ``dit.safetensors`` -- the DiT (EMA weights; config in the safetensors metadata,
+  loaded with :func:`tempomaster_core.loading.load_dit`), ``dit.json`` its config;
+* ``codec.safetensors`` / ``codec.json`` -- :class:`~tempomaster_core.tiny.codec.TinyVideoCodec`;
+* ``text_encoder.safetensors`` / ``text_encoder.json`` -- :class:`~tempomaster_core.tiny.text_encoder.TinyTextEncoder`;
+* ``defaults.json`` -- recommended inference settings (plan, steps, shifts, guidance);
+* ``MODEL_CARD.md`` -- data, recipe and measured quality.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Union
+
+import torch
+
+from ..loading import load_dit, parse_dtype
+from ..model import TempoMasterDiT
+from ..protocols import check_compatible
+from .codec import TinyVideoCodec
+from .text_encoder import TinyTextEncoder
+
+BUILTIN_MODEL_NAME = "TempoMaster-Tiny (built-in)"
+"""Display name of the built-in model (ComfyUI model list, CLI messages)."""
+
+REQUIRED_FILES = (
+    "dit.safetensors", "codec.safetensors", "codec.json", "text_encoder.safetensors", "text_encoder.json",
+)
+"""Files a bundle directory must hold (``defaults.json`` is optional)."""
+
+FALLBACK_DEFAULTS = {
+    "height": 64,
+    "width": 64,
+    "fps": 24.0,
+    "blueprint_frames": 25,
+    "frame_intervals": [4, 2, 1],
+    "chunks": [2, 4],
+    "steps": [24, 16, 16],
+    "shifts": [5.0, 3.0, 3.0],
+    "cfg": 4.0,
+    "guidance": "cfg",
+    "negative_prompt": "",
+}
+"""Settings used for any key missing from ``defaults.json``."""
+
+
+def builtin_dir() -> Path:
+    """Directory of the shipped bundle (``tempomaster_core/builtin``)."""
+    return Path(__file__).resolve().parents[1] / "builtin"
+
+
+def is_available(directory: Union[str, Path, None] = None) -> bool:
+    """True when every file of :data:`REQUIRED_FILES` exists in ``directory`` (default :func:`builtin_dir`)."""
+    root = Path(directory) if directory is not None else builtin_dir()
+    return all((root / name).is_file() for name in REQUIRED_FILES)
+
+
+@dataclass
+class TinyBundle:
+    """A loaded TempoMaster-Tiny model.
+
+    Attributes:
+        model: :class:`TempoMasterDiT` (eval mode, no grad), ``in_dim = 2*C + tf``.
+        codec: :class:`TinyVideoCodec` (pixels ``[B, 3, 4n+1, H, W]`` in [-1, 1] <-> normalised
+            latents ``[B, C, n+1, H/sf, W/sf]``).
+        text_encoder: :class:`TinyTextEncoder` (prompt -> ``[1, L, text_dim]``, padding zeroed).
+        defaults: recommended settings: ``height``, ``width`` (pixels), ``fps`` (of interval 1),
+            ``blueprint_frames`` (pixel frames, 4n+1), ``frame_intervals``, ``chunks`` (per
+            refinement level), ``steps`` and ``shifts`` (per level), ``cfg``, ``guidance``
+            (``"cfg"``/``"apg"``), ``negative_prompt``.
+        directory: where the files were read from.
+        name: display name.
+    """
+
+    model: TempoMasterDiT
+    codec: TinyVideoCodec
+    text_encoder: TinyTextEncoder
+    defaults: dict = field(default_factory=dict)
+    directory: Optional[Path] = None
+    name: str = BUILTIN_MODEL_NAME
+
+    @torch.no_grad()
+    def encode_prompt(self, text: str) -> torch.Tensor:
+        """Text embeddings float32 ``[1, L, text_dim]`` on the model's device; padding rows are 0
+        and the empty prompt gives all zeros (the unconditional embedding seen in training).
+
+        Raises:
+            TypeError: ``text`` is not a string.
+        """
+        if not isinstance(text, str):
+            raise TypeError(f"prompt must be a string, got {type(text).__name__}")
+        device = next(self.model.parameters()).device
+        return self.text_encoder.encode([text]).to(device=device, dtype=torch.float32)
+
+
+def _missing_message(root: Path, missing: list) -> str:
+    return (
+        f"the TempoMaster-Tiny bundle in {root} is incomplete: missing {', '.join(missing)}. "
+        "Reinstall the package, or train it: `python -m tempomaster_core.training.train_codec --out DIR "
+        "--minutes 10` then `python -m tempomaster_core.training.train_dit --out DIR --minutes 40`."
+    )
+
+
+def load_builtin(
+    *, device: Union[str, torch.device] = "cpu", dtype=torch.float32, directory: Union[str, Path, None] = None,
+) -> TinyBundle:
+    """Load the shipped TempoMaster-Tiny bundle (or another directory with the same files).
+
+    Args:
+        device: where all three modules live.
+        dtype: storage dtype of the DiT (float32 default; the codec and text encoder stay float32).
+        directory: bundle directory; ``None`` = :func:`builtin_dir`.
+
+    Returns:
+        :class:`TinyBundle`.
+
+    Raises:
+        FileNotFoundError: a required file is missing (the message says how to get it).
+        ValueError: the codec and the DiT do not fit together (latent channels / temporal
+            factor), or the text encoder's width differs from the DiT's ``text_dim``.
+        tempomaster_core.loading.CheckpointError: a broken DiT file.
+    """
+    root = Path(directory) if directory is not None else builtin_dir()
+    missing = [name for name in REQUIRED_FILES if not (root / name).is_file()]
+    if missing:
+        raise FileNotFoundError(_missing_message(root, missing))
+    device = torch.device(device)
+    model = load_dit(root / "dit.safetensors", dtype=parse_dtype(dtype), device=device)
+    codec = TinyVideoCodec.load(root, device=device)
+    text_encoder = TinyTextEncoder.load(root, device=device)
+    check_compatible(codec, model.config)
+    if text_encoder.text_dim != model.config.text_dim:
+        raise ValueError(
+            f"text encoder width {text_encoder.text_dim} differs from the DiT's text_dim "
+            f"{model.config.text_dim} in {root}: the files come from different training runs"
+        )
+    defaults = dict(FALLBACK_DEFAULTS)
+    path = root / "defaults.json"
+    if path.is_file():
+        defaults.update(json.loads(path.read_text()))
+    return TinyBundle(model=model, codec=codec, text_encoder=text_encoder, defaults=defaults, directory=root)
+
+
+__all__ = ["BUILTIN_MODEL_NAME", "REQUIRED_FILES", "FALLBACK_DEFAULTS", "TinyBundle", "builtin_dir",
+           "is_available", "load_builtin"]

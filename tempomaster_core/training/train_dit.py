@@ -1,0 +1,582 @@
+"""Train the TempoMaster-Tiny DiT (and its text encoder) on the procedural scenes.
+
+Usage::
+
+    python -m tempomaster_core.training.train_dit --out tempomaster_core/builtin/ --seed 0 --minutes 40
+
+The paper's recipe at toy scale:
+
+* **data**: a random scene (:func:`tempomaster_core.tiny.scenes.sample_scene`,
+  seeds below ``HELD_OUT_SEED_BASE``), a clip of ``--frames`` pixel frames (25 =
+  7 latent frames, the chunk length of the default plan) at a frame interval of
+  4, 2 or 1 (6/12/24 fps; multi-frame-rate training) from a random start time,
+  rendered in [-1, 1], and a random caption paraphrase
+  (:func:`~tempomaster_core.tiny.scenes.random_caption`), dropped to the empty
+  prompt with probability ``caption_dropout`` so CFG/APG work with an empty
+  negative prompt. Clips are encoded to normalised latents ``x0`` by the
+  shipped tiny codec.
+* **multi-mask conditions** (:mod:`tempomaster_core.training.masks`): the
+  blueprint case (T2V, I2V, first+last, 0-15 % random keyframes, a known
+  prefix) and the refinement case (the chunk anchor patterns of the level
+  plan, ratio 2 and 4). The condition ``y`` is built by the runtime's own
+  :func:`tempomaster_core.conditioning.build_condition` (known frames placed
+  in a zero clip, encoded, packed mask), exactly as at inference.
+* **frame-rate-aware RoPE**: latent frame ``j`` gets temporal position
+  ``t_start + j * interval`` with ``t_start ~ U{0..t_max}`` (paper).
+* **flow matching**: ``x_sigma = (1 - sigma) x0 + sigma * noise``, target
+  ``v = noise - x0``, timestep ``sigma * 1000``, MSE. ``sigma`` is the shifted
+  uniform of the inference schedule, ``shift*u / (1 + (shift-1)*u)`` with
+  ``u ~ U(0, 1)``: shift 5 for blueprint-case samples, 3 for refinement samples
+  (the reference sampling shifts).
+* **optimisation**: AdamW, linear warm-up then cosine decay, gradient clipping,
+  EMA of the weights (the EMA weights are shipped); the text encoder is
+  trained jointly with the DiT.
+
+Encoding clips costs about as much CPU time as a training step, so encoded
+samples go through a replay pool: each step encodes ``batch // reuse`` fresh
+samples, replaces the oldest pool entries with them, and trains on a random
+batch drawn from the pool (every sample is seen ``reuse`` times on average,
+with fresh noise and sigma each time).
+
+Reproducibility: every random draw comes from ``--seed`` (numpy generator for
+data, torch generators for init, noise and sigma). ``--steps`` fixes the run;
+with ``--minutes`` alone the step count is estimated from the measured step
+time (printed, so the run can be repeated with ``--steps``), and training stops
+at the time budget in any case.
+
+Output (``--out``): ``dit.safetensors`` (EMA weights, config in the metadata,
+:func:`tempomaster_core.loading.save_dit`), ``dit.json`` (DiTConfig),
+``text_encoder.safetensors`` / ``.json``, ``dit_train.json`` (recipe, loss
+curve, validation losses), ``defaults.json`` (recommended inference settings).
+Checkpoints are written every ``--checkpoint-minutes`` too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+
+from ..conditioning import build_condition, encode_clips, place_frames
+from ..config import DiTConfig
+from ..loading import save_dit
+from ..model import TempoMasterDiT
+from ..tiny.codec import TinyVideoCodec
+from ..tiny.scenes import random_caption, render_frames, sample_scene
+from ..tiny.text_encoder import TextEncoderConfig, TinyTextEncoder
+from .masks import DEFAULT_KIND_PROBS, ConditionDraw, draw_condition
+
+HELD_OUT_SEED_BASE = 1_000_000_000
+"""Scene seeds at or above this value are held out (validation, ``benchmarks/eval_tiny.py``)."""
+
+BLUEPRINT_TRAIN_SHIFT = 5.0
+"""Sigma shift of blueprint-case samples (reference blueprint sampling shift)."""
+
+REFINEMENT_TRAIN_SHIFT = 3.0
+"""Sigma shift of refinement samples (reference refinement sampling shift)."""
+
+DEFAULT_INFERENCE = {
+    "height": 64,
+    "width": 64,
+    "fps": 24.0,
+    "blueprint_frames": 25,
+    "frame_intervals": [4, 2, 1],
+    "chunks": [2, 4],
+    "steps": [24, 16, 16],
+    "shifts": [5.0, 3.0, 3.0],
+    "cfg": 4.0,
+    "guidance": "cfg",
+    "negative_prompt": "",
+}
+"""Recommended inference settings written to ``defaults.json`` (the CLI and the nodes read them
+through :func:`tempomaster_core.tiny.builtin.load_builtin`); may be overwritten after evaluation."""
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters of a DiT training run (all recorded in ``dit_train.json``).
+
+    Model: ``dim``, ``layers``, ``heads`` (head_dim = dim/heads must suit Wan's RoPE,
+    e.g. 32), ``ffn_mult`` (ffn_dim = ffn_mult*dim), ``freq_dim``; the text encoder
+    is :class:`TextEncoderConfig` with ``text_dim``/``text_layers``.
+    Data: ``frames`` pixel frames per clip (``tf*n+1``), ``size`` pixels (square),
+    ``t_max`` (RoPE start range), ``caption_dropout``, ``kind_probs``.
+    Optimisation: ``batch``, ``reuse`` (replay factor), ``pool`` (replay pool
+    capacity), ``lr``, ``weight_decay``, ``warmup`` steps, ``min_lr_ratio`` (cosine
+    floor), ``grad_clip``, ``ema`` decay.
+    """
+
+    dim: int = 192
+    layers: int = 4
+    heads: int = 6
+    ffn_mult: int = 4
+    freq_dim: int = 128
+    text_dim: int = 64
+    text_layers: int = 2
+    frames: int = 25
+    size: int = 64
+    t_max: int = 64
+    caption_dropout: float = 0.1
+    kind_probs: dict = field(default_factory=lambda: dict(DEFAULT_KIND_PROBS))
+    batch: int = 16
+    reuse: int = 4
+    pool: int = 1024
+    lr: float = 6e-4
+    weight_decay: float = 0.01
+    warmup: int = 100
+    min_lr_ratio: float = 0.05
+    grad_clip: float = 1.0
+    ema: float = 0.997
+
+
+def dit_config_for(codec, text_dim: int, cfg: TrainConfig) -> DiTConfig:
+    """The tiny :class:`DiTConfig` matching a codec: ``out_dim = codec.latent_channels``,
+    ``in_dim = 2*C + codec.temporal_factor`` (noisy latent + mask + condition latent),
+    patch (1, 2, 2), sizes from ``cfg``.
+
+    Raises:
+        ValueError: sizes the DiT cannot take (dim not divisible by heads, head_dim not
+            suited to Wan's RoPE split).
+    """
+    c, tf = int(codec.latent_channels), int(codec.temporal_factor)
+    config = DiTConfig(
+        dim=cfg.dim, ffn_dim=cfg.ffn_mult * cfg.dim, num_heads=cfg.heads, num_layers=cfg.layers,
+        in_dim=2 * c + tf, out_dim=c, text_dim=int(text_dim), freq_dim=cfg.freq_dim,
+    )
+    TempoMasterDiT(config)  # validates head_dim for RoPE early, with its message
+    return config
+
+
+def build_models(codec, cfg: TrainConfig, seed: int) -> tuple[TempoMasterDiT, TinyTextEncoder]:
+    """Fresh DiT and text encoder (float32, train mode), initialised from ``seed``.
+
+    The DiT's output head starts at zero (predicts v = 0), a common stabiliser for
+    diffusion transformers; everything else keeps PyTorch's default init.
+    """
+    torch.manual_seed(seed)
+    text_encoder = TinyTextEncoder(TextEncoderConfig(dim=cfg.text_dim, layers=cfg.text_layers))
+    model = TempoMasterDiT(dit_config_for(codec, text_encoder.text_dim, cfg))
+    with torch.no_grad():
+        model.head.head.weight.zero_()
+        model.head.head.bias.zero_()
+    return model.train(), text_encoder.train()
+
+
+# -- data ------------------------------------------------------------------------------
+
+
+@dataclass
+class Batch:
+    """Encoded training samples.
+
+    Attributes:
+        x0: float32 ``[B, C, T, h, w]`` normalised clean latents.
+        y: float32 ``[B, tf + C, T, h, w]`` multi-mask condition.
+        positions: float32 ``[B, T]`` RoPE temporal positions ``t_start + j*interval``.
+        shifts: float32 ``[B]`` sigma shift per sample (5 blueprint case, 3 refinement).
+        captions: ``B`` prompts (``""`` = dropped caption).
+        kinds: ``B`` pattern kinds (see :mod:`~tempomaster_core.training.masks`).
+    """
+
+    x0: torch.Tensor
+    y: torch.Tensor
+    positions: torch.Tensor
+    shifts: torch.Tensor
+    captions: list
+    kinds: list
+
+    def __len__(self) -> int:
+        return self.x0.shape[0]
+
+    def select(self, index) -> "Batch":
+        """The samples at ``index`` (a list or 1-D tensor of ints)."""
+        idx = torch.as_tensor(index, dtype=torch.long)
+        pick = idx.tolist()
+        return Batch(self.x0[idx], self.y[idx], self.positions[idx], self.shifts[idx],
+                     [self.captions[i] for i in pick], [self.kinds[i] for i in pick])
+
+    @staticmethod
+    def cat(batches: list["Batch"]) -> "Batch":
+        """Concatenate batches along the sample axis."""
+        return Batch(
+            torch.cat([b.x0 for b in batches]), torch.cat([b.y for b in batches]),
+            torch.cat([b.positions for b in batches]), torch.cat([b.shifts for b in batches]),
+            [c for b in batches for c in b.captions], [k for b in batches for k in b.kinds],
+        )
+
+
+def render_sample(
+    rng: np.random.Generator, draw: ConditionDraw, *, size: int, seed_low: int = 0,
+    seed_high: int = HELD_OUT_SEED_BASE,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, object]:
+    """Render one clip and its condition clip for a drawn pattern.
+
+    A scene seed is drawn in ``[seed_low, seed_high)`` and a start time ``t0`` in
+    ``[8, 480)`` 24 fps frames; clip frame ``j`` shows time ``t0 + j*draw.interval``,
+    and known pixel ``p`` with source offset ``s`` shows time ``t0 + s*draw.interval``.
+
+    Returns:
+        ``(clip, condition_clip, mask, spec)``: float32 ``[3, F, size, size]`` in [-1, 1],
+        float32 ``[3, F, size, size]`` (zero except known frames, built with
+        :func:`tempomaster_core.conditioning.place_frames`), float32 ``[F]``, the SceneSpec.
+    """
+    spec = sample_scene(int(rng.integers(seed_low, seed_high)), height=size, width=size)
+    t0 = int(rng.integers(8, 480))
+    offsets = sorted(set(range(draw.frames)) | set(draw.source_offsets()))
+    video = render_frames(spec, [t0 + o * draw.interval for o in offsets])
+    where = {o: i for i, o in enumerate(offsets)}
+    clip = video[:, [where[j] for j in range(draw.frames)]]
+    cond, mask = place_frames(video, [(p, where[s]) for p, s in draw.conditions], draw.frames)
+    return clip, cond, mask, spec
+
+
+@torch.no_grad()
+def make_batch(
+    rng: np.random.Generator, codec, n: int, cfg: TrainConfig, *, seed_low: int = 0,
+    seed_high: int = HELD_OUT_SEED_BASE, kind_probs: Optional[dict] = None,
+) -> Batch:
+    """Draw, render and encode ``n`` training samples (see the module docstring).
+
+    Everything random comes from ``rng``. Scenes use seeds in ``[seed_low, seed_high)``
+    (training: below :data:`HELD_OUT_SEED_BASE`; validation: above).
+    """
+    tf = int(codec.temporal_factor)
+    clips, conds, masks, captions, kinds, positions, shifts = [], [], [], [], [], [], []
+    for _ in range(n):
+        draw = draw_condition(rng, cfg.frames, tf, kind_probs or cfg.kind_probs)
+        clip, cond, mask, spec = render_sample(rng, draw, size=cfg.size, seed_low=seed_low, seed_high=seed_high)
+        text = random_caption(spec, rng)
+        if rng.random() < cfg.caption_dropout:
+            text = ""
+        latent_frames = (cfg.frames - 1) // tf + 1
+        start = int(rng.integers(0, cfg.t_max + 1))
+        clips.append(clip)
+        conds.append(cond)
+        masks.append(mask)
+        captions.append(text)
+        kinds.append(draw.kind)
+        positions.append([start + j * draw.interval for j in range(latent_frames)])
+        shifts.append(BLUEPRINT_TRAIN_SHIFT if draw.is_blueprint else REFINEMENT_TRAIN_SHIFT)
+    x0 = encode_clips(codec, torch.stack(clips))
+    y = build_condition(codec, torch.stack(conds), torch.stack(masks))
+    return Batch(x0, y, torch.tensor(positions, dtype=torch.float32), torch.tensor(shifts, dtype=torch.float32),
+                 captions, kinds)
+
+
+class ReplayPool:
+    """Fixed-capacity FIFO of encoded samples (see the module docstring).
+
+    ``add(batch)`` appends, replacing the oldest entries once full; ``sample(n, generator)``
+    returns ``n`` distinct random entries (``n <= len(pool)``).
+    """
+
+    def __init__(self, capacity: int):
+        if capacity < 1:
+            raise ValueError(f"pool capacity must be >= 1, got {capacity}")
+        self.capacity = int(capacity)
+        self.items: list[Batch] = []  # one sample each
+        self.next = 0
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def add(self, batch: Batch) -> None:
+        """Insert every sample of ``batch``."""
+        for i in range(len(batch)):
+            item = batch.select([i])
+            if len(self.items) < self.capacity:
+                self.items.append(item)
+            else:
+                self.items[self.next] = item
+                self.next = (self.next + 1) % self.capacity
+
+    def sample(self, n: int, generator: torch.Generator) -> Batch:
+        """``n`` distinct random samples.
+
+        Raises:
+            ValueError: fewer than ``n`` samples in the pool.
+        """
+        if n > len(self.items):
+            raise ValueError(f"pool holds {len(self.items)} samples, cannot draw {n}")
+        idx = torch.randperm(len(self.items), generator=generator)[:n].tolist()
+        return Batch.cat([self.items[i] for i in idx])
+
+
+# -- loss ------------------------------------------------------------------------------
+
+
+def shifted_sigmas(u: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
+    """``shift*u / (1 + (shift-1)*u)``: the inference schedule's shift applied to ``u`` in [0, 1]."""
+    return shifts * u / (1 + (shifts - 1) * u)
+
+
+def flow_matching_loss(
+    model: TempoMasterDiT,
+    text_encoder: TinyTextEncoder,
+    batch: Batch,
+    generator: torch.Generator,
+    *,
+    u: Optional[torch.Tensor] = None,
+    noise: Optional[torch.Tensor] = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flow-matching loss of a batch.
+
+    ``x_sigma = (1-sigma) x0 + sigma * noise``, target ``noise - x0``, prediction
+    ``model(x_sigma, sigma*1000, text_encoder(captions), y, positions)``.
+
+    Args:
+        generator: CPU generator for ``u`` ~ U(0,1) and the noise (unless given).
+        u: optional ``[B]`` fixed schedule positions (validation); sigma = shifted ``u``.
+        noise: optional fixed ``[B, C, T, h, w]`` noise.
+
+    Returns:
+        ``(loss, per_sample)``: scalar mean squared error and ``[B]`` per-sample MSE (detached).
+    """
+    device = next(model.parameters()).device
+    b = len(batch)
+    if u is None:
+        u = torch.rand(b, generator=generator)
+    if noise is None:
+        noise = torch.randn(batch.x0.shape, generator=generator)
+    sigma = shifted_sigmas(u, batch.shifts).to(device)
+    x0, noise = batch.x0.to(device), noise.to(device)
+    s = sigma.view(-1, 1, 1, 1, 1)
+    xt = (1 - s) * x0 + s * noise
+    context = text_encoder.encode(batch.captions).to(device)
+    v = model(xt, sigma * 1000.0, context, batch.y.to(device), batch.positions.to(device))
+    per_sample = ((v.float() - (noise - x0)) ** 2).flatten(1).mean(1)
+    return per_sample.mean(), per_sample.detach()
+
+
+# -- schedule / EMA / saving ---------------------------------------------------------
+
+
+def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
+    """Linear warm-up over ``cfg.warmup`` steps, then cosine decay to ``cfg.min_lr_ratio * lr``."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    progress = min((step - cfg.warmup) / max(1, total - cfg.warmup), 1.0)
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+@torch.no_grad()
+def ema_update(ema: torch.nn.Module, live: torch.nn.Module, decay: float) -> None:
+    """``ema = decay * ema + (1 - decay) * live`` for every parameter."""
+    for e, p in zip(ema.parameters(), live.parameters()):
+        e.lerp_(p.detach(), 1 - decay)
+
+
+def save_bundle(out: Path, model: TempoMasterDiT, text_encoder: TinyTextEncoder, summary: dict,
+                defaults: Optional[dict] = None) -> None:
+    """Write ``dit.safetensors``/``dit.json``, ``text_encoder.*``, ``dit_train.json`` and
+    (if absent, or when ``defaults`` is given) ``defaults.json`` into ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / "dit.safetensors.tmp"
+    save_dit(model, tmp)
+    tmp.replace(out / "dit.safetensors")
+    (out / "dit.json").write_text(json.dumps(model.config.to_dict(), indent=1) + "\n")
+    text_encoder.save(out)
+    (out / "dit_train.json").write_text(json.dumps(summary, indent=1) + "\n")
+    path = out / "defaults.json"
+    if defaults is not None or not path.exists():
+        path.write_text(json.dumps(defaults or DEFAULT_INFERENCE, indent=1) + "\n")
+
+
+# -- training loop ------------------------------------------------------------------
+
+
+def train(
+    out,
+    *,
+    codec: TinyVideoCodec,
+    cfg: Optional[TrainConfig] = None,
+    seed: int = 0,
+    steps: Optional[int] = None,
+    minutes: Optional[float] = None,
+    checkpoint_minutes: float = 5.0,
+    log_every: int = 25,
+    val_samples: int = 32,
+    save: bool = True,
+) -> dict:
+    """Train the DiT and text encoder; write the bundle into ``out`` (see the module docstring).
+
+    Args:
+        out: output directory.
+        codec: the (frozen) tiny codec; its latent channels / temporal factor fix the DiT's in/out dims.
+        cfg: :class:`TrainConfig` (defaults if None).
+        seed: seeds everything.
+        steps: exact number of optimisation steps (reproducible), or
+        minutes: time budget (steps estimated after the first steps; hard stop at the budget).
+        checkpoint_minutes: write the EMA weights this often (0 = only at the end).
+        log_every: print a loss line every this many steps.
+        val_samples: held-out validation samples (fixed noise and sigma grid) evaluated at each log.
+        save: write files (tests pass False).
+
+    Returns:
+        The summary dict (also ``dit_train.json``), with ``model``/``text_encoder`` not included;
+        the EMA modules are attached as ``summary["_ema"] = (model, text_encoder)``.
+
+    Raises:
+        ValueError: neither ``steps`` nor ``minutes`` given.
+    """
+    if steps is None and minutes is None:
+        raise ValueError("give steps (exact, reproducible) or minutes (time budget)")
+    cfg = cfg or TrainConfig()
+    out = Path(out)
+    codec = codec.eval().requires_grad_(False)
+    model, text_encoder = build_models(codec, cfg, seed)
+    ema_model = copy.deepcopy(model).eval().requires_grad_(False)
+    ema_text = copy.deepcopy(text_encoder).eval().requires_grad_(False)
+    params = list(model.parameters()) + list(text_encoder.parameters())
+    opt = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
+    rng = np.random.default_rng(seed)
+    gen = torch.Generator().manual_seed(seed + 1)
+    n_params = sum(p.numel() for p in model.parameters())
+    n_text = sum(p.numel() for p in text_encoder.parameters())
+    print(f"DiT {n_params / 1e6:.2f} M parameters {model.config.to_dict()}; text encoder "
+          f"{n_text / 1e6:.3f} M; threads {torch.get_num_threads()}", flush=True)
+
+    val = make_batch(np.random.default_rng(seed + 7), codec, val_samples, cfg,
+                     seed_low=HELD_OUT_SEED_BASE, seed_high=HELD_OUT_SEED_BASE + 10_000_000)
+    val_gen = torch.Generator().manual_seed(12345)
+    val_u = (torch.arange(val_samples, dtype=torch.float32) + 0.5) / val_samples
+    val_noise = torch.randn(val.x0.shape, generator=val_gen)
+
+    def validate(m, t) -> dict:
+        was = m.training, t.training
+        m.eval(), t.eval()
+        with torch.no_grad():
+            _, per = flow_matching_loss(m, t, val, val_gen, u=val_u, noise=val_noise)
+        m.train(was[0]), t.train(was[1])
+        blue = [i for i, k in enumerate(val.kinds) if k != "refine"]
+        ref = [i for i, k in enumerate(val.kinds) if k == "refine"]
+        return {"all": float(per.mean()), "blueprint": float(per[blue].mean()) if blue else None,
+                "refine": float(per[ref].mean()) if ref else None}
+
+    pool = ReplayPool(cfg.pool)
+    fresh = max(1, cfg.batch // max(cfg.reuse, 1))
+    t_start = time.time()
+    pool.add(make_batch(rng, codec, max(cfg.batch, 2 * fresh * 4), cfg))
+    print(f"initial pool of {len(pool)} samples in {time.time() - t_start:.1f} s", flush=True)
+
+    total = steps if steps is not None else 10 ** 9
+    budget = None if minutes is None else minutes * 60.0
+    calibrations = (30, 150, 500)
+    summary = {
+        "seed": seed, "config": asdict(cfg), "dit_config": model.config.to_dict(),
+        "text_encoder_config": text_encoder.config.to_dict(), "parameters": n_params,
+        "text_encoder_parameters": n_text, "codec": codec.config.to_dict(), "threads": torch.get_num_threads(),
+        "curve": [], "validation": [],
+    }
+    last_ckpt = time.time()
+    window, window_kind = [], {"blueprint": [], "refine": []}
+    t_log, seen_log = time.time(), 0
+    step = 0
+    while step < total:
+        if budget is not None and time.time() - t_start > budget:
+            print(f"time budget of {minutes} min reached at step {step}", flush=True)
+            break
+        pool.add(make_batch(rng, codec, fresh, cfg))
+        batch = pool.sample(cfg.batch, gen)
+        lr = lr_at(step, total if steps is not None else max(total, step + 1), cfg)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        loss, per = flow_matching_loss(model, text_encoder, batch, gen)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip))
+        opt.step()
+        decay = min(cfg.ema, (1 + step) / (10 + step))
+        ema_update(ema_model, model, decay)
+        ema_update(ema_text, text_encoder, decay)
+        step += 1
+        window.append(loss.item())
+        for k, v in zip(batch.kinds, per.tolist()):
+            window_kind["refine" if k == "refine" else "blueprint"].append(v)
+        seen_log += len(batch)
+        if steps is None and step in calibrations:
+            per_step = (time.time() - t_start) / step
+            total = max(step + 1, int((budget - 30.0) / per_step))
+            print(f"{per_step:.2f} s/step so far -> {total} steps fit in {minutes} min "
+                  f"(repeat exactly with --steps {total})", flush=True)
+        if step % log_every == 0 or step == total:
+            now = time.time()
+            rate = seen_log / max(now - t_log, 1e-9)
+            entry = {
+                "step": step, "loss": float(np.mean(window)), "lr": lr, "grad_norm": grad_norm,
+                "loss_blueprint": float(np.mean(window_kind["blueprint"])) if window_kind["blueprint"] else None,
+                "loss_refine": float(np.mean(window_kind["refine"])) if window_kind["refine"] else None,
+                "samples_per_s": rate, "seconds": round(now - t_start, 1),
+            }
+            summary["curve"].append(entry)
+            print(f"step {step:5d}/{total if total < 10 ** 9 else '?'}  loss {entry['loss']:.4f}  "
+                  f"(blueprint {entry['loss_blueprint'] or float('nan'):.4f}, refine "
+                  f"{entry['loss_refine'] or float('nan'):.4f})  lr {lr:.2e}  |g| {grad_norm:.2f}  "
+                  f"{rate:.1f} samples/s  {now - t_start:6.0f} s", flush=True)
+            window, window_kind = [], {"blueprint": [], "refine": []}
+            t_log, seen_log = time.time(), 0
+            if step % (log_every * 4) == 0:
+                v = validate(ema_model, ema_text)
+                v["step"] = step
+                summary["validation"].append(v)
+                print(f"    held-out validation loss (EMA): {v['all']:.4f} "
+                      f"(blueprint {v['blueprint']:.4f}, refine {v['refine']:.4f})", flush=True)
+        if save and checkpoint_minutes and time.time() - last_ckpt > checkpoint_minutes * 60:
+            summary["steps"] = step
+            summary["train_seconds"] = round(time.time() - t_start, 1)
+            save_bundle(out, ema_model, ema_text, summary)
+            last_ckpt = time.time()
+            print(f"    checkpoint written to {out}", flush=True)
+
+    v = validate(ema_model, ema_text)
+    v["step"] = step
+    summary["validation"].append(v)
+    summary["steps"] = step
+    summary["train_seconds"] = round(time.time() - t_start, 1)
+    print(f"done: {step} steps in {summary['train_seconds']:.0f} s; held-out validation loss (EMA) "
+          f"{v['all']:.4f}", flush=True)
+    if save:
+        save_bundle(out, ema_model, ema_text, summary)
+        print(f"wrote {out / 'dit.safetensors'}, {out / 'text_encoder.safetensors'}", flush=True)
+    summary["_ema"] = (ema_model, ema_text)
+    return summary
+
+
+def main(argv: Optional[list] = None) -> None:
+    """Command-line entry point (see the module docstring)."""
+    p = argparse.ArgumentParser(description="Train the TempoMaster-Tiny DiT + text encoder on procedural scenes.")
+    p.add_argument("--out", required=True, help="output directory (the shipped bundle lives in tempomaster_core/builtin)")
+    p.add_argument("--codec-dir", default=None, help="directory with codec.safetensors/json (default: --out)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, default=None, help="exact number of steps (reproducible)")
+    p.add_argument("--minutes", type=float, default=None, help="time budget (used when --steps is not given)")
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    p.add_argument("--checkpoint-minutes", type=float, default=5.0)
+    p.add_argument("--log-every", type=int, default=25)
+    defaults = TrainConfig()
+    for name in ("dim", "layers", "heads", "ffn_mult", "freq_dim", "text_dim", "text_layers", "frames", "size",
+                 "t_max", "batch", "reuse", "pool", "warmup"):
+        p.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(defaults, name))
+    for name in ("caption_dropout", "lr", "weight_decay", "min_lr_ratio", "grad_clip", "ema"):
+        p.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(defaults, name))
+    a = p.parse_args(argv)
+    if a.steps is None and a.minutes is None:
+        p.error("give --steps or --minutes")
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    cfg = TrainConfig(**{k: getattr(a, k) for k in TrainConfig.__dataclass_fields__ if hasattr(a, k)})
+    codec = TinyVideoCodec.load(a.codec_dir or a.out)
+    train(a.out, codec=codec, cfg=cfg, seed=a.seed, steps=a.steps, minutes=a.minutes,
+          checkpoint_minutes=a.checkpoint_minutes, log_every=a.log_every)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,242 @@
+"""Tests of the TempoMaster-Tiny DiT trainer (tempomaster_core/training/train_dit.py, masks.py).
+
+Micro sizes throughout (random micro codec, 1-layer DiT, 9-frame 32x32 clips) so the
+whole file runs in seconds on one CPU thread.
+"""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from tempomaster_core.plan import TreePlan
+from tempomaster_core.tiny.codec import CodecConfig, TinyVideoCodec
+from tempomaster_core.tiny.scenes import render_frames, sample_scene
+from tempomaster_core.training.masks import (
+    BLUEPRINT_KINDS,
+    ConditionDraw,
+    draw_blueprint_pattern,
+    draw_condition,
+    refinement_patterns,
+)
+from tempomaster_core.training.train_dit import (
+    HELD_OUT_SEED_BASE,
+    Batch,
+    ReplayPool,
+    TrainConfig,
+    build_models,
+    flow_matching_loss,
+    lr_at,
+    make_batch,
+    render_sample,
+    shifted_sigmas,
+    train,
+)
+
+
+def micro_codec() -> TinyVideoCodec:
+    torch.manual_seed(0)
+    return TinyVideoCodec(CodecConfig(latent_channels=4, channels=(8, 8, 8), blocks=(1, 1, 1))).eval()
+
+
+def micro_cfg(**kw) -> TrainConfig:
+    base = dict(dim=48, layers=1, heads=2, ffn_mult=2, freq_dim=16, text_dim=16, text_layers=1,
+                frames=9, size=32, batch=4, reuse=2, pool=16, warmup=2, lr=3e-3)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+# -- condition patterns ---------------------------------------------------------------
+
+
+def expected_anchors(frames: int, ratio: int, chunk: int) -> dict:
+    """Hand rule (reference preparer_condition_video) in clip offsets: level frame n = chunk*P + p
+    is known when n is a multiple of ratio, and the first/last frame of a chunk is known with the
+    ground truth of level frame (n // ratio) * ratio."""
+    out = {}
+    for p in range(frames):
+        n = chunk * frames + p
+        if n % ratio == 0 or p in (0, frames - 1):
+            out[p] = (n // ratio) * ratio - chunk * frames
+    return out
+
+
+@pytest.mark.parametrize("frames", [9, 25])
+def test_refinement_patterns_are_the_plan_anchor_patterns(frames):
+    patterns = refinement_patterns(frames)
+    # (4,2,1): 2 + 4 chunks with ratio 2; (4,1): 4 chunks with ratio 4
+    assert [(p.interval, p.ratio) for p in patterns] == [(2, 2)] * 2 + [(1, 2)] * 4 + [(1, 4)] * 4
+    for draw in patterns:
+        intervals, level_index, chunk = draw.level
+        assert dict(draw.conditions) == expected_anchors(frames, draw.ratio, chunk)
+        level = TreePlan(frames, intervals, height=16, width=16).levels[level_index]
+        assert torch.equal(torch.from_numpy(draw.mask()), level.masks()[chunk])
+
+
+def test_refinement_pattern_hand_worked_chunk1_ratio2():
+    # chunk 1 of a 25-frame-chunk ratio-2 level starts at level frame 25 (odd): known odd pixels
+    # 1..23, plus pixel 0 showing level frame 24 (offset -1) and pixel 24 showing frame 48 (offset 23).
+    draw = [p for p in refinement_patterns(25) if p.level == ((4, 2, 1), 2, 1)][0]
+    conds = dict(draw.conditions)
+    assert conds[0] == -1 and conds[24] == 23
+    assert sorted(conds) == [0] + list(range(1, 24, 2)) + [24]
+    assert all(conds[p] == p for p in range(1, 24, 2))
+
+
+def test_blueprint_patterns():
+    rng = np.random.default_rng(3)
+    assert draw_blueprint_pattern(rng, "t2v", 25, 4).conditions == ()
+    assert draw_blueprint_pattern(rng, "i2v", 25, 4).conditions == ((0, 0),)
+    assert draw_blueprint_pattern(rng, "first_last", 25, 4).conditions == ((0, 0), (24, 24))
+    for _ in range(200):
+        kf = draw_blueprint_pattern(rng, "keyframes", 25, 2)
+        known = [p for p, s in kf.conditions]
+        assert all(p == s for p, s in kf.conditions)
+        extra = len(set(known) - {0, 24})
+        assert len(known) <= round(0.15 * 25) + 2 and extra <= round(0.15 * 25)
+        prefix = draw_blueprint_pattern(rng, "prefix", 25, 1)
+        assert [p for p, _ in prefix.conditions] in ([0], list(range(5)), list(range(9)))
+    with pytest.raises(ValueError, match="unknown blueprint pattern"):
+        draw_blueprint_pattern(rng, "bogus", 25, 4)
+
+
+def test_draw_condition_mix_and_validation():
+    rng = np.random.default_rng(0)
+    draws = [draw_condition(rng, 25) for _ in range(3000)]
+    kinds = [d.kind for d in draws]
+    assert set(kinds) == set(BLUEPRINT_KINDS) | {"refine"}
+    assert 0.45 < kinds.count("refine") / len(kinds) < 0.59
+    refine = [d for d in draws if d.kind == "refine"]
+    assert 0.15 < sum(d.ratio == 4 for d in refine) / len(refine) < 0.25
+    assert {d.interval for d in draws if d.kind != "refine"} == {1, 2, 4}
+    only = [draw_condition(rng, 9, kind_probs={"i2v": 1.0}) for _ in range(5)]
+    assert all(d.kind == "i2v" and d.frames == 9 for d in only)
+    with pytest.raises(ValueError, match="unknown pattern kinds"):
+        draw_condition(rng, 25, kind_probs={"nope": 1.0})
+
+
+def test_render_sample_places_ground_truth_frames():
+    draw = ConditionDraw("refine", 2, 2, 9, ((0, -1), (1, 1), (3, 3), (8, 7)))
+    rng = np.random.default_rng(11)
+    clip, cond, mask, spec = render_sample(np.random.default_rng(11), draw, size=32)
+    seed = int(rng.integers(0, HELD_OUT_SEED_BASE))  # same draws, in the same order
+    t0 = int(rng.integers(8, 480))
+    assert spec == sample_scene(seed, height=32, width=32)
+    assert torch.allclose(clip, render_frames(spec, [t0 + 2 * j for j in range(9)]))
+    assert mask.tolist() == [1, 1, 0, 1, 0, 0, 0, 0, 1]
+    for pixel, source in draw.conditions:
+        assert torch.allclose(cond[:, pixel], render_frames(spec, [t0 + 2 * source])[:, 0])
+    assert cond[:, [2, 4, 5, 6, 7]].abs().max() == 0
+
+
+# -- batches, loss, schedule -------------------------------------------------------------
+
+
+def test_make_batch_shapes_and_conditions():
+    codec = micro_codec()
+    cfg = micro_cfg(caption_dropout=0.0)
+    batch = make_batch(np.random.default_rng(0), codec, 6, cfg, kind_probs={"refine": 1.0})
+    assert batch.x0.shape == (6, 4, 3, 4, 4) and batch.y.shape == (6, 8, 3, 4, 4)
+    assert all(k == "refine" for k in batch.kinds) and torch.all(batch.shifts == 3.0)
+    assert all(c and c.split()[0] in ("a", "one", "two", "three") for c in batch.captions)
+    # refinement: pixel frame 0 is always known -> mask channels of latent frame 0 are 1
+    assert torch.all(batch.y[:, :4, 0] == 1)
+    steps = batch.positions[:, 1:] - batch.positions[:, :-1]
+    assert torch.all((steps == 1) | (steps == 2))
+    assert torch.all(steps == steps[:, :1])  # constant stride = the clip's frame interval
+    assert batch.positions[:, 0].min() >= 0 and batch.positions[:, 0].max() <= cfg.t_max
+    t2v = make_batch(np.random.default_rng(1), codec, 3, micro_cfg(caption_dropout=1.0), kind_probs={"t2v": 1.0})
+    assert torch.all(t2v.y[:, :4] == 0) and t2v.captions == ["", "", ""] and torch.all(t2v.shifts == 5.0)
+    zero_latent = codec.encode(torch.zeros(1, 3, 9, 32, 32))
+    assert torch.allclose(t2v.y[:, 4:], zero_latent.expand(3, -1, -1, -1, -1), atol=1e-6)
+
+
+def test_shifted_sigmas_and_lr_schedule():
+    u = torch.tensor([0.0, 0.5, 1.0, 0.25])
+    s = shifted_sigmas(u, torch.tensor([3.0, 3.0, 5.0, 5.0]))
+    assert torch.allclose(s, torch.tensor([0.0, 0.75, 1.0, 1.25 / 2.0]))
+    cfg = micro_cfg(lr=1e-3, warmup=10, min_lr_ratio=0.1)
+    assert math.isclose(lr_at(0, 100, cfg), 1e-4) and math.isclose(lr_at(9, 100, cfg), 1e-3)
+    assert math.isclose(lr_at(10, 100, cfg), 1e-3)
+    assert math.isclose(lr_at(55, 100, cfg), 1e-3 * (0.1 + 0.9 * 0.5))
+    assert math.isclose(lr_at(100, 100, cfg), 1e-4)
+
+
+def test_flow_matching_loss_matches_direct_formula():
+    codec = micro_codec()
+    cfg = micro_cfg()
+    model, text = build_models(codec, cfg, seed=0)
+    torch.nn.init.normal_(model.head.head.weight, std=0.1)  # non-zero output
+    batch = make_batch(np.random.default_rng(2), codec, 3, cfg)
+    u = torch.tensor([0.2, 0.5, 0.9])
+    noise = torch.randn(batch.x0.shape, generator=torch.Generator().manual_seed(5))
+    loss, per = flow_matching_loss(model, text, batch, torch.Generator(), u=u, noise=noise)
+    with torch.no_grad():
+        sig = [float(sh) * uu / (1 + (float(sh) - 1) * uu) for uu, sh in zip(u.tolist(), batch.shifts)]
+        expect = []
+        for i in range(3):
+            xt = (1 - sig[i]) * batch.x0[i : i + 1] + sig[i] * noise[i : i + 1]
+            ctx = text.encode([batch.captions[i]])
+            v = model(xt, torch.tensor([sig[i] * 1000]), ctx, batch.y[i : i + 1], batch.positions[i : i + 1])
+            expect.append(float(((v - (noise[i : i + 1] - batch.x0[i : i + 1])) ** 2).mean()))
+    assert per.tolist() == pytest.approx(expect, rel=1e-4)
+    assert loss.item() == pytest.approx(sum(expect) / 3, rel=1e-4)
+
+
+def test_replay_pool_fifo_and_sampling():
+    codec = micro_codec()
+    batch = make_batch(np.random.default_rng(0), codec, 5, micro_cfg())
+    pool = ReplayPool(3)
+    pool.add(batch)
+    assert len(pool) == 3
+    # capacity 3, 5 samples: entries 3 and 4 replaced the two oldest (0 and 1)
+    firsts = [float(item.x0.flatten()[0]) for item in pool.items]
+    assert firsts == [float(batch.x0[i].flatten()[0]) for i in (3, 4, 2)]
+    drawn = pool.sample(3, torch.Generator().manual_seed(0))
+    assert isinstance(drawn, Batch) and len(drawn) == 3
+    with pytest.raises(ValueError, match="cannot draw 4"):
+        pool.sample(4, torch.Generator())
+
+
+# -- training ----------------------------------------------------------------------------
+
+
+def test_training_steps_overfit_a_fixed_batch():
+    codec = micro_codec()
+    cfg = micro_cfg()
+    model, text = build_models(codec, cfg, seed=0)
+    batch = make_batch(np.random.default_rng(4), codec, 4, cfg)
+    u = torch.tensor([0.3, 0.5, 0.7, 0.9])
+    noise = torch.randn(batch.x0.shape, generator=torch.Generator().manual_seed(1))
+    params = list(model.parameters()) + list(text.parameters())
+    opt = torch.optim.Adam(params, lr=3e-3)
+    losses = []
+    for _ in range(40):
+        loss, _ = flow_matching_loss(model, text, batch, torch.Generator(), u=u, noise=noise)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_train_is_reproducible_with_a_seed():
+    codec = micro_codec()
+    cfg = micro_cfg(pool=8)
+
+    def run(seed):
+        summary = train("unused", codec=codec, cfg=cfg, seed=seed, steps=3, val_samples=2, save=False,
+                        log_every=1)
+        model, text = summary["_ema"]
+        return summary, torch.cat([p.flatten() for p in list(model.parameters()) + list(text.parameters())])
+
+    s1, w1 = run(0)
+    s2, w2 = run(0)
+    _, w3 = run(1)
+    assert s1["steps"] == 3 and len(s1["curve"]) == 3
+    assert [c["loss"] for c in s1["curve"]] == [c["loss"] for c in s2["curve"]]
+    assert torch.equal(w1, w2)
+    assert not torch.equal(w1, w3)
+    with pytest.raises(ValueError, match="steps"):
+        train("unused", codec=codec, cfg=cfg, save=False)
