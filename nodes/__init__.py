@@ -7,7 +7,7 @@ nodes can be unit-tested in plain Python.
 Modules: ``model_loader`` (LoadTempoModel), ``scheduler_node`` (TreeScheduler),
 ``condition_node`` (MultiMaskCondition), ``sampler_nodes`` (BlueprintSampler,
 FrameRateRefiner); adapters ``vae_adapter``, ``text_adapter``, ``progress``/
-``preview``, ``comfy_env``; pure helpers ``parsing``, ``image_ops``; socket
+``preview``, ``comfy_env``; pure helpers ``parsing`` (image resizing lives in ``tempomaster_core.images``); socket
 types in ``types``.
 """
 

@@ -2,7 +2,7 @@
 
 One node covers image-to-video (position ``0``), first-and-last frame
 (``0,-1``), keyframes (any list) and text-to-video (no image). The images are
-resized to cover the target size and centre-cropped (``nodes/image_ops.py``),
+resized to cover the target size and centre-cropped (``tempomaster_core/images.py``),
 then stored in [-1, 1] in a :class:`~nodes.types.TempoCondition`; the
 BlueprintSampler places them with the core's multi-mask conditioning (one mask
 per pixel frame, 1 = known frame).
@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Optional
 
-from .image_ops import area_preserving_size, resize_center_crop
+from tempomaster_core.images import area_preserving_size, resize_center_crop
 from .parsing import parse_positions, resolve_positions
 from .types import TEMPO_CONDITION, TEMPO_PLAN, TempoCondition
 

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from nodes.image_ops import area_preserving_size, resize_center_crop
+from tempomaster_core.images import area_preserving_size, resize_center_crop
 from nodes.parsing import (
     INTERVAL_PRESETS,
     PRESET_NAMES,
