@@ -1,0 +1,92 @@
+"""Tests of the shipped TempoMaster-Tiny bundle (tempomaster_core/tiny/builtin.py).
+
+The tests that need the weights are skipped while ``tempomaster_core/builtin/`` lacks them.
+"""
+
+import shutil
+
+import pytest
+import torch
+
+from tempomaster_core.pipeline import generate
+from tempomaster_core.plan import TreePlan
+from tempomaster_core.tiny.builtin import (
+    BUILTIN_MODEL_NAME,
+    REQUIRED_FILES,
+    builtin_dir,
+    is_available,
+    load_builtin,
+)
+from tempomaster_core.tiny.text_encoder import TextEncoderConfig, TinyTextEncoder
+
+needs_weights = pytest.mark.skipif(not is_available(), reason="built-in TempoMaster-Tiny weights not shipped yet")
+
+
+@pytest.fixture(scope="module")
+def bundle():
+    return load_builtin()
+
+
+def test_missing_files_raise_a_helpful_error(tmp_path):
+    assert not is_available(tmp_path)
+    with pytest.raises(FileNotFoundError) as err:
+        load_builtin(directory=tmp_path)
+    message = str(err.value)
+    assert all(name in message for name in REQUIRED_FILES) and "train_dit" in message
+
+
+def test_builtin_dir_is_inside_the_package():
+    assert builtin_dir().name == "builtin" and builtin_dir().parent.name == "tempomaster_core"
+    assert BUILTIN_MODEL_NAME == "TempoMaster-Tiny (built-in)"
+
+
+@needs_weights
+def test_shapes_agree(bundle):
+    cfg = bundle.model.config
+    codec = bundle.codec
+    assert cfg.in_dim == 2 * codec.latent_channels + codec.temporal_factor
+    assert cfg.out_dim == codec.latent_channels and cfg.mask_channels == codec.temporal_factor
+    assert cfg.text_dim == bundle.text_encoder.text_dim
+    assert not bundle.model.training and all(not p.requires_grad for p in bundle.model.parameters())
+    d = bundle.defaults
+    plan = TreePlan(d["blueprint_frames"], tuple(d["frame_intervals"]), tuple(d["chunks"]), height=d["height"],
+                    width=d["width"], fps=d["fps"], temporal_factor=codec.temporal_factor)
+    assert len(d["steps"]) == len(d["shifts"]) == plan.num_levels
+    assert d["guidance"] in ("cfg", "apg") and d["cfg"] > 0
+
+
+@needs_weights
+def test_encode_prompt_zero_padding_and_empty_prompt(bundle):
+    empty = bundle.encode_prompt("")
+    L, dim = bundle.text_encoder.max_length, bundle.text_encoder.text_dim
+    assert empty.shape == (1, L, dim) and torch.count_nonzero(empty) == 0
+    red = bundle.encode_prompt("a red ball falling")
+    assert red.shape == (1, L, dim)
+    assert torch.all(red[0, :4].abs().sum(-1) > 0) and torch.count_nonzero(red[0, 4:]) == 0
+    assert not torch.allclose(red, bundle.encode_prompt("a blue ball falling"))
+    with pytest.raises(TypeError):
+        bundle.encode_prompt(["a red ball"])
+
+
+@needs_weights
+def test_short_generate_gives_the_planned_frames(bundle):
+    d = bundle.defaults
+    plan = TreePlan(d["blueprint_frames"], tuple(d["frame_intervals"]), tuple(d["chunks"]), height=d["height"],
+                    width=d["width"], fps=d["fps"], temporal_factor=bundle.codec.temporal_factor)
+    frames = generate(bundle.model, bundle.codec, bundle.encode_prompt("two green squares falling"),
+                      bundle.encode_prompt(""), plan, steps=[2] * plan.num_levels, shifts=d["shifts"],
+                      cfg=d["cfg"], guidance=d["guidance"], seed=0)
+    assert frames.shape == (plan.final.num_frames, d["height"], d["width"], 3)
+    assert frames.min() >= 0 and frames.max() <= 1 and torch.isfinite(frames).all()
+    assert frames.std() > 0.01  # not a constant image
+
+
+@needs_weights
+def test_mismatched_text_encoder_is_refused(tmp_path):
+    for name in REQUIRED_FILES + ("dit.json", "defaults.json"):
+        if (builtin_dir() / name).is_file():
+            shutil.copy(builtin_dir() / name, tmp_path / name)
+    wrong = TinyTextEncoder(TextEncoderConfig(dim=load_builtin().model.config.text_dim + 8))
+    wrong.save(tmp_path)
+    with pytest.raises(ValueError, match="text_dim"):
+        load_builtin(directory=tmp_path)
