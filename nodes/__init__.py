@@ -11,6 +11,7 @@ FrameRateRefiner); adapters ``vae_adapter``, ``text_adapter``, ``progress``/
 types in ``types``.
 """
 
+from .builtin_nodes import LoadTinyEncoders
 from .condition_node import MultiMaskCondition
 from .model_loader import LoadTempoModel
 from .sampler_nodes import BlueprintSampler, FrameRateRefiner
@@ -23,6 +24,7 @@ NODE_CLASS_MAPPINGS = {
     "TempoMasterMultiMaskCondition": MultiMaskCondition,
     "TempoMasterBlueprintSampler": BlueprintSampler,
     "TempoMasterFrameRateRefiner": FrameRateRefiner,
+    "TempoMasterLoadTinyEncoders": LoadTinyEncoders,
 }
 
 #: Node class ids -> names shown in ComfyUI's menus and search.
@@ -32,6 +34,7 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "TempoMasterMultiMaskCondition": "TempoMaster Multi-Mask Condition",
     "TempoMasterBlueprintSampler": "TempoMaster Blueprint Sampler",
     "TempoMasterFrameRateRefiner": "TempoMaster Frame-Rate Refiner",
+    "TempoMasterLoadTinyEncoders": "Load TempoMaster-Tiny Text Encoder & Codec",
 }
 
 __all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"]

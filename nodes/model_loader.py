@@ -1,7 +1,8 @@
 """LoadTempoModel: a TempoMaster DiT from ComfyUI's ``diffusion_models`` folder.
 
-The file list comes from :func:`available_models` (one place, so a built-in
-model can be added to it later). Loading goes through
+The list comes from :func:`available_models`: the built-in TempoMaster-Tiny
+model first (when its files are installed, see ``nodes/builtin_nodes.py``),
+then the files of ComfyUI's ``diffusion_models`` folder. Loading goes through
 ``tempomaster_core.loading.load_dit`` (safetensors / .bin / .pt, any common key
 prefix, meta-device construction so a 14B checkpoint never needs two copies in
 RAM). The loaded model is parked on ComfyUI's offload device (the CPU normally)
@@ -24,6 +25,7 @@ from typing import Any
 import torch
 
 from . import comfy_env
+from .builtin_nodes import BUILTIN_MODEL_NAME, tiny_available, tiny_dit_path, tiny_text_length
 from .types import TEMPO_MODEL
 
 log = logging.getLogger("TempoMaster")
@@ -39,18 +41,24 @@ _cache: dict[tuple, Any] = {}
 
 
 def available_models() -> list[str]:
-    """Names offered by LoadTempoModel: the files of ComfyUI's ``models/diffusion_models/``
-    (empty outside ComfyUI). Extend here to offer built-in models."""
-    return comfy_env.model_folder_files(MODEL_FOLDER)
+    """Names offered by LoadTempoModel: :data:`BUILTIN_MODEL_NAME` first when the built-in
+    TempoMaster-Tiny bundle is installed (``nodes.builtin_nodes.tiny_available``), then the
+    files of ComfyUI's ``models/diffusion_models/`` (none outside ComfyUI)."""
+    builtin = [BUILTIN_MODEL_NAME] if tiny_available() else []
+    return builtin + comfy_env.model_folder_files(MODEL_FOLDER)
 
 
 def resolve_model_path(name: str) -> str:
     """Full path of a model name from :func:`available_models` (or an existing file path).
 
+    :data:`BUILTIN_MODEL_NAME` resolves to the built-in bundle's ``dit.safetensors``.
+
     Raises:
-        FileNotFoundError: the name is neither in ComfyUI's folder nor a file; the
-            message says where the checkpoint belongs.
+        FileNotFoundError: the name is neither in ComfyUI's folder nor a file (or the
+            built-in bundle is not installed); the message says where the checkpoint belongs.
     """
+    if name == BUILTIN_MODEL_NAME:
+        return str(tiny_dit_path())
     path = comfy_env.model_folder_path(MODEL_FOLDER, name)
     if path is None and os.path.isfile(name):
         path = name
@@ -114,7 +122,8 @@ class LoadTempoModel:
     OUTPUT_TOOLTIPS = ("The TempoMaster DiT (Wan 2.1 14B layout): one model serves the blueprint and every refinement level.",)
     DESCRIPTION = (
         "Loads a TempoMaster DiT checkpoint from models/diffusion_models/ (e.g. the release from the "
-        "hub repo Scottttttyy/TempoMaster). 14B in bf16 needs about 28.6 GB for the weights."
+        "hub repo Scottttttyy/TempoMaster; 14B in bf16 needs about 28.6 GB for the weights), or the "
+        "built-in TempoMaster-Tiny model (listed first, no download, CPU is enough)."
     )
 
     @classmethod
@@ -122,7 +131,10 @@ class LoadTempoModel:
         return {
             "required": {
                 "model_name": (available_models(), {
-                    "tooltip": "Checkpoint file in ComfyUI/models/diffusion_models/ (.safetensors, .bin, .pt).",
+                    "tooltip": "Checkpoint file in ComfyUI/models/diffusion_models/ (.safetensors, .bin, .pt), "
+                               f"or '{BUILTIN_MODEL_NAME}': the small model shipped with the pack (64x64 "
+                               "moving shapes, runs on CPU; use it with 'Load TempoMaster-Tiny Text Encoder "
+                               "& Codec' and fp32).",
                 }),
                 "weight_dtype": (list(WEIGHT_DTYPES), {
                     "default": "bf16",
@@ -150,4 +162,8 @@ class LoadTempoModel:
         if attention not in ATTENTION_BACKENDS:
             raise ValueError(f"unknown attention backend {attention!r}; choose one of {list(ATTENTION_BACKENDS)}")
         path = resolve_model_path(model_name)
-        return (load_model_cached(path, WEIGHT_DTYPES[weight_dtype], attention),)
+        model = load_model_cached(path, WEIGHT_DTYPES[weight_dtype], attention)
+        if model_name == BUILTIN_MODEL_NAME:
+            # the tiny text encoder's [1, L, text_dim] must reach the DiT unpadded
+            model.text_len = tiny_text_length()
+        return (model,)

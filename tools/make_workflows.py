@@ -4,6 +4,14 @@ Usage (from the repository root)::
 
     python3 tools/make_workflows.py            # write example_workflows/*.json + *.jpg, tests/workflows_api/*.json
     python3 tools/make_workflows.py --check    # exit 1 if the files on disk differ from what would be written
+    python3 tools/make_workflows.py --tiny-thumbnail   # also redraw tiny_text_to_video.jpg from real frames
+
+The built-in-model workflow ``tiny_text_to_video`` takes its settings from the
+shipped bundle's ``tempomaster_core/builtin/defaults.json`` (falling back to
+``tempomaster_core.tiny.builtin.FALLBACK_DEFAULTS``), so regenerate after the
+defaults change. Its thumbnail is a placeholder (the tiny tree) until it is
+rendered from frames of the built-in model with ``--tiny-thumbnail`` (about a
+minute on CPU); an existing ``tiny_text_to_video.jpg`` is otherwise kept.
 
 The workflows are laid out here in code (one function per workflow) so that
 link ids, slot indices and widget orders always match the node definitions
@@ -263,14 +271,253 @@ WORKFLOWS = {
 }
 
 
-def thumbnail(title: str, subtitle: str, condition_positions: tuple = ()) -> bytes:
-    """JPEG bytes (512x384) drawing the reference tree: one row per level, chunks as
-    boxes over the same time span, condition frames as ticks."""
+# -- the built-in TempoMaster-Tiny workflow ---------------------------------------------
+
+TINY_NAME = "tiny_text_to_video"
+TINY_PROMPT = "a red ball bouncing from left to right"
+
+
+def tiny_defaults() -> dict:
+    """Recommended settings of the shipped TempoMaster-Tiny bundle: ``defaults.json`` in
+    ``tempomaster_core/builtin/`` over ``FALLBACK_DEFAULTS`` (keys as in ``TinyBundle.defaults``)."""
+    from tempomaster_core.tiny.builtin import FALLBACK_DEFAULTS, builtin_dir
+
+    defaults = dict(FALLBACK_DEFAULTS)
+    path = builtin_dir() / "defaults.json"
+    if path.is_file():
+        defaults.update(json.loads(path.read_text()))
+    return defaults
+
+
+def widget_values(node_type: str, **values) -> list:
+    """``widgets_values`` of ``node_type`` from widget names, in the node's widget order
+    (a seed's "control after generate" value is ``"fixed"``).
+
+    Raises:
+        KeyError: a widget of the node has no value, or a value names no widget.
+    """
+    spec = node_spec(node_type)
+    names = [name for name, _, _, _ in spec["widgets"]]
+    unknown = set(values) - set(names)
+    if unknown:
+        raise KeyError(f"{node_type} has no widgets {sorted(unknown)}")
+    out = []
+    for name, _, extra, _ in spec["widgets"]:
+        if name not in values:
+            raise KeyError(f"{node_type}: no value for widget {name!r}")
+        out.append(values[name])
+        out.extend(["fixed"] * extra)
+    return out
+
+
+def _intervals_widgets(intervals) -> dict:
+    """TreeScheduler ``frame_intervals``/``custom_intervals`` for an interval list (a preset when one fits)."""
+    from nodes.scheduler_node import TreeScheduler
+
+    text = ",".join(str(int(i)) for i in intervals)
+    presets = TreeScheduler.INPUT_TYPES()["required"]["frame_intervals"][0]
+    preset = next((p for p in presets if p.endswith(f"({text})")), "custom")
+    return {"frame_intervals": preset, "custom_intervals": text}
+
+
+def tiny_note(d: dict) -> str:
+    """Markdown note of the built-in-model workflow (settings from ``d`` = :func:`tiny_defaults`)."""
+    from tempomaster_core.plan import TreePlan
+    from tempomaster_core.tiny.builtin import BUILTIN_MODEL_NAME
+
+    plan = TreePlan(d["blueprint_frames"], tuple(d["frame_intervals"]), tuple(d["chunks"]),
+                    height=d["height"], width=d["width"], fps=d["fps"])
+    tree = " → ".join(f"{lv.num_frames} frames at {lv.fps:g} fps" + (f" ({lv.num_chunks} chunks)" if i else "")
+                      for i, lv in enumerate(plan.levels))
+    steps = "/".join(str(v) for v in d["steps"])
+    shifts = "/".join(f"{v:g}" for v in d["shifts"])
+    return f"""## TempoMaster-Tiny: runs right after installing
+
+**No downloads.** *{BUILTIN_MODEL_NAME}* ships with the node pack (`tempomaster_core/builtin/`). It is a small DiT of the same family as the 14B model, trained on procedural {d['width']}x{d['height']} videos of coloured balls, squares and triangles moving, bouncing or falling on plain or gradient backgrounds. CPU is enough.
+
+**Prompts** are short captions of that world: *a red ball bouncing from left to right*, *two blue squares falling*, *three green triangles moving diagonally*. Unknown words are ignored (a warning in the console).
+
+**This workflow**: text-to-video, {tree}; steps {steps}, shift {shifts}, cfg {d['cfg']:g} ({d['guidance'].upper()}), weights in fp32.
+
+**Load TempoMaster-Tiny Text Encoder & Codec** gives a CLIP for ComfyUI's CLIP Text Encode and a VAE that works **only with the TempoMaster samplers** (they return decoded frames; ComfyUI's VAE Decode/Encode refuse it).
+
+For the real 14B model use the other TempoMaster templates.
+"""
+
+
+def tiny_text_to_video() -> dict:
+    """(4) Text-to-video on the built-in TempoMaster-Tiny model, with the bundle's recommended settings."""
+    from tempomaster_core.tiny.builtin import BUILTIN_MODEL_NAME
+
+    d = tiny_defaults()
+    if len(d["steps"]) != len(d["frame_intervals"]) or len(d["shifts"]) != len(d["frame_intervals"]):
+        raise SystemExit(f"tiny defaults: steps {d['steps']} / shifts {d['shifts']} need one value per level "
+                         f"of {d['frame_intervals']}")
+    g = Graph(TINY_NAME)
+    g.add("MarkdownNote", (-480, 0), [tiny_note(d)], size=[440, 560], title="Read me: the built-in model")
+    model = g.add("TempoMasterLoadModel", (0, 0), widget_values(
+        "TempoMasterLoadModel", model_name=BUILTIN_MODEL_NAME, weight_dtype="fp32", attention="sdpa"),
+        size=[340, 106])
+    enc = g.add("TempoMasterLoadTinyEncoders", (0, 140), widget_values(
+        "TempoMasterLoadTinyEncoders", model_name=BUILTIN_MODEL_NAME), size=[340, 78])
+    pos = g.add("CLIPTextEncode", (380, 0), [TINY_PROMPT], size=[420, 160], title="Prompt",
+                color="#232", bgcolor="#353")
+    neg = g.add("CLIPTextEncode", (380, 200), [d["negative_prompt"]], size=[420, 160], title="Negative prompt",
+                color="#322", bgcolor="#533")
+    plan = g.add("TempoMasterTreeScheduler", (0, 260), widget_values(
+        "TempoMasterTreeScheduler", blueprint_frames=int(d["blueprint_frames"]),
+        chunks=",".join(str(int(c)) for c in d["chunks"]), fps=float(d["fps"]), width=int(d["width"]),
+        height=int(d["height"]), **_intervals_widgets(d["frame_intervals"])), size=[340, 250])
+    g.connect(enc, "CLIP", pos, "clip")
+    g.connect(enc, "CLIP", neg, "clip")
+
+    level_ids = []
+    x = 860
+    for i, interval in enumerate(d["frame_intervals"]):
+        fps = float(d["fps"]) / int(interval)
+        common = dict(seed=0, steps=int(d["steps"][i]), shift=float(d["shifts"][i]), cfg=float(d["cfg"]),
+                      guidance=d["guidance"], tiled_vae=False)
+        if i == 0:
+            node = g.add("TempoMasterBlueprintSampler", (x, 0), widget_values("TempoMasterBlueprintSampler", **common),
+                         size=[320, 330], title=f"Blueprint {fps:g} fps (TempoMaster)")
+            g.connect(plan, "plan", node, "plan")
+        else:
+            node = g.add("TempoMasterFrameRateRefiner", (x, 0), widget_values(
+                "TempoMasterFrameRateRefiner", max_parallel_chunks=0, **common),
+                size=[320, 350], title=f"Refine to {fps:g} fps (TempoMaster)")
+            g.connect(level_ids[-1], "level", node, "level")
+        for src, out, name in ((model, "model", "model"), (pos, "CONDITIONING", "positive"),
+                               (neg, "CONDITIONING", "negative"), (enc, "VAE", "vae")):
+            g.connect(src, out, node, name)
+        level_ids.append(node)
+        x += 360
+
+    last = level_ids[-1]
+    video = g.add("CreateVideo", (x - 360, 400), [float(d["fps"])], size=[270, 78])
+    save = g.add("SaveVideo", (x - 360, 520), ["video/TempoMaster-Tiny", "auto", "auto"], size=[460, 420])
+    g.connect(last, "images", video, "images")
+    g.connect(last, "fps", video, "fps")
+    g.connect(video, "VIDEO", save, "video")
+    g.group("Built-in model (no downloads)", [-10, -40, 360, 290])
+    g.group("Blueprint, then one refiner per level", [850, -40, 360 * len(level_ids) - 20, 420])
+    return g.to_json()
+
+
+def run_api_in_process(api: dict) -> dict:
+    """Run an API-format workflow of our nodes in this process; returns ``{node_id: outputs}``.
+
+    ComfyUI core nodes are replaced by what they do: ``CLIPTextEncode`` calls
+    ``clip.tokenize`` + ``clip.encode_from_tokens_scheduled`` (as ComfyUI does),
+    ``CreateVideo`` returns ``{"images", "fps"}``, ``SaveVideo`` nothing. Only
+    the nodes of the built-in workflow are supported.
+
+    Raises:
+        KeyError: a core node this runner does not know.
+    """
+    from nodes import NODE_CLASS_MAPPINGS
+
+    results: dict[str, tuple] = {}
+    pending = dict(api)
+    while pending:
+        node_id = next(i for i, n in sorted(pending.items())
+                       if all(v[0] in results for v in n["inputs"].values() if isinstance(v, list)))
+        node = pending.pop(node_id)
+        inputs = {k: (results[v[0]][v[1]] if isinstance(v, list) else v) for k, v in node["inputs"].items()}
+        kind = node["class_type"]
+        if kind in NODE_CLASS_MAPPINGS:
+            cls = NODE_CLASS_MAPPINGS[kind]
+            results[node_id] = getattr(cls(), cls.FUNCTION)(**inputs)
+        elif kind == "CLIPTextEncode":
+            clip = inputs["clip"]
+            results[node_id] = (clip.encode_from_tokens_scheduled(clip.tokenize(inputs["text"])),)
+        elif kind == "CreateVideo":
+            results[node_id] = ({"images": inputs["images"], "fps": inputs["fps"]},)
+        elif kind == "SaveVideo":
+            results[node_id] = ()
+        else:
+            raise KeyError(f"the in-process runner does not know {kind!r}")
+    return results
+
+
+def tiny_frames_thumbnail(frames, title: str, subtitle: str, plan=None) -> bytes:
+    """JPEG bytes (512x384): a title and 8 frames of a video (IMAGE ``[F, H, W, 3]`` in 0..1,
+    evenly spaced, 4 per row, each scaled to 128x128); ``plan`` (optional) adds its tree line."""
+    import numpy as np
+    from PIL import Image, ImageDraw, ImageFont
+
+    width, height, cell = 512, 384, 128
+    img = Image.new("RGB", (width, height), (22, 24, 30))
+    draw = ImageDraw.Draw(img)
+    big, small = ImageFont.load_default(size=30), ImageFont.load_default(size=17)
+    draw.text((24, 16), "TempoMaster-Tiny", font=big, fill=(240, 240, 245))
+    draw.text((24, 56), title, font=small, fill=(120, 200, 255))
+    draw.text((24, 80), subtitle, font=small, fill=(170, 170, 180))
+    count = frames.shape[0]
+    picks = [round(i * (count - 1) / 7) for i in range(8)]
+    for k, index in enumerate(picks):
+        pixels = (frames[index].clamp(0, 1).numpy() * 255).round().astype(np.uint8)
+        tile = Image.fromarray(pixels).resize((cell, cell), Image.NEAREST)
+        img.paste(tile, ((k % 4) * cell, height - 2 * cell + (k // 4) * cell))
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+def render_tiny_thumbnail(ui: dict) -> bytes:
+    """Thumbnail of the built-in-model workflow from its real output (runs the workflow on CPU).
+
+    Raises:
+        SystemExit: the built-in weights are not installed.
+    """
+    import torch
+
+    from nodes.builtin_nodes import tiny_available, tiny_directory
+
+    if not tiny_available():
+        raise SystemExit(f"--tiny-thumbnail needs the built-in weights in {tiny_directory()}")
+    api = ui_to_api(ui)
+    with torch.no_grad():
+        results = run_api_in_process(api)
+    video = next(results[i][0] for i, n in api.items() if n["class_type"] == "CreateVideo")
+    prompt = next(n["inputs"]["text"] for n in api.values() if n.get("_meta", {}).get("title") == "Prompt")
+    return tiny_frames_thumbnail(video["images"], f"\"{prompt}\"",
+                                 f"{video['images'].shape[0]} frames at {video['fps']:g} fps, CPU, no downloads")
+
+
+def build_tiny(render: bool = False) -> dict[str, bytes]:
+    """Files of the built-in-model workflow: UI JSON, API copy and, when ``render`` is set
+    (real frames) or no thumbnail exists yet (placeholder tree), the ``.jpg``."""
+    from tempomaster_core.plan import TreePlan
+
+    ui = tiny_text_to_video()
+    problems = validate_ui(ui)
+    if problems:
+        raise SystemExit(f"{TINY_NAME}: invalid workflow:\n  " + "\n  ".join(problems))
+    files = {
+        os.path.join(EXAMPLES_DIR, TINY_NAME + ".json"): (json.dumps(ui, indent=2, ensure_ascii=False) + "\n").encode(),
+        os.path.join(API_DIR, TINY_NAME + ".json"): (json.dumps(ui_to_api(ui), indent=2, ensure_ascii=False) + "\n").encode(),
+    }
+    jpg = os.path.join(EXAMPLES_DIR, TINY_NAME + ".jpg")
+    if render:
+        files[jpg] = render_tiny_thumbnail(ui)
+    elif not os.path.exists(jpg):
+        d = tiny_defaults()
+        plan = TreePlan(d["blueprint_frames"], tuple(d["frame_intervals"]), tuple(d["chunks"]),
+                        height=d["height"], width=d["width"], fps=d["fps"])
+        files[jpg] = thumbnail("Built-in TempoMaster-Tiny: text to video",
+                               f"{plan.blueprint_frames} @ {plan.levels[0].fps:g} fps -> "
+                               f"{plan.levels[-1].num_frames} @ {plan.levels[-1].fps:g} fps, no downloads", (), plan)
+    return files
+
+
+def thumbnail(title: str, subtitle: str, condition_positions: tuple = (), plan=None) -> bytes:
+    """JPEG bytes (512x384) drawing a tree (default: the reference 109-frame 4,2,1 tree):
+    one row per level, chunks as boxes over the same time span, condition frames as ticks."""
     from PIL import Image, ImageDraw, ImageFont
 
     from tempomaster_core.plan import TreePlan
 
-    plan = TreePlan(109, (4, 2, 1), height=480, width=832)
+    plan = plan if plan is not None else TreePlan(109, (4, 2, 1), height=480, width=832)
     width, height = 512, 384
     img = Image.new("RGB", (width, height), (22, 24, 30))
     draw = ImageDraw.Draw(img)
@@ -303,8 +550,8 @@ def thumbnail(title: str, subtitle: str, condition_positions: tuple = ()) -> byt
     return buf.getvalue()
 
 
-def build() -> dict[str, bytes]:
-    """All files to write: ``{path: bytes}``."""
+def build(render_tiny: bool = False) -> dict[str, bytes]:
+    """All files to write: ``{path: bytes}`` (``render_tiny``: see :func:`build_tiny`)."""
     files: dict[str, bytes] = {}
     marks = {"image_to_long_video": (0,), "text_to_video": (), "first_last_frame": (0, -1)}
     for name, (make, title, subtitle) in WORKFLOWS.items():
@@ -315,6 +562,7 @@ def build() -> dict[str, bytes]:
         files[os.path.join(EXAMPLES_DIR, name + ".json")] = (json.dumps(ui, indent=2, ensure_ascii=False) + "\n").encode()
         files[os.path.join(API_DIR, name + ".json")] = (json.dumps(ui_to_api(ui), indent=2, ensure_ascii=False) + "\n").encode()
         files[os.path.join(EXAMPLES_DIR, name + ".jpg")] = thumbnail(title, subtitle, marks[name])
+    files.update(build_tiny(render=render_tiny))
     return files
 
 
@@ -322,8 +570,10 @@ def main(argv=None) -> int:
     """Write (or with ``--check`` compare) the generated files; returns the exit status."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--check", action="store_true", help="compare instead of writing (JSON files only)")
+    parser.add_argument("--tiny-thumbnail", action="store_true",
+                        help="render tiny_text_to_video.jpg from frames of the built-in model (needs its weights)")
     args = parser.parse_args(argv)
-    files = build()
+    files = build(render_tiny=args.tiny_thumbnail and not args.check)
     stale = []
     for path, data in files.items():
         if args.check:
