@@ -24,6 +24,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLES = os.path.join(ROOT, "example_workflows")
 API = os.path.join(ROOT, "tests", "workflows_api")
 NAMES = sorted(f[:-5] for f in os.listdir(EXAMPLES) if f.endswith(".json"))
+#: Workflows for the real 14B model (umT5 CLIPLoader, Wan VAELoader); the others use the built-in tiny model.
+REAL_MODEL_NAMES = [n for n in NAMES if not n.startswith("tiny_")]
 
 
 def _load(path):
@@ -35,8 +37,8 @@ def _by_type(ui, node_type):
     return [n for n in ui["nodes"] if n["type"] == node_type]
 
 
-def test_the_three_examples_exist_with_thumbnails():
-    assert set(NAMES) == {"image_to_long_video", "text_to_video", "first_last_frame"}
+def test_the_examples_exist_with_thumbnails():
+    assert set(NAMES) == {"image_to_long_video", "text_to_video", "first_last_frame", "tiny_text_to_video"}
     for name in NAMES:
         with Image.open(os.path.join(EXAMPLES, name + ".jpg")) as img:
             assert img.format == "JPEG" and img.size[0] >= 256
@@ -182,7 +184,7 @@ def run_api_workflow(api, model):
     return results
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", REAL_MODEL_NAMES)
 def test_api_workflow_runs_on_a_tiny_model(name):
     api = _load(os.path.join(API, name + ".json"))
     for node in api.values():
@@ -194,3 +196,66 @@ def test_api_workflow_runs_on_a_tiny_model(name):
     video = next(results[i][0] for i, n in api.items() if n["class_type"] == "CreateVideo")
     assert video.fps == 24.0
     assert video.images.shape[0] == 20 and video.images.shape[-1] == 3  # 5 frames x 4
+
+
+# -- the built-in TempoMaster-Tiny workflow (its run: tests/test_nodes_builtin.py) -----------
+
+
+def _shipped_tiny_defaults():
+    """The bundle's recommended settings, read directly: defaults.json over FALLBACK_DEFAULTS."""
+    from tempomaster_core.tiny.builtin import FALLBACK_DEFAULTS
+
+    defaults = dict(FALLBACK_DEFAULTS)
+    path = os.path.join(ROOT, "tempomaster_core", "builtin", "defaults.json")
+    if os.path.isfile(path):
+        defaults.update(_load(path))
+    return defaults
+
+
+def test_tiny_workflow_uses_the_builtin_model_and_its_recommended_settings():
+    from tempomaster_core.tiny.builtin import BUILTIN_MODEL_NAME
+
+    d = _shipped_tiny_defaults()
+    ui = _load(os.path.join(EXAMPLES, "tiny_text_to_video.json"))
+    api = ui_to_api(ui)
+    kinds = sorted(v["class_type"] for v in api.values())
+    assert kinds == sorted(["TempoMasterLoadModel", "TempoMasterLoadTinyEncoders", "CLIPTextEncode", "CLIPTextEncode",
+                            "TempoMasterTreeScheduler", "TempoMasterBlueprintSampler"]
+                           + ["TempoMasterFrameRateRefiner"] * (len(d["frame_intervals"]) - 1)
+                           + ["CreateVideo", "SaveVideo"])  # no download loaders, no condition: text-to-video
+    loader = next(v for v in api.values() if v["class_type"] == "TempoMasterLoadModel")["inputs"]
+    assert loader["model_name"] == BUILTIN_MODEL_NAME and loader["weight_dtype"] == "fp32"
+    enc_id = next(i for i, v in api.items() if v["class_type"] == "TempoMasterLoadTinyEncoders")
+    for node in api.values():
+        if node["class_type"] == "CLIPTextEncode":
+            assert node["inputs"]["clip"] == [enc_id, 0]
+        if node["class_type"].startswith(("TempoMasterBlueprint", "TempoMasterFrameRate")):
+            assert node["inputs"]["vae"] == [enc_id, 1]
+    texts = {v["_meta"]["title"]: v["inputs"]["text"] for v in api.values() if v["class_type"] == "CLIPTextEncode"}
+    assert texts["Negative prompt"] == d["negative_prompt"] and texts["Prompt"]
+
+    sched = next(v for v in api.values() if v["class_type"] == "TempoMasterTreeScheduler")["inputs"]
+    plan, _ = NODE_CLASS_MAPPINGS["TempoMasterTreeScheduler"]().plan(
+        sched["blueprint_frames"], sched["frame_intervals"], sched["custom_intervals"], sched["chunks"],
+        sched["fps"], sched["width"], sched["height"])
+    assert plan.blueprint_frames == d["blueprint_frames"] and list(plan.frame_intervals) == list(d["frame_intervals"])
+    assert (plan.height, plan.width) == (d["height"], d["width"])
+    assert [lv.num_chunks for lv in plan.levels[1:]] == list(d["chunks"])
+    intervals = d["frame_intervals"]
+    assert plan.levels[-1].num_frames == d["blueprint_frames"] * intervals[0] // intervals[-1]
+    assert plan.levels[-1].fps == d["fps"] / intervals[-1]
+
+    # level nodes in chain order: blueprint, then each refiner fed by the previous level
+    chain = [next(i for i, v in api.items() if v["class_type"] == "TempoMasterBlueprintSampler")]
+    while True:
+        nxt = [i for i, v in api.items() if v["inputs"].get("level") == [chain[-1], 0]]
+        if not nxt:
+            break
+        chain.extend(nxt)
+    assert len(chain) == len(intervals)
+    for i, node_id in enumerate(chain):
+        inputs = api[node_id]["inputs"]
+        assert (inputs["steps"], inputs["shift"], inputs["cfg"], inputs["guidance"]) == (
+            d["steps"][i], d["shifts"][i], d["cfg"], d["guidance"]), i
+    video = next(v for v in api.values() if v["class_type"] == "CreateVideo")["inputs"]
+    assert video["images"] == [chain[-1], 1] and video["fps"] == [chain[-1], 2]
