@@ -9,7 +9,10 @@ and a ComfyUI-VAE-shaped stand-in wrapping ``tests/toy_codec.py``
 the temporary ``models/diffusion_models/``. Then: ``/object_info`` lists our
 nodes with tooltips, the example workflows are served as templates, an
 API-format copy of an example workflow runs, and the saved video has the
-planned frame count.
+planned frame count. The built-in TempoMaster-Tiny workflow (``tiny_text_to_video``)
+is queued as shipped when the real built-in weights are installed
+(``tempomaster_core/builtin``); otherwise ComfyUI is pointed at a throw-away
+random bundle (``TEMPOMASTER_TINY_DIR``) and the workflow runs with fewer steps.
 
 Run: ``COMFYUI_PATH=/path/to/ComfyUI python -m pytest tests/test_comfyui_integration.py``
 (with a Python environment that has ComfyUI's requirements). ComfyUI imports
@@ -45,7 +48,14 @@ TESTS = os.path.join(ROOT, "tests")
 START_TIMEOUT_S = 240
 RUN_TIMEOUT_S = 300
 OUR_NODES = ("TempoMasterLoadModel", "TempoMasterTreeScheduler", "TempoMasterMultiMaskCondition",
-             "TempoMasterBlueprintSampler", "TempoMasterFrameRateRefiner")
+             "TempoMasterBlueprintSampler", "TempoMasterFrameRateRefiner", "TempoMasterLoadTinyEncoders")
+TINY_DIR_ENV = "TEMPOMASTER_TINY_DIR"
+
+
+def _real_tiny_installed() -> bool:
+    from tempomaster_core.tiny.builtin import is_available
+
+    return is_available()
 
 SCAFFOLD = textwrap.dedent(
     f"""
@@ -131,13 +141,23 @@ def comfy(tmp_path_factory):
     pixels = (torch.rand(40, 56, 3, generator=gen) * 255).to(torch.uint8).numpy()
     Image.fromarray(pixels).save(base / "input" / "first_frame.png")
 
+    env = dict(os.environ)
+    env.pop(TINY_DIR_ENV, None)
+    if not _real_tiny_installed():  # a random bundle stands in for the built-in weights
+        from test_nodes_builtin import make_temp_bundle
+
+        (base / "tiny_bundle").mkdir()
+        make_temp_bundle(str(base / "tiny_bundle"))
+        env[TINY_DIR_ENV] = str(base / "tiny_bundle")
+
     port = _free_port()
     log_path = base / "comfyui.log"
     cmd = [sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port),
            "--base-directory", str(base), "--disable-auto-launch", "--database-url", "sqlite:///:memory:",
            "--preview-method", "auto", "--disable-api-nodes"]
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, cwd=COMFYUI_PATH, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(cmd, cwd=COMFYUI_PATH, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                env=env)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -174,7 +194,12 @@ def test_pack_loads_and_object_info_lists_our_nodes_with_tooltips(comfy):
         for section in ("required", "optional"):
             for name, entry in node["input"].get(section, {}).items():
                 assert entry[1].get("tooltip"), f"{node_id}.{name} has no tooltip in ComfyUI"
-    assert info["TempoMasterLoadModel"]["input"]["required"]["model_name"][0] == ["tiny_tempomaster.safetensors"]
+    from tempomaster_core.tiny.builtin import BUILTIN_MODEL_NAME
+
+    # the built-in model (real or the stand-in bundle) first, then models/diffusion_models/
+    assert info["TempoMasterLoadModel"]["input"]["required"]["model_name"][0] == [
+        BUILTIN_MODEL_NAME, "tiny_tempomaster.safetensors"]
+    assert info["TempoMasterLoadTinyEncoders"]["output"] == ["CLIP", "VAE"]
     ours = [line for line in log_path.read_text(errors="replace").splitlines() if "custom_nodes/tempomaster" in line]
     assert ours, "ComfyUI did not report loading the pack"
     assert not [line for line in ours if "IMPORT FAILED" in line or "Cannot import" in line], ours
@@ -202,7 +227,8 @@ def test_core_node_table_matches_this_comfyui(comfy):
 def test_example_workflows_are_served_as_templates(comfy):
     url, _, _ = comfy
     templates = json.loads(_get(url + "/workflow_templates")[1])
-    assert sorted(templates["tempomaster"]) == ["first_last_frame", "image_to_long_video", "text_to_video"]
+    assert sorted(templates["tempomaster"]) == ["first_last_frame", "image_to_long_video", "text_to_video",
+                                                "tiny_text_to_video"]
     for name in templates["tempomaster"]:
         status, body = _get(f"{url}/api/workflow_templates/tempomaster/{name}.json")
         assert status == 200 and json.loads(body)["nodes"]
@@ -300,3 +326,55 @@ def test_cancel_interrupts_a_running_level_and_the_model_stays_usable(comfy):
                                                  "client_id": str(uuid.uuid4())})
     assert status == 200, reply
     assert _wait_history(url, reply["prompt_id"])["status"]["status_str"] == "success"
+
+
+def _saved_video(entry: dict, base) -> tuple[int, float, int, int]:
+    """``(frames, fps, width, height)`` of the one video a finished prompt saved."""
+    import av
+
+    saved = [item for out in entry["outputs"].values() for item in out.get("images", [])]
+    assert len(saved) == 1, entry["outputs"]
+    path = base / "output" / saved[0]["subfolder"] / saved[0]["filename"]
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        frames = sum(1 for _ in container.decode(stream))
+        return frames, float(stream.average_rate), stream.codec_context.width, stream.codec_context.height
+
+
+def test_builtin_tiny_workflow_runs_as_shipped_and_saves_the_planned_video(comfy):
+    url, base, log_path = comfy
+    with open(os.path.join(TESTS, "workflows_api", "tiny_text_to_video.json"), encoding="utf-8") as fh:
+        api = json.load(fh)
+    if not _real_tiny_installed():  # random stand-in bundle: the graph only has to run
+        for node in api.values():
+            if node["class_type"] in ("TempoMasterBlueprintSampler", "TempoMasterFrameRateRefiner"):
+                node["inputs"]["steps"] = 2
+    sched = next(n["inputs"] for n in api.values() if n["class_type"] == "TempoMasterTreeScheduler")
+    intervals = [int(v) for v in sched["custom_intervals"].split(",")]
+    planned = sched["blueprint_frames"] * intervals[0] // intervals[-1]
+    status, reply = _post_json(url + "/prompt", {"prompt": api, "client_id": str(uuid.uuid4())})
+    assert status == 200, reply
+    entry = _wait_history(url, reply["prompt_id"])
+    assert entry["status"]["status_str"] == "success", json.dumps(entry["status"])[-3000:] + log_path.read_text()[-3000:]
+    frames, fps, width, height = _saved_video(entry, base)
+    assert planned == 100  # the shipped defaults: 25-frame blueprint at 6 fps -> 24 fps
+    assert frames == planned
+    assert abs(fps - 24.0) < 1e-6
+    assert (width, height) == (sched["width"], sched["height"])
+
+
+def test_comfyui_vae_decode_refuses_the_tiny_codec_with_a_clear_message(comfy):
+    url, _, _ = comfy
+    api = {
+        "1": {"class_type": "TempoMasterLoadTinyEncoders", "inputs": {"model_name": "TempoMaster-Tiny (built-in)"}},
+        "2": {"class_type": "EmptyHunyuanLatentVideo", "inputs": {"width": 64, "height": 64, "length": 5, "batch_size": 1}},
+        "3": {"class_type": "VAEDecode", "inputs": {"samples": ["2", 0], "vae": ["1", 1]}},
+        "4": {"class_type": "PreviewImage", "inputs": {"images": ["3", 0]}},
+    }
+    status, reply = _post_json(url + "/prompt", {"prompt": api, "client_id": str(uuid.uuid4())})
+    assert status == 200, reply
+    entry = _wait_history(url, reply["prompt_id"])
+    assert entry["status"]["status_str"] == "error"
+    errors = [msg[1] for msg in entry["status"]["messages"] if msg[0] == "execution_error"]
+    assert errors and errors[0]["node_type"] == "VAEDecode"
+    assert "only with the TempoMaster nodes" in errors[0]["exception_message"]
