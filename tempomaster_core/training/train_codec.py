@@ -131,13 +131,13 @@ def _lr_at(step: int, total: int, base: float, warmup: int) -> float:
 def train(out: str | Path, *, seed: int = 0, steps: int | None = None, minutes: float | None = None,
           batch: int = 32, crop: int | None = 32, lr: float = 1e-3, latent_noise: float = 0.05,
           config: CodecConfig | None = None, threads: int | None = None, log_every: int = 25,
-          pca_samples: int = 256) -> dict:
+          pca_samples: int = 256, eval_every: int = 500) -> dict:
     """Train a codec and write ``codec.safetensors``/``codec.json``/``codec_train.json`` into ``out``.
 
     ``steps`` (exact) or ``minutes`` (a budget turned into a step count after
     timing the first steps) must be given. ``latent_noise`` is the std of the
     Gaussian noise added to latents before decoding, relative to the batch's
-    latent std. Returns the summary dict also written to ``codec_train.json``.
+    latent std. ``eval_every`` steps the held-out PSNR is printed. Returns the summary dict also written to ``codec_train.json``.
     """
     if steps is None and minutes is None:
         raise ValueError("give --steps (exact, reproducible) or --minutes (time budget)")
@@ -157,8 +157,9 @@ def train(out: str | Path, *, seed: int = 0, steps: int | None = None, minutes: 
     print(f"PCA initialisation on {pca_samples} full-frame groups: held-out PSNR "
           f"{evaluate(codec, eval_clips)['pooled']:.2f} dB", flush=True)
     total = steps if steps is not None else 10 ** 9
+    t_loop = time.time()
     warmup = 50
-    calibrate_at = 10
+    calibrate_at = (warmup, 4 * warmup)  # during warm-up the LR does not depend on the total
     step = 0
     curve = []
     while step < total:
@@ -177,18 +178,23 @@ def train(out: str | Path, *, seed: int = 0, steps: int | None = None, minutes: 
         torch.nn.utils.clip_grad_norm_(codec.parameters(), 1.0)
         opt.step()
         step += 1
-        if steps is None and step == calibrate_at:
-            per_step = (time.time() - t0) / calibrate_at
-            budget = minutes * 60 * 0.92 - 20  # leave time for normalisation + evaluation
-            total = max(calibrate_at + 1, int(budget / per_step))
+        if steps is None and step in calibrate_at:
+            # Step count from the speed so far (re-estimated once, early in the
+            # cosine schedule, because a shared CPU's speed varies).
+            per_step = (time.time() - t_loop) / step
+            budget = minutes * 60 - 45  # leave time for normalisation + evaluation
+            total = max(step + 1, step + int((budget - (time.time() - t0)) / per_step))
             print(f"{per_step:.3f} s/step -> {total} steps fit in {minutes} min "
                   f"(repeat exactly with --steps {total})", flush=True)
         if step % log_every == 0 or step == total:
-            train_psnr = 10 * math.log10(4.0 / max(float(mse), 1e-20))
-            curve.append({"step": step, "loss": float(loss), "psnr": train_psnr,
+            train_psnr = 10 * math.log10(4.0 / max(float(mse.detach()), 1e-20))
+            curve.append({"step": step, "loss": float(loss.detach()), "psnr": train_psnr,
                           "seconds": round(time.time() - t0, 1)})
-            print(f"step {step:5d}/{total}  loss {float(loss):.5f}  train PSNR {train_psnr:5.2f} dB  "
+            print(f"step {step:5d}/{total}  loss {float(loss.detach()):.5f}  crop PSNR {train_psnr:5.2f} dB  "
                   f"lr {opt.param_groups[0]['lr']:.2e}  {time.time() - t0:6.1f} s", flush=True)
+        if eval_every and step % eval_every == 0 and step < total:
+            print(f"step {step:5d}  held-out PSNR {evaluate(codec, eval_clips)['pooled']:.2f} dB "
+                  "(before normalisation fit)", flush=True)
     codec.eval()
     fit_normalization(codec, np.random.default_rng(seed + 1))
     result = evaluate(codec, eval_clips)
