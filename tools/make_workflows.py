@@ -454,10 +454,13 @@ def tiny_frames_thumbnail(frames, title: str, subtitle: str, plan=None) -> bytes
     draw.text((24, 80), subtitle, font=small, fill=(170, 170, 180))
     count = frames.shape[0]
     picks = [round(i * (count - 1) / 7) for i in range(8)]
+    tiny = ImageFont.load_default(size=12)
     for k, index in enumerate(picks):
         pixels = (frames[index].clamp(0, 1).numpy() * 255).round().astype(np.uint8)
-        tile = Image.fromarray(pixels).resize((cell, cell), Image.NEAREST)
-        img.paste(tile, ((k % 4) * cell, height - 2 * cell + (k // 4) * cell))
+        tile = Image.fromarray(pixels).resize((cell - 4, cell - 4), Image.NEAREST)
+        x, y = (k % 4) * cell + 2, height - 2 * cell + (k // 4) * cell + 2
+        img.paste(tile, (x, y))
+        draw.text((x + 4, y + 2), f"frame {index}", font=tiny, fill=(235, 235, 235))
     buf = io.BytesIO()
     img.save(buf, format="JPEG", quality=90)
     return buf.getvalue()
