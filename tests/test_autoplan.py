@@ -1,0 +1,202 @@
+"""Planning by duration and the automatic tree: limits respected, never worse than the
+reference rule, optimal among the admissible trees (checked by brute force over TreePlans)."""
+
+import itertools
+
+import pytest
+
+from tempomaster_core.autoplan import (
+    auto_plan,
+    blueprint_for_length,
+    output_frames_for_seconds,
+    plan_warnings,
+    reference_plan_for_length,
+)
+from tempomaster_core.cost import GIB, estimate_plan_cost
+from tempomaster_core.plan import PlanError, TreePlan, chunk_length, default_chunks, max_chunks
+
+SIZE = dict(height=480, width=832)
+
+
+def test_length_to_blueprint_by_hand():
+    assert output_frames_for_seconds(20, 24) == 480
+    assert output_frames_for_seconds(436 / 24, 24) == 436
+    assert output_frames_for_seconds(0.01, 24) == 1
+    # final frames = blueprint x intervals[0] / intervals[-1]; smallest 4n+1 blueprint covering the length
+    assert blueprint_for_length(436, (4, 2, 1)) == 109  # exactly the reference
+    assert blueprint_for_length(437, (4, 2, 1)) == 113  # 437 / 4 -> 110 -> 113
+    assert blueprint_for_length(480, (4, 2, 1)) == 121  # 120 -> 121 -> 484 frames = 20.17 s
+    assert blueprint_for_length(480, (2, 1)) == 241
+    assert blueprint_for_length(480, (8, 4, 2, 1)) == 61
+    assert blueprint_for_length(3, (4, 1)) == 1
+    plan = reference_plan_for_length(480, (4, 2, 1), **SIZE)
+    assert plan.blueprint_frames == 121 and plan.chunks == (2, 4) and plan.final.num_frames == 484
+    for bad in (0, -5, 2.5, True):
+        with pytest.raises(PlanError):
+            blueprint_for_length(bad, (4, 2, 1))
+    with pytest.raises(PlanError):
+        output_frames_for_seconds(-1, 24)
+    with pytest.raises(PlanError):
+        output_frames_for_seconds("long", 24)
+
+
+def test_the_reference_video_gets_the_reference_tree():
+    auto = auto_plan(436, **SIZE, memory_budget_bytes=None)
+    assert auto.plan == TreePlan(109, (4, 2, 1), (2, 4), **SIZE)
+    assert auto.warnings == () and auto.max_parallel_chunks == (None, None, None)
+    assert all("reference rule" in choice.reason for choice in auto.levels)
+
+
+@pytest.mark.parametrize("trained", [109, 61, 29])
+@pytest.mark.parametrize("seconds", [3, 10, 20, 30])
+def test_auto_keeps_every_refinement_chunk_within_the_trained_length(seconds, trained):
+    auto = auto_plan(output_frames_for_seconds(seconds, 24), **SIZE, trained_chunk_frames=trained,
+                     memory_budget_bytes=None)
+    for level in auto.plan.levels[1:]:
+        assert level.frames_per_chunk <= trained
+    assert auto.plan.final.num_frames >= seconds * 24
+    blueprint_too_long = auto.plan.blueprint_frames > trained
+    assert blueprint_too_long == any("blueprint" in w for w in auto.warnings)
+
+
+def test_auto_levels_keep_the_blueprint_within_the_trained_length():
+    auto = auto_plan(480, **SIZE, intervals=None, memory_budget_bytes=None)  # 20 s at 24 fps
+    assert auto.plan.frame_intervals == (8, 4, 2, 1)
+    assert auto.plan.blueprint_frames == 61 and auto.warnings == ()
+    assert all(level.frames_per_chunk <= 109 for level in auto.plan.levels)
+    rows = {tuple(r["intervals"]): r for r in auto.ladders}
+    assert "more than the trained" in rows[(4, 2, 1)]["status"]
+    assert rows[(8, 4, 2, 1)]["status"] == "chosen"
+    assert any("(8, 4, 2, 1)" in reason for reason in auto.reasons)
+    # with fixed intervals the same length keeps them and warns about the blueprint
+    fixed = auto_plan(480, **SIZE, memory_budget_bytes=None)
+    assert fixed.plan.frame_intervals == (4, 2, 1) and fixed.plan.blueprint_frames == 121
+    assert any("121 frames" in w for w in fixed.warnings)
+
+
+def _reference_fits(plan, cost, trained, budget):
+    return (all(lv.frames_per_chunk <= trained for lv in plan.levels[1:])
+            and all(c.peak_bytes <= budget for c in cost.levels)) if budget else \
+        all(lv.frames_per_chunk <= trained for lv in plan.levels[1:])
+
+
+@pytest.mark.parametrize("size", [dict(height=480, width=832), dict(height=64, width=64)])
+@pytest.mark.parametrize("intervals", [(4, 2, 1), (4, 1), (2, 1)])
+def test_auto_is_never_worse_than_the_reference_rule(size, intervals):
+    checked = 0
+    for seconds in (1, 2, 4, 7, 12, 18, 25):
+        frames = output_frames_for_seconds(seconds, 24)
+        try:
+            reference = reference_plan_for_length(frames, intervals, **size)
+        except PlanError:
+            continue  # the reference rule itself cannot split this level
+        ref_cost = estimate_plan_cost(reference)
+        auto = auto_plan(frames, **size, intervals=intervals, memory_budget_bytes=None)
+        assert auto.plan.blueprint_frames == reference.blueprint_frames
+        if _reference_fits(reference, ref_cost, 109, None):
+            assert auto.cost.dit_flops <= ref_cost.dit_flops
+            checked += 1
+        else:  # the reference breaks the trained length; auto does not
+            assert all(lv.frames_per_chunk <= 109 for lv in auto.plan.levels[1:])
+    assert checked >= 3
+
+
+def test_auto_is_the_cheapest_admissible_tree_by_brute_force():
+    # 4 s at 64x64 with (4, 2, 1): every chunk combination as a real TreePlan, priced independently
+    frames, intervals, size = 96, (4, 2, 1), dict(height=64, width=64)
+    auto = auto_plan(frames, **size, intervals=intervals, min_chunk_frames=9, memory_budget_bytes=None)
+    blueprint = auto.plan.blueprint_frames
+    level_frames = [blueprint * 2, blueprint * 4]
+    floors = [min(9, chunk_length(f, default_chunks(i))[0]) for f, i in zip(level_frames, intervals[1:])]
+    best = None
+    for combo in itertools.product(*(range(1, max_chunks(f) + 1) for f in level_frames)):
+        try:
+            plan = TreePlan(blueprint, intervals, combo, **size)
+        except PlanError:
+            continue
+        lengths = [lv.frames_per_chunk for lv in plan.levels[1:]]
+        if any(n > 109 or n < floor for n, floor in zip(lengths, floors)):
+            continue
+        flops = estimate_plan_cost(plan).dit_flops
+        best = flops if best is None else min(best, flops)
+    assert auto.cost.dit_flops == pytest.approx(best, rel=1e-12)
+    assert all(lv.frames_per_chunk >= 9 for lv in auto.plan.levels[1:])
+
+
+def test_a_lower_context_floor_is_cheaper_and_respected():
+    default = auto_plan(436, **SIZE, memory_budget_bytes=None)
+    cheap = auto_plan(436, **SIZE, min_chunk_frames=29, memory_budget_bytes=None)
+    assert cheap.cost.dit_flops < default.cost.dit_flops
+    assert all(29 <= lv.frames_per_chunk <= 109 for lv in cheap.plan.levels[1:])
+    assert cheap.plan.chunks != (2, 4)
+
+
+def test_auto_respects_the_memory_budget():
+    reference = TreePlan(109, (4, 2, 1), **SIZE)
+    ref_cost = estimate_plan_cost(reference)
+    weights = ref_cost.weight_bytes
+    budget = int(ref_cost.levels[2].peak_bytes * 0.7)  # the 24 fps level with all chunks at once does not fit
+    auto = auto_plan(436, **SIZE, memory_budget_bytes=budget)
+    assert auto.warnings == ()
+    # price the chosen plan again, independently, at the recommended chunks per forward
+    again = estimate_plan_cost(auto.plan, max_batch=list(auto.max_parallel_chunks))
+    assert all(level.peak_bytes <= budget for level in again.levels)
+    assert auto.max_parallel_chunks[2] is not None and auto.max_parallel_chunks[2] < 4
+    assert any("max_parallel_chunks" in r for r in auto.reasons)
+    # a budget that fits one 109-frame chunk pair only with less activation: shorter chunks are chosen
+    one_chunk = estimate_plan_cost(reference, max_batch=1).levels[2].peak_bytes
+    tight = auto_plan(436, **SIZE, memory_budget_bytes=(weights + one_chunk) // 2)
+    assert tight.warnings == () or all("blueprint" in w for w in tight.warnings)
+    tight_cost = estimate_plan_cost(tight.plan, max_batch=list(tight.max_parallel_chunks))
+    for level in tight_cost.levels[1:]:
+        assert level.peak_bytes <= (weights + one_chunk) // 2
+    assert tight.plan.levels[2].frames_per_chunk < 109
+    # a budget below the weights cannot be met: warnings, one chunk per forward, still a plan
+    hopeless = auto_plan(436, **SIZE, memory_budget_bytes=weights // 2)
+    assert hopeless.warnings and hopeless.max_parallel_chunks[1:] == (1, 1)
+    assert hopeless.plan.chunks == (2, 4)
+
+
+def test_choices_are_explained_with_every_candidate():
+    auto = auto_plan(480, **SIZE, memory_budget_bytes=None)
+    for choice in auto.levels:
+        statuses = [c["status"] for c in choice.candidates]
+        assert statuses.count("chosen") == 1
+        chosen = next(c for c in choice.candidates if c["status"] == "chosen")
+        assert chosen["chunks"] == choice.chunks
+        assert any("exceed the trained" in s for s in statuses)
+        assert choice.reference_chunks == default_chunks(auto.plan.levels[choice.index].interval)
+    assert len(auto.reasons) >= 3
+    data = auto.to_dict()
+    assert data["chunks"] == [3, 5] and data["limits"]["trained_chunk_frames"] == 109
+
+
+def test_fixed_chunks_are_kept_and_checked():
+    auto = auto_plan(436, **SIZE, chunks=(None, 8), memory_budget_bytes=None)
+    assert auto.plan.chunks == (2, 8) and auto.levels[1].fixed
+    with pytest.raises(PlanError, match="cannot be split"):
+        auto_plan(20, height=64, width=64, chunks=(None, 64), memory_budget_bytes=None)
+    with pytest.raises(PlanError, match="refinement levels"):
+        auto_plan(436, **SIZE, chunks=(2,), memory_budget_bytes=None)
+
+
+def test_bad_limits_raise_plan_errors():
+    with pytest.raises(PlanError, match="trained_chunk_frames"):
+        auto_plan(436, **SIZE, trained_chunk_frames=3)
+    with pytest.raises(PlanError, match="memory_budget"):
+        auto_plan(436, **SIZE, memory_budget_bytes=-1)
+    with pytest.raises(PlanError, match="memory_budget"):
+        auto_plan(436, **SIZE, memory_budget_bytes="lots")
+    with pytest.raises(PlanError):
+        auto_plan(436, height=470, width=832, memory_budget_bytes=None)
+
+
+def test_plan_warnings_name_level_value_and_limit():
+    plan = TreePlan(121, (4, 2, 1), **SIZE)
+    cost = estimate_plan_cost(plan)
+    warnings = plan_warnings(plan, cost, memory_budget_bytes=40 * GIB)
+    assert any("blueprint" in w and "121" in w and "109" in w for w in warnings)
+    assert any("level 2" in w and "121 frames" in w for w in warnings)
+    assert any("exceeds the budget 40.0 GiB" in w for w in warnings)
+    reference = TreePlan(109, (4, 2, 1), **SIZE)
+    assert plan_warnings(reference, estimate_plan_cost(reference)) == []
