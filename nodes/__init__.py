@@ -1,4 +1,4 @@
-"""ComfyUI layer of TempoMaster: five V1 nodes over ``tempomaster_core``.
+"""ComfyUI layer of TempoMaster: V1 nodes over ``tempomaster_core``.
 
 Nothing here imports ComfyUI at import time (``comfy``, ``folder_paths`` and
 ``server`` are imported inside functions, see ``nodes/comfy_env.py``), so the

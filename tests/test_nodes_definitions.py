@@ -24,13 +24,13 @@ def _inputs(cls):
             yield section, name, entry
 
 
-def test_exactly_the_five_nodes_with_prefixed_ids_and_readable_names():
+def test_exactly_the_six_nodes_with_prefixed_ids_and_readable_names():
     assert set(NODE_CLASS_MAPPINGS) == {
         "TempoMasterLoadModel", "TempoMasterTreeScheduler", "TempoMasterMultiMaskCondition",
-        "TempoMasterBlueprintSampler", "TempoMasterFrameRateRefiner",
+        "TempoMasterBlueprintSampler", "TempoMasterFrameRateRefiner", "TempoMasterLoadTinyEncoders",
     }
     assert set(NODE_DISPLAY_NAME_MAPPINGS) == set(NODE_CLASS_MAPPINGS)
-    assert len(set(NODE_DISPLAY_NAME_MAPPINGS.values())) == 5
+    assert len(set(NODE_DISPLAY_NAME_MAPPINGS.values())) == 6
     for node_id, name in NODE_DISPLAY_NAME_MAPPINGS.items():
         assert node_id.startswith("TempoMaster") and "TempoMaster" in name and " " in name
 
@@ -107,7 +107,7 @@ module = importlib.util.module_from_spec(spec)
 sys.modules["tempomaster_pack"] = module
 spec.loader.exec_module(module)
 assert module.WEB_DIRECTORY == "./web"
-assert len(module.NODE_CLASS_MAPPINGS) == 5 and len(module.NODE_DISPLAY_NAME_MAPPINGS) == 5
+assert len(module.NODE_CLASS_MAPPINGS) == 6 and len(module.NODE_DISPLAY_NAME_MAPPINGS) == 6
 for node in module.NODE_CLASS_MAPPINGS.values():
     node.INPUT_TYPES()
 bad = [m for m in sys.modules if m in ("comfy", "folder_paths", "server") or m.startswith("comfy.")]
@@ -158,6 +158,10 @@ def test_tree_scheduler_builds_the_reference_tree():
         TreeScheduler().plan(100, "6→24 fps (4,1)", "", "auto", 24.0, 832, 480)
 
 
-def test_model_list_is_empty_without_comfyui():
+def test_model_list_without_comfyui_is_only_the_builtin_model():
+    from nodes.builtin_nodes import tiny_available
+    from tempomaster_core.tiny.builtin import BUILTIN_MODEL_NAME
+
     cls = NODE_CLASS_MAPPINGS["TempoMasterLoadModel"]
-    assert cls.INPUT_TYPES()["required"]["model_name"][0] == []
+    expected = [BUILTIN_MODEL_NAME] if tiny_available() else []
+    assert cls.INPUT_TYPES()["required"]["model_name"][0] == expected

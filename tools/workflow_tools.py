@@ -23,6 +23,10 @@ if _ROOT not in sys.path:
 
 from tools.comfy_core_nodes import CORE_NODES, WIDGET_TYPES  # noqa: E402
 
+#: (node type, widget) combos listing the user's model files: any name is valid in a shared
+#: workflow (ComfyUI checks it against the user's folders when the graph is queued).
+MODEL_FILE_WIDGETS = {("TempoMasterLoadModel", "model_name")}
+
 
 def _our_nodes() -> dict:
     from nodes import NODE_CLASS_MAPPINGS
@@ -87,7 +91,7 @@ def validate_ui(workflow: dict) -> list[str]:
     output's type and the target input's type, and both ends reference it;
     every required socket of a real (non-note) node is linked; the number of
     ``widgets_values`` matches the node's widgets; our nodes' combo values are
-    valid choices; ``pos``/``size`` are pairs and ``properties.models`` entries
+    valid choices (except the model-file lists of :data:`MODEL_FILE_WIDGETS`); ``pos``/``size`` are pairs and ``properties.models`` entries
     have the name/url/directory the frontend's workflow schema requires.
     """
     problems: list[str] = []
@@ -156,7 +160,8 @@ def validate_ui(workflow: dict) -> list[str]:
             continue
         i = 0
         for name, kind, extra, choices in spec["widgets"]:
-            if choices is not None and name not in linked and values[i] not in choices and choices:
+            if ((node["type"], name) not in MODEL_FILE_WIDGETS and choices is not None and name not in linked
+                    and values[i] not in choices and choices):
                 problems.append(f"node {node_id} ({node['type']}): {name}={values[i]!r} not in {choices}")
             i += 1 + extra
     return problems
