@@ -599,10 +599,10 @@ def estimate_levels_cost(
     *,
     height: int,
     width: int,
-    cfg: float = 8.0,
+    cfg: Any = 8.0,
     text_len: int = 512,
     dtype: str = "bf16",
-    max_batch: Optional[int] = None,
+    max_batch: Any = None,
     attention: str = "flash",
     spatial_factor: int = 8,
     temporal_factor: int = 4,
@@ -610,34 +610,50 @@ def estimate_levels_cost(
 ) -> PlanCost:
     """Price a list of levels (and optionally the full-sequence baseline) with :func:`level_cost`.
 
-    ``max_batch`` is one int for every level or a sequence with one entry (int/None) per level.
+    ``cfg`` and ``max_batch`` are one value for every level or a sequence with one
+    entry per level (``max_batch`` entries may be None = all chunks). The
+    full-sequence baseline uses the first level's ``cfg``.
 
     Raises:
-        CostError: empty ``levels`` or any error of :func:`level_cost`.
+        CostError: empty ``levels``, per-level lists of the wrong length, or any error of :func:`level_cost`.
     """
     config = config or DiTConfig()
     levels = list(levels)
     if not levels:
         raise CostError("no levels to price; give at least the blueprint")
-    if isinstance(max_batch, (list, tuple)):
-        if len(max_batch) != len(levels):
-            raise CostError(f"max_batch has {len(max_batch)} entries for {len(levels)} levels")
-        batches = list(max_batch)
-    else:
-        batches = [max_batch] * len(levels)
-    common = dict(height=height, width=width, cfg=cfg, text_len=text_len, dtype=dtype, attention=attention,
+    batches = _per_level(max_batch, "max_batch", len(levels))
+    scales = [_guidance_scale(c) for c in _per_level(cfg, "cfg", len(levels))]
+    common = dict(height=height, width=width, text_len=text_len, dtype=dtype, attention=attention,
                   spatial_factor=spatial_factor, temporal_factor=temporal_factor)
-    priced = tuple(level_cost(w, config, max_batch=b, **common) for w, b in zip(levels, batches))
-    full = level_cost(full_sequence, config, **common) if full_sequence is not None else None
-    settings = {**common, "max_batch": batches, "config": config.to_dict()}
+    priced = tuple(level_cost(w, config, max_batch=b, cfg=c, **common) for w, b, c in zip(levels, batches, scales))
+    full = level_cost(full_sequence, config, cfg=scales[0], **common) if full_sequence is not None else None
+    settings = {**common, "cfg": scales, "max_batch": batches, "config": config.to_dict()}
     return PlanCost(levels=priced, full_sequence=full, settings=settings)
+
+
+def _per_level(value: Any, name: str, levels: int) -> list:
+    if isinstance(value, (list, tuple)):
+        if len(value) != levels:
+            raise CostError(f"{name} has {len(value)} entries for {levels} levels; give one per level or one value")
+        return list(value)
+    return [value] * levels
+
+
+def _guidance_scale(value: Any) -> float:
+    try:
+        scale = float(value)
+    except (TypeError, ValueError):
+        raise CostError(f"cfg must be a number (1 = no guidance), got {value!r}") from None
+    if not scale > 0 or math.isinf(scale):
+        raise CostError(f"cfg must be a positive number, got {value!r}")
+    return scale
 
 
 def estimate_plan_cost(
     plan: Any,
     config: Optional[DiTConfig] = None,
     steps: Any = None,
-    cfg: float = 8.0,
+    cfg: Any = 8.0,
     *,
     text_len: int = 512,
     dtype: str = "bf16",
@@ -652,8 +668,9 @@ def estimate_plan_cost(
         plan: the tree.
         config: DiT shape (default: the 14B model).
         steps: ``None`` (reference 50/32/...), an int, or one per level.
-        cfg: guidance scale (reference 8 -> two passes per step).
-        text_len, dtype, max_batch, attention, spatial_factor: see :func:`level_cost`.
+        cfg: guidance scale (reference 8 -> two passes per step), or one per level.
+        max_batch: chunks per forward, one value or one per level (None = all).
+        text_len, dtype, attention, spatial_factor: see :func:`level_cost`.
         full_sequence: also price the final video as one bidirectional pass
             (blueprint steps) for comparison.
 
@@ -662,7 +679,7 @@ def estimate_plan_cost(
     2.2x less than one 436-frame bidirectional pass at 50 steps (~2.83 EFLOPs).
 
     Raises:
-        CostError: bad steps/dtype/attention/max_batch.
+        CostError: bad steps/cfg/dtype/attention/max_batch.
     """
     works = levels_from_plan(plan, steps)
     full = (
