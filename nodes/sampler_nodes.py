@@ -25,6 +25,7 @@ from typing import Any, Optional
 import torch
 
 from . import comfy_env
+from .plan_route import report_level_time
 from .progress import NodeProgress
 from .text_adapter import conditioning_to_context
 from .types import TEMPO_CONDITION, TEMPO_LEVEL, TEMPO_MODEL, TEMPO_PLAN, TempoCondition
@@ -234,7 +235,9 @@ class BlueprintSampler:
             steps=int(steps), shift=float(shift), cfg=float(cfg), guidance=guidance, seed=int(seed),
             progress=NodeProgress(int(steps), codec),
         )
-        log.info("TempoMaster: blueprint done in %.1f s", time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+        log.info("TempoMaster: blueprint done in %.1f s", elapsed)
+        report_level_time(plan, 0, elapsed, model=model, steps=int(steps), cfg=float(cfg))
         if result.is_last:
             _release(model)
         return _outputs(result)
@@ -312,7 +315,9 @@ class FrameRateRefiner:
             steps=int(steps), shift=float(shift), cfg=float(cfg), guidance=guidance, seed=int(seed),
             max_batch=max_batch, progress=NodeProgress(int(steps), codec),
         )
-        log.info("TempoMaster: level %d done in %.1f s", index, time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+        log.info("TempoMaster: level %d done in %.1f s", index, elapsed)
+        report_level_time(plan, index, elapsed, model=model, steps=int(steps), cfg=float(cfg), max_batch=max_batch)
         if result.is_last:
             _release(model)
         return _outputs(result)

@@ -1,46 +1,226 @@
-"""TreeScheduler: the shape of the generation tree as a ``TEMPO_PLAN``.
+"""TreeScheduler: the shape of the generation tree as a ``TEMPO_PLAN``, planned for the artist.
 
-All planning rules live in ``tempomaster_core.plan.TreePlan`` (the one source of
-truth); this node only parses its widgets (``nodes/parsing.py``) and builds the
-plan. ``VALIDATE_INPUTS`` builds the same plan at queue time, so an impossible
-tree is refused before anything runs, with the plan's message (which names the
-nearest valid values, e.g. "nearest valid values: 105 or 109").
+All planning rules live in the core (the one source of truth):
+``tempomaster_core.plan.TreePlan`` (the tree), ``tempomaster_core.autoplan``
+(output length -> blueprint, the automatic tree) and ``tempomaster_core.cost``
+(FLOPs and memory). This module only parses the node's widgets
+(``nodes/parsing.py`` plus the few keywords below) and calls them:
+:func:`build_schedule` is used by the node, by ``VALIDATE_INPUTS`` (so an
+impossible tree is refused at queue time with the plan's message, which names
+the nearest valid values, e.g. "nearest valid values: 105 or 109") and by the
+web view's HTTP route (``nodes/plan_route.py``), so the drawing always shows the
+plan the node will make.
+
+Widgets added for planning (all optional, so older API workflows still run):
+
+- ``length_mode``: ``"blueprint frames"`` (the reference's exact mode, default),
+  ``"seconds"`` or ``"output frames"`` (``length`` at the output frame rate; the
+  blueprint is derived, :func:`tempomaster_core.autoplan.blueprint_for_length`).
+- ``chunks``: ``"auto"`` = the cheapest chunks within the limits
+  (:func:`tempomaster_core.autoplan.auto_plan`; the reference's chunks when they
+  fit), ``"reference"`` = the reference rule ``max(4 / interval, 1)``, or counts.
+- ``frame_intervals``: :data:`AUTO_LEVELS` lets the planner choose the levels too.
+- ``memory_budget_gb`` (0 = the GPU's free memory, unbounded without CUDA) and
+  ``trained_chunk_frames`` (109): the limits of the auto mode and of the warnings.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Optional
 
 from .parsing import CUSTOM_PRESET, INTERVAL_PRESETS, PRESET_NAMES, parse_chunks, parse_intervals
 from .types import TEMPO_PLAN
 
+#: ``frame_intervals`` choice that lets the planner pick the levels (ratio-2 ladders ending at the output fps).
+AUTO_LEVELS = "auto: levels chosen by cost"
+#: Widget order of ``frame_intervals``: the presets, ``custom``, then :data:`AUTO_LEVELS`.
+INTERVAL_CHOICES: tuple[str, ...] = PRESET_NAMES + (AUTO_LEVELS,)
+#: ``length_mode`` choices.
+LENGTH_BLUEPRINT, LENGTH_SECONDS, LENGTH_FRAMES = "blueprint frames", "seconds", "output frames"
+LENGTH_MODES: tuple[str, ...] = (LENGTH_BLUEPRINT, LENGTH_SECONDS, LENGTH_FRAMES)
+#: ``chunks`` keyword for the reference rule (``"auto"`` means the cost-based choice).
+REFERENCE_CHUNKS = "reference"
+#: Defaults of the optional planning widgets (also used when a workflow lacks them).
+PLANNING_DEFAULTS = {"length_mode": LENGTH_BLUEPRINT, "length": 20.0, "memory_budget_gb": 0.0,
+                     "trained_chunk_frames": 109}
 
-def build_plan(blueprint_frames: int, frame_intervals: str, custom_intervals: str, chunks: str,
-               fps: float, width: int, height: int):
-    """The :class:`~tempomaster_core.plan.TreePlan` for the node's widget values.
+
+@dataclass
+class Schedule:
+    """What the TreeScheduler makes for its widget values.
+
+    Attributes:
+        plan: the :class:`~tempomaster_core.plan.TreePlan`.
+        cost: its :class:`~tempomaster_core.cost.PlanCost` (14B model unless told otherwise,
+            reference steps and cfg unless told otherwise).
+        warnings: limits the plan breaks (trained chunk length, memory budget).
+        auto: the :class:`~tempomaster_core.autoplan.AutoPlan` when the planner chose, else None.
+        inputs: the resolved inputs (mode, output frames asked, budget in bytes, ...).
+    """
+
+    plan: Any
+    cost: Any
+    warnings: list = field(default_factory=list)
+    auto: Any = None
+    inputs: dict = field(default_factory=dict)
+
+    def summary(self) -> str:
+        """The tree, its cost and memory, the planner's reasons and the warnings, as text."""
+        from tempomaster_core.cost import GIB, PFLOP
+
+        lines = [self.plan.describe()]
+        for level, priced in zip(self.plan.levels, self.cost.levels):
+            lines.append(f"  level {level.index}: {priced.dit_flops / PFLOP:.1f} PFLOPs "
+                         f"({priced.work.steps} steps x {priced.passes_per_step} passes), "
+                         f"peak ~{priced.peak_bytes / GIB:.1f} GiB")
+        total = self.cost.dit_flops / PFLOP
+        text = f"Estimated DiT work {total:.1f} PFLOPs, peak memory ~{self.cost.peak_bytes / GIB:.1f} GiB"
+        if self.cost.full_sequence is not None:
+            text += (f"; one full-sequence pass would cost {self.cost.full_sequence.dit_flops / PFLOP:.1f} PFLOPs "
+                     f"({self.cost.saving_vs_full_sequence:.1f}x)")
+        lines.append(text)
+        if self.auto is not None:
+            lines.append("Auto plan:")
+            lines.extend(f"  - {reason}" for reason in self.auto.reasons)
+        lines.extend(f"WARNING: {w}" for w in self.warnings)
+        return "\n".join(lines)
+
+
+def _chunks_mode(chunks: str, refinement_levels: Optional[int]) -> tuple[str, Any]:
+    """``("reference", None)``, ``("auto", fixed-or-None per level)`` or ``("manual", counts)``."""
+    text = str(chunks).strip().lower()
+    if text == REFERENCE_CHUNKS:
+        return "reference", None
+    if not text or "auto" in text:
+        if refinement_levels is None:  # levels not known yet: only all-auto makes sense
+            if text not in ("", "auto"):
+                raise ValueError('with frame_intervals "auto" the chunks must be "auto" too (the levels are '
+                                 "not known before planning)")
+            return "auto", None
+        return "auto", parse_chunks(chunks, refinement_levels)
+    if refinement_levels is None:
+        raise ValueError('with frame_intervals "auto" the chunks must be "auto" (the levels are not known '
+                         "before planning); pick an interval preset to give chunk counts")
+    return "manual", parse_chunks(chunks, refinement_levels)
+
+
+def _budget_bytes(memory_budget_gb: Any) -> Any:
+    from tempomaster_core.autoplan import AUTO
+    from tempomaster_core.cost import GIB
+
+    try:
+        value = float(memory_budget_gb)
+    except (TypeError, ValueError):
+        raise ValueError(f"memory_budget_gb must be a number of GiB (0 = free GPU memory), got {memory_budget_gb!r}") from None
+    if value < 0:
+        raise ValueError(f"memory_budget_gb must be >= 0 (0 = the GPU's free memory), got {value:g}")
+    return AUTO if value == 0 else int(value * GIB)
+
+
+def build_schedule(blueprint_frames: int, frame_intervals: str, custom_intervals: str, chunks: str,
+                   fps: float, width: int, height: int, length_mode: str = LENGTH_BLUEPRINT,
+                   length: float = 20.0, memory_budget_gb: float = 0.0, trained_chunk_frames: int = 109,
+                   *, steps: Any = None, cfg: Any = 8.0, model: str = "14B") -> Schedule:
+    """The plan, its cost and warnings for the node's widget values.
 
     Args:
-        blueprint_frames: pixel frames of the blueprint (4n+1, e.g. 109).
-        frame_intervals: a preset name from :data:`~nodes.parsing.PRESET_NAMES`.
+        blueprint_frames: pixel frames of the blueprint (4n+1, e.g. 109); used in
+            ``"blueprint frames"`` mode.
+        frame_intervals: a preset from :data:`~nodes.parsing.PRESET_NAMES`, or
+            :data:`AUTO_LEVELS` (needs a length in seconds or output frames).
         custom_intervals: intervals text for the ``custom`` preset, e.g. ``"8,4,2,1"``.
-        chunks: ``"auto"`` or one count per refinement level, e.g. ``"2,4"``.
-        fps: output (base) frame rate of interval 1, e.g. 24.
+        chunks: ``"auto"`` (cost-based, see module doc), ``"reference"``, or one count per
+            refinement level (``"2,4"``; ``"auto,8"`` lets the planner pick the first).
+        fps: base frame rate (interval 1), e.g. 24.
         width, height: pixel size, multiples of 16.
+        length_mode: one of :data:`LENGTH_MODES`.
+        length: seconds (``"seconds"``) or pixel frames (``"output frames"``) of the
+            output, at the output frame rate ``fps / last interval``.
+        memory_budget_gb: GiB the plan may use (0 = free memory of the GPU now, unbounded without CUDA).
+        trained_chunk_frames: longest chunk the model was trained on, pixel frames (109).
+        steps, cfg: sampler settings for the estimate (default: reference 50/32/.. and 8;
+            one value or one per level).
+        model: DiT shape for the estimate, a key of ``tempomaster_core.cost.KNOWN_CONFIGS``.
 
     Raises:
-        ValueError: unparsable text (from ``nodes.parsing``) or an impossible plan
-            (``tempomaster_core.plan.PlanError``, a ``ValueError``).
+        ValueError: unparsable text (``nodes.parsing``), an impossible plan
+            (``tempomaster_core.plan.PlanError``) or bad limits.
     """
+    from tempomaster_core.autoplan import (
+        auto_plan,
+        blueprint_for_length,
+        output_frames_for_seconds,
+        plan_warnings,
+    )
+    from tempomaster_core.cost import KNOWN_CONFIGS, CostError, default_memory_budget, estimate_plan_cost
     from tempomaster_core.plan import TreePlan
 
-    intervals = parse_intervals(frame_intervals, custom_intervals)
-    chunk_counts = parse_chunks(chunks, len(intervals) - 1)
-    return TreePlan(int(blueprint_frames), intervals, chunk_counts,
-                    height=int(height), width=int(width), fps=float(fps))
+    if frame_intervals not in INTERVAL_CHOICES:
+        raise ValueError(f"unknown frame-interval preset {frame_intervals!r}; choose one of {list(INTERVAL_CHOICES)}")
+    if length_mode not in LENGTH_MODES:
+        raise ValueError(f"unknown length_mode {length_mode!r}; choose one of {list(LENGTH_MODES)}")
+    if model not in KNOWN_CONFIGS:
+        raise ValueError(f"unknown model {model!r} for the estimate; choose one of {list(KNOWN_CONFIGS)}")
+    config = KNOWN_CONFIGS[model]
+    intervals = None if frame_intervals == AUTO_LEVELS else parse_intervals(frame_intervals, custom_intervals)
+    mode, chunk_values = _chunks_mode(chunks, None if intervals is None else len(intervals) - 1)
+    budget = _budget_bytes(memory_budget_gb)
+    try:
+        trained = int(trained_chunk_frames)
+    except (TypeError, ValueError):
+        raise ValueError(f"trained_chunk_frames must be a whole number of frames, got {trained_chunk_frames!r}") from None
+    output_fps = float(fps) / (intervals[-1] if intervals else 1)
+    if length_mode == LENGTH_BLUEPRINT:
+        if intervals is None:
+            raise ValueError('frame_intervals "auto" needs the output length: set length_mode to "seconds" or '
+                             '"output frames"')
+        blueprint = int(blueprint_frames)
+        wanted = blueprint * (intervals[0] // intervals[-1])
+    elif length_mode == LENGTH_SECONDS:
+        wanted = output_frames_for_seconds(length, output_fps)
+    else:
+        if float(length) != int(float(length)) or float(length) < 1:
+            raise ValueError(f"length must be a whole number of output frames >= 1 in 'output frames' mode, got {length!r}")
+        wanted = int(float(length))
+    scalar_cfg = max(cfg) if isinstance(cfg, (list, tuple)) and cfg else cfg
+    auto = None
+    try:
+        if mode == "auto":
+            auto = auto_plan(wanted, height=int(height), width=int(width), fps=float(fps), intervals=intervals,
+                             chunks=chunk_values, config=config, steps=steps if intervals else None,
+                             cfg=scalar_cfg, trained_chunk_frames=trained, memory_budget_bytes=budget)
+            plan = auto.plan
+            if length_mode == LENGTH_BLUEPRINT and plan.blueprint_frames != blueprint:
+                TreePlan(blueprint, intervals, None, height=int(height), width=int(width), fps=float(fps))  # its error
+        else:
+            if length_mode != LENGTH_BLUEPRINT:
+                blueprint = blueprint_for_length(wanted, intervals)
+            plan = TreePlan(blueprint, intervals, chunk_values, height=int(height), width=int(width), fps=float(fps))
+        cost = estimate_plan_cost(plan, config, steps, cfg,
+                                  max_batch=list(auto.max_parallel_chunks) if auto is not None else None)
+    except CostError as err:
+        raise ValueError(str(err)) from None
+    budget_bytes = auto.limits["memory_budget_bytes"] if auto is not None else (
+        default_memory_budget() if isinstance(budget, str) else budget)
+    warnings = list(auto.warnings) if auto is not None else plan_warnings(
+        plan, cost, trained_chunk_frames=trained, memory_budget_bytes=budget_bytes)
+    inputs = {"length_mode": length_mode, "output_frames_wanted": wanted, "output_fps": output_fps,
+              "chunks_mode": mode, "levels_mode": "auto" if intervals is None else "fixed",
+              "trained_chunk_frames": trained, "memory_budget_bytes": budget_bytes, "model": model}
+    return Schedule(plan=plan, cost=cost, warnings=warnings, auto=auto, inputs=inputs)
+
+
+def build_plan(blueprint_frames: int, frame_intervals: str, custom_intervals: str, chunks: str,
+               fps: float, width: int, height: int, **planning):
+    """The :class:`~tempomaster_core.plan.TreePlan` for the node's widget values
+    (:func:`build_schedule` without the cost; same arguments and errors)."""
+    return build_schedule(blueprint_frames, frame_intervals, custom_intervals, chunks, fps, width, height,
+                          **planning).plan
 
 
 class TreeScheduler:
-    """ComfyUI node: blueprint frames, frame intervals, chunks, fps and size -> ``TEMPO_PLAN``."""
+    """ComfyUI node: output length, frame intervals, chunks, fps, size and limits -> ``TEMPO_PLAN``."""
 
     CATEGORY = "TempoMaster"
     FUNCTION = "plan"
@@ -49,13 +229,15 @@ class TreeScheduler:
     OUTPUT_TOOLTIPS = (
         "The tree: levels, frame rates, chunks per level, condition frames and RoPE positions. "
         "Feed it to the BlueprintSampler; the refiners read it from the level they get.",
-        "A readable summary of the tree (levels, fps, frames, chunks), e.g. for a text display node.",
+        "A readable summary: levels, fps, frames, chunks, estimated PFLOPs and memory, the auto planner's "
+        "reasons and any warning (e.g. for a text display node).",
     )
     DESCRIPTION = (
-        "Plans the TempoMaster hierarchy: a blueprint of N frames at a low frame rate (e.g. 109 frames at "
-        "6 fps), then refinement levels that each multiply the frame rate (12, then 24 fps), every level "
-        "split into chunks denoised in parallel. Reference default: 109 frames, intervals 4,2,1 -> 436 "
-        "frames at 24 fps."
+        "Plans the TempoMaster hierarchy: a blueprint at a low frame rate (e.g. 109 frames at 6 fps), then "
+        "refinement levels that each multiply the frame rate (12, then 24 fps), every level split into chunks "
+        "denoised in parallel. Give the length in blueprint frames (reference: 109 -> 436 frames at 24 fps) or "
+        "in seconds; 'auto' chunks pick the cheapest split that keeps chunks within the trained length and the "
+        "memory budget. The drawing on the node shows the tree, its cost and memory before you queue."
     )
 
     @classmethod
@@ -66,14 +248,16 @@ class TreeScheduler:
                     "default": 109, "min": 1, "max": 4097, "step": 4,
                     "tooltip": "Pixel frames of the low-frame-rate blueprint; must be 4n+1 (e.g. 109). The final "
                                "video has blueprint_frames x (first interval / last interval) frames "
-                               "(109 x 4 = 436 for intervals 4,2,1).",
+                               "(109 x 4 = 436 for intervals 4,2,1). Used when length_mode is 'blueprint frames'.",
                 }),
-                "frame_intervals": (list(PRESET_NAMES), {
-                    "default": PRESET_NAMES[0],
+                "frame_intervals": (list(INTERVAL_CHOICES), {
+                    "default": INTERVAL_CHOICES[0],
                     "tooltip": "Frame interval per level, blueprint first: interval i = one frame every i output "
                                "frames (4 at 24 fps = 6 fps). Each level multiplies the frame rate by "
                                "previous/next interval. The fps in the names assume fps = 24. 'custom' reads "
-                               "custom_intervals.",
+                               "custom_intervals. 'auto' picks the cheapest ladder (2,1), (4,2,1), (8,4,2,1) or "
+                               "(16,8,4,2,1) whose blueprint fits the trained length (needs a length in seconds or "
+                               "output frames).",
                 }),
                 "custom_intervals": ("STRING", {
                     "default": "4,2,1", "multiline": False,
@@ -82,9 +266,12 @@ class TreeScheduler:
                 }),
                 "chunks": ("STRING", {
                     "default": "auto", "multiline": False,
-                    "tooltip": "Chunks per refinement level, denoised in parallel as one batch: 'auto' = the "
-                               "reference rule max(4 / interval, 1) (2 at 12 fps, 4 at 24 fps), or one count per "
-                               "refinement level like '2,4'. More chunks = shorter chunks = less attention cost.",
+                    "tooltip": "Chunks per refinement level, denoised in parallel as one batch. 'auto': the "
+                               "cheapest split on the cost model that keeps every chunk within "
+                               "trained_chunk_frames, fits memory_budget_gb and gives no chunk less context than "
+                               "the reference rule (= the reference's chunks whenever they fit). 'reference': the "
+                               "reference rule max(4 / interval, 1) (2 at 12 fps, 4 at 24 fps). Or one count per "
+                               "refinement level like '2,4' ('auto,8' lets auto pick the first).",
                 }),
                 "fps": ("FLOAT", {
                     "default": 24.0, "min": 1.0, "max": 240.0, "step": 1.0,
@@ -98,12 +285,40 @@ class TreeScheduler:
                     "default": 480, "min": 16, "max": 4096, "step": 16,
                     "tooltip": "Video height in pixels, multiple of 16 (reference: 480).",
                 }),
-            }
+            },
+            "optional": {
+                "length_mode": (list(LENGTH_MODES), {
+                    "default": LENGTH_BLUEPRINT,
+                    "tooltip": "'blueprint frames': the reference's mode, blueprint_frames sets the length exactly. "
+                               "'seconds' / 'output frames': length is the output length at the output frame "
+                               "rate; the smallest blueprint that covers it is used (the video may be a few "
+                               "frames longer; the drawing shows the exact length).",
+                }),
+                "length": ("FLOAT", {
+                    "default": PLANNING_DEFAULTS["length"], "min": 0.05, "max": 3600.0, "step": 0.5,
+                    "tooltip": "Output length: seconds in 'seconds' mode, frames in 'output frames' mode "
+                               "(ignored in 'blueprint frames' mode).",
+                }),
+                "memory_budget_gb": ("FLOAT", {
+                    "default": PLANNING_DEFAULTS["memory_budget_gb"], "min": 0.0, "max": 4096.0, "step": 1.0,
+                    "tooltip": "GPU memory the plan may use, in GiB, for 'auto' chunks and the warnings. 0 = the "
+                               "GPU's free memory now (no limit without CUDA); a model already loaded on the GPU "
+                               "is not free, so type the card's size to plan for a clean start.",
+                }),
+                "trained_chunk_frames": ("INT", {
+                    "default": PLANNING_DEFAULTS["trained_chunk_frames"], "min": 5, "max": 4097, "step": 4,
+                    "tooltip": "Longest chunk the model was trained on, in pixel frames (109 = 28 latent frames "
+                               "for the released TempoMaster). 'auto' keeps every chunk within it; longer chunks "
+                               "are drawn in the warning colour.",
+                }),
+            },
         }
 
     @classmethod
     def VALIDATE_INPUTS(cls, blueprint_frames=None, frame_intervals=None, custom_intervals=None, chunks=None,
-                        fps=None, width=None, height=None):
+                        fps=None, width=None, height=None, length_mode=LENGTH_BLUEPRINT,
+                        length=PLANNING_DEFAULTS["length"], memory_budget_gb=PLANNING_DEFAULTS["memory_budget_gb"],
+                        trained_chunk_frames=PLANNING_DEFAULTS["trained_chunk_frames"]):
         """``True``, or the reason the plan is impossible (shown by ComfyUI at queue time).
 
         Inputs that arrive through links are not known at validation time (``None``);
@@ -111,26 +326,49 @@ class TreeScheduler:
         """
         values = dict(blueprint_frames=blueprint_frames, frame_intervals=frame_intervals,
                       custom_intervals=custom_intervals, chunks=chunks, fps=fps, width=width, height=height)
-        if frame_intervals is not None and frame_intervals not in PRESET_NAMES:
-            return f"frame_intervals {frame_intervals!r} is not one of {list(PRESET_NAMES)}"
-        if any(v is None for v in values.values()):
+        planning = dict(length_mode=length_mode, length=length, memory_budget_gb=memory_budget_gb,
+                        trained_chunk_frames=trained_chunk_frames)
+        if frame_intervals is not None and frame_intervals not in INTERVAL_CHOICES:
+            return f"frame_intervals {frame_intervals!r} is not one of {list(INTERVAL_CHOICES)}"
+        if length_mode is not None and length_mode not in LENGTH_MODES:
+            return f"length_mode {length_mode!r} is not one of {list(LENGTH_MODES)}"
+        if any(v is None for v in values.values()) or any(v is None for v in planning.values()):
             try:
-                if frame_intervals is not None and (frame_intervals != CUSTOM_PRESET or custom_intervals is not None):
+                if frame_intervals is not None and frame_intervals != AUTO_LEVELS and (
+                        frame_intervals != CUSTOM_PRESET or custom_intervals is not None):
                     parse_intervals(frame_intervals, custom_intervals or "")
             except ValueError as err:
                 return str(err)
             return True
         try:
-            build_plan(**values)
+            build_schedule(**values, **planning)
         except ValueError as err:
             return str(err)
         return True
 
     def plan(self, blueprint_frames: int, frame_intervals: str, custom_intervals: str, chunks: str,
-             fps: float, width: int, height: int):
-        """Return ``(plan, summary)``; see :func:`build_plan` (raises its errors)."""
-        plan = build_plan(blueprint_frames, frame_intervals, custom_intervals, chunks, fps, width, height)
-        return (plan, plan.describe())
+             fps: float, width: int, height: int, length_mode: Optional[str] = None, length: Optional[float] = None,
+             memory_budget_gb: Optional[float] = None, trained_chunk_frames: Optional[int] = None):
+        """Return ``(plan, summary)``; see :func:`build_schedule` (raises its errors).
+
+        Optional planning inputs left out (``None``) take :data:`PLANNING_DEFAULTS`.
+        """
+        given = dict(length_mode=length_mode, length=length, memory_budget_gb=memory_budget_gb,
+                     trained_chunk_frames=trained_chunk_frames)
+        planning = {k: PLANNING_DEFAULTS[k] if v is None else v for k, v in given.items()}
+        schedule = build_schedule(blueprint_frames, frame_intervals, custom_intervals, chunks, fps, width, height,
+                                  **planning)
+        return (schedule.plan, schedule.summary())
 
 
-__all__ = ["TreeScheduler", "build_plan", "INTERVAL_PRESETS"]
+def _register_route() -> None:
+    """Register the web view's plan route when running inside ComfyUI (no-op elsewhere)."""
+    from .plan_route import register_routes
+
+    register_routes()
+
+
+_register_route()
+
+__all__ = ["TreeScheduler", "build_plan", "build_schedule", "Schedule", "INTERVAL_PRESETS", "INTERVAL_CHOICES",
+           "AUTO_LEVELS", "LENGTH_MODES"]

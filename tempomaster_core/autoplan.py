@@ -338,6 +338,8 @@ def _fixed_chunks(chunks: Any, refinements: int) -> list[Optional[int]]:
         return [None] * refinements
     values = list(chunks)
     if len(values) == refinements + 1:
+        if values[0] not in (None, 1):
+            raise PlanError(f"the blueprint is always one chunk; chunks[0] must be 1, got {values[0]}")
         values = values[1:]
     if len(values) != refinements:
         raise PlanError(f"chunks has {len(values)} entries for {refinements} refinement levels; "
@@ -448,6 +450,7 @@ def auto_plan(
         raise PlanError(f"min_chunk_frames must be >= 1 or None, got {min_chunk_frames!r}")
     if max_parallel_chunks is not None and int(max_parallel_chunks) < 1:
         raise PlanError(f"max_parallel_chunks must be >= 1 or None, got {max_parallel_chunks!r}")
+    TreePlan(1, (1,), height=height, width=width, fps=fps, temporal_factor=tf)  # size/fps errors of the plan
     budget = _budget(memory_budget_bytes)
     common = dict(height=height, width=width, cfg=cfg, text_len=text_len, dtype=dtype, attention=attention,
                   spatial_factor=spatial_factor, temporal_factor=tf)

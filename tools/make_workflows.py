@@ -190,8 +190,9 @@ def _common(g: Graph, prompt: str, note: str) -> dict:
                        color="#232", bgcolor="#353")
     ids["neg"] = g.add("CLIPTextEncode", (380, 200), [NEGATIVE_PROMPT], size=[420, 160], title="Negative prompt",
                        color="#322", bgcolor="#533")
-    ids["plan"] = g.add("TempoMasterTreeScheduler", (0, 400), [109, PRESET_421, "4,2,1", "auto", 24.0, 832, 480],
-                        size=[340, 250])
+    ids["plan"] = g.add("TempoMasterTreeScheduler", (0, 400), [109, PRESET_421, "4,2,1", "auto", 24.0, 832, 480,
+                                                             "blueprint frames", 20.0, 0.0, 109],
+                        size=[340, 640])  # tall: the node draws the tree below its widgets (web/tree_view.js)
     g.connect(ids["clip"], "CLIP", ids["pos"], "clip")
     g.connect(ids["clip"], "CLIP", ids["neg"], "clip")
 
@@ -367,7 +368,9 @@ def tiny_text_to_video() -> dict:
     plan = g.add("TempoMasterTreeScheduler", (0, 260), widget_values(
         "TempoMasterTreeScheduler", blueprint_frames=int(d["blueprint_frames"]),
         chunks=",".join(str(int(c)) for c in d["chunks"]), fps=float(d["fps"]), width=int(d["width"]),
-        height=int(d["height"]), **_intervals_widgets(d["frame_intervals"])), size=[340, 250])
+        height=int(d["height"]), **_intervals_widgets(d["frame_intervals"]), length_mode="blueprint frames",
+        length=20.0, memory_budget_gb=0.0, trained_chunk_frames=int(d.get("trained_chunk_frames", d["blueprint_frames"]))),
+        size=[340, 640])
     g.connect(enc, "CLIP", pos, "clip")
     g.connect(enc, "CLIP", neg, "clip")
 

@@ -1,0 +1,236 @@
+"""The TreeScheduler's web view talks to Python here: a plan route and the measured-time event.
+
+- ``POST /tempomaster/plan`` (also under ``/api``, as ComfyUI mirrors every route):
+  body = the TreeScheduler's widget values as JSON (plus optional ``steps``,
+  ``cfg`` and ``model`` for the estimate). Reply 200 = ``plan.to_dict()`` plus
+  ``cost`` (:meth:`~tempomaster_core.cost.PlanCost.to_dict`), ``warnings``,
+  ``auto`` (the planner's choices and reasons, or null), ``summary``, ``inputs``
+  and ``plan_key``; bad input -> 400 ``{"error": "..."}``; an unexpected failure
+  -> 500 ``{"error": "..."}``. Never an exception into the server.
+  :func:`plan_response` is the whole logic, a pure function testable without
+  ComfyUI; it calls the same :func:`nodes.scheduler_node.build_schedule` as the
+  node, so the drawing is the plan the node makes.
+- ``tempomaster.level_time`` (``PromptServer.send_sync``): after each level the
+  sampler nodes report the measured seconds with the estimate for the same
+  level, model, steps and guidance (:func:`report_level_time`); the view shows
+  measured against estimated for the scheduler whose :func:`plan_key` matches.
+
+The route is registered lazily (:func:`register_routes`, called when
+``scheduler_node`` is imported) and only when ComfyUI's ``server`` module is
+importable and its ``PromptServer`` exists; outside ComfyUI nothing happens.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import math
+from typing import Any, Optional
+
+log = logging.getLogger("TempoMaster")
+
+ROUTE_PATH = "/tempomaster/plan"
+LEVEL_TIME_EVENT = "tempomaster.level_time"
+
+#: Widget names the route reads; the first seven are required.
+WIDGETS = ("blueprint_frames", "frame_intervals", "custom_intervals", "chunks", "fps", "width", "height",
+           "length_mode", "length", "memory_budget_gb", "trained_chunk_frames")
+REQUIRED = WIDGETS[:7]
+_INTS = ("blueprint_frames", "width", "height", "trained_chunk_frames")
+_FLOATS = ("fps", "length", "memory_budget_gb")
+_TEXTS = ("frame_intervals", "custom_intervals", "chunks", "length_mode")
+
+_registered = False
+
+
+class RequestError(ValueError):
+    """A request the route refuses (HTTP 400)."""
+
+
+def plan_key(plan: Any) -> str:
+    """Identity of a tree for matching measured times to the view: blueprint frames,
+    intervals, chunks and base fps (not the size: the BlueprintSampler may adapt the
+    size to the first condition image). E.g. ``"109|4,2,1|2,4|24"``."""
+    return (f"{plan.blueprint_frames}|{','.join(map(str, plan.frame_intervals))}|"
+            f"{','.join(map(str, plan.chunks))}|{float(plan.fps):g}")
+
+
+def _number(value: Any, name: str, kind: type) -> Any:
+    if isinstance(value, bool) or value is None:
+        raise RequestError(f"{name} must be a number, got {value!r}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise RequestError(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(number):
+        raise RequestError(f"{name} must be a finite number, got {value!r}")
+    if kind is int:
+        if number != int(number):
+            raise RequestError(f"{name} must be a whole number, got {value!r}")
+        return int(number)
+    return number
+
+
+def _per_level(value: Any, name: str, kind: type) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, list):
+        if not value:
+            raise RequestError(f"{name} is an empty list; give one value per level or one number")
+        return [_number(v, name, kind) for v in value]
+    return _number(value, name, kind)
+
+
+def parse_request(payload: Any) -> tuple[dict, dict]:
+    """``(widget values, estimate options)`` from a request body.
+
+    Raises:
+        RequestError: not an object, a missing required widget, or a value of the wrong type.
+    """
+    if not isinstance(payload, dict):
+        raise RequestError(f"the request body must be a JSON object of the TreeScheduler's widgets, got "
+                           f"{type(payload).__name__}")
+    missing = [name for name in REQUIRED if name not in payload]
+    if missing:
+        raise RequestError(f"missing widget value(s): {', '.join(missing)}")
+    values = {}
+    for name in WIDGETS:
+        if name not in payload:
+            continue
+        value = payload[name]
+        if name in _INTS:
+            values[name] = _number(value, name, int)
+        elif name in _FLOATS:
+            values[name] = _number(value, name, float)
+        else:
+            if not isinstance(value, str):
+                raise RequestError(f"{name} must be text, got {value!r}")
+            values[name] = value
+    options = {}
+    if payload.get("steps") is not None:
+        steps = _per_level(payload["steps"], "steps", int)
+        if any(s < 1 for s in (steps if isinstance(steps, list) else [steps])):
+            raise RequestError(f"steps must be >= 1, got {payload['steps']!r}")
+        options["steps"] = steps
+    if payload.get("cfg") is not None:
+        options["cfg"] = _per_level(payload["cfg"], "cfg", float)
+    if payload.get("model") is not None:
+        if not isinstance(payload["model"], str):
+            raise RequestError(f"model must be text such as '14B', got {payload['model']!r}")
+        options["model"] = payload["model"]
+    return values, options
+
+
+def plan_response(payload: Any) -> tuple[int, dict]:
+    """``(HTTP status, JSON body)`` for a plan request (see module doc). Never raises."""
+    from .scheduler_node import build_schedule
+
+    try:
+        values, options = parse_request(payload)
+        schedule = build_schedule(**values, **options)
+    except (ValueError, TypeError) as err:  # PlanError, CostError and RequestError are ValueErrors
+        return 400, {"error": str(err)}
+    except Exception as err:  # never let a planning bug crash the server's handler
+        log.exception("TempoMaster: plan route failed")
+        return 500, {"error": f"internal error while planning: {type(err).__name__}: {err}"}
+    body = schedule.plan.to_dict()
+    body.update(
+        cost=schedule.cost.to_dict(),
+        warnings=list(schedule.warnings),
+        auto=None if schedule.auto is None else schedule.auto.to_dict(),
+        summary=schedule.summary(),
+        inputs=dict(schedule.inputs),
+        plan_key=plan_key(schedule.plan),
+    )
+    return 200, body
+
+
+def _prompt_server() -> Optional[Any]:
+    """ComfyUI's running ``PromptServer`` instance, or None outside ComfyUI."""
+    try:
+        server = importlib.import_module("server")
+    except ImportError:
+        return None
+    cls = getattr(server, "PromptServer", None)
+    return getattr(cls, "instance", None) if cls is not None else None
+
+
+def register_routes() -> bool:
+    """Add ``POST /tempomaster/plan`` to ComfyUI's server; True when registered (now or before).
+
+    Does nothing (returns False) outside ComfyUI. Safe to call more than once.
+    """
+    global _registered
+    if _registered:
+        return True
+    instance = _prompt_server()
+    if instance is None or not hasattr(instance, "routes"):
+        return False
+    from aiohttp import web
+
+    async def plan_handler(request):
+        try:
+            payload = await request.json()
+        except Exception:
+            return web.json_response({"error": "the request body is not valid JSON"}, status=400)
+        status, body = plan_response(payload)
+        return web.json_response(body, status=status)
+
+    instance.routes.post(ROUTE_PATH)(plan_handler)
+    _registered = True
+    return True
+
+
+def level_time_payload(plan: Any, level_index: int, seconds: float, *, model: Any = None, steps: int,
+                       cfg: float, max_batch: Optional[int] = None) -> dict:
+    """The ``tempomaster.level_time`` message: measured seconds and the estimate for the same work.
+
+    The estimate uses the model's own shape (``model.config``; the 14B shape when the
+    model has none), the level's chunks and size, ``steps`` and ``cfg``.
+
+    Returns:
+        ``{"plan_key", "level", "fps", "seconds", "steps", "cfg", "estimated_flops",
+        "estimated_pflops", "achieved_tflops_per_s"}``.
+    """
+    from tempomaster_core.config import DiTConfig
+    from tempomaster_core.cost import PFLOP, LevelWork, level_cost
+
+    level = plan.levels[level_index]
+    config = getattr(model, "config", None)
+    config = config if isinstance(config, DiTConfig) else DiTConfig()
+    text_len = int(getattr(model, "text_len", None) or getattr(config, "text_len", 512) or 512)
+    work = LevelWork(level.num_chunks, level.frames_per_chunk, int(steps), num_frames=level.num_frames, fps=level.fps)
+    priced = level_cost(work, config, height=plan.height, width=plan.width, cfg=float(cfg), text_len=text_len,
+                        max_batch=max_batch, temporal_factor=plan.temporal_factor)
+    seconds = float(seconds)
+    return {
+        "plan_key": plan_key(plan),
+        "level": int(level_index),
+        "fps": level.fps,
+        "seconds": seconds,
+        "steps": int(steps),
+        "cfg": float(cfg),
+        "estimated_flops": priced.dit_flops,
+        "estimated_pflops": priced.dit_flops / PFLOP,
+        "achieved_tflops_per_s": priced.dit_flops / seconds / 1e12 if seconds > 0 else None,
+    }
+
+
+def report_level_time(plan: Any, level_index: int, seconds: float, **estimate: Any) -> Optional[dict]:
+    """Send :func:`level_time_payload` to the web view (ComfyUI's ``send_sync``).
+
+    Returns the payload (also outside ComfyUI, where nothing is sent), or None when it
+    could not be built. Never raises: a report must not fail a finished level.
+    """
+    try:
+        payload = level_time_payload(plan, level_index, seconds, **estimate)
+    except Exception:  # noqa: BLE001 - reporting is best effort
+        log.debug("TempoMaster: could not build the level-time report", exc_info=True)
+        return None
+    instance = _prompt_server()
+    if instance is not None and hasattr(instance, "send_sync"):
+        try:
+            instance.send_sync(LEVEL_TIME_EVENT, payload)
+        except Exception:  # noqa: BLE001
+            log.debug("TempoMaster: could not send the level-time report", exc_info=True)
+    return payload
