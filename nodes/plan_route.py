@@ -81,11 +81,30 @@ def _per_level(value: Any, name: str, kind: type) -> Any:
     return _number(value, name, kind)
 
 
+def _widget_range(name: str) -> tuple[float, float]:
+    """``(min, max)`` of a numeric TreeScheduler widget, from its ``INPUT_TYPES`` (one source of truth)."""
+    from .scheduler_node import TreeScheduler
+
+    types = TreeScheduler.INPUT_TYPES()
+    entry = {**types["required"], **types.get("optional", {})}[name]
+    options = entry[1] if len(entry) > 1 else {}
+    return float(options.get("min", -math.inf)), float(options.get("max", math.inf))
+
+
+def _sampler_range(name: str) -> tuple[float, float]:
+    """``(min, max)`` of the samplers' ``steps``/``cfg`` widgets."""
+    from .sampler_nodes import BlueprintSampler
+
+    options = BlueprintSampler.INPUT_TYPES()["required"][name][1]
+    return float(options["min"]), float(options["max"])
+
+
 def parse_request(payload: Any) -> tuple[dict, dict]:
     """``(widget values, estimate options)`` from a request body.
 
     Raises:
-        RequestError: not an object, a missing required widget, or a value of the wrong type.
+        RequestError: not an object, a missing required widget, a value of the wrong type or
+            outside the widget's range.
     """
     if not isinstance(payload, dict):
         raise RequestError(f"the request body must be a JSON object of the TreeScheduler's widgets, got "
@@ -98,22 +117,25 @@ def parse_request(payload: Any) -> tuple[dict, dict]:
         if name not in payload:
             continue
         value = payload[name]
-        if name in _INTS:
-            values[name] = _number(value, name, int)
-        elif name in _FLOATS:
-            values[name] = _number(value, name, float)
+        if name in _INTS or name in _FLOATS:
+            values[name] = _number(value, name, int if name in _INTS else float)
+            low, high = _widget_range(name)
+            if not low <= values[name] <= high:
+                raise RequestError(f"{name} must be between {low:g} and {high:g} (the widget's range), got {value!r}")
         else:
             if not isinstance(value, str):
                 raise RequestError(f"{name} must be text, got {value!r}")
             values[name] = value
     options = {}
-    if payload.get("steps") is not None:
-        steps = _per_level(payload["steps"], "steps", int)
-        if any(s < 1 for s in (steps if isinstance(steps, list) else [steps])):
-            raise RequestError(f"steps must be >= 1, got {payload['steps']!r}")
-        options["steps"] = steps
-    if payload.get("cfg") is not None:
-        options["cfg"] = _per_level(payload["cfg"], "cfg", float)
+    for name, kind in (("steps", int), ("cfg", float)):
+        if payload.get(name) is None:
+            continue
+        value = _per_level(payload[name], name, kind)
+        low, high = _sampler_range(name)
+        if any(not low <= v <= high for v in (value if isinstance(value, list) else [value])):
+            raise RequestError(f"{name} must be between {low:g} and {high:g} (the samplers' range), got "
+                               f"{payload[name]!r}")
+        options[name] = value
     if payload.get("model") is not None:
         if not isinstance(payload["model"], str):
             raise RequestError(f"model must be text such as '14B', got {payload['model']!r}")

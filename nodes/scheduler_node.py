@@ -26,6 +26,7 @@ Widgets added for planning (all optional, so older API workflows still run):
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -113,6 +114,8 @@ def _budget_bytes(memory_budget_gb: Any) -> Any:
         value = float(memory_budget_gb)
     except (TypeError, ValueError):
         raise ValueError(f"memory_budget_gb must be a number of GiB (0 = free GPU memory), got {memory_budget_gb!r}") from None
+    if not math.isfinite(value):
+        raise ValueError(f"memory_budget_gb must be a finite number of GiB, got {memory_budget_gb!r}")
     if value < 0:
         raise ValueError(f"memory_budget_gb must be >= 0 (0 = the GPU's free memory), got {value:g}")
     return AUTO if value == 0 else int(value * GIB)
@@ -295,7 +298,7 @@ class TreeScheduler:
                                "frames longer; the drawing shows the exact length).",
                 }),
                 "length": ("FLOAT", {
-                    "default": PLANNING_DEFAULTS["length"], "min": 0.05, "max": 3600.0, "step": 0.5,
+                    "default": PLANNING_DEFAULTS["length"], "min": 0.05, "max": 600.0, "step": 0.5,
                     "tooltip": "Output length: seconds in 'seconds' mode, frames in 'output frames' mode "
                                "(ignored in 'blueprint frames' mode).",
                 }),

@@ -261,29 +261,48 @@ def _choose_level(index: int, frames: int, interval: int, steps: int, *, config:
     """
     reference = default_chunks(interval)
     ref_len = chunk_length(frames, reference, tf)[0] if _chunks_fit(frames, reference, tf) else None
-    if fixed is not None:
-        if not _chunks_fit(frames, fixed, tf):
-            raise PlanError(f"level {index} ({frames} frames) cannot be split into {fixed} chunks")
-        counts = [fixed]
-    else:
-        counts = [c for c in range(1, frames + 1) if _chunks_fit(frames, c, tf)]
-    rows = []
-    for c in counts:
-        length = chunk_length(frames, c, tf)[0]
-        parallel, priced = _parallel_for(LevelWork(c, length, steps, num_frames=frames), config, budget, common,
-                                         user_max)
-        rows.append({"chunks": c, "frames_per_chunk": length, "flops": priced.dit_flops,
-                     "peak": priced.peak_bytes, "parallel": parallel})
-    short_enough = [r for r in rows if r["frames_per_chunk"] <= trained]
-    memory_blind = bool(short_enough) and all(r["parallel"] == 0 for r in short_enough)
-    if memory_blind:  # nothing fits even one chunk per forward: choose ignoring memory, run one at a time
-        for r in rows:
-            r["parallel"] = 1 if r["parallel"] == 0 else r["parallel"]
-    # the context floor: never shorter than the reference's chunks (or min_chunk, if shorter) ...
+    # the context floor before memory is known: never shorter than the reference's chunks (or min_chunk)
     floor = ref_len if ref_len is not None else 1
     if min_chunk is not None:
         floor = min(floor, min_chunk)
-    # ... unless the reference's chunks break a hard limit: then the longest chunks that fit
+    def price(c: int) -> dict:
+        length = chunk_length(frames, c, tf)[0]
+        parallel, priced = _parallel_for(LevelWork(c, length, steps, num_frames=frames), config, budget, common,
+                                         user_max)
+        return {"chunks": c, "frames_per_chunk": length, "flops": priced.dit_flops, "peak": priced.peak_bytes,
+                "parallel": parallel}
+
+    if fixed is not None:
+        if not _chunks_fit(frames, fixed, tf):
+            raise PlanError(f"level {index} ({frames} frames) cannot be split into {fixed} chunks")
+        rows = [price(fixed)]
+        memory_blind = False
+    else:
+        # Valid counts: chunks are >= tf+1 frames and the last one is not empty (at most frames // (tf+1) + 1);
+        # chunk lengths do not grow with the count. Of the counts whose chunks are too long only the three
+        # closest to fitting are listed (not priced); counts with chunks shorter than the floor are priced
+        # only as far as needed to find the longest chunks that fit the memory budget.
+        valid = [c for c in range(1, frames // (tf + 1) + 2) if _chunks_fit(frames, c, tf)]
+        lengths = {c: chunk_length(frames, c, tf)[0] for c in valid}
+        rows = [{"chunks": c, "frames_per_chunk": lengths[c], "flops": None, "peak": None, "parallel": None}
+                for c in valid if lengths[c] > trained][-3:]
+        short = [c for c in valid if lengths[c] <= trained]
+        shortest = price(short[-1]) if short else None
+        memory_blind = shortest is not None and shortest["parallel"] == 0  # not even the shortest fit, one at a time
+        if memory_blind:  # memory is ignored: the floor may only drop to the longest chunks within the trained length
+            floor = min(floor, lengths[short[0]])
+        fit_length = None
+        for c in short:
+            if lengths[c] < floor and (memory_blind or (fit_length is not None and lengths[c] < fit_length)):
+                break
+            row = shortest if c == short[-1] else price(c)
+            if row["parallel"] != 0 and fit_length is None:
+                fit_length = row["frames_per_chunk"]
+            if memory_blind:
+                row["parallel"] = 1
+            rows.append(row)
+    short_enough = [r for r in rows if r["flops"] is not None and r["frames_per_chunk"] <= trained]
+    # the context floor drops when the reference's chunks break a hard limit: the longest chunks that fit
     fitting = [r["frames_per_chunk"] for r in short_enough if r["parallel"] != 0]
     lowered = bool(fitting) and floor > max(fitting)
     if lowered:
@@ -317,15 +336,16 @@ def _choose_level(index: int, frames: int, interval: int, steps: int, *, config:
         if best["chunks"] == reference:
             reason += " (= the reference rule)"
     else:  # unreachable with a valid trained length, kept for safety: the shortest chunks
-        best = min(rows, key=lambda r: (r["frames_per_chunk"], r["flops"]))
+        best = min(rows, key=lambda r: r["frames_per_chunk"])
         reason = f"{head(best)}: no count meets every limit; these are the shortest chunks"
     if memory_blind:
         reason += (f"; no chunk count fits the memory budget {_gib(budget)} even one chunk per forward, "
                    "so memory was ignored for this choice")
     best["status"] = "chosen" if best["status"] == "ok" else f"chosen ({best['status']})"
     candidates = tuple(
-        {"chunks": r["chunks"], "frames_per_chunk": r["frames_per_chunk"], "pflops": r["flops"] / PFLOP,
-         "peak_gib": r["peak"] / GIB, "parallel": r["parallel"], "status": r["status"]}
+        {"chunks": r["chunks"], "frames_per_chunk": r["frames_per_chunk"],
+         "pflops": None if r["flops"] is None else r["flops"] / PFLOP,
+         "peak_gib": None if r["peak"] is None else r["peak"] / GIB, "parallel": r["parallel"], "status": r["status"]}
         for r in rows
     )
     return LevelChoice(index=index, num_frames=frames, chunks=best["chunks"], frames_per_chunk=best["frames_per_chunk"],
@@ -383,7 +403,7 @@ def _level_steps(steps: Any, levels: int) -> tuple[int, ...]:
         return (steps,) * levels
     values = tuple(int(s) for s in steps)
     if len(values) != levels:
-        raise PlanError(f"steps has {len(values)} entries for {levels} levels")
+        raise PlanError(f"steps has {len(values)} entries but there are {levels} levels; give one per level")
     return values
 
 

@@ -1,0 +1,215 @@
+"""The web view's plan route (pure handler logic), its registration on a stand-in
+PromptServer, and the measured-time report of the sampler nodes."""
+
+import json
+import math
+import sys
+import types
+
+import pytest
+
+from comfy_fakes import FakeWanVAE, conditioning
+from nodes import NODE_CLASS_MAPPINGS as NODES
+from nodes import plan_route
+from nodes.plan_route import LEVEL_TIME_EVENT, ROUTE_PATH, plan_key, plan_response, report_level_time
+from nodes.scheduler_node import AUTO_LEVELS
+from tempomaster_core.autoplan import auto_plan, output_frames_for_seconds
+from tempomaster_core.cost import GIB, LevelWork, estimate_plan_cost, level_cost
+from tempomaster_core.plan import TreePlan
+from tiny_models import make_tiny_dit
+
+PRESET = "6→12→24 fps (4,2,1)"
+REFERENCE = dict(blueprint_frames=109, frame_intervals=PRESET, custom_intervals="4,2,1", chunks="auto",
+                 fps=24.0, width=832, height=480)
+
+
+def _json_roundtrip(body):
+    return json.loads(json.dumps(body, allow_nan=False))
+
+
+def test_reference_request_returns_the_core_plan_and_cost():
+    status, body = plan_response(dict(REFERENCE, memory_budget_gb=80))
+    assert status == 200
+    plan = TreePlan(109, (4, 2, 1), (2, 4), height=480, width=832)
+    expected = plan.to_dict()
+    assert {k: body[k] for k in expected} == _json_roundtrip(expected)
+    cost = estimate_plan_cost(plan, max_batch=list(body["auto"]["max_parallel_chunks"]))
+    assert body["cost"]["dit_flops"] == cost.dit_flops
+    assert body["cost"]["full_sequence_pflops"] == pytest.approx(cost.full_sequence.dit_flops / 1e15)
+    assert [lv["chunks"] for lv in body["cost"]["levels"]] == [1, 2, 4]
+    assert body["plan_key"] == plan_key(plan) == "109|4,2,1|2,4|24"
+    assert body["inputs"]["memory_budget_bytes"] == 80 * GIB
+    assert body["warnings"] == [] and "PFLOPs" in body["summary"]
+    _json_roundtrip(body)  # plain JSON, no NaN/inf
+
+
+def test_seconds_and_auto_match_the_core_planner():
+    request = dict(REFERENCE, length_mode="seconds", length=20.0, memory_budget_gb=48.0, trained_chunk_frames=109)
+    status, body = plan_response(request)
+    assert status == 200
+    core = auto_plan(output_frames_for_seconds(20.0, 24.0), height=480, width=832, intervals=(4, 2, 1),
+                     trained_chunk_frames=109, memory_budget_bytes=48 * GIB)
+    assert {k: body[k] for k in core.plan.to_dict()} == _json_roundtrip(core.plan.to_dict())
+    assert body["auto"]["reasons"] == list(core.reasons)
+    assert body["warnings"] == list(core.warnings) and body["warnings"]  # 121-frame blueprint > 109
+    assert body["cost"]["dit_flops"] == core.cost.dit_flops
+    # levels chosen too: the blueprint then fits
+    status, body = plan_response(dict(request, frame_intervals=AUTO_LEVELS))
+    assert status == 200 and body["frame_intervals"] == [8, 4, 2, 1] and body["warnings"] == []
+
+
+def test_reference_keyword_and_manual_chunks():
+    status, body = plan_response(dict(REFERENCE, length_mode="seconds", length=20.0, chunks="reference"))
+    assert status == 200 and body["chunks"] == [2, 4] and body["auto"] is None
+    assert any("121" in w for w in body["warnings"])  # reference chunks of 121 frames > trained 109
+    status, body = plan_response(dict(REFERENCE, chunks="2,8", memory_budget_gb=1000))
+    assert status == 200 and body["chunks"] == [2, 8] and body["warnings"] == []
+
+
+def test_steps_and_cfg_from_the_samplers_change_the_estimate():
+    _, base = plan_response(dict(REFERENCE, memory_budget_gb=1000))
+    _, fewer = plan_response(dict(REFERENCE, memory_budget_gb=1000, steps=[25, 16, 16], cfg=1))
+    # half the steps and one pass instead of two: a quarter of the DiT work
+    assert fewer["cost"]["dit_flops"] == pytest.approx(base["cost"]["dit_flops"] / 4)
+
+
+@pytest.mark.parametrize("payload, needle", [
+    ("not a dict", "JSON object"),
+    ({}, "missing widget"),
+    (dict(REFERENCE, blueprint_frames=107), "105 or 109"),
+    (dict(REFERENCE, width=830), "816 or 832"),
+    (dict(REFERENCE, blueprint_frames="many"), "number"),
+    (dict(REFERENCE, blueprint_frames=108.5), "whole number"),
+    (dict(REFERENCE, fps=float("nan")), "finite"),
+    (dict(REFERENCE, fps=None), "number"),
+    (dict(REFERENCE, frame_intervals="5 fps"), "5 fps"),
+    (dict(REFERENCE, frame_intervals="custom", custom_intervals="4,3,1"), "divisible"),
+    (dict(REFERENCE, chunks="2"), "2 refinement"),
+    (dict(REFERENCE, chunks=7), "text"),
+    (dict(REFERENCE, length_mode="minutes"), "length_mode"),
+    (dict(REFERENCE, length_mode="seconds", length=-3), "between 0.05 and 600"),
+    (dict(REFERENCE, length_mode="output frames", length=10.5), "whole number"),
+    (dict(REFERENCE, memory_budget_gb=-1), "between 0 and"),
+    (dict(REFERENCE, blueprint_frames=10**9), "between 1 and 4097"),
+    (dict(REFERENCE, trained_chunk_frames=3), "trained_chunk_frames"),
+    (dict(REFERENCE, frame_intervals=AUTO_LEVELS), "length_mode"),
+    (dict(REFERENCE, frame_intervals=AUTO_LEVELS, length_mode="seconds", chunks="2,4"), "auto"),
+    (dict(REFERENCE, steps=[0, 1, 1]), "steps must be between 1 and"),
+    (dict(REFERENCE, cfg=1e308), "cfg must be between"),
+    (dict(REFERENCE, steps=[50, 32]), "one per level"),
+    (dict(REFERENCE, cfg="strong"), "cfg"),
+    (dict(REFERENCE, model="70B"), "70B"),
+])
+def test_bad_inputs_give_an_error_payload(payload, needle):
+    status, body = plan_response(payload)
+    assert status == 400
+    assert set(body) == {"error"} and needle in body["error"]
+
+
+def test_garbage_never_crashes_the_handler():
+    values = [None, True, -1, 0, 1, 2.5, 1e308, "", "auto", "x", [], [1], {}, {"a": 1}]
+    for name in plan_route.WIDGETS + ("steps", "cfg", "model"):
+        for value in values:
+            status, body = plan_response(dict(REFERENCE, **{name: value}))
+            assert status in (200, 400), (name, value, body)
+            _json_roundtrip(body)
+
+
+class _FakeRoutes:
+    def __init__(self):
+        self.handlers = {}
+
+    def post(self, path):
+        def register(fn):
+            self.handlers[path] = fn
+            return fn
+        return register
+
+
+class _FakePromptServer:
+    instance = None
+
+    def __init__(self):
+        self.routes = _FakeRoutes()
+        self.sent = []
+
+    def send_sync(self, event, data, sid=None):
+        self.sent.append((event, data))
+
+
+@pytest.fixture
+def fake_server(monkeypatch):
+    module = types.ModuleType("server")
+    module.PromptServer = _FakePromptServer
+    _FakePromptServer.instance = _FakePromptServer()
+    monkeypatch.setitem(sys.modules, "server", module)
+    monkeypatch.setattr(plan_route, "_registered", False)
+    yield _FakePromptServer.instance
+    _FakePromptServer.instance = None
+
+
+def test_no_route_outside_comfyui(monkeypatch):
+    monkeypatch.setattr(plan_route, "_registered", False)
+    monkeypatch.delitem(sys.modules, "server", raising=False)
+    assert plan_route.register_routes() is False
+    assert "server" not in sys.modules
+
+
+def test_route_registers_and_answers_on_a_prompt_server(fake_server):
+    web = pytest.importorskip("aiohttp.web")
+    import asyncio
+
+    assert plan_route.register_routes() is True
+    assert plan_route.register_routes() is True  # once only
+    handler = fake_server.routes.handlers[ROUTE_PATH]
+
+    class Request:
+        def __init__(self, body):
+            self.body = body
+
+        async def json(self):
+            if isinstance(self.body, Exception):
+                raise self.body
+            return self.body
+
+    response = asyncio.run(handler(Request(dict(REFERENCE, memory_budget_gb=80))))
+    assert isinstance(response, web.Response) and response.status == 200
+    assert json.loads(response.text)["chunks"] == [2, 4]
+    response = asyncio.run(handler(Request(ValueError("bad json"))))
+    assert response.status == 400 and "JSON" in json.loads(response.text)["error"]
+    response = asyncio.run(handler(Request(dict(REFERENCE, blueprint_frames=107))))
+    assert response.status == 400 and "105 or 109" in json.loads(response.text)["error"]
+
+
+def test_level_time_report_carries_the_estimate_for_the_same_work(fake_server):
+    model = make_tiny_dit(seed=0)
+    plan = TreePlan(5, (4, 2, 1), (2, 2), height=32, width=32)
+    payload = report_level_time(plan, 2, 4.0, model=model, steps=3, cfg=1.0, max_batch=1)
+    level = plan.levels[2]
+    expected = level_cost(LevelWork(level.num_chunks, level.frames_per_chunk, 3), model.config, height=32,
+                          width=32, cfg=1.0).dit_flops
+    assert payload["estimated_flops"] == expected
+    assert payload["achieved_tflops_per_s"] == pytest.approx(expected / 4.0 / 1e12)
+    assert (payload["level"], payload["seconds"], payload["plan_key"]) == (2, 4.0, plan_key(plan))
+    assert fake_server.sent == [(LEVEL_TIME_EVENT, payload)]
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("socket closed")
+
+    fake_server.send_sync = broken  # a failing UI must not fail a finished level
+    assert report_level_time(plan, 0, 1.0, model=model, steps=3, cfg=8.0)["level"] == 0
+    assert report_level_time(plan, 9, 1.0, model=model, steps=3, cfg=8.0) is None  # no level 9: no report
+
+
+def test_sampler_nodes_report_their_level_time(fake_server):
+    model = make_tiny_dit(seed=0)
+    plan, _ = NODES["TempoMasterTreeScheduler"]().plan(5, "6→24 fps (4,1)", "", "2", 24.0, 32, 32)
+    pos, neg = conditioning(7, 24, seed=1, tokens=4), conditioning(7, 24, seed=2, tokens=3)
+    vae = FakeWanVAE()
+    level, _, _ = NODES["TempoMasterBlueprintSampler"]().sample(model, plan, pos, neg, vae, seed=0, steps=1, cfg=1.0)
+    NODES["TempoMasterFrameRateRefiner"]().refine(model, level, pos, neg, vae, seed=0, steps=2, cfg=2.0)
+    reports = [data for event, data in fake_server.sent if event == LEVEL_TIME_EVENT]
+    assert [r["level"] for r in reports] == [0, 1]
+    assert [r["steps"] for r in reports] == [1, 2] and [r["cfg"] for r in reports] == [1.0, 2.0]
+    assert all(r["plan_key"] == plan_key(plan) and r["seconds"] > 0 for r in reports)
+    assert all(math.isfinite(r["estimated_flops"]) and r["estimated_flops"] > 0 for r in reports)
