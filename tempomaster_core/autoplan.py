@@ -135,6 +135,7 @@ class LevelChoice:
             pflops, peak_gib, parallel, status: "chosen"/"ok"/the reason it was refused).
         reason: one sentence on why the choice won.
         fixed: True when the chunk count was given, not chosen.
+        brief: a few words for the drawing ("cheapest of 3 within limits", "= reference", ...).
     """
 
     index: int
@@ -146,6 +147,7 @@ class LevelChoice:
     candidates: tuple
     reason: str
     fixed: bool = False
+    brief: str = ""
 
     def to_dict(self) -> dict:
         """Plain-JSON form."""
@@ -153,7 +155,7 @@ class LevelChoice:
             "index": self.index, "num_frames": self.num_frames, "chunks": self.chunks,
             "frames_per_chunk": self.frames_per_chunk, "max_parallel_chunks": self.max_parallel_chunks,
             "reference_chunks": self.reference_chunks, "candidates": list(self.candidates),
-            "reason": self.reason, "fixed": self.fixed,
+            "reason": self.reason, "brief": self.brief, "fixed": self.fixed,
         }
 
 
@@ -323,24 +325,31 @@ def _choose_level(index: int, frames: int, interval: int, steps: int, *, config:
     if fixed is not None:
         best = rows[0]
         reason = f"{head(best)}: given" + ("" if best["status"] == "ok" else f" ({best['status']})")
+        brief = "given"
     elif ok:
         best = min(ok, key=lambda r: (r["flops"], r["chunks"]))
         if lowered:
             reason = (f"{head(best)}: the reference's {_chunk_word(reference)} of {ref_len} frames break the "
                       f"trained length {trained} or the memory budget {_gib(budget)}; these are the longest chunks "
                       f"that fit ({best['flops'] / PFLOP:.2f} PFLOPs)")
+            brief = "longest chunks that fit"
         elif len(ok) == 1:
             reason = f"{head(best)}: the only count within {limits}"
+            brief = "only count within limits"
         else:
             reason = f"{head(best)}: the cheapest ({best['flops'] / PFLOP:.2f} PFLOPs) of {len(ok)} counts within {limits}"
+            brief = f"cheapest of {len(ok)} within limits"
         if best["chunks"] == reference:
             reason += " (= the reference rule)"
+            brief += ", = reference"
     else:  # unreachable with a valid trained length, kept for safety: the shortest chunks
         best = min(rows, key=lambda r: r["frames_per_chunk"])
         reason = f"{head(best)}: no count meets every limit; these are the shortest chunks"
+        brief = "no count meets the limits"
     if memory_blind:
         reason += (f"; no chunk count fits the memory budget {_gib(budget)} even one chunk per forward, "
                    "so memory was ignored for this choice")
+        brief += ", over memory"
     best["status"] = "chosen" if best["status"] == "ok" else f"chosen ({best['status']})"
     candidates = tuple(
         {"chunks": r["chunks"], "frames_per_chunk": r["frames_per_chunk"],
@@ -350,7 +359,7 @@ def _choose_level(index: int, frames: int, interval: int, steps: int, *, config:
     )
     return LevelChoice(index=index, num_frames=frames, chunks=best["chunks"], frames_per_chunk=best["frames_per_chunk"],
                        max_parallel_chunks=best["parallel"] or None, reference_chunks=reference,
-                       candidates=candidates, reason=reason, fixed=fixed is not None)
+                       candidates=candidates, reason=reason, fixed=fixed is not None, brief=brief)
 
 
 def _fixed_chunks(chunks: Any, refinements: int) -> list[Optional[int]]:

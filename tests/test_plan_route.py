@@ -3,6 +3,7 @@ PromptServer, and the measured-time report of the sampler nodes."""
 
 import json
 import math
+import os
 import sys
 import types
 
@@ -213,3 +214,38 @@ def test_sampler_nodes_report_their_level_time(fake_server):
     assert [r["steps"] for r in reports] == [1, 2] and [r["cfg"] for r in reports] == [1.0, 2.0]
     assert all(r["plan_key"] == plan_key(plan) and r["seconds"] > 0 for r in reports)
     assert all(math.isfinite(r["estimated_flops"]) and r["estimated_flops"] > 0 for r in reports)
+
+
+# -- fixtures of the web view's tests (web/tests/*.test.mjs read real route output) ------------
+
+WEB_FIXTURES = {
+    "reference": dict(REFERENCE, memory_budget_gb=60.0),
+    "twenty_seconds": dict(REFERENCE, length_mode="seconds", length=20.0, memory_budget_gb=40.0),
+    "padded": dict(REFERENCE, blueprint_frames=5, frame_intervals="6→24 fps (4,1)", chunks="3", width=64,
+                   height=64, memory_budget_gb=1000.0),
+    "error": dict(REFERENCE, blueprint_frames=107),
+}
+FIXTURE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "web", "tests", "fixtures")
+
+
+def _fixture(name):
+    status, body = plan_response(WEB_FIXTURES[name])
+    return {"request": WEB_FIXTURES[name], "status": status, "response": body}
+
+
+@pytest.mark.parametrize("name", sorted(WEB_FIXTURES))
+def test_web_fixtures_are_the_route_output(name):
+    with open(os.path.join(FIXTURE_DIR, name + ".json"), encoding="utf-8") as fh:
+        stored = json.load(fh)
+    assert stored == _json_roundtrip(_fixture(name)), (
+        "web/tests/fixtures are stale: run PYTHONPATH=.:tests python3 tests/test_plan_route.py --write-fixtures")
+
+
+if __name__ == "__main__":  # PYTHONPATH=.:tests python3 tests/test_plan_route.py --write-fixtures
+    if "--write-fixtures" in sys.argv:
+        os.makedirs(FIXTURE_DIR, exist_ok=True)
+        for fixture in sorted(WEB_FIXTURES):
+            with open(os.path.join(FIXTURE_DIR, fixture + ".json"), "w", encoding="utf-8") as fh:
+                json.dump(_fixture(fixture), fh, ensure_ascii=False, allow_nan=False)
+                fh.write("\n")
+            print("wrote", fixture)

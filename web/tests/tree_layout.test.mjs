@@ -1,0 +1,150 @@
+// Layout of the tree view from real route output (fixtures written by tests/test_plan_route.py).
+// Run: node --test web/tests/
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+import {
+  formatGib, formatPflops, formatSeconds, layoutTree, matchMeasured, predictSeconds, requestFromWidgets, wrapText,
+} from "../tree_layout.js";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const fixture = (name) => JSON.parse(readFileSync(join(here, "fixtures", `${name}.json`), "utf8"));
+
+// geometry chosen so positions are easy to work out by hand: the time axis runs from x=100 to x=300
+const STYLE = { width: 400, padding: 0, labelWidth: 100, rightWidth: 100, headerHeight: 20, rowHeight: 30, rowGap: 10,
+  barHeight: 14, lineHeight: 10, charWidth: 5 };
+const close = (a, b, eps = 1e-9) => assert.ok(Math.abs(a - b) < eps, `${a} != ${b}`);
+
+test("reference tree: one row per level, chunks as boxes on a shared time axis", () => {
+  const { response } = fixture("reference");
+  const layout = layoutTree(response, { style: STYLE });
+  assert.equal(layout.error, null);
+  assert.deepEqual(layout.rows.map((r) => r.label), ["6 fps", "12 fps", "24 fps"]);
+  assert.deepEqual(layout.rows.map((r) => r.boxes.length), [1, 2, 4]);
+  // 109 frames at 6 fps = 218 at 12 fps = 436 at 24 fps = 18.17 s over 200 px
+  close(layout.axis.seconds, 109 / 6);
+  const [bp, l12, l24] = layout.rows;
+  close(bp.boxes[0].x, 100); close(bp.boxes[0].w, 200);
+  assert.deepEqual(l12.boxes.map((b) => Math.round(b.x * 1e6) / 1e6), [100, 200]);
+  assert.deepEqual(l24.boxes.map((b) => Math.round(b.x * 1e6) / 1e6), [100, 150, 200, 250]);
+  for (const box of l24.boxes) { close(box.w, 50); close(box.validW, 50); }
+  // rows stacked: header 20, then 40 px per level
+  assert.deepEqual(layout.rows.map((r) => r.y), [20, 60, 100]);
+  assert.ok(layout.rows.every((r) => r.tone === "ok" && r.warnings.length === 0));
+  assert.deepEqual(layout.rows.map((r) => r.chunkText), ["1×109", "2×109", "4×109"]);
+  assert.equal(l24.sublabel, "436 f · 18.2 s");
+});
+
+test("condition frames are marked where they are in time", () => {
+  const { response } = fixture("reference");
+  const layout = layoutTree(response, { style: STYLE });
+  const [bp, l12, l24] = layout.rows;
+  assert.equal(bp.marks.length, 0); // the blueprint's own condition frames are not part of the plan
+  // 12 fps: every frame of the 6 fps level at an even pixel, plus chunk boundaries: 55 + 56 marks
+  assert.equal(l12.marks.length, 55 + 56);
+  const mark = l12.marks.find((m) => m.frame === 2);
+  assert.equal(mark.source, 1);
+  close(mark.x, 100 + (2 / 12) * (200 / (109 / 6)));
+  // frame 8 at 24 fps and frame 4 at 12 fps are the same instant
+  close(l24.marks.find((m) => m.frame === 8).x, l12.marks.find((m) => m.frame === 4).x);
+  // the boundary frame of the second 12 fps chunk repeats frame 54 of the level above (reference rule)
+  assert.deepEqual(l12.marks.filter((m) => m.frame === 109).map((m) => m.source), [54]);
+});
+
+test("cost and memory per level and in the header and footer", () => {
+  const { response } = fixture("reference");
+  const layout = layoutTree(response, { style: STYLE });
+  const costs = response.cost.levels;
+  assert.deepEqual(layout.rows.map((r) => r.right), costs.map((c) => formatPflops(c.dit_pflops)));
+  assert.deepEqual(layout.rows.map((r) => r.rightSub), costs.map((c) => formatGib(c.peak_bytes)));
+  assert.match(layout.header.text, /^18\.2 s at 24 fps · 1272 PF · peak /);
+  assert.ok(layout.footer.some((l) => /one full-sequence pass: 2830 PF \(2\.2× the tree\)/.test(l.text)));
+  // the 60 GiB budget makes the planner run the 24 fps chunks two at a time
+  assert.ok(layout.footer.some((l) => l.text.includes("L2: 4×109") && l.text.includes("2 per forward")));
+  // the drawing is as tall as its last footer line (padding 0 here)
+  assert.equal(layout.height, layout.footer[layout.footer.length - 1].y);
+});
+
+test("a plan over the trained length is drawn in the warning tone", () => {
+  const { response } = fixture("twenty_seconds");
+  const layout = layoutTree(response, { style: STYLE });
+  assert.deepEqual(layout.rows.map((r) => r.tone), ["warn", "ok", "ok"]);
+  assert.deepEqual(layout.rows[0].warnings, ["121 frames per chunk > trained 109"]);
+  assert.equal(layout.rows[0].boxes[0].tone, "warn");
+  assert.equal(layout.header.tone, "warn");
+  assert.ok(layout.footer.some((l) => l.tone === "warn" && l.text.startsWith("⚠ the blueprint has 121 frames")));
+  // 5 chunks of 97 frames at 24 fps for 484 frames: the last chunk holds 96 real frames
+  const last = layout.rows[2].boxes[4];
+  assert.equal(last.stop - last.start, 96);
+  close(last.validW / last.w, 96 / 97);
+});
+
+test("memory over the budget is a warning too", () => {
+  const { response } = fixture("reference");
+  const tight = { ...response, inputs: { ...response.inputs, memory_budget_bytes: 40 * 1024 ** 3 } };
+  const layout = layoutTree(tight, { style: STYLE });
+  assert.deepEqual(layout.rows.map((r) => r.tone), ["ok", "warn", "warn"]);
+  assert.match(layout.rows[1].warnings[0], /^peak \d+\.\d GiB > budget 40\.0 GiB$/);
+});
+
+test("the padding of the last chunk is not drawn as video", () => {
+  const { response } = fixture("padded");
+  const layout = layoutTree(response, { style: STYLE });
+  const level = layout.rows[1]; // 20 frames at 24 fps in 3 chunks of 9: the last has 2 real frames
+  assert.deepEqual(level.boxes.map((b) => [b.start, b.stop]), [[0, 9], [9, 18], [18, 20]]);
+  const pxPerSecond = 200 / (27 / 24); // the axis covers the padded 27 frames
+  close(level.boxes[2].validW, (2 / 24) * pxPerSecond);
+  close(level.boxes[2].w, (9 / 24) * pxPerSecond);
+  close(layout.axis.videoEndX, 100 + (20 / 24) * pxPerSecond);
+});
+
+test("an error payload is shown as text, not drawn", () => {
+  const { status, response } = fixture("error");
+  assert.equal(status, 400);
+  const layout = layoutTree(response, { style: STYLE });
+  assert.equal(layout.rows.length, 0);
+  assert.ok(layout.footer.every((l) => l.tone === "warn"));
+  assert.match(layout.footer.map((l) => l.text).join(" "), /105 or 109/);
+  assert.equal(layoutTree(null).footer[0].text, "Planning…");
+});
+
+test("measured level times are matched by plan key and predict the rest", () => {
+  const { response } = fixture("reference");
+  const costs = response.cost.levels;
+  const reports = [
+    { plan_key: response.plan_key, level: 0, seconds: 100, estimated_flops: costs[0].dit_flops, estimated_pflops: costs[0].dit_pflops },
+    { plan_key: "other|tree", level: 1, seconds: 1 },
+  ];
+  const measured = matchMeasured(response, reports);
+  assert.deepEqual(Object.keys(measured), ["0"]);
+  const predicted = predictSeconds(response, measured);
+  assert.equal(predicted[0], 100);
+  close(predicted[2], costs[2].dit_flops / (costs[0].dit_flops / 100), 1e-6);
+  const layout = layoutTree(response, { style: STYLE, reports });
+  assert.equal(layout.rows[0].measuredText, "measured 1 min 40 s (est. 263 PF)");
+  assert.match(layout.rows[2].measuredText, /^~4 min 16 s at the measured rate$/); // 672.7 / 262.8 * 100 s
+  assert.equal(layoutTree(response, { style: STYLE }).rows[2].measuredText, null);
+});
+
+test("request body from widget values", () => {
+  const body = requestFromWidgets({ blueprint_frames: 109, chunks: "auto", fps: 24, tree_view: "x", length: 20 },
+    { steps: [50, 32, 32], cfg: [8, 8, 8] });
+  assert.deepEqual(body, { blueprint_frames: 109, chunks: "auto", fps: 24, length: 20, steps: [50, 32, 32], cfg: [8, 8, 8] });
+  assert.deepEqual(requestFromWidgets({ width: 832 }), { width: 832 });
+});
+
+test("formatting and wrapping", () => {
+  assert.equal(formatSeconds(18.1666), "18.2 s");
+  assert.equal(formatSeconds(125), "2 min 5 s");
+  assert.equal(formatSeconds(null), "?");
+  assert.equal(formatPflops(1271.9), "1272 PF");
+  assert.equal(formatPflops(95.19), "95.2 PF");
+  assert.equal(formatPflops(2.5), "2.50 PF");
+  assert.equal(formatPflops(0.4123), "0.412 PF");
+  assert.equal(formatGib(40 * 1024 ** 3), "40.0 GiB");
+  assert.deepEqual(wrapText("the blueprint has 121 frames", 12), ["the", "blueprint", "has 121", "frames"]);
+  assert.deepEqual(wrapText("abcdefghijklmnopqrst", 8), ["abcdefgh", "ijklmnop", "qrst"]);
+});

@@ -1,0 +1,262 @@
+// TempoMaster tree view: pure layout of the TreeScheduler's plan (no DOM, no canvas, no ComfyUI).
+//
+// Input: the JSON of POST /tempomaster/plan (nodes/plan_route.py): the plan's
+// levels (fps, frames, chunks with start/stop and condition frames), its cost
+// (PFLOPs and peak memory per level), the limits used (trained chunk length,
+// memory budget) and warnings. Output: rows, boxes, marks and text lines with
+// pixel coordinates and "tone" flags; web/tree_view.js only paints them.
+//
+// The time axis is shared by all levels: pixel frame f of a level at `fps`
+// frames per second sits at time f / fps seconds, so the blueprint's frames and
+// the 24 fps frames of the same moment line up vertically. A chunk spans
+// frames [start, start + frames_per_chunk), its padding (past the last real
+// frame) drawn lighter; condition ("anchor") frames are ticks.
+
+export const DEFAULT_STYLE = Object.freeze({
+  width: 320, // total width in px (the node's width)
+  padding: 8, // inner margin
+  labelWidth: 58, // left column: "12 fps" and frames
+  rightWidth: 74, // right column: PFLOPs and GiB
+  headerHeight: 18, // one line above the rows
+  rowHeight: 30, // one level: the boxes (bar) plus one text line
+  barHeight: 14,
+  rowGap: 8,
+  lineHeight: 13, // footer text lines
+  charWidth: 6, // for wrapping footer text (monospace-ish estimate at 10-11 px)
+});
+
+const GIB = 1024 ** 3;
+
+/** "18.2 s", "0.5 s", "1 min 20 s". */
+export function formatSeconds(seconds) {
+  if (seconds == null || !Number.isFinite(seconds)) return "?";
+  if (seconds >= 100) {
+    const minutes = Math.floor(seconds / 60);
+    return `${minutes} min ${Math.round(seconds - 60 * minutes)} s`;
+  }
+  return `${seconds.toFixed(1)} s`;
+}
+
+/** PFLOPs with 3 significant digits: "1272 PF", "95.2 PF", "0.412 PF". */
+export function formatPflops(pflops) {
+  if (pflops == null || !Number.isFinite(pflops)) return "?";
+  if (pflops >= 100) return `${Math.round(pflops)} PF`;
+  if (pflops >= 10) return `${pflops.toFixed(1)} PF`;
+  if (pflops >= 1) return `${pflops.toFixed(2)} PF`;
+  return `${pflops.toPrecision(3)} PF`;
+}
+
+/** Bytes as GiB with one decimal: "38.4 GiB". */
+export function formatGib(bytes) {
+  if (bytes == null || !Number.isFinite(bytes)) return "?";
+  return `${(bytes / GIB).toFixed(1)} GiB`;
+}
+
+/** Split `text` into lines of at most `maxChars` characters, on spaces where possible. */
+export function wrapText(text, maxChars) {
+  const limit = Math.max(8, Math.floor(maxChars));
+  const lines = [];
+  for (const paragraph of String(text).split("\n")) {
+    let line = "";
+    for (const word of paragraph.split(/\s+/).filter(Boolean)) {
+      if (!line) {
+        line = word;
+      } else if (line.length + 1 + word.length <= limit) {
+        line += " " + word;
+      } else {
+        lines.push(line);
+        line = word;
+      }
+      while (line.length > limit) {
+        lines.push(line.slice(0, limit));
+        line = line.slice(limit);
+      }
+    }
+    lines.push(line);
+  }
+  return lines;
+}
+
+/**
+ * The route's request body from the TreeScheduler's widget values.
+ * @param {Object<string, any>} widgets name -> value (the node's widgets)
+ * @param {{steps?: number[], cfg?: number[]}} [samplers] per-level settings of the connected samplers
+ */
+export function requestFromWidgets(widgets, samplers = {}) {
+  const names = ["blueprint_frames", "frame_intervals", "custom_intervals", "chunks", "fps", "width", "height",
+    "length_mode", "length", "memory_budget_gb", "trained_chunk_frames"];
+  const body = {};
+  for (const name of names) {
+    if (widgets[name] !== undefined) body[name] = widgets[name];
+  }
+  if (Array.isArray(samplers.steps) && samplers.steps.length) body.steps = samplers.steps.slice();
+  if (Array.isArray(samplers.cfg) && samplers.cfg.length) body.cfg = samplers.cfg.slice();
+  return body;
+}
+
+/** Measured-time reports (``tempomaster.level_time`` events) that belong to `plan`: level -> report. */
+export function matchMeasured(plan, reports) {
+  const out = {};
+  if (!plan || !plan.plan_key || !reports) return out;
+  for (const report of reports) {
+    if (report && report.plan_key === plan.plan_key && Number.isInteger(report.level)) out[report.level] = report;
+  }
+  return out;
+}
+
+/**
+ * Seconds per level predicted from the measured throughput of the levels already run.
+ * Each measured level gives achieved FLOP/s = its estimated FLOPs / its seconds (same model,
+ * steps and guidance); the others are predicted with the pooled throughput (sum of FLOPs /
+ * sum of seconds). Returns an array (null where nothing can be said).
+ */
+export function predictSeconds(plan, measured) {
+  const levels = (plan && plan.cost && plan.cost.levels) || [];
+  let flops = 0;
+  let seconds = 0;
+  for (const report of Object.values(measured || {})) {
+    if (report.seconds > 0 && report.estimated_flops > 0) {
+      flops += report.estimated_flops;
+      seconds += report.seconds;
+    }
+  }
+  const rate = seconds > 0 ? flops / seconds : null;
+  return levels.map((cost, i) => {
+    if (measured && measured[i]) return measured[i].seconds;
+    return rate ? cost.dit_flops / rate : null;
+  });
+}
+
+/**
+ * Layout of the tree drawing.
+ * @param {object} plan the route's JSON (or {error: "..."} or null while loading)
+ * @param {{style?: object, reports?: object[]}} [options]
+ * @returns {{width, height, error, header, rows, footer, axis}}
+ *   rows[i] = {level, y, label, sublabel, right, rightSub, tone, warnings, barY, barHeight,
+ *              boxes: [{chunk, x, w, validW, y, h, start, stop, tone}], marks: [{x, y, h, frame, source}],
+ *              measured}
+ *   footer = [{text, tone}]
+ */
+export function layoutTree(plan, options = {}) {
+  const s = { ...DEFAULT_STYLE, ...(options.style || {}) };
+  const maxChars = (s.width - 2 * s.padding) / s.charWidth;
+  if (!plan || plan.error || !Array.isArray(plan.levels)) {
+    const text = plan && plan.error ? `Plan error: ${plan.error}` : "Planning…";
+    const footer = wrapText(text, maxChars).map((line) => ({ text: line, tone: plan && plan.error ? "warn" : "info" }));
+    return { width: s.width, height: 2 * s.padding + footer.length * s.lineHeight, error: plan ? plan.error || null : null,
+      header: null, rows: [], footer, axis: null };
+  }
+  const inputs = plan.inputs || {};
+  const trained = Number.isFinite(inputs.trained_chunk_frames) ? inputs.trained_chunk_frames : null;
+  const budget = Number.isFinite(inputs.memory_budget_bytes) ? inputs.memory_budget_bytes : null;
+  const costs = (plan.cost && plan.cost.levels) || [];
+  const measured = matchMeasured(plan, options.reports);
+  const predicted = predictSeconds(plan, measured);
+
+  // shared time axis: long enough for every chunk, padding included
+  let axisSeconds = 0;
+  let videoSeconds = 0;
+  for (const level of plan.levels) {
+    axisSeconds = Math.max(axisSeconds, (level.num_chunks * level.frames_per_chunk) / level.fps);
+    videoSeconds = Math.max(videoSeconds, level.num_frames / level.fps);
+  }
+  const x0 = s.padding + s.labelWidth;
+  const x1 = s.width - s.padding - s.rightWidth;
+  const scale = axisSeconds > 0 ? (x1 - x0) / axisSeconds : 0;
+  const xAt = (frame, fps) => x0 + (frame / fps) * scale;
+
+  const totalPf = plan.cost ? plan.cost.dit_pflops : null;
+  const header = {
+    y: s.padding,
+    text: `${formatSeconds(videoSeconds)} at ${plan.levels[plan.levels.length - 1].fps} fps · ` +
+      `${formatPflops(totalPf)} · peak ${formatGib(plan.cost ? plan.cost.peak_bytes : null)}`,
+    tone: (plan.warnings || []).length ? "warn" : "info",
+  };
+
+  const rows = plan.levels.map((level, i) => {
+    const y = s.padding + s.headerHeight + i * (s.rowHeight + s.rowGap);
+    const barY = y;
+    const cost = costs[i] || null;
+    const overLength = trained != null && level.frames_per_chunk > trained;
+    const overMemory = budget != null && cost != null && cost.peak_bytes > budget;
+    const warnings = [];
+    if (overLength) warnings.push(`${level.frames_per_chunk} frames per chunk > trained ${trained}`);
+    if (overMemory) warnings.push(`peak ${formatGib(cost.peak_bytes)} > budget ${formatGib(budget)}`);
+    const tone = overLength || overMemory ? "warn" : "ok";
+    const boxes = level.chunks.map((chunk) => ({
+      chunk: chunk.index,
+      start: chunk.start,
+      stop: chunk.stop,
+      x: xAt(chunk.start, level.fps),
+      w: (level.frames_per_chunk / level.fps) * scale,
+      validW: (chunk.valid_frames / level.fps) * scale,
+      y: barY,
+      h: s.barHeight,
+      tone,
+    }));
+    const marks = [];
+    for (const chunk of level.chunks) {
+      for (const [pixel, source] of chunk.conditions) {
+        marks.push({ x: xAt(chunk.start + pixel, level.fps), y: barY, h: s.barHeight, frame: chunk.start + pixel, source });
+      }
+    }
+    const chunkText = level.num_chunks === 1 ? `1×${level.frames_per_chunk}` : `${level.num_chunks}×${level.frames_per_chunk}`;
+    const report = measured[i] || null;
+    let measuredText = null;
+    if (report) {
+      measuredText = `measured ${formatSeconds(report.seconds)} (est. ${formatPflops(report.estimated_pflops)})`;
+    } else if (predicted[i] != null) {
+      measuredText = `~${formatSeconds(predicted[i])} at the measured rate`;
+    }
+    return {
+      level: level.index,
+      y,
+      barY,
+      barHeight: s.barHeight,
+      textY: barY + s.barHeight + s.lineHeight - 2,
+      label: `${level.fps} fps`,
+      sublabel: `${level.num_frames} f · ${formatSeconds(level.duration_s)}`,
+      chunkText,
+      right: cost ? formatPflops(cost.dit_pflops) : "?",
+      rightSub: cost ? formatGib(cost.peak_bytes) : "?",
+      tone,
+      warnings,
+      boxes,
+      marks,
+      measured: report,
+      measuredText,
+    };
+  });
+
+  const footer = [];
+  const fullPf = plan.cost ? plan.cost.full_sequence_pflops : null;
+  if (fullPf != null && totalPf) {
+    const ratio = fullPf / totalPf;
+    footer.push({ text: `one full-sequence pass: ${formatPflops(fullPf)} (${ratio.toFixed(1)}× the tree)`, tone: "info" });
+  }
+  const auto = plan.auto;
+  if (auto && Array.isArray(auto.levels)) {
+    for (const choice of auto.levels) {
+      const parallel = choice.max_parallel_chunks ? `, ${choice.max_parallel_chunks} per forward` : "";
+      for (const line of wrapText(`L${choice.index}: ${choice.chunks}×${choice.frames_per_chunk} — ${choice.brief}${parallel}`, maxChars)) {
+        footer.push({ text: line, tone: "info" });
+      }
+    }
+  }
+  for (const warning of plan.warnings || []) {
+    for (const line of wrapText(`⚠ ${warning}`, maxChars)) footer.push({ text: line, tone: "warn" });
+  }
+  const rowsBottom = s.padding + s.headerHeight + plan.levels.length * (s.rowHeight + s.rowGap);
+  const footerY = rowsBottom;
+  footer.forEach((line, k) => { line.y = footerY + (k + 1) * s.lineHeight; });
+  const height = footerY + footer.length * s.lineHeight + s.padding;
+  return {
+    width: s.width,
+    height,
+    error: null,
+    header,
+    rows,
+    footer,
+    axis: { x0, x1, seconds: axisSeconds, videoSeconds, videoEndX: x0 + videoSeconds * scale },
+  };
+}
