@@ -1,8 +1,11 @@
 """The TreeScheduler's web view talks to Python here: a plan route and the measured-time event.
 
 - ``POST /tempomaster/plan`` (also under ``/api``, as ComfyUI mirrors every route):
-  body = the TreeScheduler's widget values as JSON (plus optional ``steps``,
-  ``cfg`` and ``model`` for the estimate). Reply 200 = ``plan.to_dict()`` plus
+  body = the TreeScheduler's widget values as JSON, plus optional settings for the
+  estimate: ``steps``/``cfg`` (one value or one per level), ``samplers``
+  (``{"steps": [...], "cfg": [...]}`` of the connected sampler chain, blueprint
+  first, possibly fewer than the levels: the rest keep the reference 32 steps /
+  cfg 8) and ``model`` (``"14B"``, ``"1.3B"``). Reply 200 = ``plan.to_dict()`` plus
   ``cost`` (:meth:`~tempomaster_core.cost.PlanCost.to_dict`), ``warnings``,
   ``auto`` (the planner's choices and reasons, or null), ``summary``, ``inputs``
   and ``plan_key``; bad input -> 400 ``{"error": "..."}``; an unexpected failure
@@ -136,6 +139,23 @@ def parse_request(payload: Any) -> tuple[dict, dict]:
             raise RequestError(f"{name} must be between {low:g} and {high:g} (the samplers' range), got "
                                f"{payload[name]!r}")
         options[name] = value
+    samplers = payload.get("samplers")
+    if samplers is not None:
+        if not isinstance(samplers, dict):
+            raise RequestError(f"samplers must be an object like {{\"steps\": [50, 32], \"cfg\": [8, 8]}}, got {samplers!r}")
+        partial = {}
+        for name, kind in (("steps", int), ("cfg", float)):
+            value = samplers.get(name)
+            if value is None:
+                continue
+            if not isinstance(value, list):
+                raise RequestError(f"samplers.{name} must be a list (blueprint first), got {value!r}")
+            value = [_number(v, f"samplers.{name}", kind) for v in value]
+            low, high = _sampler_range(name)
+            if any(not low <= v <= high for v in value):
+                raise RequestError(f"samplers.{name} must be between {low:g} and {high:g}, got {samplers[name]!r}")
+            partial[name] = value
+        options["samplers"] = partial
     if payload.get("model") is not None:
         if not isinstance(payload["model"], str):
             raise RequestError(f"model must be text such as '14B', got {payload['model']!r}")
@@ -145,11 +165,26 @@ def parse_request(payload: Any) -> tuple[dict, dict]:
 
 def plan_response(payload: Any) -> tuple[int, dict]:
     """``(HTTP status, JSON body)`` for a plan request (see module doc). Never raises."""
+    from tempomaster_core.cost import default_steps
+    from tempomaster_core.pipeline import DEFAULT_CFG
+
     from .scheduler_node import build_schedule
 
     try:
         values, options = parse_request(payload)
+        samplers = options.pop("samplers", None)
         schedule = build_schedule(**values, **options)
+        if samplers:
+            # the connected samplers may cover only some levels: the others keep the reference settings
+            count = schedule.plan.num_levels
+            steps, cfg = list(default_steps(count)), [DEFAULT_CFG] * count
+            for i, value in enumerate(samplers.get("steps", [])[:count]):
+                steps[i] = value
+            for i, value in enumerate(samplers.get("cfg", [])[:count]):
+                cfg[i] = value
+            options.setdefault("steps", steps)
+            options.setdefault("cfg", cfg)
+            schedule = build_schedule(**values, **options)
     except (ValueError, TypeError) as err:  # PlanError, CostError and RequestError are ValueErrors
         return 400, {"error": str(err)}
     except Exception as err:  # never let a planning bug crash the server's handler

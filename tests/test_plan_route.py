@@ -74,6 +74,19 @@ def test_steps_and_cfg_from_the_samplers_change_the_estimate():
     assert fewer["cost"]["dit_flops"] == pytest.approx(base["cost"]["dit_flops"] / 4)
 
 
+def test_a_partial_sampler_chain_keeps_the_reference_settings_for_the_rest():
+    _, base = plan_response(dict(REFERENCE, memory_budget_gb=1000))
+    _, chain = plan_response(dict(REFERENCE, memory_budget_gb=1000, samplers={"steps": [25], "cfg": [1.0]}))
+    assert [lv["steps"] for lv in chain["cost"]["levels"]] == [25, 32, 32]
+    assert [lv["passes_per_step"] for lv in chain["cost"]["levels"]] == [1, 2, 2]
+    # only the blueprint changed: a quarter of its work
+    saved = base["cost"]["levels"][0]["dit_flops"] * 3 / 4
+    assert chain["cost"]["dit_flops"] == pytest.approx(base["cost"]["dit_flops"] - saved)
+    # a longer chain than the plan (a refiner too many) is cut to the plan's levels
+    status, longer = plan_response(dict(REFERENCE, samplers={"steps": [50, 32, 32, 32]}))
+    assert status == 200 and len(longer["cost"]["levels"]) == 3
+
+
 @pytest.mark.parametrize("payload, needle", [
     ("not a dict", "JSON object"),
     ({}, "missing widget"),
@@ -100,6 +113,9 @@ def test_steps_and_cfg_from_the_samplers_change_the_estimate():
     (dict(REFERENCE, steps=[50, 32]), "one per level"),
     (dict(REFERENCE, cfg="strong"), "cfg"),
     (dict(REFERENCE, model="70B"), "70B"),
+    (dict(REFERENCE, samplers=[50]), "samplers must be an object"),
+    (dict(REFERENCE, samplers={"steps": 50}), "must be a list"),
+    (dict(REFERENCE, samplers={"cfg": [8, 99]}), "samplers.cfg must be between"),
 ])
 def test_bad_inputs_give_an_error_payload(payload, needle):
     status, body = plan_response(payload)
@@ -109,7 +125,7 @@ def test_bad_inputs_give_an_error_payload(payload, needle):
 
 def test_garbage_never_crashes_the_handler():
     values = [None, True, -1, 0, 1, 2.5, 1e308, "", "auto", "x", [], [1], {}, {"a": 1}]
-    for name in plan_route.WIDGETS + ("steps", "cfg", "model"):
+    for name in plan_route.WIDGETS + ("steps", "cfg", "model", "samplers"):
         for value in values:
             status, body = plan_response(dict(REFERENCE, **{name: value}))
             assert status in (200, 400), (name, value, body)

@@ -80,7 +80,8 @@ export function wrapText(text, maxChars) {
 /**
  * The route's request body from the TreeScheduler's widget values.
  * @param {Object<string, any>} widgets name -> value (the node's widgets)
- * @param {{steps?: number[], cfg?: number[]}} [samplers] per-level settings of the connected samplers
+ * @param {{steps?: number[], cfg?: number[]}} [samplers] settings of the connected sampler chain, blueprint
+ *   first (may cover fewer levels than the plan; the route fills in the reference values)
  */
 export function requestFromWidgets(widgets, samplers = {}) {
   const names = ["blueprint_frames", "frame_intervals", "custom_intervals", "chunks", "fps", "width", "height",
@@ -89,8 +90,10 @@ export function requestFromWidgets(widgets, samplers = {}) {
   for (const name of names) {
     if (widgets[name] !== undefined) body[name] = widgets[name];
   }
-  if (Array.isArray(samplers.steps) && samplers.steps.length) body.steps = samplers.steps.slice();
-  if (Array.isArray(samplers.cfg) && samplers.cfg.length) body.cfg = samplers.cfg.slice();
+  const chain = {};
+  if (Array.isArray(samplers.steps) && samplers.steps.length) chain.steps = samplers.steps.slice();
+  if (Array.isArray(samplers.cfg) && samplers.cfg.length) chain.cfg = samplers.cfg.slice();
+  if (Object.keys(chain).length) body.samplers = chain;
   return body;
 }
 

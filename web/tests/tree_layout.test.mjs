@@ -132,7 +132,8 @@ test("measured level times are matched by plan key and predict the rest", () => 
 test("request body from widget values", () => {
   const body = requestFromWidgets({ blueprint_frames: 109, chunks: "auto", fps: 24, tree_view: "x", length: 20 },
     { steps: [50, 32, 32], cfg: [8, 8, 8] });
-  assert.deepEqual(body, { blueprint_frames: 109, chunks: "auto", fps: 24, length: 20, steps: [50, 32, 32], cfg: [8, 8, 8] });
+  assert.deepEqual(body, { blueprint_frames: 109, chunks: "auto", fps: 24, length: 20,
+    samplers: { steps: [50, 32, 32], cfg: [8, 8, 8] } });
   assert.deepEqual(requestFromWidgets({ width: 832 }), { width: 832 });
 });
 
