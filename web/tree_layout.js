@@ -135,9 +135,10 @@ export function predictSeconds(plan, measured) {
  * @param {object} plan the route's JSON (or {error: "..."} or null while loading)
  * @param {{style?: object, reports?: object[]}} [options]
  * @returns {{width, height, error, header, rows, footer, axis}}
- *   rows[i] = {level, y, label, sublabel, right, rightSub, tone, warnings, barY, barHeight,
+ *   rows[i] = {level, y, label, sublabel ("436 f · 18.2 s · 4×109"), note (measured time or first warning),
+ *              noteX, noteTone, right (PFLOPs), rightSub (peak), tone ("ok"/"warn"), warnings, barY, barHeight,
  *              boxes: [{chunk, x, w, validW, y, h, start, stop, tone}], marks: [{x, y, h, frame, source}],
- *              measured}
+ *              measured, measuredText}
  *   footer = [{text, tone}]
  */
 export function layoutTree(plan, options = {}) {
@@ -211,6 +212,8 @@ export function layoutTree(plan, options = {}) {
     } else if (predicted[i] != null) {
       measuredText = `~${formatSeconds(predicted[i])} at the measured rate`;
     }
+    const sublabel = `${level.num_frames} f · ${formatSeconds(level.duration_s)} · ${chunkText}`;
+    const note = measuredText || warnings[0] || null;
     return {
       level: level.index,
       y,
@@ -218,8 +221,11 @@ export function layoutTree(plan, options = {}) {
       barHeight: s.barHeight,
       textY: barY + s.barHeight + s.lineHeight - 2,
       label: `${level.fps} fps`,
-      sublabel: `${level.num_frames} f · ${formatSeconds(level.duration_s)}`,
+      sublabel,
       chunkText,
+      note,
+      noteTone: measuredText ? "measured" : warnings.length ? "warn" : null,
+      noteX: s.padding + (sublabel.length + 2) * s.charWidth,
       right: cost ? formatPflops(cost.dit_pflops) : "?",
       rightSub: cost ? formatGib(cost.peak_bytes) : "?",
       tone,

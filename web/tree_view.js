@@ -179,14 +179,9 @@ function paint(ctx, layout, top) {
     ctx.fillStyle = COLORS.info;
     ctx.fillText(row.rightSub, layout.width - 8, row.textY);
     ctx.textAlign = "left";
-    const x0 = layout.axis ? layout.axis.x0 : 60;
-    ctx.fillText(row.chunkText, x0, row.textY);
-    if (row.measuredText) {
-      ctx.fillStyle = COLORS.measured;
-      ctx.fillText(row.measuredText, x0 + 44, row.textY);
-    } else if (row.warnings.length) {
-      ctx.fillStyle = COLORS.warnText;
-      ctx.fillText(row.warnings[0], x0 + 44, row.textY);
+    if (row.note) {
+      ctx.fillStyle = row.noteTone === "measured" ? COLORS.measured : COLORS.warnText;
+      ctx.fillText(row.note, row.noteX, row.textY);
     }
   }
   ctx.font = "10px sans-serif";
@@ -216,7 +211,10 @@ function addTreeView(node) {
       paint(ctx, layout, y + 4);
       state.draws += 1;
       const needed = drawnNode.computeSize?.()[1];
-      if (needed && drawnNode.size[1] < needed) drawnNode.setSize([drawnNode.size[0], needed]);
+      if (needed && drawnNode.size[1] < needed) {
+        drawnNode.setSize([drawnNode.size[0], needed]); // grow to show the whole tree (never shrink a user's size)
+        drawnNode.setDirtyCanvas(true, true);
+      }
     },
     computeSize(width) {
       const layout = node.tempoTreeView.layout ?? layoutTree(node.tempoTreeView.data, { style: { width } });

@@ -35,7 +35,8 @@ test("reference tree: one row per level, chunks as boxes on a shared time axis",
   assert.deepEqual(layout.rows.map((r) => r.y), [20, 60, 100]);
   assert.ok(layout.rows.every((r) => r.tone === "ok" && r.warnings.length === 0));
   assert.deepEqual(layout.rows.map((r) => r.chunkText), ["1×109", "2×109", "4×109"]);
-  assert.equal(l24.sublabel, "436 f · 18.2 s");
+  assert.equal(l24.sublabel, "436 f · 18.2 s · 4×109");
+  assert.equal(l24.note, null);
 });
 
 test("condition frames are marked where they are in time", () => {
@@ -73,6 +74,8 @@ test("a plan over the trained length is drawn in the warning tone", () => {
   const layout = layoutTree(response, { style: STYLE });
   assert.deepEqual(layout.rows.map((r) => r.tone), ["warn", "ok", "ok"]);
   assert.deepEqual(layout.rows[0].warnings, ["121 frames per chunk > trained 109"]);
+  assert.equal(layout.rows[0].note, "121 frames per chunk > trained 109");
+  assert.equal(layout.rows[0].noteTone, "warn");
   assert.equal(layout.rows[0].boxes[0].tone, "warn");
   assert.equal(layout.header.tone, "warn");
   assert.ok(layout.footer.some((l) => l.tone === "warn" && l.text.startsWith("⚠ the blueprint has 121 frames")));
@@ -125,6 +128,7 @@ test("measured level times are matched by plan key and predict the rest", () => 
   close(predicted[2], costs[2].dit_flops / (costs[0].dit_flops / 100), 1e-6);
   const layout = layoutTree(response, { style: STYLE, reports });
   assert.equal(layout.rows[0].measuredText, "measured 1 min 40 s (est. 263 PF)");
+  assert.equal(layout.rows[0].note, layout.rows[0].measuredText);
   assert.match(layout.rows[2].measuredText, /^~4 min 16 s at the measured rate$/); // 672.7 / 262.8 * 100 s
   assert.equal(layoutTree(response, { style: STYLE }).rows[2].measuredText, null);
 });
