@@ -240,3 +240,23 @@ def test_train_is_reproducible_with_a_seed():
     assert not torch.equal(w1, w3)
     with pytest.raises(ValueError, match="steps"):
         train("unused", codec=codec, cfg=cfg, save=False)
+
+
+def test_train_writes_a_bundle_and_continues_from_it(tmp_path):
+    from tempomaster_core.loading import load_dit
+
+    codec = micro_codec()
+    cfg = micro_cfg(pool=8)
+    train(tmp_path, codec=codec, cfg=cfg, seed=0, steps=2, val_samples=2, checkpoint_minutes=0)
+    for name in ("dit.safetensors", "dit.json", "text_encoder.safetensors", "text_encoder.json",
+                 "dit_train.json", "defaults.json"):
+        assert (tmp_path / name).is_file()
+    saved = load_dit(tmp_path / "dit.safetensors", dtype=torch.float32)
+    assert saved.config.in_dim == 2 * 4 + 4 and saved.config.text_dim == cfg.text_dim
+    # continuing with lr 0 leaves the weights (and their EMA) exactly where they started
+    summary = train(tmp_path / "next", codec=codec, cfg=micro_cfg(pool=8, lr=0.0), seed=3, steps=1,
+                    val_samples=2, save=False, init=tmp_path, schedule_steps=50)
+    model, _ = summary["_ema"]
+    assert summary["init"] == str(tmp_path) and summary["schedule_steps"] == 50
+    for (name, a), (_, b) in zip(sorted(model.state_dict().items()), sorted(saved.state_dict().items())):
+        assert torch.equal(a, b), name

@@ -405,6 +405,8 @@ def train(
     log_every: int = 25,
     val_samples: int = 32,
     save: bool = True,
+    schedule_steps: Optional[int] = None,
+    init: Optional[str] = None,
 ) -> dict:
     """Train the DiT and text encoder; write the bundle into ``out`` (see the module docstring).
 
@@ -419,6 +421,10 @@ def train(
         log_every: print a loss line every this many steps.
         val_samples: held-out validation samples (fixed noise and sigma grid) evaluated at each log.
         save: write files (tests pass False).
+        schedule_steps: length of the warm-up + cosine learning-rate schedule (default: ``steps``,
+            or the estimate from ``minutes``); training still stops at ``steps``/``minutes``.
+        init: a bundle directory whose ``dit.safetensors``/``text_encoder.*`` start the run
+            (continued training); the architecture then comes from those files.
 
     Returns:
         The summary dict (also ``dit_train.json``), with ``model``/``text_encoder`` not included;
@@ -433,6 +439,12 @@ def train(
     out = Path(out)
     codec = codec.eval().requires_grad_(False)
     model, text_encoder = build_models(codec, cfg, seed)
+    if init is not None:
+        from ..loading import load_dit
+
+        model = load_dit(Path(init) / "dit.safetensors", dtype=torch.float32).requires_grad_(True).train()
+        text_encoder = TinyTextEncoder.load(init).requires_grad_(True).train()
+        print(f"continuing from the weights in {init}", flush=True)
     ema_model = copy.deepcopy(model).eval().requires_grad_(False)
     ema_text = copy.deepcopy(text_encoder).eval().requires_grad_(False)
     params = list(model.parameters()) + list(text_encoder.parameters())
@@ -474,7 +486,7 @@ def train(
         "seed": seed, "config": asdict(cfg), "dit_config": model.config.to_dict(),
         "text_encoder_config": text_encoder.config.to_dict(), "parameters": n_params,
         "text_encoder_parameters": n_text, "codec": codec.config.to_dict(), "threads": torch.get_num_threads(),
-        "curve": [], "validation": [],
+        "curve": [], "validation": [], "schedule_steps": schedule_steps, "init": None if init is None else str(init),
     }
     last_ckpt = time.time()
     window, window_kind = [], {"blueprint": [], "refine": []}
@@ -486,7 +498,8 @@ def train(
             break
         pool.add(make_batch(rng, codec, fresh, cfg))
         batch = pool.sample(cfg.batch, gen)
-        lr = lr_at(step, total if steps is not None else max(total, step + 1), cfg)
+        length = schedule_steps or (total if steps is not None else max(total, step + 1))
+        lr = lr_at(step, length, cfg)
         for group in opt.param_groups:
             group["lr"] = lr
         loss, per = flow_matching_loss(model, text_encoder, batch, gen)
@@ -561,6 +574,9 @@ def main(argv: Optional[list] = None) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     p.add_argument("--checkpoint-minutes", type=float, default=5.0)
     p.add_argument("--log-every", type=int, default=25)
+    p.add_argument("--schedule-steps", type=int, default=None,
+                   help="learning-rate schedule length (default: --steps, or the estimate from --minutes)")
+    p.add_argument("--init", default=None, help="continue from the DiT/text encoder in this bundle directory")
     defaults = TrainConfig()
     for name in ("dim", "layers", "heads", "ffn_mult", "freq_dim", "text_dim", "text_layers", "frames", "size",
                  "t_max", "batch", "reuse", "pool", "warmup"):
@@ -575,7 +591,8 @@ def main(argv: Optional[list] = None) -> None:
     cfg = TrainConfig(**{k: getattr(a, k) for k in TrainConfig.__dataclass_fields__ if hasattr(a, k)})
     codec = TinyVideoCodec.load(a.codec_dir or a.out)
     train(a.out, codec=codec, cfg=cfg, seed=a.seed, steps=a.steps, minutes=a.minutes,
-          checkpoint_minutes=a.checkpoint_minutes, log_every=a.log_every)
+          checkpoint_minutes=a.checkpoint_minutes, log_every=a.log_every, schedule_steps=a.schedule_steps,
+          init=a.init)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,439 @@
+"""Quality of the built-in TempoMaster-Tiny model, measured on held-out scene seeds.
+
+Usage::
+
+    python benchmarks/eval_tiny.py [--prompts 40] [--quick] [--model-dir DIR] [--json out.json]
+                                   [--steps 24,16,16 --shifts 5,3,3 --cfg 4 --guidance cfg]
+                                   [--ar-overlap 5] [--no-ar] [--threads 1]
+
+For every held-out scene (seeds ``EVAL_SEED_BASE + k``, never used in training:
+training scenes use seeds below ``HELD_OUT_SEED_BASE``) its canonical caption is
+the prompt, and the full TempoMaster tree (blueprint 6 fps -> 12 -> 24 fps with
+the bundle's defaults) is generated with :func:`tempomaster_core.pipeline.generate`.
+Measured (frames in [0, 1]):
+
+* **codec**: encode -> decode PSNR of held-out clips (17 and 25 frames at intervals 4/2/1).
+* **blueprint fidelity**: PSNR of the final 24 fps frames at the blueprint's positions
+  (frame ``4k``) against blueprint frame ``k``; same for the 12 fps level (frame ``2k``).
+* **continuity**: mean absolute frame-to-frame difference across chunk boundaries of
+  the final level (frame pairs ``(25c-1, 25c)``) divided by the mean inside chunks.
+* **motion**: mean frame difference of the video vs a static video (the first frame
+  held, coded by the codec chunk by chunk like the output), and the mean speed of the
+  target-colour centroid (pixels / 24 fps frame) vs the ground-truth scene's.
+* **presence**: pixels of the prompt's colour in every frame of the last second
+  (>= half the median area of the first second, and >= ``MIN_AREA``).
+* **prompt adherence**: the dominant object colour (pixels classified by their nearest
+  palette colour) and the number of objects (connected components of that colour,
+  mode over frames) equal the prompt's. The detector is checked on ground-truth renders.
+* **drift vs autoregressive**: the same 100-frame 24 fps video generated chunk by chunk
+  (25-frame chunks at interval 1, each conditioned only on the previous chunk's last
+  ``--ar-overlap`` frames, through :func:`tempomaster_core.pipeline.run_blueprint` with
+  user condition frames), with the same model and the same number of chunk-denoising
+  steps in total. For both: colour, count and size consistency between the first and
+  the last second, and adherence in the last second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from tempomaster_core.pipeline import generate, run_blueprint  # noqa: E402
+from tempomaster_core.plan import TreePlan  # noqa: E402
+from tempomaster_core.tiny.builtin import load_builtin  # noqa: E402
+from tempomaster_core.tiny.codec import psnr  # noqa: E402
+from tempomaster_core.tiny.scenes import COLOURS, caption, render, sample_scene  # noqa: E402
+from tempomaster_core.training.train_dit import HELD_OUT_SEED_BASE  # noqa: E402
+
+EVAL_SEED_BASE = HELD_OUT_SEED_BASE + 20_000_000
+"""Scene seeds of the evaluation prompts (held out from training and from the trainer's validation)."""
+
+OBJECT_MIN_BRIGHTNESS = 0.45
+"""A pixel is an object pixel when its brightest channel exceeds this ([0, 1]; backgrounds stay <= 0.2)."""
+
+MIN_AREA = 12
+"""Smallest connected component (pixels) counted as an object (objects cover about 40+ pixels at 64x64)."""
+
+PALETTE = torch.tensor(list(COLOURS.values()), dtype=torch.float32)
+COLOUR_NAMES = list(COLOURS)
+
+
+# -- detector ------------------------------------------------------------------------------
+
+
+def classify_pixels(frames: torch.Tensor) -> torch.Tensor:
+    """Colour class of every pixel: int64 ``[F, H, W]``, -1 for background, else the index in
+    :data:`COLOUR_NAMES` of the nearest palette colour. ``frames``: float ``[F, H, W, 3]`` in [0, 1]."""
+    dist = ((frames[..., None, :] - PALETTE) ** 2).sum(-1)
+    labels = dist.argmin(-1)
+    return torch.where(frames.max(-1).values > OBJECT_MIN_BRIGHTNESS, labels, torch.full_like(labels, -1))
+
+
+def connected_components(mask: torch.Tensor) -> list[list[int]]:
+    """Areas of the 8-connected components of a boolean ``[F, H, W]`` mask, per frame.
+
+    Label propagation: every pixel starts with a unique id and repeatedly takes the
+    largest id in its 3x3 neighbourhood (inside the mask) until nothing changes.
+    """
+    f, h, w = mask.shape
+    ids = torch.arange(1, h * w + 1, dtype=torch.float32).view(1, h, w).expand(f, h, w).clone()
+    ids = torch.where(mask, ids, torch.zeros_like(ids))
+    while True:
+        grown = F.max_pool2d(ids[:, None], 3, stride=1, padding=1)[:, 0]
+        grown = torch.where(mask, grown, torch.zeros_like(grown))
+        if torch.equal(grown, ids):
+            break
+        ids = grown
+    out = []
+    for frame in ids:
+        values, counts = torch.unique(frame[frame > 0], return_counts=True)
+        out.append(sorted(counts.tolist(), reverse=True))
+    return out
+
+
+def analyse(frames: torch.Tensor, colour: str) -> dict:
+    """Per-frame detections for a video ``[F, H, W, 3]`` in [0, 1] and the prompt's ``colour``.
+
+    Returns ``{"dominant": colour name or None, "counts": [F] objects of ``colour``,
+    "areas": [F] pixels of ``colour``, "centroids": [F, 2] (x, y) or NaN, "mean_rgb": [F, 3]}``.
+    """
+    labels = classify_pixels(frames)
+    target = COLOUR_NAMES.index(colour)
+    mask = labels == target
+    objects = labels[labels >= 0]
+    dominant = COLOUR_NAMES[int(torch.bincount(objects, minlength=len(COLOUR_NAMES)).argmax())] if objects.numel() else None
+    comps = connected_components(mask)
+    counts = [sum(a >= MIN_AREA for a in c) for c in comps]
+    areas = mask.flatten(1).sum(1).float()
+    ys, xs = torch.meshgrid(torch.arange(frames.shape[1]), torch.arange(frames.shape[2]), indexing="ij")
+    m = mask.float()
+    denom = m.flatten(1).sum(1).clamp_min(1)
+    cx = (m * xs).flatten(1).sum(1) / denom
+    cy = (m * ys).flatten(1).sum(1) / denom
+    cent = torch.stack([cx, cy], 1)
+    cent[areas == 0] = float("nan")
+    rgb = (frames * m[..., None]).flatten(1, 2).sum(1) / denom[:, None]
+    return {"dominant": dominant, "counts": counts, "areas": areas.tolist(), "centroids": cent, "mean_rgb": rgb}
+
+
+def mode(values) -> int:
+    """Most frequent value (smallest on ties)."""
+    counts = Counter(values)
+    best = max(counts.values())
+    return min(v for v, c in counts.items() if c == best)
+
+
+def adherence(det: dict, colour: str, count: int, frames: slice = slice(None)) -> dict:
+    """Colour and count of a detection (restricted to ``frames``) against the prompt's."""
+    counts = det["counts"][frames]
+    colour_ok = det["dominant"] == colour if frames == slice(None) else None
+    found = mode(counts) if counts else 0
+    return {"colour_ok": colour_ok, "count": found, "count_ok": found == count}
+
+
+def mean_frame_diff(frames: torch.Tensor) -> torch.Tensor:
+    """``[F-1]`` mean absolute difference between consecutive frames (``[F, H, W, 3]`` in [0, 1])."""
+    return (frames[1:] - frames[:-1]).abs().flatten(1).mean(1)
+
+
+def psnr01(a: torch.Tensor, b: torch.Tensor) -> float:
+    """PSNR in dB of two [0, 1] tensors (peak 1)."""
+    mse = float(((a.double() - b.double()) ** 2).mean())
+    return float("inf") if mse == 0 else 10 * math.log10(1.0 / mse)
+
+
+def to01(frames_m11: torch.Tensor) -> torch.Tensor:
+    """``[3, F, H, W]`` in [-1, 1] -> ``[F, H, W, 3]`` in [0, 1]."""
+    return ((frames_m11.permute(1, 2, 3, 0) + 1) / 2).clamp(0, 1)
+
+
+# -- pieces of the evaluation --------------------------------------------------------------
+
+
+@torch.no_grad()
+def codec_quality(codec, size: int) -> dict:
+    """Held-out codec PSNR (dB, peak-to-peak 2 on [-1, 1] = the usual [0, 1] PSNR), 17- and 25-frame clips."""
+    out = {}
+    for frames in (17, 25):
+        values, mses = [], []
+        for k in range(12):
+            spec = sample_scene(EVAL_SEED_BASE + 5_000_000 + k, height=size, width=size)
+            clip = render(spec, frames, start_frame=11 * k, interval=(4, 2, 1)[k % 3])[None]
+            rec = codec.decode(codec.encode(clip))
+            values.append(psnr(clip, rec))
+            mses.append(float(((clip.double() - rec.double()) ** 2).mean()))
+        out[f"{frames}_frames"] = {"pooled": 10 * math.log10(4.0 / (sum(mses) / len(mses))),
+                                   "mean": float(np.mean(values)), "min": float(np.min(values))}
+    return out
+
+
+@torch.no_grad()
+def static_diff(codec, frame_m11: torch.Tensor, chunks: int, frames_per_chunk: int) -> float:
+    """Mean frame difference of a static video (one frame held) coded chunk by chunk like the output."""
+    clip = frame_m11[None, :, None].expand(1, 3, frames_per_chunk, *frame_m11.shape[1:]).contiguous()
+    rec = codec.decode(codec.encode(clip))[0]
+    video = to01(torch.cat([rec] * chunks, dim=1))
+    return float(mean_frame_diff(video).mean())
+
+
+@torch.no_grad()
+def autoregressive(bundle, positive, negative, *, total: int, chunk: int, overlap: int, steps: int, shift: float,
+                   cfg: float, guidance: str, seed: int, height: int, width: int) -> torch.Tensor:
+    """Chunk-by-chunk 24 fps generation: ``[3, total, H, W]`` in [-1, 1].
+
+    Chunk 0 is text-to-video; chunk ``k`` gets the previous chunk's last ``overlap`` frames as
+    condition frames ``0..overlap-1`` and adds ``chunk - overlap`` new frames. Noise seed ``seed + k``.
+    """
+    plan = TreePlan(chunk, (1,), height=height, width=width, temporal_factor=int(bundle.codec.temporal_factor))
+    video = None
+    k = 0
+    while video is None or video.shape[1] < total:
+        conds = None
+        if video is not None:
+            conds = {i: video[:, video.shape[1] - overlap + i] for i in range(overlap)}
+        res = run_blueprint(bundle.model, bundle.codec, positive, negative, plan, conditions=conds, steps=steps,
+                            shift=shift, cfg=cfg, guidance=guidance, seed=seed + k)
+        video = res.frames if video is None else torch.cat([video, res.frames[:, overlap:]], dim=1)
+        k += 1
+    return video[:, :total]
+
+
+def drift(det: dict, colour: str, count: int, fps: int) -> dict:
+    """First-second vs last-second consistency of a detection."""
+    first, last = slice(0, fps), slice(-fps, None)
+    a_first = float(np.median(det["areas"][first]))
+    a_last = float(np.median(det["areas"][last]))
+    rgb = det["mean_rgb"]
+    area = torch.tensor(det["areas"])
+    rgb_first = rgb[first][area[first] > 0].mean(0) if (area[first] > 0).any() else torch.full((3,), float("nan"))
+    rgb_last = rgb[last][area[last] > 0].mean(0) if (area[last] > 0).any() else torch.full((3,), float("nan"))
+    c_first, c_last = mode(det["counts"][first]), mode(det["counts"][last])
+    return {
+        "area_ratio": a_last / a_first if a_first > 0 else float("nan"),
+        "rgb_shift": float((rgb_last - rgb_first).norm()),
+        "count_first": c_first, "count_last": c_last, "count_consistent": c_first == c_last,
+        "last_second_count_ok": c_last == count,
+        "last_second_colour_present": a_last >= MIN_AREA,
+    }
+
+
+def presence(det: dict, fps: int) -> dict:
+    """Object of the prompt's colour present in every frame of the last second."""
+    first = np.asarray(det["areas"][:fps])
+    last = np.asarray(det["areas"][-fps:])
+    need = max(MIN_AREA, 0.5 * float(np.median(first)))
+    return {"present_to_end": bool((last >= need).all()), "last_over_first_area": float(last.mean() / max(first.mean(), 1e-9))}
+
+
+def centroid_speed(det: dict) -> float:
+    """Mean per-frame displacement (pixels) of the target-colour centroid, frames where it exists."""
+    c = det["centroids"]
+    d = (c[1:] - c[:-1]).norm(dim=1)
+    d = d[torch.isfinite(d)]
+    return float(d.mean()) if d.numel() else float("nan")
+
+
+# -- main --------------------------------------------------------------------------------
+
+
+def _mean(values):
+    values = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    return float(np.mean(values)) if values else float("nan")
+
+
+def evaluate(args) -> dict:
+    """Run the whole evaluation (see the module docstring) and return the results dict."""
+    bundle = load_builtin(directory=args.model_dir)
+    d = bundle.defaults
+    steps = args.steps or list(d["steps"])
+    shifts = args.shifts or list(d["shifts"])
+    cfg = args.cfg if args.cfg is not None else d["cfg"]
+    if isinstance(cfg, (list, tuple)) and len(cfg) == 1:
+        cfg = cfg[0]
+    cfg_blueprint = cfg[0] if isinstance(cfg, (list, tuple)) else cfg
+    guidance = args.guidance or d["guidance"]
+    height, width = d["height"], d["width"]
+    plan = TreePlan(d["blueprint_frames"], tuple(d["frame_intervals"]), tuple(d["chunks"]), height=height,
+                    width=width, fps=d["fps"], temporal_factor=int(bundle.codec.temporal_factor))
+    final = plan.levels[-1]
+    fps = int(round(final.fps))
+    budget = sum(s * lv.num_chunks for s, lv in zip(steps, plan.levels))
+    chunk = final.frames_per_chunk
+    ar_chunks = 1 + math.ceil((final.num_frames - chunk) / (chunk - args.ar_overlap))
+    ar_steps = max(1, round(budget / ar_chunks))
+    negative = bundle.encode_prompt(d.get("negative_prompt", ""))
+    settings = {"steps": steps, "shifts": shifts, "cfg": cfg, "guidance": guidance, "plan": plan.describe(),
+                "chunk_steps_budget": budget, "ar_chunks": ar_chunks, "ar_steps_per_chunk": ar_steps,
+                "ar_overlap": args.ar_overlap, "prompts": args.prompts}
+    print(plan.describe(), flush=True)
+    print(f"settings: {json.dumps({k: v for k, v in settings.items() if k != 'plan'})}", flush=True)
+
+    results = {"settings": settings, "codec": codec_quality(bundle.codec, height), "videos": []}
+    print(f"codec PSNR: {json.dumps(results['codec'])}", flush=True)
+
+    gt_checks = []
+    for k in range(args.prompts):
+        spec = sample_scene(EVAL_SEED_BASE + k, height=height, width=width)
+        prompt = caption(spec)
+        t0 = time.time()
+        positive = bundle.encode_prompt(prompt)
+        images, levels = generate(bundle.model, bundle.codec, positive, negative, plan, steps=steps, shifts=shifts,
+                                  cfg=cfg, guidance=guidance, seed=k, return_levels=True)
+        blue = to01(levels[0].frames)
+        mid = to01(levels[1].frames) if len(levels) > 2 else None
+        video = images  # [F, H, W, 3]
+        ratio_total = plan.frame_intervals[0] // plan.frame_intervals[-1]
+        fid = psnr01(video[::ratio_total][: blue.shape[0]], blue)
+        fid_mid = psnr01(mid[:: plan.frame_intervals[0] // plan.frame_intervals[1]][: blue.shape[0]], blue) if mid is not None else None
+        diffs = mean_frame_diff(video)
+        boundary = [c * chunk - 1 for c in range(1, final.num_chunks)]
+        inside = [t for t in range(diffs.numel()) if t not in boundary]
+        cont = float(diffs[boundary].mean() / diffs[inside].mean())
+        det = analyse(video, spec.colour)
+        det_blue = analyse(blue, spec.colour)
+        adh = adherence(det, spec.colour, spec.count)
+        adh_blue = adherence(det_blue, spec.colour, spec.count)
+        gt = to01(render(spec, final.num_frames, start_frame=0, interval=1))
+        det_gt = analyse(gt, spec.colour)
+        gt_checks.append(adherence(det_gt, spec.colour, spec.count))
+        static = static_diff(bundle.codec, levels[-1].frames[:, 0], final.num_chunks, chunk)
+        entry = {
+            "k": k, "prompt": prompt, "seconds": None,
+            "blueprint_psnr": fid, "level1_psnr": fid_mid, "continuity_ratio": cont,
+            "boundary_diff": float(diffs[boundary].mean()), "inside_diff": float(diffs[inside].mean()),
+            "mean_frame_diff": float(diffs.mean()), "static_frame_diff": static,
+            "gt_mean_frame_diff": float(mean_frame_diff(gt).mean()),
+            "centroid_speed": centroid_speed(det), "gt_centroid_speed": centroid_speed(det_gt),
+            "adherence": adh, "blueprint_adherence": adh_blue, **presence(det, fps),
+            "tm_drift": drift(det, spec.colour, spec.count, fps),
+        }
+        if not args.no_ar:
+            ar = autoregressive(bundle, positive, negative, total=final.num_frames, chunk=chunk,
+                                overlap=args.ar_overlap, steps=ar_steps, shift=shifts[0], cfg=cfg_blueprint,
+                                guidance=guidance, seed=k, height=height, width=width)
+            ar_video = to01(ar)
+            det_ar = analyse(ar_video, spec.colour)
+            entry["ar_adherence"] = adherence(det_ar, spec.colour, spec.count)
+            entry["ar_drift"] = drift(det_ar, spec.colour, spec.count, fps)
+            entry["ar_presence"] = presence(det_ar, fps)
+            entry["ar_mean_frame_diff"] = float(mean_frame_diff(ar_video).mean())
+            ar_diffs = mean_frame_diff(ar_video)
+            seams = [chunk - 1 + i * (chunk - args.ar_overlap) for i in range(ar_chunks - 1)]
+            seams = [s for s in seams if s < ar_diffs.numel()]
+            ar_inside = [t for t in range(ar_diffs.numel()) if t not in seams]
+            entry["ar_continuity_ratio"] = float(ar_diffs[seams].mean() / ar_diffs[ar_inside].mean())
+            if args.save_videos:
+                _save(args.save_videos, f"{k:03d}_ar", ar_video, fps)
+        if args.save_videos:
+            _save(args.save_videos, f"{k:03d}_tempomaster", video, fps)
+        entry["seconds"] = round(time.time() - t0, 1)
+        results["videos"].append(entry)
+        print(f"[{k + 1}/{args.prompts}] {prompt!r}: blueprint PSNR {fid:.1f} dB, continuity {cont:.2f}, "
+              f"colour {'ok' if adh['colour_ok'] else 'NO'}, count {adh['count']}/{spec.count}, "
+              f"present {entry['present_to_end']}"
+              + (f" | AR count {entry['ar_adherence']['count']}, last-second count "
+                 f"{entry['ar_drift']['count_last']}" if not args.no_ar else "")
+              + f"  ({entry['seconds']} s)", flush=True)
+
+    v = results["videos"]
+    summary = {
+        "codec_psnr_db": results["codec"]["25_frames"]["pooled"],
+        "codec_psnr_17_db": results["codec"]["17_frames"]["pooled"],
+        "blueprint_psnr_db": _mean([e["blueprint_psnr"] for e in v]),
+        "blueprint_psnr_min_db": float(np.min([e["blueprint_psnr"] for e in v])),
+        "level1_psnr_db": _mean([e["level1_psnr"] for e in v]),
+        "continuity_ratio": _mean([e["continuity_ratio"] for e in v]),
+        "continuity_ratio_max": float(np.max([e["continuity_ratio"] for e in v])),
+        "mean_frame_diff": _mean([e["mean_frame_diff"] for e in v]),
+        "static_frame_diff": _mean([e["static_frame_diff"] for e in v]),
+        "gt_mean_frame_diff": _mean([e["gt_mean_frame_diff"] for e in v]),
+        "centroid_speed": _mean([e["centroid_speed"] for e in v]),
+        "gt_centroid_speed": _mean([e["gt_centroid_speed"] for e in v]),
+        "present_to_end": _mean([e["present_to_end"] for e in v]),
+        "colour_adherence": _mean([e["adherence"]["colour_ok"] for e in v]),
+        "count_adherence": _mean([e["adherence"]["count_ok"] for e in v]),
+        "prompt_adherence": _mean([e["adherence"]["colour_ok"] and e["adherence"]["count_ok"] for e in v]),
+        "blueprint_prompt_adherence": _mean([e["blueprint_adherence"]["colour_ok"] and e["blueprint_adherence"]["count_ok"] for e in v]),
+        "detector_on_ground_truth": _mean([g["colour_ok"] and g["count_ok"] for g in gt_checks]),
+        "tm_count_consistent": _mean([e["tm_drift"]["count_consistent"] for e in v]),
+        "tm_last_second_count_ok": _mean([e["tm_drift"]["last_second_count_ok"] for e in v]),
+        "tm_area_ratio": _mean([e["tm_drift"]["area_ratio"] for e in v]),
+        "tm_rgb_shift": _mean([e["tm_drift"]["rgb_shift"] for e in v]),
+    }
+    if not args.no_ar:
+        summary.update({
+            "ar_prompt_adherence": _mean([e["ar_adherence"]["colour_ok"] and e["ar_adherence"]["count_ok"] for e in v]),
+            "ar_present_to_end": _mean([e["ar_presence"]["present_to_end"] for e in v]),
+            "ar_count_consistent": _mean([e["ar_drift"]["count_consistent"] for e in v]),
+            "ar_last_second_count_ok": _mean([e["ar_drift"]["last_second_count_ok"] for e in v]),
+            "ar_area_ratio": _mean([e["ar_drift"]["area_ratio"] for e in v]),
+            "ar_rgb_shift": _mean([e["ar_drift"]["rgb_shift"] for e in v]),
+            "ar_mean_frame_diff": _mean([e["ar_mean_frame_diff"] for e in v]),
+            "ar_continuity_ratio": _mean([e["ar_continuity_ratio"] for e in v]),
+        })
+    results["summary"] = summary
+    return results
+
+
+def _save(directory: str, name: str, frames01: torch.Tensor, fps: int) -> None:
+    from tempomaster_core.video_io import write_video
+
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    write_video(Path(directory) / f"{name}.mp4", frames01, fps)
+
+
+def _ints(text):
+    return [int(v) for v in text.split(",")]
+
+
+def _floats(text):
+    return [float(v) for v in text.split(",")]
+
+
+def main(argv=None) -> dict:
+    """Command-line entry point; prints a summary table and optionally writes ``--json``."""
+    p = argparse.ArgumentParser(description="Measure the quality of the built-in TempoMaster-Tiny model.")
+    p.add_argument("--model-dir", default=None, help="bundle directory (default: the shipped one)")
+    p.add_argument("--prompts", type=int, default=40, help="held-out scenes / prompts")
+    p.add_argument("--quick", action="store_true", help="smoke run: 3 prompts, few steps")
+    p.add_argument("--steps", type=_ints, default=None)
+    p.add_argument("--shifts", type=_floats, default=None)
+    p.add_argument("--cfg", type=_floats, default=None, help="guidance scale, one or one per level")
+    p.add_argument("--guidance", choices=("cfg", "apg"), default=None)
+    p.add_argument("--ar-overlap", type=int, default=5, help="frames of the previous chunk given to the next (AR)")
+    p.add_argument("--no-ar", action="store_true", help="skip the autoregressive baseline")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--json", default=None, help="write all results here")
+    p.add_argument("--save-videos", default=None, help="directory for the generated mp4s")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.quick:
+        args.prompts = min(args.prompts, 3)
+        args.steps = args.steps or [8, 6, 6]
+    t0 = time.time()
+    results = evaluate(args)
+    results["seconds"] = round(time.time() - t0, 1)
+    print("\nsummary (means over held-out prompts):")
+    for key, value in results["summary"].items():
+        print(f"  {key:32s} {value:.3f}" if isinstance(value, float) else f"  {key:32s} {value}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1, default=lambda o: o.tolist() if torch.is_tensor(o) else str(o)) + "\n")
+    return results
+
+
+if __name__ == "__main__":
+    main()
