@@ -25,17 +25,15 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
-import subprocess
 import sys
 import textwrap
 import time
-import urllib.error
-import urllib.request
 import uuid
 
 import pytest
+
+from comfy_server import http_get as _get
+from comfy_server import link_pack, post_json as _post_json, running_comfyui
 
 COMFYUI_PATH = os.environ.get("COMFYUI_PATH")
 pytestmark = pytest.mark.skipif(
@@ -96,27 +94,6 @@ SCAFFOLD = textwrap.dedent(
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _get(url: str, timeout: float = 30):
-    with urllib.request.urlopen(url, timeout=timeout) as resp:
-        return resp.status, resp.read()
-
-
-def _post_json(url: str, payload: dict, timeout: float = 30):
-    req = urllib.request.Request(url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            body = resp.read()
-            return resp.status, json.loads(body) if body.strip() else {}
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read() or b"{}")
-
-
 @pytest.fixture(scope="module")
 def comfy(tmp_path_factory):
     """A running ComfyUI: yields ``(base_url, base_dir, log_path)``; stopped afterwards."""
@@ -128,9 +105,7 @@ def comfy(tmp_path_factory):
     from tempomaster_core.loading import save_dit
 
     base = tmp_path_factory.mktemp("comfyui")
-    custom = base / "custom_nodes"
-    custom.mkdir()
-    (custom / "tempomaster").symlink_to(ROOT, target_is_directory=True)
+    custom = link_pack(base)
     (custom / "tempomaster_test_scaffold").mkdir()
     (custom / "tempomaster_test_scaffold" / "__init__.py").write_text(SCAFFOLD)
     models = base / "models" / "diffusion_models"
@@ -150,37 +125,9 @@ def comfy(tmp_path_factory):
         make_temp_bundle(str(base / "tiny_bundle"))
         env[TINY_DIR_ENV] = str(base / "tiny_bundle")
 
-    port = _free_port()
-    log_path = base / "comfyui.log"
-    cmd = [sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port),
-           "--base-directory", str(base), "--disable-auto-launch", "--database-url", "sqlite:///:memory:",
-           "--preview-method", "auto", "--disable-api-nodes"]
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, cwd=COMFYUI_PATH, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                env=env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"ComfyUI exited with {proc.returncode}:\n{log_path.read_text()[-4000:]}")
-            try:
-                if _get(url + "/object_info/TempoMasterTreeScheduler", timeout=5)[0] == 200:
-                    break
-            except (urllib.error.URLError, ConnectionError, OSError):
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"ComfyUI did not start in {START_TIMEOUT_S} s:\n{log_path.read_text()[-4000:]}")
-            time.sleep(1.0)
+    with running_comfyui(base, env=env, extra_args=("--preview-method", "auto"), start_timeout=START_TIMEOUT_S) as (
+            url, log_path):
         yield url, base, log_path
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=20)
 
 
 def test_pack_loads_and_object_info_lists_our_nodes_with_tooltips(comfy):

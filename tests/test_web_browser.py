@@ -1,0 +1,219 @@
+"""The tree view in a real browser on a real ComfyUI (skipped unless COMFYUI_PATH is set).
+
+Starts ComfyUI with this pack (``tests/comfy_server.py``), checks the plan route
+over HTTP, then opens the ComfyUI page in headless Chromium (Debian package
+``chromium``; skipped when it is not installed) driven through the DevTools
+protocol (aiohttp's websocket client, which ComfyUI's environment has): a
+TreeScheduler node is added to the graph, the tree view appears on it (the
+route was called, the rows are laid out and the tree's colours are painted on
+the canvas), and it changes when a widget changes (chunks "2,8" -> eight boxes
+at 24 fps, different pixels; a shorter trained chunk length -> the warning
+colour). No JavaScript error may come from our files.
+
+Run: ``COMFYUI_PATH=/path/to/ComfyUI python -m pytest tests/test_web_browser.py``
+with ComfyUI's Python environment (``apt-get install chromium`` for the browser part).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import time
+import urllib.request
+
+import pytest
+
+from comfy_server import comfyui_available, free_port, http_get, link_pack, post_json, running_comfyui, stop_process_group
+
+pytestmark = pytest.mark.skipif(not comfyui_available(),
+                                reason="set COMFYUI_PATH to a ComfyUI checkout to run the browser test")
+
+PRESET = "6→12→24 fps (4,2,1)"
+REFERENCE = dict(blueprint_frames=109, frame_intervals=PRESET, custom_intervals="4,2,1", chunks="auto", fps=24.0,
+                 width=832, height=480, memory_budget_gb=80.0)
+OK_RGB, WARN_RGB = (0x3B, 0x6E, 0xA8), (0xB8, 0x47, 0x3A)  # box colours of web/tree_view.js
+WAIT_S = 45
+
+
+def _chromium() -> str | None:
+    for name in (os.environ.get("CHROMIUM"), "chromium", "chromium-browser", "google-chrome"):
+        if name and shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+@pytest.fixture(scope="module")
+def comfy_web(tmp_path_factory):
+    """ComfyUI with only this pack: yields its base URL."""
+    base = tmp_path_factory.mktemp("comfyui_web")
+    link_pack(base)
+    with running_comfyui(base) as (url, _log):
+        yield url
+
+
+def test_plan_route_and_view_files_are_served(comfy_web):
+    status, body = post_json(comfy_web + "/api/tempomaster/plan", REFERENCE)
+    assert status == 200 and body["chunks"] == [2, 4] and body["cost"]["dit_pflops"] > 0
+    status, body = post_json(comfy_web + "/tempomaster/plan", dict(REFERENCE, blueprint_frames=107))
+    assert status == 400 and "105 or 109" in body["error"]
+    status, view = http_get(comfy_web + "/extensions/tempomaster/tree_view.js")
+    assert status == 200 and b"tempomaster_tree" in view
+    status, layout = http_get(comfy_web + "/extensions/tempomaster/tree_layout.js")
+    assert status == 200 and b"export function layoutTree" in layout
+
+
+class _DevTools:
+    """Minimal Chrome DevTools protocol client over one page's websocket."""
+
+    def __init__(self, ws):
+        self.ws = ws
+        self.next_id = 0
+        self.events: list[dict] = []
+
+    async def call(self, method: str, **params):
+        self.next_id += 1
+        ident = self.next_id
+        await self.ws.send_json({"id": ident, "method": method, "params": params})
+        while True:
+            msg = await self.ws.receive_json(timeout=60)
+            if msg.get("id") == ident:
+                if "error" in msg:
+                    raise RuntimeError(f"{method}: {msg['error']}")
+                return msg.get("result", {})
+            self.events.append(msg)
+
+    async def evaluate(self, expression: str):
+        result = await self.call("Runtime.evaluate", expression=expression, awaitPromise=True, returnByValue=True)
+        if "exceptionDetails" in result:
+            raise RuntimeError(f"page error in {expression[:80]!r}: {json.dumps(result['exceptionDetails'])[:800]}")
+        return result["result"].get("value")
+
+    async def wait_for(self, expression: str, what: str, timeout: float = WAIT_S):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = await self.evaluate(expression)
+            if value:
+                return value
+            await asyncio.sleep(0.25)
+        raise AssertionError(f"timed out waiting for {what}: {expression}")
+
+    def our_errors(self) -> list[str]:
+        out = []
+        for event in self.events:
+            if event.get("method") == "Runtime.exceptionThrown":
+                text = json.dumps(event["params"])
+                if "tree_view" in text or "tree_layout" in text or "tempomaster" in text.lower():
+                    out.append(text[:1000])
+        return out
+
+
+# In-page helpers: the node under test is window._tm; pixels of its rectangle on the canvas.
+_STATE = """JSON.stringify({
+  requests: _tm.tempoTreeView.requests, draws: _tm.tempoTreeView.draws,
+  rows: (_tm.tempoTreeView.layout && _tm.tempoTreeView.layout.rows || []).map(r => r.boxes.length),
+  tones: (_tm.tempoTreeView.layout && _tm.tempoTreeView.layout.rows || []).map(r => r.tone),
+  error: _tm.tempoTreeView.data && _tm.tempoTreeView.data.error || null})"""
+_PIXELS = """(() => {
+  const c = app.canvas.canvas, ds = app.canvas.ds, r = window.devicePixelRatio || 1;
+  const x = Math.round((_tm.pos[0] + ds.offset[0]) * ds.scale * r), y = Math.round((_tm.pos[1] + ds.offset[1]) * ds.scale * r);
+  const w = Math.round(_tm.size[0] * ds.scale * r), h = Math.round(_tm.size[1] * ds.scale * r);
+  const data = c.getContext('2d').getImageData(x, y, w, h).data;
+  let hash = 0, ok = 0, warn = 0;
+  const near = (i, rgb) => Math.abs(data[i] - rgb[0]) < 6 && Math.abs(data[i + 1] - rgb[1]) < 6 && Math.abs(data[i + 2] - rgb[2]) < 6;
+  for (let i = 0; i < data.length; i += 4) {
+    hash = (hash * 31 + data[i] + 7 * data[i + 1] + 13 * data[i + 2]) | 0;
+    if (near(i, %s)) ok++;
+    if (near(i, %s)) warn++;
+  }
+  return JSON.stringify({hash, ok, warn});
+})()""" % (list(OK_RGB), list(WARN_RGB))
+
+
+def _set_widget(name: str, value) -> str:
+    return (f"(() => {{ const w = _tm.widgets.find(w => w.name === {json.dumps(name)}); w.value = {json.dumps(value)};"
+            " w.callback && w.callback(w.value, app.canvas, _tm); app.graph.setDirtyCanvas(true, true); return true; })()")
+
+
+async def _drive(url: str, port: int) -> None:
+    import aiohttp
+
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        try:
+            targets = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=5).read())
+            page = next(t for t in targets if t.get("type") == "page")
+            break
+        except (OSError, StopIteration, ValueError):
+            if time.monotonic() > deadline:
+                raise AssertionError("Chromium's DevTools endpoint did not come up")
+            await asyncio.sleep(0.5)
+    async with aiohttp.ClientSession() as session:
+        async with session.ws_connect(page["webSocketDebuggerUrl"], max_msg_size=0) as ws:
+            cdp = _DevTools(ws)
+            await cdp.call("Runtime.enable")
+            await cdp.call("Page.enable")
+            await cdp.call("Page.navigate", url=url + "/")
+            await cdp.wait_for("!!(window.app && app.graph && app.canvas && window.LiteGraph && "
+                               "LiteGraph.registered_node_types['TempoMasterTreeScheduler'])", "ComfyUI's page")
+            for kind in ("keyDown", "keyUp"):  # close the template browser if it opened
+                await cdp.call("Input.dispatchKeyEvent", type=kind, key="Escape", code="Escape",
+                               windowsVirtualKeyCode=27)
+            await cdp.evaluate("""(() => { app.graph.clear(); const n = LiteGraph.createNode('TempoMasterTreeScheduler');
+                n.pos = [100, 80]; app.graph.add(n); n.setSize([360, n.size[1]]);
+                app.canvas.ds.offset = [0, 0]; app.canvas.ds.scale = 1; app.graph.setDirtyCanvas(true, true);
+                window._tm = n; return n.widgets.map(w => w.name); })()""")
+            names = await cdp.evaluate("_tm.widgets.map(w => w.name)")
+            assert names[-1] == "tempomaster_tree" and "length_mode" in names
+            for name, value in (("memory_budget_gb", 80.0),):
+                await cdp.evaluate(_set_widget(name, value))
+
+            # the view appears: the route was called, three rows laid out, the boxes painted
+            state = json.loads(await cdp.wait_for(
+                f"(() => {{ const s = {_STATE}; return JSON.parse(s).rows.join() === '1,2,4' && s; }})()",
+                "the reference tree"))
+            assert state["requests"] >= 1 and state["error"] is None and state["tones"] == ["ok"] * 3
+            await asyncio.sleep(0.5)
+            before = json.loads(await cdp.evaluate(_PIXELS))
+            assert before["ok"] > 200 and before["warn"] == 0, before
+
+            # a widget changes -> a new plan is fetched and drawn
+            await cdp.evaluate(_set_widget("chunks", "2,8"))
+            state = json.loads(await cdp.wait_for(
+                f"(() => {{ const s = {_STATE}; return JSON.parse(s).rows.join() === '1,2,8' && s; }})()",
+                "eight chunks at 24 fps"))
+            await asyncio.sleep(0.5)
+            after = json.loads(await cdp.evaluate(_PIXELS))
+            assert after["hash"] != before["hash"] and after["ok"] > 200
+
+            # a shorter trained length: the 109-frame blueprint is over it -> warning colour
+            await cdp.evaluate(_set_widget("trained_chunk_frames", 61))
+            state = json.loads(await cdp.wait_for(
+                f"(() => {{ const s = {_STATE}; return JSON.parse(s).tones[0] === 'warn' && s; }})()",
+                "the warning tone"))
+            await asyncio.sleep(0.5)
+            warned = json.loads(await cdp.evaluate(_PIXELS))
+            assert warned["warn"] > 100, warned
+
+            # the view's widget is not a workflow value and not sent with the prompt
+            serialized = await cdp.evaluate("JSON.stringify(_tm.serialize().widgets_values)")
+            assert len(json.loads(serialized)) == len(names) - 1
+            assert cdp.our_errors() == []
+
+
+def test_tree_view_appears_and_follows_the_widgets(comfy_web, tmp_path):
+    pytest.importorskip("aiohttp")
+    chromium = _chromium()
+    if chromium is None:
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    port = free_port()
+    cmd = [chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+           f"--remote-debugging-port={port}", f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1400,1000",
+           "about:blank"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        asyncio.run(_drive(comfy_web, port))
+    finally:
+        stop_process_group(proc)
