@@ -8,7 +8,8 @@ TreeScheduler node is added to the graph, the tree view appears on it (the
 route was called, the rows are laid out and the tree's colours are painted on
 the canvas), and it changes when a widget changes (chunks "2,8" -> eight boxes
 at 24 fps, different pixels; a shorter trained chunk length -> the warning
-colour). No JavaScript error may come from our files.
+colour); a sampler's measured-time message shows on its level. No JavaScript
+error may come from our files.
 
 Run: ``COMFYUI_PATH=/path/to/ComfyUI python -m pytest tests/test_web_browser.py``
 with ComfyUI's Python environment (``apt-get install chromium`` for the browser part).
@@ -196,6 +197,16 @@ async def _drive(url: str, port: int) -> None:
             await asyncio.sleep(0.5)
             warned = json.loads(await cdp.evaluate(_PIXELS))
             assert warned["warn"] > 100, warned
+
+            # a sampler's measured-time message (what BlueprintSampler sends with send_sync) shows on its level
+            await cdp.evaluate("""(() => { const d = _tm.tempoTreeView.data; const api = app.api || window.comfyAPI.api.api;
+                api.dispatchCustomEvent('tempomaster.level_time', {plan_key: d.plan_key, level: 0, seconds: 12,
+                  estimated_flops: d.cost.levels[0].dit_flops, estimated_pflops: d.cost.levels[0].dit_pflops});
+                app.graph.setDirtyCanvas(true, true); return true; })()""")
+            note = await cdp.wait_for("(() => { const r = _tm.tempoTreeView.layout.rows[0]; return r.measured && r.note; })()",
+                                      "the measured time on the blueprint row")
+            assert note.startswith("measured 12.0 s (est. ")
+            assert await cdp.evaluate("_tm.tempoTreeView.layout.rows[2].measuredText.startsWith('~')")  # predicted
 
             # the view's widget is not a workflow value and not sent with the prompt
             serialized = await cdp.evaluate("JSON.stringify(_tm.serialize().widgets_values)")

@@ -213,7 +213,8 @@ export function layoutTree(plan, options = {}) {
       measuredText = `~${formatSeconds(predicted[i])} at the measured rate`;
     }
     const sublabel = `${level.num_frames} f · ${formatSeconds(level.duration_s)} · ${chunkText}`;
-    const note = measuredText || warnings[0] || null;
+    // the row's note: a measured time, else the first warning, else the predicted time
+    const note = (report && measuredText) || warnings[0] || measuredText || null;
     return {
       level: level.index,
       y,
@@ -224,7 +225,7 @@ export function layoutTree(plan, options = {}) {
       sublabel,
       chunkText,
       note,
-      noteTone: measuredText ? "measured" : warnings.length ? "warn" : null,
+      noteTone: note === null ? null : note === measuredText ? "measured" : "warn",
       noteX: s.padding + (sublabel.length + 2) * s.charWidth,
       right: cost ? formatPflops(cost.dit_pflops) : "?",
       rightSub: cost ? formatGib(cost.peak_bytes) : "?",

@@ -131,6 +131,13 @@ test("measured level times are matched by plan key and predict the rest", () => 
   assert.equal(layout.rows[0].note, layout.rows[0].measuredText);
   assert.match(layout.rows[2].measuredText, /^~4 min 16 s at the measured rate$/); // 672.7 / 262.8 * 100 s
   assert.equal(layoutTree(response, { style: STYLE }).rows[2].measuredText, null);
+  // on a row over the trained length the warning wins over a prediction (a measurement wins over both)
+  const strict = { ...response, inputs: { ...response.inputs, trained_chunk_frames: 61 } };
+  const rows = layoutTree(strict, { style: STYLE, reports }).rows;
+  assert.equal(rows[2].note, "109 frames per chunk > trained 61");
+  assert.equal(rows[2].noteTone, "warn");
+  assert.equal(rows[0].note, "measured 1 min 40 s (est. 263 PF)");
+  assert.equal(rows[0].noteTone, "measured");
 });
 
 test("request body from widget values", () => {
