@@ -20,7 +20,7 @@ Widgets added for planning (all optional, so older API workflows still run):
   (:func:`tempomaster_core.autoplan.auto_plan`; the reference's chunks when they
   fit), ``"reference"`` = the reference rule ``max(4 / interval, 1)``, or counts.
 - ``frame_intervals``: :data:`AUTO_LEVELS` lets the planner choose the levels too.
-- ``memory_budget_gb`` (0 = the GPU's free memory, unbounded without CUDA) and
+- ``memory_budget_gb`` (0 = the GPU's free memory, :func:`auto_memory_budget`; no limit on the CPU) and
   ``trained_chunk_frames`` (109): the limits of the auto mode and of the warnings.
 """
 
@@ -106,8 +106,42 @@ def _chunks_mode(chunks: str, refinement_levels: Optional[int]) -> tuple[str, An
     return "manual", parse_chunks(chunks, refinement_levels)
 
 
+def auto_memory_budget() -> Optional[int]:
+    """The budget for ``memory_budget_gb = 0``: bytes the plan may use on the compute device.
+
+    Inside ComfyUI: its free memory on the compute device (``get_free_memory``: free plus
+    memory PyTorch holds in its cache) plus the weights of a TempoMaster DiT already resident
+    there (the plan's own model is not a competitor). Outside ComfyUI: the free memory of the
+    current CUDA device. ``None`` (no limit) on the CPU.
+    """
+    import importlib
+
+    import torch
+
+    from tempomaster_core.cost import default_memory_budget
+
+    from . import comfy_env, model_loader
+
+    device = comfy_env.compute_device()
+    if device.type == "cpu":
+        return None
+    try:
+        mm = importlib.import_module("comfy.model_management")
+        free = int(mm.get_free_memory(device))
+    except ImportError:
+        free = default_memory_budget()
+    if free is None:
+        return None
+    def on_device(where: torch.device) -> bool:
+        return where.type == device.type and (device.index is None or where.index in (None, device.index))
+
+    resident = 0
+    for model, _backend in list(getattr(model_loader, "_cache", {}).values()):
+        resident += sum(p.numel() * p.element_size() for p in model.parameters() if on_device(p.device))
+    return free + resident
+
+
 def _budget_bytes(memory_budget_gb: Any) -> Any:
-    from tempomaster_core.autoplan import AUTO
     from tempomaster_core.cost import GIB
 
     try:
@@ -118,7 +152,7 @@ def _budget_bytes(memory_budget_gb: Any) -> Any:
         raise ValueError(f"memory_budget_gb must be a finite number of GiB, got {memory_budget_gb!r}")
     if value < 0:
         raise ValueError(f"memory_budget_gb must be >= 0 (0 = the GPU's free memory), got {value:g}")
-    return AUTO if value == 0 else int(value * GIB)
+    return auto_memory_budget() if value == 0 else int(value * GIB)
 
 
 def build_schedule(blueprint_frames: int, frame_intervals: str, custom_intervals: str, chunks: str,
@@ -140,7 +174,7 @@ def build_schedule(blueprint_frames: int, frame_intervals: str, custom_intervals
         length_mode: one of :data:`LENGTH_MODES`.
         length: seconds (``"seconds"``) or pixel frames (``"output frames"``) of the
             output, at the output frame rate ``fps / last interval``.
-        memory_budget_gb: GiB the plan may use (0 = free memory of the GPU now, unbounded without CUDA).
+        memory_budget_gb: GiB the plan may use (0 = :func:`auto_memory_budget`, unbounded on the CPU).
         trained_chunk_frames: longest chunk the model was trained on, pixel frames (109).
         steps, cfg: sampler settings for the estimate (default: reference 50/32/.. and 8;
             one value or one per level).
@@ -156,7 +190,7 @@ def build_schedule(blueprint_frames: int, frame_intervals: str, custom_intervals
         output_frames_for_seconds,
         plan_warnings,
     )
-    from tempomaster_core.cost import KNOWN_CONFIGS, CostError, default_memory_budget, estimate_plan_cost
+    from tempomaster_core.cost import KNOWN_CONFIGS, CostError, estimate_plan_cost
     from tempomaster_core.plan import TreePlan
 
     if frame_intervals not in INTERVAL_CHOICES:
@@ -204,8 +238,7 @@ def build_schedule(blueprint_frames: int, frame_intervals: str, custom_intervals
                                   max_batch=list(auto.max_parallel_chunks) if auto is not None else None)
     except CostError as err:
         raise ValueError(str(err)) from None
-    budget_bytes = auto.limits["memory_budget_bytes"] if auto is not None else (
-        default_memory_budget() if isinstance(budget, str) else budget)
+    budget_bytes = budget
     warnings = list(auto.warnings) if auto is not None else plan_warnings(
         plan, cost, trained_chunk_frames=trained, memory_budget_bytes=budget_bytes)
     inputs = {"length_mode": length_mode, "output_frames_wanted": wanted, "output_fps": output_fps,
@@ -304,9 +337,10 @@ class TreeScheduler:
                 }),
                 "memory_budget_gb": ("FLOAT", {
                     "default": PLANNING_DEFAULTS["memory_budget_gb"], "min": 0.0, "max": 4096.0, "step": 1.0,
-                    "tooltip": "GPU memory the plan may use, in GiB, for 'auto' chunks and the warnings. 0 = the "
-                               "GPU's free memory now (no limit without CUDA); a model already loaded on the GPU "
-                               "is not free, so type the card's size to plan for a clean start.",
+                    "tooltip": "GPU memory the plan may use, in GiB, for 'auto' chunks and the warnings. 0 = what "
+                               "is free on the GPU now (counting a TempoMaster model already there as free; no "
+                               "limit on the CPU). Models of other nodes still loaded are not free: type the "
+                               "card's size to plan for a clean start.",
                 }),
                 "trained_chunk_frames": ("INT", {
                     "default": PLANNING_DEFAULTS["trained_chunk_frames"], "min": 5, "max": 4097, "step": 4,

@@ -232,6 +232,39 @@ def test_sampler_nodes_report_their_level_time(fake_server):
     assert all(math.isfinite(r["estimated_flops"]) and r["estimated_flops"] > 0 for r in reports)
 
 
+def test_auto_memory_budget_counts_a_resident_tempomaster_model_as_free(monkeypatch):
+    import torch
+
+    from comfy_fakes import install_fake_comfy
+    from nodes import model_loader, scheduler_node
+
+    assert scheduler_node.auto_memory_budget() is None  # CPU: no limit
+    fake = install_fake_comfy(monkeypatch)
+    fake.mm.get_torch_device = lambda: torch.device("cuda", 0)
+    fake.mm.get_free_memory = lambda device: 10 * GIB
+
+    class Param:
+        def __init__(self, device, count):
+            self.device, self.count = torch.device(device), count
+
+        def numel(self):
+            return self.count
+
+        def element_size(self):
+            return 2
+
+    class Resident:
+        def parameters(self):
+            return [Param("cuda:0", GIB), Param("cpu", GIB), Param("cuda:1", GIB)]
+
+    monkeypatch.setattr(model_loader, "_cache", {"key": (Resident(), "sdpa")})
+    # 10 GiB free + the 2 GiB of the DiT's bf16 weights already on cuda:0 (not those elsewhere)
+    assert scheduler_node.auto_memory_budget() == 12 * GIB
+    status, body = plan_response(dict(REFERENCE, memory_budget_gb=0))
+    assert status == 200 and body["inputs"]["memory_budget_bytes"] == 12 * GIB
+    assert any("budget 12.0 GiB" in w for w in body["warnings"])  # the 14B weights alone do not fit
+
+
 # -- fixtures of the web view's tests (web/tests/*.test.mjs read real route output) ------------
 
 WEB_FIXTURES = {
