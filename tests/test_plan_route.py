@@ -232,6 +232,24 @@ def test_sampler_nodes_report_their_level_time(fake_server):
     assert all(math.isfinite(r["estimated_flops"]) and r["estimated_flops"] > 0 for r in reports)
 
 
+def test_a_seconds_auto_plan_runs_through_the_samplers(fake_server):
+    # "0.5 seconds, auto" on a tiny model: 12 frames at 24 fps -> 5 blueprint frames -> 20 frames
+    model = make_tiny_dit(seed=0)
+    plan, summary = NODES["TempoMasterTreeScheduler"]().plan(
+        109, PRESET, "", "auto", 24.0, 32, 32, length_mode="seconds", length=0.5, memory_budget_gb=64.0,
+        trained_chunk_frames=9)
+    assert plan.blueprint_frames == 5 and plan.final.num_frames == 20
+    assert all(level.frames_per_chunk <= 9 for level in plan.levels[1:]) and "Auto plan:" in summary
+    pos, neg = conditioning(7, 24, seed=1, tokens=4), conditioning(7, 24, seed=2, tokens=3)
+    vae = FakeWanVAE()
+    level, images, _ = NODES["TempoMasterBlueprintSampler"]().sample(model, plan, pos, neg, vae, seed=0, steps=1)
+    for _ in plan.levels[1:]:
+        level, images, fps = NODES["TempoMasterFrameRateRefiner"]().refine(model, level, pos, neg, vae, seed=0,
+                                                                            steps=1)
+    assert images.shape[0] == 20 and fps == 24.0 and level.is_last
+    assert [data["level"] for _, data in fake_server.sent] == [0, 1, 2]
+
+
 def test_auto_memory_budget_counts_a_resident_tempomaster_model_as_free(monkeypatch):
     import torch
 
