@@ -136,7 +136,7 @@ export function predictSeconds(plan, measured) {
  * @param {{style?: object, reports?: object[]}} [options]
  * @returns {{width, height, error, header, rows, footer, axis}}
  *   rows[i] = {level, y, label, sublabel ("436 f · 18.2 s · 4×109"), note (measured time or first warning),
- *              noteX, noteTone, right (PFLOPs), rightSub (peak), tone ("ok"/"warn"), warnings, barY, barHeight,
+ *              noteX, noteMaxWidth (px before the right column), noteTone, right (PFLOPs), rightSub (peak), tone ("ok"/"warn"), warnings, barY, barHeight,
  *              boxes: [{chunk, x, w, validW, y, h, start, stop, tone}], marks: [{x, y, h, frame, source}],
  *              measured, measuredText}
  *   footer = [{text, tone}]
@@ -227,6 +227,7 @@ export function layoutTree(plan, options = {}) {
       note,
       noteTone: note === null ? null : note === measuredText ? "measured" : "warn",
       noteX: s.padding + (sublabel.length + 2) * s.charWidth,
+      noteMaxWidth: Math.max(20, s.width - s.padding - s.rightWidth - (s.padding + (sublabel.length + 2) * s.charWidth)),
       right: cost ? formatPflops(cost.dit_pflops) : "?",
       rightSub: cost ? formatGib(cost.peak_bytes) : "?",
       tone,

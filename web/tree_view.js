@@ -181,7 +181,7 @@ function paint(ctx, layout, top) {
     ctx.textAlign = "left";
     if (row.note) {
       ctx.fillStyle = row.noteTone === "measured" ? COLORS.measured : COLORS.warnText;
-      ctx.fillText(row.note, row.noteX, row.textY);
+      ctx.fillText(row.note, row.noteX, row.textY, row.noteMaxWidth); // squeezed to stay left of the right column
     }
   }
   ctx.font = "10px sans-serif";

@@ -76,6 +76,9 @@ test("a plan over the trained length is drawn in the warning tone", () => {
   assert.deepEqual(layout.rows[0].warnings, ["121 frames per chunk > trained 109"]);
   assert.equal(layout.rows[0].note, "121 frames per chunk > trained 109");
   assert.equal(layout.rows[0].noteTone, "warn");
+  // the note ends before the right column (x = 300 here)
+  const row = layout.rows[0];
+  close(row.noteX + row.noteMaxWidth, 300);
   assert.equal(layout.rows[0].boxes[0].tone, "warn");
   assert.equal(layout.header.tone, "warn");
   assert.ok(layout.footer.some((l) => l.tone === "warn" && l.text.startsWith("⚠ the blueprint has 121 frames")));
