@@ -74,7 +74,9 @@ def parse_chunks(text: str, refinement_levels: int) -> tuple[int, ...] | None:
     """Chunks per refinement level from the TreeScheduler's ``chunks`` text.
 
     Args:
-        text: ``"auto"`` (or empty) = the reference rule ``max(4 // interval, 1)``;
+        text: ``"auto"`` (or empty) = no fixed count: the TreeScheduler lets the
+            cost-based planner choose (``tempomaster_core.autoplan``), or ``TreePlan``
+            applies the reference rule ``max(4 // interval, 1)`` when it gets ``None``;
             otherwise one count per refinement level (``"2,4"`` for intervals
             (4,2,1)), or one per level including the blueprint (``"1,2,4"``; the
             blueprint's must be 1, which the plan checks). ``"auto"`` may also be
