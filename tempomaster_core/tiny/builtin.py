@@ -43,7 +43,7 @@ FALLBACK_DEFAULTS = {
     "chunks": [2, 4],
     "steps": [24, 16, 16],
     "shifts": [5.0, 3.0, 3.0],
-    "cfg": 4.0,
+    "cfg": 1.5,
     "guidance": "cfg",
     "negative_prompt": "",
 }

@@ -92,7 +92,7 @@ DEFAULT_INFERENCE = {
     "chunks": [2, 4],
     "steps": [24, 16, 16],
     "shifts": [5.0, 3.0, 3.0],
-    "cfg": 4.0,
+    "cfg": 1.5,
     "guidance": "cfg",
     "negative_prompt": "",
 }
