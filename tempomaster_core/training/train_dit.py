@@ -69,6 +69,7 @@ from ..conditioning import build_condition, encode_clips, place_frames
 from ..config import DiTConfig
 from ..loading import save_dit
 from ..model import TempoMasterDiT
+from ..tiny.builtin import FALLBACK_DEFAULTS
 from ..tiny.codec import TinyVideoCodec
 from ..tiny.scenes import random_caption, render_frames, sample_scene
 from ..tiny.text_encoder import TextEncoderConfig, TinyTextEncoder
@@ -83,21 +84,9 @@ BLUEPRINT_TRAIN_SHIFT = 5.0
 REFINEMENT_TRAIN_SHIFT = 3.0
 """Sigma shift of refinement samples (reference refinement sampling shift)."""
 
-DEFAULT_INFERENCE = {
-    "height": 64,
-    "width": 64,
-    "fps": 24.0,
-    "blueprint_frames": 25,
-    "frame_intervals": [4, 2, 1],
-    "chunks": [2, 4],
-    "steps": [24, 16, 16],
-    "shifts": [5.0, 3.0, 3.0],
-    "cfg": 1.5,
-    "guidance": "cfg",
-    "negative_prompt": "",
-}
-"""Recommended inference settings written to ``defaults.json`` (the CLI and the nodes read them
-through :func:`tempomaster_core.tiny.builtin.load_builtin`); may be overwritten after evaluation."""
+DEFAULT_INFERENCE = FALLBACK_DEFAULTS
+"""Recommended inference settings written to ``defaults.json`` (one source: the bundle loader's
+fallbacks, which the CLI and the nodes read through :func:`tempomaster_core.tiny.builtin.load_builtin`)."""
 
 
 @dataclass
