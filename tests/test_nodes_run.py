@@ -195,7 +195,11 @@ def test_load_model_from_the_diffusion_models_folder(tmp_path, monkeypatch):
     install_fake_comfy(monkeypatch, folders={"diffusion_models": {"tiny_tempomaster.safetensors": str(path)}})
     model_loader.clear_cache()
     loader = NODES["TempoMasterLoadModel"]
-    assert loader.INPUT_TYPES()["required"]["model_name"][0] == ["tiny_tempomaster.safetensors"]
+    from nodes.builtin_nodes import tiny_available
+    from tempomaster_core.tiny.builtin import BUILTIN_MODEL_NAME
+
+    builtin = [BUILTIN_MODEL_NAME] if tiny_available() else []
+    assert loader.INPUT_TYPES()["required"]["model_name"][0] == builtin + ["tiny_tempomaster.safetensors"]
     (m1,) = loader().load("tiny_tempomaster.safetensors", "fp32", "sdpa")
     (m2,) = loader().load("tiny_tempomaster.safetensors", "fp32", "sdpa")
     assert m1 is m2  # cached
