@@ -11,8 +11,8 @@ The heavy lifting is ``tempomaster_core.pipeline.run_blueprint`` /
 ``run_refinement``; this module adapts ComfyUI objects (``nodes/vae_adapter.py``,
 ``nodes/text_adapter.py``), reports progress (``nodes/progress.py``) and manages
 devices (``nodes/comfy_env.py``): before a level ComfyUI is asked to free
-enough memory for the DiT's weights plus a rough activation estimate
-(:func:`estimate_level_bytes`), the DiT is moved to ComfyUI's compute device,
+enough memory for the level's peak on the cost model (weights + activations,
+:func:`estimate_level_bytes`), the DiT is moved to ComfyUI's compute device,
 and after the last level it goes back to ComfyUI's offload device.
 """
 
@@ -45,26 +45,26 @@ def _model_bytes(model: Any) -> int:
 
 def estimate_level_bytes(model: Any, plan: Any, level_index: int, cfg: float, max_batch: Optional[int],
                          spatial_factor: int = 8) -> int:
-    """Rough bytes a level needs on the compute device: weights + activations.
+    """Bytes a level needs on the compute device: the cost model's peak (weights + activations).
 
-    Activations per batch item ≈ tokens x (4*dim + ffn_dim) x element size
-    (q/k/v/output and the FFN hidden of one block at a time, SDPA without a
-    tokens² matrix); batch = chunks per forward (``max_batch`` or all) x 2 with
-    CFG/APG. Only used to ask ComfyUI to unload other models; e.g. the reference
-    24 fps level of the 14B model: 4 chunks of 28x30x52 tokens -> ~28.6 GB + ~24 GB.
+    One source of truth with the TreeScheduler's estimate: ``tempomaster_core.cost.level_cost``
+    for this level's chunks, chunk length, ``cfg`` (two passes when != 1) and ``max_batch``
+    (chunks per forward), with the model's own weight dtype and text length. Only used to ask
+    ComfyUI to unload other models before a level. A model without a ``config`` (not a
+    TempoMaster DiT) counts its parameter bytes only.
     """
     config = getattr(model, "config", None)
     if config is None:
         return _model_bytes(model)
-    level = plan.levels[level_index]
-    pt, ph, pw = tuple(getattr(config, "patch_size", (1, 2, 2)))
-    tokens = ((level.latent_frames_per_chunk // pt) * (plan.height // spatial_factor // ph)
-              * (plan.width // spatial_factor // pw))
-    batch = level.num_chunks if not max_batch else min(level.num_chunks, int(max_batch))
-    batch *= 1 if float(cfg) == 1.0 else 2
-    element = next(iter(model.parameters())).element_size() if _model_bytes(model) else 2
-    activations = batch * tokens * (4 * config.dim + config.ffn_dim) * element
-    return _model_bytes(model) + activations
+    from tempomaster_core.cost import level_cost, levels_from_plan
+
+    work = levels_from_plan(plan, steps=1)[level_index]
+    dtype = str(getattr(model, "dtype", "bf16"))
+    text_len = int(getattr(model, "text_len", None) or getattr(config, "text_len", None) or 512)
+    priced = level_cost(work, config, height=plan.height, width=plan.width, cfg=float(cfg), text_len=text_len,
+                        dtype=dtype, max_batch=max_batch or None, spatial_factor=spatial_factor,
+                        temporal_factor=plan.temporal_factor)
+    return int(priced.peak_bytes)
 
 
 def _to_compute_device(model: Any, codec: Any, plan: Any, level_index: int, cfg: float,
