@@ -54,7 +54,7 @@ from .cost import (
     estimate_plan_cost,
     level_cost,
 )
-from .plan import PlanError, TreePlan, _chunks_fit, chunk_length, default_chunks
+from .plan import PlanError, TreePlan, chunks_fit, chunk_length, default_chunks
 
 #: Pixel frames per chunk the released TempoMaster model was trained on (28 latent frames).
 TRAINED_CHUNK_FRAMES = 109
@@ -103,7 +103,7 @@ def blueprint_for_length(output_frames: int, intervals: Sequence[int], temporal_
     """
     if isinstance(output_frames, bool) or not hasattr(output_frames, "__index__") or int(output_frames) < 1:
         raise PlanError(f"the output length must be a whole number of frames >= 1, got {output_frames!r}")
-    intervals = TreePlan._check_intervals(intervals)
+    intervals = TreePlan.check_intervals(intervals)
     ratio = intervals[0] // intervals[-1]
     return _valid_frames_at_least(-(-int(output_frames) // ratio), temporal_factor)
 
@@ -262,7 +262,7 @@ def _choose_level(index: int, frames: int, interval: int, steps: int, *, config:
     chunk per forward is recommended and the plan carries a warning.
     """
     reference = default_chunks(interval)
-    ref_len = chunk_length(frames, reference, tf)[0] if _chunks_fit(frames, reference, tf) else None
+    ref_len = chunk_length(frames, reference, tf)[0] if chunks_fit(frames, reference, tf) else None
     # the context floor before memory is known: never shorter than the reference's chunks (or min_chunk)
     floor = ref_len if ref_len is not None else 1
     if min_chunk is not None:
@@ -275,7 +275,7 @@ def _choose_level(index: int, frames: int, interval: int, steps: int, *, config:
                 "parallel": parallel}
 
     if fixed is not None:
-        if not _chunks_fit(frames, fixed, tf):
+        if not chunks_fit(frames, fixed, tf):
             raise PlanError(f"level {index} ({frames} frames) cannot be split into {fixed} chunks")
         rows = [price(fixed)]
         memory_blind = False
@@ -284,7 +284,7 @@ def _choose_level(index: int, frames: int, interval: int, steps: int, *, config:
         # chunk lengths do not grow with the count. Of the counts whose chunks are too long only the three
         # closest to fitting are listed (not priced); counts with chunks shorter than the floor are priced
         # only as far as needed to find the longest chunks that fit the memory budget.
-        valid = [c for c in range(1, frames // (tf + 1) + 2) if _chunks_fit(frames, c, tf)]
+        valid = [c for c in range(1, frames // (tf + 1) + 2) if chunks_fit(frames, c, tf)]
         lengths = {c: chunk_length(frames, c, tf)[0] for c in valid}
         rows = [{"chunks": c, "frames_per_chunk": lengths[c], "flops": None, "peak": None, "parallel": None}
                 for c in valid if lengths[c] > trained][-3:]
@@ -488,11 +488,11 @@ def auto_plan(
                     common=common, user_max=None if max_parallel_chunks is None else int(max_parallel_chunks))
     try:
         if intervals is not None:
-            candidates = [(TreePlan._check_intervals(intervals), chunks)]
+            candidates = [(TreePlan.check_intervals(intervals), chunks)]
         else:
             if chunks is not None:
                 raise PlanError("fixed chunk counts need fixed frame intervals; give intervals or leave chunks None")
-            candidates = [(TreePlan._check_intervals(lad), None) for lad in ladders]
+            candidates = [(TreePlan.check_intervals(lad), None) for lad in ladders]
             if not candidates:
                 raise PlanError("ladders is empty; give at least one frame-interval ladder such as (4, 2, 1)")
         results, ladder_rows = [], []

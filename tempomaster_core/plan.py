@@ -70,9 +70,10 @@ def chunk_length(frames: int, chunks: int, temporal_factor: int = 4) -> tuple[in
     return length, True
 
 
-def _chunks_fit(frames: int, chunks: int, temporal_factor: int) -> bool:
-    """True when every chunk (the last one included) holds at least one real frame and
-    chunks are at least two latent frames long (``tf + 1`` pixel frames)."""
+def chunks_fit(frames: int, chunks: int, temporal_factor: int) -> bool:
+    """True when ``frames`` pixel frames can be cut into ``chunks`` chunks of :func:`chunk_length`:
+    every chunk (the last one included) holds at least one real frame and chunks are at least
+    two latent frames long (``temporal_factor + 1`` pixel frames)."""
     length, _ = chunk_length(frames, chunks, temporal_factor)
     return (chunks - 1) * length < frames and length >= temporal_factor + 1
 
@@ -82,7 +83,7 @@ def max_chunks(frames: int, temporal_factor: int = 4) -> int:
     least two latent frames)."""
     best = 1
     for chunks in range(1, frames + 1):
-        if _chunks_fit(frames, chunks, temporal_factor):
+        if chunks_fit(frames, chunks, temporal_factor):
             best = chunks
     return best
 
@@ -312,7 +313,7 @@ class TreePlan:
                 f"blueprint_frames must be {tf}*n+1 pixel frames, got {frames}; "
                 f"nearest valid values: {lower} or {upper}"
             )
-        intervals = self._check_intervals(self.frame_intervals)
+        intervals = self.check_intervals(self.frame_intervals)
         chunks = self._resolve_chunks(self.chunks, intervals)
         multiple = _as_int(self.size_multiple, "size_multiple")
         if multiple < 1:
@@ -351,7 +352,13 @@ class TreePlan:
     # -- validation -------------------------------------------------------------------
 
     @staticmethod
-    def _check_intervals(frame_intervals: Any) -> tuple[int, ...]:
+    def check_intervals(frame_intervals: Any) -> tuple[int, ...]:
+        """Validated frame intervals as a tuple of ints, coarsest first (e.g. ``(4, 2, 1)``).
+
+        Raises:
+            PlanError: not a sequence of positive ints, not strictly decreasing, or an
+                interval not divisible by the next one.
+        """
         if isinstance(frame_intervals, (int, str, bytes)) or not isinstance(frame_intervals, Iterable):
             raise PlanError(f"frame_intervals must be a sequence of ints such as (4, 2, 1), got {frame_intervals!r}")
         intervals = tuple(_as_int(i, "frame interval") for i in frame_intervals)
@@ -425,7 +432,7 @@ class TreePlan:
     ) -> LevelPlan:
         ratio = previous.interval // interval
         frames = previous.num_frames * ratio
-        if not _chunks_fit(frames, chunks, tf):
+        if not chunks_fit(frames, chunks, tf):
             raise PlanError(
                 f"level {index} ({fps / interval:g} fps, {frames} frames) cannot be split into {chunks} chunks: "
                 f"the last chunk would be empty or chunks shorter than {tf + 1} frames; "
