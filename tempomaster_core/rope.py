@@ -100,6 +100,28 @@ def _check_positions(temporal_positions: torch.Tensor, frames: int) -> torch.Ten
     return temporal_positions
 
 
+def _grid_table(per_frame: torch.Tensor, per_row: torch.Tensor, per_column: torch.Tensor) -> torch.Tensor:
+    """Concatenate per-axis RoPE tables over the token grid in the DiT's ``(f h w)`` order.
+
+    Args:
+        per_frame: ``[B, F, d_t/2]`` (temporal axis), per_row: ``[H, d_h/2]``, per_column: ``[W, d_w/2]``.
+
+    Returns:
+        ``[B, F*H*W, (d_t + d_h + d_w)/2]``: temporal pairs first, then height, then width (Wan layout).
+    """
+    batch, frames = per_frame.shape[:2]
+    shape = (batch, frames, per_row.shape[0], per_column.shape[0])
+    table = torch.cat(
+        [
+            per_frame[:, :, None, None, :].expand(*shape, -1),
+            per_row[None, None, :, None, :].expand(*shape, -1),
+            per_column[None, None, None, :, :].expand(*shape, -1),
+        ],
+        dim=-1,
+    )
+    return rearrange(table, "b f h w p -> b (f h w) p")
+
+
 def rope_cos_sin(
     temporal_positions: torch.Tensor,
     grid: Sequence[int],
@@ -136,24 +158,11 @@ def rope_cos_sin(
     if device is not None:
         pos_t = pos_t.to(device)
     dev = pos_t.device
-    batch = pos_t.shape[0]
     cos_t, sin_t = _axis_cos_sin(pos_t, d_t, theta)  # [B, F, d_t/2]
     cos_h, sin_h = _axis_cos_sin(torch.arange(height, device=dev), d_h, theta)  # [H, d_h/2]
     cos_w, sin_w = _axis_cos_sin(torch.arange(width, device=dev), d_w, theta)  # [W, d_w/2]
 
-    def assemble(t: torch.Tensor, h: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        shape = (batch, frames, height, width)
-        table = torch.cat(
-            [
-                t[:, :, None, None, :].expand(*shape, -1),
-                h[None, None, :, None, :].expand(*shape, -1),
-                w[None, None, None, :, :].expand(*shape, -1),
-            ],
-            dim=-1,
-        )
-        return rearrange(table, "b f h w p -> b (f h w) p")
-
-    return assemble(cos_t, cos_h, cos_w), assemble(sin_t, sin_h, sin_w)
+    return _grid_table(cos_t, cos_h, cos_w), _grid_table(sin_t, sin_h, sin_w)
 
 
 def rope_rotation(
@@ -222,20 +231,10 @@ def rope_complex128_table(
     if device is not None:
         pos_t = pos_t.to(device)
     dev = pos_t.device
-    batch = pos_t.shape[0]
     ang_t = pos_t.to(torch.float64)[..., None] * rope_inv_freq(d_t, theta, dev)
     ang_h = torch.arange(height, device=dev, dtype=torch.float64)[:, None] * rope_inv_freq(d_h, theta, dev)
     ang_w = torch.arange(width, device=dev, dtype=torch.float64)[:, None] * rope_inv_freq(d_w, theta, dev)
-    shape = (batch, frames, height, width)
-    angles = torch.cat(
-        [
-            ang_t[:, :, None, None, :].expand(*shape, -1),
-            ang_h[None, None, :, None, :].expand(*shape, -1),
-            ang_w[None, None, None, :, :].expand(*shape, -1),
-        ],
-        dim=-1,
-    )
-    angles = rearrange(angles, "b f h w p -> b (f h w) p")
+    angles = _grid_table(ang_t, ang_h, ang_w)
     return torch.polar(torch.ones_like(angles), angles)
 
 
