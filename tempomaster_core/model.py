@@ -89,10 +89,10 @@ class RMSNorm(nn.Module):
         return F.rms_norm(x.float(), (x.shape[-1],), self.weight.float(), self.eps)
 
 
-class SelfAttention(nn.Module):
-    """Self-attention over all video tokens with RMSNorm q/k and 3-D RoPE.
+class _AttentionLayers(nn.Module):
+    """Parameters shared by Wan's self- and cross-attention (reference names).
 
-    Parameters ``q, k, v, o`` (Linear dim->dim) and ``norm_q, norm_k`` (RMSNorm over dim).
+    ``q, k, v, o`` (Linear dim->dim) and ``norm_q, norm_k`` (RMSNorm over dim, on q and k).
     """
 
     def __init__(self, dim: int, num_heads: int, eps: float):
@@ -104,6 +104,13 @@ class SelfAttention(nn.Module):
         self.o = nn.Linear(dim, dim)
         self.norm_q = RMSNorm(dim, eps)
         self.norm_k = RMSNorm(dim, eps)
+
+
+class SelfAttention(_AttentionLayers):
+    """Self-attention over all video tokens with RMSNorm q/k and 3-D RoPE.
+
+    Parameters ``q, k, v, o`` (Linear dim->dim) and ``norm_q, norm_k`` (RMSNorm over dim).
+    """
 
     def forward(self, x: torch.Tensor, rope, rope_impl: str, backend: str) -> torch.Tensor:
         """``x`` ``[B, S, dim]`` storage dtype -> ``[B, S, dim]`` storage dtype.
@@ -126,21 +133,11 @@ class SelfAttention(nn.Module):
         return self.o(rearrange(out, "b s n d -> b s (n d)"))
 
 
-class CrossAttention(nn.Module):
+class CrossAttention(_AttentionLayers):
     """Cross-attention from video tokens to the (embedded) text tokens, RMSNorm q/k, no RoPE.
 
     Parameters ``q, k, v, o`` (Linear dim->dim) and ``norm_q, norm_k``.
     """
-
-    def __init__(self, dim: int, num_heads: int, eps: float):
-        super().__init__()
-        self.num_heads = num_heads
-        self.q = nn.Linear(dim, dim)
-        self.k = nn.Linear(dim, dim)
-        self.v = nn.Linear(dim, dim)
-        self.o = nn.Linear(dim, dim)
-        self.norm_q = RMSNorm(dim, eps)
-        self.norm_k = RMSNorm(dim, eps)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor, backend: str) -> torch.Tensor:
         """``x`` ``[B, S, dim]``, ``context`` ``[B or 1, L, dim]`` (storage dtype) -> ``[B, S, dim]``."""
