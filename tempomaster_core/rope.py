@@ -100,6 +100,21 @@ def _check_positions(temporal_positions: torch.Tensor, frames: int) -> torch.Ten
     return temporal_positions
 
 
+def _grid_inputs(temporal_positions, grid: Sequence[int], head_dim: int, device=None):
+    """Validated inputs of a RoPE grid table: ``(positions [B, F], (H, W), (d_t, d_h, d_w))``.
+
+    Raises:
+        ValueError: positions not ``[B, F]``/``[F]`` finite numbers matching ``grid[0]``, or a
+            head_dim Wan's RoPE cannot split.
+    """
+    frames, height, width = (int(g) for g in grid)
+    dims = rope_axis_dims(head_dim)
+    pos_t = _check_positions(temporal_positions, frames)
+    if device is not None:
+        pos_t = pos_t.to(device)
+    return pos_t, (height, width), dims
+
+
 def _grid_table(per_frame: torch.Tensor, per_row: torch.Tensor, per_column: torch.Tensor) -> torch.Tensor:
     """Concatenate per-axis RoPE tables over the token grid in the DiT's ``(f h w)`` order.
 
@@ -152,11 +167,7 @@ def rope_cos_sin(
     Raises:
         ValueError: bad position shape/values or a head_dim Wan's RoPE cannot split.
     """
-    frames, height, width = (int(g) for g in grid)
-    d_t, d_h, d_w = rope_axis_dims(head_dim)
-    pos_t = _check_positions(temporal_positions, frames)
-    if device is not None:
-        pos_t = pos_t.to(device)
+    pos_t, (height, width), (d_t, d_h, d_w) = _grid_inputs(temporal_positions, grid, head_dim, device)
     dev = pos_t.device
     cos_t, sin_t = _axis_cos_sin(pos_t, d_t, theta)  # [B, F, d_t/2]
     cos_h, sin_h = _axis_cos_sin(torch.arange(height, device=dev), d_h, theta)  # [H, d_h/2]
@@ -225,11 +236,7 @@ def rope_complex128_table(
     ``[B, F*H*W, head_dim//2]`` complex128, as the reference's
     ``precompute_freqs_cis_3d`` + per-chunk slicing would (without its 1024 limit).
     """
-    frames, height, width = (int(g) for g in grid)
-    d_t, d_h, d_w = rope_axis_dims(head_dim)
-    pos_t = _check_positions(temporal_positions, frames)
-    if device is not None:
-        pos_t = pos_t.to(device)
+    pos_t, (height, width), (d_t, d_h, d_w) = _grid_inputs(temporal_positions, grid, head_dim, device)
     dev = pos_t.device
     ang_t = pos_t.to(torch.float64)[..., None] * rope_inv_freq(d_t, theta, dev)
     ang_h = torch.arange(height, device=dev, dtype=torch.float64)[:, None] * rope_inv_freq(d_h, theta, dev)
