@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Optional
-
-import torch
+from typing import Any, Callable, Optional
 
 from . import comfy_env
 from .plan_route import report_level_time
@@ -124,6 +122,32 @@ def plan_for_condition(plan: Any, condition: Optional[TempoCondition]) -> Any:
     )
 
 
+def _contexts(model: Any, positive: Any, negative: Any, cfg: float) -> tuple:
+    """Positive and negative text embeddings for the core; no negative pass when ``cfg == 1``."""
+    pos = conditioning_to_context(positive, model, "positive")
+    neg = conditioning_to_context(negative, model, "negative") if float(cfg) != 1.0 else None
+    return pos, neg
+
+
+def _run_level(model: Any, codec: Any, plan: Any, level_index: int, *, steps: int, cfg: float,
+               max_batch: Optional[int], run: Callable[[NodeProgress], Any]) -> tuple:
+    """Run one level as a sampler node does and return the node outputs.
+
+    Frees memory and moves the DiT to the compute device, calls ``run(progress)`` (the core
+    level runner with a :class:`NodeProgress`), logs and reports the measured time to the
+    tree view, and parks the DiT on the offload device after the plan's last level.
+    """
+    _to_compute_device(model, codec, plan, level_index, cfg, max_batch)
+    started = time.perf_counter()
+    result = run(NodeProgress(int(steps), codec))
+    elapsed = time.perf_counter() - started
+    log.info("TempoMaster: level %d done in %.1f s", level_index, elapsed)
+    report_level_time(plan, level_index, elapsed, model=model, steps=int(steps), cfg=float(cfg), max_batch=max_batch)
+    if result.is_last:
+        _release(model)
+    return _outputs(result)
+
+
 def _outputs(result: Any) -> tuple:
     return (result, result.to_images(), float(result.fps))
 
@@ -222,25 +246,19 @@ class BlueprintSampler:
             raise TypeError(f"condition must come from MultiMaskCondition, got {type(condition).__name__}")
         plan = plan_for_condition(plan, condition)
         codec = as_codec(vae, tiled=tiled_vae)
-        pos = conditioning_to_context(positive, model, "positive")
-        neg = conditioning_to_context(negative, model, "negative") if float(cfg) != 1.0 else None
+        pos, neg = _contexts(model, positive, negative, cfg)
         level = plan.levels[0]
         log.info("TempoMaster: blueprint, %d frames at %g fps, %dx%d, %d steps",
                  level.num_frames, level.fps, plan.width, plan.height, steps)
-        _to_compute_device(model, codec, plan, 0, cfg, None)
-        started = time.perf_counter()
-        result = run_blueprint(
-            model, codec, pos, neg, plan,
-            conditions=condition.as_core_conditions() if condition is not None and not condition.is_empty else None,
-            steps=int(steps), shift=float(shift), cfg=float(cfg), guidance=guidance, seed=int(seed),
-            progress=NodeProgress(int(steps), codec),
+        conditions = condition.as_core_conditions() if condition is not None and not condition.is_empty else None
+        return _run_level(
+            model, codec, plan, 0, steps=steps, cfg=cfg, max_batch=None,
+            run=lambda progress: run_blueprint(
+                model, codec, pos, neg, plan, conditions=conditions,
+                steps=int(steps), shift=float(shift), cfg=float(cfg), guidance=guidance, seed=int(seed),
+                progress=progress,
+            ),
         )
-        elapsed = time.perf_counter() - started
-        log.info("TempoMaster: blueprint done in %.1f s", elapsed)
-        report_level_time(plan, 0, elapsed, model=model, steps=int(steps), cfg=float(cfg))
-        if result.is_last:
-            _release(model)
-        return _outputs(result)
 
 
 class FrameRateRefiner:
@@ -302,22 +320,16 @@ class FrameRateRefiner:
                 "refiner, or add a frame interval in the TreeScheduler (e.g. 4,2,1 instead of 4,2)."
             )
         codec = as_codec(vae, tiled=tiled_vae)
-        pos = conditioning_to_context(positive, model, "positive")
-        neg = conditioning_to_context(negative, model, "negative") if float(cfg) != 1.0 else None
+        pos, neg = _contexts(model, positive, negative, cfg)
         max_batch = int(max_parallel_chunks) or None
         target = plan.levels[index]
         log.info("TempoMaster: level %d of %d, %g -> %g fps, %d frames in %d chunk(s), %d steps",
                  index, plan.num_levels - 1, level.fps, target.fps, target.num_frames, target.num_chunks, steps)
-        _to_compute_device(model, codec, plan, index, cfg, max_batch)
-        started = time.perf_counter()
-        result = run_refinement(
-            model, codec, level, pos, neg,
-            steps=int(steps), shift=float(shift), cfg=float(cfg), guidance=guidance, seed=int(seed),
-            max_batch=max_batch, progress=NodeProgress(int(steps), codec),
+        return _run_level(
+            model, codec, plan, index, steps=steps, cfg=cfg, max_batch=max_batch,
+            run=lambda progress: run_refinement(
+                model, codec, level, pos, neg,
+                steps=int(steps), shift=float(shift), cfg=float(cfg), guidance=guidance, seed=int(seed),
+                max_batch=max_batch, progress=progress,
+            ),
         )
-        elapsed = time.perf_counter() - started
-        log.info("TempoMaster: level %d done in %.1f s", index, elapsed)
-        report_level_time(plan, index, elapsed, model=model, steps=int(steps), cfg=float(cfg), max_batch=max_batch)
-        if result.is_last:
-            _release(model)
-        return _outputs(result)
