@@ -282,6 +282,38 @@ def _level_noise_shape(plan: TreePlan, level: LevelPlan, codec: Any) -> tuple[in
     return (level.num_chunks, int(codec.latent_channels), level.latent_frames_per_chunk, h, w)
 
 
+def _run_level(
+    model: Any, codec: Any, plan: TreePlan, index: int, positive: Any, negative: Any,
+    make_clips: Callable[[LevelPlan], tuple[torch.Tensor, torch.Tensor]], *,
+    steps: int, shift: float, cfg: float, guidance: str, seed: int, max_batch: Optional[int],
+    cfg_batching: bool, progress: Optional[ProgressCallback],
+) -> LevelResult:
+    """One level of the tree, shared by :func:`run_blueprint` and :func:`run_refinement`.
+
+    Validates the setup, builds the level's condition clips with ``make_clips(level)``
+    (``[chunks, 3, P, H, W]`` in [-1, 1] and masks ``[chunks, P]``), encodes them into ``y``,
+    draws the seeded noise, denoises all chunks (batched by ``max_batch``) and decodes them
+    to exactly the level's ``num_frames`` frames.
+    """
+    _check_setup(model, codec, plan)
+    config = model.config
+    positive = _check_text(positive, "positive", config)
+    cfg = _check_sampling(cfg, guidance)
+    negative = _check_text(negative, "negative", config) if cfg != 1.0 else None
+    max_batch = _check_max_batch(max_batch)
+    level = plan.levels[index]
+    clips, masks = make_clips(level)
+    y = build_condition(codec, clips, masks, batch_size=max_batch)
+    noise = seeded_noise(_level_noise_shape(plan, level, codec), seed)
+    latents = denoise(
+        model, noise, y, level.temporal_positions, positive, negative,
+        steps=steps, shift=shift, cfg=cfg, guidance=guidance, max_batch=max_batch,
+        cfg_batching=cfg_batching, progress=progress, level_index=index,
+    )
+    frames = _decode_level(codec, latents, level, plan.height, plan.width)
+    return LevelResult(plan=plan, level_index=index, frames=frames, latents=latents, fps=level.fps)
+
+
 @torch.no_grad()
 def run_blueprint(
     model: Any,
@@ -324,23 +356,12 @@ def run_blueprint(
         ValueError/TypeError: codec/model/plan mismatch, bad text embeddings, bad
             condition frames, bad sampling settings.
     """
-    _check_setup(model, codec, plan)
-    config = model.config
-    positive = _check_text(positive, "positive", config)
-    cfg = _check_sampling(cfg, guidance)
-    negative = _check_text(negative, "negative", config) if cfg != 1.0 else None
-    max_batch = _check_max_batch(max_batch)
-    level = plan.levels[0]
-    clip, mask = blueprint_clip(level, conditions, plan.height, plan.width)
-    y = build_condition(codec, clip, mask)
-    noise = seeded_noise(_level_noise_shape(plan, level, codec), seed)
-    latents = denoise(
-        model, noise, y, level.temporal_positions, positive, negative,
-        steps=steps, shift=shift, cfg=cfg, guidance=guidance, max_batch=max_batch,
-        cfg_batching=cfg_batching, progress=progress, level_index=0,
+    return _run_level(
+        model, codec, plan, 0, positive, negative,
+        lambda level: blueprint_clip(level, conditions, plan.height, plan.width),
+        steps=steps, shift=shift, cfg=cfg, guidance=guidance, seed=seed, max_batch=max_batch,
+        cfg_batching=cfg_batching, progress=progress,
     )
-    frames = _decode_level(codec, latents, level, plan.height, plan.width)
-    return LevelResult(plan=plan, level_index=0, frames=frames, latents=latents, fps=level.fps)
 
 
 @torch.no_grad()
@@ -391,23 +412,12 @@ def run_refinement(
             f"the plan has {plan.num_levels} levels (intervals {plan.frame_intervals}) and level "
             f"{previous.level_index} is the last one; there is nothing left to refine"
         )
-    _check_setup(model, codec, plan)
-    config = model.config
-    positive = _check_text(positive, "positive", config)
-    cfg = _check_sampling(cfg, guidance)
-    negative = _check_text(negative, "negative", config) if cfg != 1.0 else None
-    max_batch = _check_max_batch(max_batch)
-    level = plan.levels[index]
-    clips, masks = refinement_clips(level, previous.frames)
-    y = build_condition(codec, clips, masks, batch_size=max_batch)
-    noise = seeded_noise(_level_noise_shape(plan, level, codec), seed)
-    latents = denoise(
-        model, noise, y, level.temporal_positions, positive, negative,
-        steps=steps, shift=shift, cfg=cfg, guidance=guidance, max_batch=max_batch,
-        cfg_batching=cfg_batching, progress=progress, level_index=index,
+    return _run_level(
+        model, codec, plan, index, positive, negative,
+        lambda level: refinement_clips(level, previous.frames),
+        steps=steps, shift=shift, cfg=cfg, guidance=guidance, seed=seed, max_batch=max_batch,
+        cfg_batching=cfg_batching, progress=progress,
     )
-    frames = _decode_level(codec, latents, level, plan.height, plan.width)
-    return LevelResult(plan=plan, level_index=index, frames=frames, latents=latents, fps=level.fps)
 
 
 def _per_level(value: Any, name: str, levels: int, allow_scalar: bool) -> list:
