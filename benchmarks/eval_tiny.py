@@ -16,7 +16,10 @@ Measured (frames in [0, 1]):
 * **blueprint fidelity**: PSNR of the final 24 fps frames at the blueprint's positions
   (frame ``4k``) against blueprint frame ``k``; same for the 12 fps level (frame ``2k``).
 * **continuity**: mean absolute frame-to-frame difference across chunk boundaries of
-  the final level (frame pairs ``(25c-1, 25c)``) divided by the mean inside chunks.
+  the final level (frame pairs ``(25c-1, 25c)``) divided by the mean inside chunks; and,
+  because a chunk's first frame can repeat the previous anchor (``boundary="reference"``)
+  and make the *next* step jump, the same ratio over both pairs around a chunk's first
+  frame (``(25c-1, 25c)`` and ``(25c, 25c+1)``, "seam region").
 * **motion**: mean frame difference of the video vs a static video (the first frame
   held, coded by the codec chunk by chunk like the output), and the mean speed of the
   target-colour centroid (pixels / 24 fps frame) vs the ground-truth scene's.
@@ -52,8 +55,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from tempomaster_core.pipeline import generate, run_blueprint  # noqa: E402
-from tempomaster_core.plan import TreePlan  # noqa: E402
-from tempomaster_core.tiny.builtin import load_builtin  # noqa: E402
+from tempomaster_core.plan import BOUNDARY_MODES, TreePlan  # noqa: E402
+from tempomaster_core.tiny.builtin import default_plan, load_builtin  # noqa: E402
 from tempomaster_core.tiny.codec import psnr  # noqa: E402
 from tempomaster_core.tiny.scenes import COLOURS, caption, render, sample_scene  # noqa: E402
 from tempomaster_core.training.train_dit import HELD_OUT_SEED_BASE  # noqa: E402
@@ -147,6 +150,14 @@ def adherence(det: dict, colour: str, count: int, frames: slice = slice(None)) -
 def mean_frame_diff(frames: torch.Tensor) -> torch.Tensor:
     """``[F-1]`` mean absolute difference between consecutive frames (``[F, H, W, 3]`` in [0, 1])."""
     return (frames[1:] - frames[:-1]).abs().flatten(1).mean(1)
+
+
+def seam_region_ratio(diffs: torch.Tensor, seams: list) -> float:
+    """Mean of the frame differences ``diffs`` (``[F-1]``) at each seam pair ``t`` and the pair after it
+    (``t+1``), divided by the mean over every other pair: the "seam region" continuity ratio."""
+    region = sorted({t for s in seams for t in (s, s + 1) if t < diffs.numel()})
+    rest = [t for t in range(diffs.numel()) if t not in region]
+    return float(diffs[region].mean() / diffs[rest].mean())
 
 
 def psnr01(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -266,8 +277,7 @@ def evaluate(args) -> dict:
     cfg_blueprint = cfg[0] if isinstance(cfg, (list, tuple)) else cfg
     guidance = args.guidance or d["guidance"]
     height, width = d["height"], d["width"]
-    plan = TreePlan(d["blueprint_frames"], tuple(d["frame_intervals"]), tuple(d["chunks"]), height=height,
-                    width=width, fps=d["fps"], temporal_factor=int(bundle.codec.temporal_factor))
+    plan = default_plan({**d, "boundary": args.boundary or d["boundary"]}, int(bundle.codec.temporal_factor))
     final = plan.levels[-1]
     fps = int(round(final.fps))
     budget = sum(s * lv.num_chunks for s, lv in zip(steps, plan.levels))
@@ -275,7 +285,8 @@ def evaluate(args) -> dict:
     ar_chunks = 1 + math.ceil((final.num_frames - chunk) / (chunk - args.ar_overlap))
     ar_steps = max(1, round(budget / ar_chunks))
     negative = bundle.encode_prompt(d.get("negative_prompt", ""))
-    settings = {"steps": steps, "shifts": shifts, "cfg": cfg, "guidance": guidance, "plan": plan.describe(),
+    settings = {"steps": steps, "shifts": shifts, "cfg": cfg, "guidance": guidance, "boundary": plan.boundary,
+                "plan": plan.describe(),
                 "chunk_steps_budget": budget, "ar_chunks": ar_chunks, "ar_steps_per_chunk": ar_steps,
                 "ar_overlap": args.ar_overlap, "prompts": args.prompts}
     print(plan.describe(), flush=True)
@@ -302,6 +313,7 @@ def evaluate(args) -> dict:
         boundary = [c * chunk - 1 for c in range(1, final.num_chunks)]
         inside = [t for t in range(diffs.numel()) if t not in boundary]
         cont = float(diffs[boundary].mean() / diffs[inside].mean())
+        cont_region = seam_region_ratio(diffs, boundary)
         det = analyse(video, spec.colour)
         det_blue = analyse(blue, spec.colour)
         adh = adherence(det, spec.colour, spec.count)
@@ -313,6 +325,7 @@ def evaluate(args) -> dict:
         entry = {
             "k": k, "prompt": prompt, "seconds": None,
             "blueprint_psnr": fid, "level1_psnr": fid_mid, "continuity_ratio": cont,
+            "continuity_ratio_region": cont_region,
             "boundary_diff": float(diffs[boundary].mean()), "inside_diff": float(diffs[inside].mean()),
             "mean_frame_diff": float(diffs.mean()), "static_frame_diff": static,
             "gt_mean_frame_diff": float(mean_frame_diff(gt).mean()),
@@ -335,6 +348,7 @@ def evaluate(args) -> dict:
             seams = [s for s in seams if s < ar_diffs.numel()]
             ar_inside = [t for t in range(ar_diffs.numel()) if t not in seams]
             entry["ar_continuity_ratio"] = float(ar_diffs[seams].mean() / ar_diffs[ar_inside].mean())
+            entry["ar_continuity_ratio_region"] = seam_region_ratio(ar_diffs, seams)
             if args.save_videos:
                 _save(args.save_videos, f"{k:03d}_ar", ar_video, fps)
         if args.save_videos:
@@ -357,6 +371,7 @@ def evaluate(args) -> dict:
         "level1_psnr_db": _mean([e["level1_psnr"] for e in v]),
         "continuity_ratio": _mean([e["continuity_ratio"] for e in v]),
         "continuity_ratio_max": float(np.max([e["continuity_ratio"] for e in v])),
+        "continuity_ratio_region": _mean([e["continuity_ratio_region"] for e in v]),
         "mean_frame_diff": _mean([e["mean_frame_diff"] for e in v]),
         "static_frame_diff": _mean([e["static_frame_diff"] for e in v]),
         "gt_mean_frame_diff": _mean([e["gt_mean_frame_diff"] for e in v]),
@@ -383,6 +398,7 @@ def evaluate(args) -> dict:
             "ar_rgb_shift": _mean([e["ar_drift"]["rgb_shift"] for e in v]),
             "ar_mean_frame_diff": _mean([e["ar_mean_frame_diff"] for e in v]),
             "ar_continuity_ratio": _mean([e["ar_continuity_ratio"] for e in v]),
+            "ar_continuity_ratio_region": _mean([e["ar_continuity_ratio_region"] for e in v]),
         })
     results["summary"] = summary
     return results
@@ -413,6 +429,8 @@ def main(argv=None) -> dict:
     p.add_argument("--shifts", type=_floats, default=None)
     p.add_argument("--cfg", type=_floats, default=None, help="guidance scale, one or one per level")
     p.add_argument("--guidance", choices=("cfg", "apg"), default=None)
+    p.add_argument("--boundary", choices=BOUNDARY_MODES, default=None,
+                   help="chunk-boundary condition frames (default: the bundle's)")
     p.add_argument("--ar-overlap", type=int, default=5, help="frames of the previous chunk given to the next (AR)")
     p.add_argument("--no-ar", action="store_true", help="skip the autoregressive baseline")
     p.add_argument("--threads", type=int, default=None)

@@ -37,11 +37,11 @@ LEVEL_TIME_EVENT = "tempomaster.level_time"
 
 #: Widget names the route reads; the first seven are required.
 WIDGETS = ("blueprint_frames", "frame_intervals", "custom_intervals", "chunks", "fps", "width", "height",
-           "length_mode", "length", "memory_budget_gb", "trained_chunk_frames")
+           "length_mode", "length", "memory_budget_gb", "trained_chunk_frames", "boundary_frames")
 REQUIRED = WIDGETS[:7]
 _INTS = ("blueprint_frames", "width", "height", "trained_chunk_frames")
 _FLOATS = ("fps", "length", "memory_budget_gb")
-_TEXTS = ("frame_intervals", "custom_intervals", "chunks", "length_mode")
+_TEXTS = ("frame_intervals", "custom_intervals", "chunks", "length_mode", "boundary_frames")
 
 _registered = False
 

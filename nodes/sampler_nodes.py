@@ -18,6 +18,7 @@ and after the last level it goes back to ComfyUI's offload device.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from typing import Any, Callable, Optional
@@ -109,17 +110,11 @@ def plan_for_condition(plan: Any, condition: Optional[TempoCondition]) -> Any:
             f"the condition frames are {condition.width}x{condition.height} but the plan is "
             f"{plan.width}x{plan.height}; connect the same TreeScheduler to MultiMaskCondition and BlueprintSampler"
         )
-    from tempomaster_core.plan import TreePlan
-
     log.info(
         "TempoMaster: sampling at %dx%d (from the first condition image's aspect) instead of the plan's %dx%d",
         condition.width, condition.height, plan.width, plan.height,
     )
-    return TreePlan(
-        plan.blueprint_frames, plan.frame_intervals, plan.chunks,
-        height=condition.height, width=condition.width, fps=plan.fps,
-        temporal_factor=plan.temporal_factor, size_multiple=plan.size_multiple,
-    )
+    return dataclasses.replace(plan, height=condition.height, width=condition.width)
 
 
 def _contexts(model: Any, positive: Any, negative: Any, cfg: float) -> tuple:

@@ -22,13 +22,18 @@ Widgets added for planning (all optional, so older API workflows still run):
 - ``frame_intervals``: :data:`AUTO_LEVELS` lets the planner choose the levels too.
 - ``memory_budget_gb`` (0 = the GPU's free memory, :func:`auto_memory_budget`; no limit on the CPU) and
   ``trained_chunk_frames`` (109): the limits of the auto mode and of the warnings.
+- ``boundary_frames``: ``"reference"`` (default) or ``"anchors"``, the plan's chunk-boundary
+  conditions (:data:`tempomaster_core.plan.BOUNDARY_MODES`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any, Optional
+
+from tempomaster_core.plan import BOUNDARY_MODES
 
 from .parsing import CUSTOM_PRESET, INTERVAL_PRESETS, PRESET_NAMES, parse_chunks, parse_intervals
 from .types import TEMPO_PLAN
@@ -44,7 +49,7 @@ LENGTH_MODES: tuple[str, ...] = (LENGTH_BLUEPRINT, LENGTH_SECONDS, LENGTH_FRAMES
 REFERENCE_CHUNKS = "reference"
 #: Defaults of the optional planning widgets (also used when a workflow lacks them).
 PLANNING_DEFAULTS = {"length_mode": LENGTH_BLUEPRINT, "length": 20.0, "memory_budget_gb": 0.0,
-                     "trained_chunk_frames": 109}
+                     "trained_chunk_frames": 109, "boundary_frames": "reference"}
 
 
 @dataclass
@@ -158,6 +163,7 @@ def _budget_bytes(memory_budget_gb: Any) -> Any:
 def build_schedule(blueprint_frames: int, frame_intervals: str, custom_intervals: str, chunks: str,
                    fps: float, width: int, height: int, length_mode: str = LENGTH_BLUEPRINT,
                    length: float = 20.0, memory_budget_gb: float = 0.0, trained_chunk_frames: int = 109,
+                   boundary_frames: str = "reference",
                    *, steps: Any = None, cfg: Any = 8.0, model: str = "14B") -> Schedule:
     """The plan, its cost and warnings for the node's widget values.
 
@@ -176,6 +182,8 @@ def build_schedule(blueprint_frames: int, frame_intervals: str, custom_intervals
             output, at the output frame rate ``fps / last interval``.
         memory_budget_gb: GiB the plan may use (0 = :func:`auto_memory_budget`, unbounded on the CPU).
         trained_chunk_frames: longest chunk the model was trained on, pixel frames (109).
+        boundary_frames: chunk-boundary condition frames, one of
+            :data:`tempomaster_core.plan.BOUNDARY_MODES` (``"reference"``: as the authors ran it).
         steps, cfg: sampler settings for the estimate (default: reference 50/32/.. and 8;
             one value or one per level).
         model: DiT shape for the estimate, a key of ``tempomaster_core.cost.KNOWN_CONFIGS``.
@@ -197,6 +205,8 @@ def build_schedule(blueprint_frames: int, frame_intervals: str, custom_intervals
         raise ValueError(f"unknown frame-interval preset {frame_intervals!r}; choose one of {list(INTERVAL_CHOICES)}")
     if length_mode not in LENGTH_MODES:
         raise ValueError(f"unknown length_mode {length_mode!r}; choose one of {list(LENGTH_MODES)}")
+    if boundary_frames not in BOUNDARY_MODES:
+        raise ValueError(f"unknown boundary_frames {boundary_frames!r}; choose one of {list(BOUNDARY_MODES)}")
     if model not in KNOWN_CONFIGS:
         raise ValueError(f"unknown model {model!r} for the estimate; choose one of {list(KNOWN_CONFIGS)}")
     config = KNOWN_CONFIGS[model]
@@ -227,13 +237,14 @@ def build_schedule(blueprint_frames: int, frame_intervals: str, custom_intervals
             auto = auto_plan(wanted, height=int(height), width=int(width), fps=float(fps), intervals=intervals,
                              chunks=chunk_values, config=config, steps=steps if intervals else None,
                              cfg=scalar_cfg, trained_chunk_frames=trained, memory_budget_bytes=budget)
-            plan = auto.plan
+            plan = dataclasses.replace(auto.plan, boundary=boundary_frames)
             if length_mode == LENGTH_BLUEPRINT and plan.blueprint_frames != blueprint:
                 TreePlan(blueprint, intervals, None, height=int(height), width=int(width), fps=float(fps))  # its error
         else:
             if length_mode != LENGTH_BLUEPRINT:
                 blueprint = blueprint_for_length(wanted, intervals)
-            plan = TreePlan(blueprint, intervals, chunk_values, height=int(height), width=int(width), fps=float(fps))
+            plan = TreePlan(blueprint, intervals, chunk_values, height=int(height), width=int(width), fps=float(fps),
+                            boundary=boundary_frames)
         cost = estimate_plan_cost(plan, config, steps, cfg,
                                   max_batch=list(auto.max_parallel_chunks) if auto is not None else None)
     except CostError as err:
@@ -243,7 +254,8 @@ def build_schedule(blueprint_frames: int, frame_intervals: str, custom_intervals
         plan, cost, trained_chunk_frames=trained, memory_budget_bytes=budget_bytes)
     inputs = {"length_mode": length_mode, "output_frames_wanted": wanted, "output_fps": output_fps,
               "chunks_mode": mode, "levels_mode": "auto" if intervals is None else "fixed",
-              "trained_chunk_frames": trained, "memory_budget_bytes": budget_bytes, "model": model}
+              "trained_chunk_frames": trained, "memory_budget_bytes": budget_bytes, "model": model,
+              "boundary_frames": boundary_frames}
     return Schedule(plan=plan, cost=cost, warnings=warnings, auto=auto, inputs=inputs)
 
 
@@ -348,6 +360,14 @@ class TreeScheduler:
                                "for the released TempoMaster). 'auto' keeps every chunk within it; longer chunks "
                                "are drawn in the warning colour.",
                 }),
+                "boundary_frames": (list(BOUNDARY_MODES), {
+                    "default": PLANNING_DEFAULTS["boundary_frames"],
+                    "tooltip": "Condition frames at chunk boundaries of refinement levels. 'reference' (what the "
+                               "authors ran): the first and last frame of every chunk copy the nearest earlier "
+                               "frame of the level above, so a boundary between two anchors repeats a frame. "
+                               "'anchors': only the true frames of the level above are conditions; boundary "
+                               "frames are generated (use with a model trained for it, e.g. TempoMaster-Tiny).",
+                }),
             },
         }
 
@@ -355,7 +375,8 @@ class TreeScheduler:
     def VALIDATE_INPUTS(cls, blueprint_frames=None, frame_intervals=None, custom_intervals=None, chunks=None,
                         fps=None, width=None, height=None, length_mode=LENGTH_BLUEPRINT,
                         length=PLANNING_DEFAULTS["length"], memory_budget_gb=PLANNING_DEFAULTS["memory_budget_gb"],
-                        trained_chunk_frames=PLANNING_DEFAULTS["trained_chunk_frames"]):
+                        trained_chunk_frames=PLANNING_DEFAULTS["trained_chunk_frames"],
+                        boundary_frames=PLANNING_DEFAULTS["boundary_frames"]):
         """``True``, or the reason the plan is impossible (shown by ComfyUI at queue time).
 
         Inputs that arrive through links are not known at validation time (``None``);
@@ -364,7 +385,7 @@ class TreeScheduler:
         values = dict(blueprint_frames=blueprint_frames, frame_intervals=frame_intervals,
                       custom_intervals=custom_intervals, chunks=chunks, fps=fps, width=width, height=height)
         planning = dict(length_mode=length_mode, length=length, memory_budget_gb=memory_budget_gb,
-                        trained_chunk_frames=trained_chunk_frames)
+                        trained_chunk_frames=trained_chunk_frames, boundary_frames=boundary_frames)
         if frame_intervals is not None and frame_intervals not in INTERVAL_CHOICES:
             return f"frame_intervals {frame_intervals!r} is not one of {list(INTERVAL_CHOICES)}"
         if length_mode is not None and length_mode not in LENGTH_MODES:
@@ -385,13 +406,14 @@ class TreeScheduler:
 
     def plan(self, blueprint_frames: int, frame_intervals: str, custom_intervals: str, chunks: str,
              fps: float, width: int, height: int, length_mode: Optional[str] = None, length: Optional[float] = None,
-             memory_budget_gb: Optional[float] = None, trained_chunk_frames: Optional[int] = None):
+             memory_budget_gb: Optional[float] = None, trained_chunk_frames: Optional[int] = None,
+             boundary_frames: Optional[str] = None):
         """Return ``(plan, summary)``; see :func:`build_schedule` (raises its errors).
 
         Optional planning inputs left out (``None``) take :data:`PLANNING_DEFAULTS`.
         """
         given = dict(length_mode=length_mode, length=length, memory_budget_gb=memory_budget_gb,
-                     trained_chunk_frames=trained_chunk_frames)
+                     trained_chunk_frames=trained_chunk_frames, boundary_frames=boundary_frames)
         planning = {k: PLANNING_DEFAULTS[k] if v is None else v for k, v in given.items()}
         schedule = build_schedule(blueprint_frames, frame_intervals, custom_intervals, chunks, fps, width, height,
                                   **planning)

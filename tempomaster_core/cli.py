@@ -18,7 +18,7 @@ from typing import Optional, Sequence
 import torch
 
 from .pipeline import default_schedule, generate
-from .plan import PlanError, TreePlan
+from .plan import BOUNDARY_MODES, PlanError, TreePlan
 
 
 def _int_list(text: str) -> tuple[int, ...]:
@@ -64,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--frames", type=int, help="blueprint pixel frames (4n+1)")
     g.add_argument("--intervals", type=_int_list, help="frame intervals per level, e.g. 4,2,1 (6->12->24 fps at 24 fps)")
     g.add_argument("--chunks", type=_int_list, help="chunks per refinement level, e.g. 2,4 (default: reference rule)")
+    g.add_argument("--boundary", choices=BOUNDARY_MODES,
+                   help="chunk-boundary condition frames: 'reference' (copy the previous anchor, as the authors "
+                        "ran it) or 'anchors' (only true frames of the level above); default: the model's")
     g.add_argument("--steps", type=_int_list, help="sampling steps per level, e.g. 50,32,32")
     g.add_argument("--shift", type=_float_list, help="sigma shift per level, e.g. 5,3,3")
     g.add_argument("--cfg", type=_float_list, help="guidance scale (one, or one per level)")
@@ -139,6 +142,7 @@ def run_generate(args: argparse.Namespace) -> list[Path]:
             width=args.width if args.width is not None else d["width"],
             fps=args.fps if args.fps is not None else d["fps"],
             temporal_factor=bundle.codec.temporal_factor,
+            boundary=args.boundary or d.get("boundary", "reference"),
         )
     except PlanError as exc:
         raise SystemExit(f"error: {exc}") from None

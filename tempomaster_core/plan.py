@@ -226,18 +226,30 @@ def _positions(chunks: int, latent_frames: int, interval: int) -> tuple[tuple[in
     )
 
 
-def _refinement_conditions(
-    frames: int, previous_frames: int, ratio: int, chunks: int, length: int
-) -> tuple[tuple[tuple[int, int], ...], ...]:
-    """Condition frames per chunk by the reference rule (``preparer_condition_video``).
+BOUNDARY_MODES = ("reference", "anchors")
+"""How chunk-boundary frames are conditioned (:class:`TreePlan` ``boundary``).
 
-    Every frame ``k`` of the level above is placed at pixel ``k*ratio``; the
-    first and last pixel frame of every chunk is a condition frame too, taken
-    from frame ``index // ratio`` of the level above (the last chunk ends at the
-    last real frame).
+``"reference"`` (default, what the authors ran): the first and last pixel frame of every chunk
+is a condition frame taken from frame ``index // ratio`` of the level above, so a boundary that
+falls between two anchors repeats the previous anchor (a duplicated instant, then a double step).
+``"anchors"``: only the true frames of the level above (at pixels ``k * ratio``) are conditions;
+boundary frames between anchors are generated like every other in-between frame.
+"""
+
+
+def _refinement_conditions(
+    frames: int, previous_frames: int, ratio: int, chunks: int, length: int, boundary: str = "reference"
+) -> tuple[tuple[tuple[int, int], ...], ...]:
+    """Condition frames per chunk.
+
+    Every frame ``k`` of the level above is placed at pixel ``k*ratio``. With
+    ``boundary="reference"`` (reference ``preparer_condition_video``) the first and
+    last pixel frame of every chunk is a condition frame too, taken from frame
+    ``index // ratio`` of the level above (the last chunk ends at the last real
+    frame); with ``"anchors"`` only the anchors are conditions (see :data:`BOUNDARY_MODES`).
     """
     sources: dict[int, int] = {}
-    for c in range(chunks):
+    for c in range(chunks if boundary == "reference" else 0):
         start = c * length
         end = (c + 1) * length - 1 if c < chunks - 1 else min(chunks * length - 1, frames - 1)
         sources[start] = start // ratio
@@ -277,6 +289,10 @@ class TreePlan:
         temporal_factor: pixel frames per latent frame of the codec (4 for Wan).
         size_multiple: height/width granularity = VAE spatial factor x DiT patch
             size (8 x 2 = 16 for Wan).
+        boundary: how chunk-boundary frames of refinement levels are conditioned,
+            one of :data:`BOUNDARY_MODES`: ``"reference"`` (default; boundary frames
+            copy frame ``index // ratio`` of the level above, as the authors ran it)
+            or ``"anchors"`` (only the true frames of the level above are conditions).
 
     Attributes:
         levels: tuple of :class:`LevelPlan`, ``levels[0]`` is the blueprint.
@@ -285,7 +301,8 @@ class TreePlan:
         PlanError: frames not ``tf*n+1`` (the message gives the two nearest
             valid values), intervals not strictly decreasing or not dividing,
             a chunk count that would leave a chunk empty or make chunks shorter
-            than ``tf + 1`` frames (the message gives the maximum), bad chunk tuple length, size not a multiple of ``size_multiple``.
+            than ``tf + 1`` frames (the message gives the maximum), bad chunk tuple length, size not a multiple of ``size_multiple``,
+            an unknown ``boundary`` mode.
 
     Example: ``TreePlan(109, (4, 2, 1), height=480, width=832)`` gives 109 frames
     at 6 fps -> 218 frames at 12 fps in 2 chunks of 109 -> 436 frames at 24 fps
@@ -300,6 +317,7 @@ class TreePlan:
     fps: float = field(default=24.0, kw_only=True)
     temporal_factor: int = field(default=4, kw_only=True)
     size_multiple: int = field(default=16, kw_only=True)
+    boundary: str = field(default="reference", kw_only=True)
     levels: tuple[LevelPlan, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -334,9 +352,13 @@ class TreePlan:
         if not fps > 0:
             raise PlanError(f"fps must be > 0, got {self.fps!r}")
 
+        if self.boundary not in BOUNDARY_MODES:
+            raise PlanError(f"boundary must be one of {BOUNDARY_MODES}, got {self.boundary!r}")
+
         levels = [self._blueprint_level(frames, intervals[0], fps, tf)]
         for index in range(1, len(intervals)):
-            levels.append(self._refinement_level(levels[-1], index, intervals[index], chunks[index - 1], fps, tf))
+            levels.append(self._refinement_level(levels[-1], index, intervals[index], chunks[index - 1], fps, tf,
+                                                 self.boundary))
 
         set_ = object.__setattr__
         set_(self, "blueprint_frames", frames)
@@ -428,7 +450,7 @@ class TreePlan:
 
     @staticmethod
     def _refinement_level(
-        previous: LevelPlan, index: int, interval: int, chunks: int, fps: float, tf: int
+        previous: LevelPlan, index: int, interval: int, chunks: int, fps: float, tf: int, boundary: str
     ) -> LevelPlan:
         ratio = previous.interval // interval
         frames = previous.num_frames * ratio
@@ -440,6 +462,14 @@ class TreePlan:
             )
         length, extended = chunk_length(frames, chunks, tf)
         latent = (length - 1) // tf + 1
+        conditions = _refinement_conditions(frames, previous.num_frames, ratio, chunks, length, boundary)
+        empty = [c for c, conds in enumerate(conditions) if not conds]
+        if empty:
+            raise PlanError(
+                f"level {index} ({fps / interval:g} fps): chunk {empty[0]} holds no frame of the level above with "
+                f"boundary={boundary!r} ({length}-frame chunks, ratio {ratio}); use fewer chunks or "
+                f"boundary='reference'"
+            )
         return LevelPlan(
             index=index,
             interval=interval,
@@ -450,7 +480,7 @@ class TreePlan:
             frames_per_chunk=length,
             latent_frames_per_chunk=latent,
             positions=_positions(chunks, latent, interval),
-            conditions=_refinement_conditions(frames, previous.num_frames, ratio, chunks, length),
+            conditions=conditions,
             temporal_factor=tf,
             extended_tail=extended,
         )
@@ -486,6 +516,7 @@ class TreePlan:
             "fps": self.fps,
             "temporal_factor": self.temporal_factor,
             "size_multiple": self.size_multiple,
+            "boundary": self.boundary,
             "levels": [level.to_dict() for level in self.levels],
         }
 
@@ -502,6 +533,7 @@ class TreePlan:
                 fps=data.get("fps", 24.0),
                 temporal_factor=data.get("temporal_factor", 4),
                 size_multiple=data.get("size_multiple", 16),
+                boundary=data.get("boundary", "reference"),
             )
         except KeyError as err:
             raise PlanError(f"plan dict lacks {err.args[0]!r}") from None
@@ -510,6 +542,7 @@ class TreePlan:
         """Human-readable multi-line summary of the tree."""
         lines = [
             f"TreePlan {self.width}x{self.height}, intervals {self.frame_intervals} on a {self.fps:g} fps base"
+            + ("" if self.boundary == "reference" else f", boundary frames: {self.boundary}")
         ]
         for level in self.levels:
             kind = "blueprint" if level.is_blueprint else f"refine x{level.ratio}"

@@ -127,6 +127,15 @@ def test_condition_size_from_first_image_changes_the_sampled_size(model):
     assert images.shape == (10, 16, 64, 3)
 
 
+def test_boundary_mode_survives_the_size_from_the_condition_image(model):
+    plan, _ = NODES["TempoMasterTreeScheduler"]().plan(5, PRESET, "", "auto", 24.0, 32, 32, boundary_frames="anchors")
+    wide = torch.rand(1, 20, 80, 3)
+    (condition,) = NODES["TempoMasterMultiMaskCondition"]().condition(plan, "0", SIZE_FROM_IMAGE, wide)
+    level, images, _ = _blueprint(model, plan, FakeWanVAE(), condition)
+    assert (level.plan.height, level.plan.width) == (16, 64) and level.plan.boundary == "anchors"
+    assert level.plan.levels[1].chunk_conditions(0) == plan.levels[1].chunk_conditions(0)
+
+
 def test_condition_must_match_the_plan(model):
     plan = _plan(frames=5)
     other = _plan(frames=9)

@@ -67,6 +67,17 @@ def test_reference_keyword_and_manual_chunks():
     assert status == 200 and body["chunks"] == [2, 8] and body["warnings"] == []
 
 
+def test_boundary_frames_reach_the_drawn_plan():
+    status, body = plan_response(dict(REFERENCE, boundary_frames="anchors"))
+    assert status == 200 and body["inputs"]["boundary_frames"] == "anchors"
+    # 24 fps chunk 1 starts at frame 109 (odd): no repeated anchor at its first pixel in "anchors" mode
+    assert body["levels"][2]["chunks"][1]["conditions"][0] == [1, 55]
+    status, body = plan_response(REFERENCE)
+    assert body["levels"][2]["chunks"][1]["conditions"][0] == [0, 54]
+    status, body = plan_response(dict(REFERENCE, boundary_frames="exact"))
+    assert status == 400 and "boundary_frames" in body["error"]
+
+
 def test_steps_and_cfg_from_the_samplers_change_the_estimate():
     _, base = plan_response(dict(REFERENCE, memory_budget_gb=1000))
     _, fewer = plan_response(dict(REFERENCE, memory_budget_gb=1000, steps=[25, 16, 16], cfg=1))

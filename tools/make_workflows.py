@@ -191,7 +191,7 @@ def _common(g: Graph, prompt: str, note: str) -> dict:
     ids["neg"] = g.add("CLIPTextEncode", (380, 200), [NEGATIVE_PROMPT], size=[420, 160], title="Negative prompt",
                        color="#322", bgcolor="#533")
     ids["plan"] = g.add("TempoMasterTreeScheduler", (0, 400), [109, PRESET_421, "4,2,1", "auto", 24.0, 832, 480,
-                                                             "blueprint frames", 20.0, 0.0, 109],
+                                                             "blueprint frames", 20.0, 0.0, 109, "reference"],
                         size=[340, 640])  # tall: the node draws the tree below its widgets (web/tree_view.js)
     g.connect(ids["clip"], "CLIP", ids["pos"], "clip")
     g.connect(ids["clip"], "CLIP", ids["neg"], "clip")
@@ -323,11 +323,9 @@ def _intervals_widgets(intervals) -> dict:
 
 def tiny_note(d: dict) -> str:
     """Markdown note of the built-in-model workflow (settings from ``d`` = :func:`tiny_defaults`)."""
-    from tempomaster_core.plan import TreePlan
-    from tempomaster_core.tiny.builtin import BUILTIN_MODEL_NAME
+    from tempomaster_core.tiny.builtin import BUILTIN_MODEL_NAME, default_plan
 
-    plan = TreePlan(d["blueprint_frames"], tuple(d["frame_intervals"]), tuple(d["chunks"]),
-                    height=d["height"], width=d["width"], fps=d["fps"])
+    plan = default_plan(d)
     tree = " → ".join(f"{lv.num_frames} frames at {lv.fps:g} fps" + (f" ({lv.num_chunks} chunks)" if i else "")
                       for i, lv in enumerate(plan.levels))
     steps = "/".join(str(v) for v in d["steps"])
@@ -338,7 +336,7 @@ def tiny_note(d: dict) -> str:
 
 **Prompts** are short captions of that world: *a red ball bouncing from left to right*, *two blue squares falling*, *three green triangles moving diagonally*. Unknown words are ignored (a warning in the console).
 
-**This workflow**: text-to-video, {tree}; steps {steps}, shift {shifts}, cfg {d['cfg']:g} ({d['guidance'].upper()}), weights in fp32.
+**This workflow**: text-to-video, {tree}; steps {steps}, shift {shifts}, cfg {d['cfg']:g} ({d['guidance'].upper()}), chunk-boundary frames '{d['boundary']}', weights in fp32.
 
 **Load TempoMaster-Tiny Text Encoder & Codec** gives a CLIP for ComfyUI's CLIP Text Encode and a VAE that works **only with the TempoMaster samplers** (they return decoded frames; ComfyUI's VAE Decode/Encode refuse it).
 
@@ -369,7 +367,8 @@ def tiny_text_to_video() -> dict:
         "TempoMasterTreeScheduler", blueprint_frames=int(d["blueprint_frames"]),
         chunks=",".join(str(int(c)) for c in d["chunks"]), fps=float(d["fps"]), width=int(d["width"]),
         height=int(d["height"]), **_intervals_widgets(d["frame_intervals"]), length_mode="blueprint frames",
-        length=20.0, memory_budget_gb=0.0, trained_chunk_frames=int(d.get("trained_chunk_frames", d["blueprint_frames"]))),
+        length=20.0, memory_budget_gb=0.0, trained_chunk_frames=int(d.get("trained_chunk_frames", d["blueprint_frames"])),
+        boundary_frames=d["boundary"]),
         size=[340, 640])
     g.connect(enc, "CLIP", pos, "clip")
     g.connect(enc, "CLIP", neg, "clip")
@@ -493,7 +492,7 @@ def render_tiny_thumbnail(ui: dict) -> bytes:
 def build_tiny(render: bool = False) -> dict[str, bytes]:
     """Files of the built-in-model workflow: UI JSON, API copy and, when ``render`` is set
     (real frames) or no thumbnail exists yet (placeholder tree), the ``.jpg``."""
-    from tempomaster_core.plan import TreePlan
+    from tempomaster_core.tiny.builtin import default_plan
 
     ui = tiny_text_to_video()
     problems = validate_ui(ui)
@@ -507,9 +506,7 @@ def build_tiny(render: bool = False) -> dict[str, bytes]:
     if render:
         files[jpg] = render_tiny_thumbnail(ui)
     elif not os.path.exists(jpg):
-        d = tiny_defaults()
-        plan = TreePlan(d["blueprint_frames"], tuple(d["frame_intervals"]), tuple(d["chunks"]),
-                        height=d["height"], width=d["width"], fps=d["fps"])
+        plan = default_plan(tiny_defaults())
         files[jpg] = thumbnail("Built-in TempoMaster-Tiny: text to video",
                                f"{plan.blueprint_frames} @ {plan.levels[0].fps:g} fps -> "
                                f"{plan.levels[-1].num_frames} @ {plan.levels[-1].fps:g} fps, no downloads", (), plan)

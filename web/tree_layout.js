@@ -85,7 +85,7 @@ export function wrapText(text, maxChars) {
  */
 export function requestFromWidgets(widgets, samplers = {}) {
   const names = ["blueprint_frames", "frame_intervals", "custom_intervals", "chunks", "fps", "width", "height",
-    "length_mode", "length", "memory_budget_gb", "trained_chunk_frames"];
+    "length_mode", "length", "memory_budget_gb", "trained_chunk_frames", "boundary_frames"];
   const body = {};
   for (const name of names) {
     if (widgets[name] !== undefined) body[name] = widgets[name];

@@ -22,6 +22,7 @@ import torch
 
 from ..loading import load_dit, parse_dtype
 from ..model import TempoMasterDiT
+from ..plan import TreePlan
 from ..protocols import check_compatible
 from .codec import TinyVideoCodec
 from .text_encoder import TinyTextEncoder
@@ -41,6 +42,7 @@ FALLBACK_DEFAULTS = {
     "blueprint_frames": 25,
     "frame_intervals": [4, 2, 1],
     "chunks": [2, 4],
+    "boundary": "reference",
     "steps": [24, 16, 16],
     "shifts": [5.0, 3.0, 3.0],
     "cfg": 1.5,
@@ -72,8 +74,9 @@ class TinyBundle:
         text_encoder: :class:`TinyTextEncoder` (prompt -> ``[1, L, text_dim]``, padding zeroed).
         defaults: recommended settings: ``height``, ``width`` (pixels), ``fps`` (of interval 1),
             ``blueprint_frames`` (pixel frames, 4n+1), ``frame_intervals``, ``chunks`` (per
-            refinement level), ``steps`` and ``shifts`` (per level), ``cfg``, ``guidance``
-            (``"cfg"``/``"apg"``), ``negative_prompt``.
+            refinement level), ``boundary`` (chunk-boundary conditions, see
+            :data:`tempomaster_core.plan.BOUNDARY_MODES`), ``steps`` and ``shifts`` (per level),
+            ``cfg``, ``guidance`` (``"cfg"``/``"apg"``), ``negative_prompt``.
         directory: where the files were read from.
         name: display name.
     """
@@ -97,6 +100,19 @@ class TinyBundle:
             raise TypeError(f"prompt must be a string, got {type(text).__name__}")
         device = next(self.model.parameters()).device
         return self.text_encoder.encode([text]).to(device=device, dtype=torch.float32)
+
+
+def default_plan(defaults: dict, temporal_factor: int = 4) -> TreePlan:
+    """The :class:`~tempomaster_core.plan.TreePlan` of a bundle's recommended settings
+    (``defaults`` as :attr:`TinyBundle.defaults`; missing keys from :data:`FALLBACK_DEFAULTS`).
+
+    Raises:
+        tempomaster_core.plan.PlanError: settings that make no valid plan.
+    """
+    d = {**FALLBACK_DEFAULTS, **defaults}
+    return TreePlan(int(d["blueprint_frames"]), tuple(d["frame_intervals"]), tuple(d["chunks"]),
+                    height=int(d["height"]), width=int(d["width"]), fps=float(d["fps"]),
+                    temporal_factor=int(temporal_factor), boundary=d["boundary"])
 
 
 def _missing_message(root: Path, missing: list) -> str:
@@ -148,4 +164,4 @@ def load_builtin(
 
 
 __all__ = ["BUILTIN_MODEL_NAME", "REQUIRED_FILES", "FALLBACK_DEFAULTS", "TinyBundle", "builtin_dir",
-           "is_available", "load_builtin"]
+           "default_plan", "is_available", "load_builtin"]

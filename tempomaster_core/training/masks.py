@@ -10,10 +10,13 @@ it meets at inference:
 * **refinement case**: the anchor pattern of a refinement level, taken from
   :class:`tempomaster_core.plan.TreePlan` itself (``LevelPlan.chunk_conditions``),
   so training and inference use one source of truth. Every frame of the level
-  above sits at pixel ``k * ratio`` of the level; the first and last pixel frame
-  of each chunk are condition frames too, copied from frame ``index // ratio``
-  of the level above (reference ``preparer_condition_video``), i.e. a boundary
-  may show the *previous* anchor instead of its own ground truth.
+  above sits at pixel ``k * ratio`` of the level. With the plan's default
+  ``boundary="reference"`` the first and last pixel frame of each chunk are
+  condition frames too, copied from frame ``index // ratio`` of the level above
+  (reference ``preparer_condition_video``), i.e. a boundary may show the
+  *previous* anchor instead of its own ground truth; with ``boundary="anchors"``
+  only the anchors are known. Both modes are drawn equally often, so the model
+  serves either at inference.
 
 A pattern is a :class:`ConditionDraw`: which pixel frames of the clip are known
 and *which ground-truth frame* is placed there, as an offset in clip frames
@@ -28,7 +31,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from ..plan import TreePlan
+from ..plan import BOUNDARY_MODES, TreePlan
 
 BLUEPRINT_KINDS = ("t2v", "i2v", "first_last", "keyframes", "prefix")
 """Blueprint-case pattern kinds (no known frame, frame 0, frames 0 and F-1, random keyframes, a prefix)."""
@@ -38,14 +41,15 @@ REFINEMENT_TREES = ((4, 2, 1), (4, 1))
 intervals 2 and 1, (4,1) ratio 4 at interval 1."""
 
 DEFAULT_KIND_PROBS = {
-    "t2v": 0.16,
-    "i2v": 0.14,
+    "t2v": 0.24,
+    "i2v": 0.10,
     "first_last": 0.04,
-    "keyframes": 0.08,
+    "keyframes": 0.06,
     "prefix": 0.06,
-    "refine": 0.52,
+    "refine": 0.50,
 }
-"""Default probability of every pattern kind (blueprint kinds 48 %, refinement 52 %)."""
+"""Default probability of every pattern kind (blueprint kinds 50 %, refinement 50 %). Text-to-video
+gets the largest blueprint share: the object count and layout of a video are decided there."""
 
 BLUEPRINT_INTERVAL_PROBS = {4: 0.6, 2: 0.2, 1: 0.2}
 """Frame interval of a blueprint-case clip (multi-frame-rate training; the blueprint itself is 6 fps)."""
@@ -68,7 +72,7 @@ class ConditionDraw:
             ``source`` (video time ``t0 + source * interval`` for a clip whose frame
             ``j`` is at ``t0 + j * interval``). ``source == pixel`` except at refinement
             chunk boundaries, where ``source <= pixel``.
-        level: ``(tree intervals, level index, chunk)`` for ``"refine"``, else ``None``.
+        level: ``(tree intervals, level index, chunk, boundary mode)`` for ``"refine"``, else ``None``.
     """
 
     kind: str
@@ -97,7 +101,8 @@ class ConditionDraw:
 
 @lru_cache(maxsize=None)
 def refinement_patterns(frames: int = 25, temporal_factor: int = 4) -> tuple[ConditionDraw, ...]:
-    """Every chunk anchor pattern of the refinement levels of :data:`REFINEMENT_TREES`.
+    """Every chunk anchor pattern of the refinement levels of :data:`REFINEMENT_TREES`,
+    for each of the plan's :data:`~tempomaster_core.plan.BOUNDARY_MODES`.
 
     The trees are built with a blueprint of ``frames`` pixel frames and the
     reference chunk counts (2 and 4 chunks at intervals 2 and 1), so each chunk
@@ -108,26 +113,31 @@ def refinement_patterns(frames: int = 25, temporal_factor: int = 4) -> tuple[Con
 
     Returns:
         A tuple of :class:`ConditionDraw` with ``kind == "refine"``, one per
-        (tree, level, chunk), in plan order.
+        (boundary mode, tree, level, chunk), in plan order.
 
     Raises:
         tempomaster_core.plan.PlanError: ``frames`` is not ``temporal_factor*n + 1``.
     """
     out = []
-    for intervals in REFINEMENT_TREES:
-        plan = TreePlan(frames, intervals, height=16, width=16, temporal_factor=temporal_factor)
-        for level in plan.levels[1:]:
-            if level.frames_per_chunk != frames:
-                continue  # only chunks of the training length (always true for these trees)
-            for chunk in range(level.num_chunks):
-                start = chunk * level.frames_per_chunk
-                conds = tuple(
-                    (pixel, src * level.ratio - start) for pixel, src in level.chunk_conditions(chunk)
-                )
-                out.append(
-                    ConditionDraw("refine", level.interval, level.ratio, frames, conds, (intervals, level.index, chunk))
-                )
+    for boundary in BOUNDARY_MODES:
+        for intervals in REFINEMENT_TREES:
+            plan = TreePlan(frames, intervals, height=16, width=16, temporal_factor=temporal_factor, boundary=boundary)
+            out.extend(_level_patterns(plan, frames, boundary))
     return tuple(out)
+
+
+def _level_patterns(plan: TreePlan, frames: int, boundary: str) -> list[ConditionDraw]:
+    """The chunk patterns of every refinement level of ``plan`` whose chunks are ``frames`` long."""
+    out = []
+    for level in plan.levels[1:]:
+        if level.frames_per_chunk != frames:
+            continue  # only chunks of the training length (always true for these trees)
+        for chunk in range(level.num_chunks):
+            start = chunk * level.frames_per_chunk
+            conds = tuple((pixel, src * level.ratio - start) for pixel, src in level.chunk_conditions(chunk))
+            where = (plan.frame_intervals, level.index, chunk, boundary)
+            out.append(ConditionDraw("refine", level.interval, level.ratio, frames, conds, where))
+    return out
 
 
 def _pick(rng: np.random.Generator, probs: dict):
