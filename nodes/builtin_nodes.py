@@ -14,12 +14,13 @@ Text Encoder & Codec") returns
   the model was trained with); ``L`` (16 for the shipped model) reaches the DiT
   unchanged because the loader sets ``model.text_len`` (see
   ``nodes/text_adapter.py``);
-- a ``VAE`` (:class:`TinyVAE`), the tiny video codec. It satisfies the core codec
-  protocol, so the samplers' ``vae`` input passes it through ``as_codec``
-  unchanged. **It works only with TempoMaster nodes**: ComfyUI's VAE Encode /
-  VAE Decode (and the Wan conditioning nodes) speak ComfyUI's layouts and raw
-  latents, so when one of them calls it, it raises a ``TypeError`` that says so
-  instead of producing garbage.
+- a ``VAE`` (:class:`TinyVAE`), a holder of the tiny video codec. The samplers'
+  ``vae`` input unwraps it (``nodes.vae_adapter.as_codec`` reads
+  :attr:`TinyVAE.tempomaster_codec`). **It works only with TempoMaster nodes**:
+  ComfyUI's VAE Encode / VAE Decode (and the Wan conditioning nodes) speak
+  ComfyUI's layouts and raw latents, so every ComfyUI VAE method on it
+  (``encode``, ``decode``, the tiled ones, anything else) raises an error that
+  says so instead of producing garbage.
 
 Bundle directory: ``tempomaster_core/builtin`` by default; the environment
 variable ``TEMPOMASTER_TINY_DIR`` points the pack at another directory with the
@@ -32,7 +33,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sys
 import warnings
 from pathlib import Path
 from typing import Any, Optional
@@ -117,94 +117,35 @@ def tiny_text_length(directory: Optional[Path] = None) -> int:
         raise ValueError(f"cannot read the text encoder config {path}: {err}") from err
 
 
-def _calling_comfyui_node(depth: int = 2) -> Optional[str]:
-    """Name of the ComfyUI core function ``depth`` frames up, if the caller is ComfyUI's own
-    node code (``nodes.py``, ``comfy_extras``, ``comfy_api_nodes``), else ``None``."""
-    try:
-        frame = sys._getframe(depth)
-    except ValueError:
-        return None
-    module = str(frame.f_globals.get("__name__", ""))
-    path = Path(frame.f_code.co_filename)
-    from_core_nodes = module == "nodes" and path.name == "nodes.py"
-    if from_core_nodes or "comfy_extras" in path.parts or "comfy_api_nodes" in path.parts:
-        owner = frame.f_locals.get("self")
-        name = type(owner).__name__ if owner is not None else path.stem
-        return f"{name}.{frame.f_code.co_name}"
-    return None
-
-
 class TinyVAE:
     """The tiny codec on a ComfyUI ``VAE`` socket, for TempoMaster nodes only.
 
-    Satisfies the core codec protocol (``tempomaster_core.protocols.VideoCodec``)
-    by delegating to a :class:`tempomaster_core.tiny.codec.TinyVideoCodec`:
-    ``encode(video [B, 3, 4n+1, H, W] in [-1, 1]) -> normalized latents
-    [B, C, n+1, H/sf, W/sf]`` and ``decode`` back, float32.
-
-    ComfyUI's VAE nodes call ``encode`` with channel-last IMAGE tensors
-    ``[N, H, W, 3]`` in 0..1 and ``decode`` with raw latents and expect
-    ``[N, H, W, 3]``; such calls (a channel-last tensor, or a call from ComfyUI's
-    own node code), ``encode_tiled``/``decode_tiled`` and any other ComfyUI VAE
-    method raise ``TypeError``/``AttributeError`` with an explanation.
+    It is a holder, not a ComfyUI VAE: the TempoMaster samplers take the core codec
+    from :attr:`tempomaster_codec` (``nodes.vae_adapter.as_codec``), a
+    :class:`tempomaster_core.tiny.codec.TinyVideoCodec` with the core codec protocol
+    (``encode(video [B, 3, 4n+1, H, W] in [-1, 1]) -> normalized latents
+    [B, C, n+1, H/sf, W/sf]`` and ``decode`` back, float32). ComfyUI's VAE nodes call
+    ``encode``/``decode``/``encode_tiled``/``decode_tiled`` with their own layouts:
+    those raise ``TypeError``, and any other ComfyUI VAE attribute ``AttributeError``,
+    with an explanation.
 
     Attributes:
-        codec: the wrapped ``TinyVideoCodec``.
+        tempomaster_codec: the wrapped ``TinyVideoCodec``.
     """
 
     def __init__(self, codec: Any):
-        self.codec = codec
+        self.tempomaster_codec = codec
 
-    @property
-    def latent_channels(self) -> int:
-        """Channels C of a latent frame."""
-        return int(self.codec.latent_channels)
+    def _refuse(self, what: str):
+        raise TypeError(_ONLY_TEMPOMASTER.format(caller=what))
 
-    @property
-    def temporal_factor(self) -> int:
-        """Pixel frames per latent frame after the first (4, like Wan)."""
-        return int(self.codec.temporal_factor)
+    def encode(self, *args, **kwargs):
+        """Always raises ``TypeError``: ComfyUI's VAE Encode (and Wan image nodes) cannot use this codec."""
+        self._refuse("VAE Encode and the image-to-video nodes call vae.encode")
 
-    @property
-    def spatial_factor(self) -> int:
-        """Pixels per latent cell along height and width."""
-        return int(self.codec.spatial_factor)
-
-    @property
-    def device(self) -> torch.device:
-        """Where the codec's weights are (inputs are moved there by the codec anyway)."""
-        return next(self.codec.parameters()).device
-
-    def _refuse(self, caller: str) -> None:
-        raise TypeError(_ONLY_TEMPOMASTER.format(caller=caller))
-
-    def encode(self, video: torch.Tensor) -> torch.Tensor:
-        """Pixels ``[B, 3, 4n+1, H, W]`` in [-1, 1] -> normalized latents ``[B, C, n+1, H/sf, W/sf]`` (float32).
-
-        Raises:
-            TypeError: called by a ComfyUI VAE node or with a channel-last ComfyUI IMAGE.
-            ValueError: a wrong frame count, size or value range (from the codec).
-        """
-        caller = _calling_comfyui_node()
-        if caller is not None:
-            self._refuse(caller)
-        if torch.is_tensor(video) and (video.ndim != 5 or video.shape[1] != 3) and video.shape[-1] in (3, 4):
-            self._refuse("a channel-last IMAGE [frames, height, width, 3] was passed")
-        with torch.no_grad():
-            return self.codec.encode(video)
-
-    def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        """Normalized latents ``[B, C, T, h, w]`` -> pixels ``[B, 3, 4(T-1)+1, h*sf, w*sf]`` in [-1, 1] (float32).
-
-        Raises:
-            TypeError: called by a ComfyUI VAE node (e.g. VAE Decode).
-            ValueError: latents of another layout / channel count (from the codec).
-        """
-        caller = _calling_comfyui_node()
-        if caller is not None:
-            self._refuse(caller)
-        with torch.no_grad():
-            return self.codec.decode(latents)
+    def decode(self, *args, **kwargs):
+        """Always raises ``TypeError``: ComfyUI's VAE Decode cannot use this codec."""
+        self._refuse("VAE Decode calls vae.decode")
 
     def encode_tiled(self, *args, **kwargs):
         """Always raises ``TypeError``: ComfyUI's tiled VAE nodes cannot use this codec."""
@@ -217,13 +158,14 @@ class TinyVAE:
     def __getattr__(self, name: str):
         # only called for attributes that do not exist: ComfyUI VAE API such as
         # spacial_compression_encode(), vae_encode_crop_pixels(), memory_used_decode ...
-        if name.startswith("__") or name == "codec":
+        if name.startswith("__") or name == "tempomaster_codec":
             raise AttributeError(name)
         raise AttributeError(_ONLY_TEMPOMASTER.format(caller=f"it asked for {name!r}"))
 
     def __repr__(self) -> str:
-        return (f"TinyVAE(latent_channels={self.latent_channels}, temporal_factor={self.temporal_factor}, "
-                f"spatial_factor={self.spatial_factor})")
+        c = self.tempomaster_codec
+        return (f"TinyVAE(latent_channels={c.latent_channels}, temporal_factor={c.temporal_factor}, "
+                f"spatial_factor={c.spatial_factor})")
 
 
 class TinyCLIP:

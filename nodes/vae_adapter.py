@@ -44,6 +44,11 @@ WAN21_SPATIAL_FACTOR = 8
 _CODEC_ATTRS = ("latent_channels", "temporal_factor", "spatial_factor", "encode", "decode")
 
 
+CODEC_HOLDER_ATTR = "tempomaster_codec"
+"""Attribute of a ``VAE``-socket object that holds a core codec for the TempoMaster nodes only
+(:class:`nodes.builtin_nodes.TinyVAE`); :func:`as_codec` unwraps it."""
+
+
 def is_core_codec(obj: Any) -> bool:
     """True when ``obj`` already satisfies the core codec protocol
     (``latent_channels``, ``temporal_factor``, ``spatial_factor``, ``encode``, ``decode``)."""
@@ -230,8 +235,9 @@ def as_codec(vae: Any, *, tiled: bool = False) -> Any:
     """The core codec for whatever came through a ``VAE`` socket.
 
     Args:
-        vae: a ComfyUI ``VAE`` (Wan 2.1) or an object that already satisfies the
-            core codec protocol (returned unchanged; ``tiled`` does not apply to it).
+        vae: a ComfyUI ``VAE`` (Wan 2.1), an object that already satisfies the
+            core codec protocol (returned unchanged; ``tiled`` does not apply to it), or
+            a holder of one in its :data:`CODEC_HOLDER_ATTR` attribute (that codec is returned).
         tiled: tiled encode/decode for a ComfyUI VAE.
 
     Raises:
@@ -240,6 +246,9 @@ def as_codec(vae: Any, *, tiled: bool = False) -> Any:
     """
     if vae is None:
         raise TypeError("no VAE connected: load wan_2.1_vae.safetensors with the Load VAE node")
+    held = getattr(vae, CODEC_HOLDER_ATTR, None)
+    if held is not None:  # e.g. the built-in tiny codec's VAE socket object (nodes/builtin_nodes.TinyVAE)
+        vae = held
     if is_core_codec(vae):
         if tiled:
             log.info("TempoMaster: tiled VAE is ignored for %s (a core codec)", type(vae).__name__)

@@ -148,18 +148,19 @@ def test_context_reaches_the_dit_with_the_encoders_length(use_bundle):
 # -- the VAE stand-in ----------------------------------------------------------------------
 
 
-def test_vae_is_a_core_codec_passed_through_to_the_samplers(use_bundle):
+def test_vae_holds_the_core_codec_the_samplers_unwrap(use_bundle):
     _, dit, _, codec = use_bundle
     _, vae = load_tiny_encoders()
-    assert as_codec(vae) is vae
-    check_compatible(vae, dit.config)
+    core = as_codec(vae)
+    assert core is vae.tempomaster_codec and not isinstance(core, TinyVAE)
+    check_compatible(core, dit.config)
     video = torch.rand(1, 3, 5, 16, 24, generator=torch.Generator().manual_seed(0)) * 2 - 1
-    latents = vae.encode(video)
-    assert latents.shape == (1, 16, 2, 2, 3)
     with torch.no_grad():
+        latents = core.encode(video)
+        assert latents.shape == (1, 16, 2, 2, 3)
         torch.testing.assert_close(latents, codec.encode(video))
-        torch.testing.assert_close(vae.decode(latents), codec.decode(latents))
-    assert vae.decode(latents).shape == (1, 3, 5, 16, 24)
+        torch.testing.assert_close(core.decode(latents), codec.decode(latents))
+    assert "latent_channels=16" in repr(vae)
 
 
 COMFY_NODES_SRC = '''
@@ -190,14 +191,14 @@ def test_comfyui_vae_nodes_get_a_clear_message(use_bundle):
     exec(compile(WAN_EXTRAS_SRC, "/opt/ComfyUI/comfy_extras/nodes_wan.py", "exec"), extras)
     latent = {"samples": torch.zeros(1, 16, 2, 2, 2)}
     image = torch.rand(5, 16, 16, 3)
-    with pytest.raises(TypeError, match="only\\s+with the TempoMaster nodes.*VAEDecode"):
+    with pytest.raises(TypeError, match="only\\s+with the TempoMaster nodes.*VAE Decode"):
         core["VAEDecode"]().decode(vae, latent)
-    with pytest.raises(TypeError, match="only\\s+with the TempoMaster nodes.*VAEEncode"):
+    with pytest.raises(TypeError, match="only\\s+with the TempoMaster nodes.*VAE Encode"):
         core["VAEEncode"]().encode(vae, image)
     with pytest.raises(TypeError, match="only\\s+with the TempoMaster nodes"):
         extras["wan_image_to_video"](vae, image)
-    with pytest.raises(TypeError, match="channel-last IMAGE"):
-        vae.encode(image)  # a ComfyUI IMAGE from anywhere
+    with pytest.raises(TypeError, match="only\\s+with the TempoMaster nodes"):
+        vae.encode(torch.rand(1, 3, 5, 16, 16) * 2 - 1)  # even a core-layout video: use the samplers
     with pytest.raises(TypeError, match="only\\s+with the TempoMaster nodes"):
         vae.decode_tiled(latent["samples"], 512, 512, 64)
     with pytest.raises(AttributeError, match="spacial_compression_encode"):
