@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from tempomaster_core.pipeline import generate
-from tempomaster_core.plan import TreePlan
 from tempomaster_core.tiny.builtin import (
     BUILTIN_MODEL_NAME,
     REQUIRED_FILES,
     builtin_dir,
+    default_plan,
     is_available,
     load_builtin,
 )
@@ -49,10 +49,13 @@ def test_shapes_agree(bundle):
     assert cfg.text_dim == bundle.text_encoder.text_dim
     assert not bundle.model.training and all(not p.requires_grad for p in bundle.model.parameters())
     d = bundle.defaults
-    plan = TreePlan(d["blueprint_frames"], tuple(d["frame_intervals"]), tuple(d["chunks"]), height=d["height"],
-                    width=d["width"], fps=d["fps"], temporal_factor=codec.temporal_factor)
+    plan = default_plan(d, codec.temporal_factor)
     assert len(d["steps"]) == len(d["shifts"]) == plan.num_levels
-    assert d["guidance"] in ("cfg", "apg") and d["cfg"] > 0
+    cfgs = d["cfg"] if isinstance(d["cfg"], list) else [d["cfg"]] * plan.num_levels
+    guidances = d["guidance"] if isinstance(d["guidance"], list) else [d["guidance"]] * plan.num_levels
+    assert len(cfgs) == len(guidances) == plan.num_levels
+    assert all(g in ("cfg", "apg") for g in guidances) and all(c >= 1 for c in cfgs)
+    assert plan.boundary == d["boundary"] and plan.levels[-1].num_frames == 100
 
 
 @needs_weights
@@ -71,8 +74,7 @@ def test_encode_prompt_zero_padding_and_empty_prompt(bundle):
 @needs_weights
 def test_short_generate_gives_the_planned_frames(bundle):
     d = bundle.defaults
-    plan = TreePlan(d["blueprint_frames"], tuple(d["frame_intervals"]), tuple(d["chunks"]), height=d["height"],
-                    width=d["width"], fps=d["fps"], temporal_factor=bundle.codec.temporal_factor)
+    plan = default_plan(d, bundle.codec.temporal_factor)
     frames = generate(bundle.model, bundle.codec, bundle.encode_prompt("two green squares falling"),
                       bundle.encode_prompt(""), plan, steps=[2] * plan.num_levels, shifts=d["shifts"],
                       cfg=d["cfg"], guidance=d["guidance"], seed=0)

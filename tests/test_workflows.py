@@ -253,9 +253,13 @@ def test_tiny_workflow_uses_the_builtin_model_and_its_recommended_settings():
             break
         chain.extend(nxt)
     assert len(chain) == len(intervals)
+    def per_level(value, i):
+        return value[i] if isinstance(value, list) else value
+
     for i, node_id in enumerate(chain):
         inputs = api[node_id]["inputs"]
         assert (inputs["steps"], inputs["shift"], inputs["cfg"], inputs["guidance"]) == (
-            d["steps"][i], d["shifts"][i], d["cfg"], d["guidance"]), i
+            d["steps"][i], d["shifts"][i], per_level(d["cfg"], i), per_level(d["guidance"], i)), i
+    assert sched["boundary_frames"] == d["boundary"]
     video = next(v for v in api.values() if v["class_type"] == "CreateVideo")["inputs"]
     assert video["images"] == [chain[-1], 1] and video["fps"] == [chain[-1], 2]

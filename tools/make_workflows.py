@@ -321,6 +321,13 @@ def _intervals_widgets(intervals) -> dict:
     return {"frame_intervals": preset, "custom_intervals": text}
 
 
+def _level_value(value, level: int):
+    """A per-level setting of ``defaults.json``: ``value[level]`` for a list, else ``value`` itself
+    (floats as float)."""
+    item = value[level] if isinstance(value, (list, tuple)) else value
+    return float(item) if isinstance(item, (int, float)) else item
+
+
 def tiny_note(d: dict) -> str:
     """Markdown note of the built-in-model workflow (settings from ``d`` = :func:`tiny_defaults`)."""
     from tempomaster_core.tiny.builtin import BUILTIN_MODEL_NAME, default_plan
@@ -330,13 +337,16 @@ def tiny_note(d: dict) -> str:
                       for i, lv in enumerate(plan.levels))
     steps = "/".join(str(v) for v in d["steps"])
     shifts = "/".join(f"{v:g}" for v in d["shifts"])
+    levels = range(len(d["frame_intervals"]))
+    cfg = "/".join(f"{_level_value(d['cfg'], i):g}" for i in levels)
+    guidance = "/".join(dict.fromkeys(str(_level_value(d["guidance"], i)).upper() for i in levels))
     return f"""## TempoMaster-Tiny: runs right after installing
 
 **No downloads.** *{BUILTIN_MODEL_NAME}* ships with the node pack (`tempomaster_core/builtin/`). It is a small DiT of the same family as the 14B model, trained on procedural {d['width']}x{d['height']} videos of coloured balls, squares and triangles moving, bouncing or falling on plain or gradient backgrounds. CPU is enough.
 
 **Prompts** are short captions of that world: *a red ball bouncing from left to right*, *two blue squares falling*, *three green triangles moving diagonally*. Unknown words are ignored (a warning in the console).
 
-**This workflow**: text-to-video, {tree}; steps {steps}, shift {shifts}, cfg {d['cfg']:g} ({d['guidance'].upper()}), chunk-boundary frames '{d['boundary']}', weights in fp32.
+**This workflow**: text-to-video, {tree}; steps {steps}, shift {shifts}, cfg {cfg} ({guidance}; cfg 1 = no negative pass), chunk-boundary frames '{d['boundary']}', weights in fp32.
 
 **Load TempoMaster-Tiny Text Encoder & Codec** gives a CLIP for ComfyUI's CLIP Text Encode and a VAE that works **only with the TempoMaster samplers** (they return decoded frames; ComfyUI's VAE Decode/Encode refuse it).
 
@@ -377,8 +387,8 @@ def tiny_text_to_video() -> dict:
     x = 860
     for i, interval in enumerate(d["frame_intervals"]):
         fps = float(d["fps"]) / int(interval)
-        common = dict(seed=0, steps=int(d["steps"][i]), shift=float(d["shifts"][i]), cfg=float(d["cfg"]),
-                      guidance=d["guidance"], tiled_vae=False)
+        common = dict(seed=0, steps=int(d["steps"][i]), shift=float(d["shifts"][i]), cfg=_level_value(d["cfg"], i),
+                      guidance=_level_value(d["guidance"], i), tiled_vae=False)
         if i == 0:
             node = g.add("TempoMasterBlueprintSampler", (x, 0), widget_values("TempoMasterBlueprintSampler", **common),
                          size=[320, 330], title=f"Blueprint {fps:g} fps (TempoMaster)")
