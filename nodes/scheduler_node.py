@@ -366,7 +366,8 @@ class TreeScheduler:
                                "authors ran): the first and last frame of every chunk copy the nearest earlier "
                                "frame of the level above, so a boundary between two anchors repeats a frame. "
                                "'anchors': only the true frames of the level above are conditions; boundary "
-                               "frames are generated (use with a model trained for it, e.g. TempoMaster-Tiny).",
+                               "frames are generated (no repeated frame, but only for a model trained for it: "
+                               "TempoMaster-Tiny, trained on both, still has larger seams this way).",
                 }),
             },
         }
