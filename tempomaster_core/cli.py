@@ -90,9 +90,9 @@ class LevelProgress:
     Matches the core's ``progress(level_index, step, total_steps, preview_latents)``.
     """
 
-    def __init__(self, plan: TreePlan, stream=sys.stderr) -> None:
+    def __init__(self, plan: TreePlan, stream=None) -> None:
         self.plan = plan
-        self.stream = stream
+        self.stream = stream if stream is not None else sys.stderr  # looked up now, so redirection works
         self._started: dict[int, float] = {}
 
     def __call__(self, level_index: int, step: int, total_steps: int, preview_latents=None) -> None:

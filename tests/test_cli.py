@@ -1,0 +1,78 @@
+"""The README's main job: ``python -m tempomaster_core generate`` on the shipped TempoMaster-Tiny."""
+
+import pytest
+import torch
+
+from tempomaster_core import cli
+from tempomaster_core.tiny.builtin import is_available
+from tempomaster_core.video_io import read_video
+
+needs_weights = pytest.mark.skipif(not is_available(), reason="built-in TempoMaster-Tiny weights not installed")
+PROMPT = "a red ball bouncing from left to right"
+
+
+@needs_weights
+def test_generate_writes_the_final_video_and_every_level(tmp_path, capsys):
+    out = tmp_path / "video.mp4"
+    assert cli.main(["generate", "--prompt", PROMPT, "--out", str(out), "--save-levels"]) == 0
+    expected = {out: (100, 24.0), tmp_path / "video_level0_6fps.mp4": (25, 6.0),
+                tmp_path / "video_level1_12fps.mp4": (50, 12.0), tmp_path / "video_level2_24fps.mp4": (100, 24.0)}
+    for path, (frames, fps) in expected.items():
+        video, read_fps = read_video(path)
+        assert video.shape == (frames, 64, 64, 3) and read_fps == pytest.approx(fps), path
+    err = capsys.readouterr().err
+    assert "level 3/3 24 fps (4 chunks x 25 frames)" in err and "100 frames at 24 fps" in err
+    # the video follows the prompt: a red object in every frame, and it moves
+    video, _ = read_video(out)
+    bright = video.max(-1).values > 0.45
+    assert bright.flatten(1).sum(1).min() >= 12  # an object in every frame
+    rgb = video[bright].mean(0)
+    assert rgb[0] > rgb[1] + 0.3 and rgb[0] > rgb[2] + 0.3, rgb  # red
+    ys, xs = torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="ij")
+    cx = (bright * xs).flatten(1).sum(1) / bright.flatten(1).sum(1)
+    assert cx.max() - cx.min() > 8  # it travels horizontally
+
+
+def test_settings_come_from_the_model_defaults_and_flags_override_them(tmp_path, monkeypatch):
+    seen = {}
+
+    def fake_generate(model, codec, positive, negative, plan, **kwargs):
+        seen.update(kwargs, plan=plan)
+        return torch.zeros(plan.final.num_frames, plan.height, plan.width, 3), []
+
+    monkeypatch.setattr(cli, "generate", fake_generate)
+    written = []
+    monkeypatch.setattr("tempomaster_core.video_io.write_video", lambda path, frames, fps: written.append(fps) or path)
+    if not is_available():
+        pytest.skip("built-in TempoMaster-Tiny weights not installed")
+    from tempomaster_core.tiny.builtin import load_builtin
+
+    d = load_builtin().defaults
+    cli.main(["generate", "--prompt", PROMPT, "--out", str(tmp_path / "a.mp4")])
+    assert seen["plan"].boundary == d["boundary"] and seen["plan"].frame_intervals == tuple(d["frame_intervals"])
+    assert seen["steps"] == d["steps"] and seen["shifts"] == d["shifts"] and seen["cfg"] == d["cfg"]
+    assert seen["guidance"] == d["guidance"] and written == [24.0]
+    cli.main(["generate", "--prompt", PROMPT, "--out", str(tmp_path / "b.mp4"), "--boundary", "anchors",
+              "--intervals", "4,1", "--chunks", "4", "--steps", "3", "--shift", "5,3", "--cfg", "2", "--guidance", "cfg"])
+    plan = seen["plan"]
+    assert plan.boundary == "anchors" and plan.frame_intervals == (4, 1) and plan.chunks == (4,)
+    assert plan.levels[1].chunk_conditions(1)[0] == (3, 7)  # chunk 1 starts at frame 25: first anchor 28 = 7*4
+    assert (seen["steps"], seen["shifts"], seen["cfg"], seen["guidance"]) == ([3, 3], [5.0, 3.0], 2.0, "cfg")
+
+
+@needs_weights
+@pytest.mark.parametrize("argv, message", [
+    (["--frames", "26"], "4*n+1 pixel frames, got 26; nearest valid values: 25 or 29"),
+    (["--steps", "1,2"], "--steps has 2 values for 3 levels"),
+    (["--intervals", "4,3"], "divisible"),
+])
+def test_bad_settings_exit_with_the_reason(tmp_path, argv, message):
+    with pytest.raises(SystemExit) as info:
+        cli.main(["generate", "--prompt", PROMPT, "--out", str(tmp_path / "x.mp4")] + argv)
+    assert message in str(info.value)
+
+
+def test_unknown_boundary_mode_is_an_argument_error(capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(["generate", "--prompt", PROMPT, "--out", "x.mp4", "--boundary", "exact"])
+    assert info.value.code == 2 and "invalid choice: 'exact'" in capsys.readouterr().err
