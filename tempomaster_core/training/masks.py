@@ -15,8 +15,8 @@ it meets at inference:
   condition frames too, copied from frame ``index // ratio`` of the level above
   (reference ``preparer_condition_video``), i.e. a boundary may show the
   *previous* anchor instead of its own ground truth; with ``boundary="anchors"``
-  only the anchors are known. Both modes are drawn (the default one more often,
-  :data:`ANCHORS_BOUNDARY_PROB`), so the model serves either at inference.
+  only the anchors are known. Both modes are drawn equally often, so the model
+  serves either at inference.
 
 A pattern is a :class:`ConditionDraw`: which pixel frames of the clip are known
 and *which ground-truth frame* is placed there, as an offset in clip frames
@@ -41,11 +41,11 @@ REFINEMENT_TREES = ((4, 2, 1), (4, 1))
 intervals 2 and 1, (4,1) ratio 4 at interval 1."""
 
 DEFAULT_KIND_PROBS = {
-    "t2v": 0.30,
-    "i2v": 0.08,
-    "first_last": 0.03,
-    "keyframes": 0.05,
-    "prefix": 0.04,
+    "t2v": 0.24,
+    "i2v": 0.10,
+    "first_last": 0.04,
+    "keyframes": 0.06,
+    "prefix": 0.06,
     "refine": 0.50,
 }
 """Default probability of every pattern kind (blueprint kinds 50 %, refinement 50 %). Text-to-video
@@ -56,10 +56,6 @@ BLUEPRINT_INTERVAL_PROBS = {4: 0.6, 2: 0.2, 1: 0.2}
 
 RATIO4_PROB = 0.2
 """Share of refinement patterns with ratio 4 (the (4,1) tree); the rest have ratio 2."""
-
-ANCHORS_BOUNDARY_PROB = 0.2
-"""Share of refinement patterns in the plan's ``boundary="anchors"`` mode; the rest use the
-default ``"reference"`` boundary conditions (what inference uses unless asked otherwise)."""
 
 
 @dataclass(frozen=True)
@@ -199,8 +195,7 @@ def draw_condition(
     Returns:
         A :class:`ConditionDraw`. Blueprint kinds get an interval from
         :data:`BLUEPRINT_INTERVAL_PROBS`; ``"refine"`` a chunk pattern of
-        :func:`refinement_patterns` (ratio 4 with probability :data:`RATIO4_PROB`, boundary mode
-        ``"anchors"`` with probability :data:`ANCHORS_BOUNDARY_PROB`).
+        :func:`refinement_patterns` (ratio 4 with probability :data:`RATIO4_PROB`).
 
     Raises:
         ValueError: a kind outside the known ones in ``kind_probs``.
@@ -214,13 +209,11 @@ def draw_condition(
         return draw_blueprint_pattern(rng, kind, frames, _pick(rng, BLUEPRINT_INTERVAL_PROBS))
     patterns = refinement_patterns(frames, temporal_factor)
     want = 4 if rng.random() < RATIO4_PROB else 2
-    boundary = "anchors" if rng.random() < ANCHORS_BOUNDARY_PROB else "reference"
-    choices = [p for p in patterns if p.ratio == want and p.level[3] == boundary] or list(patterns)
+    choices = [p for p in patterns if p.ratio == want] or list(patterns)
     return choices[int(rng.integers(len(choices)))]
 
 
 __all__ = [
     "BLUEPRINT_KINDS", "REFINEMENT_TREES", "DEFAULT_KIND_PROBS", "BLUEPRINT_INTERVAL_PROBS", "RATIO4_PROB",
-    "ANCHORS_BOUNDARY_PROB",
     "ConditionDraw", "refinement_patterns", "draw_blueprint_pattern", "draw_condition",
 ]
