@@ -28,9 +28,8 @@ Widgets added for planning (all optional, so older API workflows still run):
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Optional
 
 from tempomaster_core.plan import BOUNDARY_MODES
@@ -237,7 +236,7 @@ def build_schedule(blueprint_frames: int, frame_intervals: str, custom_intervals
             auto = auto_plan(wanted, height=int(height), width=int(width), fps=float(fps), intervals=intervals,
                              chunks=chunk_values, config=config, steps=steps if intervals else None,
                              cfg=scalar_cfg, trained_chunk_frames=trained, memory_budget_bytes=budget)
-            plan = dataclasses.replace(auto.plan, boundary=boundary_frames)
+            plan = replace(auto.plan, boundary=boundary_frames)
             if length_mode == LENGTH_BLUEPRINT and plan.blueprint_frames != blueprint:
                 TreePlan(blueprint, intervals, None, height=int(height), width=int(width), fps=float(fps))  # its error
         else:
