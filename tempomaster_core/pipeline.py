@@ -420,7 +420,13 @@ def run_refinement(
     )
 
 
-def _per_level(value: Any, name: str, levels: int, allow_scalar: bool) -> list:
+def per_level(value: Any, name: str, levels: int, allow_scalar: bool) -> list:
+    """One setting per level: ``value`` as a list of ``levels`` entries (a scalar is repeated when
+    ``allow_scalar``), as :func:`generate` reads its ``steps``/``shifts``/``cfg``/``guidance``.
+
+    Raises:
+        ValueError: a list of another length, or a scalar where one value per level is required.
+    """
     if isinstance(value, (list, tuple)):
         if len(value) != levels:
             raise ValueError(f"{name} has {len(value)} entries but the plan has {levels} levels; give one per level")
@@ -470,10 +476,10 @@ def generate(
     if not isinstance(plan, TreePlan):
         raise TypeError(f"plan must be a TreePlan, got {type(plan).__name__}")
     levels = plan.num_levels
-    steps_l = _per_level(steps, "steps", levels, allow_scalar=False)
-    shifts_l = _per_level(shifts, "shifts", levels, allow_scalar=False)
-    cfg_l = _per_level(cfg, "cfg", levels, allow_scalar=True)
-    guidance_l = _per_level(guidance, "guidance", levels, allow_scalar=True)
+    steps_l = per_level(steps, "steps", levels, allow_scalar=False)
+    shifts_l = per_level(shifts, "shifts", levels, allow_scalar=False)
+    cfg_l = per_level(cfg, "cfg", levels, allow_scalar=True)
+    guidance_l = per_level(guidance, "guidance", levels, allow_scalar=True)
     for level_steps, level_shift, level_cfg, level_guidance in zip(steps_l, shifts_l, cfg_l, guidance_l):
         flow_sigmas(level_steps, level_shift)  # validate every level before any compute
         _check_sampling(level_cfg, level_guidance)

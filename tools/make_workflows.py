@@ -321,11 +321,11 @@ def _intervals_widgets(intervals) -> dict:
     return {"frame_intervals": preset, "custom_intervals": text}
 
 
-def _level_value(value, level: int):
-    """A per-level setting of ``defaults.json``: ``value[level]`` for a list, else ``value`` itself
-    (floats as float)."""
-    item = value[level] if isinstance(value, (list, tuple)) else value
-    return float(item) if isinstance(item, (int, float)) else item
+def _tiny_per_level(d: dict, key: str) -> list:
+    """``d[key]`` (``cfg``/``guidance`` of :func:`tiny_defaults`, one value or one per level) per level."""
+    from tempomaster_core.pipeline import per_level
+
+    return per_level(d[key], key, len(d["frame_intervals"]), allow_scalar=True)
 
 
 def tiny_note(d: dict) -> str:
@@ -337,9 +337,8 @@ def tiny_note(d: dict) -> str:
                       for i, lv in enumerate(plan.levels))
     steps = "/".join(str(v) for v in d["steps"])
     shifts = "/".join(f"{v:g}" for v in d["shifts"])
-    levels = range(len(d["frame_intervals"]))
-    cfg = "/".join(f"{_level_value(d['cfg'], i):g}" for i in levels)
-    guidance = "/".join(dict.fromkeys(str(_level_value(d["guidance"], i)).upper() for i in levels))
+    cfg = "/".join(f"{float(v):g}" for v in _tiny_per_level(d, "cfg"))
+    guidance = "/".join(dict.fromkeys(str(v).upper() for v in _tiny_per_level(d, "guidance")))
     return f"""## TempoMaster-Tiny: runs right after installing
 
 **No downloads.** *{BUILTIN_MODEL_NAME}* ships with the node pack (`tempomaster_core/builtin/`). It is a small DiT of the same family as the 14B model, trained on procedural {d['width']}x{d['height']} videos of coloured balls, squares and triangles moving, bouncing or falling on plain or gradient backgrounds. CPU is enough.
@@ -387,8 +386,9 @@ def tiny_text_to_video() -> dict:
     x = 860
     for i, interval in enumerate(d["frame_intervals"]):
         fps = float(d["fps"]) / int(interval)
-        common = dict(seed=0, steps=int(d["steps"][i]), shift=float(d["shifts"][i]), cfg=_level_value(d["cfg"], i),
-                      guidance=_level_value(d["guidance"], i), tiled_vae=False)
+        common = dict(seed=0, steps=int(d["steps"][i]), shift=float(d["shifts"][i]),
+                      cfg=float(_tiny_per_level(d, "cfg")[i]), guidance=_tiny_per_level(d, "guidance")[i],
+                      tiled_vae=False)
         if i == 0:
             node = g.add("TempoMasterBlueprintSampler", (x, 0), widget_values("TempoMasterBlueprintSampler", **common),
                          size=[320, 330], title=f"Blueprint {fps:g} fps (TempoMaster)")
