@@ -2,9 +2,9 @@
 
 Usage::
 
-    python benchmarks/eval_tiny.py [--prompts 40] [--quick] [--model-dir DIR] [--json out.json]
-                                   [--steps 24,16,16 --shifts 5,3,3 --cfg 4 --guidance cfg]
-                                   [--ar-overlap 5] [--no-ar] [--threads 1]
+    python benchmarks/eval_tiny.py [--prompts 40] [--scene-offset 0] [--quick] [--model-dir DIR]
+                                   [--json out.json] [--steps 24,16,16 --shifts 5,12,12 --cfg 5,1,1
+                                   --guidance apg --boundary reference] [--ar-overlap 5] [--no-ar] [--threads 2]
 
 For every held-out scene (seeds ``EVAL_SEED_BASE + k``, never used in training:
 training scenes use seeds below ``HELD_OUT_SEED_BASE``) its canonical caption is
