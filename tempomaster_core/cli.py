@@ -13,10 +13,11 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import torch
 
+from .level_settings import per_level
 from .pipeline import default_schedule, generate
 from .plan import BOUNDARY_MODES, PlanError, TreePlan
 
@@ -63,7 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="condition image at a blueprint pixel frame (negative counts from the end); repeatable")
     g.add_argument("--frames", type=int, help="blueprint pixel frames (4n+1)")
     g.add_argument("--intervals", type=_int_list, help="frame intervals per level, e.g. 4,2,1 (6->12->24 fps at 24 fps)")
-    g.add_argument("--chunks", type=_int_list, help="chunks per refinement level, e.g. 2,4 (default: reference rule)")
+    g.add_argument("--chunks", type=_int_list,
+                   help="chunks per refinement level, e.g. 2,4 (default: the model's for its own intervals, "
+                        "else the reference rule)")
     g.add_argument("--boundary", choices=BOUNDARY_MODES,
                    help="chunk-boundary condition frames: 'reference' (copy the previous anchor, as the authors "
                         "ran it) or 'anchors' (only true frames of the level above); default: the model's")
@@ -108,21 +111,30 @@ class LevelProgress:
         self.stream.flush()
 
 
-def _per_level(values: Optional[Sequence], default: Sequence, levels: int, name: str) -> list:
+def _flag_per_level(values: Optional[Sequence], default: Any, levels: int, name: str) -> Any:
+    """A ``--name a,b,c`` flag per level: ``default`` when absent, one value repeated, or one per level
+    (:func:`~tempomaster_core.level_settings.per_level`); exits with a message otherwise."""
     if values is None:
-        return list(default)
-    if len(values) == 1:
-        return list(values) * levels
-    if len(values) != levels:
-        raise SystemExit(f"error: --{name} has {len(values)} values for {levels} levels; give one or {levels}")
-    return list(values)
+        return default
+    try:
+        return per_level(values[0] if len(values) == 1 else list(values), f"--{name}", levels)
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}") from None
 
 
-def _defaults_for(plan: TreePlan, defaults: dict, key: str, fallback: Sequence) -> Sequence:
+def _model_default(plan: TreePlan, defaults: dict, key: str, fallback: Any) -> Any:
+    """The bundle's recommended ``key`` (``defaults.json``) for this plan's levels.
+
+    A single value or a list with one entry per level is used as is; a list written for another
+    number of levels gives its first entry (the blueprint's) to the blueprint and its last entry
+    (the refinement levels') to every refinement level; ``fallback`` when the bundle has none.
+    """
     value = defaults.get(key)
-    if value is not None and len(value) == plan.num_levels:
+    if value is None:
+        return fallback
+    if not isinstance(value, (list, tuple)) or len(value) == plan.num_levels:
         return value
-    return fallback
+    return [value[0]] + [value[-1]] * (plan.num_levels - 1)
 
 
 def run_generate(args: argparse.Namespace) -> list[Path]:
@@ -133,11 +145,15 @@ def run_generate(args: argparse.Namespace) -> list[Path]:
 
     bundle = load_builtin(device=args.device, dtype=torch.float32, directory=args.model_dir)
     d = bundle.defaults
+    intervals = args.intervals if args.intervals is not None else tuple(d["frame_intervals"])
+    chunks = args.chunks
+    if chunks is None and tuple(intervals) == tuple(d["frame_intervals"]):
+        chunks = d.get("chunks")  # the model's chunking belongs to its own tree; other trees: reference rule
     try:
         plan = TreePlan(
             args.frames if args.frames is not None else d["blueprint_frames"],
-            args.intervals if args.intervals is not None else tuple(d["frame_intervals"]),
-            args.chunks if args.chunks is not None else d.get("chunks"),
+            intervals,
+            chunks,
             height=args.height if args.height is not None else d["height"],
             width=args.width if args.width is not None else d["width"],
             fps=args.fps if args.fps is not None else d["fps"],
@@ -148,12 +164,10 @@ def run_generate(args: argparse.Namespace) -> list[Path]:
         raise SystemExit(f"error: {exc}") from None
 
     ref_steps, ref_shifts = default_schedule(plan)
-    steps = _per_level(args.steps, _defaults_for(plan, d, "steps", ref_steps), plan.num_levels, "steps")
-    shifts = _per_level(args.shift, _defaults_for(plan, d, "shifts", ref_shifts), plan.num_levels, "shift")
-    if args.cfg is None:
-        cfg = d.get("cfg", 8.0)
-    else:
-        cfg = args.cfg[0] if len(args.cfg) == 1 else _per_level(args.cfg, (), plan.num_levels, "cfg")
+    steps = _flag_per_level(args.steps, _model_default(plan, d, "steps", list(ref_steps)), plan.num_levels, "steps")
+    shifts = _flag_per_level(args.shift, _model_default(plan, d, "shifts", list(ref_shifts)), plan.num_levels,
+                             "shift")
+    cfg = _flag_per_level(args.cfg, _model_default(plan, d, "cfg", 8.0), plan.num_levels, "cfg")
 
     keyframes = list(args.keyframe)
     if args.image:
@@ -175,7 +189,7 @@ def run_generate(args: argparse.Namespace) -> list[Path]:
     final, levels = generate(
         bundle.model, bundle.codec, positive, negative, plan,
         conditions=conditions or None, steps=steps, shifts=shifts, cfg=cfg,
-        guidance=args.guidance or d.get("guidance", "apg"), seed=args.seed,
+        guidance=args.guidance or _model_default(plan, d, "guidance", "apg"), seed=args.seed,
         max_batch=args.max_batch, progress=LevelProgress(plan), return_levels=True,
     )
     elapsed = time.perf_counter() - started

@@ -60,6 +60,7 @@ from typing import Any, Optional, Sequence
 
 from .config import DiTConfig
 from .flops import dit_flops_breakdown
+from .level_settings import per_level
 
 #: Bytes per weight element for the weight dtypes the loader and ComfyUI use.
 DTYPE_BYTES: dict[str, int] = {
@@ -167,11 +168,11 @@ def levels_from_plan(plan: Any, steps: Any = None) -> list[LevelWork]:
     Raises:
         CostError: wrong number of steps.
     """
-    per_level = _steps_per_level(steps, plan.num_levels)
+    level_steps = _steps_per_level(steps, plan.num_levels)
     return [
         LevelWork(level.num_chunks, level.frames_per_chunk, s, num_frames=level.num_frames, fps=level.fps,
                   label=f"{level.fps:g} fps")
-        for level, s in zip(plan.levels, per_level)
+        for level, s in zip(plan.levels, level_steps)
     ]
 
 
@@ -218,10 +219,10 @@ def paper_ablation_levels(
     if steps is None:
         refine = REFERENCE_REFINEMENT_STEPS if len(fps) > 2 else 30
         steps = (REFERENCE_BLUEPRINT_STEPS,) + (refine,) * (len(fps) - 1)
-    per_level = _steps_per_level(steps, len(fps))
+    level_steps = _steps_per_level(steps, len(fps))
     final_fps = fps[-1]
     out = []
-    for f, c, s in zip(fps, counts, per_level):
+    for f, c, s in zip(fps, counts, level_steps):
         frames = (final_frames - 1) * f / final_fps + 1
         length = round_down_frames(frames / c, temporal_factor)
         out.append(LevelWork(c, length, s, num_frames=round(frames), fps=f, label=f"{f:g} fps"))
@@ -621,22 +622,14 @@ def estimate_levels_cost(
     levels = list(levels)
     if not levels:
         raise CostError("no levels to price; give at least the blueprint")
-    batches = _per_level(max_batch, "max_batch", len(levels))
-    scales = [_guidance_scale(c) for c in _per_level(cfg, "cfg", len(levels))]
+    batches = per_level(max_batch, "max_batch", len(levels), error=CostError)
+    scales = [_guidance_scale(c) for c in per_level(cfg, "cfg", len(levels), error=CostError)]
     common = dict(height=height, width=width, text_len=text_len, dtype=dtype, attention=attention,
                   spatial_factor=spatial_factor, temporal_factor=temporal_factor)
     priced = tuple(level_cost(w, config, max_batch=b, cfg=c, **common) for w, b, c in zip(levels, batches, scales))
     full = level_cost(full_sequence, config, cfg=scales[0], **common) if full_sequence is not None else None
     settings = {**common, "cfg": scales, "max_batch": batches, "config": config.to_dict()}
     return PlanCost(levels=priced, full_sequence=full, settings=settings)
-
-
-def _per_level(value: Any, name: str, levels: int) -> list:
-    if isinstance(value, (list, tuple)):
-        if len(value) != levels:
-            raise CostError(f"{name} has {len(value)} entries for {levels} levels; give one per level or one value")
-        return list(value)
-    return [value] * levels
 
 
 def _guidance_scale(value: Any) -> float:

@@ -38,6 +38,7 @@ import torch
 
 from .conditioning import blueprint_clip, build_condition, refinement_clips
 from .guidance import GUIDANCE_KINDS, make_guidance, x0_from_velocity
+from .level_settings import per_level
 from .plan import LevelPlan, TreePlan
 from .protocols import check_compatible, codec_device
 from .sampling import NUM_TRAIN_TIMESTEPS, euler_step, flow_sigmas, next_sigmas, seeded_noise
@@ -418,22 +419,6 @@ def run_refinement(
         steps=steps, shift=shift, cfg=cfg, guidance=guidance, seed=seed, max_batch=max_batch,
         cfg_batching=cfg_batching, progress=progress,
     )
-
-
-def per_level(value: Any, name: str, levels: int, allow_scalar: bool) -> list:
-    """One setting per level: ``value`` as a list of ``levels`` entries (a scalar is repeated when
-    ``allow_scalar``), as :func:`generate` reads its ``steps``/``shifts``/``cfg``/``guidance``.
-
-    Raises:
-        ValueError: a list of another length, or a scalar where one value per level is required.
-    """
-    if isinstance(value, (list, tuple)):
-        if len(value) != levels:
-            raise ValueError(f"{name} has {len(value)} entries but the plan has {levels} levels; give one per level")
-        return list(value)
-    if allow_scalar:
-        return [value] * levels
-    raise ValueError(f"{name} must be a list with one value per level ({levels} levels), got {value!r}")
 
 
 def generate(

@@ -256,12 +256,12 @@ def _refinement_conditions(
         sources[end] = end // ratio
     for k in range(previous_frames):
         sources[k * ratio] = k
-    per_chunk = []
-    for c in range(chunks):
-        start = c * length
-        stop = min(start + length, frames)
-        per_chunk.append(tuple((p - start, sources[p]) for p in sorted(sources) if start <= p < stop))
-    return tuple(per_chunk)
+    per_chunk: list[list[tuple[int, int]]] = [[] for _ in range(chunks)]
+    for p in sorted(sources):
+        if p < frames:  # chunks * length >= frames, so p // length is a chunk index
+            chunk, offset = divmod(p, length)
+            per_chunk[chunk].append((offset, sources[p]))
+    return tuple(tuple(conds) for conds in per_chunk)
 
 
 def _as_int(value: Any, name: str) -> int:

@@ -57,13 +57,18 @@ def test_settings_come_from_the_model_defaults_and_flags_override_them(tmp_path,
     plan = seen["plan"]
     assert plan.boundary == "anchors" and plan.frame_intervals == (4, 1) and plan.chunks == (4,)
     assert plan.levels[1].chunk_conditions(1)[0] == (3, 7)  # chunk 1 starts at frame 25: first anchor 28 = 7*4
-    assert (seen["steps"], seen["shifts"], seen["cfg"], seen["guidance"]) == ([3, 3], [5.0, 3.0], 2.0, "cfg")
+    assert (seen["steps"], seen["shifts"], seen["cfg"], seen["guidance"]) == ([3, 3], [5.0, 3.0], [2.0, 2.0], "cfg")
+    # a tree with another number of levels: the model's blueprint setting, then its refinement setting
+    cli.main(["generate", "--prompt", PROMPT, "--out", str(tmp_path / "c.mp4"), "--intervals", "4,1"])
+    assert seen["plan"].frame_intervals == (4, 1) and seen["plan"].chunks == (4,)  # reference chunk rule
+    assert seen["steps"] == [d["steps"][0], d["steps"][-1]] and seen["shifts"] == [d["shifts"][0], d["shifts"][-1]]
+    assert seen["cfg"] == [d["cfg"][0], d["cfg"][-1]]
 
 
 @needs_weights
 @pytest.mark.parametrize("argv, message", [
     (["--frames", "26"], "4*n+1 pixel frames, got 26; nearest valid values: 25 or 29"),
-    (["--steps", "1,2"], "--steps has 2 values for 3 levels"),
+    (["--steps", "1,2"], "--steps has 2 entries but the plan has 3 levels; give one per level or a single value"),
     (["--intervals", "4,3"], "divisible"),
 ])
 def test_bad_settings_exit_with_the_reason(tmp_path, argv, message):

@@ -323,7 +323,7 @@ def _intervals_widgets(intervals) -> dict:
 
 def _tiny_per_level(d: dict, key: str) -> list:
     """``d[key]`` (``cfg``/``guidance`` of :func:`tiny_defaults`, one value or one per level) per level."""
-    from tempomaster_core.pipeline import per_level
+    from tempomaster_core.level_settings import per_level
 
     return per_level(d[key], key, len(d["frame_intervals"]), allow_scalar=True)
 
