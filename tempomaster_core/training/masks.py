@@ -51,9 +51,8 @@ DEFAULT_KIND_PROBS = {
 """Default probability of every pattern kind (blueprint kinds 50 %, refinement 50 %). Text-to-video
 gets the largest blueprint share: the object count and layout of a video are decided there."""
 
-BLUEPRINT_INTERVAL_PROBS = {4: 0.75, 2: 0.125, 1: 0.125}
-"""Frame interval of a blueprint-case clip (multi-frame-rate training). The blueprint itself is
-generated at interval 4 (6 fps), where the object count and layout are decided, so it gets most of them."""
+BLUEPRINT_INTERVAL_PROBS = {4: 0.6, 2: 0.2, 1: 0.2}
+"""Frame interval of a blueprint-case clip (multi-frame-rate training; the blueprint itself is 6 fps)."""
 
 RATIO4_PROB = 0.2
 """Share of refinement patterns with ratio 4 (the (4,1) tree); the rest have ratio 2."""

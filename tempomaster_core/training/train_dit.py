@@ -73,7 +73,7 @@ from ..tiny.builtin import FALLBACK_DEFAULTS
 from ..tiny.codec import TinyVideoCodec
 from ..tiny.scenes import random_caption, render_frames, sample_scene
 from ..tiny.text_encoder import TextEncoderConfig, TinyTextEncoder
-from .masks import BLUEPRINT_INTERVAL_PROBS, DEFAULT_KIND_PROBS, RATIO4_PROB, ConditionDraw, draw_condition
+from .masks import DEFAULT_KIND_PROBS, ConditionDraw, draw_condition
 
 HELD_OUT_SEED_BASE = 1_000_000_000
 """Scene seeds at or above this value are held out (validation, ``benchmarks/eval_tiny.py``)."""
@@ -116,7 +116,7 @@ class TrainConfig:
     caption_dropout: float = 0.1
     kind_probs: dict = field(default_factory=lambda: dict(DEFAULT_KIND_PROBS))
     batch: int = 16
-    reuse: int = 8
+    reuse: int = 4
     pool: int = 1024
     lr: float = 6e-4
     weight_decay: float = 0.01
@@ -475,8 +475,6 @@ def train(
         "seed": seed, "config": asdict(cfg), "dit_config": model.config.to_dict(),
         "text_encoder_config": text_encoder.config.to_dict(), "parameters": n_params,
         "text_encoder_parameters": n_text, "codec": codec.config.to_dict(), "threads": torch.get_num_threads(),
-        "blueprint_interval_probs": {str(k): v for k, v in BLUEPRINT_INTERVAL_PROBS.items()},
-        "ratio4_prob": RATIO4_PROB,
         "curve": [], "validation": [], "schedule_steps": schedule_steps, "init": None if init is None else str(init),
     }
     last_ckpt = time.time()
