@@ -11,6 +11,7 @@ import torch
 from tempomaster_core.pipeline import generate
 from tempomaster_core.tiny.builtin import (
     BUILTIN_MODEL_NAME,
+    FALLBACK_DEFAULTS,
     REQUIRED_FILES,
     builtin_dir,
     default_plan,
@@ -38,6 +39,15 @@ def test_missing_files_raise_a_helpful_error(tmp_path):
 def test_builtin_dir_is_inside_the_package():
     assert builtin_dir().name == "builtin" and builtin_dir().parent.name == "tempomaster_core"
     assert BUILTIN_MODEL_NAME == "TempoMaster-Tiny (built-in)"
+
+
+def test_training_writes_the_shipped_recommended_settings():
+    # train_dit writes FALLBACK_DEFAULTS as defaults.json: a model retrained from scratch must get the
+    # settings the shipped model's quality was measured with, not stale ones
+    import json
+
+    shipped = json.loads((builtin_dir() / "defaults.json").read_text())
+    assert shipped == FALLBACK_DEFAULTS
 
 
 @needs_weights
