@@ -146,15 +146,7 @@ def default_steps(num_levels: int) -> tuple[int, ...]:
 def _steps_per_level(steps: Any, num_levels: int) -> tuple[int, ...]:
     if steps is None:
         return default_steps(num_levels)
-    if isinstance(steps, (int,)) and not isinstance(steps, bool):
-        return (_positive_int(steps, "steps"),) * num_levels
-    try:
-        values = tuple(steps)
-    except TypeError:
-        raise CostError(f"steps must be None, an int or one int per level, got {steps!r}") from None
-    if len(values) != num_levels:
-        raise CostError(f"steps has {len(values)} entries but there are {num_levels} levels; give one per level")
-    return tuple(_positive_int(s, "steps") for s in values)
+    return tuple(_positive_int(s, "steps") for s in per_level(steps, "steps", num_levels, error=CostError))
 
 
 def levels_from_plan(plan: Any, steps: Any = None) -> list[LevelWork]:
