@@ -268,3 +268,19 @@ def test_train_writes_a_bundle_and_continues_from_it(tmp_path):
     assert summary["init"] == str(tmp_path) and summary["schedule_steps"] == 50
     for (name, a), (_, b) in zip(sorted(model.state_dict().items()), sorted(saved.state_dict().items())):
         assert torch.equal(a, b), name
+
+
+def test_shipped_weights_were_trained_with_the_default_recipe():
+    """The README/model-card command (`train_dit --out DIR --seed 0 --minutes 58`) uses TrainConfig's
+    defaults, so they must be the recipe recorded with the shipped weights."""
+    import json
+    from dataclasses import asdict
+    from pathlib import Path
+
+    import tempomaster_core
+
+    shipped = Path(tempomaster_core.__file__).parent / "builtin" / "dit_train.json"
+    recorded = json.loads(shipped.read_text())
+    assert recorded["init"] is None, "the shipped weights must come from one run from scratch"
+    assert recorded["seed"] == 0
+    assert recorded["config"] == asdict(TrainConfig())
