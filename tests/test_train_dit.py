@@ -275,12 +275,10 @@ def test_shipped_weights_were_trained_with_the_default_recipe():
     defaults, so they must be the recipe recorded with the shipped weights."""
     import json
     from dataclasses import asdict
-    from pathlib import Path
 
-    import tempomaster_core
+    from tempomaster_core.tiny.builtin import builtin_dir
 
-    shipped = Path(tempomaster_core.__file__).parent / "builtin" / "dit_train.json"
-    recorded = json.loads(shipped.read_text())
+    recorded = json.loads((builtin_dir() / "dit_train.json").read_text())
     assert recorded["init"] is None, "the shipped weights must come from one run from scratch"
     assert recorded["seed"] == 0
     assert recorded["config"] == asdict(TrainConfig())
