@@ -396,6 +396,7 @@ def train(
     save: bool = True,
     schedule_steps: Optional[int] = None,
     init: Optional[str] = None,
+    compile: bool = False,
 ) -> dict:
     """Train the DiT and text encoder; write the bundle into ``out`` (see the module docstring).
 
@@ -414,6 +415,11 @@ def train(
             or the estimate from ``minutes``); training still stops at ``steps``/``minutes``.
         init: a bundle directory whose ``dit.safetensors``/``text_encoder.*`` start the run
             (continued training); the architecture then comes from those files.
+        compile: run the training forward/backward of the DiT through ``torch.compile``
+            (inductor; needs a C++ compiler on CPU; the first step compiles for about a minute).
+            The forward/backward/update of a batch of 16 took 0.285 s instead of 0.323 s
+            (12 % less) on the 2-core development CPU. Equal to the eager run up to float
+            rounding, so a compiled and an eager run of the same seed are not bit-identical.
 
     Returns:
         The summary dict (also ``dit_train.json``), with ``model``/``text_encoder`` not included;
@@ -438,6 +444,7 @@ def train(
     ema_text = copy.deepcopy(text_encoder).eval().requires_grad_(False)
     params = list(model.parameters()) + list(text_encoder.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
+    train_model = torch.compile(model) if compile else model
     rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(seed + 1)
     n_params = sum(p.numel() for p in model.parameters())
@@ -476,6 +483,7 @@ def train(
         "text_encoder_config": text_encoder.config.to_dict(), "parameters": n_params,
         "text_encoder_parameters": n_text, "codec": codec.config.to_dict(), "threads": torch.get_num_threads(),
         "curve": [], "validation": [], "schedule_steps": schedule_steps, "init": None if init is None else str(init),
+        "compiled": bool(compile),
     }
     last_ckpt = time.time()
     window, window_kind = [], {"blueprint": [], "refine": []}
@@ -491,7 +499,7 @@ def train(
         lr = lr_at(step, length, cfg)
         for group in opt.param_groups:
             group["lr"] = lr
-        loss, per = flow_matching_loss(model, text_encoder, batch, gen)
+        loss, per = flow_matching_loss(train_model, text_encoder, batch, gen)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip))
@@ -566,6 +574,8 @@ def main(argv: Optional[list] = None) -> None:
     p.add_argument("--schedule-steps", type=int, default=None,
                    help="learning-rate schedule length (default: --steps, or the estimate from --minutes)")
     p.add_argument("--init", default=None, help="continue from the DiT/text encoder in this bundle directory")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the DiT for training (faster; needs a C++ compiler on CPU)")
     defaults = TrainConfig()
     for name in ("dim", "layers", "heads", "ffn_mult", "freq_dim", "text_dim", "text_layers", "frames", "size",
                  "t_max", "batch", "reuse", "pool", "warmup"):
@@ -581,7 +591,7 @@ def main(argv: Optional[list] = None) -> None:
     codec = TinyVideoCodec.load(a.codec_dir or a.out)
     train(a.out, codec=codec, cfg=cfg, seed=a.seed, steps=a.steps, minutes=a.minutes,
           checkpoint_minutes=a.checkpoint_minutes, log_every=a.log_every, schedule_steps=a.schedule_steps,
-          init=a.init)
+          init=a.init, compile=a.compile)
 
 
 if __name__ == "__main__":
