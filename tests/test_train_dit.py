@@ -254,14 +254,14 @@ def test_train_is_reproducible_with_a_seed():
 @pytest.mark.skipif(not any(shutil.which(c) for c in ("c++", "g++", "clang++")),
                     reason="torch.compile (inductor) needs a C++ compiler on CPU")
 def test_compiled_training_follows_the_eager_run():
-    """``compile=True`` trains the same model: same data, noise and sigma draws, and losses and
+    """``torch_compile=True`` trains the same model: same data, noise and sigma draws, and losses and
     weights equal to the eager run's up to float rounding (inductor fuses and reorders ops)."""
     codec = micro_codec()
     cfg = micro_cfg(pool=8)
 
-    def run(compile):
+    def run(torch_compile):
         summary = train("unused", codec=codec, cfg=cfg, seed=0, steps=3, val_samples=2, save=False,
-                        log_every=1, compile=compile)
+                        log_every=1, torch_compile=torch_compile)
         model, _ = summary["_ema"]
         return summary, torch.cat([p.flatten() for p in model.parameters()])
 

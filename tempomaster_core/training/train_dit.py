@@ -396,7 +396,7 @@ def train(
     save: bool = True,
     schedule_steps: Optional[int] = None,
     init: Optional[str] = None,
-    compile: bool = False,
+    torch_compile: bool = False,
 ) -> dict:
     """Train the DiT and text encoder; write the bundle into ``out`` (see the module docstring).
 
@@ -415,7 +415,7 @@ def train(
             or the estimate from ``minutes``); training still stops at ``steps``/``minutes``.
         init: a bundle directory whose ``dit.safetensors``/``text_encoder.*`` start the run
             (continued training); the architecture then comes from those files.
-        compile: run the training forward/backward of the DiT through ``torch.compile``
+        torch_compile: run the training forward/backward of the DiT through ``torch.compile``
             (inductor; needs a C++ compiler on CPU; the first step compiles for about a minute).
             The forward/backward/update of a batch of 16 took 0.285 s instead of 0.323 s
             (12 % less) on the 2-core development CPU. Equal to the eager run up to float
@@ -444,7 +444,7 @@ def train(
     ema_text = copy.deepcopy(text_encoder).eval().requires_grad_(False)
     params = list(model.parameters()) + list(text_encoder.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
-    train_model = torch.compile(model) if compile else model
+    train_model = torch.compile(model) if torch_compile else model
     rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(seed + 1)
     n_params = sum(p.numel() for p in model.parameters())
@@ -483,7 +483,7 @@ def train(
         "text_encoder_config": text_encoder.config.to_dict(), "parameters": n_params,
         "text_encoder_parameters": n_text, "codec": codec.config.to_dict(), "threads": torch.get_num_threads(),
         "curve": [], "validation": [], "schedule_steps": schedule_steps, "init": None if init is None else str(init),
-        "compiled": bool(compile),
+        "compiled": bool(torch_compile),
     }
     last_ckpt = time.time()
     window, window_kind = [], {"blueprint": [], "refine": []}
@@ -591,7 +591,7 @@ def main(argv: Optional[list] = None) -> None:
     codec = TinyVideoCodec.load(a.codec_dir or a.out)
     train(a.out, codec=codec, cfg=cfg, seed=a.seed, steps=a.steps, minutes=a.minutes,
           checkpoint_minutes=a.checkpoint_minutes, log_every=a.log_every, schedule_steps=a.schedule_steps,
-          init=a.init, compile=a.compile)
+          init=a.init, torch_compile=a.compile)
 
 
 if __name__ == "__main__":
