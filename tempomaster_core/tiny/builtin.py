@@ -121,7 +121,7 @@ def _missing_message(root: Path, missing: list) -> str:
     return (
         f"the TempoMaster-Tiny bundle in {root} is incomplete: missing {', '.join(missing)}. "
         "Reinstall the package, or train it: `python -m tempomaster_core.training.train_codec --out DIR "
-        "--minutes 10` then `python -m tempomaster_core.training.train_dit --out DIR --minutes 40`."
+        "--minutes 10` then `python -m tempomaster_core.training.train_dit --out DIR --seed 0 --minutes 58 --threads 2`."
     )
 
 

@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m tempomaster_core.training.train_dit --out tempomaster_core/builtin/ --seed 0 --minutes 40
+    python -m tempomaster_core.training.train_dit --out tempomaster_core/builtin/ --seed 0 --minutes 58 --threads 2
 
 The paper's recipe at toy scale:
 
