@@ -30,6 +30,9 @@ from tempomaster_core.training.train_dit import (
     flow_matching_loss,
     lr_at,
     make_batch,
+    render_batch,
+    RenderedChunks,
+    rendered_chunk_loader,
     render_sample,
     shifted_sigmas,
     train,
@@ -200,12 +203,52 @@ def test_replay_pool_fifo_and_sampling():
     pool.add(batch)
     assert len(pool) == 3
     # capacity 3, 5 samples: entries 3 and 4 replaced the two oldest (0 and 1)
-    firsts = [float(item.x0.flatten()[0]) for item in pool.items]
-    assert firsts == [float(batch.x0[i].flatten()[0]) for i in (3, 4, 2)]
+    for slot, i in enumerate((3, 4, 2)):
+        assert torch.equal(pool.buffers["x0"][slot], batch.x0[i])
+        assert torch.equal(pool.buffers["y"][slot], batch.y[i])
+        assert pool.captions[slot] == batch.captions[i] and pool.kinds[slot] == batch.kinds[i]
     drawn = pool.sample(3, torch.Generator().manual_seed(0))
     assert isinstance(drawn, Batch) and len(drawn) == 3
+    # every drawn sample is one pooled sample, whole (latent, condition, caption and kind together)
+    for j in range(3):
+        i = next(i for i in (2, 3, 4) if torch.equal(batch.x0[i], drawn.x0[j]))
+        assert torch.equal(drawn.y[j], batch.y[i]) and torch.equal(drawn.positions[j], batch.positions[i])
+        assert drawn.captions[j] == batch.captions[i] and drawn.kinds[j] == batch.kinds[i]
+    assert len({float(x.flatten()[0]) for x in drawn.x0}) == 3
     with pytest.raises(ValueError, match="cannot draw 4"):
         pool.sample(4, torch.Generator())
+
+
+def test_rendered_chunks_do_not_depend_on_the_worker_count():
+    """The accelerator path's data stream is fixed by the seed: chunk i is the same whether rendered
+    in this process or by two worker processes, and matches render_batch from its own generator."""
+    cfg = micro_cfg()
+    chunks = RenderedChunks(seed=5, n=2, cfg=cfg, temporal_factor=4, chunks=3)
+    inline = list(rendered_chunk_loader(chunks, workers=0))
+    parallel = list(rendered_chunk_loader(chunks, workers=2))
+    assert len(inline) == len(parallel) == 3
+    for a, b in zip(inline, parallel):
+        assert torch.equal(a.clips, b.clips) and torch.equal(a.conditions, b.conditions)
+        assert a.captions == b.captions and a.kinds == b.kinds and torch.equal(a.positions, b.positions)
+    direct = render_batch(np.random.default_rng([5, 1]), 2, cfg, 4)
+    assert inline[1].clips.dtype == torch.float16
+    assert torch.allclose(inline[1].clips.float(), direct.clips, atol=1e-3)
+    assert not torch.equal(inline[0].clips, inline[1].clips)
+
+
+def test_train_with_render_workers_is_reproducible():
+    codec = micro_codec()
+    cfg = micro_cfg(pool=8)
+
+    def run(workers):
+        summary = train("unused", codec=codec, cfg=cfg, seed=0, steps=2, val_samples=2, save=False,
+                        log_every=1, workers=workers)
+        return [c["loss"] for c in summary["curve"]], summary["workers"]
+
+    one, two = run(1), run(2)
+    assert one[0] == two[0] and one[1] == 1 and two[1] == 2
+    with pytest.raises(ValueError, match="workers"):
+        train("unused", codec=codec, cfg=cfg, steps=1, save=False, workers=-1)
 
 
 # -- training ----------------------------------------------------------------------------

@@ -4,6 +4,12 @@ Usage::
 
     python -m tempomaster_core.training.train_dit --out tempomaster_core/builtin/ --seed 0 --minutes 58 --threads 2
 
+On a CUDA GPU (the recipe measured on an H100 in the model card; the step rate is bound by
+rendering clips on the CPU cores, so most cores render and each sample is reused more)::
+
+    python -m tempomaster_core.training.train_dit --out DIR --seed 0 --minutes 6.5 --threads 1 \
+        --device cuda --workers 15 --batch 128 --reuse 16 --pool 8192 --lr 8e-4 --ema 0.999
+
 The paper's recipe at toy scale:
 
 * **data**: a random scene (:func:`tempomaster_core.tiny.scenes.sample_scene`,
@@ -41,8 +47,11 @@ with fresh noise and sigma each time).
 Reproducibility: every random draw comes from ``--seed`` (numpy generator for
 data, torch generators for init, noise and sigma). ``--steps`` fixes the run;
 with ``--minutes`` alone the step count is estimated from the measured step
-time (printed, so the run can be repeated with ``--steps``), and training stops
-at the time budget in any case.
+time (printed, so the run can be repeated with ``--steps``; the first step, which
+includes ``--compile``'s compilation, is left out of the estimate), and training
+stops at the time budget in any case. ``--workers N`` draws the data from
+per-chunk generators (:class:`RenderedChunks`): reproducible for any ``N``, but a
+different stream from ``--workers 0``.
 
 Output (``--out``): ``dit.safetensors`` (EMA weights, config in the metadata,
 :func:`tempomaster_core.loading.save_dit`), ``dit.json`` (DiTConfig),
@@ -227,17 +236,37 @@ def render_sample(
     return clip, cond, mask, spec
 
 
-@torch.no_grad()
-def make_batch(
-    rng: np.random.Generator, codec, n: int, cfg: TrainConfig, *, seed_low: int = 0,
-    seed_high: int = HELD_OUT_SEED_BASE, kind_probs: Optional[dict] = None,
-) -> Batch:
-    """Draw, render and encode ``n`` training samples (see the module docstring).
+@dataclass
+class RenderedBatch:
+    """Rendered (not yet encoded) training samples: the CPU half of :func:`make_batch`.
 
-    Everything random comes from ``rng``. Scenes use seeds in ``[seed_low, seed_high)``
-    (training: below :data:`HELD_OUT_SEED_BASE`; validation: above).
+    Attributes:
+        clips: ``[B, 3, F, size, size]`` pixel clips in [-1, 1] (float32, or float16 from
+            :class:`RenderedChunks` workers, to halve what crosses process boundaries).
+        conditions: ``[B, 3, F, size, size]`` condition clips (zero except known frames), same dtype.
+        masks: float32 ``[B, F]``, 1 at known pixel frames.
+        positions, shifts, captions, kinds: as in :class:`Batch`.
     """
-    tf = int(codec.temporal_factor)
+
+    clips: torch.Tensor
+    conditions: torch.Tensor
+    masks: torch.Tensor
+    positions: torch.Tensor
+    shifts: torch.Tensor
+    captions: list
+    kinds: list
+
+
+def render_batch(
+    rng: np.random.Generator, n: int, cfg: TrainConfig, temporal_factor: int, *, seed_low: int = 0,
+    seed_high: int = HELD_OUT_SEED_BASE, kind_probs: Optional[dict] = None,
+) -> RenderedBatch:
+    """Draw and render ``n`` training samples (everything random from ``rng``; no codec needed).
+
+    Scenes use seeds in ``[seed_low, seed_high)`` (training: below :data:`HELD_OUT_SEED_BASE`;
+    validation: above); ``temporal_factor`` is the codec's (pixel frames per latent frame).
+    """
+    tf = int(temporal_factor)
     clips, conds, masks, captions, kinds, positions, shifts = [], [], [], [], [], [], []
     for _ in range(n):
         draw = draw_condition(rng, cfg.frames, tf, kind_probs or cfg.kind_probs)
@@ -254,37 +283,108 @@ def make_batch(
         kinds.append(draw.kind)
         positions.append([start + j * draw.interval for j in range(latent_frames)])
         shifts.append(BLUEPRINT_TRAIN_SHIFT if draw.is_blueprint else REFINEMENT_TRAIN_SHIFT)
-    x0 = encode_clips(codec, torch.stack(clips))
-    y = build_condition(codec, torch.stack(conds), torch.stack(masks))
-    return Batch(x0, y, torch.tensor(positions, dtype=torch.float32), torch.tensor(shifts, dtype=torch.float32),
-                 captions, kinds)
+    return RenderedBatch(torch.stack(clips), torch.stack(conds), torch.stack(masks),
+                         torch.tensor(positions, dtype=torch.float32), torch.tensor(shifts, dtype=torch.float32),
+                         captions, kinds)
+
+
+@torch.no_grad()
+def encode_batch(codec, rendered: RenderedBatch) -> Batch:
+    """Encode rendered samples with ``codec`` (on its device) into a CPU :class:`Batch`."""
+    x0 = encode_clips(codec, rendered.clips)
+    y = build_condition(codec, rendered.conditions, rendered.masks)
+    return Batch(x0, y, rendered.positions, rendered.shifts, rendered.captions, rendered.kinds)
+
+
+def make_batch(
+    rng: np.random.Generator, codec, n: int, cfg: TrainConfig, *, seed_low: int = 0,
+    seed_high: int = HELD_OUT_SEED_BASE, kind_probs: Optional[dict] = None,
+) -> Batch:
+    """Draw, render and encode ``n`` training samples (see the module docstring):
+    :func:`render_batch` then :func:`encode_batch`. Everything random comes from ``rng``."""
+    rendered = render_batch(rng, n, cfg, codec.temporal_factor, seed_low=seed_low, seed_high=seed_high,
+                            kind_probs=kind_probs)
+    return encode_batch(codec, rendered)
+
+
+class RenderedChunks(torch.utils.data.Dataset):
+    """Chunks of freshly rendered training samples for :class:`torch.utils.data.DataLoader` workers.
+
+    Chunk ``i`` holds ``n`` samples drawn by :func:`render_batch` from the generator
+    ``numpy.random.default_rng([seed, i])``, so the data stream depends on ``seed`` alone,
+    not on how many worker processes render it (the accelerator path of :func:`train`, where
+    rendering on one CPU core cannot keep up). Clips are float16 (the renderer's [-1, 1]
+    values to about 1e-3) to halve the shared-memory traffic. ``len`` is ``chunks``.
+    """
+
+    def __init__(self, seed: int, n: int, cfg: TrainConfig, temporal_factor: int, chunks: int = 10 ** 9):
+        self.seed, self.n, self.cfg, self.tf, self.chunks = int(seed), int(n), cfg, int(temporal_factor), int(chunks)
+
+    def __len__(self) -> int:
+        return self.chunks
+
+    def __getitem__(self, index: int) -> RenderedBatch:
+        r = render_batch(np.random.default_rng([self.seed, int(index)]), self.n, self.cfg, self.tf)
+        r.clips, r.conditions = r.clips.half(), r.conditions.half()
+        return r
+
+
+def _single_thread_worker(_: int) -> None:
+    torch.set_num_threads(1)
+
+
+def _as_is(item):
+    return item
+
+
+def rendered_chunk_loader(dataset: RenderedChunks, workers: int) -> torch.utils.data.DataLoader:
+    """An in-order DataLoader over ``dataset`` with ``workers`` single-threaded processes.
+
+    Workers are spawned, not forked: a process forked after torch ran multi-threaded CPU ops
+    (or initialised CUDA) can deadlock in the OpenMP runtime.
+    """
+    return torch.utils.data.DataLoader(
+        dataset, batch_size=None, shuffle=False, num_workers=workers, collate_fn=_as_is,
+        prefetch_factor=8 if workers else None, persistent_workers=workers > 0,
+        worker_init_fn=_single_thread_worker if workers else None,
+        multiprocessing_context="spawn" if workers else None)
 
 
 class ReplayPool:
     """Fixed-capacity FIFO of encoded samples (see the module docstring).
 
     ``add(batch)`` appends, replacing the oldest entries once full; ``sample(n, generator)``
-    returns ``n`` distinct random entries (``n <= len(pool)``).
+    returns ``n`` distinct random entries (``n <= len(pool)``). Samples live in preallocated
+    CPU tensors (``x0``/``y``/``positions``/``shifts``, first axis = slot), so drawing a batch
+    is one gather.
     """
 
     def __init__(self, capacity: int):
         if capacity < 1:
             raise ValueError(f"pool capacity must be >= 1, got {capacity}")
         self.capacity = int(capacity)
-        self.items: list[Batch] = []  # one sample each
+        self.size = 0
         self.next = 0
+        self.buffers: Optional[dict] = None
+        self.captions: list = [None] * self.capacity
+        self.kinds: list = [None] * self.capacity
 
     def __len__(self) -> int:
-        return len(self.items)
+        return self.size
 
     def add(self, batch: Batch) -> None:
         """Insert every sample of ``batch``."""
+        fields = {"x0": batch.x0, "y": batch.y, "positions": batch.positions, "shifts": batch.shifts}
+        if self.buffers is None:
+            self.buffers = {k: torch.zeros((self.capacity, *v.shape[1:]), dtype=v.dtype) for k, v in fields.items()}
         for i in range(len(batch)):
-            item = batch.select([i])
-            if len(self.items) < self.capacity:
-                self.items.append(item)
+            slot = self.size if self.size < self.capacity else self.next
+            for k, v in fields.items():
+                self.buffers[k][slot] = v[i]
+            self.captions[slot], self.kinds[slot] = batch.captions[i], batch.kinds[i]
+            if self.size < self.capacity:
+                self.size += 1
             else:
-                self.items[self.next] = item
                 self.next = (self.next + 1) % self.capacity
 
     def sample(self, n: int, generator: torch.Generator) -> Batch:
@@ -293,10 +393,13 @@ class ReplayPool:
         Raises:
             ValueError: fewer than ``n`` samples in the pool.
         """
-        if n > len(self.items):
-            raise ValueError(f"pool holds {len(self.items)} samples, cannot draw {n}")
-        idx = torch.randperm(len(self.items), generator=generator)[:n].tolist()
-        return Batch.cat([self.items[i] for i in idx])
+        if n > self.size:
+            raise ValueError(f"pool holds {self.size} samples, cannot draw {n}")
+        idx = torch.randperm(self.size, generator=generator)[:n]
+        b = {k: v[idx] for k, v in self.buffers.items()}
+        pick = idx.tolist()
+        return Batch(b["x0"], b["y"], b["positions"], b["shifts"],
+                     [self.captions[i] for i in pick], [self.kinds[i] for i in pick])
 
 
 # -- loss ------------------------------------------------------------------------------
@@ -397,6 +500,8 @@ def train(
     schedule_steps: Optional[int] = None,
     init: Optional[str] = None,
     torch_compile: bool = False,
+    device: str | torch.device = "cpu",
+    workers: int = 0,
 ) -> dict:
     """Train the DiT and text encoder; write the bundle into ``out`` (see the module docstring).
 
@@ -420,19 +525,27 @@ def train(
             The forward/backward/update of a batch of 16 took 0.285 s instead of 0.323 s
             (12 % less) on the 2-core development CPU. Equal to the eager run up to float
             rounding, so a compiled and an eager run of the same seed are not bit-identical.
+        device: where the DiT, text encoder, codec (encoding) and optimiser live, e.g. ``"cuda"``.
+        workers: ``0`` renders the fresh samples in this process from the one ``seed`` generator
+            (the shipped CPU recipe); ``N > 0`` renders them in ``N`` DataLoader processes as
+            :class:`RenderedChunks` (a data stream fixed by ``seed`` whatever ``N``, but not the
+            ``workers=0`` stream) — for accelerators, where one core cannot render fast enough.
 
     Returns:
         The summary dict (also ``dit_train.json``), with ``model``/``text_encoder`` not included;
         the EMA modules are attached as ``summary["_ema"] = (model, text_encoder)``.
 
     Raises:
-        ValueError: neither ``steps`` nor ``minutes`` given.
+        ValueError: neither ``steps`` nor ``minutes`` given, or ``workers < 0``.
     """
     if steps is None and minutes is None:
         raise ValueError("give steps (exact, reproducible) or minutes (time budget)")
+    if workers < 0:
+        raise ValueError(f"workers must be >= 0, got {workers}")
     cfg = cfg or TrainConfig()
     out = Path(out)
-    codec = codec.eval().requires_grad_(False)
+    device = torch.device(device)
+    codec = codec.eval().requires_grad_(False).to(device)
     model, text_encoder = build_models(codec, cfg, seed)
     if init is not None:
         from ..loading import load_dit
@@ -440,6 +553,7 @@ def train(
         model = load_dit(Path(init) / "dit.safetensors", dtype=torch.float32).requires_grad_(True).train()
         text_encoder = TinyTextEncoder.load(init).requires_grad_(True).train()
         print(f"continuing from the weights in {init}", flush=True)
+    model, text_encoder = model.to(device), text_encoder.to(device)
     ema_model = copy.deepcopy(model).eval().requires_grad_(False)
     ema_text = copy.deepcopy(text_encoder).eval().requires_grad_(False)
     params = list(model.parameters()) + list(text_encoder.parameters())
@@ -450,7 +564,8 @@ def train(
     n_params = sum(p.numel() for p in model.parameters())
     n_text = sum(p.numel() for p in text_encoder.parameters())
     print(f"DiT {n_params / 1e6:.2f} M parameters {model.config.to_dict()}; text encoder "
-          f"{n_text / 1e6:.3f} M; threads {torch.get_num_threads()}", flush=True)
+          f"{n_text / 1e6:.3f} M; threads {torch.get_num_threads()}; device {device}; "
+          f"render workers {workers}", flush=True)
 
     val = make_batch(np.random.default_rng(seed + 7), codec, val_samples, cfg,
                      seed_low=HELD_OUT_SEED_BASE, seed_high=HELD_OUT_SEED_BASE + 10_000_000)
@@ -471,8 +586,21 @@ def train(
 
     pool = ReplayPool(cfg.pool)
     fresh = max(1, cfg.batch // max(cfg.reuse, 1))
+    initial = max(cfg.batch, 2 * fresh * 4)
     t_start = time.time()
-    pool.add(make_batch(rng, codec, max(cfg.batch, 2 * fresh * 4), cfg))
+    if workers:
+        chunks = iter(rendered_chunk_loader(RenderedChunks(seed, fresh, cfg, codec.temporal_factor), workers))
+
+        def fresh_samples() -> Batch:
+            return encode_batch(codec, next(chunks))
+
+        while len(pool) < min(initial, pool.capacity):
+            pool.add(fresh_samples())
+    else:
+        def fresh_samples() -> Batch:
+            return make_batch(rng, codec, fresh, cfg)
+
+        pool.add(make_batch(rng, codec, initial, cfg))
     print(f"initial pool of {len(pool)} samples in {time.time() - t_start:.1f} s", flush=True)
 
     total = steps if steps is not None else 10 ** 9
@@ -483,8 +611,10 @@ def train(
         "text_encoder_config": text_encoder.config.to_dict(), "parameters": n_params,
         "text_encoder_parameters": n_text, "codec": codec.config.to_dict(), "threads": torch.get_num_threads(),
         "curve": [], "validation": [], "schedule_steps": schedule_steps, "init": None if init is None else str(init),
-        "compiled": bool(torch_compile),
+        "compiled": bool(torch_compile), "device": str(device), "workers": int(workers),
     }
+    if device.type == "cuda":
+        summary["device_name"] = torch.cuda.get_device_name(device)
     last_ckpt = time.time()
     window, window_kind = [], {"blueprint": [], "refine": []}
     t_log, seen_log = time.time(), 0
@@ -493,7 +623,7 @@ def train(
         if budget is not None and time.time() - t_start > budget:
             print(f"time budget of {minutes} min reached at step {step}", flush=True)
             break
-        pool.add(make_batch(rng, codec, fresh, cfg))
+        pool.add(fresh_samples())
         batch = pool.sample(cfg.batch, gen)
         length = schedule_steps or (total if steps is not None else max(total, step + 1))
         lr = lr_at(step, length, cfg)
@@ -512,9 +642,12 @@ def train(
         for k, v in zip(batch.kinds, per.tolist()):
             window_kind["refine" if k == "refine" else "blueprint"].append(v)
         seen_log += len(batch)
+        if step == 1:
+            t_first = time.time()  # the first step includes torch.compile's compilation: leave it out of the speed
         if steps is None and step in calibrations:
-            per_step = (time.time() - t_start) / step
-            total = max(step + 1, int((budget - 30.0) / per_step))
+            now = time.time()
+            per_step = (now - t_first) / (step - 1)
+            total = max(step + 1, step + int((budget - 30.0 - (now - t_start)) / per_step))
             print(f"{per_step:.2f} s/step so far -> {total} steps fit in {minutes} min "
                   f"(repeat exactly with --steps {total})", flush=True)
         if step % log_every == 0 or step == total:
@@ -574,6 +707,10 @@ def main(argv: Optional[list] = None) -> None:
     p.add_argument("--schedule-steps", type=int, default=None,
                    help="learning-rate schedule length (default: --steps, or the estimate from --minutes)")
     p.add_argument("--init", default=None, help="continue from the DiT/text encoder in this bundle directory")
+    p.add_argument("--device", default="cpu", help="torch device for training, e.g. cuda (default: cpu)")
+    p.add_argument("--workers", type=int, default=0,
+                   help="processes rendering training clips (0: in the main process, the shipped CPU recipe; "
+                        "use most CPU cores with --device cuda)")
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the DiT for training (faster; needs a C++ compiler on CPU)")
     defaults = TrainConfig()
@@ -591,7 +728,7 @@ def main(argv: Optional[list] = None) -> None:
     codec = TinyVideoCodec.load(a.codec_dir or a.out)
     train(a.out, codec=codec, cfg=cfg, seed=a.seed, steps=a.steps, minutes=a.minutes,
           checkpoint_minutes=a.checkpoint_minutes, log_every=a.log_every, schedule_steps=a.schedule_steps,
-          init=a.init, torch_compile=a.compile)
+          init=a.init, torch_compile=a.compile, device=a.device, workers=a.workers)
 
 
 if __name__ == "__main__":
