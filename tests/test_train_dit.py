@@ -347,4 +347,21 @@ def test_shipped_weights_were_trained_with_the_default_recipe():
     recorded = json.loads((builtin_dir() / "dit_train.json").read_text())
     assert recorded["init"] is None, "the shipped weights must come from one run from scratch"
     assert recorded["seed"] == 0
-    assert recorded["config"] == asdict(TrainConfig())
+    defaults = asdict(TrainConfig())
+    assert recorded["config"] == {k: defaults[k] for k in recorded["config"]}
+    # options added after the shipped run default to what it did
+    assert {k: v for k, v in defaults.items() if k not in recorded["config"]} == {"blueprint_t0_max": None}
+
+
+def test_blueprint_t0_max_starts_blueprint_clips_early_and_leaves_refinement_clips():
+    # render_sample with start_range (0, 1): the clip is the scene from its very first frame
+    draw = ConditionDraw("t2v", 2, 1, 5, ())
+    clip = render_sample(np.random.default_rng(0), draw, size=32, start_range=(0, 1))[0]
+    spec = sample_scene(int(np.random.default_rng(0).integers(0, HELD_OUT_SEED_BASE)), height=32, width=32)
+    assert torch.allclose(clip, render_frames(spec, [0, 2, 4, 6, 8]))
+    # through TrainConfig: blueprint-case clips change, refinement clips are exactly the default recipe's
+    for kind, changes in (("t2v", True), ("refine", False)):
+        early = render_batch(np.random.default_rng(3), 3, micro_cfg(blueprint_t0_max=1), 4, kind_probs={kind: 1.0})
+        default = render_batch(np.random.default_rng(3), 3, micro_cfg(), 4, kind_probs={kind: 1.0})
+        assert early.kinds == default.kinds == [kind] * 3
+        assert torch.equal(early.clips, default.clips) is not changes

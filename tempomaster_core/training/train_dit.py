@@ -110,6 +110,11 @@ class TrainConfig:
     Optimisation: ``batch``, ``reuse`` (replay factor), ``pool`` (replay pool
     capacity), ``lr``, ``weight_decay``, ``warmup`` steps, ``min_lr_ratio`` (cosine
     floor), ``grad_clip``, ``ema`` decay.
+    ``blueprint_t0_max``: if set, blueprint-case clips start at a scene time drawn from
+    ``[0, blueprint_t0_max)`` 24 fps frames, where the caption's motion direction still holds
+    (captions name the initial motion; objects bounce later), instead of ``[8, 480)`` like
+    refinement clips. ``None`` (the shipped recipe) keeps ``[8, 480)`` for every clip. Fields
+    added after the shipped run default to its behaviour.
     """
 
     dim: int = 192
@@ -133,6 +138,7 @@ class TrainConfig:
     min_lr_ratio: float = 0.05
     grad_clip: float = 1.0
     ema: float = 0.997
+    blueprint_t0_max: Optional[int] = None
 
 
 def dit_config_for(codec, text_dim: int, cfg: TrainConfig) -> DiTConfig:
@@ -213,12 +219,12 @@ class Batch:
 
 def render_sample(
     rng: np.random.Generator, draw: ConditionDraw, *, size: int, seed_low: int = 0,
-    seed_high: int = HELD_OUT_SEED_BASE,
+    seed_high: int = HELD_OUT_SEED_BASE, start_range: tuple[int, int] = (8, 480),
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, object]:
     """Render one clip and its condition clip for a drawn pattern.
 
     A scene seed is drawn in ``[seed_low, seed_high)`` and a start time ``t0`` in
-    ``[8, 480)`` 24 fps frames; clip frame ``j`` shows time ``t0 + j*draw.interval``,
+    ``start_range`` (24 fps frames, default ``[8, 480)``); clip frame ``j`` shows time ``t0 + j*draw.interval``,
     and known pixel ``p`` with source offset ``s`` shows time ``t0 + s*draw.interval``.
 
     Returns:
@@ -227,7 +233,7 @@ def render_sample(
         :func:`tempomaster_core.conditioning.place_frames`), float32 ``[F]``, the SceneSpec.
     """
     spec = sample_scene(int(rng.integers(seed_low, seed_high)), height=size, width=size)
-    t0 = int(rng.integers(8, 480))
+    t0 = int(rng.integers(*start_range))
     offsets = sorted(set(range(draw.frames)) | set(draw.source_offsets()))
     video = render_frames(spec, [t0 + o * draw.interval for o in offsets])
     where = {o: i for i, o in enumerate(offsets)}
@@ -270,7 +276,9 @@ def render_batch(
     clips, conds, masks, captions, kinds, positions, shifts = [], [], [], [], [], [], []
     for _ in range(n):
         draw = draw_condition(rng, cfg.frames, tf, kind_probs or cfg.kind_probs)
-        clip, cond, mask, spec = render_sample(rng, draw, size=cfg.size, seed_low=seed_low, seed_high=seed_high)
+        start_range = (0, cfg.blueprint_t0_max) if cfg.blueprint_t0_max and draw.is_blueprint else (8, 480)
+        clip, cond, mask, spec = render_sample(rng, draw, size=cfg.size, seed_low=seed_low, seed_high=seed_high,
+                                               start_range=start_range)
         text = random_caption(spec, rng)
         if rng.random() < cfg.caption_dropout:
             text = ""
@@ -719,6 +727,8 @@ def main(argv: Optional[list] = None) -> None:
         p.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(defaults, name))
     for name in ("caption_dropout", "lr", "weight_decay", "min_lr_ratio", "grad_clip", "ema"):
         p.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(defaults, name))
+    p.add_argument("--blueprint-t0-max", type=int, default=None,
+                   help="blueprint-case clips start at scene times [0, N) frames (default: [8, 480) like all clips)")
     a = p.parse_args(argv)
     if a.steps is None and a.minutes is None:
         p.error("give --steps or --minutes")
