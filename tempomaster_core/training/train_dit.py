@@ -87,6 +87,9 @@ from .masks import DEFAULT_KIND_PROBS, ConditionDraw, draw_condition
 HELD_OUT_SEED_BASE = 1_000_000_000
 """Scene seeds at or above this value are held out (validation, ``benchmarks/eval_tiny.py``)."""
 
+CLIP_START_RANGE = (8, 480)
+"""Scene times (24 fps frames, ``[low, high)``) a training clip starts at (the shipped recipe)."""
+
 BLUEPRINT_TRAIN_SHIFT = 5.0
 """Sigma shift of blueprint-case samples (reference blueprint sampling shift)."""
 
@@ -200,31 +203,15 @@ class Batch:
     def __len__(self) -> int:
         return self.x0.shape[0]
 
-    def select(self, index) -> "Batch":
-        """The samples at ``index`` (a list or 1-D tensor of ints)."""
-        idx = torch.as_tensor(index, dtype=torch.long)
-        pick = idx.tolist()
-        return Batch(self.x0[idx], self.y[idx], self.positions[idx], self.shifts[idx],
-                     [self.captions[i] for i in pick], [self.kinds[i] for i in pick])
-
-    @staticmethod
-    def cat(batches: list["Batch"]) -> "Batch":
-        """Concatenate batches along the sample axis."""
-        return Batch(
-            torch.cat([b.x0 for b in batches]), torch.cat([b.y for b in batches]),
-            torch.cat([b.positions for b in batches]), torch.cat([b.shifts for b in batches]),
-            [c for b in batches for c in b.captions], [k for b in batches for k in b.kinds],
-        )
-
 
 def render_sample(
     rng: np.random.Generator, draw: ConditionDraw, *, size: int, seed_low: int = 0,
-    seed_high: int = HELD_OUT_SEED_BASE, start_range: tuple[int, int] = (8, 480),
+    seed_high: int = HELD_OUT_SEED_BASE, start_range: tuple[int, int] = CLIP_START_RANGE,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, object]:
     """Render one clip and its condition clip for a drawn pattern.
 
     A scene seed is drawn in ``[seed_low, seed_high)`` and a start time ``t0`` in
-    ``start_range`` (24 fps frames, default ``[8, 480)``); clip frame ``j`` shows time ``t0 + j*draw.interval``,
+    ``start_range`` (24 fps frames, default :data:`CLIP_START_RANGE`); clip frame ``j`` shows time ``t0 + j*draw.interval``,
     and known pixel ``p`` with source offset ``s`` shows time ``t0 + s*draw.interval``.
 
     Returns:
@@ -276,7 +263,7 @@ def render_batch(
     clips, conds, masks, captions, kinds, positions, shifts = [], [], [], [], [], [], []
     for _ in range(n):
         draw = draw_condition(rng, cfg.frames, tf, kind_probs or cfg.kind_probs)
-        start_range = (0, cfg.blueprint_t0_max) if cfg.blueprint_t0_max and draw.is_blueprint else (8, 480)
+        start_range = (0, cfg.blueprint_t0_max) if cfg.blueprint_t0_max and draw.is_blueprint else CLIP_START_RANGE
         clip, cond, mask, spec = render_sample(rng, draw, size=cfg.size, seed_low=seed_low, seed_high=seed_high,
                                                start_range=start_range)
         text = random_caption(spec, rng)
