@@ -116,7 +116,8 @@ class TrainConfig:
     ``blueprint_t0_max``: if set, blueprint-case clips start at a scene time drawn from
     ``[0, blueprint_t0_max)`` 24 fps frames, where the caption's motion direction still holds
     (captions name the initial motion; objects bounce later), instead of ``[8, 480)`` like
-    refinement clips. ``None`` (the shipped recipe) keeps ``[8, 480)`` for every clip. Fields
+    refinement clips. ``None`` (the shipped recipe) keeps ``[8, 480)`` for every clip (a full
+    CPU run with 8 did not count better than the shipped one: see the model card). Fields
     added after the shipped run default to its behaviour.
     """
 
