@@ -271,6 +271,21 @@ def _mean(values):
     return float(np.mean(values)) if values else float("nan")
 
 
+def sampling_settings(args, defaults: dict) -> tuple[list, list, object, float, str]:
+    """The sampling settings of a run: the command line's where given, else the bundle's ``defaults``.
+
+    Returns ``(steps per level, shifts per level, cfg (one number, or one per level),
+    the blueprint's cfg, guidance kind)``.
+    """
+    steps = args.steps or list(defaults["steps"])
+    shifts = args.shifts or list(defaults["shifts"])
+    cfg = args.cfg if args.cfg is not None else defaults["cfg"]
+    if isinstance(cfg, (list, tuple)) and len(cfg) == 1:
+        cfg = cfg[0]
+    cfg_blueprint = cfg[0] if isinstance(cfg, (list, tuple)) else cfg
+    return steps, shifts, cfg, cfg_blueprint, args.guidance or defaults["guidance"]
+
+
 @torch.no_grad()
 def evaluate_blueprints(args) -> dict:
     """Blueprint-only prompt adherence (``--blueprint-only``, see the module docstring).
@@ -280,11 +295,8 @@ def evaluate_blueprints(args) -> dict:
     """
     bundle = load_builtin(directory=args.model_dir)
     d = bundle.defaults
-    steps = (args.steps or list(d["steps"]))[0]
-    shift = (args.shifts or list(d["shifts"]))[0]
-    cfg = args.cfg if args.cfg is not None else d["cfg"]
-    cfg = cfg[0] if isinstance(cfg, (list, tuple)) else cfg
-    guidance = args.guidance or d["guidance"]
+    all_steps, shifts, _, cfg, guidance = sampling_settings(args, d)
+    steps, shift = all_steps[0], shifts[0]
     plan = default_plan(d, int(bundle.codec.temporal_factor))
     negative = bundle.encode_prompt(d.get("negative_prompt", ""))
     settings = {"steps": steps, "shift": shift, "cfg": cfg, "guidance": guidance, "prompts": args.prompts,
@@ -315,13 +327,7 @@ def evaluate(args) -> dict:
     """Run the whole evaluation (see the module docstring) and return the results dict."""
     bundle = load_builtin(directory=args.model_dir)
     d = bundle.defaults
-    steps = args.steps or list(d["steps"])
-    shifts = args.shifts or list(d["shifts"])
-    cfg = args.cfg if args.cfg is not None else d["cfg"]
-    if isinstance(cfg, (list, tuple)) and len(cfg) == 1:
-        cfg = cfg[0]
-    cfg_blueprint = cfg[0] if isinstance(cfg, (list, tuple)) else cfg
-    guidance = args.guidance or d["guidance"]
+    steps, shifts, cfg, cfg_blueprint, guidance = sampling_settings(args, d)
     height, width = d["height"], d["width"]
     plan = default_plan({**d, "boundary": args.boundary or d["boundary"]}, int(bundle.codec.temporal_factor))
     final = plan.levels[-1]
