@@ -308,10 +308,11 @@ def evaluate_blueprints(args) -> dict:
         prompt = caption(spec)
         blue = run_blueprint(bundle.model, bundle.codec, bundle.encode_prompt(prompt), negative, plan, steps=steps,
                              shift=shift, cfg=cfg, guidance=guidance, seed=k)
-        adh = adherence(analyse(to01(blue.frames), spec.colour), spec.colour, spec.count)
+        frames = to01(blue.frames)
+        adh = adherence(analyse(frames, spec.colour), spec.colour, spec.count)
         videos.append({"k": k, "prompt": prompt, **adh})
         if args.save_videos:
-            _save(args.save_videos, f"{k:03d}_blueprint", to01(blue.frames), int(round(plan.levels[0].fps)))
+            _save(args.save_videos, f"{k:03d}_blueprint", frames, int(round(plan.levels[0].fps)))
         if not (adh["colour_ok"] and adh["count_ok"]):
             print(f"  miss k={k} {prompt!r}: colour {'ok' if adh['colour_ok'] else 'NO'}, count {adh['count']}/{spec.count}",
                   flush=True)
