@@ -35,6 +35,9 @@ class DiTConfig:
     eps: float = 1e-6
     patch_size: tuple[int, int, int] = (1, 2, 2)
     has_image_input: bool = False
+    rope_theta: float = 10000.0
+    """Base of the 3-D RoPE frequencies (Wan: 10000). A checkpoint's shapes cannot tell it; it is
+    recorded in the safetensors metadata (``tempomaster_config``) of checkpoints that change it."""
 
     def __post_init__(self) -> None:
         if self.dim % self.num_heads:

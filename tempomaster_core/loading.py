@@ -27,7 +27,9 @@ Every problem with the checkpoint itself raises :class:`CheckpointError`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 import os
 import pickle
 import re
@@ -353,6 +355,25 @@ def _metadata_overrides(metadata: Mapping[str, str], num_heads, eps):
     return num_heads, eps
 
 
+def _metadata_rope_theta(metadata: Mapping[str, str], default: float) -> float:
+    """The RoPE base recorded in a checkpoint's ``tempomaster_config`` metadata (``default`` if absent).
+
+    Raises:
+        CheckpointError: a recorded value that is not a positive finite number.
+    """
+    try:
+        recorded = json.loads(metadata["tempomaster_config"]).get("rope_theta", default)
+    except (KeyError, ValueError, AttributeError):
+        return default
+    try:
+        theta = float(recorded)
+    except (TypeError, ValueError):
+        theta = float("nan")
+    if not (math.isfinite(theta) and theta > 0):
+        raise CheckpointError(f"bad rope_theta {recorded!r} in the safetensors metadata; it must be a positive number")
+    return theta
+
+
 def check_keys(expected: Mapping[str, tuple], found: Mapping[str, tuple]) -> None:
     """Compare checkpoint names/shapes with a model's.
 
@@ -418,6 +439,7 @@ def load_dit(
         shapes = {new: ckpt.shapes[old] for new, old in rename.items()}
         heads, eps = _metadata_overrides(ckpt.metadata, num_heads, None)
         config = infer_config_from_shapes(shapes, num_heads=heads, eps=eps)
+        config = dataclasses.replace(config, rope_theta=_metadata_rope_theta(ckpt.metadata, config.rope_theta))
         with torch.device("meta"):
             model = TempoMasterDiT(config, attention_backend=attention_backend)
         check_keys({k: tuple(v.shape) for k, v in model.state_dict().items()}, shapes)

@@ -376,9 +376,9 @@ class TempoMasterDiT(nn.Module):
         tokens = F.linear(patches, weight, self.patch_embedding.bias).float()
 
         if self.rope_impl == "complex128":
-            rope = rope_complex128_table(pos, grid, cfg.head_dim, device=device)
+            rope = rope_complex128_table(pos, grid, cfg.head_dim, theta=cfg.rope_theta, device=device)
         elif self.rope_impl == "float32":
-            rope = rope_rotation(pos, grid, cfg.head_dim, device=device)
+            rope = rope_rotation(pos, grid, cfg.head_dim, theta=cfg.rope_theta, device=device)
         else:
             raise ValueError(f"rope_impl must be one of {ROPE_IMPLS}, got {self.rope_impl!r}")
 
