@@ -65,7 +65,10 @@ from tempomaster_core.plan import BOUNDARY_MODES, TreePlan  # noqa: E402
 from tempomaster_core.tiny.builtin import default_plan, load_builtin  # noqa: E402
 from tempomaster_core.tiny.codec import psnr  # noqa: E402
 from tempomaster_core.tiny.scenes import COLOURS, caption, render, sample_scene  # noqa: E402
+from tempomaster_core.conditioning import build_condition, encode_clips  # noqa: E402
 from tempomaster_core.training.train_dit import HELD_OUT_SEED_BASE  # noqa: E402
+
+from coherence import coherence, cross_frame_sensitivity, frame_objects, label_components  # noqa: E402
 
 EVAL_SEED_BASE = HELD_OUT_SEED_BASE + 20_000_000
 """Scene seeds of the evaluation prompts (held out from training and from the trainer's validation)."""
@@ -92,22 +95,9 @@ def classify_pixels(frames: torch.Tensor) -> torch.Tensor:
 
 
 def connected_components(mask: torch.Tensor) -> list[list[int]]:
-    """Areas of the 8-connected components of a boolean ``[F, H, W]`` mask, per frame.
-
-    Label propagation: every pixel starts with a unique id and repeatedly takes the
-    largest id in its 3x3 neighbourhood (inside the mask) until nothing changes.
-    """
-    f, h, w = mask.shape
-    ids = torch.arange(1, h * w + 1, dtype=torch.float32).view(1, h, w).expand(f, h, w).clone()
-    ids = torch.where(mask, ids, torch.zeros_like(ids))
-    while True:
-        grown = F.max_pool2d(ids[:, None], 3, stride=1, padding=1)[:, 0]
-        grown = torch.where(mask, grown, torch.zeros_like(grown))
-        if torch.equal(grown, ids):
-            break
-        ids = grown
+    """Areas of the 8-connected components of a boolean ``[F, H, W]`` mask, per frame, largest first."""
     out = []
-    for frame in ids:
+    for frame in label_components(mask):
         values, counts = torch.unique(frame[frame > 0], return_counts=True)
         out.append(sorted(counts.tolist(), reverse=True))
     return out
@@ -263,6 +253,48 @@ def centroid_speed(det: dict) -> float:
     return float(d.mean()) if d.numel() else float("nan")
 
 
+def video_coherence(frames: torch.Tensor, spec, interval: int) -> dict:
+    """Temporal-coherence measures (:func:`coherence.coherence`) of a video of ``spec``'s scene whose
+    frame ``j`` shows 24 fps time ``j * interval``, against the ground-truth render of the same frames."""
+    gt = to01(render(spec, frames.shape[0], start_frame=0, interval=interval))
+    target = COLOUR_NAMES.index(spec.colour)
+    gt_tracks = frame_objects(classify_pixels(gt) == target, MIN_AREA)
+    return coherence(frames, classify_pixels(frames) == target, gt_tracks, spec.count, MIN_AREA)
+
+
+def coherence_summary(entries: list, prefix: str = "") -> dict:
+    """Means of :func:`video_coherence` results (issue targets: single-object step ok, no pops, diff ratio)."""
+    single = [e for e in entries if e["count"] == 1]
+    return {
+        f"{prefix}single_object_step_ok": _mean([e["step_ok"] for e in single]),
+        f"{prefix}largest_step_px_median": float(np.median([e["largest_step"] for e in entries])),
+        f"{prefix}gt_largest_step_px_median": float(np.median([e["gt_largest_step"] for e in entries])),
+        f"{prefix}videos_without_pops": _mean([e["pops"] == 0 for e in entries]),
+        f"{prefix}gt_videos_without_pops": _mean([e["gt_pops"] == 0 for e in entries]),
+        f"{prefix}frame_count_ok": _mean([e["frame_count_ok"] for e in entries]),
+        f"{prefix}frame_diff_ratio_max": float(np.max([e["frame_diff_ratio"] for e in entries])),
+        f"{prefix}frame_diff_ratio_ok": _mean([e["frame_diff_ratio"] <= 3 for e in entries]),
+    }
+
+
+SENSITIVITY_CLIPS = 8
+"""Held-out ground-truth clips of the cross-frame sensitivity probe."""
+
+
+@torch.no_grad()
+def dit_sensitivity(bundle, frames: int, seed: int = 0) -> dict:
+    """Cross-frame sensitivity (:func:`coherence.cross_frame_sensitivity`) of the bundle's DiT on
+    :data:`SENSITIVITY_CLIPS` held-out ground-truth clips of ``frames`` pixel frames at interval 4
+    (the blueprint's shape, RoPE positions ``4j``), text-to-video condition, canonical captions."""
+    specs = [sample_scene(EVAL_SEED_BASE + 10_000_000 + k, height=64, width=64) for k in range(SENSITIVITY_CLIPS)]
+    clips = torch.stack([render(spec, frames, start_frame=0, interval=4) for spec in specs])
+    x0 = encode_clips(bundle.codec, clips)
+    y = build_condition(bundle.codec, torch.zeros_like(clips), torch.zeros(clips.shape[0], frames))
+    positions = torch.tensor([[4.0 * j for j in range(x0.shape[2])]] * len(specs))
+    context = torch.cat([bundle.encode_prompt(caption(spec)) for spec in specs])
+    return cross_frame_sensitivity(bundle.model, x0, y, context, positions, seed=seed)
+
+
 # -- main --------------------------------------------------------------------------------
 
 
@@ -310,7 +342,8 @@ def evaluate_blueprints(args) -> dict:
                              shift=shift, cfg=cfg, guidance=guidance, seed=k)
         frames = to01(blue.frames)
         adh = adherence(analyse(frames, spec.colour), spec.colour, spec.count)
-        videos.append({"k": k, "prompt": prompt, **adh})
+        coh = video_coherence(frames, spec, plan.levels[0].interval)
+        videos.append({"k": k, "prompt": prompt, **adh, "coherence": {**coh, "count": spec.count}})
         if args.save_videos:
             _save(args.save_videos, f"{k:03d}_blueprint", frames, int(round(plan.levels[0].fps)))
         if not (adh["colour_ok"] and adh["count_ok"]):
@@ -320,6 +353,8 @@ def evaluate_blueprints(args) -> dict:
         "blueprint_prompt_adherence": _mean([v["colour_ok"] and v["count_ok"] for v in videos]),
         "blueprint_colour_adherence": _mean([v["colour_ok"] for v in videos]),
         "blueprint_count_adherence": _mean([v["count_ok"] for v in videos]),
+        **coherence_summary([v["coherence"] for v in videos], "blueprint_"),
+        **{f"sensitivity_sigma_{s:g}": r for s, r in dit_sensitivity(bundle, plan.levels[0].num_frames).items()},
     }
     return {"settings": settings, "videos": videos, "summary": summary}
 
@@ -385,6 +420,8 @@ def evaluate(args) -> dict:
             "centroid_speed": centroid_speed(det), "gt_centroid_speed": centroid_speed(det_gt),
             "adherence": adh, "blueprint_adherence": adh_blue, **presence(det, fps),
             "tm_drift": drift(det, spec.colour, spec.count, fps),
+            "coherence": {**video_coherence(video, spec, plan.frame_intervals[-1]), "count": spec.count},
+            "blueprint_coherence": {**video_coherence(blue, spec, plan.frame_intervals[0]), "count": spec.count},
         }
         if not args.no_ar:
             ar = autoregressive(bundle, positive, negative, total=final.num_frames, chunk=chunk,
@@ -440,6 +477,9 @@ def evaluate(args) -> dict:
         "tm_last_second_count_ok": _mean([e["tm_drift"]["last_second_count_ok"] for e in v]),
         "tm_area_ratio": _mean([e["tm_drift"]["area_ratio"] for e in v]),
         "tm_rgb_shift": _mean([e["tm_drift"]["rgb_shift"] for e in v]),
+        **coherence_summary([e["coherence"] for e in v]),
+        **coherence_summary([e["blueprint_coherence"] for e in v], "blueprint_"),
+        **{f"sensitivity_sigma_{s:g}": r for s, r in dit_sensitivity(bundle, plan.levels[0].num_frames).items()},
     }
     if not args.no_ar:
         summary.update({
