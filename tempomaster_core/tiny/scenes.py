@@ -54,6 +54,12 @@ both axes, bouncing off all four walls."""
 BACKGROUND_MAX = 0.2
 """Upper bound of every background channel (RGB in [0, 1])."""
 
+SPEED_RANGE = (0.6, 1.4)
+"""Speed of constant-velocity motions, pixels per 24 fps frame on a 64-pixel frame (scaled with the frame)."""
+
+FALL_TIME_RANGE = (0.8, 1.4)
+"""Apex-to-floor time of falling objects, seconds."""
+
 _SQUARE_HALF = 0.85  # half side of a square / its ``size`` (area close to the ball's)
 _TRIANGLE_R = 1.4  # circumradius of a triangle / its ``size`` (area close to the ball's)
 _PLURALS = {"ball": "balls", "square": "squares", "triangle": "triangles"}
@@ -241,7 +247,7 @@ def sample_scene(seed: int, *, count: int | None = None, colour: str | None = No
     objects = []
     for i in range(count):
         size = sizes[i]
-        speed = float(rng.uniform(0.6, 1.4) * scale)
+        speed = float(rng.uniform(*SPEED_RANGE) * scale)
         lo_x, hi_x, lo_y, hi_y = bounds[i]
         along = float(rng.uniform(0.05, 0.5))  # start position along the motion axis (fraction)
         gravity, phase, vx, vy = 0.0, 0.0, 0.0, 0.0
@@ -257,7 +263,7 @@ def sample_scene(seed: int, *, count: int | None = None, colour: str | None = No
             x0 = lane_x[i]
             y0 = lo_y + float(rng.uniform(0.0, 0.3)) * (hi_y - lo_y)  # apex near the top
             drop = hi_y - y0
-            fall_frames = float(rng.uniform(0.8, 1.4)) * FPS  # apex -> floor time
+            fall_frames = float(rng.uniform(*FALL_TIME_RANGE)) * FPS  # apex -> floor time
             gravity = 2.0 * drop / fall_frames ** 2
             phase = float(rng.uniform(0.0, 0.25)) * fall_frames
         else:  # diagonal
