@@ -294,6 +294,7 @@ def test_train_is_reproducible_with_a_seed():
         train("unused", codec=codec, cfg=cfg, save=False)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not any(shutil.which(c) for c in ("c++", "g++", "clang++")),
                     reason="torch.compile (inductor) needs a C++ compiler on CPU")
 def test_compiled_training_follows_the_eager_run():
