@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Optional
 
-from tempomaster_core.images import area_preserving_size, resize_center_crop
+from tempomaster_core.images import area_preserving_size, check_image_batch, resize_center_crop
 from .parsing import parse_positions, resolve_positions
 from .types import TEMPO_CONDITION, TEMPO_PLAN, TempoCondition
 
@@ -42,14 +42,19 @@ def make_condition(plan: Any, positions: str, size_mode: str = SIZE_PLAN, images
         positions: pixel-frame positions on the blueprint, one per image, e.g. ``"0"``,
             ``"0,-1"``, ``"0,36,72,-1"`` (negative counts from the end).
         size_mode: one of :data:`SIZE_MODES`.
-        images: ComfyUI IMAGE ``[N, H, W, 3]`` in [0, 1], or ``None`` for text-to-video.
+        images: ComfyUI IMAGE ``[N, H, W, 3]`` (or one ``[H, W, 3]``) float in [0, 1], or
+            ``None`` for text-to-video. Checked before any resize or clamp
+            (``tempomaster_core.images.check_image_batch``): ``uint8`` 0..255 is converted
+            with ``x / 255`` and a warning; float values above 1 (a 0..255 float image),
+            negative values, NaN/inf and empty images are refused.
 
     Returns:
         a :class:`TempoCondition`; empty (text-to-video) when ``images`` is ``None``.
 
     Raises:
         ValueError: unknown size mode; positions unparsable, out of range or
-            repeated; number of positions != number of images.
+            repeated; number of positions != number of images; images out of range,
+            non-finite, of another dtype or empty (``InputError``).
     """
     if size_mode not in SIZE_MODES:
         raise ValueError(f"unknown size mode {size_mode!r}; choose one of {list(SIZE_MODES)}")
@@ -60,8 +65,9 @@ def make_condition(plan: Any, positions: str, size_mode: str = SIZE_PLAN, images
             log.info("TempoMaster: no image connected to MultiMaskCondition; positions ignored (text-to-video)")
         return TempoCondition({}, height, width, frames, False)
 
-    if images.ndim == 3:
+    if getattr(images, "ndim", None) == 3:
         images = images.unsqueeze(0)
+    images = check_image_batch(images, "MultiMaskCondition images")  # before any resize/clamp
     resolved = resolve_positions(parse_positions(positions), frames)
     count = images.shape[0]
     if len(resolved) != count:

@@ -10,18 +10,36 @@ as ComfyUI ``IMAGE`` plus its fps, ready for ``CreateVideo`` -> ``SaveVideo``.
 The heavy lifting is ``tempomaster_core.pipeline.run_blueprint`` /
 ``run_refinement``; this module adapts ComfyUI objects (``nodes/vae_adapter.py``,
 ``nodes/text_adapter.py``), reports progress (``nodes/progress.py``) and manages
-devices (``nodes/comfy_env.py``): before a level ComfyUI is asked to free
-enough memory for the level's peak on the cost model (weights + activations,
-:func:`estimate_level_bytes`), the DiT is moved to ComfyUI's compute device,
-and after the last level it goes back to ComfyUI's offload device.
+devices (``nodes/comfy_env.py``).
+
+Order of work in a sampler node (nothing is computed or moved for a run that is
+refused):
+
+1. every input that can be checked without compute: seed, steps, shift, cfg
+   (at most 100), guidance, max_parallel_chunks
+   (``tempomaster_core.pipeline.check_level_settings``), the VAE / text encoder /
+   plan against the model and NaN/inf in the text embeddings
+   (``check_level_inputs``), the condition frames;
+2. the level's peak memory on the cost model (weights + activations,
+   :func:`estimate_level_bytes`): ComfyUI is asked to free that much, then the
+   estimate is compared with the compute device's free memory
+   (:func:`check_device_memory`; a clear :class:`NotEnoughMemoryError` instead of an
+   out-of-memory crash half-way; skipped on the CPU, which has no reliable figure);
+3. the DiT is moved to ComfyUI's compute device, the level runs (VAE encode,
+   denoising, decode), and after the last level the DiT goes back to ComfyUI's
+   offload device.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import logging
+import os
 import time
 from typing import Any, Callable, Optional
+
+import torch
 
 from . import comfy_env
 from .plan_route import report_level_time
@@ -34,6 +52,16 @@ log = logging.getLogger("TempoMaster")
 
 GUIDANCE_CHOICES = ("apg", "cfg")
 MAX_SEED = 0xFFFFFFFFFFFFFFFF
+GIB = 1024**3
+SKIP_MEMORY_CHECK_ENV = "TEMPOMASTER_SKIP_MEMORY_CHECK"
+"""Set this environment variable to ``1`` to run a level even when its memory estimate exceeds
+the free memory (the estimate is a model, not a measurement)."""
+
+
+class NotEnoughMemoryError(RuntimeError):
+    """The level's estimated peak memory exceeds the compute device's free memory (raised
+    before the DiT is moved or anything is encoded); the message says what to change."""
+
 
 def _model_bytes(model: Any) -> int:
     params = getattr(model, "parameters", None)
@@ -66,11 +94,96 @@ def estimate_level_bytes(model: Any, plan: Any, level_index: int, cfg: float, ma
     return int(priced.peak_bytes)
 
 
+def device_free_bytes(device: Any) -> Optional[int]:
+    """Free bytes on ``device`` for a new allocation, or ``None`` when there is no reliable figure.
+
+    Inside ComfyUI: ``comfy.model_management.get_free_memory(device)`` (device free memory plus
+    what torch's allocator holds unused). Outside ComfyUI on CUDA: ``torch.cuda.mem_get_info``
+    plus reserved-but-unallocated bytes. The CPU (and other devices outside ComfyUI) gives
+    ``None``: the OS figure for free RAM ignores reclaimable caches and swap, so a check against
+    it would refuse runs that work.
+    """
+    device = torch.device(device)
+    if device.type == "cpu":
+        return None
+    try:
+        mm = importlib.import_module("comfy.model_management")
+    except ImportError:
+        mm = None
+    try:
+        if mm is not None and callable(getattr(mm, "get_free_memory", None)):
+            return int(mm.get_free_memory(device))
+        if device.type == "cuda" and torch.cuda.is_available():
+            free, _ = torch.cuda.mem_get_info(device)
+            return int(free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device))
+    except Exception as exc:  # a broken driver query must not block a run; the check is a courtesy
+        log.warning("TempoMaster: could not read the free memory of %s (%s); memory check skipped", device, exc)
+    return None
+
+
+def _same_device(a: torch.device, b: torch.device) -> bool:
+    """``cuda`` and ``cuda:0`` name the same device when one of them has no index."""
+    return a.type == b.type and (a.index == b.index or a.index is None or b.index is None)
+
+
+def _bytes_on(model: Any, device: torch.device) -> int:
+    """Bytes of the model's parameters already on ``device`` (they need no new memory)."""
+    params = getattr(model, "parameters", None)
+    if not callable(params):
+        return 0
+    return sum(p.numel() * p.element_size() for p in params() if _same_device(p.device, device))
+
+
+def check_device_memory(model: Any, codec: Any, plan: Any, level_index: int, cfg: float,
+                        max_batch: Optional[int], device: Any, needed: Optional[int] = None) -> None:
+    """Refuse a level whose cost-model peak exceeds the free memory of ``device``.
+
+    Args:
+        model, codec, plan, level_index, cfg, max_batch: as :func:`estimate_level_bytes`.
+        device: the compute device.
+        needed: the estimate, if already computed.
+
+    Available memory = :func:`device_free_bytes` + the DiT's weights already on ``device``.
+    Skipped when the figure is unknown (CPU) or ``TEMPOMASTER_SKIP_MEMORY_CHECK=1``.
+
+    Raises:
+        NotEnoughMemoryError: "level N needs ~X GiB on DEVICE, Y GiB are free", with what to
+            change (``max_parallel_chunks=1`` and its estimate, tiled VAE, a smaller plan).
+    """
+    if os.environ.get(SKIP_MEMORY_CHECK_ENV, "").strip() not in ("", "0"):
+        return
+    device = torch.device(device)
+    free = device_free_bytes(device)
+    if free is None:
+        return
+    spatial = int(getattr(codec, "spatial_factor", 8))
+    if needed is None:
+        needed = estimate_level_bytes(model, plan, level_index, cfg, max_batch, spatial)
+    available = free + _bytes_on(model, device)
+    if needed <= available:
+        return
+    hints = []
+    chunks = plan.levels[level_index].num_chunks
+    if chunks > 1 and (max_batch is None or max_batch > 1):
+        single = estimate_level_bytes(model, plan, level_index, cfg, 1, spatial)
+        hints.append(f"max_parallel_chunks=1 (~{single / GIB:.1f} GiB)")
+    if not getattr(codec, "tiled", False):
+        hints.append("tiled_vae=true (less VAE memory)")
+    hints.append("a smaller plan (fewer frames per chunk, more chunks, or a lower resolution)")
+    raise NotEnoughMemoryError(
+        f"TempoMaster level {level_index} needs ~{needed / GIB:.1f} GiB on {device} (cost-model estimate: "
+        f"weights + activations) but only {available / GIB:.1f} GiB are available after unloading other "
+        f"models; try {'; or '.join(hints)}. Set {SKIP_MEMORY_CHECK_ENV}=1 to run anyway."
+    )
+
+
 def _to_compute_device(model: Any, codec: Any, plan: Any, level_index: int, cfg: float,
                        max_batch: Optional[int]) -> None:
+    """Free memory for the level, check that it fits (:func:`check_device_memory`), move the DiT."""
     device = comfy_env.compute_device()
     needed = estimate_level_bytes(model, plan, level_index, cfg, max_batch, int(getattr(codec, "spatial_factor", 8)))
     comfy_env.free_memory(needed, device)
+    check_device_memory(model, codec, plan, level_index, cfg, max_batch, device, needed)
     current = next(iter(model.parameters())).device if _model_bytes(model) else device
     if current != device:
         log.info("TempoMaster: moving the DiT to %s", device)
@@ -124,6 +237,26 @@ def _contexts(model: Any, positive: Any, negative: Any, cfg: float) -> tuple:
     return pos, neg
 
 
+def _check_settings(seed: Any, steps: Any, shift: Any, cfg: Any, guidance: Any, max_batch: Optional[int] = None):
+    """The core's :func:`~tempomaster_core.pipeline.check_level_settings` (one rule set for every layer).
+
+    Raises:
+        tempomaster_core.validation.InputError: a bad seed, steps, shift, cfg, guidance or max_batch.
+    """
+    from tempomaster_core.pipeline import check_level_settings
+
+    return check_level_settings(steps=steps, shift=shift, cfg=cfg, guidance=guidance, seed=seed, max_batch=max_batch)
+
+
+def _checked_contexts(model: Any, codec: Any, plan: Any, positive: Any, negative: Any, cfg: float) -> tuple:
+    """Text contexts from the CONDITIONINGs, checked with the model, VAE and plan
+    (:func:`~tempomaster_core.pipeline.check_level_inputs`: shapes, widths, NaN/inf) before any compute."""
+    from tempomaster_core.pipeline import check_level_inputs
+
+    pos, neg = _contexts(model, positive, negative, cfg)
+    return check_level_inputs(model, codec, plan, pos, neg, cfg)
+
+
 def _run_level(model: Any, codec: Any, plan: Any, level_index: int, *, steps: int, cfg: float,
                max_batch: Optional[int], run: Callable[[NodeProgress], Any]) -> tuple:
     """Run one level as a sampler node does and return the node outputs.
@@ -164,7 +297,8 @@ def _common_inputs(steps: int, shift: float, cfg_default: float = 8.0) -> dict:
         }),
         "cfg": ("FLOAT", {
             "default": cfg_default, "min": 1.0, "max": 30.0, "step": 0.1, "round": 0.01,
-            "tooltip": "Guidance scale (reference: 8). 1 disables guidance and skips the negative prompt.",
+            "tooltip": "Guidance scale (reference: 8). 1 disables guidance and skips the negative prompt. "
+                       "The core refuses values above 100.",
         }),
         "guidance": (list(GUIDANCE_CHOICES), {
             "default": "apg",
@@ -231,27 +365,38 @@ class BlueprintSampler:
                condition: Optional[TempoCondition] = None):
         """Return ``(level, images [F, H, W, 3] in [0, 1], fps)`` for the blueprint.
 
+        Every input is checked before the VAE encode and before the DiT is moved
+        (see the module doc).
+
         Raises:
             ValueError/TypeError: wrong VAE/text encoder for the model, condition from
-                another plan, bad settings (messages from the adapters and the core).
+                another plan, bad settings (seed, steps, shift, cfg <= 100, guidance), NaN/inf
+                text embeddings or condition frames (messages from the adapters and the core;
+                value errors are ``tempomaster_core.validation.InputError``).
+            NotEnoughMemoryError: the level's estimate exceeds the GPU's free memory.
+            tempomaster_core.pipeline.NonFiniteError: the run produced NaN/inf (non-finite
+                weights, fp16 overflow, extreme cfg).
         """
+        from tempomaster_core.conditioning import normalize_condition_frames
         from tempomaster_core.pipeline import run_blueprint
 
         if condition is not None and not isinstance(condition, TempoCondition):
             raise TypeError(f"condition must come from MultiMaskCondition, got {type(condition).__name__}")
+        settings = _check_settings(seed, steps, shift, cfg, guidance)
         plan = plan_for_condition(plan, condition)
         codec = as_codec(vae, tiled=tiled_vae)
-        pos, neg = _contexts(model, positive, negative, cfg)
+        pos, neg = _checked_contexts(model, codec, plan, positive, negative, settings.cfg)
         level = plan.levels[0]
-        log.info("TempoMaster: blueprint, %d frames at %g fps, %dx%d, %d steps",
-                 level.num_frames, level.fps, plan.width, plan.height, steps)
         conditions = condition.as_core_conditions() if condition is not None and not condition.is_empty else None
+        normalize_condition_frames(conditions, level.num_frames, plan.height, plan.width)
+        log.info("TempoMaster: blueprint, %d frames at %g fps, %dx%d, %d steps",
+                 level.num_frames, level.fps, plan.width, plan.height, settings.steps)
         return _run_level(
-            model, codec, plan, 0, steps=steps, cfg=cfg, max_batch=None,
+            model, codec, plan, 0, steps=settings.steps, cfg=settings.cfg, max_batch=None,
             run=lambda progress: run_blueprint(
                 model, codec, pos, neg, plan, conditions=conditions,
-                steps=int(steps), shift=float(shift), cfg=float(cfg), guidance=guidance, seed=int(seed),
-                progress=progress,
+                steps=settings.steps, shift=settings.shift, cfg=settings.cfg, guidance=settings.guidance,
+                seed=settings.seed, progress=progress,
             ),
         )
 
@@ -286,7 +431,10 @@ class FrameRateRefiner:
         required["max_parallel_chunks"] = ("INT", {
             "default": 0, "min": 0, "max": 1024,
             "tooltip": "Chunks denoised per forward pass: 0 = all chunks of the level in one batch (fastest, "
-                       "most memory); 1 = one chunk at a time (least memory). Same result either way.",
+                       "most memory); 1 = one chunk at a time (least memory). 0 and any value >= the level's "
+                       "chunk count give bit-identical frames. Smaller values differ by float rounding only (matrix "
+                       "kernels may round differently for another batch size): ~1e-5 in fp32; in bf16 up to about "
+                       "a quarter of the 8-bit pixel values change by 1-2 levels (measured on a small model).",
         })
         required["tiled_vae"] = _VAE_TILED
         return {"required": required}
@@ -295,11 +443,18 @@ class FrameRateRefiner:
                cfg: float = 8.0, guidance: str = "apg", max_parallel_chunks: int = 0, tiled_vae: bool = False):
         """Return ``(level, images [F, H, W, 3] in [0, 1], fps)`` for the next level.
 
+        Every input is checked before the VAE encode and before the DiT is moved
+        (see the module doc).
+
         Raises:
             TypeError: ``level`` is not a TEMPO_LEVEL.
-            ValueError: ``level`` is already the plan's last level, or the adapters/core refuse.
+            ValueError: ``level`` is already the plan's last level, bad settings (as the
+                BlueprintSampler, plus ``max_parallel_chunks`` an int >= 0), or the adapters/core refuse.
+            NotEnoughMemoryError: the level's estimate exceeds the GPU's free memory.
+            tempomaster_core.pipeline.NonFiniteError: the run produced NaN/inf.
         """
         from tempomaster_core.pipeline import LevelResult, run_refinement
+        from tempomaster_core.validation import InputError, require_int
 
         if not isinstance(level, LevelResult):
             raise TypeError(
@@ -314,17 +469,21 @@ class FrameRateRefiner:
                 f"({fps_list} fps) and the incoming level ({level.fps:g} fps) is the last one. Remove this "
                 "refiner, or add a frame interval in the TreeScheduler (e.g. 4,2,1 instead of 4,2)."
             )
+        max_batch = require_int(max_parallel_chunks, "max_parallel_chunks", minimum=0) or None
+        settings = _check_settings(seed, steps, shift, cfg, guidance, max_batch)
+        if not bool(torch.isfinite(level.frames).all()):
+            raise InputError(f"the incoming level {level.level_index} has NaN or infinite frames; re-run it")
         codec = as_codec(vae, tiled=tiled_vae)
-        pos, neg = _contexts(model, positive, negative, cfg)
-        max_batch = int(max_parallel_chunks) or None
+        pos, neg = _checked_contexts(model, codec, plan, positive, negative, settings.cfg)
         target = plan.levels[index]
         log.info("TempoMaster: level %d of %d, %g -> %g fps, %d frames in %d chunk(s), %d steps",
-                 index, plan.num_levels - 1, level.fps, target.fps, target.num_frames, target.num_chunks, steps)
+                 index, plan.num_levels - 1, level.fps, target.fps, target.num_frames, target.num_chunks,
+                 settings.steps)
         return _run_level(
-            model, codec, plan, index, steps=steps, cfg=cfg, max_batch=max_batch,
+            model, codec, plan, index, steps=settings.steps, cfg=settings.cfg, max_batch=max_batch,
             run=lambda progress: run_refinement(
                 model, codec, level, pos, neg,
-                steps=int(steps), shift=float(shift), cfg=float(cfg), guidance=guidance, seed=int(seed),
-                max_batch=max_batch, progress=progress,
+                steps=settings.steps, shift=settings.shift, cfg=settings.cfg, guidance=settings.guidance,
+                seed=settings.seed, max_batch=max_batch, progress=progress,
             ),
         )

@@ -24,7 +24,8 @@ import torch
 from einops import rearrange, repeat
 
 from .plan import LevelPlan
-from .protocols import codec_device
+from .protocols import NonFiniteError, codec_device
+from .validation import InputError
 
 
 def pack_masks(masks: torch.Tensor, temporal_factor: int, latent_size: tuple[int, int]) -> torch.Tensor:
@@ -101,7 +102,8 @@ def refinement_clips(level: LevelPlan, previous_frames: torch.Tensor) -> tuple[t
         chunk are zero with mask 0 (reference ``preparer_condition_video``).
 
     Raises:
-        ValueError: ``level`` is the blueprint or ``previous_frames`` has the wrong shape.
+        ValueError: ``level`` is the blueprint or ``previous_frames`` has the wrong shape,
+            or holds NaN/inf (:class:`~tempomaster_core.validation.InputError`).
     """
     if level.is_blueprint:
         raise ValueError("refinement_clips needs a refinement level; the blueprint uses blueprint_clip")
@@ -111,6 +113,8 @@ def refinement_clips(level: LevelPlan, previous_frames: torch.Tensor) -> tuple[t
             f"previous level frames must be [3, {expected}, H, W] for level {level.index}, "
             f"got shape {tuple(previous_frames.shape)}"
         )
+    if not bool(torch.isfinite(previous_frames).all()):
+        raise InputError(f"previous level frames must be finite for level {level.index}, got NaN or infinite values")
     clips, masks = [], []
     for c in range(level.num_chunks):
         clip, mask = place_frames(previous_frames, level.chunk_conditions(c), level.frames_per_chunk)
@@ -133,11 +137,17 @@ def normalize_condition_frames(
     Returns:
         ``{non-negative index: float32 [3, H, W]}`` (CPU).
 
+    Range: checked before any clamping. Values up to 1e-3 outside ``[-1, 1]`` are
+    rounding noise and are clamped; anything further out, NaN/inf, and integer dtypes
+    (e.g. a ``uint8`` 0..255 image) are refused -- the core never guesses a range.
+
     Raises:
         IndexError: an index outside ``[-num_frames, num_frames)``.
-        ValueError: two keys name the same frame; an image that is not a
+        ValueError: two keys name the same frame; an image that is not a floating
             ``[3, height, width]`` tensor; values outside ``[-1, 1]`` or not finite
-            (ComfyUI IMAGE is ``[0, 1]`` channels-last: use ``x.movedim(-1, 0) * 2 - 1``).
+            (ComfyUI IMAGE is ``[0, 1]`` channels-last: use ``x.movedim(-1, 0) * 2 - 1``;
+            0..255 pixels: ``x / 127.5 - 1``). Range, dtype and NaN/inf errors are
+            :class:`~tempomaster_core.validation.InputError`.
     """
     out: dict[int, torch.Tensor] = {}
     for key, image in (conditions or {}).items():
@@ -158,13 +168,19 @@ def normalize_condition_frames(
                 f"condition frame {index} must be a tensor [3, {height}, {width}] in [-1, 1], got {shape}; "
                 "resize/crop the image to the plan size first"
             )
+        if not image.is_floating_point():
+            raise InputError(
+                f"condition frame {index} must be a float tensor in [-1, 1], got dtype {image.dtype}; "
+                "convert 0..255 pixels with x.float() / 127.5 - 1"
+            )
         image = image.detach().to("cpu", torch.float32)
         if not torch.isfinite(image).all():
-            raise ValueError(f"condition frame {index} has NaN or infinite values")
-        if image.min() < -1.0 - 1e-3 or image.max() > 1.0 + 1e-3:
-            raise ValueError(
-                f"condition frame {index} has values in [{image.min():.3f}, {image.max():.3f}]; "
-                "expected [-1, 1] (convert [0, 1] images with x * 2 - 1)"
+            raise InputError(f"condition frame {index} must have finite values, got NaN or infinite values")
+        low, high = float(image.min()), float(image.max())
+        if low < -1.0 - 1e-3 or high > 1.0 + 1e-3:
+            hint = "convert 0..255 pixels with x / 127.5 - 1" if high > 1.5 else "convert [0, 1] images with x * 2 - 1"
+            raise InputError(
+                f"condition frame {index} has values in [{low:.3f}, {high:.3f}]; expected [-1, 1] ({hint})"
             )
         out[resolved] = image.clamp(-1.0, 1.0)
     return out
@@ -207,6 +223,8 @@ def encode_clips(codec, clips: torch.Tensor, *, batch_size: Optional[int] = None
 
     Raises:
         ValueError: the codec returned an unexpected shape.
+        NonFiniteError: the codec returned NaN/inf latents (the clips were finite): NaN in
+            the VAE weights, or an fp16 VAE overflow.
     """
     b, _, f, h, w = clips.shape
     tf, sf = int(codec.temporal_factor), int(codec.spatial_factor)
@@ -221,7 +239,14 @@ def encode_clips(codec, clips: torch.Tensor, *, batch_size: Optional[int] = None
                 f"VAE encode returned shape {tuple(part.shape)} for clips {tuple(clips[start:start + step].shape)}; "
                 f"expected [{min(step, b - start)}, {expected[0]}, {expected[1]}, {expected[2]}, {expected[3]}]"
             )
-        parts.append(part.detach().to("cpu", torch.float32))
+        part = part.detach().to("cpu", torch.float32)
+        if not bool(torch.isfinite(part).all()):
+            raise NonFiniteError(
+                f"the VAE encode of condition clips {start}..{start + part.shape[0] - 1} returned NaN or infinite "
+                "latents from finite pixels; likely causes: NaN in the VAE weights (a corrupt file) or an fp16 "
+                "overflow in the VAE (load it in bf16/fp32, or try the tiled VAE)"
+            )
+        parts.append(part)
     return torch.cat(parts, dim=0)
 
 

@@ -29,6 +29,8 @@ from typing import Optional, Union
 import torch
 import torch.nn.functional as F
 
+from .validation import require_cfg
+
 EPSILON = 1e-8
 """Added to sigma when converting x0 back to a velocity (reference value)."""
 
@@ -153,11 +155,11 @@ def make_guidance(kind: str, scale: float) -> Union[CFG, APG]:
     """A fresh guidance object: ``kind`` is ``"apg"`` (reference default) or ``"cfg"``.
 
     Raises:
-        ValueError: unknown ``kind`` or a non-finite / non-positive ``scale``.
+        ValueError: unknown ``kind``; ``scale`` not a finite number in
+            ``(0, MAX_CFG]`` (:data:`~tempomaster_core.validation.MAX_CFG` = 100;
+            :class:`~tempomaster_core.validation.InputError`).
     """
-    scale = float(scale)
-    if not scale > 0 or scale != scale or scale == float("inf"):
-        raise ValueError(f"cfg scale must be a finite number > 0, got {scale}")
+    scale = require_cfg(scale, "cfg scale")
     key = str(kind).lower()
     if key == "apg":
         return APG(scale)

@@ -1,16 +1,91 @@
-"""Image preparation for condition frames: size choice, resize and centre crop (torch only).
+"""Image preparation for condition frames: input check, size choice, resize and centre crop (torch only).
 
 No torchvision: resizing is ``torch.nn.functional.interpolate`` (bilinear with
 antialias, so downscaling a large photo does not alias), cropping is slicing.
+
+Input range (checked by :func:`check_image_batch` *before* any resampling or
+clamping, so a wrong range is reported instead of silently clamped away):
+
+- float images must be in ``[0, 1]`` (ComfyUI IMAGE). Values up to
+  :data:`IMAGE_RANGE_TOLERANCE` outside are rounding noise and are clamped;
+- ``uint8`` images are unambiguous 8-bit pixels: they are converted with
+  ``x / 255`` and a ``UserWarning`` says so;
+- float values above 1 (e.g. a 0..255 float image), negative values (e.g. a
+  ``[-1, 1]`` image), NaN/inf, other dtypes and empty (0-pixel) images are
+  refused with :class:`~tempomaster_core.validation.InputError` (a
+  ``ValueError``) saying how to convert.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from einops import rearrange
+
+from .validation import InputError
+
+IMAGE_RANGE_TOLERANCE = 1e-3
+"""How far outside ``[0, 1]`` a float image may stray (rounding noise) before it is refused."""
+
+
+def check_image_batch(images: Any, name: str = "images") -> torch.Tensor:
+    """Check a ComfyUI IMAGE batch before any resampling; return it as float32 in ``[0, 1]``.
+
+    Args:
+        images: ``[N, H, W, 3]`` (or 4 channels: alpha, ignored by the range check), float in
+            ``[0, 1]`` or ``uint8`` in ``0..255``.
+        name: used in messages.
+
+    Returns:
+        float32 ``[N, H, W, C]`` in ``[0, 1]``, same device; ``uint8`` input divided by 255
+        (with a ``UserWarning``), values within :data:`IMAGE_RANGE_TOLERANCE` outside
+        ``[0, 1]`` clamped.
+
+    Raises:
+        InputError (a ValueError): not a tensor; not ``[N, H, W, 3|4]``; an empty batch or a
+            0-pixel image; a dtype other than float or ``uint8``; NaN/inf values; values
+            above ``1 + tolerance`` (a 0..255 float image: divide by 255) or below
+            ``-tolerance`` (a ``[-1, 1]`` image: use ``(x + 1) / 2``).
+    """
+    if not isinstance(images, torch.Tensor):
+        raise InputError(f"{name} must be a ComfyUI IMAGE tensor [N, H, W, 3] in [0, 1], got {type(images).__name__}")
+    if images.ndim != 4 or images.shape[-1] not in (3, 4):
+        raise InputError(
+            f"{name} must be a ComfyUI IMAGE [N, H, W, 3] in [0, 1], got shape {tuple(images.shape)}"
+        )
+    n, h, w, _ = images.shape
+    if n == 0 or h == 0 or w == 0:
+        raise InputError(f"{name} must hold at least one image of at least 1x1 pixels, got shape {tuple(images.shape)}")
+    if images.dtype == torch.uint8:
+        warnings.warn(
+            f"{name}: uint8 image converted to [0, 1] with x / 255 (ComfyUI IMAGE is float in [0, 1])",
+            UserWarning, stacklevel=2,
+        )
+        return images.to(torch.float32) / 255.0
+    if not images.is_floating_point():
+        raise InputError(
+            f"{name} must be float in [0, 1] (or uint8 0..255), got dtype {images.dtype}; "
+            "convert with x.float() / 255 for 8-bit values"
+        )
+    x = images.to(torch.float32)
+    rgb = x[..., :3]
+    if not bool(torch.isfinite(rgb).all()):
+        bad = int((~torch.isfinite(rgb)).sum())
+        raise InputError(f"{name} must have finite values, got {bad} NaN or infinite value(s)")
+    low, high = float(rgb.min()), float(rgb.max())
+    if high > 1.0 + IMAGE_RANGE_TOLERANCE:
+        hint = "it looks like a 0..255 image: divide it by 255 first" if high <= 255.0 + IMAGE_RANGE_TOLERANCE \
+            else "expected a ComfyUI IMAGE in [0, 1]"
+        raise InputError(f"{name} must be in [0, 1], got values up to {high:g}; {hint}")
+    if low < -IMAGE_RANGE_TOLERANCE:
+        hint = "it looks like a [-1, 1] image: convert it with (x + 1) / 2 first" if low >= -1.0 - IMAGE_RANGE_TOLERANCE \
+            else "expected a ComfyUI IMAGE in [0, 1]"
+        raise InputError(f"{name} must be in [0, 1], got values down to {low:g}; {hint}")
+    return x.clamp(0.0, 1.0)
 
 
 def area_preserving_size(image_height: int, image_width: int, area_height: int, area_width: int,
@@ -53,26 +128,26 @@ def resize_center_crop(images: torch.Tensor, height: int, width: int) -> torch.T
 
     Args:
         images: ComfyUI IMAGE, float ``[N, H, W, 3]`` in ``[0, 1]`` (an alpha
-            channel, if present, is dropped).
+            channel, if present, is dropped; ``uint8`` 0..255 is converted with a
+            warning, see :func:`check_image_batch`).
         height, width: target size in pixels.
 
     Returns:
         float32 ``[N, 3, height, width]`` in ``[-1, 1]`` (the core's pixel range).
 
-    Behaviour: scale = ``max(width/W, height/H)`` (the reference's rule), resized
-    with bilinear + antialias, then the centre ``height x width`` window is kept
-    (offset ``round((size - target) / 2)``, like torchvision's ``center_crop``).
+    Behaviour: the input is checked first (:func:`check_image_batch`: range, dtype,
+    NaN/inf, empty images); scale = ``max(width/W, height/H)`` (the reference's rule),
+    resized with bilinear + antialias, then the centre ``height x width`` window is
+    kept (offset ``round((size - target) / 2)``, like torchvision's ``center_crop``).
+    Only the resampling's own rounding is clamped to ``[-1, 1]``.
 
     Raises:
-        ValueError: not a ``[N, H, W, C>=3]`` tensor, or a non-positive target.
+        InputError (a ValueError): see :func:`check_image_batch`; a non-positive target.
     """
-    if images.ndim != 4 or images.shape[-1] not in (3, 4):
-        raise ValueError(
-            f"expected a ComfyUI IMAGE [N, H, W, 3] in [0, 1], got shape {tuple(images.shape)}"
-        )
     if height <= 0 or width <= 0:
-        raise ValueError(f"target size must be positive, got {height}x{width}")
-    x = rearrange(images[..., :3].to(torch.float32), "n h w c -> n c h w")
+        raise InputError(f"target size must be positive, got {height}x{width}")
+    images = check_image_batch(images)
+    x = rearrange(images[..., :3], "n h w c -> n c h w")
     src_h, src_w = x.shape[-2:]
     scale = max(width / src_w, height / src_h)
     new_h = max(height, int(round(src_h * scale)))

@@ -342,16 +342,32 @@ def open_checkpoint(source) -> _Source:
 
 
 def _metadata_overrides(metadata: Mapping[str, str], num_heads, eps):
+    """``(num_heads, eps)`` from the safetensors metadata where not given by the caller.
+
+    The values are checked here, before the model is built: ``num_heads`` must be an
+    integer >= 1 and ``eps`` a finite number > 0 (a ``nan``/``inf``/``0``/negative eps makes
+    every norm non-finite: the model would return all-NaN frames without an error).
+
+    Raises:
+        CheckpointError: an unparsable or out-of-range value.
+    """
     if num_heads is None and "num_heads" in metadata:
         try:
             num_heads = int(metadata["num_heads"])
         except ValueError as err:
             raise CheckpointError(f"bad num_heads {metadata['num_heads']!r} in the safetensors metadata") from err
+        if num_heads < 1:
+            raise CheckpointError(f"bad num_heads {metadata['num_heads']!r} in the safetensors metadata: must be >= 1")
     if eps is None and "eps" in metadata:
         try:
             eps = float(metadata["eps"])
         except ValueError as err:
             raise CheckpointError(f"bad eps {metadata['eps']!r} in the safetensors metadata") from err
+        if not (math.isfinite(eps) and eps > 0):
+            raise CheckpointError(
+                f"bad eps {metadata['eps']!r} in the safetensors metadata: must be a finite number > 0 "
+                "(Wan uses 1e-06); the file's metadata is corrupt -- re-save it with tempomaster_core.convert"
+            )
     return num_heads, eps
 
 

@@ -31,17 +31,26 @@ Nothing is stored on the model: an exception raised by the progress callback
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence, Union
 
 import torch
 
-from .conditioning import blueprint_clip, build_condition, refinement_clips
+from .conditioning import blueprint_clip, build_condition, normalize_condition_frames, refinement_clips
 from .guidance import GUIDANCE_KINDS, make_guidance, x0_from_velocity
 from .level_settings import per_level
 from .plan import LevelPlan, TreePlan
-from .protocols import check_compatible, codec_device
+from .protocols import NonFiniteError, check_compatible, codec_device
 from .sampling import NUM_TRAIN_TIMESTEPS, euler_step, flow_sigmas, next_sigmas, seeded_noise
+from .validation import (
+    InputError, require_cfg, require_choice, require_optional_batch, require_seed, require_shift, require_steps,
+)
+
+__all__ = [
+    "LevelResult", "LevelSettings", "NonFiniteError", "check_level_inputs", "check_level_settings",
+    "default_schedule", "denoise", "generate", "run_blueprint", "run_refinement",
+]
 
 ProgressCallback = Callable[[int, int, int, torch.Tensor], None]
 """``progress(level_index, step, total_steps, preview_latents)``: called after every
@@ -147,24 +156,132 @@ def _check_text(embeds: Any, name: str, config: Any) -> torch.Tensor:
             f"{name} text embeddings have {embeds.shape[2]} channels but the model expects "
             f"{config.text_dim} (umT5-XXL gives 4096 for Wan); use the text encoder that belongs to the model"
         )
+    if embeds.shape[1] < 1:
+        raise InputError(f"{name} text embeddings must have at least one token, got shape {tuple(embeds.shape)}")
+    if not bool(torch.isfinite(embeds).all()):
+        bad = int((~torch.isfinite(embeds)).sum())
+        raise InputError(
+            f"{name} text embeddings must be finite, got {bad} NaN or infinite value(s) of {embeds.numel()}; "
+            "the text encoder output is broken (e.g. an fp16 overflow in the text encoder: load it in bf16/fp32, "
+            "or re-encode the prompt)"
+        )
     return embeds
 
 
-def _check_max_batch(max_batch: Optional[int]) -> Optional[int]:
-    if max_batch is None:
-        return None
-    if isinstance(max_batch, bool) or not hasattr(max_batch, "__index__") or int(max_batch) < 1:
-        raise ValueError(f"max_batch must be None or an integer >= 1, got {max_batch!r}")
-    return int(max_batch)
+@dataclass(frozen=True)
+class LevelSettings:
+    """Sampling settings of one level, validated (:func:`check_level_settings`).
+
+    Attributes:
+        steps: Euler steps, >= 1.
+        shift: schedule shift, finite > 0 (gives a finite float32 schedule).
+        cfg: guidance scale in ``(0, MAX_CFG]`` (:data:`~tempomaster_core.validation.MAX_CFG` = 100).
+        guidance: ``"apg"`` or ``"cfg"`` (lower case).
+        seed: noise seed in ``[0, 2**64)``.
+        max_batch: chunks per forward, ``None`` = all.
+    """
+
+    steps: int
+    shift: float
+    cfg: float
+    guidance: str
+    seed: int
+    max_batch: Optional[int]
 
 
-def _check_sampling(cfg: float, guidance: str) -> float:
-    cfg = float(cfg)
-    if not (cfg > 0 and cfg != float("inf")):
-        raise ValueError(f"cfg must be a finite number > 0 (1 disables guidance), got {cfg}")
-    if str(guidance).lower() not in GUIDANCE_KINDS:
-        raise ValueError(f"unknown guidance {guidance!r}; choose one of {GUIDANCE_KINDS}")
-    return cfg
+def check_level_settings(*, steps: Any, shift: Any, cfg: Any, guidance: Any = "apg", seed: Any = 0,
+                         max_batch: Any = None) -> LevelSettings:
+    """Validate one level's sampling settings before any compute (torch-light, no model needed).
+
+    The level runners call this first; the ComfyUI sampler nodes call it before the VAE
+    encode and before moving the DiT, so a bad value never costs compute.
+
+    Raises:
+        InputError (a ValueError): ``steps`` not an int >= 1; ``shift`` not finite > 0 (or
+            a non-finite schedule); ``cfg`` not finite, <= 0 or > 100; unknown
+            ``guidance``; ``seed`` not an int in ``[0, 2**64)``; ``max_batch`` not None or
+            an int >= 1. Messages name the setting, the rule and the value.
+    """
+    steps = require_steps(steps)
+    shift = require_shift(shift)
+    flow_sigmas(steps, shift)  # the float32 schedule itself must be finite
+    cfg = require_cfg(cfg)
+    key = str(guidance).lower() if isinstance(guidance, str) else guidance
+    try:
+        require_choice(key, "guidance", GUIDANCE_KINDS)
+    except InputError:
+        raise InputError(f"unknown guidance {guidance!r}; choose one of {GUIDANCE_KINDS}") from None
+    seed = require_seed(seed)
+    max_batch = require_optional_batch(max_batch)
+    return LevelSettings(steps=steps, shift=shift, cfg=cfg, guidance=key, seed=seed, max_batch=max_batch)
+
+
+def check_level_inputs(model: Any, codec: Any, plan: TreePlan, positive: Any, negative: Any,
+                       cfg: float) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """Check that model, codec, plan and text embeddings fit together, before any compute.
+
+    Args:
+        model, codec, plan: as :func:`run_blueprint`.
+        positive, negative: text embeddings ``[1, L, text_dim]``; ``negative`` is only
+            checked (and only returned) when ``cfg != 1``.
+        cfg: the level's guidance scale.
+
+    Returns:
+        ``(positive, negative or None)``.
+
+    Raises:
+        TypeError/ValueError: model without ``.config``, not a TreePlan, VAE/model/plan
+            mismatch, text embeddings of the wrong shape or width.
+        InputError (a ValueError): NaN/inf in the text embeddings; ``negative`` is None
+            while ``cfg != 1``.
+    """
+    _check_setup(model, codec, plan)
+    config = model.config
+    positive = _check_text(positive, "positive", config)
+    if float(cfg) == 1.0:
+        return positive, None
+    if negative is None:
+        raise InputError("cfg != 1 needs negative text embeddings (an empty prompt's embeddings are fine)")
+    return positive, _check_text(negative, "negative", config)
+
+
+def _non_finite_parameters(model: Any, limit: int = 3) -> tuple[int, list[str]]:
+    """``(count, first names)`` of parameters holding NaN/inf (only called once a result is non-finite)."""
+    named = getattr(model, "named_parameters", None)
+    if not callable(named):
+        return 0, []
+    count, names = 0, []
+    for name, param in named():
+        if param.is_floating_point() and not bool(torch.isfinite(param).all()):
+            count += 1
+            if len(names) < limit:
+                names.append(name)
+    return count, names
+
+
+def _non_finite_latents_error(model: Any, level_index: int, step: int, steps: int, cfg: float,
+                              dtype: torch.dtype) -> NonFiniteError:
+    """The :class:`NonFiniteError` for NaN/inf latents, with the most likely cause first."""
+    count, names = _non_finite_parameters(model)
+    causes = []
+    if count:
+        causes.append(
+            f"the model has {count} parameter tensor(s) with NaN/inf (e.g. {', '.join(names)}): the checkpoint is "
+            "corrupt or was saved after a diverged training run; re-download or re-convert it"
+        )
+    if dtype == torch.float16:
+        causes.append("the DiT runs in fp16, whose range overflows for Wan activations: load it in bf16 or fp32")
+    eps = getattr(getattr(model, "config", None), "eps", None)
+    if isinstance(eps, (int, float)) and not (math.isfinite(eps) and eps > 0):
+        causes.append(f"the model's normalization eps is {eps!r} (from the checkpoint metadata); it must be > 0")
+    if not count:
+        causes.append("non-finite model weights or an fp16 overflow inside the DiT (try bf16/fp32 weights)")
+    causes.append("a non-finite text embedding (the text encoder output)")
+    causes.append(f"an extreme guidance scale (cfg = {cfg:g}; the reference uses 8)")
+    return NonFiniteError(
+        f"level {level_index} produced NaN or infinite latents at denoising step {step} of {steps}; "
+        "nothing usable can come out of this run. Likely causes: " + "; ".join(causes) + "."
+    )
 
 
 # -- denoising --------------------------------------------------------------------------
@@ -218,8 +335,11 @@ def denoise(
         steps, shift: schedule (:func:`~tempomaster_core.sampling.flow_sigmas`).
         cfg: guidance scale; 1 = conditional prediction only.
         guidance: ``"apg"`` or ``"cfg"``.
-        max_batch: run at most this many chunks per forward (same results; one
-            guidance state per slice).
+        max_batch: run at most this many chunks per forward (``None`` = all; one
+            guidance state per slice). The math per chunk is the same, but the results are
+            bit-identical to ``None`` only when every forward has the same batch size as
+            with ``None`` (``max_batch >= B``): matrix-multiply kernels may round
+            differently for another batch size (see :func:`run_refinement`).
         cfg_batching: run positive and negative passes as one forward of batch
             2B (when both embeddings have the same length; else two passes).
         progress: see :data:`ProgressCallback`.
@@ -227,6 +347,11 @@ def denoise(
 
     Returns:
         float32 CPU ``[B, C, T, h, w]`` denoised latents.
+
+    Raises:
+        NonFiniteError: the latents hold NaN/inf after a step (checked after every step,
+            before ``progress``; the message names the level and the likely causes).
+        ValueError: ``cfg != 1`` without ``negative``.
     """
     device, dtype = _model_device_dtype(model)
     sigmas = flow_sigmas(steps, shift)
@@ -260,6 +385,8 @@ def denoise(
             if k == 0 and progress is not None:
                 preview = x0_from_velocity(xs[0][:1], v[:1], sigma)[0].to("cpu", torch.float32)
             xs[k] = euler_step(xs[k], v, sigma, target)
+        if not bool(torch.stack([torch.isfinite(x).all() for x in xs]).all()):
+            raise _non_finite_latents_error(model, level_index, i + 1, int(steps), float(cfg), dtype)
         if progress is not None:
             progress(level_index, i + 1, int(steps), preview)
     return torch.cat([x.to("cpu", torch.float32) for x in xs])
@@ -274,7 +401,14 @@ def _decode_level(codec: Any, latents: torch.Tensor, level: LevelPlan, height: i
         expected = (1, 3, level.frames_per_chunk, height, width)
         if tuple(video.shape) != expected:
             raise ValueError(f"VAE decode returned shape {tuple(video.shape)}; expected {list(expected)}")
-        pieces.append(video[0, :, : level.valid_frames(c)].detach().to("cpu", torch.float32))
+        piece = video[0, :, : level.valid_frames(c)].detach().to("cpu", torch.float32)
+        if not bool(torch.isfinite(piece).all()):
+            raise NonFiniteError(
+                f"the VAE decode of level {level.index}, chunk {c} returned NaN or infinite pixels from finite "
+                "latents; likely causes: NaN in the VAE weights (a corrupt file) or an fp16 overflow in the VAE "
+                "(load it in bf16/fp32, or try the tiled VAE)"
+            )
+        pieces.append(piece)
     return torch.cat(pieces, dim=1)
 
 
@@ -295,21 +429,21 @@ def _run_level(
     (``[chunks, 3, P, H, W]`` in [-1, 1] and masks ``[chunks, P]``), encodes them into ``y``,
     draws the seeded noise, denoises all chunks (batched by ``max_batch``) and decodes them
     to exactly the level's ``num_frames`` frames.
+
+    Every check that needs no compute runs first (settings, model/codec/plan fit, text
+    embeddings; the condition frames in ``make_clips``), before the VAE encode.
     """
-    _check_setup(model, codec, plan)
-    config = model.config
-    positive = _check_text(positive, "positive", config)
-    cfg = _check_sampling(cfg, guidance)
-    negative = _check_text(negative, "negative", config) if cfg != 1.0 else None
-    max_batch = _check_max_batch(max_batch)
+    settings = check_level_settings(steps=steps, shift=shift, cfg=cfg, guidance=guidance, seed=seed,
+                                    max_batch=max_batch)
+    positive, negative = check_level_inputs(model, codec, plan, positive, negative, settings.cfg)
     level = plan.levels[index]
     clips, masks = make_clips(level)
-    y = build_condition(codec, clips, masks, batch_size=max_batch)
-    noise = seeded_noise(_level_noise_shape(plan, level, codec), seed)
+    y = build_condition(codec, clips, masks, batch_size=settings.max_batch)
+    noise = seeded_noise(_level_noise_shape(plan, level, codec), settings.seed)
     latents = denoise(
         model, noise, y, level.temporal_positions, positive, negative,
-        steps=steps, shift=shift, cfg=cfg, guidance=guidance, max_batch=max_batch,
-        cfg_batching=cfg_batching, progress=progress, level_index=index,
+        steps=settings.steps, shift=settings.shift, cfg=settings.cfg, guidance=settings.guidance,
+        max_batch=settings.max_batch, cfg_batching=cfg_batching, progress=progress, level_index=index,
     )
     frames = _decode_level(codec, latents, level, plan.height, plan.width)
     return LevelResult(plan=plan, level_index=index, frames=frames, latents=latents, fps=level.fps)
@@ -355,7 +489,12 @@ def run_blueprint(
 
     Raises:
         ValueError/TypeError: codec/model/plan mismatch, bad text embeddings, bad
-            condition frames, bad sampling settings.
+            condition frames, bad sampling settings -- all before any compute
+            (:func:`check_level_settings`, :func:`check_level_inputs`; value errors are
+            :class:`~tempomaster_core.validation.InputError`). ``cfg`` is at most 100.
+        NonFiniteError: the VAE encode, a denoising step or the VAE decode produced
+            NaN/inf although the inputs were finite (non-finite weights, an fp16
+            overflow, an extreme cfg); the message names the level and the causes.
     """
     return _run_level(
         model, codec, plan, 0, positive, negative,
@@ -387,14 +526,27 @@ def run_refinement(
     The frames of ``previous`` become condition frames of every chunk
     (:func:`~tempomaster_core.conditioning.refinement_clips`), all chunks are
     encoded and denoised in parallel as one batch (or in slices of ``max_batch``
-    chunks, with identical results), decoded chunk by chunk, concatenated and
-    trimmed to the level's ``num_frames``.
+    chunks), decoded chunk by chunk, concatenated and trimmed to the level's
+    ``num_frames``.
+
+    ``max_batch`` and exactness: the noise, the condition, the guidance state and the
+    Euler updates are per chunk, so slicing changes no formula. It changes the batch
+    size of the DiT forwards, and matrix-multiply kernels (CPU BLAS, cuBLAS) may pick a
+    different blocking -- hence a different float rounding -- for another batch size
+    (on CPU the timestep MLP, whose rows are the batch items; on a GPU potentially any
+    layer). So ``max_batch=None`` and any ``max_batch >= num_chunks`` give bit-identical
+    results; a smaller ``max_batch`` gives the same video up to rounding: float32 frames
+    differ by ~1e-5 (a few 8-bit pixel values by one level), bf16 rounding differences
+    grow over the steps and change a fraction of 8-bit pixel values by a few levels
+    (measured in ``tests/test_bad_inputs_core.py``). The same settings and seed always
+    reproduce the same frames.
 
     Args:
         previous: the :class:`LevelResult` of the level above (its ``plan`` is used).
         steps, shift: sampling schedule (reference 32 / 3).
         seed: noise seed; the full ``[chunks, C, T, h, w]`` noise is drawn once from a
             fresh CPU generator (reference: same seed at every level).
+        max_batch: chunks per DiT forward (``None`` = all; see above for exactness).
         Other arguments as :func:`run_blueprint`.
 
     Returns:
@@ -402,7 +554,8 @@ def run_refinement(
 
     Raises:
         ValueError: ``previous`` is already the last level of its plan, or its frames
-            do not match its level; plus the errors of :func:`run_blueprint`.
+            do not match its level or are not finite; plus the errors of
+            :func:`run_blueprint` (including :class:`NonFiniteError`).
     """
     if not isinstance(previous, LevelResult):
         raise TypeError(f"previous must be a LevelResult (from run_blueprint/run_refinement), got {type(previous).__name__}")
@@ -456,7 +609,10 @@ def generate(
 
     Raises:
         ValueError: ``steps``/``shifts``/``cfg``/``guidance`` lengths differ from the
-            number of levels; plus the errors of the level runners.
+            number of levels; plus the errors of the level runners. Every level's
+            settings, the seed, the text embeddings and the condition frames are checked
+            before the first level starts.
+        NonFiniteError: see :func:`run_blueprint`.
     """
     if not isinstance(plan, TreePlan):
         raise TypeError(f"plan must be a TreePlan, got {type(plan).__name__}")
@@ -466,8 +622,13 @@ def generate(
     cfg_l = per_level(cfg, "cfg", levels, allow_scalar=True)
     guidance_l = per_level(guidance, "guidance", levels, allow_scalar=True)
     for level_steps, level_shift, level_cfg, level_guidance in zip(steps_l, shifts_l, cfg_l, guidance_l):
-        flow_sigmas(level_steps, level_shift)  # validate every level before any compute
-        _check_sampling(level_cfg, level_guidance)
+        # every level, and the seed, before any compute
+        check_level_settings(steps=level_steps, shift=level_shift, cfg=level_cfg, guidance=level_guidance,
+                             seed=seed, max_batch=max_batch)
+    guided_cfg = next((float(c) for c in cfg_l if float(c) != 1.0), 1.0)  # any guided level needs `negative`
+    check_level_inputs(model, codec, plan, positive, negative, guided_cfg)
+    if conditions:
+        normalize_condition_frames(conditions, plan.levels[0].num_frames, plan.height, plan.width)
     common = dict(seed=seed, max_batch=max_batch, cfg_batching=cfg_batching, progress=progress)
     result = run_blueprint(
         model, codec, positive, negative, plan, conditions=conditions,

@@ -20,6 +20,17 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 
 
+class NonFiniteError(RuntimeError):
+    """A model or codec output holds NaN or infinite values (nothing silently wrong is returned).
+
+    Raised by the runtime (:mod:`tempomaster_core.pipeline`, :mod:`tempomaster_core.conditioning`)
+    after a denoising step, a VAE encode or a VAE decode whose result is not finite, once the
+    inputs were checked to be finite. The message names the level and the likely causes:
+    non-finite model weights (NaN in the checkpoint, an fp16 overflow), a non-finite text
+    embedding, an extreme cfg, or a broken VAE.
+    """
+
+
 @runtime_checkable
 class VideoCodec(Protocol):
     """A video VAE seen through normalized latents (Wan 2.1 VAE: 16 / 4 / 8).

@@ -11,10 +11,11 @@ noise) to 0 (data); the DiT timestep is ``sigma * 1000``.
 
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import torch
+
+from .validation import InputError, require_seed, require_shift, require_steps
 
 NUM_TRAIN_TIMESTEPS = 1000
 """Timestep scale of the DiT: ``timestep = sigma * 1000``."""
@@ -28,15 +29,16 @@ def flow_sigmas(steps: int, shift: float) -> torch.Tensor:
     The final step goes to sigma 0 (see :func:`next_sigmas`).
 
     Raises:
-        ValueError: ``steps < 1`` or ``shift <= 0`` / not finite.
+        InputError (a ValueError): ``steps`` not an integer >= 1; ``shift`` not a finite
+            number > 0, or so large that the float32 schedule is not finite (about > 1e38).
     """
-    if isinstance(steps, bool) or not hasattr(steps, "__index__") or int(steps) < 1:
-        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
-    shift = float(shift)
-    if not math.isfinite(shift) or shift <= 0:
-        raise ValueError(f"shift must be a finite number > 0, got {shift!r}")
-    sigmas = torch.linspace(1.0, 0.0, int(steps) + 1, dtype=torch.float32)[:-1]
-    return shift * sigmas / (1 + (shift - 1) * sigmas)
+    steps = require_steps(steps)
+    shift = require_shift(shift)
+    sigmas = torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float32)[:-1]
+    sigmas = shift * sigmas / (1 + (shift - 1) * sigmas)
+    if not bool(torch.isfinite(sigmas).all()):
+        raise InputError(f"shift {shift:g} gives a non-finite float32 schedule; use a shift between 0.01 and 100")
+    return sigmas
 
 
 def next_sigmas(sigmas: torch.Tensor) -> torch.Tensor:
@@ -74,12 +76,8 @@ def seeded_noise(shape: Sequence[int], seed: int) -> torch.Tensor:
     chunk 0 gets the same noise at every level of equal latent shape.
 
     Raises:
-        ValueError: ``seed`` is not an integer in ``[0, 2**64)``.
+        InputError (a ValueError): ``seed`` is not an integer in ``[0, 2**64)``.
     """
-    if isinstance(seed, bool) or not hasattr(seed, "__index__"):
-        raise ValueError(f"seed must be an integer, got {seed!r}")
-    seed = int(seed)
-    if not 0 <= seed < 2**64:
-        raise ValueError(f"seed must be in [0, 2**64), got {seed}")
+    seed = require_seed(seed)
     generator = torch.Generator("cpu").manual_seed(seed)
     return torch.randn(tuple(int(s) for s in shape), generator=generator, dtype=torch.float32)

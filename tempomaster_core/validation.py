@@ -84,3 +84,76 @@ def require_choice(value: Any, name: str, choices: Iterable[Any]) -> Any:
 
 
 __all__ = ["InputError", "require_choice", "require_int", "require_number"]
+
+
+# -- sampling settings (appended: one rule per setting, shared by the core and the nodes) ---------------
+
+MAX_CFG = 100.0
+"""Largest guidance scale accepted anywhere (core API, command line, nodes).
+
+The reference uses 8 and the nodes' widgets stop at 30. Far above that the guided x0
+estimate ``D_uncond + cfg * (D_cond - D_uncond)`` is dominated by the difference term and
+overflows or saturates (``cfg = 1e30`` gives all-NaN frames), so anything above 100 is
+refused as a typo rather than silently producing garbage."""
+
+MAX_SEED = 2**64 - 1
+"""Largest noise seed (``torch.Generator.manual_seed`` takes ``[0, 2**64)``)."""
+
+
+def require_steps(value: Any, name: str = "steps") -> int:
+    """Sampling steps: an integer >= 1.
+
+    Raises:
+        InputError: not an integer (bools and floats refused) or < 1.
+    """
+    return require_int(value, name, minimum=1)
+
+
+def require_shift(value: Any, name: str = "shift") -> float:
+    """Schedule shift: a finite number > 0.
+
+    Raises:
+        InputError: not a number, NaN/inf, or <= 0.
+    """
+    return require_number(value, name, minimum=0.0, exclusive_minimum=True)
+
+
+def require_cfg(value: Any, name: str = "cfg") -> float:
+    """Guidance scale: a finite number in ``(0, MAX_CFG]`` (1 = no guidance).
+
+    Raises:
+        InputError: not a number, NaN/inf, <= 0 or > :data:`MAX_CFG`.
+    """
+    result = require_number(value, name, minimum=0.0, exclusive_minimum=True)
+    if result > MAX_CFG:
+        raise InputError(
+            f"{name} must be <= {MAX_CFG:g}, got {result:g}; the reference uses 8, and a scale this large "
+            "makes the guided prediction overflow (all-NaN or saturated frames)"
+        )
+    return result
+
+
+def require_seed(value: Any, name: str = "seed") -> int:
+    """Noise seed: an integer in ``[0, MAX_SEED]``.
+
+    Raises:
+        InputError: not an integer (bools, floats and strings refused) or out of range.
+    """
+    return require_int(value, name, minimum=0, maximum=MAX_SEED)
+
+
+def require_optional_batch(value: Any, name: str = "max_batch") -> Optional[int]:
+    """Chunks per forward pass: ``None`` (all chunks at once) or an integer >= 1.
+
+    Raises:
+        InputError: anything else (0, negative, float, bool).
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not hasattr(value, "__index__") or int(value.__index__()) < 1:
+        raise InputError(f"{name} must be None or an integer >= 1, got {value!r}")
+    return int(value.__index__())
+
+
+__all__ += ["MAX_CFG", "MAX_SEED", "require_cfg", "require_optional_batch", "require_seed", "require_shift",
+            "require_steps"]
