@@ -8,8 +8,11 @@
   cfg 8) and ``model`` (``"14B"``, ``"1.3B"``). Reply 200 = ``plan.to_dict()`` plus
   ``cost`` (:meth:`~tempomaster_core.cost.PlanCost.to_dict`), ``warnings``,
   ``auto`` (the planner's choices and reasons, or null), ``summary``, ``inputs``
-  and ``plan_key``; bad input -> 400 ``{"error": "..."}``; an unexpected failure
-  -> 500 ``{"error": "..."}``. Never an exception into the server.
+  and ``plan_key``; bad input -> 400 ``{"error": "..."}`` (every widget value, number or text,
+  and every size beyond the plan's limits in :mod:`tempomaster_core.plan`, e.g.
+  ``MAX_OUTPUT_FRAMES``, is a 400 with the message); only a bug gives 500 ``{"error": "..."}``.
+  Never an exception into the server. The handler runs on ComfyUI's event loop without a
+  thread: planning is bounded by those limits, so any request is answered well under a second.
   :func:`plan_response` is the whole logic, a pure function testable without
   ComfyUI; it calls the same :func:`nodes.scheduler_node.build_schedule` as the
   node, so the drawing is the plan the node makes.
@@ -63,7 +66,7 @@ def _number(value: Any, name: str, kind: type) -> Any:
         raise RequestError(f"{name} must be a number, got {value!r}")
     try:
         number = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: a JSON integer beyond a float's range
         raise RequestError(f"{name} must be a number, got {value!r}") from None
     if not math.isfinite(number):
         raise RequestError(f"{name} must be a finite number, got {value!r}")

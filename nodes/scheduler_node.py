@@ -32,7 +32,7 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Any, Optional
 
-from tempomaster_core.plan import BOUNDARY_MODES
+from tempomaster_core.plan import BOUNDARY_MODES, MAX_BLUEPRINT_FRAMES, MAX_FPS, MAX_SIDE, TreePlan
 
 from .parsing import CUSTOM_PRESET, INTERVAL_PRESETS, PRESET_NAMES, parse_chunks, parse_intervals
 from .types import TEMPO_PLAN
@@ -149,14 +149,44 @@ def _budget_bytes(memory_budget_gb: Any) -> Any:
     from tempomaster_core.cost import GIB
 
     try:
+        if isinstance(memory_budget_gb, bool):
+            raise TypeError
         value = float(memory_budget_gb)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ValueError(f"memory_budget_gb must be a number of GiB (0 = free GPU memory), got {memory_budget_gb!r}") from None
-    if not math.isfinite(value):
+    if not math.isfinite(value) or not math.isfinite(value * GIB):
         raise ValueError(f"memory_budget_gb must be a finite number of GiB, got {memory_budget_gb!r}")
     if value < 0:
         raise ValueError(f"memory_budget_gb must be >= 0 (0 = the GPU's free memory), got {value:g}")
     return auto_memory_budget() if value == 0 else int(value * GIB)
+
+
+def _real(value: Any, name: str) -> float:
+    """A widget's number as a finite float (ValueError otherwise: text, NaN, infinities)."""
+    if isinstance(value, bool):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(number):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return number
+
+
+def _whole(value: Any, name: str) -> int:
+    """A widget's whole number as an int: ints, and floats/text with an integral value (ValueError otherwise)."""
+    if not isinstance(value, bool) and hasattr(value, "__index__"):
+        return int(value.__index__())
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            pass
+    number = _real(value, name)
+    if number != int(number):
+        raise ValueError(f"{name} must be a whole number, got {value!r}")
+    return int(number)
 
 
 def build_schedule(blueprint_frames: int, frame_intervals: str, custom_intervals: str, chunks: str,
@@ -189,7 +219,10 @@ def build_schedule(blueprint_frames: int, frame_intervals: str, custom_intervals
 
     Raises:
         ValueError: unparsable text (``nodes.parsing``), an impossible plan
-            (``tempomaster_core.plan.PlanError``) or bad limits.
+            (``tempomaster_core.plan.PlanError``, including the plan's size limits such as
+            ``MAX_OUTPUT_FRAMES``), a number that is not finite, or bad limits. Nothing else for
+            any widget value, and every input is answered quickly (all sizes are bounded before
+            planning), so ``VALIDATE_INPUTS`` and the web route can call it on the event loop.
     """
     from tempomaster_core.autoplan import (
         auto_plan,
@@ -198,7 +231,6 @@ def build_schedule(blueprint_frames: int, frame_intervals: str, custom_intervals
         plan_warnings,
     )
     from tempomaster_core.cost import KNOWN_CONFIGS, CostError, estimate_plan_cost
-    from tempomaster_core.plan import TreePlan
 
     if frame_intervals not in INTERVAL_CHOICES:
         raise ValueError(f"unknown frame-interval preset {frame_intervals!r}; choose one of {list(INTERVAL_CHOICES)}")
@@ -209,40 +241,42 @@ def build_schedule(blueprint_frames: int, frame_intervals: str, custom_intervals
     if model not in KNOWN_CONFIGS:
         raise ValueError(f"unknown model {model!r} for the estimate; choose one of {list(KNOWN_CONFIGS)}")
     config = KNOWN_CONFIGS[model]
-    intervals = None if frame_intervals == AUTO_LEVELS else parse_intervals(frame_intervals, custom_intervals)
+    intervals = None if frame_intervals == AUTO_LEVELS else TreePlan.check_intervals(
+        parse_intervals(frame_intervals, custom_intervals))
     mode, chunk_values = _chunks_mode(chunks, None if intervals is None else len(intervals) - 1)
     budget = _budget_bytes(memory_budget_gb)
-    try:
-        trained = int(trained_chunk_frames)
-    except (TypeError, ValueError):
-        raise ValueError(f"trained_chunk_frames must be a whole number of frames, got {trained_chunk_frames!r}") from None
-    output_fps = float(fps) / (intervals[-1] if intervals else 1)
+    trained = _whole(trained_chunk_frames, "trained_chunk_frames")
+    fps = TreePlan.check_fps(_real(fps, "fps"))
+    width, height = _whole(width, "width"), _whole(height, "height")
+    output_fps = fps / (intervals[-1] if intervals else 1)
     if length_mode == LENGTH_BLUEPRINT:
         if intervals is None:
             raise ValueError('frame_intervals "auto" needs the output length: set length_mode to "seconds" or '
                              '"output frames"')
-        blueprint = int(blueprint_frames)
+        blueprint = _whole(blueprint_frames, "blueprint_frames")
+        TreePlan.check_frames(blueprint, intervals)  # the plan's size limits, named after the blueprint
         wanted = blueprint * (intervals[0] // intervals[-1])
     elif length_mode == LENGTH_SECONDS:
-        wanted = output_frames_for_seconds(length, output_fps)
+        wanted = output_frames_for_seconds(_real(length, "length"), output_fps)
     else:
-        if float(length) != int(float(length)) or float(length) < 1:
+        frames = _real(length, "length")
+        if frames != int(frames) or frames < 1:
             raise ValueError(f"length must be a whole number of output frames >= 1 in 'output frames' mode, got {length!r}")
-        wanted = int(float(length))
-    scalar_cfg = max(cfg) if isinstance(cfg, (list, tuple)) and cfg else cfg
+        wanted = int(frames)
+    scalar_cfg = max(_real(c, "cfg") for c in cfg) if isinstance(cfg, (list, tuple)) and cfg else cfg
     auto = None
     try:
         if mode == "auto":
-            auto = auto_plan(wanted, height=int(height), width=int(width), fps=float(fps), intervals=intervals,
+            auto = auto_plan(wanted, height=height, width=width, fps=fps, intervals=intervals,
                              chunks=chunk_values, config=config, steps=steps if intervals else None,
                              cfg=scalar_cfg, trained_chunk_frames=trained, memory_budget_bytes=budget)
             plan = replace(auto.plan, boundary=boundary_frames)
             if length_mode == LENGTH_BLUEPRINT and plan.blueprint_frames != blueprint:
-                TreePlan(blueprint, intervals, None, height=int(height), width=int(width), fps=float(fps))  # its error
+                TreePlan(blueprint, intervals, None, height=height, width=width, fps=fps)  # its error
         else:
             if length_mode != LENGTH_BLUEPRINT:
                 blueprint = blueprint_for_length(wanted, intervals)
-            plan = TreePlan(blueprint, intervals, chunk_values, height=int(height), width=int(width), fps=float(fps),
+            plan = TreePlan(blueprint, intervals, chunk_values, height=height, width=width, fps=fps,
                             boundary=boundary_frames)
         cost = estimate_plan_cost(plan, config, steps, cfg,
                                   max_batch=list(auto.max_parallel_chunks) if auto is not None else None)
@@ -292,7 +326,7 @@ class TreeScheduler:
         return {
             "required": {
                 "blueprint_frames": ("INT", {
-                    "default": 109, "min": 1, "max": 4097, "step": 4,
+                    "default": 109, "min": 1, "max": MAX_BLUEPRINT_FRAMES, "step": 4,
                     "tooltip": "Pixel frames of the low-frame-rate blueprint; must be 4n+1 (e.g. 109). The final "
                                "video has blueprint_frames x (first interval / last interval) frames "
                                "(109 x 4 = 436 for intervals 4,2,1). Used when length_mode is 'blueprint frames'.",
@@ -321,15 +355,15 @@ class TreeScheduler:
                                "refinement level like '2,4' ('auto,8' lets auto pick the first).",
                 }),
                 "fps": ("FLOAT", {
-                    "default": 24.0, "min": 1.0, "max": 240.0, "step": 1.0,
+                    "default": 24.0, "min": 1.0, "max": MAX_FPS, "step": 1.0,
                     "tooltip": "Frame rate of the final level (interval 1). Each level runs at fps / interval.",
                 }),
                 "width": ("INT", {
-                    "default": 832, "min": 16, "max": 4096, "step": 16,
+                    "default": 832, "min": 16, "max": MAX_SIDE, "step": 16,
                     "tooltip": "Video width in pixels, multiple of 16 (reference: 832).",
                 }),
                 "height": ("INT", {
-                    "default": 480, "min": 16, "max": 4096, "step": 16,
+                    "default": 480, "min": 16, "max": MAX_SIDE, "step": 16,
                     "tooltip": "Video height in pixels, multiple of 16 (reference: 480).",
                 }),
             },
@@ -394,13 +428,13 @@ class TreeScheduler:
             try:
                 if frame_intervals is not None and frame_intervals != AUTO_LEVELS and (
                         frame_intervals != CUSTOM_PRESET or custom_intervals is not None):
-                    parse_intervals(frame_intervals, custom_intervals or "")
-            except ValueError as err:
+                    TreePlan.check_intervals(parse_intervals(frame_intervals, custom_intervals or ""))
+            except (ValueError, TypeError) as err:
                 return str(err)
             return True
         try:
             build_schedule(**values, **planning)
-        except ValueError as err:
+        except (ValueError, TypeError) as err:  # PlanError, CostError, InputError are ValueErrors
             return str(err)
         return True
 

@@ -38,9 +38,10 @@ of four frames; pass them in ``ladders`` explicitly if wanted.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
-from typing import Any, Optional, Sequence
+from typing import Any, Iterable, Optional, Sequence
 
 from .config import DiTConfig
 from .cost import (
@@ -54,7 +55,17 @@ from .cost import (
     estimate_plan_cost,
     level_cost,
 )
-from .plan import PlanError, TreePlan, chunks_fit, chunk_length, default_chunks
+from .plan import (
+    MAX_CHUNKS,
+    MAX_FPS,
+    MAX_OUTPUT_FRAMES,
+    PlanError,
+    TreePlan,
+    _as_int,
+    chunk_length,
+    chunks_fit,
+    default_chunks,
+)
 
 #: Pixel frames per chunk the released TempoMaster model was trained on (28 latent frames).
 TRAINED_CHUNK_FRAMES = 109
@@ -77,17 +88,39 @@ def output_frames_for_seconds(seconds: float, output_fps: float) -> int:
     """Pixel frames of ``seconds`` of video at ``output_fps`` (rounded to the nearest frame, >= 1).
 
     Raises:
-        PlanError: non-positive or non-numeric seconds / fps.
+        PlanError: non-positive, non-finite or non-numeric seconds / fps, fps above
+            :data:`~tempomaster_core.plan.MAX_FPS`, or more than
+            :data:`~tempomaster_core.plan.MAX_OUTPUT_FRAMES` frames.
     """
     try:
+        if isinstance(seconds, bool) or isinstance(output_fps, bool):
+            raise TypeError
         seconds, output_fps = float(seconds), float(output_fps)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise PlanError(f"seconds and fps must be numbers, got {seconds!r} and {output_fps!r}") from None
     if not (seconds > 0 and math.isfinite(seconds)):
         raise PlanError(f"the output length must be > 0 seconds, got {seconds!r}")
     if not (output_fps > 0 and math.isfinite(output_fps)):
         raise PlanError(f"the output fps must be > 0, got {output_fps!r}")
-    return max(1, round(seconds * output_fps))
+    if output_fps > MAX_FPS:
+        raise PlanError(f"the output fps must be at most {MAX_FPS:g}, got {output_fps!r}")
+    frames = seconds * output_fps
+    if frames > MAX_OUTPUT_FRAMES:
+        raise PlanError(f"{seconds:g} s at {output_fps:g} fps is {frames:.0f} frames, more than the maximum "
+                        f"{MAX_OUTPUT_FRAMES} output frames; plan a shorter video or generate it in parts")
+    return max(1, round(frames))
+
+
+def _check_output_frames(output_frames: Any) -> int:
+    """``output_frames`` as an int in ``1..MAX_OUTPUT_FRAMES`` (PlanError otherwise)."""
+    if isinstance(output_frames, bool) or not hasattr(output_frames, "__index__") or int(output_frames) < 1:
+        raise PlanError(f"the output length must be a whole number of frames >= 1, got {output_frames!r}")
+    frames = int(output_frames.__index__())
+    if frames > MAX_OUTPUT_FRAMES:
+        raise PlanError(f"the output length must be at most {MAX_OUTPUT_FRAMES} pixel frames "
+                        f"({MAX_OUTPUT_FRAMES / 24 / 60:.1f} min at 24 fps), got {frames}; plan a shorter video or "
+                        "generate it in parts")
+    return frames
 
 
 def blueprint_for_length(output_frames: int, intervals: Sequence[int], temporal_factor: int = 4) -> int:
@@ -99,13 +132,15 @@ def blueprint_for_length(output_frames: int, intervals: Sequence[int], temporal_
     frames at 6 fps -> 484 output frames (20.17 s).
 
     Raises:
-        PlanError: ``output_frames < 1`` or bad intervals.
+        PlanError: ``output_frames`` not in ``1..MAX_OUTPUT_FRAMES``, bad intervals or temporal factor.
     """
-    if isinstance(output_frames, bool) or not hasattr(output_frames, "__index__") or int(output_frames) < 1:
-        raise PlanError(f"the output length must be a whole number of frames >= 1, got {output_frames!r}")
+    frames = _check_output_frames(output_frames)
     intervals = TreePlan.check_intervals(intervals)
+    tf = _as_int(temporal_factor, "temporal_factor")
+    if tf < 1:
+        raise PlanError(f"temporal_factor must be >= 1, got {tf}")
     ratio = intervals[0] // intervals[-1]
-    return _valid_frames_at_least(-(-int(output_frames) // ratio), temporal_factor)
+    return _valid_frames_at_least(-(-frames // ratio), tf)
 
 
 def reference_plan_for_length(output_frames: int, intervals: Sequence[int] = (4, 2, 1), *, height: int,
@@ -207,11 +242,15 @@ def _budget(memory_budget_bytes: Any) -> Optional[int]:
     if memory_budget_bytes is None:
         return None
     try:
+        if isinstance(memory_budget_bytes, bool):
+            raise TypeError
         value = float(memory_budget_bytes)
-    except (TypeError, ValueError):
-        raise PlanError(f"memory_budget_bytes must be a number of bytes, got {memory_budget_bytes!r}") from None
+    except (TypeError, ValueError, OverflowError):
+        raise PlanError(f"memory_budget_bytes must be a finite number of bytes, got {memory_budget_bytes!r}") from None
     if not value > 0:
         raise PlanError(f"memory_budget_bytes must be > 0 (or None for no limit), got {memory_budget_bytes!r}")
+    if not math.isfinite(value):
+        raise PlanError(f"memory_budget_bytes must be finite (None = no limit), got {memory_budget_bytes!r}")
     return int(value)
 
 
@@ -284,7 +323,8 @@ def _choose_level(index: int, frames: int, interval: int, steps: int, *, config:
         # chunk lengths do not grow with the count. Of the counts whose chunks are too long only the three
         # closest to fitting are listed (not priced); counts with chunks shorter than the floor are priced
         # only as far as needed to find the longest chunks that fit the memory budget.
-        valid = [c for c in range(1, frames // (tf + 1) + 2) if chunks_fit(frames, c, tf)]
+        # (frames is at most MAX_OUTPUT_FRAMES, checked by _plan_ladder, so this scan is bounded)
+        valid = [c for c in range(1, min(frames // (tf + 1) + 2, MAX_CHUNKS + 1)) if chunks_fit(frames, c, tf)]
         lengths = {c: chunk_length(frames, c, tf)[0] for c in valid}
         rows = [{"chunks": c, "frames_per_chunk": lengths[c], "flops": None, "peak": None, "parallel": None}
                 for c in valid if lengths[c] > trained][-3:]
@@ -365,7 +405,9 @@ def _choose_level(index: int, frames: int, interval: int, steps: int, *, config:
 def _fixed_chunks(chunks: Any, refinements: int) -> list[Optional[int]]:
     if chunks is None:
         return [None] * refinements
-    values = list(chunks)
+    if isinstance(chunks, (int, str, bytes)) or not isinstance(chunks, Iterable):
+        raise PlanError(f"chunks must be None or one count (or None) per refinement level, got {chunks!r}")
+    values = list(itertools.islice(iter(chunks), refinements + 2))
     if len(values) == refinements + 1:
         if values[0] not in (None, 1):
             raise PlanError(f"the blueprint is always one chunk; chunks[0] must be 1, got {values[0]}")
@@ -373,12 +415,20 @@ def _fixed_chunks(chunks: Any, refinements: int) -> list[Optional[int]]:
     if len(values) != refinements:
         raise PlanError(f"chunks has {len(values)} entries for {refinements} refinement levels; "
                         "give one count (or None = choose) per refinement level")
-    return [None if v is None else int(v) for v in values]
+    out = []
+    for value in values:
+        if value is not None:
+            value = _as_int(value, "chunks")
+            if not 1 <= value <= MAX_CHUNKS:
+                raise PlanError(f"chunk counts must be between 1 and {MAX_CHUNKS}, got {value}")
+        out.append(value)
+    return out
 
 
 def _plan_ladder(intervals: tuple[int, ...], output_frames: int, *, config, height, width, fps, steps, cfg, budget,
                  trained, min_chunk, tf, common, fixed, user_max) -> tuple[TreePlan, list, PlanCost, list, list]:
     blueprint = blueprint_for_length(output_frames, intervals, tf)
+    TreePlan.check_frames(blueprint, intervals, tf)  # size limits before any per-level search
     per_level_steps = default_steps(len(intervals)) if steps is None else _level_steps(steps, len(intervals))
     fixed_counts = _fixed_chunks(fixed, len(intervals) - 1)
     choices = []
@@ -408,9 +458,11 @@ def _plan_ladder(intervals: tuple[int, ...], output_frames: int, *, config, heig
 
 
 def _level_steps(steps: Any, levels: int) -> tuple[int, ...]:
-    if isinstance(steps, int) and not isinstance(steps, bool):
-        return (steps,) * levels
-    values = tuple(int(s) for s in steps)
+    if hasattr(steps, "__index__") and not isinstance(steps, bool):
+        return (_as_int(steps, "steps"),) * levels
+    if isinstance(steps, (str, bytes)) or not isinstance(steps, Iterable):
+        raise PlanError(f"steps must be None, an int or one int per level, got {steps!r}")
+    values = tuple(_as_int(s, "steps") for s in itertools.islice(iter(steps), levels + 1))
     if len(values) != levels:
         raise PlanError(f"steps has {len(values)} entries but there are {levels} levels; give one per level")
     return values
@@ -468,24 +520,39 @@ def auto_plan(
         closest plan, never an exception).
 
     Raises:
-        PlanError: bad length, intervals, chunk counts, budget or limits.
+        PlanError: bad length (above :data:`~tempomaster_core.plan.MAX_OUTPUT_FRAMES` included),
+            intervals, chunk counts, budget, limits or cost settings (the cost model's
+            :class:`~tempomaster_core.cost.CostError` is raised as PlanError). Every size is checked
+            before a level's chunk counts are searched, so any input is answered well under a second.
     """
     config = config or DiTConfig()
-    tf = int(temporal_factor)
-    trained = int(trained_chunk_frames)
+    if not isinstance(config, DiTConfig):
+        raise PlanError(f"config must be a DiTConfig, got {type(config).__name__}")
+    tf = _as_int(temporal_factor, "temporal_factor")
+    trained = _as_int(trained_chunk_frames, "trained_chunk_frames")
     if trained < tf + 1:
         raise PlanError(f"trained_chunk_frames must be at least {tf + 1} pixel frames, got {trained_chunk_frames!r}")
-    if min_chunk_frames is not None and int(min_chunk_frames) < 1:
+    min_chunk = None if min_chunk_frames is None else _as_int(min_chunk_frames, "min_chunk_frames")
+    if min_chunk is not None and min_chunk < 1:
         raise PlanError(f"min_chunk_frames must be >= 1 or None, got {min_chunk_frames!r}")
-    if max_parallel_chunks is not None and int(max_parallel_chunks) < 1:
+    user_max = None if max_parallel_chunks is None else _as_int(max_parallel_chunks, "max_parallel_chunks")
+    if user_max is not None and user_max < 1:
         raise PlanError(f"max_parallel_chunks must be >= 1 or None, got {max_parallel_chunks!r}")
+    _check_output_frames(output_frames)
     TreePlan(1, (1,), height=height, width=width, fps=fps, temporal_factor=tf)  # size/fps errors of the plan
     budget = _budget(memory_budget_bytes)
+    if isinstance(cfg, bool):
+        raise PlanError(f"cfg must be a number (1 = no guidance), got {cfg!r}")
+    try:
+        cfg_value = float(cfg)
+    except (TypeError, ValueError, OverflowError):
+        raise PlanError(f"cfg must be a number (1 = no guidance), got {cfg!r}") from None
+    if not math.isfinite(cfg_value):
+        raise PlanError(f"cfg must be a finite number (1 = no guidance), got {cfg!r}")
     common = dict(height=height, width=width, cfg=cfg, text_len=text_len, dtype=dtype, attention=attention,
                   spatial_factor=spatial_factor, temporal_factor=tf)
     settings = dict(config=config, height=height, width=width, fps=float(fps), steps=steps, cfg=cfg, budget=budget,
-                    trained=trained, min_chunk=None if min_chunk_frames is None else int(min_chunk_frames), tf=tf,
-                    common=common, user_max=None if max_parallel_chunks is None else int(max_parallel_chunks))
+                    trained=trained, min_chunk=min_chunk, tf=tf, common=common, user_max=user_max)
     try:
         if intervals is not None:
             candidates = [(TreePlan.check_intervals(intervals), chunks)]

@@ -40,6 +40,25 @@ class DiTConfig:
     recorded in the safetensors metadata (``tempomaster_config``) of checkpoints that change it."""
 
     def __post_init__(self) -> None:
+        for name in ("dim", "ffn_dim", "num_heads", "num_layers", "in_dim", "out_dim", "text_dim", "freq_dim"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not hasattr(value, "__index__"):
+                raise ValueError(f"DiTConfig.{name} must be an integer, got {value!r}")
+            if value.__index__() < 1:
+                raise ValueError(f"DiTConfig.{name} must be >= 1, got {value!r}")
+        patch = self.patch_size
+        if (isinstance(patch, (str, bytes)) or not hasattr(patch, "__len__") or len(patch) != 3
+                or any(isinstance(p, bool) or not hasattr(p, "__index__") or p.__index__() < 1 for p in patch)):
+            raise ValueError(f"DiTConfig.patch_size must be three integers >= 1 (t, h, w), such as (1, 2, 2), "
+                             f"got {patch!r}")
+        for name in ("eps", "rope_theta"):
+            value = getattr(self, name)
+            try:
+                number = float(value)
+            except (TypeError, ValueError, OverflowError):
+                number = float("nan")
+            if isinstance(value, bool) or not 0 < number < float("inf"):  # NaN fails both comparisons
+                raise ValueError(f"DiTConfig.{name} must be a finite number > 0, got {value!r}")
         if self.dim % self.num_heads:
             raise ValueError(f"dim {self.dim} is not divisible by num_heads {self.num_heads}")
         if self.mask_channels < 1:

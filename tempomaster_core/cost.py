@@ -56,11 +56,20 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Optional, Sequence
+from typing import Any, Iterable, Optional, Sequence
 
 from .config import DiTConfig
 from .flops import dit_flops_breakdown
 from .level_settings import per_level
+from .plan import (
+    MAX_CHUNK_FRAMES,
+    MAX_CHUNKS,
+    MAX_FPS,
+    MAX_FRAME_PIXELS,
+    MAX_OUTPUT_FRAMES,
+    MAX_SIDE,
+    MAX_TEMPORAL_FACTOR,
+)
 
 #: Bytes per weight element for the weight dtypes the loader and ComfyUI use.
 DTYPE_BYTES: dict[str, int] = {
@@ -89,18 +98,42 @@ REFERENCE_REFINEMENT_STEPS = 32
 PFLOP = 1e15
 GIB = 1024**3
 
+MAX_STEPS = 10_000
+"""Most denoising steps per level the cost model prices (the sampler nodes allow 1000; the
+reference uses 50 / 32). Bounds the FLOP totals so they stay finite floats."""
+
+MAX_TEXT_LEN = 65_536
+"""Most text tokens of the context the cost model prices (umT5 gives 512)."""
+
+# The frame, chunk and size limits are the plan's own (:mod:`tempomaster_core.plan`):
+# chunks <= MAX_CHUNKS, frames per chunk <= MAX_CHUNK_FRAMES, height/width <= MAX_SIDE,
+# height * width <= MAX_FRAME_PIXELS, fps <= MAX_FPS, temporal factor <= MAX_TEMPORAL_FACTOR.
+
 
 class CostError(ValueError):
     """Bad input to the cost model (the message says what was wrong and what to pass)."""
 
 
-def _positive_int(value: Any, name: str, minimum: int = 1) -> int:
+def _positive_int(value: Any, name: str, minimum: int = 1, maximum: Optional[int] = None) -> int:
     if isinstance(value, bool) or not hasattr(value, "__index__"):
         raise CostError(f"{name} must be an integer, got {value!r}")
     value = int(value.__index__())
     if value < minimum:
         raise CostError(f"{name} must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise CostError(f"{name} must be at most {maximum}, got {value}")
     return value
+
+
+def _finite(value: Any, name: str) -> float:
+    """``value`` as a finite float, as ``float()`` reads it (CostError otherwise)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise CostError(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(number):
+        raise CostError(f"{name} must be a finite number, got {value!r}")
+    return number
 
 
 @dataclass(frozen=True)
@@ -117,7 +150,9 @@ class LevelWork:
         label: short name, e.g. ``"6 fps"`` or ``"full sequence"``.
 
     Raises:
-        CostError: non-positive counts, or ``frames_per_chunk`` not of the form ``tf*n+1``
+        CostError: non-positive counts, more than :data:`~tempomaster_core.plan.MAX_CHUNKS` chunks,
+            chunks longer than :data:`~tempomaster_core.plan.MAX_CHUNK_FRAMES` pixel frames, more than
+            :data:`MAX_STEPS` steps, or ``frames_per_chunk`` not of the form ``tf*n+1``
             (checked in :func:`level_cost`, where ``tf`` is known).
     """
 
@@ -129,9 +164,10 @@ class LevelWork:
     label: str = ""
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "chunks", _positive_int(self.chunks, "chunks"))
-        object.__setattr__(self, "frames_per_chunk", _positive_int(self.frames_per_chunk, "frames_per_chunk"))
-        object.__setattr__(self, "steps", _positive_int(self.steps, "steps"))
+        object.__setattr__(self, "chunks", _positive_int(self.chunks, "chunks", maximum=MAX_CHUNKS))
+        object.__setattr__(self, "frames_per_chunk", _positive_int(self.frames_per_chunk, "frames_per_chunk",
+                                                                   maximum=MAX_CHUNK_FRAMES))
+        object.__setattr__(self, "steps", _positive_int(self.steps, "steps", maximum=MAX_STEPS))
         if self.num_frames is None:
             object.__setattr__(self, "num_frames", self.chunks * self.frames_per_chunk)
         else:
@@ -158,8 +194,10 @@ def levels_from_plan(plan: Any, steps: Any = None) -> list[LevelWork]:
         steps: ``None`` (reference 50 / 32 / 32 ...), one int for every level, or one per level.
 
     Raises:
-        CostError: wrong number of steps.
+        CostError: not a plan, or a wrong number of steps.
     """
+    if not hasattr(plan, "levels") or not hasattr(plan, "num_levels"):
+        raise CostError(f"plan must be a TreePlan, got {type(plan).__name__}")
     level_steps = _steps_per_level(steps, plan.num_levels)
     return [
         LevelWork(level.num_chunks, level.frames_per_chunk, s, num_frames=level.num_frames, fps=level.fps,
@@ -169,10 +207,19 @@ def levels_from_plan(plan: Any, steps: Any = None) -> list[LevelWork]:
 
 
 def round_down_frames(frames: float, temporal_factor: int = 4) -> int:
-    """Largest valid clip length ``tf*n+1 <= frames`` (at least 1): 31 -> 29, 30.25 -> 29, 7.6 -> 5."""
+    """Largest valid clip length ``tf*n+1 <= frames`` (at least 1): 31 -> 29, 30.25 -> 29, 7.6 -> 5.
+
+    Raises:
+        CostError: ``frames`` not a finite number >= 1 or above
+            :data:`~tempomaster_core.plan.MAX_CHUNK_FRAMES`; a bad ``temporal_factor``.
+    """
+    frames = _finite(frames, "frames")
+    tf = _positive_int(temporal_factor, "temporal_factor", maximum=MAX_TEMPORAL_FACTOR)
     if frames < 1:
         raise CostError(f"a clip needs at least 1 frame, got {frames}")
-    return int((frames - 1) // temporal_factor) * temporal_factor + 1
+    if frames > MAX_CHUNK_FRAMES:
+        raise CostError(f"a clip may have at most {MAX_CHUNK_FRAMES} pixel frames, got {frames:g}")
+    return int((frames - 1) // tf) * tf + 1
 
 
 def paper_ablation_levels(
@@ -200,14 +247,22 @@ def paper_ablation_levels(
         temporal_factor: pixel frames per latent frame (4).
 
     Raises:
-        CostError: mismatched lengths, non-positive values, or a level too short for its chunks.
+        CostError: mismatched lengths, non-positive or non-finite values, values above the plan's
+            limits (:data:`~tempomaster_core.plan.MAX_FPS`, ``MAX_CHUNKS``, ``MAX_OUTPUT_FRAMES``), or a
+            level too short for its chunks.
     """
-    fps = [float(f) for f in level_fps]
-    counts = [_positive_int(c, "chunks") for c in chunks]
-    if len(fps) != len(counts) or not fps:
-        raise CostError(f"level_fps {tuple(level_fps)} and chunks {tuple(chunks)} must have the same non-zero length")
-    if any(f <= 0 for f in fps):
-        raise CostError(f"frame rates must be > 0, got {tuple(level_fps)}")
+    if isinstance(level_fps, (str, bytes)) or not isinstance(level_fps, Iterable):
+        raise CostError(f"level_fps must be a sequence of frame rates such as (6, 12, 24), got {level_fps!r}")
+    if isinstance(chunks, (str, bytes)) or not isinstance(chunks, Iterable):
+        raise CostError(f"chunks must be a sequence of counts such as (1, 2, 4), got {chunks!r}")
+    level_fps, chunks = tuple(level_fps), tuple(chunks)
+    if len(level_fps) != len(chunks) or not level_fps:
+        raise CostError(f"level_fps {level_fps} and chunks {chunks} must have the same non-zero length")
+    fps = [_finite(f, "level_fps") for f in level_fps]
+    counts = [_positive_int(c, "chunks", maximum=MAX_CHUNKS) for c in chunks]
+    if any(f <= 0 or f > MAX_FPS for f in fps):
+        raise CostError(f"frame rates must be > 0 and at most {MAX_FPS:g}, got {tuple(level_fps)}")
+    final_frames = _positive_int(final_frames, "final_frames", maximum=MAX_OUTPUT_FRAMES)
     if steps is None:
         refine = REFERENCE_REFINEMENT_STEPS if len(fps) > 2 else 30
         steps = (REFERENCE_BLUEPRINT_STEPS,) + (refine,) * (len(fps) - 1)
@@ -455,11 +510,36 @@ def level_cost(
         spatial_factor: VAE spatial compression (8); temporal_factor: 4.
 
     Raises:
-        CostError: size not divisible, frames not ``tf*n+1``, bad dtype/attention/max_batch.
+        CostError: size not divisible, above :data:`~tempomaster_core.plan.MAX_SIDE` or
+            :data:`~tempomaster_core.plan.MAX_FRAME_PIXELS`, frames not ``tf*n+1``, bad
+            dtype/attention/max_batch/cfg/text_len/spatial_factor, or a model shape whose FLOPs
+            overflow a float.
     """
-    tf = _positive_int(temporal_factor, "temporal_factor")
+    if not isinstance(work, LevelWork):
+        raise CostError(f"work must be a LevelWork, got {type(work).__name__}")
+    if not isinstance(config, DiTConfig):
+        raise CostError(f"config must be a DiTConfig, got {type(config).__name__}")
+    tf = _positive_int(temporal_factor, "temporal_factor", maximum=MAX_TEMPORAL_FACTOR)
     if (work.frames_per_chunk - 1) % tf:
         raise CostError(f"frames_per_chunk must be {tf}*n+1, got {work.frames_per_chunk}")
+    height = _positive_int(height, "height", maximum=MAX_SIDE)
+    width = _positive_int(width, "width", maximum=MAX_SIDE)
+    if height * width > MAX_FRAME_PIXELS:
+        raise CostError(f"size {width}x{height} has more than the maximum {MAX_FRAME_PIXELS} pixels per frame")
+    spatial_factor = _positive_int(spatial_factor, "spatial_factor", maximum=MAX_SIDE)
+    text_len = _positive_int(text_len, "text_len", minimum=0, maximum=MAX_TEXT_LEN)
+    cfg = _finite(cfg, "cfg")
+    try:
+        return _level_cost(work, config, height=height, width=width, cfg=cfg, text_len=text_len, dtype=dtype,
+                           max_batch=max_batch, attention=attention, spatial_factor=spatial_factor, tf=tf)
+    except OverflowError:
+        raise CostError(f"the cost of {work.chunks} chunks of {work.frames_per_chunk} frames overflows a float for "
+                        f"the model shape {config.to_dict()}; check the model's sizes") from None
+
+
+def _level_cost(work: LevelWork, config: DiTConfig, *, height: int, width: int, cfg: float, text_len: int,
+                dtype: str, max_batch: Optional[int], attention: str, spatial_factor: int, tf: int) -> LevelCost:
+    """:func:`level_cost` after its argument checks."""
     pt, ph, pw = config.patch_size
     step = spatial_factor * ph, spatial_factor * pw
     if height <= 0 or width <= 0 or height % step[0] or width % step[1]:
@@ -483,6 +563,10 @@ def level_cost(
     state = latent_elems * (6 * config.out_dim + config.condition_channels) * 4
     vae_mem = vae_peak_bytes(height, width)
     weights = dit_weight_bytes(config, dtype)
+    vae_work = (vae_flops(work.frames_per_chunk, height, width, encode=True),
+                vae_flops(work.frames_per_chunk, height, width, encode=False))
+    if not all(math.isfinite(v) for v in (per_pass * passes * work.steps, work.chunks * max(vae_work))):
+        raise OverflowError("FLOPs overflow a float")
     return LevelCost(
         work=work,
         latent_frames_per_chunk=latent,
@@ -492,8 +576,8 @@ def level_cost(
         flops_per_pass_breakdown=dict(breakdown),
         attention_flops_per_pass=float(breakdown["self_attn_matmul"]),
         dit_flops=per_pass * passes * work.steps,
-        vae_encode_flops=work.chunks * vae_flops(work.frames_per_chunk, height, width, encode=True),
-        vae_decode_flops=work.chunks * vae_flops(work.frames_per_chunk, height, width, encode=False),
+        vae_encode_flops=work.chunks * vae_work[0],
+        vae_decode_flops=work.chunks * vae_work[1],
         batch=batch,
         activation_bytes=acts,
         state_bytes=state,
@@ -580,8 +664,13 @@ class PlanCost:
 
 def full_sequence_work(final_frames: int, steps: int = REFERENCE_BLUEPRINT_STEPS, temporal_factor: int = 4,
                        fps: Optional[float] = None) -> LevelWork:
-    """The baseline: ``final_frames`` pixel frames (padded up to ``tf*n+1``) as one bidirectional chunk."""
-    frames = _positive_int(final_frames, "final_frames")
+    """The baseline: ``final_frames`` pixel frames (padded up to ``tf*n+1``) as one bidirectional chunk.
+
+    Raises:
+        CostError: ``final_frames`` not in ``1..MAX_OUTPUT_FRAMES``, bad steps or temporal factor.
+    """
+    frames = _positive_int(final_frames, "final_frames", maximum=MAX_OUTPUT_FRAMES)
+    temporal_factor = _positive_int(temporal_factor, "temporal_factor", maximum=MAX_TEMPORAL_FACTOR)
     length = -(-(frames - 1) // temporal_factor) * temporal_factor + 1
     return LevelWork(1, length, steps, num_frames=frames, fps=fps, label="full sequence")
 
@@ -627,7 +716,7 @@ def estimate_levels_cost(
 def _guidance_scale(value: Any) -> float:
     try:
         scale = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise CostError(f"cfg must be a number (1 = no guidance), got {value!r}") from None
     if not scale > 0 or math.isinf(scale):
         raise CostError(f"cfg must be a positive number, got {value!r}")

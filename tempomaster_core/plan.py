@@ -21,14 +21,80 @@ frame rate (24 fps): interval 4 -> 6 fps, 2 -> 12 fps, 1 -> 24 fps.
 
 from __future__ import annotations
 
+import itertools
+import math
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Optional
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional
 
-import torch
+if TYPE_CHECKING:  # torch is imported where a tensor is made: the limits and rules stay torch-free
+    import torch
 
 
 class PlanError(ValueError):
     """An impossible or inconsistent level plan (the message says how to fix it)."""
+
+
+# -- size limits ---------------------------------------------------------------------------
+# Every plan is bounded so that no input can make planning (or the runtime it drives) hang or
+# allocate without limit. Each limit is defined here once; the nodes, the web route, the auto
+# planner and the cost model import them. They are far beyond what a real run uses: the paper
+# targets > 1500 output frames, TempoMaster's chunks are 109 frames at 480x832.
+
+MAX_FPS = 240.0
+"""Highest base frame rate (frames per second of interval 1) a plan accepts; ``fps`` must be finite
+and in ``[MIN_FPS, MAX_FPS]``. 240 fps is the fastest consumer video mode; the TreeScheduler's ``fps``
+widget uses it as its maximum."""
+
+MIN_FPS = 0.01
+"""Lowest base frame rate a plan accepts (one frame every 100 s; the TreeScheduler's widget starts at
+1). A positive floor, not just ``> 0``: a subnormal rate such as 5e-324 would make every level's
+frame rate (``fps / interval``) round to 0 and its duration infinite."""
+
+MAX_FRAME_INTERVAL = 1024
+"""Largest frame interval (in base-fps frames) of any level: one blueprint frame every 1024 base
+frames (43 s at 24 fps). The widest tree the auto planner tries is (16, 8, 4, 2, 1); an interval
+this coarse gives the blueprint no motion to plan. Keeps RoPE positions below 2**24 (exact in
+float32) and the level count bounded (:data:`MAX_LEVELS`)."""
+
+MAX_LEVELS = MAX_FRAME_INTERVAL.bit_length()
+"""Most levels a plan can have, blueprint included (11): each level at least halves the interval
+(strictly decreasing, each divisible by the next), starting at most at :data:`MAX_FRAME_INTERVAL`."""
+
+MAX_TEMPORAL_FACTOR = 16
+"""Largest codec temporal factor (pixel frames per latent frame after the first) a plan accepts.
+Wan compresses time by 4; video VAEs in use compress by 4 to 8."""
+
+MAX_BLUEPRINT_FRAMES = 4097
+"""Most pixel frames of the blueprint (1025 latent frames with Wan's factor 4). The blueprint is one
+chunk of full attention; TempoMaster was trained on 109 frames, and 4097 frames at 480x832 are
+1.6 M tokens per DiT pass. Longer videos use more refinement levels, not a longer blueprint. The
+TreeScheduler's ``blueprint_frames`` widget uses it as its maximum."""
+
+MAX_OUTPUT_FRAMES = 24_000
+"""Most pixel frames of the final level (every level has at most this many): 16 min 40 s at 24 fps,
+100 s at 240 fps; the TreeScheduler's longest length (600 s) fits at up to 39 fps, with room for
+the rounding up to whole blueprint frames (given enough levels, e.g. the auto ladders, to keep the
+blueprint within :data:`MAX_BLUEPRINT_FRAMES`). That is 16 times the > 1500 frames the paper targets and
+about 220 chunks of 109 frames at 24 fps. The planning work (chunks, conditions, RoPE positions)
+and what the runtime allocates grow with it."""
+
+MAX_CHUNK_FRAMES = MAX_OUTPUT_FRAMES + MAX_TEMPORAL_FACTOR
+"""Longest chunk, pixel frames, of any valid plan: a level of :data:`MAX_OUTPUT_FRAMES` frames in one
+chunk, rounded up to whole latent frames (derived; the cost model bounds its inputs by it)."""
+
+MAX_CHUNKS = (MAX_OUTPUT_FRAMES - 1) // 2 + 1
+"""Most chunks of one level (12000, derived): no chunk may be empty and chunks hold at least
+``temporal_factor + 1 >= 2`` pixel frames, so a level of :data:`MAX_OUTPUT_FRAMES` frames has at
+most this many. Larger counts are refused before any per-chunk work."""
+
+MAX_SIDE = 4096
+"""Largest height or width in pixels: DCI 4K width (Wan is trained at 480p to 720p). The
+TreeScheduler's width/height widgets use it as their maximum."""
+
+MAX_FRAME_PIXELS = 4096 * 2304
+"""Most pixels per frame (``height * width``, 9.4 M): a 16:9 frame 4096 wide, covering UHD
+3840x2160 and DCI 4K 4096x2160. A square 4096x4096 (16.8 M) is refused: at that size one
+109-frame chunk is 1.8 M tokens and a decoded 24 fps minute is ~290 GB of float32 frames."""
 
 
 def _nearest_valid_frames(frames: int, temporal_factor: int) -> tuple[int, int]:
@@ -46,7 +112,12 @@ def reference_chunk_length(frames: int, chunks: int, temporal_factor: int = 4) -
     This rounds ``frames / chunks`` to a nearby valid clip length ``tf*n+1``
     (reference ``preparer_condition_video``; ``tf`` is 4 there). It may leave
     tail frames uncovered (``chunks * length < frames``); see :func:`chunk_length`.
+
+    Raises:
+        PlanError: ``chunks`` or ``temporal_factor`` below 1.
     """
+    if chunks < 1 or temporal_factor < 1:
+        raise PlanError(f"chunks and temporal_factor must be >= 1, got {chunks} and {temporal_factor}")
     return (frames // chunks + 2) // temporal_factor * temporal_factor + 1
 
 
@@ -80,12 +151,23 @@ def chunks_fit(frames: int, chunks: int, temporal_factor: int) -> bool:
 
 def max_chunks(frames: int, temporal_factor: int = 4) -> int:
     """Largest valid chunk count of a ``frames``-frame level (no empty chunk, chunks of at
-    least two latent frames)."""
-    best = 1
-    for chunks in range(1, frames + 1):
-        if chunks_fit(frames, chunks, temporal_factor):
-            best = chunks
-    return best
+    least two latent frames); 1 when none fits.
+
+    Raises:
+        PlanError: ``frames`` not an int in ``1..MAX_OUTPUT_FRAMES`` or a bad ``temporal_factor``
+            (the search is linear in the frames, so it is bounded by :data:`MAX_OUTPUT_FRAMES`).
+    """
+    frames = _as_int(frames, "frames")
+    tf = _as_int(temporal_factor, "temporal_factor")
+    if not 1 <= frames <= MAX_OUTPUT_FRAMES:
+        raise PlanError(f"frames must be between 1 and {MAX_OUTPUT_FRAMES} pixel frames, got {frames}")
+    if not 1 <= tf <= MAX_TEMPORAL_FACTOR:
+        raise PlanError(f"temporal_factor must be between 1 and {MAX_TEMPORAL_FACTOR}, got {tf}")
+    # chunks of >= tf+1 frames with a non-empty last chunk: (chunks - 1) * (tf + 1) < frames
+    for chunks in range(min((frames - 1) // (tf + 1) + 1, MAX_CHUNKS), 0, -1):
+        if chunks_fit(frames, chunks, tf):
+            return chunks
+    return 1
 
 
 def default_chunks(interval: int) -> int:
@@ -154,6 +236,8 @@ class LevelPlan:
 
         Integers (stored exactly in float32): ``(c*T + j) * interval``.
         """
+        import torch
+
         return torch.tensor(self.positions, dtype=torch.float32)
 
     def chunk_range(self, chunk: int) -> tuple[int, int]:
@@ -177,6 +261,8 @@ class LevelPlan:
     def masks(self) -> torch.Tensor:
         """Per-pixel-frame masks, float32 ``[num_chunks, frames_per_chunk]``: 1 where
         the frame is a known condition frame, else 0 (padding frames are 0)."""
+        import torch
+
         out = torch.zeros(self.num_chunks, self.frames_per_chunk, dtype=torch.float32)
         for c, conds in enumerate(self.conditions):
             for pixel, _ in conds:
@@ -302,7 +388,11 @@ class TreePlan:
             valid values), intervals not strictly decreasing or not dividing,
             a chunk count that would leave a chunk empty or make chunks shorter
             than ``tf + 1`` frames (the message gives the maximum), bad chunk tuple length, size not a multiple of ``size_multiple``,
-            an unknown ``boundary`` mode.
+            an unknown ``boundary`` mode, fps not finite in ``[MIN_FPS, MAX_FPS]``, or a size limit of this
+            module exceeded (:data:`MAX_BLUEPRINT_FRAMES`, :data:`MAX_OUTPUT_FRAMES`,
+            :data:`MAX_FRAME_INTERVAL`, :data:`MAX_LEVELS`, :data:`MAX_CHUNKS`, :data:`MAX_SIDE`,
+            :data:`MAX_FRAME_PIXELS`, :data:`MAX_TEMPORAL_FACTOR`). All checks run before any per-frame
+            work, so every input is answered at once.
 
     Example: ``TreePlan(109, (4, 2, 1), height=480, width=832)`` gives 109 frames
     at 6 fps -> 218 frames at 12 fps in 2 chunks of 109 -> 436 frames at 24 fps
@@ -321,36 +411,20 @@ class TreePlan:
     levels: tuple[LevelPlan, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        # every check below is O(levels); none does per-frame work, so any input is answered at once
         tf = _as_int(self.temporal_factor, "temporal_factor")
-        if tf < 1:
-            raise PlanError(f"temporal_factor must be >= 1, got {tf}")
-        frames = _as_int(self.blueprint_frames, "blueprint_frames")
-        if frames < 1 or (frames - 1) % tf:
-            lower, upper = _nearest_valid_frames(frames, tf)
-            raise PlanError(
-                f"blueprint_frames must be {tf}*n+1 pixel frames, got {frames}; "
-                f"nearest valid values: {lower} or {upper}"
-            )
+        if not 1 <= tf <= MAX_TEMPORAL_FACTOR:
+            raise PlanError(f"temporal_factor must be between 1 and {MAX_TEMPORAL_FACTOR} pixel frames per latent "
+                            f"frame (4 for Wan), got {tf}")
+        frames = self._check_blueprint(self.blueprint_frames, tf)
         intervals = self.check_intervals(self.frame_intervals)
+        self._check_output(frames, intervals)
         chunks = self._resolve_chunks(self.chunks, intervals)
         multiple = _as_int(self.size_multiple, "size_multiple")
-        if multiple < 1:
-            raise PlanError(f"size_multiple must be >= 1, got {multiple}")
-        size = {}
-        for name in ("height", "width"):
-            value = _as_int(getattr(self, name), name)
-            if value < multiple or value % multiple:
-                lower = value // multiple * multiple
-                upper = lower + multiple
-                hint = f"{lower} or {upper}" if lower >= multiple else f"{upper}"
-                raise PlanError(f"{name} must be a positive multiple of {multiple}, got {value}; nearest valid: {hint}")
-            size[name] = value
-        try:
-            fps = float(self.fps)
-        except (TypeError, ValueError):
-            raise PlanError(f"fps must be a number, got {self.fps!r}") from None
-        if not fps > 0:
-            raise PlanError(f"fps must be > 0, got {self.fps!r}")
+        if not 1 <= multiple <= MAX_SIDE:
+            raise PlanError(f"size_multiple must be between 1 and {MAX_SIDE}, got {multiple}")
+        height, width = self.check_size(self.height, self.width, multiple)
+        fps = self.check_fps(self.fps)
 
         if self.boundary not in BOUNDARY_MODES:
             raise PlanError(f"boundary must be one of {BOUNDARY_MODES}, got {self.boundary!r}")
@@ -364,8 +438,8 @@ class TreePlan:
         set_(self, "blueprint_frames", frames)
         set_(self, "frame_intervals", intervals)
         set_(self, "chunks", chunks)
-        set_(self, "height", size["height"])
-        set_(self, "width", size["width"])
+        set_(self, "height", height)
+        set_(self, "width", width)
         set_(self, "fps", fps)
         set_(self, "temporal_factor", tf)
         set_(self, "size_multiple", multiple)
@@ -378,16 +452,28 @@ class TreePlan:
         """Validated frame intervals as a tuple of ints, coarsest first (e.g. ``(4, 2, 1)``).
 
         Raises:
-            PlanError: not a sequence of positive ints, not strictly decreasing, or an
-                interval not divisible by the next one.
+            PlanError: not a sequence of positive ints, more than :data:`MAX_LEVELS` entries, an
+                interval above :data:`MAX_FRAME_INTERVAL`, not strictly decreasing, or an interval
+                not divisible by the next one.
         """
         if isinstance(frame_intervals, (int, str, bytes)) or not isinstance(frame_intervals, Iterable):
             raise PlanError(f"frame_intervals must be a sequence of ints such as (4, 2, 1), got {frame_intervals!r}")
-        intervals = tuple(_as_int(i, "frame interval") for i in frame_intervals)
+        values = list(itertools.islice(iter(frame_intervals), MAX_LEVELS + 1))
+        if len(values) > MAX_LEVELS:
+            raise PlanError(
+                f"frame_intervals has more than {MAX_LEVELS} levels; each level must at least halve the interval, "
+                f"so at most {MAX_LEVELS} fit below the largest interval {MAX_FRAME_INTERVAL} (e.g. 16,8,4,2,1)"
+            )
+        intervals = tuple(_as_int(i, "frame interval") for i in values)
         if not intervals:
             raise PlanError("frame_intervals is empty; give at least the blueprint interval, e.g. (4, 2, 1)")
         if any(i < 1 for i in intervals):
             raise PlanError(f"frame intervals must be >= 1, got {intervals}")
+        if intervals[0] > MAX_FRAME_INTERVAL:
+            raise PlanError(
+                f"frame intervals must be at most {MAX_FRAME_INTERVAL} (one blueprint frame every "
+                f"{MAX_FRAME_INTERVAL} base frames), got {intervals}; use a finer blueprint, e.g. (16, 8, 4, 2, 1)"
+            )
         for prev, cur in zip(intervals, intervals[1:]):
             if cur >= prev:
                 raise PlanError(
@@ -401,21 +487,122 @@ class TreePlan:
         return intervals
 
     @staticmethod
+    def check_fps(fps: Any) -> float:
+        """The base frame rate (frames per second of interval 1) as a float in ``[MIN_FPS, MAX_FPS]``.
+
+        Raises:
+            PlanError: not a number, NaN, infinite, ``<= 0``, below :data:`MIN_FPS` or above :data:`MAX_FPS`.
+        """
+        if isinstance(fps, bool):
+            raise PlanError(f"fps must be a number, got {fps!r}")
+        try:
+            value = float(fps)
+        except (TypeError, ValueError, OverflowError):
+            raise PlanError(f"fps must be a number, got {fps!r}") from None
+        if not math.isfinite(value):
+            raise PlanError(f"fps must be a finite number of frames per second, got {fps!r}")
+        if not value > 0:
+            raise PlanError(f"fps must be > 0, got {fps!r}")
+        if value < MIN_FPS:
+            raise PlanError(f"fps must be at least {MIN_FPS:g} frames per second, got {fps!r}")
+        if value > MAX_FPS:
+            raise PlanError(f"fps must be at most {MAX_FPS:g} frames per second, got {fps!r}")
+        return value
+
+    @staticmethod
+    def check_size(height: Any, width: Any, size_multiple: int = 16) -> tuple[int, int]:
+        """``(height, width)`` in pixels as ints, validated.
+
+        Raises:
+            PlanError: not ints, not positive multiples of ``size_multiple`` (the message gives the
+                nearest valid values), a side above :data:`MAX_SIDE` or more than
+                :data:`MAX_FRAME_PIXELS` pixels per frame.
+        """
+        multiple = _as_int(size_multiple, "size_multiple")
+        if multiple < 1:
+            raise PlanError(f"size_multiple must be >= 1, got {multiple}")
+        size = {}
+        for name, raw in (("height", height), ("width", width)):
+            value = _as_int(raw, name)
+            if value > MAX_SIDE:
+                raise PlanError(f"{name} must be at most {MAX_SIDE} pixels, got {value}")
+            if value < multiple or value % multiple:
+                lower = value // multiple * multiple
+                upper = lower + multiple
+                hint = f"{lower} or {upper}" if lower >= multiple else f"{upper}"
+                raise PlanError(f"{name} must be a positive multiple of {multiple}, got {value}; nearest valid: {hint}")
+            size[name] = value
+        if size["height"] * size["width"] > MAX_FRAME_PIXELS:
+            raise PlanError(
+                f"{size['width']}x{size['height']} is {size['width'] * size['height'] / 1e6:.1f} M pixels per frame, "
+                f"more than the maximum {MAX_FRAME_PIXELS / 1e6:.1f} M (e.g. 4096x2304 or 3840x2160); use a smaller "
+                "size (TempoMaster is trained at 480x832)"
+            )
+        return size["height"], size["width"]
+
+    @staticmethod
+    def check_frames(blueprint_frames: Any, frame_intervals: Any, temporal_factor: int = 4) -> int:
+        """Pixel frames of the final level for a blueprint and intervals, after checking both.
+
+        The cheap size check of a plan (no level is built): the auto planner calls it before
+        it searches a level's chunk counts.
+
+        Raises:
+            PlanError: blueprint not ``tf*n+1`` or above :data:`MAX_BLUEPRINT_FRAMES`, bad intervals
+                (:meth:`check_intervals`), or a final level above :data:`MAX_OUTPUT_FRAMES`.
+        """
+        tf = _as_int(temporal_factor, "temporal_factor")
+        if not 1 <= tf <= MAX_TEMPORAL_FACTOR:
+            raise PlanError(f"temporal_factor must be between 1 and {MAX_TEMPORAL_FACTOR}, got {tf}")
+        frames = TreePlan._check_blueprint(blueprint_frames, tf)
+        return TreePlan._check_output(frames, TreePlan.check_intervals(frame_intervals))
+
+    @staticmethod
+    def _check_blueprint(blueprint_frames: Any, tf: int) -> int:
+        frames = _as_int(blueprint_frames, "blueprint_frames")
+        if frames < 1 or (frames - 1) % tf:
+            lower, upper = _nearest_valid_frames(frames, tf)
+            raise PlanError(
+                f"blueprint_frames must be {tf}*n+1 pixel frames, got {frames}; "
+                f"nearest valid values: {lower} or {upper}"
+            )
+        if frames > MAX_BLUEPRINT_FRAMES:
+            raise PlanError(
+                f"blueprint_frames must be at most {MAX_BLUEPRINT_FRAMES} pixel frames (the blueprint is one chunk of "
+                f"full attention), got {frames}; use a shorter blueprint and more refinement levels, e.g. intervals "
+                "(8, 4, 2, 1)"
+            )
+        return frames
+
+    @staticmethod
+    def _check_output(frames: int, intervals: tuple[int, ...]) -> int:
+        final = frames * (intervals[0] // intervals[-1])
+        if final > MAX_OUTPUT_FRAMES:
+            raise PlanError(
+                f"the final level would have {final} pixel frames ({frames} blueprint frames x "
+                f"{intervals[0] // intervals[-1]}), more than the maximum {MAX_OUTPUT_FRAMES} "
+                f"({MAX_OUTPUT_FRAMES / 24 / 60:.1f} min at 24 fps); use a shorter blueprint or length, or generate "
+                "the video in parts"
+            )
+        return final
+
+    @staticmethod
     def _resolve_chunks(chunks: Any, intervals: tuple[int, ...]) -> tuple[int, ...]:
         refinements = len(intervals) - 1
         if chunks is None:
             return tuple(default_chunks(i) for i in intervals[1:])
         if isinstance(chunks, (int, str, bytes)) or not isinstance(chunks, Iterable):
             raise PlanError(f"chunks must be None or a tuple with one int per refinement level, got {chunks!r}")
-        values = tuple(chunks)
+        values = tuple(itertools.islice(iter(chunks), refinements + 2))
         if len(values) == refinements + 1:
             first = values[0]
             if first is not None and _as_int(first, "blueprint chunks") != 1:
                 raise PlanError(f"the blueprint is always one chunk; chunks[0] must be 1, got {first}")
             values = values[1:]
         if len(values) != refinements:
+            count = f"{len(values)}" if len(values) <= refinements + 1 else f"more than {refinements + 1}"
             raise PlanError(
-                f"chunks has {len(values)} entries but the plan has {refinements} refinement levels "
+                f"chunks has {count} entries but the plan has {refinements} refinement levels "
                 f"(intervals {intervals}); give one chunk count per refinement level or None"
             )
         out = []
@@ -426,6 +613,8 @@ class TreePlan:
             value = _as_int(value, "chunks")
             if value < 1:
                 raise PlanError(f"chunk counts must be >= 1, got {value}")
+            if value > MAX_CHUNKS:
+                raise PlanError(f"chunk counts must be at most {MAX_CHUNKS} per level, got {value}")
             out.append(value)
         return tuple(out)
 
@@ -498,7 +687,14 @@ class TreePlan:
         return self.levels[-1]
 
     def latent_size(self, spatial_factor: int) -> tuple[int, int]:
-        """Latent ``(h, w)`` for a codec with ``spatial_factor`` (8 for Wan: 480x832 -> 60x104)."""
+        """Latent ``(h, w)`` for a codec with ``spatial_factor`` (8 for Wan: 480x832 -> 60x104).
+
+        Raises:
+            PlanError: ``spatial_factor`` not a positive int, or the size not divisible by it.
+        """
+        spatial_factor = _as_int(spatial_factor, "spatial_factor")
+        if spatial_factor < 1:
+            raise PlanError(f"spatial_factor must be >= 1, got {spatial_factor}")
         if self.height % spatial_factor or self.width % spatial_factor:
             raise PlanError(
                 f"plan size {self.height}x{self.width} is not divisible by the VAE spatial factor {spatial_factor}"
@@ -522,12 +718,18 @@ class TreePlan:
 
     @classmethod
     def from_dict(cls, data: dict) -> "TreePlan":
-        """Rebuild a plan from :meth:`to_dict` output (the ``levels`` entry is ignored and recomputed)."""
+        """Rebuild a plan from :meth:`to_dict` output (the ``levels`` entry is ignored and recomputed).
+
+        Raises:
+            PlanError: not a mapping, a missing key, or any error of :class:`TreePlan`.
+        """
+        if not isinstance(data, Mapping):
+            raise PlanError(f"a plan dict must be a mapping such as TreePlan.to_dict() returns, got {type(data).__name__}")
         try:
             return cls(
                 data["blueprint_frames"],
-                tuple(data["frame_intervals"]),
-                None if data.get("chunks") is None else tuple(data["chunks"]),
+                data["frame_intervals"],
+                data.get("chunks"),
                 height=data["height"],
                 width=data["width"],
                 fps=data.get("fps", 24.0),
