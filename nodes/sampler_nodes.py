@@ -431,10 +431,9 @@ class FrameRateRefiner:
         required["max_parallel_chunks"] = ("INT", {
             "default": 0, "min": 0, "max": 1024,
             "tooltip": "Chunks denoised per forward pass: 0 = all chunks of the level in one batch (fastest, "
-                       "most memory); 1 = one chunk at a time (least memory). 0 and any value >= the level's "
-                       "chunk count give bit-identical frames. Smaller values differ by float rounding only (matrix "
-                       "kernels may round differently for another batch size): ~1e-5 in fp32; in bf16 up to about "
-                       "a quarter of the 8-bit pixel values change by 1-2 levels (measured on a small model).",
+                       "most memory); 1 = one chunk at a time (least memory). The frames are the same for every "
+                       "value (bit-identical on CPU; on a GPU, matrix kernels chosen per batch size may change "
+                       "the last bits).",
         })
         required["tiled_vae"] = _VAE_TILED
         return {"required": required}

@@ -362,10 +362,14 @@ class TempoMasterDiT(nn.Module):
         grid = (t // pt, h // ph, w // pw)
 
         # time: sinusoid -> MLP -> 6-way projection, all float32 (Wan)
-        tsteps = self._timestep(timestep, b, device)
+        # computed once per distinct timestep and gathered: a batch item's embedding then does not
+        # depend on the batch size (BLAS rounds a matmul differently for different row counts), so
+        # chunks denoised together or one at a time (max_batch) give bit-identical results
+        tsteps, item = torch.unique(self._timestep(timestep, b, device), return_inverse=True)
         t_emb = _linear_fp32(self.time_embedding[0], sinusoidal_embedding(cfg.freq_dim, tsteps))
         t_emb = _linear_fp32(self.time_embedding[2], F.silu(t_emb))
-        t_mod = _linear_fp32(self.time_projection[1], F.silu(t_emb)).unflatten(1, (6, cfg.dim))
+        t_mod = _linear_fp32(self.time_projection[1], F.silu(t_emb)).unflatten(1, (6, cfg.dim))[item]
+        t_emb = t_emb[item]
 
         context = self.text_embedding(context.to(device=device, dtype=dtype))
 

@@ -336,10 +336,7 @@ def denoise(
         cfg: guidance scale; 1 = conditional prediction only.
         guidance: ``"apg"`` or ``"cfg"``.
         max_batch: run at most this many chunks per forward (``None`` = all; one
-            guidance state per slice). The math per chunk is the same, but the results are
-            bit-identical to ``None`` only when every forward has the same batch size as
-            with ``None`` (``max_batch >= B``): matrix-multiply kernels may round
-            differently for another batch size (see :func:`run_refinement`).
+            guidance state per slice). Results do not depend on it (see :func:`run_refinement`).
         cfg_batching: run positive and negative passes as one forward of batch
             2B (when both embeddings have the same length; else two passes).
         progress: see :data:`ProgressCallback`.
@@ -530,16 +527,11 @@ def run_refinement(
     ``num_frames``.
 
     ``max_batch`` and exactness: the noise, the condition, the guidance state and the
-    Euler updates are per chunk, so slicing changes no formula. It changes the batch
-    size of the DiT forwards, and matrix-multiply kernels (CPU BLAS, cuBLAS) may pick a
-    different blocking -- hence a different float rounding -- for another batch size
-    (on CPU the timestep MLP, whose rows are the batch items; on a GPU potentially any
-    layer). So ``max_batch=None`` and any ``max_batch >= num_chunks`` give bit-identical
-    results; a smaller ``max_batch`` gives the same video up to rounding: float32 frames
-    differ by ~1e-5 (a few 8-bit pixel values by one level), bf16 rounding differences
-    grow over the steps and change a fraction of 8-bit pixel values by a few levels
-    (measured in ``tests/test_bad_inputs_core.py``). The same settings and seed always
-    reproduce the same frames.
+    Euler updates are per chunk, and the DiT embeds each distinct timestep once (its only
+    layer whose matrix rows are batch items), so slicing changes no number: every
+    ``max_batch`` gives bit-identical latents and frames on CPU in float32 and bfloat16
+    (``tests/test_bad_inputs_core.py``). On a GPU, cuBLAS may choose other kernels for
+    another batch size, which can change the last bits (not measured).
 
     Args:
         previous: the :class:`LevelResult` of the level above (its ``plan`` is used).

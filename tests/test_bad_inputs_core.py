@@ -310,14 +310,10 @@ def test_checkpoint_metadata_eps_and_heads_are_checked(tmp_path):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
-def test_max_batch_results_measured(dtype):
-    """max_batch None (all chunks) vs 1, 2, 3 on a 3-chunk level (see run_refinement's docstring).
-
-    None and any value >= the chunk count run the same forwards: bit-identical. Smaller values
-    change the DiT's forward batch size, and the BLAS kernels round differently for it (on CPU
-    the timestep MLP, whose rows are the batch items): fp32 within 1e-4, bf16 the same video
-    with a fraction of 8-bit pixel values off by a few levels.
-    """
+def test_max_batch_gives_bit_identical_results(dtype):
+    """max_batch None (all chunks at once) and 1, 2, 3, 4 chunks per forward on a 3-chunk level give
+    the same latents and frames bit for bit, in float32 and bfloat16 (the DiT embeds each distinct
+    timestep once, so no batch-size-dependent rounding reaches a chunk)."""
     model = make_tiny_dit(seed=0, dtype=dtype)
     gen = torch.Generator().manual_seed(5)
     pos, neg = torch.randn(1, 7, 24, generator=gen), torch.randn(1, 7, 24, generator=gen)
@@ -327,23 +323,9 @@ def test_max_batch_results_measured(dtype):
     runs = {mb: run_refinement(model, ToyCodec(), blueprint, pos, neg, steps=4, seed=0, max_batch=mb)
             for mb in (None, 1, 2, 3, 4)}
     full = runs[None]
-    assert torch.equal(runs[3].frames, full.frames) and torch.equal(runs[3].latents, full.latents)
-    assert torch.equal(runs[4].frames, full.frames)
-    # same setting, same seed -> same frames
-    again = run_refinement(model, ToyCodec(), blueprint, pos, neg, steps=4, seed=0, max_batch=1)
-    assert torch.equal(again.frames, runs[1].frames)
-    report = {}
-    for mb in (1, 2):
-        frames = runs[mb].frames
-        a, b = ((frames + 1) * 127.5).round(), ((full.frames + 1) * 127.5).round()
-        report[mb] = (torch.equal(frames, full.frames), (frames - full.frames).abs().max().item(),
-                      (a != b).float().mean().item(), (a - b).abs().max().item())
-        if dtype == torch.float32:
-            assert report[mb][1] <= 1e-4
-        else:
-            assert report[mb][3] <= 4 and report[mb][2] <= 0.5
-    print(f"{dtype}: max_batch -> (bit-identical, max |diff|, share of 8-bit values changed, max 8-bit diff):",
-          report)
+    for mb in (1, 2, 3, 4):
+        assert torch.equal(runs[mb].latents, full.latents), mb
+        assert torch.equal(runs[mb].frames, full.frames), mb
 
 
 # -- nodes ------------------------------------------------------------------------------------
