@@ -2,44 +2,101 @@
 
 Runs the whole next-frame-rate tree (blueprint, then every refinement level) on
 the built-in TempoMaster-Tiny model (or another bundle directory with the same
-layout) and writes an MP4 at the final level's fps; ``--save-levels`` also
+layout) and writes a video at the final level's fps; ``--save-levels`` also
 writes every level at its own fps. Defaults come from the bundle's recommended
 settings (``TinyBundle.defaults``); every flag overrides them.
+
+Everything the arguments alone can show is checked before any model is loaded:
+numbers, the device, the bundle directory, the plan, the output files (allowed
+suffix, not a directory, writable folder, not an input, no existing file without
+``--overwrite``) and the condition images (readable, one per blueprint frame, index
+inside the blueprint). Output files are written to hidden temporary files and
+renamed only when every one is complete (:func:`tempomaster_core.video_io.atomic_output`).
+
+Exit codes: 0 done; 1 a failure while loading or generating (``error: ...``);
+2 a usage mistake (``error: ...``, nothing loaded, nothing written); 130 interrupted
+(Ctrl-C; no partial file, existing files untouched). Tracebacks only with ``--debug``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
+import re
 import sys
 import time
+import traceback
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, NoReturn, Optional, Sequence
 
 import torch
 
 from .level_settings import per_level
-from .pipeline import default_schedule, generate
+from .pipeline import check_level_settings, default_schedule, generate
 from .plan import BOUNDARY_MODES, PlanError, TreePlan
+from .validation import (
+    MAX_CFG,
+    InputError,
+    require_cfg,
+    require_int,
+    require_output_path,
+    require_seed,
+    require_shift,
+    require_steps,
+)
+from .video_io import VIDEO_SUFFIXES
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+"""Loading the model or generating failed."""
+EXIT_USAGE = 2
+"""A bad flag, value or path, or a refused overwrite; nothing was loaded or written."""
+EXIT_INTERRUPTED = 130
+"""Ctrl-C (128 + SIGINT, the shell convention)."""
+
+MAX_STEPS = 1000
+"""Most sampling steps per level on the command line (the schedule has 1000 training timesteps; more
+steps only cost time). The guidance bound is :data:`tempomaster_core.validation.MAX_CFG`."""
+
+
+class UsageError(Exception):
+    """A user mistake found before any compute: printed as ``error: <message>``, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """``ArgumentParser`` whose errors raise :class:`UsageError` (so :func:`main` returns 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        raise UsageError(message)
 
 
 def _int_list(text: str) -> tuple[int, ...]:
     try:
-        return tuple(int(p) for p in text.replace(" ", "").split(",") if p)
+        values = tuple(int(p) for p in text.replace(" ", "").split(",") if p)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not values:
+        raise argparse.ArgumentTypeError(f"expected at least one integer, got {text!r}")
+    return values
 
 
 def _float_list(text: str) -> tuple[float, ...]:
     try:
-        return tuple(float(p) for p in text.replace(" ", "").split(",") if p)
+        values = tuple(float(p) for p in text.replace(" ", "").split(",") if p)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+    if not values:
+        raise argparse.ArgumentTypeError(f"expected at least one number, got {text!r}")
+    return values
 
 
 def _keyframe(text: str) -> tuple[int, str]:
     index, sep, path = text.partition("=")
     try:
-        if not sep:
+        if not sep or not path:
             raise ValueError
         return int(index), path
     except ValueError:
@@ -48,20 +105,56 @@ def _keyframe(text: str) -> tuple[int, str]:
         ) from None
 
 
+_NEGATIVE_KEYFRAME = re.compile(r"^-\d+=")
+
+
+def _join_negative_keyframes(argv: Sequence[str]) -> list[str]:
+    """``--keyframe -1=IMG`` -> ``--keyframe=-1=IMG``.
+
+    argparse reads a value starting with ``-`` that is not a plain number as an option, so the
+    documented negative-index form would fail with "expected one argument"; joining it to the
+    flag (also for an unambiguous abbreviation such as ``--key``) makes it a value.
+    """
+    out: list[str] = []
+    items = list(argv)
+    i = 0
+    while i < len(items):
+        item = items[i]
+        if item == "--":
+            out.extend(items[i:])
+            break
+        if (len(item) >= 3 and "--keyframe".startswith(item) and i + 1 < len(items)
+                and _NEGATIVE_KEYFRAME.match(items[i + 1])):
+            out.append(f"--keyframe={items[i + 1]}")
+            i += 2
+            continue
+        out.append(item)
+        i += 1
+    return out
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The ``python -m tempomaster_core`` argument parser (sub-command ``generate``)."""
-    parser = argparse.ArgumentParser(prog="python -m tempomaster_core",
-                                     description="TempoMaster next-frame-rate long-video generation.")
+    """The ``python -m tempomaster_core`` argument parser (sub-command ``generate``).
+
+    Its ``parse_args`` raises :class:`UsageError` on bad arguments (after printing the usage
+    line) instead of exiting; ``--help`` still exits with ``SystemExit(0)``. Use :func:`main`
+    for the ``--keyframe -1=IMG`` form.
+    """
+    parser = _Parser(prog="python -m tempomaster_core",
+                     description="TempoMaster next-frame-rate long-video generation.")
     sub = parser.add_subparsers(dest="command", required=True)
     g = sub.add_parser("generate", help="generate a video (blueprint + refinement levels)",
                        description="Generate a video with the built-in TempoMaster-Tiny model "
-                                   "(or --model-dir). Unset options take the model's recommended values.")
+                                   "(or --model-dir). Unset options take the model's recommended values. "
+                                   "Exit codes: 0 done, 1 failure while loading/generating, 2 bad usage "
+                                   "(nothing written), 130 interrupted.")
     g.add_argument("--prompt", required=True, help="what the video shows")
     g.add_argument("--negative-prompt", default="", help="what to steer away from (default: empty)")
     g.add_argument("--image", help="condition image for the first frame (image-to-video)")
     g.add_argument("--last-image", help="condition image for the last blueprint frame")
     g.add_argument("--keyframe", action="append", type=_keyframe, default=[], metavar="INDEX=PATH",
-                   help="condition image at a blueprint pixel frame (negative counts from the end); repeatable")
+                   help="condition image at a blueprint pixel frame (negative counts from the end, e.g. "
+                        "--keyframe -1=last.png); repeatable, one image per frame")
     g.add_argument("--frames", type=int, help="blueprint pixel frames (4n+1)")
     g.add_argument("--intervals", type=_int_list, help="frame intervals per level, e.g. 4,2,1 (6->12->24 fps at 24 fps)")
     g.add_argument("--chunks", type=_int_list,
@@ -70,9 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--boundary", choices=BOUNDARY_MODES,
                    help="chunk-boundary condition frames: 'reference' (copy the previous anchor, as the authors "
                         "ran it) or 'anchors' (only true frames of the level above); default: the model's")
-    g.add_argument("--steps", type=_int_list, help="sampling steps per level, e.g. 50,32,32")
-    g.add_argument("--shift", type=_float_list, help="sigma shift per level, e.g. 5,3,3")
-    g.add_argument("--cfg", type=_float_list, help="guidance scale (one, or one per level)")
+    g.add_argument("--steps", type=_int_list, help=f"sampling steps per level (1..{MAX_STEPS}), e.g. 50,32,32")
+    g.add_argument("--shift", type=_float_list, help="sigma shift per level (> 0), e.g. 5,3,3")
+    g.add_argument("--cfg", type=_float_list, help=f"guidance scale in (0, {MAX_CFG:g}] (one, or one per level)")
     g.add_argument("--guidance", choices=("apg", "cfg"), help="guidance kind (default: the model's)")
     g.add_argument("--seed", type=int, default=0, help="noise seed (same seed -> same video)")
     g.add_argument("--height", type=int, help="frame height in pixels (multiple of 16)")
@@ -80,10 +173,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--fps", type=float, help="fps of the finest level (frame interval 1)")
     g.add_argument("--max-batch", type=int, help="at most this many chunks per forward (lower memory, same result)")
     g.add_argument("--model-dir", help="bundle directory (default: the built-in TempoMaster-Tiny)")
-    g.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device")
-    g.add_argument("--out", required=True, help="output video file (.mp4)")
+    g.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                   help="torch device: cpu, cuda, cuda:N or mps (default: cuda when available)")
+    g.add_argument("--out", required=True,
+                   help=f"output video file, one of {', '.join(VIDEO_SUFFIXES)} (an existing file needs --overwrite)")
     g.add_argument("--save-levels", action="store_true",
-                   help="also write every level at its own fps (<out>_level<i>_<fps>fps.mp4)")
+                   help="also write every level at its own fps (<out>_level<i>_<fps>fps.<suffix>)")
+    g.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    g.add_argument("--debug", action="store_true", help="print the traceback of an error")
     return parser
 
 
@@ -111,15 +208,19 @@ class LevelProgress:
         self.stream.flush()
 
 
-def _flag_per_level(values: Optional[Sequence], default: Any, levels: int, name: str) -> Any:
+def _flag_per_level(values: Optional[Sequence], default: Any, levels: int, name: str) -> list:
     """A ``--name a,b,c`` flag per level: ``default`` when absent, one value repeated, or one per level
-    (:func:`~tempomaster_core.level_settings.per_level`); exits with a message otherwise."""
-    if values is None:
-        return default
+    (:func:`~tempomaster_core.level_settings.per_level`), always as a list of ``levels`` entries.
+
+    Raises:
+        UsageError: a list of another length.
+    """
     try:
+        if values is None:
+            return per_level(default, f"the model's {name}", levels)
         return per_level(values[0] if len(values) == 1 else list(values), f"--{name}", levels)
     except ValueError as exc:
-        raise SystemExit(f"error: {exc}") from None
+        raise UsageError(str(exc)) from None
 
 
 def _model_default(plan: TreePlan, defaults: dict, key: str, fallback: Any) -> Any:
@@ -137,77 +238,336 @@ def _model_default(plan: TreePlan, defaults: dict, key: str, fallback: Any) -> A
     return [value[0]] + [value[-1]] * (plan.num_levels - 1)
 
 
-def run_generate(args: argparse.Namespace) -> list[Path]:
-    """Run the ``generate`` sub-command; returns the files written."""
-    from .images import resize_center_crop
-    from .tiny.builtin import load_builtin
-    from .video_io import read_image, write_video
+def check_device(text: str) -> torch.device:
+    """Parse ``--device`` and check that this PyTorch can use it, without allocating anything.
 
-    bundle = load_builtin(device=args.device, dtype=torch.float32, directory=args.model_dir)
-    d = bundle.defaults
+    Args:
+        text: ``cpu``, ``cuda``, ``cuda:N``, ``mps`` (or another backend with ``is_available``).
+
+    Returns:
+        The :class:`torch.device`.
+
+    Raises:
+        UsageError: not a device name, or the device is not available here.
+    """
+    try:
+        device = torch.device(text)
+    except (RuntimeError, TypeError, ValueError):
+        raise UsageError(f"--device must be a torch device such as cpu, cuda or cuda:0, got {text!r}") from None
+    if device.type == "cpu":
+        return device
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UsageError(f"--device {text}: no CUDA GPU is available to this PyTorch "
+                             "(torch.cuda.is_available() is False); use --device cpu")
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise UsageError(f"--device {text}: only {count} CUDA device(s) (cuda:0..cuda:{count - 1})")
+        return device
+    if device.type == "mps":
+        available = torch.backends.mps.is_available()
+    else:
+        backend = getattr(torch, device.type, None)
+        available = bool(getattr(backend, "is_available", lambda: False)())
+    if not available:
+        raise UsageError(f"--device {text}: this PyTorch has no usable {device.type!r} device; use --device cpu")
+    return device
+
+
+def read_bundle_settings(model_dir: Optional[str]) -> tuple[Optional[Path], dict, int]:
+    """A bundle's recommended settings and temporal factor, read from its JSON files without loading weights.
+
+    Args:
+        model_dir: ``--model-dir`` (``None`` = the built-in bundle).
+
+    Returns:
+        ``(directory or None for the built-in one, defaults, temporal_factor)``: ``defaults`` as
+        :attr:`~tempomaster_core.tiny.builtin.TinyBundle.defaults` (``FALLBACK_DEFAULTS`` updated
+        by ``defaults.json``), ``temporal_factor`` from ``codec.json`` (pixel frames per latent frame).
+
+    Raises:
+        UsageError: ``model_dir`` is missing, not a directory, lacks a bundle file, or holds
+            unreadable JSON.
+        FileNotFoundError: the built-in bundle is not installed.
+    """
+    from .tiny.builtin import FALLBACK_DEFAULTS, REQUIRED_FILES, builtin_dir
+    from .tiny.codec import CodecConfig
+
+    root = Path(model_dir) if model_dir is not None else builtin_dir()
+    where = f"--model-dir {model_dir}" if model_dir is not None else f"the built-in model ({root})"
+    if model_dir is not None and not root.exists():
+        raise UsageError(f"--model-dir {model_dir}: no such directory")
+    if model_dir is not None and not root.is_dir():
+        raise UsageError(f"--model-dir {model_dir}: not a directory")
+    missing = [name for name in REQUIRED_FILES if not (root / name).is_file()]
+    if missing:
+        message = f"{where} is not a complete TempoMaster-Tiny bundle: missing {', '.join(missing)}"
+        if model_dir is None:
+            raise FileNotFoundError(message + "; reinstall the package")
+        raise UsageError(message)
+    try:
+        defaults = dict(FALLBACK_DEFAULTS)
+        if (root / "defaults.json").is_file():
+            extra = json.loads((root / "defaults.json").read_text())
+            if not isinstance(extra, dict):
+                raise ValueError("defaults.json must hold a JSON object")
+            defaults.update(extra)
+        temporal_factor = CodecConfig.from_dict(json.loads((root / "codec.json").read_text())).temporal_factor
+    except (OSError, ValueError, TypeError) as exc:
+        raise UsageError(f"{where}: cannot read the bundle settings ({exc})") from None
+    return (root if model_dir is not None else None), defaults, int(temporal_factor)
+
+
+def level_paths(out: Path, plan: TreePlan) -> list[Path]:
+    """``--save-levels`` file names: ``<out stem>_level<i>_<fps>fps<out suffix>`` next to ``out``, one per level."""
+    return [out.with_name(f"{out.stem}_level{i}_{level.fps:g}fps{out.suffix}") for i, level in enumerate(plan.levels)]
+
+
+@dataclass
+class GenerateJob:
+    """Everything ``generate`` needs, checked before any model is loaded (:func:`prepare_generate`).
+
+    Attributes:
+        plan: the tree.
+        steps, shifts, cfg: one entry per level (ints, floats > 0, floats in ``(0, MAX_CFG]``).
+        guidance: ``"apg"``/``"cfg"``.
+        conditions: ``{non-negative blueprint frame: image float32 [3, H, W] in [-1, 1]}``.
+        outputs: ``[(path, level index or None for the final video)]``.
+        device: where the model runs.
+        model_dir: bundle directory (``None`` = built-in).
+        temporal_factor: pixel frames per latent frame, from the bundle's ``codec.json``.
+        defaults: the bundle's recommended settings (as ``TinyBundle.defaults``).
+    """
+
+    plan: TreePlan
+    steps: list
+    shifts: list
+    cfg: list
+    guidance: str
+    conditions: dict
+    outputs: list
+    device: torch.device
+    model_dir: Optional[Path]
+    temporal_factor: int
+    defaults: dict = field(default_factory=dict)
+
+
+def _level_setting(values: Optional[Sequence], default: Any, levels: int, name: str, check) -> list:
+    """A per-level sampler flag, checked and expanded: each value given on the command line passes
+    ``check(value, label)`` (label ``--name``, or ``--name (level i)`` for a list), then is expanded to
+    one per level; the model's default is checked the same way (it may come from a user's bundle).
+
+    Raises:
+        UsageError: a list of another length than the plan's levels.
+        InputError: a value ``check`` refuses.
+    """
+    if values is not None:
+        labels = [f"--{name}"] if len(values) == 1 else [f"--{name} (level {i})" for i in range(len(values))]
+        return _flag_per_level(tuple(check(v, label) for v, label in zip(values, labels)), None, levels, name)
+    expanded = _flag_per_level(None, default, levels, name)
+    return [check(v, f"the model's {name} (level {i})") for i, v in enumerate(expanded)]
+
+
+def _condition_images(args: argparse.Namespace, plan: TreePlan) -> dict:
+    """Resolve, de-duplicate and read the condition images (``--image``, ``--last-image``, ``--keyframe``).
+
+    Returns:
+        ``{non-negative blueprint frame: float32 [3, H, W] in [-1, 1]}`` at the plan's size.
+
+    Raises:
+        UsageError: an index outside the blueprint, two images for one frame, an unreadable image.
+    """
+    from .images import resize_center_crop
+    from .video_io import read_image
+
+    entries = []  # (label naming flag and file, index as given, path)
+    if args.image is not None:
+        entries.append((f"--image {args.image}", 0, args.image))
+    entries += [(f"--keyframe {i}={p}", i, p) for i, p in args.keyframe]
+    if args.last_image is not None:
+        entries.append((f"--last-image {args.last_image}", -1, args.last_image))
+    frames = plan.levels[0].num_frames
+    taken: dict[int, str] = {}
+    for label, index, _ in entries:
+        if not -frames <= index < frames:
+            raise UsageError(f"{label}: blueprint frame {index} is outside the blueprint's {frames} frames "
+                             f"(valid: 0..{frames - 1}, or -1..-{frames} from the end)")
+        resolved = index % frames
+        if resolved in taken:
+            raise UsageError(f"{taken[resolved]} and {label} both condition blueprint frame {resolved}; "
+                             "give one image per frame")
+        taken[resolved] = label
+    conditions = {}
+    for label, index, path in entries:
+        if not path:
+            raise UsageError(f"{label.split()[0]} needs an image file path, got ''")
+        try:
+            image = read_image(path)
+            conditions[index % frames] = resize_center_crop(image, plan.height, plan.width)[0]
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"{label}: {exc}") from None
+    return conditions
+
+
+def prepare_generate(args: argparse.Namespace) -> GenerateJob:
+    """Check every ``generate`` argument that can be checked without the model, in this order: seed and
+    batch size, device, bundle files (JSON only, no weights), plan, sampler settings per level, output
+    files, condition images (read and resized here).
+
+    Args:
+        args: parsed ``generate`` arguments.
+
+    Returns:
+        A :class:`GenerateJob`.
+
+    Raises:
+        UsageError: the first mistake found (nothing has been loaded or written).
+        FileNotFoundError: the built-in bundle is not installed.
+    """
+    try:
+        return _prepare(args)
+    except (InputError, PlanError) as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _prepare(args: argparse.Namespace) -> GenerateJob:
+    require_seed(args.seed, "--seed")
+    if args.max_batch is not None:  # (require_optional_batch's message would mention None)
+        require_int(args.max_batch, "--max-batch", minimum=1)
+    device = check_device(args.device)
+    model_dir, d, temporal_factor = read_bundle_settings(args.model_dir)
+
     intervals = args.intervals if args.intervals is not None else tuple(d["frame_intervals"])
     chunks = args.chunks
     if chunks is None and tuple(intervals) == tuple(d["frame_intervals"]):
         chunks = d.get("chunks")  # the model's chunking belongs to its own tree; other trees: reference rule
-    try:
-        plan = TreePlan(
-            args.frames if args.frames is not None else d["blueprint_frames"],
-            intervals,
-            chunks,
-            height=args.height if args.height is not None else d["height"],
-            width=args.width if args.width is not None else d["width"],
-            fps=args.fps if args.fps is not None else d["fps"],
-            temporal_factor=bundle.codec.temporal_factor,
-            boundary=args.boundary or d.get("boundary", "reference"),
-        )
-    except PlanError as exc:
-        raise SystemExit(f"error: {exc}") from None
+    plan = TreePlan(
+        args.frames if args.frames is not None else d["blueprint_frames"],
+        tuple(intervals),
+        tuple(chunks) if chunks is not None else None,
+        height=args.height if args.height is not None else d["height"],
+        width=args.width if args.width is not None else d["width"],
+        fps=args.fps if args.fps is not None else d["fps"],
+        temporal_factor=temporal_factor,
+        boundary=args.boundary or d.get("boundary", "reference"),
+    )
 
+    levels = plan.num_levels
     ref_steps, ref_shifts = default_schedule(plan)
-    steps = _flag_per_level(args.steps, _model_default(plan, d, "steps", list(ref_steps)), plan.num_levels, "steps")
-    shifts = _flag_per_level(args.shift, _model_default(plan, d, "shifts", list(ref_shifts)), plan.num_levels,
-                             "shift")
-    cfg = _flag_per_level(args.cfg, _model_default(plan, d, "cfg", 8.0), plan.num_levels, "cfg")
+    steps = _level_setting(args.steps, _model_default(plan, d, "steps", list(ref_steps)), levels, "steps",
+                           lambda v, n: require_int(require_steps(v, n), n, maximum=MAX_STEPS))
+    shifts = _level_setting(args.shift, _model_default(plan, d, "shifts", list(ref_shifts)), levels, "shift",
+                            require_shift)
+    cfg = _level_setting(args.cfg, _model_default(plan, d, "cfg", 8.0), levels, "cfg", require_cfg)
+    guidance = args.guidance or _model_default(plan, d, "guidance", "apg")
+    for i in range(levels):  # what the core checks per level too (e.g. a float32 schedule that overflows)
+        try:
+            check_level_settings(steps=steps[i], shift=shifts[i], cfg=cfg[i], guidance=guidance, seed=args.seed,
+                                 max_batch=args.max_batch)
+        except InputError as exc:
+            raise UsageError(f"level {i}: {exc}") from None
 
-    keyframes = list(args.keyframe)
-    if args.image:
-        keyframes.append((0, args.image))
-    if args.last_image:
-        keyframes.append((-1, args.last_image))
-    conditions = {}
-    for index, path in keyframes:
-        image = read_image(path)
-        conditions[index] = resize_center_crop(image, plan.height, plan.width)[0]
+    inputs = [(f"--image {args.image}", args.image)] if args.image else []  # empty names fail when read below
+    inputs += [(f"--keyframe {i}={p}", p) for i, p in args.keyframe]
+    inputs += [(f"--last-image {args.last_image}", args.last_image)] if args.last_image else []
+    out = require_output_path(args.out, "--out", suffixes=VIDEO_SUFFIXES, overwrite=args.overwrite, inputs=inputs)
+    outputs: list = [(out, None)]
+    if args.save_levels:
+        for index, path in enumerate(level_paths(out, plan)):
+            require_output_path(path, "--save-levels file", suffixes=VIDEO_SUFFIXES, overwrite=args.overwrite,
+                                inputs=inputs)
+            outputs.append((path, index))
+
+    conditions = _condition_images(args, plan)
+    return GenerateJob(plan=plan, steps=steps, shifts=shifts, cfg=cfg, guidance=guidance, conditions=conditions,
+                       outputs=outputs, device=device, model_dir=model_dir, temporal_factor=temporal_factor,
+                       defaults=d)
+
+
+def run_generate(args: argparse.Namespace) -> list[Path]:
+    """Run the ``generate`` sub-command; returns the files written.
+
+    Raises:
+        UsageError: a mistake in the arguments (see :func:`prepare_generate`), before any loading.
+        Exception: loading or generation failed (no output file is written or changed).
+        KeyboardInterrupt: Ctrl-C (temporary files are removed; no output file is written or changed).
+    """
+    from . import video_io
+    from .tiny.builtin import load_builtin
+
+    job = prepare_generate(args)
+    plan = job.plan
+    bundle = load_builtin(device=job.device, dtype=torch.float32, directory=job.model_dir)
+    if int(bundle.codec.temporal_factor) != job.temporal_factor:
+        raise RuntimeError(f"the bundle's codec has temporal factor {bundle.codec.temporal_factor}, its codec.json "
+                           f"says {job.temporal_factor}")
 
     positive = bundle.encode_prompt(args.prompt)
     negative = bundle.encode_prompt(args.negative_prompt)
     print(plan.describe(), file=sys.stderr)
+    conditions = job.conditions
     mode = "text-to-video" if not conditions else f"conditioned on blueprint frames {sorted(conditions)}"
     print(f"prompt: {args.prompt!r} ({mode}), seed {args.seed}", file=sys.stderr)
 
     started = time.perf_counter()
     final, levels = generate(
         bundle.model, bundle.codec, positive, negative, plan,
-        conditions=conditions or None, steps=steps, shifts=shifts, cfg=cfg,
-        guidance=args.guidance or _model_default(plan, d, "guidance", "apg"), seed=args.seed,
+        conditions=conditions or None, steps=job.steps, shifts=job.shifts, cfg=job.cfg,
+        guidance=job.guidance, seed=args.seed,
         max_batch=args.max_batch, progress=LevelProgress(plan), return_levels=True,
     )
     elapsed = time.perf_counter() - started
 
-    out = Path(args.out)
-    written = [write_video(out, final, plan.final.fps)]
-    if args.save_levels:
-        for result in levels:
-            name = f"{out.stem}_level{result.level_index}_{result.fps:g}fps{out.suffix or '.mp4'}"
-            written.append(write_video(out.with_name(name), result.to_images(), result.fps))
+    by_level = {result.level_index: result for result in levels}
+    written = []
+    with contextlib.ExitStack() as stack:  # every file complete, then all renamed; on any error none is
+        for path, level_index in job.outputs:
+            tmp = stack.enter_context(video_io.atomic_output(path, overwrite=args.overwrite))
+            if level_index is None:
+                video_io.write_video(tmp, final, plan.final.fps, atomic=False)
+            else:
+                result = by_level[level_index]
+                video_io.write_video(tmp, result.to_images(), result.fps, atomic=False)
+            written.append(path)
     print(f"done in {elapsed:.1f}s: {final.shape[0]} frames at {plan.final.fps:g} fps "
           f"({final.shape[0] / plan.final.fps:.2f} s) -> {', '.join(str(p) for p in written)}", file=sys.stderr)
     return written
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Entry point of ``python -m tempomaster_core``; returns the process exit code."""
-    args = build_parser().parse_args(argv)
-    if args.command == "generate":
-        run_generate(args)
-    return 0
+    """Entry point of ``python -m tempomaster_core``; returns the process exit code.
+
+    Args:
+        argv: arguments without the program name (default ``sys.argv[1:]``).
+
+    Returns:
+        :data:`EXIT_OK`, :data:`EXIT_FAILURE` (loading/generation failed), :data:`EXIT_USAGE`
+        (bad arguments; nothing loaded or written) or :data:`EXIT_INTERRUPTED` (Ctrl-C). Errors
+        are printed as ``error: <message>`` on stderr; the traceback only with ``--debug``.
+    """
+    argv = _join_negative_keyframes(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    try:
+        args = build_parser().parse_args(argv)
+        if args.command == "generate":
+            run_generate(args)
+        return EXIT_OK
+    except SystemExit as exc:  # --help
+        return exc.code if isinstance(exc.code, int) else EXIT_OK
+    except UsageError as exc:
+        if debug:
+            traceback.print_exc()
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        if debug:
+            traceback.print_exc()
+        print("\ninterrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        if debug:
+            traceback.print_exc()
+        message = str(exc) if isinstance(exc, (ValueError, OSError)) and str(exc) else f"{type(exc).__name__}: {exc}"
+        hint = "" if debug else " (run with --debug for the traceback)"
+        print(f"error: {message}{hint}", file=sys.stderr)
+        return EXIT_FAILURE

@@ -18,15 +18,19 @@ its own. Peak memory:
   resident.
 * a legacy (non-zip) pickle is read fully into RAM first (one copy of the model).
 
-The output records ``num_heads``, ``eps`` and the full config in its metadata, is
-written to ``OUT.tmp`` and renamed when complete, so a crash never leaves a
-truncated file under the final name.
+The output records ``num_heads``, ``eps`` and the full config in its metadata. The
+output path is checked before the input is read (a ``.safetensors`` name, not a
+directory, in a writable folder, not the input itself, no existing file without
+``--force``); the file is written to a hidden temporary file next to it and renamed
+when complete, so an error or Ctrl-C never leaves a truncated file and never
+destroys an existing one.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -46,6 +50,8 @@ from .loading import (
     parse_dtype,
 )
 from .model import TempoMasterDiT
+from .validation import require_output_path
+from .video_io import atomic_output
 
 _SAFETENSORS_DTYPE = {torch.bfloat16: "BF16", torch.float16: "F16", torch.float32: "F32", torch.float64: "F64"}
 
@@ -60,7 +66,8 @@ def write_safetensors_streaming(
     """Write a ``.safetensors`` file one tensor at a time.
 
     Args:
-        path: output path (written directly; see :func:`convert_checkpoint` for the atomic rename).
+        path: output path (written directly; :func:`convert_checkpoint` passes a temporary path
+            from :func:`tempomaster_core.video_io.atomic_output`).
         shapes: ``{name: shape}`` of every tensor to write (the header is built from these).
         get_tensor: returns the tensor for a name; it is converted to ``dtype``.
         dtype: storage dtype of every tensor (bf16, fp16, fp32, fp64).
@@ -116,14 +123,19 @@ def convert_checkpoint(src, dst, *, dtype="bf16", num_heads: int | None = None, 
 
     Raises:
         FileExistsError: ``dst`` exists and ``overwrite`` is false.
-        ValueError: ``dst`` does not end in ``.safetensors``.
+        ValueError: ``dst`` does not end in ``.safetensors``; ``dst`` is a directory, is in a
+            folder that cannot be written, or is the input file
+            (:class:`~tempomaster_core.validation.InputError`). All checked before the input is read.
         CheckpointError: the input is not a loadable TempoMaster DiT.
+        OSError: writing failed (e.g. disk full); ``dst`` is then left as it was.
     """
     dst = Path(dst)
-    if dst.suffix.lower() != ".safetensors":
+    if not dst.is_dir() and dst.suffix.lower() != ".safetensors":
         raise ValueError(f"output must end in .safetensors, got {dst.name}")
-    if dst.exists() and not overwrite:
+    if dst.is_file() and not overwrite:
         raise FileExistsError(f"{dst} exists; pass --force (overwrite=True) to replace it")
+    inputs = [("the input checkpoint", src)] if isinstance(src, (str, os.PathLike)) else []
+    require_output_path(dst, "output", suffixes=(".safetensors",), overwrite=True, inputs=inputs)
     out_dtype = parse_dtype(dtype)
     ckpt = open_checkpoint(src)
     try:
@@ -134,20 +146,21 @@ def convert_checkpoint(src, dst, *, dtype="bf16", num_heads: int | None = None, 
         with torch.device("meta"):
             expected = {k: tuple(v.shape) for k, v in TempoMasterDiT(config).state_dict().items()}
         check_keys(expected, shapes)
-        tmp = dst.with_name(dst.name + ".tmp")
-        try:
+        with atomic_output(dst, overwrite=overwrite) as tmp:
             write_safetensors_streaming(tmp, shapes, lambda name: ckpt.get(rename[name]), out_dtype, config_metadata(config))
-            tmp.replace(dst)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
     finally:
         ckpt.close()
     return config
 
 
 def main(argv=None) -> int:
-    """CLI entry point; returns the process exit code (0 ok, 1 bad checkpoint/arguments)."""
+    """CLI entry point; returns the process exit code.
+
+    0: written; 1: a bad checkpoint, a refused output (existing without ``--force``, a
+    directory, an unwritable folder, the input itself) or a failed write, reported as
+    ``error: <message>`` on stderr; 2: bad arguments (argparse); 130: interrupted (Ctrl-C),
+    with no output file left behind.
+    """
     parser = argparse.ArgumentParser(
         prog="python -m tempomaster_core.convert",
         description="Convert a TempoMaster DiT checkpoint (.bin/.pt/.pth/.safetensors) to .safetensors.",
@@ -161,9 +174,12 @@ def main(argv=None) -> int:
     start = time.perf_counter()
     try:
         config = convert_checkpoint(args.input, args.output, dtype=args.dtype, num_heads=args.num_heads, overwrite=args.force)
-    except (CheckpointError, FileNotFoundError, FileExistsError, ValueError) as err:
+    except (CheckpointError, OSError, ValueError) as err:  # OSError: FileNotFoundError, FileExistsError, disk full
         print(f"error: {err}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
     size = Path(args.output).stat().st_size
     with torch.device("meta"):
         params = sum(p.numel() for p in TempoMasterDiT(config).parameters())

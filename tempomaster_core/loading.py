@@ -331,14 +331,50 @@ def open_checkpoint(source) -> _Source:
     path = Path(source)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint file not found: {path}. {DOWNLOAD_HINT}")
+    kind = sniff_checkpoint_format(path)  # the content decides; the suffix only where it cannot
     suffix = path.suffix.lower()
-    if suffix in SUFFIXES_SAFETENSORS:
+    if kind == "safetensors" or (kind is None and suffix in SUFFIXES_SAFETENSORS):
         return _open_safetensors(path)
-    if suffix in SUFFIXES_TORCH:
+    if kind == "torch" and os.fspath(path).endswith(".safetensors"):
+        raise CheckpointError(
+            f"{path.name} is a torch.save file, not safetensors, despite its name (torch.load reads every "
+            "file named .safetensors as safetensors); rename it to .bin, or convert it with "
+            "`python -m tempomaster_core.convert`"
+        )
+    if kind == "torch" or (kind is None and suffix in SUFFIXES_TORCH):
         return _open_torch(path)
     raise CheckpointError(
-        f"unsupported checkpoint file type {suffix!r} ({path.name}); use .safetensors, .bin, .pt or .pth"
+        f"unsupported checkpoint file type {suffix!r} ({path.name}): the content is neither safetensors "
+        "nor a torch.save file; use .safetensors, .bin, .pt or .pth"
     )
+
+
+_SAFETENSORS_MAX_HEADER = 100_000_000
+"""Largest safetensors JSON header in bytes (the safetensors library's own limit)."""
+
+
+def sniff_checkpoint_format(path) -> str | None:
+    """Which loader a checkpoint file needs, judged by its first bytes rather than its name.
+
+    * ``"safetensors"``: 8 bytes little-endian header length (1 ..
+      :data:`_SAFETENSORS_MAX_HEADER`), then the JSON header starting with ``{``;
+    * ``"torch"``: a zip archive (``PK\\x03\\x04``, every ``torch.save`` since PyTorch 1.6)
+      or a pickle stream (protocol 2+ opcode ``\\x80``, legacy ``torch.save``);
+    * ``None``: neither (too short, empty, another format); the caller falls back to the suffix.
+
+    Args:
+        path: a file path.
+
+    Raises:
+        OSError: the file cannot be opened.
+    """
+    with open(path, "rb") as handle:
+        head = handle.read(9)
+    if len(head) == 9 and head[8:9] == b"{" and 1 <= int.from_bytes(head[:8], "little") <= _SAFETENSORS_MAX_HEADER:
+        return "safetensors"
+    if head.startswith(b"PK\x03\x04") or (len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5):
+        return "torch"
+    return None
 
 
 def _metadata_overrides(metadata: Mapping[str, str], num_heads, eps):

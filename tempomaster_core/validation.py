@@ -157,3 +157,82 @@ def require_optional_batch(value: Any, name: str = "max_batch") -> Optional[int]
 
 __all__ += ["MAX_CFG", "MAX_SEED", "require_cfg", "require_optional_batch", "require_seed", "require_shift",
             "require_steps"]
+
+
+# -- output files (appended: one check for every command that writes a file) ------------------------------
+
+
+def require_output_path(
+    path: Any,
+    name: str,
+    *,
+    suffixes: Optional[Iterable[str]] = None,
+    overwrite: bool = False,
+    overwrite_flag: str = "--overwrite",
+    inputs: Iterable[tuple[str, Any]] = (),
+) -> "Path":
+    """Check that ``path`` can be written as a new output file, without touching the disk.
+
+    Nothing is created: a missing parent directory is accepted when its nearest existing
+    ancestor is a writable directory (the writer creates it later).
+
+    Args:
+        path: the output path (``str`` or ``os.PathLike``).
+        name: how the message names it (e.g. ``"--out"``).
+        suffixes: allowed file-name endings, lower case with the dot (e.g. ``(".mp4", ".gif")``);
+            compared case-insensitively. ``None`` = any.
+        overwrite: accept an existing regular file (it will be replaced).
+        overwrite_flag: the flag the message tells the user to pass to replace an existing file.
+        inputs: ``(label, path)`` pairs of files the same command reads (e.g.
+            ``("--image", "a.png")``); the output must not be any of them.
+
+    Returns:
+        ``pathlib.Path(path)``.
+
+    Raises:
+        InputError: empty path; a directory; a suffix not in ``suffixes``; an existing file
+            without ``overwrite``; something that is not a regular file; a parent that is a
+            file or not writable; the same file as one of ``inputs``.
+    """
+    import os
+    from pathlib import Path
+
+    text = os.fspath(path) if isinstance(path, (str, os.PathLike)) else None
+    if not text:
+        raise InputError(f"{name} must be a file path, got {path!r}")
+    target = Path(text)
+    if target.is_dir() or text.endswith((os.sep, "/")):
+        raise InputError(f"{name} must be a file path, got {text!r}, which is a directory")
+    if suffixes is not None:
+        allowed = tuple(s.lower() for s in suffixes)
+        if target.suffix.lower() not in allowed:
+            raise InputError(f"{name} must end in one of {', '.join(allowed)}, got {text!r}")
+    absolute = Path(os.path.abspath(text))
+    for label, other in inputs:
+        if other is None:
+            continue
+        other_path = Path(os.fspath(other))
+        try:
+            same = target.exists() and other_path.exists() and os.path.samefile(target, other_path)
+        except OSError:
+            same = False
+        if same or absolute.resolve() == Path(os.path.abspath(other_path)).resolve():
+            raise InputError(f"{name} must not be an input file, got {text!r}, which is also {label}")
+    if os.path.lexists(target):
+        if target.exists() and not target.is_file():
+            raise InputError(f"{name} must be a regular file, got {text!r}, which is a special file")
+        if not overwrite:
+            raise InputError(f"{name} must be a new file, got {text!r}, which exists; pass {overwrite_flag} "
+                             "to replace it")
+    ancestor = absolute.parent
+    while not os.path.lexists(ancestor) and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise InputError(f"{name} must be inside a directory, got {text!r}, but {str(ancestor)!r} is a file")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise InputError(f"{name} must be in a writable directory, got {text!r}; no write permission "
+                         f"for {str(ancestor)!r}")
+    return target
+
+
+__all__ += ["require_output_path"]

@@ -1,47 +1,161 @@
-"""Reading images and writing videos (imageio with the PyAV plugin).
+"""Reading images and writing videos (imageio with the PyAV plugin), and atomic output files.
 
 Frames cross this module in the ComfyUI IMAGE layout: float ``[F, H, W, 3]``
 in ``[0, 1]``.
+
+Every file this package writes goes through :func:`atomic_output`: the data is written to a
+hidden temporary file next to the target and renamed onto it only when complete, so an error
+or Ctrl-C never leaves a truncated file and never destroys the previous one.
 """
 
 from __future__ import annotations
 
+import contextlib
+import math
+import os
+import secrets
+import stat
 from pathlib import Path
+from typing import Iterator, Optional
 
 import numpy as np
 import torch
 
+DEFAULT_CODECS = {
+    ".mp4": "libx264",
+    ".mkv": "libx264",
+    ".mov": "libx264",
+    ".webm": "libvpx-vp9",
+    ".gif": "gif",
+}
+"""Default FFmpeg encoder per container; each was checked to write and read back with imageio's
+PyAV plugin."""
 
-def write_video(path: str | Path, frames: torch.Tensor, fps: float, *, codec: str = "libx264") -> Path:
-    """Write frames as a video file (H.264 in MP4 by default).
+VIDEO_SUFFIXES = tuple(DEFAULT_CODECS)
+"""File endings :func:`write_video` can write without an explicit codec:
+``(".mp4", ".mkv", ".mov", ".webm", ".gif")``."""
+
+_PIXEL_FORMATS = {"libx264": "yuv420p", "libvpx-vp9": "yuv420p", "libvpx": "yuv420p", "gif": "rgb8"}
+"""Encoder pixel format per codec (other codecs: ``yuv420p``)."""
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | Path, *, overwrite: bool = True) -> Iterator[Path]:
+    """Write a file all at once: yield a temporary path, rename it onto ``path`` on success.
+
+    The temporary file is hidden (``.<name>.<random>.tmp<suffix>``, same suffix so encoders
+    that pick the container from the name work) and lives in ``path``'s directory (created if
+    missing), so the final :func:`os.replace` is atomic. It is created empty with the usual
+    permissions (``0o666`` minus the umask, or the mode of the file it replaces). On any
+    exception, ``KeyboardInterrupt`` included, the temporary file is removed and ``path`` is
+    left as it was (or absent).
 
     Args:
-        path: output file; its parent directory is created. The container comes
-            from the suffix (``.mp4``, ``.mkv``, ``.mov`` …).
-        frames: float ``[F, H, W, 3]`` in ``[0, 1]`` (values outside are clipped).
-            H.264 with yuv420p needs even H and W.
-        fps: frames per second of the file (e.g. 24.0 for the final level).
-        codec: an FFmpeg encoder name known to PyAV (encoder defaults, e.g. x264 CRF 23).
+        path: the final file.
+        overwrite: replace an existing ``path``; when false, an existing ``path`` at commit
+            time raises ``FileExistsError`` (the temporary file is removed).
+
+    Yields:
+        The temporary path to write to.
+
+    Raises:
+        FileExistsError: ``path`` exists at commit time and ``overwrite`` is false.
+        OSError: the directory cannot be created or written.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp{target.suffix}")
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            break
+        except FileExistsError:
+            continue
+    try:
+        yield tmp
+        if os.path.lexists(target):
+            if not overwrite:
+                raise FileExistsError(f"{target} appeared while it was being written; not replacing it")
+            with contextlib.suppress(OSError):
+                os.chmod(tmp, stat.S_IMODE(os.stat(target).st_mode))
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def codec_for(path: str | Path) -> str:
+    """The default encoder for ``path``'s container (:data:`DEFAULT_CODECS`).
+
+    Raises:
+        ValueError: the suffix is not one of :data:`VIDEO_SUFFIXES`.
+    """
+    suffix = Path(path).suffix.lower()
+    if suffix not in DEFAULT_CODECS:
+        raise ValueError(f"cannot write a video as {Path(path).name!r}: the file must end in one of "
+                         f"{', '.join(VIDEO_SUFFIXES)}")
+    return DEFAULT_CODECS[suffix]
+
+
+def _encode(path: Path, pixels: np.ndarray, fps: float, codec: str, pixel_format: str) -> None:
+    """Encode ``uint8 [F, H, W, 3]`` pixels into ``path`` (overwritten)."""
+    import imageio.v3 as iio
+
+    iio.imwrite(path, pixels, plugin="pyav", fps=float(fps), codec=codec, out_pixel_format=pixel_format)
+
+
+def write_video(
+    path: str | Path,
+    frames: torch.Tensor,
+    fps: float,
+    *,
+    codec: Optional[str] = None,
+    overwrite: bool = True,
+    atomic: bool = True,
+) -> Path:
+    """Write frames as a video file.
+
+    Args:
+        path: output file; its parent directory is created. The container comes from the
+            suffix (one of :data:`VIDEO_SUFFIXES` unless ``codec`` is given).
+        frames: float ``[F, H, W, 3]`` in ``[0, 1]`` (values outside are clipped). Codecs
+            with chroma subsampling (H.264, VP9: yuv420p) need even H and W.
+        fps: frames per second of the file (e.g. 24.0 for the final level); finite, > 0.
+        codec: an FFmpeg encoder name known to PyAV; default per container
+            (:data:`DEFAULT_CODECS`: H.264 for .mp4/.mkv/.mov, VP9 for .webm, GIF for .gif),
+            with the encoder's defaults (e.g. x264 CRF 23).
+        overwrite: replace an existing file (default); false raises ``FileExistsError``
+            if ``path`` exists when the video is complete.
+        atomic: write through :func:`atomic_output` (default), so ``path`` is either the
+            complete new video or untouched; ``False`` writes ``path`` directly (for a
+            caller that already holds a temporary path).
 
     Returns:
         The path written.
 
     Raises:
-        ValueError: wrong layout, no frames, non-positive fps, or odd H/W for H.264.
+        ValueError: wrong layout, no frames, non-positive or non-finite fps, an unknown
+            suffix without ``codec``, or odd H/W for a yuv420p codec.
+        FileExistsError: see ``overwrite``.
     """
-    import imageio.v3 as iio
-
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.shape[0] == 0:
         raise ValueError(f"expected frames [F, H, W, 3] with F > 0, got shape {tuple(frames.shape)}")
-    if fps <= 0:
-        raise ValueError(f"fps must be positive, got {fps}")
-    height, width = int(frames.shape[1]), int(frames.shape[2])
-    if codec == "libx264" and (height % 2 or width % 2):
-        raise ValueError(f"H.264 needs an even frame size, got {height}x{width}")
+    if not (math.isfinite(float(fps)) and fps > 0):
+        raise ValueError(f"fps must be a finite number > 0, got {fps}")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    codec = codec or codec_for(path)
+    pixel_format = _PIXEL_FORMATS.get(codec, "yuv420p")
+    height, width = int(frames.shape[1]), int(frames.shape[2])
+    if pixel_format == "yuv420p" and (height % 2 or width % 2):
+        raise ValueError(f"{codec} (yuv420p) needs an even frame size, got {height}x{width}")
     pixels = (frames.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
-    iio.imwrite(path, pixels, plugin="pyav", fps=float(fps), codec=codec, out_pixel_format="yuv420p")
+    if not atomic:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _encode(path, pixels, fps, codec, pixel_format)
+        return path
+    with atomic_output(path, overwrite=overwrite) as tmp:
+        _encode(tmp, pixels, fps, codec, pixel_format)
     return path
 
 
@@ -59,19 +173,34 @@ def read_video(path: str | Path) -> tuple[torch.Tensor, float]:
 
 
 def read_image(path: str | Path) -> torch.Tensor:
-    """Read an image file as RGB.
+    """Read an image file as RGB (any format Pillow decodes; alpha is dropped).
 
     Returns:
         float32 ``[1, H, W, 3]`` in ``[0, 1]`` (ComfyUI IMAGE layout, batch of one).
 
     Raises:
         FileNotFoundError: the file does not exist.
+        IsADirectoryError: the path is a directory.
+        PermissionError: the file cannot be read.
+        ValueError: an empty file, a file Pillow cannot decode (not an image, truncated),
+            or an image with zero width or height.
     """
     from PIL import Image
 
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"image path is a directory, not a file: {path}")
     if not path.is_file():
         raise FileNotFoundError(f"image not found: {path}")
-    with Image.open(path) as image:
-        rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    if path.stat().st_size == 0:
+        raise ValueError(f"image file is empty (0 bytes): {path}")
+    try:
+        with Image.open(path) as image:
+            if image.width == 0 or image.height == 0:
+                raise ValueError(f"image has zero size ({image.width}x{image.height}): {path}")
+            rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    except (ValueError, PermissionError):
+        raise
+    except Exception as err:  # PIL.UnidentifiedImageError, truncated data (OSError), decompression bombs
+        raise ValueError(f"cannot read {path} as an image ({type(err).__name__}: {err})") from err
     return torch.from_numpy(rgb)[None]

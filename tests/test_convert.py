@@ -91,7 +91,27 @@ def test_cli_success_and_failures(tmp_path, released_like, capsys):
     bad_dst = tmp_path / "t2v.safetensors"
     assert main([str(tmp_path / "t2v.bin"), str(bad_dst), "--num-heads", "2"]) == 1
     assert "text-to-video" in capsys.readouterr().err
-    assert not bad_dst.exists() and not (tmp_path / "t2v.safetensors.tmp").exists()
+    assert not bad_dst.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".t2v.safetensors")]
+
+
+def test_interrupted_conversion_keeps_the_old_output_and_leaves_no_temp_file(tmp_path, released_like, monkeypatch, capsys):
+    import tempomaster_core.convert as convert
+
+    src, _ = released_like
+    dst = tmp_path / "dit.safetensors"
+    dst.write_bytes(b"the previous conversion")
+    (tmp_path / "dit.safetensors.tmp").write_bytes(b"a user's own file")  # the old fixed temp name: untouched now
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    real = convert.write_safetensors_streaming
+
+    def interrupted(path, shapes, get_tensor, dtype, metadata=None):
+        real(path, dict(list(shapes.items())[:1]), get_tensor, dtype, metadata)  # part of the file, then Ctrl-C
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(convert, "write_safetensors_streaming", interrupted)
+    assert main([str(src), str(dst), "--num-heads", "2", "--force"]) == 130
+    assert "interrupted" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
 
 
 def test_output_suffix_is_checked(tmp_path, released_like):

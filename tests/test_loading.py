@@ -191,3 +191,24 @@ def test_unknown_suffix_and_missing_file(tmp_path):
     expect_error(tmp_path / "model.gguf", "unsupported checkpoint file type")
     with pytest.raises(FileNotFoundError, match="not found"):
         load_dit(tmp_path / "absent.safetensors")
+
+
+def test_format_is_detected_by_content_not_by_suffix(tmp_path, tiny):
+    """A safetensors file renamed .bin (or .pt, or an unknown suffix) loads as safetensors; a torch.save
+    file with another suffix loads too; one named .safetensors gets a clear message (torch.load itself
+    reads every *.safetensors name as safetensors)."""
+    config, state, inputs, expected = tiny
+    safetensors_bytes = write(tmp_path / "real.safetensors", state, "safetensors").read_bytes()
+    torch_bytes = write(tmp_path / "real.pt", state, "pt").read_bytes()
+    paths = []
+    for name, data in [("dit.bin", safetensors_bytes), ("dit.pt", safetensors_bytes), ("dit.weights", safetensors_bytes),
+                       ("zip.model", torch_bytes), ("zip.sft", torch_bytes)]:
+        (tmp_path / name).write_bytes(data)
+        paths.append(tmp_path / name)
+    torch.save(state, tmp_path / "legacy.model", _use_new_zipfile_serialization=False)
+    paths.append(tmp_path / "legacy.model")
+    for path in paths:
+        model = load_dit(path, dtype=torch.float32, num_heads=config.num_heads)
+        assert torch.equal(forward(model, inputs), expected), path.name
+    (tmp_path / "zip.safetensors").write_bytes(torch_bytes)
+    expect_error(tmp_path / "zip.safetensors", "is a torch.save file", "rename it to .bin", num_heads=2)
