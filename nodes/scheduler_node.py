@@ -32,6 +32,7 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Any, Optional
 
+from tempomaster_core.validation import require_number
 from tempomaster_core.plan import BOUNDARY_MODES, MAX_BLUEPRINT_FRAMES, MAX_FPS, MAX_SIDE, TreePlan
 
 from .parsing import CUSTOM_PRESET, INTERVAL_PRESETS, PRESET_NAMES, parse_chunks, parse_intervals
@@ -163,15 +164,7 @@ def _budget_bytes(memory_budget_gb: Any) -> Any:
 
 def _real(value: Any, name: str) -> float:
     """A widget's number as a finite float (ValueError otherwise: text, NaN, infinities)."""
-    if isinstance(value, bool):
-        raise ValueError(f"{name} must be a number, got {value!r}")
-    try:
-        number = float(value)
-    except (TypeError, ValueError, OverflowError):
-        raise ValueError(f"{name} must be a number, got {value!r}") from None
-    if not math.isfinite(number):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    return number
+    return require_number(value, name, parse_text=True, error=ValueError)
 
 
 def _whole(value: Any, name: str) -> int:

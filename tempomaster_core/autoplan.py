@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Optional, Sequence
 
 from .config import DiTConfig
+from .validation import require_number
 from .cost import (
     GIB,
     PFLOP,
@@ -541,14 +542,7 @@ def auto_plan(
     _check_output_frames(output_frames)
     TreePlan(1, (1,), height=height, width=width, fps=fps, temporal_factor=tf)  # size/fps errors of the plan
     budget = _budget(memory_budget_bytes)
-    if isinstance(cfg, bool):
-        raise PlanError(f"cfg must be a number (1 = no guidance), got {cfg!r}")
-    try:
-        cfg_value = float(cfg)
-    except (TypeError, ValueError, OverflowError):
-        raise PlanError(f"cfg must be a number (1 = no guidance), got {cfg!r}") from None
-    if not math.isfinite(cfg_value):
-        raise PlanError(f"cfg must be a finite number (1 = no guidance), got {cfg!r}")
+    cfg_value = require_number(cfg, "cfg (1 = no guidance)", parse_text=True, error=PlanError)
     common = dict(height=height, width=width, cfg=cfg, text_len=text_len, dtype=dtype, attention=attention,
                   spatial_factor=spatial_factor, temporal_factor=tf)
     settings = dict(config=config, height=height, width=width, fps=float(fps), steps=steps, cfg=cfg, budget=budget,

@@ -61,6 +61,7 @@ from typing import Any, Iterable, Optional, Sequence
 from .config import DiTConfig
 from .flops import dit_flops_breakdown
 from .level_settings import per_level
+from .validation import require_number
 from .plan import (
     MAX_CHUNK_FRAMES,
     MAX_CHUNKS,
@@ -127,13 +128,7 @@ def _positive_int(value: Any, name: str, minimum: int = 1, maximum: Optional[int
 
 def _finite(value: Any, name: str) -> float:
     """``value`` as a finite float, as ``float()`` reads it (CostError otherwise)."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError, OverflowError):
-        raise CostError(f"{name} must be a number, got {value!r}") from None
-    if not math.isfinite(number):
-        raise CostError(f"{name} must be a finite number, got {value!r}")
-    return number
+    return require_number(value, name, parse_text=True, error=CostError)
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,8 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional
 
+from .validation import require_number
+
 if TYPE_CHECKING:  # torch is imported where a tensor is made: the limits and rules stay torch-free
     import torch
 
@@ -493,14 +495,7 @@ class TreePlan:
         Raises:
             PlanError: not a number, NaN, infinite, ``<= 0``, below :data:`MIN_FPS` or above :data:`MAX_FPS`.
         """
-        if isinstance(fps, bool):
-            raise PlanError(f"fps must be a number, got {fps!r}")
-        try:
-            value = float(fps)
-        except (TypeError, ValueError, OverflowError):
-            raise PlanError(f"fps must be a number, got {fps!r}") from None
-        if not math.isfinite(value):
-            raise PlanError(f"fps must be a finite number of frames per second, got {fps!r}")
+        value = require_number(fps, "fps (frames per second)", parse_text=True, error=PlanError)
         if not value > 0:
             raise PlanError(f"fps must be > 0, got {fps!r}")
         if value < MIN_FPS:

@@ -43,30 +43,34 @@ def require_number(
     minimum: Optional[float] = None,
     maximum: Optional[float] = None,
     exclusive_minimum: bool = False,
+    parse_text: bool = False,
+    error: type = InputError,
 ) -> float:
     """``value`` as a finite Python float within the bounds.
 
     ``minimum`` is inclusive unless ``exclusive_minimum`` (e.g. ``fps > 0``); ``maximum`` is
-    inclusive. NaN and infinities are always refused.
+    inclusive. NaN and infinities are always refused, and so are bools. Text such as ``"5.0"`` is
+    refused unless ``parse_text`` (values read from a widget or JSON, as ``float()`` reads them).
 
     Raises:
-        InputError: not a real number, not finite, or outside the bounds.
+        error: (default :class:`InputError`; a ``ValueError`` subclass such as ``PlanError``)
+            not a real number, not finite, or outside the bounds.
     """
-    if isinstance(value, bool) or isinstance(value, (str, bytes)):
-        raise InputError(f"{name} must be a number, got {value!r}")
+    if isinstance(value, bool) or (isinstance(value, (str, bytes)) and not parse_text):
+        raise error(f"{name} must be a number, got {value!r}")
     try:
         result = float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"{name} must be a number, got {value!r}") from None
+    except (TypeError, ValueError, OverflowError):
+        raise error(f"{name} must be a number, got {value!r}") from None
     if not math.isfinite(result):
-        raise InputError(f"{name} must be a finite number, got {value!r}")
+        raise error(f"{name} must be a finite number, got {value!r}")
     if minimum is not None:
         if exclusive_minimum and result <= minimum:
-            raise InputError(f"{name} must be > {minimum:g}, got {result:g}")
+            raise error(f"{name} must be > {minimum:g}, got {result:g}")
         if not exclusive_minimum and result < minimum:
-            raise InputError(f"{name} must be >= {minimum:g}, got {result:g}")
+            raise error(f"{name} must be >= {minimum:g}, got {result:g}")
     if maximum is not None and result > maximum:
-        raise InputError(f"{name} must be <= {maximum:g}, got {result:g}")
+        raise error(f"{name} must be <= {maximum:g}, got {result:g}")
     return result
 
 
