@@ -542,7 +542,7 @@ def auto_plan(
     _check_output_frames(output_frames)
     TreePlan(1, (1,), height=height, width=width, fps=fps, temporal_factor=tf)  # size/fps errors of the plan
     budget = _budget(memory_budget_bytes)
-    cfg_value = require_number(cfg, "cfg (1 = no guidance)", parse_text=True, error=PlanError)
+    require_number(cfg, "cfg (1 = no guidance)", parse_text=True, error=PlanError)
     common = dict(height=height, width=width, cfg=cfg, text_len=text_len, dtype=dtype, attention=attention,
                   spatial_factor=spatial_factor, temporal_factor=tf)
     settings = dict(config=config, height=height, width=width, fps=float(fps), steps=steps, cfg=cfg, budget=budget,

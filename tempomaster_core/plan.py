@@ -22,7 +22,6 @@ frame rate (24 fps): interval 4 -> 6 fps, 2 -> 12 fps, 1 -> 24 fps.
 from __future__ import annotations
 
 import itertools
-import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional
 
@@ -495,7 +494,7 @@ class TreePlan:
         Raises:
             PlanError: not a number, NaN, infinite, ``<= 0``, below :data:`MIN_FPS` or above :data:`MAX_FPS`.
         """
-        value = require_number(fps, "fps (frames per second)", parse_text=True, error=PlanError)
+        value = require_number(fps, "fps", parse_text=True, error=PlanError)
         if not value > 0:
             raise PlanError(f"fps must be > 0, got {fps!r}")
         if value < MIN_FPS:

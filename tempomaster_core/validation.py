@@ -10,6 +10,7 @@ torch-free (the cost model and the web route use it without importing torch).
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any, Iterable, Optional
 
 
@@ -174,7 +175,7 @@ def require_output_path(
     overwrite: bool = False,
     overwrite_flag: str = "--overwrite",
     inputs: Iterable[tuple[str, Any]] = (),
-) -> "Path":
+) -> Path:
     """Check that ``path`` can be written as a new output file, without touching the disk.
 
     Nothing is created: a missing parent directory is accepted when its nearest existing
