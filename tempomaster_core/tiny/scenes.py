@@ -54,10 +54,10 @@ both axes, bouncing off all four walls."""
 BACKGROUND_MAX = 0.2
 """Upper bound of every background channel (RGB in [0, 1])."""
 
-SPEED_RANGE = (0.3, 0.7)
+SPEED_RANGE = (0.6, 1.4)
 """Speed of constant-velocity motions, pixels per 24 fps frame on a 64-pixel frame (scaled with the frame)."""
 
-FALL_TIME_RANGE = (1.6, 2.8)
+FALL_TIME_RANGE = (0.8, 1.4)
 """Apex-to-floor time of falling objects, seconds."""
 
 _SQUARE_HALF = 0.85  # half side of a square / its ``size`` (area close to the ball's)

@@ -41,17 +41,15 @@ REFINEMENT_TREES = ((4, 2, 1), (4, 1))
 intervals 2 and 1, (4,1) ratio 4 at interval 1."""
 
 DEFAULT_KIND_PROBS = {
-    "t2v": 0.15,
-    "i2v": 0.06,
-    "first_last": 0.02,
-    "keyframes": 0.25,
-    "prefix": 0.02,
+    "t2v": 0.24,
+    "i2v": 0.10,
+    "first_last": 0.04,
+    "keyframes": 0.06,
+    "prefix": 0.06,
     "refine": 0.50,
 }
-"""Default probability of every pattern kind (blueprint kinds 50 %, refinement 50 %). Most blueprint-case
-samples carry 0-15 % random clean keyframes, as in the paper's first training stage: a keyframe fixes an
-object's place at one instant, and only attention across time can carry it to the other latent frames,
-which is what the DiT must learn to keep an object on one continuous track. Text-to-video keeps 15 %."""
+"""Default probability of every pattern kind (blueprint kinds 50 %, refinement 50 %). Text-to-video
+gets the largest blueprint share: the object count and layout of a video are decided there."""
 
 BLUEPRINT_INTERVAL_PROBS = {4: 0.6, 2: 0.2, 1: 0.2}
 """Frame interval of a blueprint-case clip (multi-frame-rate training; the blueprint itself is 6 fps)."""

@@ -142,7 +142,7 @@ class TrainConfig:
     min_lr_ratio: float = 0.05
     grad_clip: float = 1.0
     ema: float = 0.997
-    blueprint_t0_max: Optional[int] = 24
+    blueprint_t0_max: Optional[int] = None
 
 
 def dit_config_for(codec, text_dim: int, cfg: TrainConfig) -> DiTConfig:
