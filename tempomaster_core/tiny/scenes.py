@@ -60,6 +60,12 @@ SPEED_RANGE = (0.6, 1.4)
 FALL_TIME_RANGE = (0.8, 1.4)
 """Apex-to-floor time of falling objects, seconds."""
 
+SIZE_RANGE_SINGLE = (4.5, 7.5)
+"""Size (ball radius; see :class:`SceneObject`) of a lone object, pixels on a 64-pixel frame."""
+
+SIZE_RANGE_MULTI = (4.0, 6.0)
+"""Size of each of several objects (smaller, so they fit in separate lanes), pixels on a 64-pixel frame."""
+
 _SQUARE_HALF = 0.85  # half side of a square / its ``size`` (area close to the ball's)
 _TRIANGLE_R = 1.4  # circumradius of a triangle / its ``size`` (area close to the ball's)
 _PLURALS = {"ball": "balls", "square": "squares", "triangle": "triangles"}
@@ -233,7 +239,7 @@ def sample_scene(seed: int, *, count: int | None = None, colour: str | None = No
     # Sizes first: several objects are a little smaller so that they fit in
     # separate lanes (rows for horizontal motion, columns for vertical motion
     # and falling) and never overlap there.
-    sizes = rng.uniform(4.5, 7.5, count) if count == 1 else rng.uniform(4.0, 6.0, count)
+    sizes = rng.uniform(*SIZE_RANGE_SINGLE, count) if count == 1 else rng.uniform(*SIZE_RANGE_MULTI, count)
     sizes = [float(v) * scale for v in sizes]
     bounds = [_centre_bounds(shape, v, height, width) for v in sizes]
     margin_x = max(b[0] for b in bounds)
