@@ -24,7 +24,7 @@ import torch
 from einops import rearrange, repeat
 
 from .plan import LevelPlan
-from .protocols import NonFiniteError, codec_device
+from .protocols import check_vae_result, codec_device
 from .validation import InputError
 
 
@@ -240,12 +240,7 @@ def encode_clips(codec, clips: torch.Tensor, *, batch_size: Optional[int] = None
                 f"expected [{min(step, b - start)}, {expected[0]}, {expected[1]}, {expected[2]}, {expected[3]}]"
             )
         part = part.detach().to("cpu", torch.float32)
-        if not bool(torch.isfinite(part).all()):
-            raise NonFiniteError(
-                f"the VAE encode of condition clips {start}..{start + part.shape[0] - 1} returned NaN or infinite "
-                "latents from finite pixels; likely causes: NaN in the VAE weights (a corrupt file) or an fp16 "
-                "overflow in the VAE (load it in bf16/fp32, or try the tiled VAE)"
-            )
+        check_vae_result(part, f"encode of condition clips {start}..{start + part.shape[0] - 1}")
         parts.append(part)
     return torch.cat(parts, dim=0)
 

@@ -41,7 +41,7 @@ from .conditioning import blueprint_clip, build_condition, normalize_condition_f
 from .guidance import GUIDANCE_KINDS, make_guidance, x0_from_velocity
 from .level_settings import per_level
 from .plan import LevelPlan, TreePlan
-from .protocols import NonFiniteError, check_compatible, codec_device
+from .protocols import NonFiniteError, check_compatible, check_vae_result, codec_device
 from .sampling import NUM_TRAIN_TIMESTEPS, euler_step, flow_sigmas, next_sigmas, seeded_noise
 from .validation import (
     InputError, require_cfg, require_choice, require_optional_batch, require_seed, require_shift, require_steps,
@@ -399,12 +399,7 @@ def _decode_level(codec: Any, latents: torch.Tensor, level: LevelPlan, height: i
         if tuple(video.shape) != expected:
             raise ValueError(f"VAE decode returned shape {tuple(video.shape)}; expected {list(expected)}")
         piece = video[0, :, : level.valid_frames(c)].detach().to("cpu", torch.float32)
-        if not bool(torch.isfinite(piece).all()):
-            raise NonFiniteError(
-                f"the VAE decode of level {level.index}, chunk {c} returned NaN or infinite pixels from finite "
-                "latents; likely causes: NaN in the VAE weights (a corrupt file) or an fp16 overflow in the VAE "
-                "(load it in bf16/fp32, or try the tiled VAE)"
-            )
+        check_vae_result(piece, f"decode of level {level.index}, chunk {c}")
         pieces.append(piece)
     return torch.cat(pieces, dim=1)
 

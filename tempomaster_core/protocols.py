@@ -31,6 +31,20 @@ class NonFiniteError(RuntimeError):
     """
 
 
+def check_vae_result(values, what: str) -> None:
+    """Raise :class:`NonFiniteError` if a VAE result holds NaN or infinity.
+
+    Args:
+        values: the encode (latents) or decode (pixels) result, any shape.
+        what: what was coded, for the message (e.g. ``"encode of condition clips 0..3"``).
+    """
+    if not bool(values.isfinite().all()):
+        raise NonFiniteError(
+            f"the VAE {what} returned NaN or infinite values from finite inputs; likely causes: NaN in the VAE "
+            "weights (a corrupt file) or an fp16 overflow in the VAE (load it in bf16/fp32, or try the tiled VAE)"
+        )
+
+
 @runtime_checkable
 class VideoCodec(Protocol):
     """A video VAE seen through normalized latents (Wan 2.1 VAE: 16 / 4 / 8).

@@ -21,7 +21,7 @@ import torch
 from comfy_fakes import FakeWanVAE, conditioning, install_fake_comfy
 from nodes.condition_node import SIZE_FROM_IMAGE, SIZE_PLAN, make_condition
 from nodes.sampler_nodes import BlueprintSampler, FrameRateRefiner, NotEnoughMemoryError
-from tempomaster_core.conditioning import build_condition, encode_clips, normalize_condition_frames
+from tempomaster_core.conditioning import build_condition, normalize_condition_frames
 from tempomaster_core.guidance import make_guidance
 from tempomaster_core.images import area_preserving_size, check_image_batch, resize_center_crop
 from tempomaster_core.loading import CheckpointError, load_dit
@@ -35,12 +35,6 @@ from tiny_models import make_tiny_dit
 from toy_codec import ToyCodec
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 # -- helpers -------------------------------------------------------------------------------
