@@ -1,7 +1,7 @@
 """TempoMaster node pack for ComfyUI (next-frame-rate long-video generation).
 
 ComfyUI imports this file as the package of the ``custom_nodes/<folder>``
-directory. It exposes the five nodes (``nodes/``), the web directory, and makes
+directory. It exposes the node classes of ``nodes/`` (``NODE_CLASS_MAPPINGS``), the web directory, and makes
 the bundled runtime ``tempomaster_core`` importable without installing it.
 """
 

@@ -10,7 +10,7 @@ prefix that no other pack uses:
   level: its frames, latents and the plan, so the next refiner knows its level).
 
 The ComfyUI core types used (``CONDITIONING``, ``VAE``, ``IMAGE``, ``FLOAT``) keep
-their ComfyUI meaning; ``nodes/comfy_adapters.py`` converts them.
+their ComfyUI meaning; ``nodes/vae_adapter.py`` and ``nodes/text_adapter.py`` convert them.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from tempomaster_core.tiny.builtin import (
 )
 from tempomaster_core.tiny.text_encoder import TextEncoderConfig, TinyTextEncoder
 
-needs_weights = pytest.mark.skipif(not is_available(), reason="built-in TempoMaster-Tiny weights not shipped yet")
+needs_weights = pytest.mark.skipif(not is_available(), reason="the built-in TempoMaster-Tiny files are missing from tempomaster_core/builtin/")
 
 
 @pytest.fixture(scope="module")

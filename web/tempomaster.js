@@ -1,6 +1,6 @@
 // TempoMaster node pack: front-end extension entry point (served through WEB_DIRECTORY).
-// The nodes need no custom widgets yet; this registers the extension so later
-// front-end features (e.g. the TreeScheduler's tree view) have a home.
+// Registers the pack's extension; the Tree Scheduler's live tree view is its own module (tree_view.js,
+// layout in tree_layout.js).
 import { app } from "../../scripts/app.js";
 
 app.registerExtension({
