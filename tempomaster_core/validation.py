@@ -10,6 +10,7 @@ torch-free (the cost model and the web route use it without importing torch).
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
@@ -88,10 +89,7 @@ def require_choice(value: Any, name: str, choices: Iterable[Any]) -> Any:
     return value
 
 
-__all__ = ["InputError", "require_choice", "require_int", "require_number"]
-
-
-# -- sampling settings (appended: one rule per setting, shared by the core and the nodes) ---------------
+# -- sampling settings: one rule per setting, shared by the core, the command line and the nodes ---------
 
 MAX_CFG = 100.0
 """Largest guidance scale accepted anywhere (core API, command line, nodes).
@@ -160,11 +158,7 @@ def require_optional_batch(value: Any, name: str = "max_batch") -> Optional[int]
     return int(value.__index__())
 
 
-__all__ += ["MAX_CFG", "MAX_SEED", "require_cfg", "require_optional_batch", "require_seed", "require_shift",
-            "require_steps"]
-
-
-# -- output files (appended: one check for every command that writes a file) ------------------------------
+# -- output files: one check for every command that writes a file ----------------------------------------
 
 
 def require_output_path(
@@ -199,9 +193,6 @@ def require_output_path(
             without ``overwrite``; something that is not a regular file; a parent that is a
             file or not writable; the same file as one of ``inputs``.
     """
-    import os
-    from pathlib import Path
-
     text = os.fspath(path) if isinstance(path, (str, os.PathLike)) else None
     if not text:
         raise InputError(f"{name} must be a file path, got {path!r}")
@@ -240,4 +231,5 @@ def require_output_path(
     return target
 
 
-__all__ += ["require_output_path"]
+__all__ = ["MAX_CFG", "MAX_SEED", "InputError", "require_cfg", "require_choice", "require_int", "require_number",
+           "require_optional_batch", "require_output_path", "require_seed", "require_shift", "require_steps"]
