@@ -41,6 +41,10 @@ from typing import Any, Callable, Optional
 
 import torch
 
+from tempomaster_core.cost import GIB
+from tempomaster_core.guidance import GUIDANCE_KINDS
+from tempomaster_core.validation import MAX_SEED
+
 from . import comfy_env
 from .plan_route import report_level_time
 from .progress import NodeProgress
@@ -50,9 +54,6 @@ from .vae_adapter import as_codec
 
 log = logging.getLogger("TempoMaster")
 
-GUIDANCE_CHOICES = ("apg", "cfg")
-MAX_SEED = 0xFFFFFFFFFFFFFFFF
-GIB = 1024**3
 SKIP_MEMORY_CHECK_ENV = "TEMPOMASTER_SKIP_MEMORY_CHECK"
 """Set this environment variable to ``1`` to run a level even when its memory estimate exceeds
 the free memory (the estimate is a model, not a measurement)."""
@@ -300,7 +301,7 @@ def _common_inputs(steps: int, shift: float, cfg_default: float = 8.0) -> dict:
             "tooltip": "Guidance scale (reference: 8). 1 disables guidance and skips the negative prompt. "
                        "The core refuses values above 100.",
         }),
-        "guidance": (list(GUIDANCE_CHOICES), {
+        "guidance": (list(GUIDANCE_KINDS), {
             "default": "apg",
             "tooltip": "apg: adaptive projected guidance (reference default; momentum -0.5, norm threshold 27, "
                        "parallel component removed) - fewer oversaturated frames at high cfg. cfg: classic "

@@ -44,7 +44,7 @@ from .plan import LevelPlan, TreePlan
 from .protocols import NonFiniteError, check_compatible, check_vae_result, codec_device
 from .sampling import NUM_TRAIN_TIMESTEPS, euler_step, flow_sigmas, next_sigmas, seeded_noise
 from .validation import (
-    InputError, require_cfg, require_choice, require_optional_batch, require_seed, require_shift, require_steps,
+    InputError, require_cfg, require_optional_batch, require_seed, require_shift, require_steps,
 )
 
 __all__ = [
@@ -206,11 +206,9 @@ def check_level_settings(*, steps: Any, shift: Any, cfg: Any, guidance: Any = "a
     shift = require_shift(shift)
     flow_sigmas(steps, shift)  # the float32 schedule itself must be finite
     cfg = require_cfg(cfg)
-    key = str(guidance).lower() if isinstance(guidance, str) else guidance
-    try:
-        require_choice(key, "guidance", GUIDANCE_KINDS)
-    except InputError:
-        raise InputError(f"unknown guidance {guidance!r}; choose one of {GUIDANCE_KINDS}") from None
+    key = guidance.lower() if isinstance(guidance, str) else guidance
+    if key not in GUIDANCE_KINDS:
+        raise InputError(f"unknown guidance {guidance!r}; choose one of {GUIDANCE_KINDS}")
     seed = require_seed(seed)
     max_batch = require_optional_batch(max_batch)
     return LevelSettings(steps=steps, shift=shift, cfg=cfg, guidance=key, seed=seed, max_batch=max_batch)
