@@ -290,7 +290,7 @@ def read_bundle_settings(model_dir: Optional[str]) -> tuple[Optional[Path], dict
             unreadable JSON.
         FileNotFoundError: the built-in bundle is not installed.
     """
-    from .tiny.builtin import FALLBACK_DEFAULTS, REQUIRED_FILES, builtin_dir
+    from .tiny.builtin import REQUIRED_FILES, builtin_dir, bundle_defaults
     from .tiny.codec import CodecConfig
 
     root = Path(model_dir) if model_dir is not None else builtin_dir()
@@ -306,12 +306,7 @@ def read_bundle_settings(model_dir: Optional[str]) -> tuple[Optional[Path], dict
             raise FileNotFoundError(message + "; reinstall the package")
         raise UsageError(message)
     try:
-        defaults = dict(FALLBACK_DEFAULTS)
-        if (root / "defaults.json").is_file():
-            extra = json.loads((root / "defaults.json").read_text())
-            if not isinstance(extra, dict):
-                raise ValueError("defaults.json must hold a JSON object")
-            defaults.update(extra)
+        defaults = bundle_defaults(root)
         temporal_factor = CodecConfig.from_dict(json.loads((root / "codec.json").read_text())).temporal_factor
     except (OSError, ValueError, TypeError) as exc:
         raise UsageError(f"{where}: cannot read the bundle settings ({exc})") from None
@@ -368,6 +363,18 @@ def _level_setting(values: Optional[Sequence], default: Any, levels: int, name: 
     return [check(v, f"the model's {name} (level {i})") for i, v in enumerate(expanded)]
 
 
+def _condition_entries(args: argparse.Namespace) -> list[tuple[str, int, str]]:
+    """The condition images the arguments name: ``(label naming the flag and file, blueprint frame as
+    given, path)`` for ``--image`` (frame 0), every ``--keyframe`` and ``--last-image`` (frame -1)."""
+    entries = []
+    if args.image is not None:
+        entries.append((f"--image {args.image}", 0, args.image))
+    entries += [(f"--keyframe {i}={p}", i, p) for i, p in args.keyframe]
+    if args.last_image is not None:
+        entries.append((f"--last-image {args.last_image}", -1, args.last_image))
+    return entries
+
+
 def _condition_images(args: argparse.Namespace, plan: TreePlan) -> dict:
     """Resolve, de-duplicate and read the condition images (``--image``, ``--last-image``, ``--keyframe``).
 
@@ -380,12 +387,7 @@ def _condition_images(args: argparse.Namespace, plan: TreePlan) -> dict:
     from .images import resize_center_crop
     from .video_io import read_image
 
-    entries = []  # (label naming flag and file, index as given, path)
-    if args.image is not None:
-        entries.append((f"--image {args.image}", 0, args.image))
-    entries += [(f"--keyframe {i}={p}", i, p) for i, p in args.keyframe]
-    if args.last_image is not None:
-        entries.append((f"--last-image {args.last_image}", -1, args.last_image))
+    entries = _condition_entries(args)
     frames = plan.levels[0].num_frames
     taken: dict[int, str] = {}
     for label, index, _ in entries:
@@ -467,9 +469,7 @@ def _prepare(args: argparse.Namespace) -> GenerateJob:
         except InputError as exc:
             raise UsageError(f"level {i}: {exc}") from None
 
-    inputs = [(f"--image {args.image}", args.image)] if args.image else []  # empty names fail when read below
-    inputs += [(f"--keyframe {i}={p}", p) for i, p in args.keyframe]
-    inputs += [(f"--last-image {args.last_image}", args.last_image)] if args.last_image else []
+    inputs = [(label, path) for label, _, path in _condition_entries(args) if path]  # empty names fail when read
     out = require_output_path(args.out, "--out", suffixes=VIDEO_SUFFIXES, overwrite=args.overwrite, inputs=inputs)
     outputs: list = [(out, None)]
     if args.save_levels:

@@ -125,6 +125,24 @@ def _missing_message(root: Path, missing: list) -> str:
     )
 
 
+def bundle_defaults(directory: Union[str, Path]) -> dict:
+    """A bundle's recommended settings: :data:`FALLBACK_DEFAULTS` updated by its ``defaults.json``
+    (if present); read without loading any weights (:attr:`TinyBundle.defaults`).
+
+    Raises:
+        OSError: the file cannot be read.
+        ValueError: it is not JSON, or not a JSON object.
+    """
+    defaults = dict(FALLBACK_DEFAULTS)
+    path = Path(directory) / "defaults.json"
+    if path.is_file():
+        extra = json.loads(path.read_text())
+        if not isinstance(extra, dict):
+            raise ValueError(f"{path} must hold a JSON object")
+        defaults.update(extra)
+    return defaults
+
+
 def load_builtin(
     *, device: Union[str, torch.device] = "cpu", dtype=torch.float32, directory: Union[str, Path, None] = None,
 ) -> TinyBundle:
@@ -158,12 +176,9 @@ def load_builtin(
             f"text encoder width {text_encoder.text_dim} differs from the DiT's text_dim "
             f"{model.config.text_dim} in {root}: the files come from different training runs"
         )
-    defaults = dict(FALLBACK_DEFAULTS)
-    path = root / "defaults.json"
-    if path.is_file():
-        defaults.update(json.loads(path.read_text()))
-    return TinyBundle(model=model, codec=codec, text_encoder=text_encoder, defaults=defaults, directory=root)
+    return TinyBundle(model=model, codec=codec, text_encoder=text_encoder, defaults=bundle_defaults(root),
+                      directory=root)
 
 
 __all__ = ["BUILTIN_MODEL_NAME", "REQUIRED_FILES", "FALLBACK_DEFAULTS", "TinyBundle", "builtin_dir",
-           "default_plan", "is_available", "load_builtin"]
+           "bundle_defaults", "default_plan", "is_available", "load_builtin"]
