@@ -41,11 +41,9 @@ import torch
 from .config import DiTConfig
 from .loading import (
     CheckpointError,
-    _metadata_overrides,
     check_keys,
+    checkpoint_layout,
     config_metadata,
-    infer_config_from_shapes,
-    normalize_state_dict_keys,
     open_checkpoint,
     parse_dtype,
 )
@@ -139,10 +137,7 @@ def convert_checkpoint(src, dst, *, dtype="bf16", num_heads: int | None = None, 
     out_dtype = parse_dtype(dtype)
     ckpt = open_checkpoint(src)
     try:
-        rename = normalize_state_dict_keys({k: k for k in ckpt.shapes})
-        shapes = {new: tuple(ckpt.shapes[old]) for new, old in rename.items()}
-        heads, eps = _metadata_overrides(ckpt.metadata, num_heads, None)
-        config = infer_config_from_shapes(shapes, num_heads=heads, eps=eps)
+        rename, shapes, config = checkpoint_layout(ckpt, num_heads)
         with torch.device("meta"):
             expected = {k: tuple(v.shape) for k, v in TempoMasterDiT(config).state_dict().items()}
         check_keys(expected, shapes)

@@ -426,6 +426,29 @@ def _metadata_rope_theta(metadata: Mapping[str, str], default: float) -> float:
     return theta
 
 
+def checkpoint_layout(ckpt, num_heads: int | None = None) -> tuple[dict, dict, DiTConfig]:
+    """Key names, shapes and config of an opened checkpoint, from its shapes and metadata.
+
+    Args:
+        ckpt: from :func:`open_checkpoint`.
+        num_heads: override; otherwise from the metadata or ``dim // 128``.
+
+    Returns:
+        ``(rename, shapes, config)``: ``{normalized name: stored name}``, ``{normalized name: shape
+        tuple}`` and the :class:`DiTConfig` (``num_heads``, ``eps`` and ``rope_theta`` from the
+        metadata where recorded).
+
+    Raises:
+        CheckpointError: see :func:`infer_config_from_shapes` and :func:`_metadata_overrides`.
+    """
+    rename = normalize_state_dict_keys({k: k for k in ckpt.shapes})  # new name -> stored name
+    shapes = {new: tuple(ckpt.shapes[old]) for new, old in rename.items()}
+    heads, eps = _metadata_overrides(ckpt.metadata, num_heads, None)
+    config = infer_config_from_shapes(shapes, num_heads=heads, eps=eps)
+    config = dataclasses.replace(config, rope_theta=_metadata_rope_theta(ckpt.metadata, config.rope_theta))
+    return rename, shapes, config
+
+
 def check_keys(expected: Mapping[str, tuple], found: Mapping[str, tuple]) -> None:
     """Compare checkpoint names/shapes with a model's.
 
@@ -487,11 +510,7 @@ def load_dit(
     device = torch.device(device)
     ckpt = open_checkpoint(source)
     try:
-        rename = normalize_state_dict_keys({k: k for k in ckpt.shapes})  # new name -> stored name
-        shapes = {new: ckpt.shapes[old] for new, old in rename.items()}
-        heads, eps = _metadata_overrides(ckpt.metadata, num_heads, None)
-        config = infer_config_from_shapes(shapes, num_heads=heads, eps=eps)
-        config = dataclasses.replace(config, rope_theta=_metadata_rope_theta(ckpt.metadata, config.rope_theta))
+        rename, shapes, config = checkpoint_layout(ckpt, num_heads)
         with torch.device("meta"):
             model = TempoMasterDiT(config, attention_backend=attention_backend)
         check_keys({k: tuple(v.shape) for k, v in model.state_dict().items()}, shapes)

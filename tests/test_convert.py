@@ -120,3 +120,18 @@ def test_output_suffix_is_checked(tmp_path, released_like):
         convert_checkpoint(src, tmp_path / "out.bin", num_heads=2)
     with pytest.raises(CheckpointError, match="num_heads"):
         convert_checkpoint(src, tmp_path / "out.safetensors")
+
+
+def test_conversion_keeps_a_recorded_rope_base(tmp_path):
+    """A safetensors checkpoint whose metadata records rope_theta (shapes cannot tell it) keeps it
+    through the converter, and the converted file loads with it."""
+    import dataclasses
+
+    from tempomaster_core.loading import save_dit
+
+    model = make_tiny_dit(seed=23)
+    config = dataclasses.replace(model.config, rope_theta=100.0)
+    src = save_dit(model.state_dict(), tmp_path / "theta100.safetensors", config=config)
+    converted = convert_checkpoint(src, tmp_path / "converted.safetensors", dtype="bf16")
+    assert converted.rope_theta == 100.0
+    assert load_dit(tmp_path / "converted.safetensors").config.rope_theta == 100.0
