@@ -31,6 +31,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from tempomaster_core.attention import BACKENDS  # noqa: E402
 from tempomaster_core.config import DiTConfig  # noqa: E402
 from tempomaster_core.flops import dit_flops_breakdown, video_tokens  # noqa: E402
 from tempomaster_core.loading import parse_dtype  # noqa: E402
@@ -57,7 +58,7 @@ def parse_args(argv=None):
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--dtype", default="fp32", help="bf16, fp16 or fp32")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--backend", default="sdpa", choices=["sdpa", "flash_attn", "sageattention"])
+    p.add_argument("--backend", default="sdpa", choices=BACKENDS)
     p.add_argument("--threads", type=int, default=None, help="CPU threads (torch.set_num_threads); default: torch's choice")
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--repeats", type=int, default=5)

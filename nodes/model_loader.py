@@ -23,6 +23,9 @@ import os
 from typing import Any
 
 import torch
+from tempomaster_core.attention import BACKENDS
+from tempomaster_core.loading import STORAGE_DTYPES, load_dit, parse_dtype
+from tempomaster_core.validation import require_choice
 
 from . import comfy_env
 from .builtin_nodes import BUILTIN_MODEL_NAME, tiny_available, tiny_dit_path, tiny_text_length
@@ -30,10 +33,6 @@ from .types import TEMPO_MODEL
 
 log = logging.getLogger("TempoMaster")
 
-#: Weight dtype widget values -> torch dtypes.
-WEIGHT_DTYPES: dict[str, torch.dtype] = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
-#: Attention backends understood by ``TempoMasterDiT.set_attention_backend``.
-ATTENTION_BACKENDS: tuple[str, ...] = ("sdpa", "flash_attn", "sageattention")
 #: ComfyUI model folder the checkpoints live in.
 MODEL_FOLDER = "diffusion_models"
 
@@ -77,7 +76,7 @@ def load_model_cached(path: str, dtype: torch.dtype, attention_backend: str, dev
     Args:
         path: checkpoint file.
         dtype: weight dtype (``torch.bfloat16`` for the released model).
-        attention_backend: one of :data:`ATTENTION_BACKENDS`.
+        attention_backend: one of :data:`tempomaster_core.attention.BACKENDS`.
         device: where to place the weights (default: ComfyUI's offload device / CPU).
 
     Returns:
@@ -86,8 +85,6 @@ def load_model_cached(path: str, dtype: torch.dtype, attention_backend: str, dev
     Raises:
         tempomaster_core.loading.CheckpointError: not a (complete) TempoMaster checkpoint.
     """
-    from tempomaster_core.loading import load_dit
-
     stat = os.stat(path)
     key = (os.path.realpath(path), stat.st_size, stat.st_mtime_ns, str(dtype))
     entry = _cache.get(key)
@@ -136,13 +133,13 @@ class LoadTempoModel:
                                "moving shapes, runs on CPU; use it with 'Load TempoMaster-Tiny Text Encoder "
                                "& Codec' and fp32).",
                 }),
-                "weight_dtype": (list(WEIGHT_DTYPES), {
+                "weight_dtype": (list(STORAGE_DTYPES), {
                     "default": "bf16",
                     "tooltip": "Dtype the weights are kept and computed in. bf16 is what the authors ran "
                                "(28.6 GB for 14B); fp16 halves memory like bf16 but may overflow; fp32 "
                                "doubles memory (tests and CPU debugging).",
                 }),
-                "attention": (list(ATTENTION_BACKENDS), {
+                "attention": (list(BACKENDS), {
                     "default": "sdpa",
                     "tooltip": "Attention kernel: sdpa (PyTorch, always available), flash_attn or "
                                "sageattention (faster on supported GPUs; falls back to sdpa with a "
@@ -155,14 +152,12 @@ class LoadTempoModel:
         """Return ``(model,)``; see :func:`load_model_cached`.
 
         Raises:
-            ValueError: unknown dtype or backend name.
+            tempomaster_core.validation.InputError: unknown dtype or backend name (a ``ValueError``).
         """
-        if weight_dtype not in WEIGHT_DTYPES:
-            raise ValueError(f"unknown weight_dtype {weight_dtype!r}; choose one of {list(WEIGHT_DTYPES)}")
-        if attention not in ATTENTION_BACKENDS:
-            raise ValueError(f"unknown attention backend {attention!r}; choose one of {list(ATTENTION_BACKENDS)}")
+        require_choice(weight_dtype, "weight_dtype", STORAGE_DTYPES)
+        require_choice(attention, "attention", BACKENDS)
         path = resolve_model_path(model_name)
-        model = load_model_cached(path, WEIGHT_DTYPES[weight_dtype], attention)
+        model = load_model_cached(path, parse_dtype(weight_dtype), attention)
         if model_name == BUILTIN_MODEL_NAME:
             # the tiny text encoder's [1, L, text_dim] must reach the DiT unpadded
             model.text_len = tiny_text_length()

@@ -32,7 +32,7 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Any, Optional
 
-from tempomaster_core.validation import require_number
+from tempomaster_core.validation import is_integer, require_number
 from tempomaster_core.plan import BOUNDARY_MODES, MAX_BLUEPRINT_FRAMES, MAX_FPS, MAX_SIDE, TreePlan
 
 from .parsing import CUSTOM_PRESET, INTERVAL_PRESETS, PRESET_NAMES, parse_chunks, parse_intervals
@@ -169,7 +169,7 @@ def _real(value: Any, name: str) -> float:
 
 def _whole(value: Any, name: str) -> int:
     """A widget's whole number as an int: ints, and floats/text with an integral value (ValueError otherwise)."""
-    if not isinstance(value, bool) and hasattr(value, "__index__"):
+    if is_integer(value):
         return int(value.__index__())
     if isinstance(value, str):
         try:

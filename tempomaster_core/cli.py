@@ -33,6 +33,7 @@ from typing import Any, NoReturn, Optional, Sequence
 
 import torch
 
+from .guidance import GUIDANCE_KINDS
 from .level_settings import per_level
 from .pipeline import check_level_settings, default_schedule, generate
 from .plan import BOUNDARY_MODES, PlanError, TreePlan
@@ -166,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--steps", type=_int_list, help=f"sampling steps per level (1..{MAX_STEPS}), e.g. 50,32,32")
     g.add_argument("--shift", type=_float_list, help="sigma shift per level (> 0), e.g. 5,3,3")
     g.add_argument("--cfg", type=_float_list, help=f"guidance scale in (0, {MAX_CFG:g}] (one, or one per level)")
-    g.add_argument("--guidance", choices=("apg", "cfg"), help="guidance kind (default: the model's)")
+    g.add_argument("--guidance", choices=GUIDANCE_KINDS, help="guidance kind (default: the model's)")
     g.add_argument("--seed", type=int, default=0, help="noise seed (same seed -> same video)")
     g.add_argument("--height", type=int, help="frame height in pixels (multiple of 16)")
     g.add_argument("--width", type=int, help="frame width in pixels (multiple of 16)")

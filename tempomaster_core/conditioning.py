@@ -25,7 +25,7 @@ from einops import rearrange, repeat
 
 from .plan import LevelPlan
 from .protocols import check_vae_result, codec_device
-from .validation import InputError
+from .validation import InputError, require_int
 
 
 def pack_masks(masks: torch.Tensor, temporal_factor: int, latent_size: tuple[int, int]) -> torch.Tensor:
@@ -143,17 +143,15 @@ def normalize_condition_frames(
 
     Raises:
         IndexError: an index outside ``[-num_frames, num_frames)``.
-        ValueError: two keys name the same frame; an image that is not a floating
-            ``[3, height, width]`` tensor; values outside ``[-1, 1]`` or not finite
+        ValueError: a key that is not an integer; two keys name the same frame; an image that
+            is not a floating ``[3, height, width]`` tensor; values outside ``[-1, 1]`` or not finite
             (ComfyUI IMAGE is ``[0, 1]`` channels-last: use ``x.movedim(-1, 0) * 2 - 1``;
-            0..255 pixels: ``x / 127.5 - 1``). Range, dtype and NaN/inf errors are
+            0..255 pixels: ``x / 127.5 - 1``). Key, range, dtype and NaN/inf errors are
             :class:`~tempomaster_core.validation.InputError`.
     """
     out: dict[int, torch.Tensor] = {}
     for key, image in (conditions or {}).items():
-        if isinstance(key, bool) or not hasattr(key, "__index__"):
-            raise ValueError(f"condition frame index must be an int, got {key!r}")
-        index = int(key)
+        index = require_int(key, "condition frame index")
         if not -num_frames <= index < num_frames:
             raise IndexError(
                 f"condition frame index {index} is outside the blueprint's {num_frames} frames "

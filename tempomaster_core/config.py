@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, asdict
 
+from .validation import is_integer, require_int
+
 
 @dataclass(frozen=True)
 class DiTConfig:
@@ -41,14 +43,10 @@ class DiTConfig:
 
     def __post_init__(self) -> None:
         for name in ("dim", "ffn_dim", "num_heads", "num_layers", "in_dim", "out_dim", "text_dim", "freq_dim"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not hasattr(value, "__index__"):
-                raise ValueError(f"DiTConfig.{name} must be an integer, got {value!r}")
-            if value.__index__() < 1:
-                raise ValueError(f"DiTConfig.{name} must be >= 1, got {value!r}")
+            require_int(getattr(self, name), f"DiTConfig.{name}", minimum=1, error=ValueError)
         patch = self.patch_size
         if (isinstance(patch, (str, bytes)) or not hasattr(patch, "__len__") or len(patch) != 3
-                or any(isinstance(p, bool) or not hasattr(p, "__index__") or p.__index__() < 1 for p in patch)):
+                or any(not is_integer(p) or p.__index__() < 1 for p in patch)):
             raise ValueError(f"DiTConfig.patch_size must be three integers >= 1 (t, h, w), such as (1, 2, 2), "
                              f"got {patch!r}")
         for name in ("eps", "rope_theta"):

@@ -40,6 +40,7 @@ import torch
 
 from .config import DiTConfig
 from .loading import (
+    STORAGE_DTYPES,
     CheckpointError,
     check_keys,
     checkpoint_layout,
@@ -162,7 +163,7 @@ def main(argv=None) -> int:
     )
     parser.add_argument("input", help="input checkpoint, e.g. wan_video_dit_bf16.bin")
     parser.add_argument("output", help="output .safetensors path")
-    parser.add_argument("--dtype", default="bf16", choices=["bf16", "fp16", "fp32"], help="output storage dtype (default bf16)")
+    parser.add_argument("--dtype", default="bf16", choices=STORAGE_DTYPES, help="output storage dtype (default bf16)")
     parser.add_argument("--num-heads", type=int, default=None, help="only for models whose dim is not a multiple of 128")
     parser.add_argument("--force", action="store_true", help="overwrite an existing output file")
     args = parser.parse_args(argv)

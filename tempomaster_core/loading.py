@@ -59,6 +59,10 @@ DOWNLOAD_HINT = (
 SUFFIXES_SAFETENSORS = (".safetensors", ".sft")
 SUFFIXES_TORCH = (".bin", ".pt", ".pth", ".ckpt")
 
+STORAGE_DTYPES = ("bf16", "fp16", "fp32")
+"""Short names of the weight storage dtypes offered to users (node widget, converter); :func:`parse_dtype`
+also takes the long names (``"bfloat16"``, ...) and ``torch.dtype`` objects."""
+
 _DTYPES = {
     "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
     "fp16": torch.float16, "float16": torch.float16, "half": torch.float16,
@@ -78,11 +82,11 @@ def parse_dtype(dtype) -> torch.dtype:
     """
     if isinstance(dtype, torch.dtype):
         if dtype not in (torch.bfloat16, torch.float16, torch.float32, torch.float64):
-            raise ValueError(f"unsupported storage dtype {dtype}; use bf16, fp16 or fp32")
+            raise ValueError(f"unsupported storage dtype {dtype}; use {', '.join(STORAGE_DTYPES)}")
         return dtype
     key = str(dtype).lower().replace("torch.", "")
     if key not in _DTYPES:
-        raise ValueError(f"unsupported storage dtype {dtype!r}; use bf16, fp16 or fp32")
+        raise ValueError(f"unsupported storage dtype {dtype!r}; use {', '.join(STORAGE_DTYPES)}")
     return _DTYPES[key]
 
 

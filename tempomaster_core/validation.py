@@ -19,22 +19,30 @@ class InputError(ValueError):
     """A user-supplied value is invalid; the message names it, the rule and the value given."""
 
 
-def require_int(value: Any, name: str, *, minimum: Optional[int] = None, maximum: Optional[int] = None) -> int:
+def is_integer(value: Any) -> bool:
+    """True for ints and integer-like objects (``__index__``: numpy/torch integer scalars); False
+    for bools, floats (even ``2.0``), strings and everything else. The one rule of "an integer"
+    that :func:`require_int` and every other integer check use."""
+    return not isinstance(value, bool) and hasattr(value, "__index__")
+
+
+def require_int(value: Any, name: str, *, minimum: Optional[int] = None, maximum: Optional[int] = None,
+                error: type = InputError) -> int:
     """``value`` as a Python int within ``[minimum, maximum]`` (either bound optional).
 
-    Accepts ints and integer-like objects (``__index__``: numpy/torch integer scalars); refuses
-    bools, floats (even ``2.0``) and strings.
+    Accepts what :func:`is_integer` accepts; refuses bools, floats (even ``2.0``) and strings.
 
     Raises:
-        InputError: not an integer, or outside the bounds.
+        error: (default :class:`InputError`; another ``ValueError`` class where the caller
+            documents one) not an integer, or outside the bounds.
     """
-    if isinstance(value, bool) or not hasattr(value, "__index__"):
-        raise InputError(f"{name} must be an integer, got {value!r}")
+    if not is_integer(value):
+        raise error(f"{name} must be an integer, got {value!r}")
     result = int(value.__index__())
     if minimum is not None and result < minimum:
-        raise InputError(f"{name} must be >= {minimum}, got {result}")
+        raise error(f"{name} must be >= {minimum}, got {result}")
     if maximum is not None and result > maximum:
-        raise InputError(f"{name} must be <= {maximum}, got {result}")
+        raise error(f"{name} must be <= {maximum}, got {result}")
     return result
 
 
@@ -153,7 +161,7 @@ def require_optional_batch(value: Any, name: str = "max_batch") -> Optional[int]
     """
     if value is None:
         return None
-    if isinstance(value, bool) or not hasattr(value, "__index__") or int(value.__index__()) < 1:
+    if not is_integer(value) or int(value.__index__()) < 1:
         raise InputError(f"{name} must be None or an integer >= 1, got {value!r}")
     return int(value.__index__())
 
@@ -231,5 +239,5 @@ def require_output_path(
     return target
 
 
-__all__ = ["MAX_CFG", "MAX_SEED", "InputError", "require_cfg", "require_choice", "require_int", "require_number",
-           "require_optional_batch", "require_output_path", "require_seed", "require_shift", "require_steps"]
+__all__ = ["MAX_CFG", "MAX_SEED", "InputError", "is_integer", "require_cfg", "require_choice", "require_int",
+           "require_number", "require_optional_batch", "require_output_path", "require_seed", "require_shift", "require_steps"]

@@ -165,3 +165,22 @@ def test_model_list_without_comfyui_is_only_the_builtin_model():
     cls = NODE_CLASS_MAPPINGS["TempoMasterLoadModel"]
     expected = [BUILTIN_MODEL_NAME] if tiny_available() else []
     assert cls.INPUT_TYPES()["required"]["model_name"][0] == expected
+
+
+def test_lists_of_allowed_values_come_from_the_core():
+    from tempomaster_core.attention import BACKENDS
+    from tempomaster_core.guidance import GUIDANCE_KINDS
+    from tempomaster_core.loading import STORAGE_DTYPES
+    from tempomaster_core.plan import BOUNDARY_MODES
+    from tempomaster_core.validation import InputError
+
+    loader = NODE_CLASS_MAPPINGS["TempoMasterLoadModel"]
+    required = loader.INPUT_TYPES()["required"]
+    assert tuple(required["attention"][0]) == BACKENDS and tuple(required["weight_dtype"][0]) == STORAGE_DTYPES
+    for node_id in ("TempoMasterBlueprintSampler", "TempoMasterFrameRateRefiner"):
+        assert tuple(NODE_CLASS_MAPPINGS[node_id].INPUT_TYPES()["required"]["guidance"][0]) == GUIDANCE_KINDS
+    assert tuple(TreeScheduler.INPUT_TYPES()["optional"]["boundary_frames"][0]) == BOUNDARY_MODES
+    with pytest.raises(InputError, match="attention must be one of 'sdpa'"):
+        loader().load("any.safetensors", "fp32", "xformers")
+    with pytest.raises(InputError, match="weight_dtype must be one of 'bf16'"):
+        loader().load("any.safetensors", "fp64", "sdpa")
