@@ -12,8 +12,8 @@ Text Encoder & Codec") returns
   and gets ``[[tensor [1, L, text_dim], {"pooled_output": None}]]`` (float32, CPU,
   padding rows zero, the empty prompt all zeros -- the unconditional embedding
   the model was trained with); ``L`` (16 for the shipped model) reaches the DiT
-  unchanged because the loader sets ``model.text_len`` (see
-  ``nodes/text_adapter.py``);
+  unchanged because ``LoadTempoModel`` loads the built-in DiT with
+  ``DiTConfig.text_len = L`` (see ``nodes/text_adapter.py``);
 - a ``VAE`` (:class:`TinyVAE`), a holder of the tiny video codec. The samplers'
   ``vae`` input unwraps it (``nodes.vae_adapter.as_codec`` reads
   :attr:`TinyVAE.tempomaster_codec`). **It works only with TempoMaster nodes**:
@@ -100,8 +100,8 @@ def tiny_text_length(directory: Optional[Path] = None) -> int:
     """Token slots ``L`` of the bundle's text encoder (``max_length`` in ``text_encoder.json``).
 
     The DiT must see the encoder's ``[1, L, text_dim]`` unchanged (no padding to
-    umT5's 512); :class:`nodes.model_loader.LoadTempoModel` stores this as
-    ``model.text_len``.
+    umT5's 512); :class:`nodes.model_loader.LoadTempoModel` loads the built-in DiT with
+    this as its ``config.text_len``.
 
     Raises:
         FileNotFoundError: no ``text_encoder.json``. ValueError: an unreadable config.

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any
+from typing import Any, Optional
 
 import torch
 from tempomaster_core.attention import BACKENDS
@@ -70,7 +70,8 @@ def resolve_model_path(name: str) -> str:
     return path
 
 
-def load_model_cached(path: str, dtype: torch.dtype, attention_backend: str, device: Any = None) -> Any:
+def load_model_cached(path: str, dtype: torch.dtype, attention_backend: str, device: Any = None, *,
+                      text_len: Optional[int] = None) -> Any:
     """Load (or re-use) a TempoMaster DiT.
 
     Args:
@@ -78,6 +79,8 @@ def load_model_cached(path: str, dtype: torch.dtype, attention_backend: str, dev
         dtype: weight dtype (``torch.bfloat16`` for the released model).
         attention_backend: one of :data:`tempomaster_core.attention.BACKENDS`.
         device: where to place the weights (default: ComfyUI's offload device / CPU).
+        text_len: token slots of the text context (``DiTConfig.text_len``, see ``load_dit``);
+            ``None`` = as the checkpoint records it.
 
     Returns:
         a ``TempoMasterDiT`` in eval mode.
@@ -86,14 +89,14 @@ def load_model_cached(path: str, dtype: torch.dtype, attention_backend: str, dev
         tempomaster_core.loading.CheckpointError: not a (complete) TempoMaster checkpoint.
     """
     stat = os.stat(path)
-    key = (os.path.realpath(path), stat.st_size, stat.st_mtime_ns, str(dtype))
+    key = (os.path.realpath(path), stat.st_size, stat.st_mtime_ns, str(dtype), text_len)
     entry = _cache.get(key)
     if entry is None:
         _cache.clear()  # drop the previous model before loading another one
         comfy_env.soft_empty_cache()
         target = torch.device(device) if device is not None else comfy_env.offload_device()
         log.info("TempoMaster: loading %s as %s on %s", path, dtype, target)
-        model = load_dit(path, dtype=dtype, device=target, attention_backend=attention_backend)
+        model = load_dit(path, dtype=dtype, device=target, attention_backend=attention_backend, text_len=text_len)
         model.eval()
         _cache[key] = (model, attention_backend)
         return model
@@ -157,8 +160,6 @@ class LoadTempoModel:
         require_choice(weight_dtype, "weight_dtype", STORAGE_DTYPES)
         require_choice(attention, "attention", BACKENDS)
         path = resolve_model_path(model_name)
-        model = load_model_cached(path, parse_dtype(weight_dtype), attention)
-        if model_name == BUILTIN_MODEL_NAME:
-            # the tiny text encoder's [1, L, text_dim] must reach the DiT unpadded
-            model.text_len = tiny_text_length()
-        return (model,)
+        # the tiny text encoder's [1, L, text_dim] reaches the DiT unpadded: its L is the model's text_len
+        text_len = tiny_text_length() if model_name == BUILTIN_MODEL_NAME else None
+        return (load_model_cached(path, parse_dtype(weight_dtype), attention, text_len=text_len),)

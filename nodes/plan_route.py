@@ -252,13 +252,13 @@ def level_time_payload(plan: Any, level_index: int, seconds: float, *, model: An
         ``{"plan_key", "level", "fps", "seconds", "steps", "cfg", "estimated_flops",
         "estimated_pflops", "achieved_tflops_per_s"}``.
     """
-    from tempomaster_core.config import DiTConfig
+    from tempomaster_core.config import UMT5_TEXT_LEN, DiTConfig
     from tempomaster_core.cost import PFLOP, LevelWork, level_cost
 
     level = plan.levels[level_index]
     config = getattr(model, "config", None)
     config = config if isinstance(config, DiTConfig) else DiTConfig()
-    text_len = int(getattr(model, "text_len", None) or getattr(config, "text_len", 512) or 512)
+    text_len = config.text_len or UMT5_TEXT_LEN  # a model that takes any length is priced at umT5's
     work = LevelWork(level.num_chunks, level.frames_per_chunk, int(steps), num_frames=level.num_frames, fps=level.fps)
     priced = level_cost(work, config, height=plan.height, width=plan.width, cfg=float(cfg), text_len=text_len,
                         max_batch=max_batch, temporal_factor=plan.temporal_factor)

@@ -41,6 +41,7 @@ from typing import Any, Callable, Optional
 
 import torch
 
+from tempomaster_core.config import UMT5_TEXT_LEN
 from tempomaster_core.cost import GIB
 from tempomaster_core.guidance import GUIDANCE_KINDS
 from tempomaster_core.validation import MAX_SEED
@@ -88,7 +89,7 @@ def estimate_level_bytes(model: Any, plan: Any, level_index: int, cfg: float, ma
 
     work = levels_from_plan(plan, steps=1)[level_index]
     dtype = str(getattr(model, "dtype", "bf16"))
-    text_len = int(getattr(model, "text_len", None) or getattr(config, "text_len", None) or 512)
+    text_len = config.text_len or UMT5_TEXT_LEN  # a model that takes any length is priced at umT5's
     priced = level_cost(work, config, height=plan.height, width=plan.width, cfg=float(cfg), text_len=text_len,
                         dtype=dtype, max_batch=max_batch or None, spatial_factor=spatial_factor,
                         temporal_factor=plan.temporal_factor)

@@ -2,17 +2,16 @@
 
 ``CLIPTextEncode`` with the umT5-XXL (``wan``) CLIP returns
 ``[[tensor [1, max(512, n+1), 4096], {"pooled_output": None, ...}]]`` with the
-padding positions zeroed. The reference TempoMaster pipeline (DiffSynth's Wan
-prompter) always feeds the DiT exactly 512 token slots (zero padded, longer
-prompts truncated to 512 tokens). The padding length matters numerically: the
-DiT's text MLP maps zero rows to non-zero keys/values that cross-attention
-sees, so we give the model what it was trained with:
-
-- the model declares its length (``model.text_len``/``model.config.text_len``,
-  e.g. a built-in tiny model): pad with zeros / truncate to it;
-- otherwise a 4096-wide context (umT5-XXL) is padded/truncated to 512 like the
-  reference, with a warning when a long prompt is truncated;
-- otherwise (another text width, no declared length) the tensor is used as is.
+padding positions zeroed. The reference TempoMaster pipeline always feeds the
+DiT exactly 512 token slots (zero padded, longer prompts truncated to 512
+tokens). The padding length matters numerically: the DiT's text MLP maps zero
+rows to non-zero keys/values that cross-attention sees, so the model gets what
+it was trained with: the length its config declares,
+``model.config.text_len`` (:attr:`tempomaster_core.config.DiTConfig.text_len`:
+512 for an umT5-width model, the text encoder's length for the built-in tiny
+model). The context is zero-padded or truncated to it, with a warning when a
+long prompt is truncated; a model that declares no length (``None``) gets the
+tensor as is.
 """
 
 from __future__ import annotations
@@ -21,30 +20,15 @@ import logging
 from typing import Any, Optional
 
 import torch
+from tempomaster_core.config import UMT5_TEXT_DIM
 
 log = logging.getLogger("TempoMaster")
 
-#: Token slots of the umT5-XXL context in the reference (``text_len`` 512).
-UMT5_TEXT_LEN = 512
-#: Width of umT5-XXL embeddings.
-UMT5_TEXT_DIM = 4096
-
 
 def expected_text_length(model: Any) -> Optional[int]:
-    """Token slots the model expects, or ``None`` when any length is fine.
-
-    Looks for ``text_len``/``text_length`` on the model, then on ``model.config``;
-    falls back to 512 for a umT5-XXL-width model (``config.text_dim == 4096``).
-    """
-    config = getattr(model, "config", None)
-    for source in (model, config):
-        for attr in ("text_len", "text_length"):
-            value = getattr(source, attr, None) if source is not None else None
-            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-                return value
-    if getattr(config, "text_dim", None) == UMT5_TEXT_DIM:
-        return UMT5_TEXT_LEN
-    return None
+    """Token slots the model expects: ``model.config.text_len``, or ``None`` when any length is
+    fine (a model without one)."""
+    return getattr(getattr(model, "config", None), "text_len", None)
 
 
 def conditioning_to_context(conditioning: Any, model: Any, name: str = "positive") -> torch.Tensor:

@@ -41,6 +41,7 @@ import torch
 
 from .config import DiTConfig
 from .model import TempoMasterDiT
+from .validation import is_integer
 
 KEY_PREFIXES = ("model.diffusion_model.", "diffusion_model.", "module.")
 """Key prefixes stripped by :func:`normalize_state_dict_keys` (when every key has one)."""
@@ -411,23 +412,42 @@ def _metadata_overrides(metadata: Mapping[str, str], num_heads, eps):
     return num_heads, eps
 
 
-def _metadata_rope_theta(metadata: Mapping[str, str], default: float) -> float:
+def _recorded_config(metadata: Mapping[str, str]) -> dict:
+    """The ``tempomaster_config`` entry of a checkpoint's metadata as a dict (empty if absent or unreadable)."""
+    try:
+        recorded = json.loads(metadata["tempomaster_config"])
+    except (KeyError, ValueError, TypeError):
+        return {}
+    return recorded if isinstance(recorded, dict) else {}
+
+
+def _metadata_rope_theta(recorded: Mapping, default: float) -> float:
     """The RoPE base recorded in a checkpoint's ``tempomaster_config`` metadata (``default`` if absent).
 
     Raises:
         CheckpointError: a recorded value that is not a positive finite number.
     """
+    value = recorded.get("rope_theta", default)
     try:
-        recorded = json.loads(metadata["tempomaster_config"]).get("rope_theta", default)
-    except (KeyError, ValueError, AttributeError):
-        return default
-    try:
-        theta = float(recorded)
+        theta = float(value)
     except (TypeError, ValueError):
         theta = float("nan")
     if not (math.isfinite(theta) and theta > 0):
-        raise CheckpointError(f"bad rope_theta {recorded!r} in the safetensors metadata; it must be a positive number")
+        raise CheckpointError(f"bad rope_theta {value!r} in the safetensors metadata; it must be a positive number")
     return theta
+
+
+def _metadata_text_len(recorded: Mapping) -> int | None:
+    """The text length recorded in a checkpoint's ``tempomaster_config`` metadata (``None`` if absent,
+    see :attr:`DiTConfig.text_len`).
+
+    Raises:
+        CheckpointError: a recorded value that is not null or an integer >= 1.
+    """
+    value = recorded.get("text_len")
+    if value is not None and not (is_integer(value) and value >= 1):
+        raise CheckpointError(f"bad text_len {value!r} in the safetensors metadata; it must be an integer >= 1")
+    return value
 
 
 def checkpoint_layout(ckpt, num_heads: int | None = None) -> tuple[dict, dict, DiTConfig]:
@@ -439,8 +459,8 @@ def checkpoint_layout(ckpt, num_heads: int | None = None) -> tuple[dict, dict, D
 
     Returns:
         ``(rename, shapes, config)``: ``{normalized name: stored name}``, ``{normalized name: shape
-        tuple}`` and the :class:`DiTConfig` (``num_heads``, ``eps`` and ``rope_theta`` from the
-        metadata where recorded).
+        tuple}`` and the :class:`DiTConfig` (``num_heads``, ``eps``, ``rope_theta`` and ``text_len``
+        from the metadata where recorded).
 
     Raises:
         CheckpointError: see :func:`infer_config_from_shapes` and :func:`_metadata_overrides`.
@@ -449,7 +469,9 @@ def checkpoint_layout(ckpt, num_heads: int | None = None) -> tuple[dict, dict, D
     shapes = {new: tuple(ckpt.shapes[old]) for new, old in rename.items()}
     heads, eps = _metadata_overrides(ckpt.metadata, num_heads, None)
     config = infer_config_from_shapes(shapes, num_heads=heads, eps=eps)
-    config = dataclasses.replace(config, rope_theta=_metadata_rope_theta(ckpt.metadata, config.rope_theta))
+    recorded = _recorded_config(ckpt.metadata)
+    config = dataclasses.replace(config, rope_theta=_metadata_rope_theta(recorded, config.rope_theta),
+                                 text_len=_metadata_text_len(recorded))
     return rename, shapes, config
 
 
@@ -486,6 +508,7 @@ def load_dit(
     device="cpu",
     attention_backend: str = "sdpa",
     num_heads: int | None = None,
+    text_len: int | None = None,
 ) -> TempoMasterDiT:
     """Load a TempoMaster DiT from a checkpoint file or state dict.
 
@@ -500,6 +523,9 @@ def load_dit(
             from safetensors.
         attention_backend: see :class:`TempoMasterDiT`.
         num_heads: override; otherwise from safetensors metadata or ``dim // 128``.
+        text_len: token slots of the text context (:attr:`DiTConfig.text_len`); overrides the
+            recorded value (the built-in bundle passes its text encoder's length). ``None``: as
+            recorded, else 512 for an umT5-width model, else the text encoder's own length.
 
     Returns:
         The model in eval mode with ``requires_grad`` off (call ``.train()`` and
@@ -515,6 +541,8 @@ def load_dit(
     ckpt = open_checkpoint(source)
     try:
         rename, shapes, config = checkpoint_layout(ckpt, num_heads)
+        if text_len is not None:
+            config = dataclasses.replace(config, text_len=text_len)
         with torch.device("meta"):
             model = TempoMasterDiT(config, attention_backend=attention_backend)
         check_keys({k: tuple(v.shape) for k, v in model.state_dict().items()}, shapes)

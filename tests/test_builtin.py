@@ -57,6 +57,7 @@ def test_shapes_agree(bundle):
     assert cfg.in_dim == 2 * codec.latent_channels + codec.temporal_factor
     assert cfg.out_dim == codec.latent_channels and cfg.mask_channels == codec.temporal_factor
     assert cfg.text_dim == bundle.text_encoder.text_dim
+    assert cfg.text_len == bundle.text_encoder.max_length == 16  # the DiT takes the encoder's context as is
     assert not bundle.model.training and all(not p.requires_grad for p in bundle.model.parameters())
     d = bundle.defaults
     plan = default_plan(d, codec.temporal_factor)

@@ -135,3 +135,31 @@ def test_conversion_keeps_a_recorded_rope_base(tmp_path):
     converted = convert_checkpoint(src, tmp_path / "converted.safetensors", dtype="bf16")
     assert converted.rope_theta == 100.0
     assert load_dit(tmp_path / "converted.safetensors").config.rope_theta == 100.0
+
+
+def test_text_length_is_a_recorded_config_value(tmp_path):
+    """``DiTConfig.text_len``: 512 for an umT5-width model, ``None`` (any length) for another width unless
+    set; recorded in the checkpoint metadata, kept by the converter, overridden by ``load_dit(text_len=)``."""
+    import dataclasses
+
+    from tempomaster_core.config import DiTConfig
+    from tempomaster_core.loading import save_dit
+
+    assert DiTConfig().text_len == 512 and DiTConfig(text_dim=24).text_len is None
+    with pytest.raises(ValueError, match="DiTConfig.text_len must be >= 1"):
+        DiTConfig(text_len=0)
+    model = make_tiny_dit(seed=24)
+    assert model.config.text_len is None
+    plain = save_dit(model.state_dict(), tmp_path / "plain.safetensors", config=model.config)
+    assert load_dit(plain).config.text_len is None
+    assert load_dit(plain, text_len=7).config.text_len == 7
+    src = save_dit(model.state_dict(), tmp_path / "len7.safetensors",
+                   config=dataclasses.replace(model.config, text_len=7))
+    assert load_dit(src).config.text_len == 7
+    assert convert_checkpoint(src, tmp_path / "converted.safetensors").text_len == 7
+    assert load_dit(tmp_path / "converted.safetensors").config.text_len == 7
+    bad = tmp_path / "bad.safetensors"
+    metadata = {"format": "pt", "tempomaster_config": json.dumps({**model.config.to_dict(), "text_len": "long"})}
+    save_file(load_file(str(src)), str(bad), metadata=metadata)
+    with pytest.raises(CheckpointError, match="bad text_len 'long'"):
+        load_dit(bad, num_heads=model.config.num_heads)

@@ -12,6 +12,7 @@ from nodes.preview import generic_rgb_factors, latents_to_preview, rgb_projectio
 from nodes.progress import NodeProgress
 from nodes.text_adapter import conditioning_to_context, expected_text_length
 from nodes.vae_adapter import ComfyVAECodec, as_codec
+from tempomaster_core.config import DiTConfig
 from toy_codec import ToyCodec
 
 
@@ -104,7 +105,7 @@ def test_a_core_codec_passes_through_unchanged():
 
 # -- CONDITIONING ------------------------------------------------------------------------
 
-UMT5_MODEL = SimpleNamespace(config=SimpleNamespace(text_dim=4096))
+UMT5_MODEL = SimpleNamespace(config=DiTConfig())  # the 14B shape: text_dim 4096, so text_len 512
 TINY_MODEL = SimpleNamespace(config=SimpleNamespace(text_dim=24))
 
 

@@ -70,7 +70,8 @@ class TinyBundle:
     """A loaded TempoMaster-Tiny model.
 
     Attributes:
-        model: :class:`TempoMasterDiT` (eval mode, no grad), ``in_dim = 2*C + tf``.
+        model: :class:`TempoMasterDiT` (eval mode, no grad), ``in_dim = 2*C + tf``;
+            ``model.config.text_len`` is the text encoder's ``max_length``.
         codec: :class:`TinyVideoCodec` (pixels ``[B, 3, 4n+1, H, W]`` in [-1, 1] <-> normalised
             latents ``[B, C, n+1, H/sf, W/sf]``).
         text_encoder: :class:`TinyTextEncoder` (prompt -> ``[1, L, text_dim]``, padding zeroed).
@@ -167,9 +168,10 @@ def load_builtin(
     if missing:
         raise FileNotFoundError(_missing_message(root, missing))
     device = torch.device(device)
-    model = load_dit(root / "dit.safetensors", dtype=parse_dtype(dtype), device=device)
-    codec = TinyVideoCodec.load(root, device=device)
     text_encoder = TinyTextEncoder.load(root, device=device)
+    model = load_dit(root / "dit.safetensors", dtype=parse_dtype(dtype), device=device,
+                     text_len=text_encoder.max_length)  # the DiT sees the encoder's [1, L, text_dim] as is
+    codec = TinyVideoCodec.load(root, device=device)
     check_compatible(codec, model.config)
     if text_encoder.text_dim != model.config.text_dim:
         raise ValueError(

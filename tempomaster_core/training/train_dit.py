@@ -145,10 +145,11 @@ class TrainConfig:
     blueprint_t0_max: Optional[int] = None
 
 
-def dit_config_for(codec, text_dim: int, cfg: TrainConfig) -> DiTConfig:
+def dit_config_for(codec, text_dim: int, cfg: TrainConfig, text_len: Optional[int] = None) -> DiTConfig:
     """The tiny :class:`DiTConfig` matching a codec: ``out_dim = codec.latent_channels``,
     ``in_dim = 2*C + codec.temporal_factor`` (noisy latent + mask + condition latent),
-    patch (1, 2, 2), sizes from ``cfg``.
+    patch (1, 2, 2), sizes from ``cfg``; ``text_len`` the text encoder's ``max_length``
+    (recorded in the checkpoint, :attr:`DiTConfig.text_len`).
 
     Raises:
         ValueError: sizes the DiT cannot take (dim not divisible by heads, head_dim not
@@ -157,7 +158,7 @@ def dit_config_for(codec, text_dim: int, cfg: TrainConfig) -> DiTConfig:
     c, tf = int(codec.latent_channels), int(codec.temporal_factor)
     config = DiTConfig(
         dim=cfg.dim, ffn_dim=cfg.ffn_mult * cfg.dim, num_heads=cfg.heads, num_layers=cfg.layers,
-        in_dim=2 * c + tf, out_dim=c, text_dim=int(text_dim), freq_dim=cfg.freq_dim,
+        in_dim=2 * c + tf, out_dim=c, text_dim=int(text_dim), freq_dim=cfg.freq_dim, text_len=text_len,
     )
     TempoMasterDiT(config)  # validates head_dim for RoPE early, with its message
     return config
@@ -171,7 +172,7 @@ def build_models(codec, cfg: TrainConfig, seed: int) -> tuple[TempoMasterDiT, Ti
     """
     torch.manual_seed(seed)
     text_encoder = TinyTextEncoder(TextEncoderConfig(dim=cfg.text_dim, layers=cfg.text_layers))
-    model = TempoMasterDiT(dit_config_for(codec, text_encoder.text_dim, cfg))
+    model = TempoMasterDiT(dit_config_for(codec, text_encoder.text_dim, cfg, text_encoder.max_length))
     with torch.no_grad():
         model.head.head.weight.zero_()
         model.head.head.bias.zero_()
