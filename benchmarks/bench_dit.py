@@ -5,8 +5,8 @@ needed), runs warm-up passes, then ``--repeats`` timed forwards and reports
 the median. FLOPs come from the analytic count in
 :mod:`tempomaster_core.flops` (linear layers + attention matmuls, 2 FLOPs per
 multiply-add). The same forward is then timed with the reference's
-float64-complex RoPE (``rope_impl="complex128"``) to give the speed ratio of
-the float32 cos/sin RoPE.
+float64-complex RoPE (``tests/rope_complex128.py``, not part of the model) to
+give the speed ratio of the float32 cos/sin RoPE.
 
 Examples::
 
@@ -29,19 +29,18 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))  # rope_complex128: the reference's RoPE, kept with the tests
 
 from tempomaster_core.attention import BACKENDS  # noqa: E402
 from tempomaster_core.config import DiTConfig  # noqa: E402
 from tempomaster_core.flops import dit_flops_breakdown, video_tokens  # noqa: E402
 from tempomaster_core.loading import parse_dtype  # noqa: E402
 from tempomaster_core.model import TempoMasterDiT  # noqa: E402
-from tempomaster_core.rope import (  # noqa: E402
-    apply_rope,
-    apply_rope_complex128,
-    rope_complex128_table,
-    rope_rotation,
-)
+from tempomaster_core.rope import apply_rope, rope_rotation  # noqa: E402
+
+from rope_complex128 import apply_rope_complex128, complex128_rope, rope_complex128_table  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -166,9 +165,8 @@ def main(argv=None) -> dict:
     if device.type == "cuda":
         result["peak_mem_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
     if not args.skip_complex:
-        model.rope_impl = "complex128"
-        times_c = time_forward(model, inputs, device, args.warmup, args.repeats)
-        model.rope_impl = "float32"
+        with complex128_rope():
+            times_c = time_forward(model, inputs, device, args.warmup, args.repeats)
         result.update(complex_median_s=statistics.median(times_c), complex_over_float32=statistics.median(times_c) / median)
         rope = time_rope(config, inputs["temporal_positions"], (t, h // 2, w // 2), b, dtype, device, args.warmup, args.repeats)
         result.update(rope_float32_s=rope["float32"], rope_complex128_s=rope["complex128"])

@@ -36,10 +36,7 @@ from torch.utils.checkpoint import checkpoint
 
 from .attention import BACKENDS, attention, resolve_backend
 from .config import DiTConfig
-from .rope import apply_rope, apply_rope_complex128, rope_axis_dims, rope_complex128_table, rope_rotation
-
-ROPE_IMPLS = ("float32", "complex128")
-"""``TempoMasterDiT.rope_impl`` values: fast float32 cos/sin, or the reference's complex128 multiply."""
+from .rope import apply_rope, rope_axis_dims, rope_rotation
 
 
 def sinusoidal_embedding(freq_dim: int, timestep: torch.Tensor) -> torch.Tensor:
@@ -112,23 +109,19 @@ class SelfAttention(_AttentionLayers):
     Parameters ``q, k, v, o`` (Linear dim->dim) and ``norm_q, norm_k`` (RMSNorm over dim).
     """
 
-    def forward(self, x: torch.Tensor, rope, rope_impl: str, backend: str) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rope, backend: str) -> torch.Tensor:
         """``x`` ``[B, S, dim]`` storage dtype -> ``[B, S, dim]`` storage dtype.
 
-        ``rope`` is the ``[B|1, S, head_dim/2]`` rotation table: complex64 (float32 parts) for
-        ``rope_impl`` "float32", complex128 for "complex128".
+        ``rope`` is the ``[B|1, S, head_dim/2]`` complex64 rotation table (float32 parts) of
+        :func:`~tempomaster_core.rope.rope_rotation`.
         """
         dtype = x.dtype
         heads = self.num_heads
         q = rearrange(self.norm_q(self.q(x)), "b s (n d) -> b s n d", n=heads)
         k = rearrange(self.norm_k(self.k(x)), "b s (n d) -> b s n d", n=heads)
         v = rearrange(self.v(x), "b s (n d) -> b s n d", n=heads)
-        if rope_impl == "complex128":
-            q = apply_rope_complex128(q.to(dtype), rope)
-            k = apply_rope_complex128(k.to(dtype), rope)
-        else:
-            q = apply_rope(q, rope, out_dtype=dtype)
-            k = apply_rope(k, rope, out_dtype=dtype)
+        q = apply_rope(q, rope, out_dtype=dtype)
+        k = apply_rope(k, rope, out_dtype=dtype)
         out = attention(q, k, v, backend)
         return self.o(rearrange(out, "b s n d -> b s (n d)"))
 
@@ -173,7 +166,7 @@ class DiTBlock(nn.Module):
         self.ffn = nn.Sequential(nn.Linear(dim, ffn_dim), nn.GELU(approximate="tanh"), nn.Linear(ffn_dim, dim))
         self.modulation = nn.Parameter(torch.randn(1, 6, dim) / dim**0.5)
 
-    def forward(self, x, context, t_mod, rope, rope_impl: str, backend: str) -> torch.Tensor:
+    def forward(self, x, context, t_mod, rope, backend: str) -> torch.Tensor:
         """One block.
 
         Args:
@@ -189,7 +182,7 @@ class DiTBlock(nn.Module):
         mod = self.modulation.float() + t_mod
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = mod[:, :, None, :].unbind(1)
         h = _layer_norm_fp32(x, self.eps) * (1 + scale_msa) + shift_msa
-        x = x + gate_msa * self.self_attn(h.to(dtype), rope, rope_impl, backend).float()
+        x = x + gate_msa * self.self_attn(h.to(dtype), rope, backend).float()
         h = _layer_norm_fp32(x, self.eps, self.norm3)
         x = x + self.cross_attn(h.to(dtype), context, backend).float()
         h = _layer_norm_fp32(x, self.eps) * (1 + scale_mlp) + shift_mlp
@@ -228,8 +221,6 @@ class TempoMasterDiT(nn.Module):
     Attributes:
         config: the :class:`DiTConfig`.
         attention_backend: the backend actually used.
-        rope_impl: ``"float32"`` (default: float64 angles, float32 cos/sin and rotation) or
-            ``"complex128"`` (the reference's float64 complex multiply; for benchmarks and checks).
         gradient_checkpointing: recompute blocks in backward when training (default False).
 
     Raises:
@@ -262,7 +253,6 @@ class TempoMasterDiT(nn.Module):
         self.head = Head(dim, config.out_dim, config.patch_size, config.eps)
         self.attention_backend = "sdpa"
         self.set_attention_backend(attention_backend)
-        self.rope_impl = "float32"
         self.gradient_checkpointing = False
 
     def set_attention_backend(self, name: str) -> str:
@@ -379,19 +369,14 @@ class TempoMasterDiT(nn.Module):
         weight = self.patch_embedding.weight.flatten(1)
         tokens = F.linear(patches, weight, self.patch_embedding.bias).float()
 
-        if self.rope_impl == "complex128":
-            rope = rope_complex128_table(pos, grid, cfg.head_dim, theta=cfg.rope_theta, device=device)
-        elif self.rope_impl == "float32":
-            rope = rope_rotation(pos, grid, cfg.head_dim, theta=cfg.rope_theta, device=device)
-        else:
-            raise ValueError(f"rope_impl must be one of {ROPE_IMPLS}, got {self.rope_impl!r}")
+        rope = rope_rotation(pos, grid, cfg.head_dim, theta=cfg.rope_theta, device=device)
 
         backend = self.attention_backend
         for block in self.blocks:
             if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
-                tokens = checkpoint(block, tokens, context, t_mod, rope, self.rope_impl, backend, use_reentrant=False)
+                tokens = checkpoint(block, tokens, context, t_mod, rope, backend, use_reentrant=False)
             else:
-                tokens = block(tokens, context, t_mod, rope, self.rope_impl, backend)
+                tokens = block(tokens, context, t_mod, rope, backend)
 
         out = self.head(tokens, t_emb)
         return rearrange(

@@ -13,15 +13,14 @@ shared real-time axis, so every level of the tree sees frames at their true
 relative times. The positions are passed in by the caller (see
 :mod:`tempomaster_core.plan`); this module only turns them into rotations.
 
-Numerics. The reference (``wan_dit/wan_video_dit.py``) precomputes complex128
-tables for integer positions ``< 1024`` and multiplies q/k as float64 complex
-numbers, which is slow on GPUs. Here the angles ``position * inv_freq`` are
-formed in float64 on small per-axis tables (F x d_t/2, H x d_h/2, W x d_w/2),
-their cos/sin are cast to float32, and the rotation is applied in float32
-(a complex64 multiply of the channel pairs).
-Positions may be fractional and any size. :func:`rope_complex128_table` and
-:func:`apply_rope_complex128` keep the reference's formulation for
-benchmarks and checks.
+Numerics. The reference precomputes complex128 tables for integer positions
+``< 1024`` and multiplies q/k as float64 complex numbers, which is slow on GPUs.
+Here the angles ``position * inv_freq`` are formed in float64 on small per-axis
+tables (F x d_t/2, H x d_h/2, W x d_w/2), their cos/sin are cast to float32, and
+the rotation is applied in float32 (a complex64 multiply of the channel pairs).
+Positions may be fractional and any size. The complex128 formulation is kept
+outside the model, in ``tests/rope_complex128.py``, to check this one against
+and for ``benchmarks/bench_dit.py``.
 """
 
 from __future__ import annotations
@@ -220,41 +219,3 @@ def apply_rope(x: torch.Tensor, rotation: torch.Tensor, out_dtype: torch.dtype |
     pairs = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)).contiguous())
     rotated = torch.view_as_real(pairs * rotation[:, :, None, :].to(torch.complex64))
     return rotated.flatten(-2).to(out_dtype or x.dtype)
-
-
-def rope_complex128_table(
-    temporal_positions: torch.Tensor,
-    grid: Sequence[int],
-    head_dim: int,
-    *,
-    theta: float = ROPE_THETA,
-    device=None,
-) -> torch.Tensor:
-    """Reference-style complex128 RoPE table (for benchmarks and cross-checks).
-
-    Same layout as :func:`rope_cos_sin` but returns ``exp(i*angle)`` as
-    ``[B, F*H*W, head_dim//2]`` complex128, as the reference's
-    ``precompute_freqs_cis_3d`` + per-chunk slicing would (without its 1024 limit).
-    """
-    pos_t, (height, width), (d_t, d_h, d_w) = _grid_inputs(temporal_positions, grid, head_dim, device)
-    dev = pos_t.device
-    ang_t = pos_t.to(torch.float64)[..., None] * rope_inv_freq(d_t, theta, dev)
-    ang_h = torch.arange(height, device=dev, dtype=torch.float64)[:, None] * rope_inv_freq(d_h, theta, dev)
-    ang_w = torch.arange(width, device=dev, dtype=torch.float64)[:, None] * rope_inv_freq(d_w, theta, dev)
-    angles = _grid_table(ang_t, ang_h, ang_w)
-    return torch.polar(torch.ones_like(angles), angles)
-
-
-def apply_rope_complex128(x: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
-    """Reference-style rotation: q/k upcast to float64 complex, multiplied, cast back.
-
-    Args:
-        x: ``[B, S, N, D]``.
-        freqs: ``[B or 1, S, D/2]`` complex128 from :func:`rope_complex128_table`.
-
-    Returns:
-        ``[B, S, N, D]`` in ``x.dtype``.
-    """
-    pairs = rearrange(x.to(torch.float64), "b s n (p two) -> b s n p two", two=2).contiguous()
-    rotated = torch.view_as_real(torch.view_as_complex(pairs) * freqs[:, :, None, :])
-    return rearrange(rotated, "b s n p two -> b s n (p two)").to(x.dtype)

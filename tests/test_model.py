@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
+from rope_complex128 import complex128_rope
 from tempomaster_core import attention as attention_mod
 from tempomaster_core.config import DiTConfig
 from tempomaster_core.flops import dit_flops_breakdown, dit_forward_flops, video_tokens
@@ -115,15 +116,13 @@ def test_forward_matches_naive_float64(model):
     assert rel < 1e-5, rel
 
 
-def test_complex128_rope_variant_matches(model):
+def test_float32_rope_forward_matches_the_complex128_formulation(model):
     inputs = tiny_inputs(model.config, interval=4)
     fast = run(model, **inputs)
-    model.rope_impl = "complex128"
-    try:
+    with complex128_rope():
         slow = run(model, **inputs)
-    finally:
-        model.rope_impl = "float32"
     assert torch.allclose(fast, slow, rtol=1e-5, atol=1e-5)
+    assert torch.equal(run(model, **inputs), fast)  # the model's own RoPE is back
 
 
 # ---------------------------------------------------------------------------------------------
