@@ -63,7 +63,8 @@ from tempomaster_core.pipeline import generate, run_blueprint  # noqa: E402
 from tempomaster_core.plan import BOUNDARY_MODES, TreePlan  # noqa: E402
 from tempomaster_core.tiny.builtin import default_plan, load_builtin  # noqa: E402
 from tempomaster_core.tiny.codec import psnr  # noqa: E402
-from tempomaster_core.tiny.scenes import COLOURS, caption, render, sample_scene  # noqa: E402
+from tempomaster_core.tiny.captions import COLOURS, caption  # noqa: E402
+from tempomaster_core.tiny.scenes import render, sample_scene  # noqa: E402
 from tempomaster_core.conditioning import build_condition, encode_clips  # noqa: E402
 from tempomaster_core.training.train_dit import HELD_OUT_SEED_BASE  # noqa: E402
 

@@ -99,7 +99,8 @@ def test_samplers_return_level_images_fps_and_have_reference_defaults():
 
 
 def test_root_package_loads_like_comfyui_does():
-    """ComfyUI imports custom_nodes/<dir>/__init__.py with spec_from_file_location."""
+    """ComfyUI imports custom_nodes/<dir>/__init__.py with spec_from_file_location; neither the pack nor
+    the command line imports ComfyUI, or the training and scene-rendering code."""
     code = f"""
 import importlib.util, sys
 spec = importlib.util.spec_from_file_location("tempomaster_pack", {os.path.join(ROOT, '__init__.py')!r})
@@ -114,6 +115,9 @@ bad = [m for m in sys.modules if m in ("comfy", "folder_paths", "server") or m.s
 assert not bad, bad
 assert {ROOT!r} not in sys.path, "the pack must not leave its folder on sys.path"
 assert "nodes" not in sys.modules, "our nodes package must load as a subpackage, not as top-level 'nodes'"
+import tempomaster_core.cli, tempomaster_core.tiny.builtin  # the command line and the built-in model's loader
+training = [m for m in sys.modules if m.startswith(("tempomaster_core.training", "tempomaster_core.tiny.scenes"))]
+assert not training, f"the run time imports training / scene-rendering code: {{training}}"
 print("ok")
 """
     out = subprocess.run([sys.executable, "-c", code], cwd="/", capture_output=True, text=True, timeout=120)

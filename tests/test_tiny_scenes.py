@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from tempomaster_core.tiny import captions as C
 from tempomaster_core.tiny import scenes as S
 
 
@@ -31,7 +32,7 @@ def _components(mask: np.ndarray) -> int:
 
 def _colour_mask(frame: torch.Tensor, colour: str, tol: float = 0.06) -> np.ndarray:
     """Pixels of a [3, H, W] frame in [-1, 1] within ``tol`` (per channel, [0, 1] units) of a named colour."""
-    rgb = torch.tensor(S.COLOURS[colour]).view(3, 1, 1)
+    rgb = torch.tensor(C.COLOURS[colour]).view(3, 1, 1)
     return (((frame + 1) / 2 - rgb).abs().amax(0) < tol).numpy()
 
 
@@ -56,7 +57,7 @@ def test_any_start_equals_slice_of_long_video():
     assert torch.allclose(clip, long[:, 4:37:4], atol=1e-6)
 
 
-@pytest.mark.parametrize("motion", S.MOTIONS)
+@pytest.mark.parametrize("motion", C.MOTIONS)
 def test_every_motion_moves(motion):
     spec = S.sample_scene(11, motion=motion, count=1)
     video = S.render(spec, 25, interval=2)
@@ -79,7 +80,7 @@ def test_constant_velocity_bounce_hand_worked():
     assert np.allclose(pos[:, 0, 1], 20)
     # The rendered red blob is centred there (centroid of coverage within 0.2 px).
     frame = S.render_frames(spec, [60])[:, 0]
-    cov = (frame[0] + 1) / 2 / S.COLOURS["red"][0]
+    cov = (frame[0] + 1) / 2 / C.COLOURS["red"][0]
     ys, xs = torch.meshgrid(torch.arange(64) + 0.5, torch.arange(64) + 0.5, indexing="ij")
     cx = float((cov * xs).sum() / cov.sum())
     cy = float((cov * ys).sum() / cov.sum())
@@ -110,7 +111,7 @@ def test_objects_stay_inside_frame_for_a_long_time():
             assert pos[:, n, 1].min() >= ob.size * 0.8 - 1e-9 and pos[:, n, 1].max() <= 64 - ob.size * 0.5 + 1e-9
 
 
-@pytest.mark.parametrize("colour", list(S.COLOURS))
+@pytest.mark.parametrize("colour", list(C.COLOURS))
 def test_named_colour_present_and_count_visible(colour):
     for seed in range(3):
         spec = S.sample_scene(seed, colour=colour)
@@ -133,36 +134,36 @@ def test_background_is_dark():
 @pytest.mark.parametrize("seed", range(40))
 def test_caption_parses_back(seed):
     spec = S.sample_scene(seed)
-    text = S.caption(spec)
-    parsed = S.parse_prompt(text)
+    text = C.caption(spec)
+    parsed = C.parse_prompt(text)
     assert (parsed.count, parsed.colour, parsed.shape, parsed.motion) == (spec.count, spec.colour, spec.shape, spec.motion)
     assert parsed.unknown_words == ()
     rng = np.random.default_rng(seed)
     for _ in range(5):
-        para = S.random_caption(spec, rng)
-        p = S.parse_prompt(para)
+        para = C.random_caption(spec, rng)
+        p = C.parse_prompt(para)
         assert (p.count, p.colour, p.shape, p.motion) == (spec.count, spec.colour, spec.shape, spec.motion), para
-        assert all(w in S.VOCABULARY for w in S.tokenize(para))
+        assert all(w in C.VOCABULARY for w in C.tokenize(para))
 
 
 def test_caption_examples():
     spec = S.sample_scene(0, count=1, colour="red", shape="ball", motion="right")
-    assert S.caption(spec) == "a red ball bouncing from left to right"
+    assert C.caption(spec) == "a red ball bouncing from left to right"
     spec = S.sample_scene(0, count=2, colour="blue", shape="square", motion="falling")
-    assert S.caption(spec) == "two blue squares falling"
+    assert C.caption(spec) == "two blue squares falling"
 
 
 def test_parse_prompt_user_text():
-    p = S.parse_prompt("Two BLUE squares, falling!")
+    p = C.parse_prompt("Two BLUE squares, falling!")
     assert (p.count, p.colour, p.shape, p.motion) == (2, "blue", "square", "falling")
-    p = S.parse_prompt("green circles moving diagonally")
+    p = C.parse_prompt("green circles moving diagonally")
     assert (p.count, p.colour, p.shape, p.motion) == (None, "green", "ball", "diagonal")
-    p = S.parse_prompt("3 yellow triangles going up")
+    p = C.parse_prompt("3 yellow triangles going up")
     assert (p.count, p.colour, p.shape, p.motion) == (3, "yellow", "triangle", "up")
-    p = S.parse_prompt("a purple ball rolling from right to left on a shiny floor")
+    p = C.parse_prompt("a purple ball rolling from right to left on a shiny floor")
     assert (p.count, p.colour, p.shape, p.motion) == (1, "purple", "ball", "left")
     assert p.unknown_words == ("shiny", "floor")
-    assert S.parse_prompt("hello") == S.PromptSpec(None, None, None, None, ("hello",))
+    assert C.parse_prompt("hello") == C.PromptSpec(None, None, None, None, ("hello",))
 
 
 def test_scene_from_prompt_matches_prompt():
@@ -180,4 +181,4 @@ def test_bad_arguments_raise():
     with pytest.raises(ValueError, match="num_frames"):
         S.render(S.sample_scene(0), 0)
     with pytest.raises(ValueError, match="incomplete"):
-        S.caption(S.PromptSpec(colour="red"))
+        C.caption(C.PromptSpec(colour="red"))

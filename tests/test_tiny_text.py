@@ -5,7 +5,7 @@ import warnings
 import pytest
 import torch
 
-from tempomaster_core.tiny.scenes import VOCABULARY, tokenize
+from tempomaster_core.tiny.captions import VOCABULARY, tokenize
 from tempomaster_core.tiny.text_encoder import TextEncoderConfig, TinyTextEncoder
 
 

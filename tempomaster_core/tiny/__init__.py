@@ -1,18 +1,21 @@
-"""Built-in TempoMaster-Tiny model: procedural video domain, tiny codec and tiny text encoder.
+"""Built-in TempoMaster-Tiny model: tiny codec, tiny text encoder, their caption language, and
+the procedural video domain it is trained on.
 
-- ``scenes``        procedural 24 fps videos of coloured shapes, captions, prompt parser.
+- ``builtin``       loading the shipped bundle (``tempomaster_core/builtin/``, see its ``MODEL_CARD.md``).
 - ``codec``         :class:`TinyVideoCodec`, a small VAE stand-in with Wan's temporal layout.
 - ``text_encoder``  :class:`TinyTextEncoder`, an umT5 stand-in for the caption vocabulary.
-- ``builtin``       loading the shipped bundle (``tempomaster_core/builtin/``, see its ``MODEL_CARD.md``).
+- ``captions``      what a prompt can say: attributes, caption grammar, vocabulary, tokenizer, prompt parser.
+- ``scenes``        procedural 24 fps videos of coloured shapes, for training and evaluation only
+                    (imported by neither this package nor the run time).
 
 Nothing here imports ComfyUI.
 """
 
+from .captions import PromptSpec, caption, parse_prompt
 from .codec import CodecConfig, TinyVideoCodec
-from .scenes import PromptSpec, SceneSpec, caption, parse_prompt, render, sample_scene
 from .text_encoder import TextEncoderConfig, TinyTextEncoder
 
 __all__ = [
     "CodecConfig", "TinyVideoCodec", "TextEncoderConfig", "TinyTextEncoder",
-    "PromptSpec", "SceneSpec", "caption", "parse_prompt", "render", "sample_scene",
+    "PromptSpec", "caption", "parse_prompt",
 ]

@@ -1,6 +1,6 @@
 """Tiny text encoder of the built-in TempoMaster-Tiny model (the umT5 stand-in).
 
-Words of the caption grammar (:data:`tempomaster_core.tiny.scenes.VOCABULARY`)
+Words of the caption grammar (:data:`tempomaster_core.tiny.captions.VOCABULARY`)
 are embedded, given a learned position embedding and mixed by a few small
 pre-norm transformer layers. Like ComfyUI's umT5 output, the result is
 ``[B, L, text_dim]`` with every padding position set to exactly zero, so it
@@ -24,7 +24,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.nn import functional as F
 
-from .scenes import VOCABULARY, tokenize
+from .captions import VOCABULARY, tokenize
 
 PAD = "<pad>"
 UNK = "<unk>"
@@ -99,7 +99,7 @@ class TinyTextEncoder(nn.Module):
     """Prompt → ``[B, L, text_dim]`` embeddings with zeroed padding (umT5-like).
 
     ``L = config.max_length``, ``text_dim = config.dim``. Words are lower-cased
-    (:func:`tempomaster_core.tiny.scenes.tokenize`); words outside the
+    (:func:`tempomaster_core.tiny.captions.tokenize`); words outside the
     vocabulary become ``<unk>`` with one warning listing them; prompts longer
     than L tokens are truncated with a warning. An empty prompt (e.g. the
     negative prompt) gives all zeros.

@@ -17,7 +17,7 @@ The paper's recipe at toy scale:
   7 latent frames, the chunk length of the default plan) at a frame interval of
   4, 2 or 1 (6/12/24 fps; multi-frame-rate training) from a random start time,
   rendered in [-1, 1], and a random caption paraphrase
-  (:func:`~tempomaster_core.tiny.scenes.random_caption`), dropped to the empty
+  (:func:`~tempomaster_core.tiny.captions.random_caption`), dropped to the empty
   prompt with probability ``caption_dropout`` so CFG/APG work with an empty
   negative prompt. Clips are encoded to normalised latents ``x0`` by the
   shipped tiny codec.
@@ -80,7 +80,8 @@ from ..loading import save_dit
 from ..model import TempoMasterDiT
 from ..tiny.builtin import FALLBACK_DEFAULTS
 from ..tiny.codec import TinyVideoCodec
-from ..tiny.scenes import random_caption, render_frames, sample_scene
+from ..tiny.captions import random_caption
+from ..tiny.scenes import render_frames, sample_scene
 from ..tiny.text_encoder import TextEncoderConfig, TinyTextEncoder
 from .masks import DEFAULT_KIND_PROBS, ConditionDraw, draw_condition
 
