@@ -4,7 +4,7 @@ Usage::
 
     python benchmarks/eval_tiny.py [--prompts 40] [--scene-offset 0] [--quick] [--model-dir DIR]
                                    [--json out.json] [--steps 24,16,16 --shifts 5,12,12 --cfg 5,1,1
-                                   --guidance apg --boundary reference] [--ar-overlap 5] [--no-ar] [--threads 2]
+                                   --guidance apg --boundary repeat_anchor] [--ar-overlap 5] [--no-ar] [--threads 2]
                                    [--blueprint-only]
 
 For every held-out scene (seeds ``EVAL_SEED_BASE + k``, never used in training:
@@ -18,7 +18,7 @@ Measured (frames in [0, 1]):
   (frame ``4k``) against blueprint frame ``k``; same for the 12 fps level (frame ``2k``).
 * **continuity**: mean absolute frame-to-frame difference across chunk boundaries of
   the final level (frame pairs ``(25c-1, 25c)``) divided by the mean inside chunks; and,
-  because a chunk's first frame can repeat the previous anchor (``boundary="reference"``)
+  because a chunk's first frame can repeat the previous anchor (``boundary="repeat_anchor"``)
   and make the *next* step jump, the same ratio over both pairs around a chunk's first
   frame (``(25c-1, 25c)`` and ``(25c, 25c+1)``, "seam region").
 * **motion**: mean frame difference of the video vs a static video (the first frame

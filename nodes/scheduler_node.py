@@ -22,8 +22,9 @@ Widgets added for planning (all optional, so older API workflows still run):
 - ``frame_intervals``: :data:`AUTO_LEVELS` lets the planner choose the levels too.
 - ``memory_budget_gb`` (0 = the GPU's free memory, :func:`auto_memory_budget`; no limit on the CPU) and
   ``trained_chunk_frames`` (109): the limits of the auto mode and of the warnings.
-- ``boundary_frames``: ``"reference"`` (default) or ``"anchors"``, the plan's chunk-boundary
-  conditions (:data:`tempomaster_core.plan.BOUNDARY_MODES`).
+- ``boundary_frames``: ``"repeat_anchor"`` (default) or ``"anchors"``, the plan's chunk-boundary
+  conditions (:data:`tempomaster_core.plan.BOUNDARY_MODES`; the former name ``"reference"`` of
+  ``"repeat_anchor"`` is accepted, so workflows saved before the rename still run).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Optional
 
 from tempomaster_core.validation import is_integer, require_number
-from tempomaster_core.plan import BOUNDARY_MODES, MAX_BLUEPRINT_FRAMES, MAX_FPS, MAX_SIDE, TreePlan
+from tempomaster_core.plan import BOUNDARY_MODES, MAX_BLUEPRINT_FRAMES, MAX_FPS, MAX_SIDE, TreePlan, boundary_mode
 
 from .parsing import CUSTOM_PRESET, INTERVAL_PRESETS, PRESET_NAMES, parse_chunks, parse_intervals
 from .types import TEMPO_PLAN
@@ -49,7 +50,7 @@ LENGTH_MODES: tuple[str, ...] = (LENGTH_BLUEPRINT, LENGTH_SECONDS, LENGTH_FRAMES
 REFERENCE_CHUNKS = "reference"
 #: Defaults of the optional planning widgets (also used when a workflow lacks them).
 PLANNING_DEFAULTS = {"length_mode": LENGTH_BLUEPRINT, "length": 20.0, "memory_budget_gb": 0.0,
-                     "trained_chunk_frames": 109, "boundary_frames": "reference"}
+                     "trained_chunk_frames": 109, "boundary_frames": "repeat_anchor"}
 
 
 @dataclass
@@ -185,7 +186,7 @@ def _whole(value: Any, name: str) -> int:
 def build_schedule(blueprint_frames: int, frame_intervals: str, custom_intervals: str, chunks: str,
                    fps: float, width: int, height: int, length_mode: str = LENGTH_BLUEPRINT,
                    length: float = 20.0, memory_budget_gb: float = 0.0, trained_chunk_frames: int = 109,
-                   boundary_frames: str = "reference",
+                   boundary_frames: str = "repeat_anchor",
                    *, steps: Any = None, cfg: Any = 8.0, model: str = "14B") -> Schedule:
     """The plan, its cost and warnings for the node's widget values.
 
@@ -205,7 +206,8 @@ def build_schedule(blueprint_frames: int, frame_intervals: str, custom_intervals
         memory_budget_gb: GiB the plan may use (0 = :func:`auto_memory_budget`, unbounded on the CPU).
         trained_chunk_frames: longest chunk the model was trained on, pixel frames (109).
         boundary_frames: chunk-boundary condition frames, one of
-            :data:`tempomaster_core.plan.BOUNDARY_MODES` (``"reference"``: as the authors ran it).
+            :data:`tempomaster_core.plan.BOUNDARY_MODES` (``"repeat_anchor"``: as the authors ran it),
+            or a former name (:data:`tempomaster_core.plan.BOUNDARY_ALIASES`).
         steps, cfg: sampler settings for the estimate (default: reference 50/32/.. and 8;
             one value or one per level).
         model: DiT shape for the estimate, a key of ``tempomaster_core.cost.KNOWN_CONFIGS``.
@@ -229,8 +231,7 @@ def build_schedule(blueprint_frames: int, frame_intervals: str, custom_intervals
         raise ValueError(f"unknown frame-interval preset {frame_intervals!r}; choose one of {list(INTERVAL_CHOICES)}")
     if length_mode not in LENGTH_MODES:
         raise ValueError(f"unknown length_mode {length_mode!r}; choose one of {list(LENGTH_MODES)}")
-    if boundary_frames not in BOUNDARY_MODES:
-        raise ValueError(f"unknown boundary_frames {boundary_frames!r}; choose one of {list(BOUNDARY_MODES)}")
+    boundary_frames = boundary_mode(boundary_frames, "boundary_frames")
     if model not in KNOWN_CONFIGS:
         raise ValueError(f"unknown model {model!r} for the estimate; choose one of {list(KNOWN_CONFIGS)}")
     config = KNOWN_CONFIGS[model]
@@ -388,7 +389,7 @@ class TreeScheduler:
                 }),
                 "boundary_frames": (list(BOUNDARY_MODES), {
                     "default": PLANNING_DEFAULTS["boundary_frames"],
-                    "tooltip": "Condition frames at chunk boundaries of refinement levels. 'reference' (what the "
+                    "tooltip": "Condition frames at chunk boundaries of refinement levels. 'repeat_anchor' (what the "
                                "authors ran): the first and last frame of every chunk copy the nearest earlier "
                                "frame of the level above, so a boundary between two anchors repeats a frame. "
                                "'anchors': only the true frames of the level above are conditions; boundary "

@@ -36,7 +36,7 @@ import torch
 from .guidance import GUIDANCE_KINDS
 from .level_settings import per_level
 from .pipeline import check_level_settings, default_schedule, generate
-from .plan import BOUNDARY_MODES, PlanError, TreePlan
+from .plan import BOUNDARY_ALIASES, BOUNDARY_MODES, PlanError, TreePlan
 from .validation import (
     MAX_CFG,
     InputError,
@@ -92,6 +92,12 @@ def _float_list(text: str) -> tuple[float, ...]:
     if not values:
         raise argparse.ArgumentTypeError(f"expected at least one number, got {text!r}")
     return values
+
+
+def _boundary(text: str) -> str:
+    """``--boundary``: a former mode name (:data:`~tempomaster_core.plan.BOUNDARY_ALIASES`) becomes the
+    mode's name; argparse's ``choices`` refuse anything else."""
+    return BOUNDARY_ALIASES.get(text, text)
 
 
 def _keyframe(text: str) -> tuple[int, str]:
@@ -161,9 +167,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--chunks", type=_int_list,
                    help="chunks per refinement level, e.g. 2,4 (default: the model's for its own intervals, "
                         "else the reference rule)")
-    g.add_argument("--boundary", choices=BOUNDARY_MODES,
-                   help="chunk-boundary condition frames: 'reference' (copy the previous anchor, as the authors "
-                        "ran it) or 'anchors' (only true frames of the level above); default: the model's")
+    g.add_argument("--boundary", type=_boundary, choices=BOUNDARY_MODES,
+                   help="chunk-boundary condition frames: 'repeat_anchor' (copy the previous anchor, as the "
+                        "authors ran it; the former name 'reference' is accepted) or 'anchors' (only true frames "
+                        "of the level above); default: the model's")
     g.add_argument("--steps", type=_int_list, help=f"sampling steps per level (1..{MAX_STEPS}), e.g. 50,32,32")
     g.add_argument("--shift", type=_float_list, help="sigma shift per level (> 0), e.g. 5,3,3")
     g.add_argument("--cfg", type=_float_list, help=f"guidance scale in (0, {MAX_CFG:g}] (one, or one per level)")
@@ -452,7 +459,7 @@ def _prepare(args: argparse.Namespace) -> GenerateJob:
         width=args.width if args.width is not None else d["width"],
         fps=args.fps if args.fps is not None else d["fps"],
         temporal_factor=temporal_factor,
-        boundary=args.boundary or d.get("boundary", "reference"),
+        boundary=args.boundary or d["boundary"],
     )
 
     levels = plan.num_levels

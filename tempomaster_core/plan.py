@@ -313,30 +313,48 @@ def _positions(chunks: int, latent_frames: int, interval: int) -> tuple[tuple[in
     )
 
 
-BOUNDARY_MODES = ("reference", "anchors")
+BOUNDARY_MODES = ("repeat_anchor", "anchors")
 """How chunk-boundary frames are conditioned (:class:`TreePlan` ``boundary``).
 
-``"reference"`` (default, what the authors ran): the first and last pixel frame of every chunk
+``"repeat_anchor"`` (default, what the authors ran): the first and last pixel frame of every chunk
 is a condition frame taken from frame ``index // ratio`` of the level above, so a boundary that
 falls between two anchors repeats the previous anchor (a duplicated instant, then a double step).
 ``"anchors"``: only the true frames of the level above (at pixels ``k * ratio``) are conditions;
 boundary frames between anchors are generated like every other in-between frame.
 """
 
+BOUNDARY_ALIASES = {"reference": "repeat_anchor"}
+"""Former names of boundary modes, still accepted everywhere a mode is read (plans, plan dicts, the
+command line, workflows saved before the rename) and stored as the mode they name."""
+
+
+def boundary_mode(value: Any, name: str = "boundary") -> str:
+    """The boundary mode ``value`` names: one of :data:`BOUNDARY_MODES`, or the mode of an alias
+    (:data:`BOUNDARY_ALIASES`, e.g. ``"reference"`` -> ``"repeat_anchor"``).
+
+    Raises:
+        PlanError: neither a mode nor an alias (the message calls the value ``name``).
+    """
+    if isinstance(value, str) and value in BOUNDARY_ALIASES:
+        return BOUNDARY_ALIASES[value]
+    if value not in BOUNDARY_MODES:
+        raise PlanError(f"{name} must be one of {BOUNDARY_MODES}, got {value!r}")
+    return value
+
 
 def _refinement_conditions(
-    frames: int, previous_frames: int, ratio: int, chunks: int, length: int, boundary: str = "reference"
+    frames: int, previous_frames: int, ratio: int, chunks: int, length: int, boundary: str = "repeat_anchor"
 ) -> tuple[tuple[tuple[int, int], ...], ...]:
     """Condition frames per chunk.
 
     Every frame ``k`` of the level above is placed at pixel ``k*ratio``. With
-    ``boundary="reference"`` (reference ``preparer_condition_video``) the first and
+    ``boundary="repeat_anchor"`` (reference ``preparer_condition_video``) the first and
     last pixel frame of every chunk is a condition frame too, taken from frame
     ``index // ratio`` of the level above (the last chunk ends at the last real
     frame); with ``"anchors"`` only the anchors are conditions (see :data:`BOUNDARY_MODES`).
     """
     sources: dict[int, int] = {}
-    for c in range(chunks if boundary == "reference" else 0):
+    for c in range(chunks if boundary == "repeat_anchor" else 0):
         start = c * length
         end = (c + 1) * length - 1 if c < chunks - 1 else min(chunks * length - 1, frames - 1)
         sources[start] = start // ratio
@@ -377,9 +395,10 @@ class TreePlan:
         size_multiple: height/width granularity = VAE spatial factor x DiT patch
             size (8 x 2 = 16 for Wan).
         boundary: how chunk-boundary frames of refinement levels are conditioned,
-            one of :data:`BOUNDARY_MODES`: ``"reference"`` (default; boundary frames
+            one of :data:`BOUNDARY_MODES`: ``"repeat_anchor"`` (default; boundary frames
             copy frame ``index // ratio`` of the level above, as the authors ran it)
-            or ``"anchors"`` (only the true frames of the level above are conditions).
+            or ``"anchors"`` (only the true frames of the level above are conditions);
+            an alias of :data:`BOUNDARY_ALIASES` (``"reference"``) is stored as its mode.
 
     Attributes:
         levels: tuple of :class:`LevelPlan`, ``levels[0]`` is the blueprint.
@@ -408,7 +427,7 @@ class TreePlan:
     fps: float = field(default=24.0, kw_only=True)
     temporal_factor: int = field(default=4, kw_only=True)
     size_multiple: int = field(default=16, kw_only=True)
-    boundary: str = field(default="reference", kw_only=True)
+    boundary: str = field(default="repeat_anchor", kw_only=True)
     levels: tuple[LevelPlan, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -427,13 +446,12 @@ class TreePlan:
         height, width = self.check_size(self.height, self.width, multiple)
         fps = self.check_fps(self.fps)
 
-        if self.boundary not in BOUNDARY_MODES:
-            raise PlanError(f"boundary must be one of {BOUNDARY_MODES}, got {self.boundary!r}")
+        boundary = boundary_mode(self.boundary)
 
         levels = [self._blueprint_level(frames, intervals[0], fps, tf)]
         for index in range(1, len(intervals)):
             levels.append(self._refinement_level(levels[-1], index, intervals[index], chunks[index - 1], fps, tf,
-                                                 self.boundary))
+                                                 boundary))
 
         set_ = object.__setattr__
         set_(self, "blueprint_frames", frames)
@@ -444,6 +462,7 @@ class TreePlan:
         set_(self, "fps", fps)
         set_(self, "temporal_factor", tf)
         set_(self, "size_multiple", multiple)
+        set_(self, "boundary", boundary)
         set_(self, "levels", tuple(levels))
 
     # -- validation -------------------------------------------------------------------
@@ -651,7 +670,7 @@ class TreePlan:
             raise PlanError(
                 f"level {index} ({fps / interval:g} fps): chunk {empty[0]} holds no frame of the level above with "
                 f"boundary={boundary!r} ({length}-frame chunks, ratio {ratio}); use fewer chunks or "
-                f"boundary='reference'"
+                f"boundary='repeat_anchor'"
             )
         return LevelPlan(
             index=index,
@@ -729,7 +748,7 @@ class TreePlan:
                 fps=data.get("fps", 24.0),
                 temporal_factor=data.get("temporal_factor", 4),
                 size_multiple=data.get("size_multiple", 16),
-                boundary=data.get("boundary", "reference"),
+                boundary=data.get("boundary", "repeat_anchor"),
             )
         except KeyError as err:
             raise PlanError(f"plan dict lacks {err.args[0]!r}") from None
@@ -738,7 +757,7 @@ class TreePlan:
         """Human-readable multi-line summary of the tree."""
         lines = [
             f"TreePlan {self.width}x{self.height}, intervals {self.frame_intervals} on a {self.fps:g} fps base"
-            + ("" if self.boundary == "reference" else f", boundary frames: {self.boundary}")
+            + ("" if self.boundary == "repeat_anchor" else f", boundary frames: {self.boundary}")
         ]
         for level in self.levels:
             kind = "blueprint" if level.is_blueprint else f"refine x{level.ratio}"

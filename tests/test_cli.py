@@ -79,6 +79,9 @@ def test_bad_settings_exit_with_the_reason(tmp_path, argv, message, capsys):
     assert not list(tmp_path.iterdir())
 
 
-def test_unknown_boundary_mode_is_an_argument_error(capsys):
+def test_unknown_boundary_mode_is_an_argument_error_and_the_former_name_an_alias(capsys):
     assert cli.main(["generate", "--prompt", PROMPT, "--out", "x.mp4", "--boundary", "exact"]) == 2
     assert "invalid choice: 'exact'" in capsys.readouterr().err
+    for given, mode in (("reference", "repeat_anchor"), ("repeat_anchor", "repeat_anchor"), ("anchors", "anchors")):
+        args = cli.build_parser().parse_args(["generate", "--prompt", PROMPT, "--out", "x.mp4", "--boundary", given])
+        assert args.boundary == mode

@@ -5,7 +5,14 @@ import json
 import pytest
 import torch
 
-from tempomaster_core.plan import PlanError, TreePlan, chunk_length, reference_chunk_length
+from tempomaster_core.plan import (
+    BOUNDARY_ALIASES,
+    BOUNDARY_MODES,
+    PlanError,
+    TreePlan,
+    chunk_length,
+    reference_chunk_length,
+)
 
 
 def transcribed_reference(prev_frames: int, ratio: int, n_chunks: int, per_chunk: int):
@@ -219,34 +226,46 @@ def test_level_accessors_reject_bad_chunk():
 
 
 def test_boundary_anchors_keeps_only_true_frames_of_the_level_above():
-    reference = TreePlan(25, (4, 2, 1), (2, 4), height=16, width=16)
+    repeat = TreePlan(25, (4, 2, 1), (2, 4), height=16, width=16)
     anchors = TreePlan(25, (4, 2, 1), (2, 4), height=16, width=16, boundary="anchors")
-    assert reference.boundary == "reference" and anchors != reference
-    for ref_level, level in zip(reference.levels[1:], anchors.levels[1:]):
+    assert repeat.boundary == "repeat_anchor" and anchors != repeat
+    for ref_level, level in zip(repeat.levels[1:], anchors.levels[1:]):
         for c in range(level.num_chunks):
             start = c * level.frames_per_chunk
             # every condition is a real anchor: level frame start+pixel == k*ratio shows frame k
             assert all(start + p == k * level.ratio for p, k in level.chunk_conditions(c))
-            # and it is the reference's condition list minus the boundary frames that repeat an anchor
+            # and it is the repeat_anchor condition list minus the boundary frames that repeat an anchor
             kept = [(p, k) for p, k in ref_level.chunk_conditions(c) if start + p == k * level.ratio]
             assert level.chunk_conditions(c) == kept
     # hand-worked: 24 fps chunk 1 starts at level frame 25 (odd): its first known pixel is 1 (frame 26 = anchor 13)
     assert anchors.levels[2].chunk_conditions(1)[0] == (1, 13)
-    assert reference.levels[2].chunk_conditions(1)[0] == (0, 12)  # reference: frame 25 repeats anchor 12
-    assert anchors.levels[2].masks()[1, 0] == 0 and reference.levels[2].masks()[1, 0] == 1
-    assert anchors.levels[2].masks().sum() == 50 and reference.levels[2].masks().sum() == 54
-    assert "boundary frames: anchors" in anchors.describe() and "boundary" not in reference.describe()
+    assert repeat.levels[2].chunk_conditions(1)[0] == (0, 12)  # repeat_anchor: frame 25 repeats anchor 12
+    assert anchors.levels[2].masks()[1, 0] == 0 and repeat.levels[2].masks()[1, 0] == 1
+    assert anchors.levels[2].masks().sum() == 50 and repeat.levels[2].masks().sum() == 54
+    assert "boundary frames: anchors" in anchors.describe() and "boundary" not in repeat.describe()
 
 
 def test_boundary_mode_round_trips_and_is_checked():
     plan = TreePlan(17, (4, 2, 1), (2, 2), height=32, width=48, boundary="anchors")
     data = json.loads(json.dumps(plan.to_dict()))
     assert data["boundary"] == "anchors" and TreePlan.from_dict(data) == plan
-    del data["boundary"]  # plans saved before the option existed are reference plans
-    assert TreePlan.from_dict(data).boundary == "reference"
+    del data["boundary"]  # plans saved before the option existed are repeat_anchor plans
+    assert TreePlan.from_dict(data).boundary == "repeat_anchor"
     with pytest.raises(PlanError, match="boundary must be one of"):
         TreePlan(17, (4, 1), height=16, width=16, boundary="exact")
     # ratio 8 with 5-frame chunks: chunk 2 (level frames 10..14) holds no anchor (multiples of 8)
     with pytest.raises(PlanError, match="chunk 2 holds no frame of the level above"):
         TreePlan(5, (8, 1), (8,), height=16, width=16, boundary="anchors")
-    assert TreePlan(5, (8, 1), (8,), height=16, width=16).levels[1].num_chunks == 8  # reference mode is fine
+    assert TreePlan(5, (8, 1), (8,), height=16, width=16).levels[1].num_chunks == 8  # repeat_anchor is fine
+
+
+def test_the_former_boundary_mode_name_is_an_alias():
+    """``"reference"`` was the name of ``"repeat_anchor"``: plans, plan dicts and saved workflows that use it
+    give the same plan, stored under the new name."""
+    new = TreePlan(25, (4, 2, 1), (2, 4), height=16, width=16, boundary="repeat_anchor")
+    old = TreePlan(25, (4, 2, 1), (2, 4), height=16, width=16, boundary="reference")
+    assert old == new and old.boundary == "repeat_anchor" and old.levels == new.levels
+    assert all(a.conditions == b.conditions for a, b in zip(old.levels, new.levels))
+    saved = {**new.to_dict(), "boundary": "reference"}
+    assert TreePlan.from_dict(saved) == new and TreePlan.from_dict(saved).to_dict()["boundary"] == "repeat_anchor"
+    assert BOUNDARY_ALIASES == {"reference": "repeat_anchor"} and "reference" not in BOUNDARY_MODES

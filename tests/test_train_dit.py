@@ -54,14 +54,14 @@ def micro_cfg(**kw) -> TrainConfig:
 # -- condition patterns ---------------------------------------------------------------
 
 
-def expected_anchors(frames: int, ratio: int, chunk: int, boundary: str = "reference") -> dict:
+def expected_anchors(frames: int, ratio: int, chunk: int, boundary: str = "repeat_anchor") -> dict:
     """Hand rule (reference preparer_condition_video) in clip offsets: level frame n = chunk*P + p
-    is known when n is a multiple of ratio, and (reference boundary mode only) the first/last frame
+    is known when n is a multiple of ratio, and (repeat_anchor boundary mode only) the first/last frame
     of a chunk is known with the ground truth of level frame (n // ratio) * ratio."""
     out = {}
     for p in range(frames):
         n = chunk * frames + p
-        if n % ratio == 0 or (boundary == "reference" and p in (0, frames - 1)):
+        if n % ratio == 0 or (boundary == "repeat_anchor" and p in (0, frames - 1)):
             out[p] = (n // ratio) * ratio - chunk * frames
     return out
 
@@ -71,7 +71,7 @@ def test_refinement_patterns_are_the_plan_anchor_patterns(frames):
     patterns = refinement_patterns(frames)
     # per boundary mode: (4,2,1): 2 + 4 chunks with ratio 2; (4,1): 4 chunks with ratio 4
     assert [(p.interval, p.ratio) for p in patterns] == ([(2, 2)] * 2 + [(1, 2)] * 4 + [(1, 4)] * 4) * 2
-    assert [p.level[3] for p in patterns] == ["reference"] * 10 + ["anchors"] * 10
+    assert [p.level[3] for p in patterns] == ["repeat_anchor"] * 10 + ["anchors"] * 10
     for draw in patterns:
         intervals, level_index, chunk, boundary = draw.level
         assert dict(draw.conditions) == expected_anchors(frames, draw.ratio, chunk, boundary)
@@ -82,7 +82,7 @@ def test_refinement_patterns_are_the_plan_anchor_patterns(frames):
 def test_refinement_pattern_hand_worked_chunk1_ratio2():
     # chunk 1 of a 25-frame-chunk ratio-2 level starts at level frame 25 (odd): known odd pixels
     # 1..23, plus pixel 0 showing level frame 24 (offset -1) and pixel 24 showing frame 48 (offset 23).
-    draw = [p for p in refinement_patterns(25) if p.level == ((4, 2, 1), 2, 1, "reference")][0]
+    draw = [p for p in refinement_patterns(25) if p.level == ((4, 2, 1), 2, 1, "repeat_anchor")][0]
     conds = dict(draw.conditions)
     assert conds[0] == -1 and conds[24] == 23
     assert sorted(conds) == [0] + list(range(1, 24, 2)) + [24]
@@ -149,7 +149,7 @@ def test_make_batch_shapes_and_conditions():
     assert all(k == "refine" for k in batch.kinds) and torch.all(batch.shifts == 3.0)
     assert all(c and c.split()[0] in ("a", "one", "two", "three") for c in batch.captions)
     # refinement: every pattern knows some frames; pixel frame 0 is known exactly when the
-    # pattern has a condition at pixel 0 (always in the reference boundary mode)
+    # pattern has a condition at pixel 0 (always in the repeat_anchor boundary mode)
     for i in range(len(batch)):
         known_first = float(batch.y[i, 0, 0, 0, 0])
         assert torch.all(batch.y[i, :4, 0] == known_first) and batch.y[i, :4].sum() > 0

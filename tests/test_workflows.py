@@ -132,6 +132,22 @@ def test_generated_files_are_up_to_date():
     assert make_workflows_main(["--check"]) == 0
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_workflows_saved_with_the_former_boundary_name_still_plan_the_same(name):
+    """Workflows saved before the boundary mode ``"reference"`` was renamed ``"repeat_anchor"`` (UI format:
+    the TreeScheduler's last widget value) pass the node's validation and give the same plan."""
+    ui = _load(os.path.join(EXAMPLES, name + ".json"))
+    (scheduler,) = _by_type(ui, "TempoMasterTreeScheduler")
+    assert scheduler["widgets_values"][-1] == "repeat_anchor"
+    new = next(n for n in ui_to_api(ui).values() if n["class_type"] == "TempoMasterTreeScheduler")["inputs"]
+    scheduler["widgets_values"][-1] = "reference"
+    old = next(n for n in ui_to_api(ui).values() if n["class_type"] == "TempoMasterTreeScheduler")["inputs"]
+    assert old == {**new, "boundary_frames": "reference"}
+    node = NODE_CLASS_MAPPINGS["TempoMasterTreeScheduler"]
+    assert node.VALIDATE_INPUTS(**old) is True
+    assert node().plan(**old) == node().plan(**new)
+
+
 # -- in-process run of the API workflows -------------------------------------------------
 
 

@@ -191,7 +191,7 @@ def _common(g: Graph, prompt: str, note: str) -> dict:
     ids["neg"] = g.add("CLIPTextEncode", (380, 200), [NEGATIVE_PROMPT], size=[420, 160], title="Negative prompt",
                        color="#322", bgcolor="#533")
     ids["plan"] = g.add("TempoMasterTreeScheduler", (0, 400), [109, PRESET_421, "4,2,1", "auto", 24.0, 832, 480,
-                                                             "blueprint frames", 20.0, 0.0, 109, "reference"],
+                                                             "blueprint frames", 20.0, 0.0, 109, "repeat_anchor"],
                         size=[340, 640])  # tall: the node draws the tree below its widgets (web/tree_view.js)
     g.connect(ids["clip"], "CLIP", ids["pos"], "clip")
     g.connect(ids["clip"], "CLIP", ids["neg"], "clip")

@@ -42,7 +42,7 @@ FALLBACK_DEFAULTS = {
     "blueprint_frames": 25,
     "frame_intervals": [4, 2, 1],
     "chunks": [2, 4],
-    "boundary": "reference",
+    "boundary": "repeat_anchor",
     "steps": [24, 16, 16],
     "shifts": [5.0, 12.0, 12.0],
     "cfg": [5.0, 1.0, 1.0],

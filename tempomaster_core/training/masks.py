@@ -11,7 +11,7 @@ it meets at inference:
   :class:`tempomaster_core.plan.TreePlan` itself (``LevelPlan.chunk_conditions``),
   so training and inference use one source of truth. Every frame of the level
   above sits at pixel ``k * ratio`` of the level. With the plan's default
-  ``boundary="reference"`` the first and last pixel frame of each chunk are
+  ``boundary="repeat_anchor"`` the first and last pixel frame of each chunk are
   condition frames too, copied from frame ``index // ratio`` of the level above
   (reference ``preparer_condition_video``), i.e. a boundary may show the
   *previous* anchor instead of its own ground truth; with ``boundary="anchors"``
