@@ -4,11 +4,12 @@ Nothing here imports ComfyUI at import time (``comfy``, ``folder_paths`` and
 ``server`` are imported inside functions, see ``nodes/comfy_env.py``), so the
 nodes can be unit-tested in plain Python.
 
-Modules: ``model_loader`` (LoadTempoModel), ``scheduler_node`` (TreeScheduler),
-``condition_node`` (MultiMaskCondition), ``sampler_nodes`` (BlueprintSampler,
-FrameRateRefiner); adapters ``vae_adapter``, ``text_adapter``, ``progress``/
-``preview``, ``comfy_env``; pure helpers ``parsing`` (image resizing lives in ``tempomaster_core.images``); socket
-types in ``types``.
+Modules of the six nodes: ``model_loader`` (LoadTempoModel), ``scheduler_node``
+(TreeScheduler), ``condition_node`` (MultiMaskCondition), ``sampler_nodes`` (BlueprintSampler,
+FrameRateRefiner), ``builtin_nodes`` (LoadTinyEncoders: the built-in model's text encoder and
+codec); the web view's HTTP route ``plan_route``; adapters ``vae_adapter``, ``text_adapter``,
+``progress``/``preview``, ``comfy_env``; pure helpers ``parsing`` (image resizing lives in
+``tempomaster_core.images``); socket types in ``types``.
 """
 
 from .builtin_nodes import LoadTinyEncoders

@@ -18,7 +18,7 @@ INTERVAL_PRESETS: dict[str, tuple[int, ...]] = {
     "12→24 fps (2,1)": (2, 1),
 }
 CUSTOM_PRESET = "custom"
-#: Preset names in widget order (the reference default first, ``custom`` last).
+#: Preset names in widget order (the reference's default tree first, ``custom`` last).
 PRESET_NAMES: tuple[str, ...] = tuple(INTERVAL_PRESETS) + (CUSTOM_PRESET,)
 
 _SEPARATORS = re.compile(r"[,;\s]+")

@@ -166,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--intervals", type=_int_list, help="frame intervals per level, e.g. 4,2,1 (6->12->24 fps at 24 fps)")
     g.add_argument("--chunks", type=_int_list,
                    help="chunks per refinement level, e.g. 2,4 (default: the model's for its own intervals, "
-                        "else the reference rule)")
+                        "else the reference's chunk rule)")
     g.add_argument("--boundary", type=_boundary, choices=BOUNDARY_MODES,
                    help="chunk-boundary condition frames: 'repeat_anchor' (copy the previous anchor, as the "
                         "authors ran it; the former name 'reference' is accepted) or 'anchors' (only true frames "
@@ -450,7 +450,7 @@ def _prepare(args: argparse.Namespace) -> GenerateJob:
     intervals = args.intervals if args.intervals is not None else tuple(d["frame_intervals"])
     chunks = args.chunks
     if chunks is None and tuple(intervals) == tuple(d["frame_intervals"]):
-        chunks = d.get("chunks")  # the model's chunking belongs to its own tree; other trees: reference rule
+        chunks = d.get("chunks")  # the model's chunking belongs to its own tree; other trees: the reference's rule
     plan = TreePlan(
         args.frames if args.frames is not None else d["blueprint_frames"],
         tuple(intervals),

@@ -25,8 +25,8 @@ truncates longer ones."""
 class DiTConfig:
     """Hyper-parameters of the Wan DiT used by TempoMaster.
 
-    Defaults are the released 14B TempoMaster model
-    (reference ``benchmarks/inference_configs.json``).
+    Defaults are the shape of the released 14B TempoMaster checkpoint (the Wan 2.1 14B DiT;
+    Hugging Face repository ``Scottttttyy/TempoMaster``).
 
     Channel layout of the DiT input (``in_dim`` channels, concatenated on dim 1):
     ``[noisy latent (out_dim) | mask (mask_channels) | condition latent (out_dim)]``.

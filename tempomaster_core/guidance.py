@@ -7,7 +7,7 @@ return a velocity ``(z - D_guided) / (sigma + 1e-8)``.
 
 - CFG: ``D = D_uncond + scale * (D_cond - D_uncond)``.
 - APG (Sadat et al., "Eliminating oversaturation and artifacts of high guidance
-  scales in diffusion models", 2024), reference defaults: ``dD = D_cond - D_uncond``;
+  scales in diffusion models", 2024), with the reference's default settings: ``dD = D_cond - D_uncond``;
   momentum ``-0.5`` (running average ``r = dD + momentum * r``, first ``r = dD``);
   rescale ``r`` so that its L2 norm over channels and space (dims 1, 3, 4:
   one norm per batch item and latent frame) is at most ``norm_threshold = 27``;
@@ -83,10 +83,10 @@ class CFG:
 
 
 class APG:
-    """Adaptive projected guidance in x0 space (reference defaults).
+    """Adaptive projected guidance in x0 space (defaults: the reference's settings).
 
     Args:
-        scale: guidance scale (reference 8).
+        scale: guidance scale (the reference's default: 8).
         eta: weight of the component of the guidance parallel to ``D_cond`` (0).
         norm_threshold: max L2 norm of the guidance per batch item and latent
             frame, over channels and space (27; <= 0 disables the rescale).
@@ -152,7 +152,7 @@ class APG:
 
 
 def make_guidance(kind: str, scale: float) -> Union[CFG, APG]:
-    """A fresh guidance object: ``kind`` is ``"apg"`` (reference default) or ``"cfg"``.
+    """A fresh guidance object: ``kind`` is ``"apg"`` (the reference's default) or ``"cfg"``.
 
     Raises:
         ValueError: unknown ``kind``; ``scale`` not a finite number in

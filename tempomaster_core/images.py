@@ -93,7 +93,7 @@ def area_preserving_size(image_height: int, image_width: int, area_height: int, 
     """Size with the area of ``area_height x area_width`` and the aspect of the image.
 
     The reference (``SequentialPipeline.__call__``) does this with the first
-    reference image: ``ratio = h/w``, ``new_w = sqrt(area/ratio)``,
+    condition image: ``ratio = h/w``, ``new_w = sqrt(area/ratio)``,
     ``new_h = sqrt(area*ratio)``, each side rounded to the nearest multiple of
     16. E.g. a 1080x1920 (16:9) image with the default 480x832 area gives
     ``(480, 848)``.

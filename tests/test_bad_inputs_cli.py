@@ -283,7 +283,7 @@ def test_debug_shows_the_traceback_of_a_usage_error(workdir, no_model, capsys):
     assert "Traceback" in err and "error: --out must be a new file" in err
 
 
-@pytest.mark.skipif(not is_available(), reason="built-in TempoMaster-Tiny weights not installed")
+@pytest.mark.skipif(not is_available(), reason="the built-in TempoMaster-Tiny files are missing from tempomaster_core/builtin/")
 def test_real_tiny_run_with_first_and_last_image(workdir, capsys):
     assert cli.main(["generate", "--prompt", PROMPT, "--steps", "1,1,1", "--image", "a.png",
                      "--keyframe", "-1=b.png", "--out", "old.mp4", "--overwrite", "--device", "cpu"]) == 0

@@ -7,7 +7,7 @@ from tempomaster_core import cli
 from tempomaster_core.tiny.builtin import is_available
 from tempomaster_core.video_io import read_video
 
-needs_weights = pytest.mark.skipif(not is_available(), reason="built-in TempoMaster-Tiny weights not installed")
+needs_weights = pytest.mark.skipif(not is_available(), reason="the built-in TempoMaster-Tiny files are missing from tempomaster_core/builtin/")
 PROMPT = "a red ball bouncing from left to right"
 
 
@@ -45,7 +45,7 @@ def test_settings_come_from_the_model_defaults_and_flags_override_them(tmp_path,
     monkeypatch.setattr("tempomaster_core.video_io.write_video",
                         lambda path, frames, fps, **kwargs: written.append(fps) or path)
     if not is_available():
-        pytest.skip("built-in TempoMaster-Tiny weights not installed")
+        pytest.skip("the built-in TempoMaster-Tiny files are missing from tempomaster_core/builtin/")
     from tempomaster_core.tiny.builtin import load_builtin
 
     d = load_builtin().defaults

@@ -16,7 +16,7 @@ from tempomaster_core.plan import (
 
 
 def transcribed_reference(prev_frames: int, ratio: int, n_chunks: int, per_chunk: int):
-    """Direct transcription of the reference ``preparer_condition_video`` on frame ids.
+    """The reference's condition rule (its ``preparer_condition_video``) spelled out loop by loop on frame ids.
 
     Returns (source ids [chunks, P] with -1 where no condition, masks [chunks, P]).
     """

@@ -151,7 +151,7 @@ def test_save_load_round_trip(tmp_path):
         TinyVideoCodec.load(tmp_path / "nothing")
 
 
-@pytest.mark.skipif(not (BUILTIN / "codec.safetensors").is_file(), reason="built-in codec weights not trained yet")
+@pytest.mark.skipif(not (BUILTIN / "codec.safetensors").is_file(), reason="the built-in codec weights are missing from tempomaster_core/builtin/")
 def test_shipped_codec_reconstructs_held_out_clips():
     codec = TinyVideoCodec.load(BUILTIN)
     assert codec.latent_channels == 16 and codec.temporal_factor == 4

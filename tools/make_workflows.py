@@ -63,7 +63,7 @@ Then press **R** (refresh) and pick the files in the three loaders.
 """
 
 NOTE_I2V = NOTE_FILES + """
-**This workflow** = the reference defaults: a 109-frame blueprint at 6 fps (50 steps, shift 5) conditioned on your image at frame 0, refined to 218 frames at 12 fps and 436 frames at 24 fps (32 steps, shift 3 each), cfg 8 with APG. Size: the plan's 832x480 area with your image's aspect (as the reference). Replace *example.png* with your image and write what should happen in the prompt.
+**This workflow** = the reference's default settings: a 109-frame blueprint at 6 fps (50 steps, shift 5) conditioned on your image at frame 0, refined to 218 frames at 12 fps and 436 frames at 24 fps (32 steps, shift 3 each), cfg 8 with APG. Size: the plan's 832x480 area with your image's aspect (as the reference). Replace *example.png* with your image and write what should happen in the prompt.
 """
 
 NOTE_T2V = NOTE_FILES + """
@@ -226,7 +226,7 @@ def _common(g: Graph, prompt: str, note: str) -> dict:
 
 
 def image_to_long_video() -> dict:
-    """(1) Image-to-long-video with the reference defaults (109 @ 6 fps -> 436 @ 24 fps)."""
+    """(1) Image-to-long-video with the reference's default settings (109 @ 6 fps -> 436 @ 24 fps)."""
     g = Graph("image_to_long_video")
     ids = _common(g, "The scene comes to life with natural, continuous motion; the camera slowly follows the "
                      "main subject.", NOTE_I2V)
@@ -524,7 +524,7 @@ def build_tiny(render: bool = False) -> dict[str, bytes]:
 
 
 def thumbnail(title: str, subtitle: str, condition_positions: tuple = (), plan=None) -> bytes:
-    """JPEG bytes (512x384) drawing a tree (default: the reference 109-frame 4,2,1 tree):
+    """JPEG bytes (512x384) drawing a tree (default: the reference's default 109-frame 4,2,1 tree):
     one row per level, chunks as boxes over the same time span, condition frames as ticks."""
     from PIL import Image, ImageDraw, ImageFont
 

@@ -81,7 +81,7 @@ export function wrapText(text, maxChars) {
  * The route's request body from the TreeScheduler's widget values.
  * @param {Object<string, any>} widgets name -> value (the node's widgets)
  * @param {{steps?: number[], cfg?: number[]}} [samplers] settings of the connected sampler chain, blueprint
- *   first (may cover fewer levels than the plan; the route fills in the reference values)
+ *   first (may cover fewer levels than the plan; the route fills in the reference's default steps and cfg)
  */
 export function requestFromWidgets(widgets, samplers = {}) {
   const names = ["blueprint_frames", "frame_intervals", "custom_intervals", "chunks", "fps", "width", "height",

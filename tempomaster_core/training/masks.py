@@ -105,7 +105,7 @@ def refinement_patterns(frames: int = 25, temporal_factor: int = 4) -> tuple[Con
     for each of the plan's :data:`~tempomaster_core.plan.BOUNDARY_MODES`.
 
     The trees are built with a blueprint of ``frames`` pixel frames and the
-    reference chunk counts (2 and 4 chunks at intervals 2 and 1), so each chunk
+    reference's chunk rule (2 and 4 chunks at intervals 2 and 1), so each chunk
     is ``frames`` pixel frames long, the training clip length. Chunk ``c`` of a
     level starts at level frame ``c*P``; its condition ``(pixel, k)`` (frame ``k``
     of the level above, which sits at level frame ``k*ratio``) becomes

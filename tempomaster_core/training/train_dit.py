@@ -33,7 +33,7 @@ The paper's recipe at toy scale:
   ``v = noise - x0``, timestep ``sigma * 1000``, MSE. ``sigma`` is the shifted
   uniform of the inference schedule, ``shift*u / (1 + (shift-1)*u)`` with
   ``u ~ U(0, 1)``: shift 5 for blueprint-case samples, 3 for refinement samples
-  (the reference sampling shifts).
+  (the reference's default inference shifts).
 * **optimisation**: AdamW, linear warm-up then cosine decay, gradient clipping,
   EMA of the weights (the EMA weights are shipped); the text encoder is
   trained jointly with the DiT.
@@ -92,10 +92,10 @@ CLIP_START_RANGE = (8, 480)
 """Scene times (24 fps frames, ``[low, high)``) a training clip starts at (the shipped recipe)."""
 
 BLUEPRINT_TRAIN_SHIFT = 5.0
-"""Sigma shift of blueprint-case samples (reference blueprint sampling shift)."""
+"""Sigma shift of blueprint-case samples (the reference's default blueprint sampling shift)."""
 
 REFINEMENT_TRAIN_SHIFT = 3.0
-"""Sigma shift of refinement samples (reference refinement sampling shift)."""
+"""Sigma shift of refinement samples (the reference's default refinement sampling shift)."""
 
 DEFAULT_INFERENCE = FALLBACK_DEFAULTS
 """Recommended inference settings written to ``defaults.json`` (one source: the bundle loader's
