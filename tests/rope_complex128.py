@@ -23,14 +23,8 @@ import tempomaster_core.model as model_module
 from tempomaster_core.rope import ROPE_THETA, _grid_inputs, _grid_table, rope_inv_freq
 
 
-def rope_complex128_table(
-    temporal_positions: torch.Tensor,
-    grid: Sequence[int],
-    head_dim: int,
-    *,
-    theta: float = ROPE_THETA,
-    device=None,
-) -> torch.Tensor:
+def rope_complex128_table(temporal_positions: torch.Tensor, grid: Sequence[int], head_dim: int, *,
+                          theta: float = ROPE_THETA, device=None) -> torch.Tensor:
     """``exp(i*angle)`` as ``[B, F*H*W, head_dim//2]`` complex128, the layout of
     :func:`tempomaster_core.rope.rope_cos_sin` (as the reference's ``precompute_freqs_cis_3d`` plus
     per-chunk slicing would give, without its 1024-position limit)."""
