@@ -1,7 +1,7 @@
 """Tests of the TempoMaster-Tiny DiT trainer (tempomaster_core/training/train_dit.py, masks.py).
 
-Micro sizes throughout (random micro codec, 1-layer DiT, 9-frame 32x32 clips) so the
-whole file runs in seconds on one CPU thread.
+Micro sizes throughout (random micro codec, 1-layer DiT, 9-frame 32x32 clips): the file runs in
+about 20 s on a 2-core CPU (the ``torch.compile`` check is marked ``slow`` and runs separately).
 """
 
 import math
