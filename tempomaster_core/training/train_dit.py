@@ -666,8 +666,8 @@ def train(
                 v = validate(ema_model, ema_text)
                 v["step"] = step
                 summary["validation"].append(v)
-                print(f"    held-out validation loss (EMA): {v['all']:.4f} "
-                      f"(blueprint {v['blueprint']:.4f}, refine {v['refine']:.4f})", flush=True)
+                parts = ", ".join(f"{k} {v[k]:.4f}" for k in ("blueprint", "refine") if v[k] is not None)
+                print(f"    held-out validation loss (EMA): {v['all']:.4f} ({parts})", flush=True)
         if save and checkpoint_minutes and time.time() - last_ckpt > checkpoint_minutes * 60:
             summary["steps"] = step
             summary["train_seconds"] = round(time.time() - t_start, 1)
