@@ -279,15 +279,11 @@ TINY_PROMPT = "a red ball bouncing from left to right"
 
 
 def tiny_defaults() -> dict:
-    """Recommended settings of the shipped TempoMaster-Tiny bundle: ``defaults.json`` in
-    ``tempomaster_core/builtin/`` over ``FALLBACK_DEFAULTS`` (keys as in ``TinyBundle.defaults``)."""
-    from tempomaster_core.tiny.builtin import FALLBACK_DEFAULTS, builtin_dir
+    """Recommended settings of the shipped TempoMaster-Tiny bundle (its ``defaults.json``, keys as in
+    ``TinyBundle.defaults``)."""
+    from tempomaster_core.tiny.builtin import builtin_dir, bundle_defaults
 
-    defaults = dict(FALLBACK_DEFAULTS)
-    path = builtin_dir() / "defaults.json"
-    if path.is_file():
-        defaults.update(json.loads(path.read_text()))
-    return defaults
+    return bundle_defaults(builtin_dir())
 
 
 def widget_values(node_type: str, **values) -> list:
