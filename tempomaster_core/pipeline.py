@@ -38,6 +38,7 @@ from typing import Any, Callable, Optional, Sequence, Union
 import torch
 
 from .conditioning import blueprint_clip, build_condition, normalize_condition_frames, refinement_clips
+from .defaults import BLUEPRINT_SHIFT, BLUEPRINT_STEPS, CFG, GUIDANCE, REFINEMENT_SHIFT, REFINEMENT_STEPS, SEED
 from .guidance import GUIDANCE_KINDS, make_guidance, x0_from_velocity
 from .level_settings import per_level
 from .plan import LevelPlan, TreePlan
@@ -49,7 +50,7 @@ from .validation import (
 
 __all__ = [
     "LevelResult", "LevelSettings", "NonFiniteError", "check_level_inputs", "check_level_settings",
-    "default_schedule", "denoise", "generate", "run_blueprint", "run_refinement",
+    "denoise", "generate", "run_blueprint", "run_refinement",
 ]
 
 ProgressCallback = Callable[[int, int, int, torch.Tensor], None]
@@ -57,24 +58,6 @@ ProgressCallback = Callable[[int, int, int, torch.Tensor], None]
 denoising step (``step`` counts completed steps, 1..total_steps);
 ``preview_latents`` is the current x0 estimate of the first chunk, float32 CPU
 ``[C, T, h, w]``. Raise inside it to cancel."""
-
-BLUEPRINT_STEPS = 50
-"""Reference sampling steps of the blueprint."""
-BLUEPRINT_SHIFT = 5.0
-"""Reference schedule shift of the blueprint."""
-REFINEMENT_STEPS = 32
-"""Reference sampling steps of a refinement level."""
-REFINEMENT_SHIFT = 3.0
-"""Reference schedule shift of a refinement level."""
-DEFAULT_CFG = 8.0
-"""Reference guidance scale."""
-
-
-def default_schedule(plan: TreePlan) -> tuple[tuple[int, ...], tuple[float, ...]]:
-    """Reference per-level ``(steps, shifts)``: 50 / 5 for the blueprint, 32 / 3 per refinement."""
-    refinements = plan.num_levels - 1
-    return (BLUEPRINT_STEPS,) + (REFINEMENT_STEPS,) * refinements, (BLUEPRINT_SHIFT,) + (REFINEMENT_SHIFT,) * refinements
-
 
 @dataclass
 class LevelResult:
@@ -189,7 +172,7 @@ class LevelSettings:
     max_batch: Optional[int]
 
 
-def check_level_settings(*, steps: Any, shift: Any, cfg: Any, guidance: Any = "apg", seed: Any = 0,
+def check_level_settings(*, steps: Any, shift: Any, cfg: Any, guidance: Any = GUIDANCE, seed: Any = SEED,
                          max_batch: Any = None) -> LevelSettings:
     """Validate one level's sampling settings before any compute (torch-light, no model needed).
 
@@ -275,7 +258,7 @@ def _non_finite_latents_error(model: Any, level_index: int, step: int, steps: in
     if not count:
         causes.append("non-finite model weights or an fp16 overflow inside the DiT (try bf16/fp32 weights)")
     causes.append("a non-finite text embedding (the text encoder output)")
-    causes.append(f"an extreme guidance scale (cfg = {cfg:g}; the reference uses 8)")
+    causes.append(f"an extreme guidance scale (cfg = {cfg:g}; the reference uses {CFG:g})")
     return NonFiniteError(
         f"level {level_index} produced NaN or infinite latents at denoising step {step} of {steps}; "
         "nothing usable can come out of this run. Likely causes: " + "; ".join(causes) + "."
@@ -315,7 +298,7 @@ def denoise(
     steps: int,
     shift: float,
     cfg: float,
-    guidance: str = "apg",
+    guidance: str = GUIDANCE,
     max_batch: Optional[int] = None,
     cfg_batching: bool = True,
     progress: Optional[ProgressCallback] = None,
@@ -450,9 +433,9 @@ def run_blueprint(
     conditions: Optional[dict] = None,
     steps: int = BLUEPRINT_STEPS,
     shift: float = BLUEPRINT_SHIFT,
-    cfg: float = DEFAULT_CFG,
-    guidance: str = "apg",
-    seed: int = 0,
+    cfg: float = CFG,
+    guidance: str = GUIDANCE,
+    seed: int = SEED,
     max_batch: Optional[int] = None,
     cfg_batching: bool = True,
     progress: Optional[ProgressCallback] = None,
@@ -504,9 +487,9 @@ def run_refinement(
     *,
     steps: int = REFINEMENT_STEPS,
     shift: float = REFINEMENT_SHIFT,
-    cfg: float = DEFAULT_CFG,
-    guidance: str = "apg",
-    seed: int = 0,
+    cfg: float = CFG,
+    guidance: str = GUIDANCE,
+    seed: int = SEED,
     max_batch: Optional[int] = None,
     cfg_batching: bool = True,
     progress: Optional[ProgressCallback] = None,
@@ -570,8 +553,8 @@ def generate(
     steps: Sequence[int],
     shifts: Sequence[float],
     cfg: Union[float, Sequence[float]],
-    guidance: Union[str, Sequence[str]] = "apg",
-    seed: int = 0,
+    guidance: Union[str, Sequence[str]] = GUIDANCE,
+    seed: int = SEED,
     max_batch: Optional[int] = None,
     cfg_batching: bool = True,
     progress: Optional[ProgressCallback] = None,
@@ -580,7 +563,8 @@ def generate(
     """Run the blueprint and every refinement of ``plan``.
 
     Args:
-        steps: sampling steps, one per level (reference (50, 32, 32); see :func:`default_schedule`).
+        steps: sampling steps, one per level (reference (50, 32, 32);
+            see :func:`tempomaster_core.defaults.default_schedule`).
         shifts: schedule shifts, one per level (reference (5, 3, 3)).
         cfg: guidance scale, a float or one per level (reference 8).
         guidance: ``"apg"``/``"cfg"``, or one per level.

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from tempomaster_core.guidance import APG
-from tempomaster_core.pipeline import LevelResult, default_schedule, generate, run_blueprint, run_refinement
+from tempomaster_core.pipeline import LevelResult, generate, run_blueprint, run_refinement
 from tempomaster_core.plan import TreePlan
 from tempomaster_core.sampling import flow_sigmas, next_sigmas
 from tiny_models import make_tiny_dit, tiny_config
@@ -266,10 +266,6 @@ def test_other_codec_factors_are_read_not_hard_coded(texts):
     )
     assert images.shape == (14, 16, 16, 3)
     assert levels[1].latents.shape == (2, 8, plan.levels[1].latent_frames_per_chunk, 4, 4)
-
-
-def test_default_schedule(plan):
-    assert default_schedule(plan) == ((50, 32, 32), (5.0, 3.0, 3.0))
 
 
 def test_errors(model, codec, texts, plan):
