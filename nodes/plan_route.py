@@ -168,8 +168,7 @@ def parse_request(payload: Any) -> tuple[dict, dict]:
 
 def plan_response(payload: Any) -> tuple[int, dict]:
     """``(HTTP status, JSON body)`` for a plan request (see module doc). Never raises."""
-    from tempomaster_core.cost import default_steps
-    from tempomaster_core.pipeline import DEFAULT_CFG
+    from tempomaster_core.defaults import CFG, default_schedule
 
     from .scheduler_node import build_schedule
 
@@ -180,7 +179,7 @@ def plan_response(payload: Any) -> tuple[int, dict]:
         if samplers:
             # the connected samplers may cover only some levels: the others keep the reference settings
             count = schedule.plan.num_levels
-            steps, cfg = list(default_steps(count)), [DEFAULT_CFG] * count
+            steps, cfg = list(default_schedule(count).steps), [CFG] * count
             for i, value in enumerate(samplers.get("steps", [])[:count]):
                 steps[i] = value
             for i, value in enumerate(samplers.get("cfg", [])[:count]):
@@ -254,11 +253,12 @@ def level_time_payload(plan: Any, level_index: int, seconds: float, *, model: An
     """
     from tempomaster_core.config import DiTConfig
     from tempomaster_core.cost import PFLOP, LevelWork, level_cost
+    from tempomaster_core.defaults import TEXT_LEN
 
     level = plan.levels[level_index]
     config = getattr(model, "config", None)
     config = config if isinstance(config, DiTConfig) else DiTConfig()
-    text_len = int(getattr(model, "text_len", None) or getattr(config, "text_len", 512) or 512)
+    text_len = int(getattr(model, "text_len", None) or getattr(config, "text_len", TEXT_LEN) or TEXT_LEN)
     work = LevelWork(level.num_chunks, level.frames_per_chunk, int(steps), num_frames=level.num_frames, fps=level.fps)
     priced = level_cost(work, config, height=plan.height, width=plan.width, cfg=float(cfg), text_len=text_len,
                         max_batch=max_batch, temporal_factor=plan.temporal_factor)

@@ -32,6 +32,9 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Any, Optional
 
+from tempomaster_core.defaults import (
+    BLUEPRINT_FRAMES, CFG, FPS, FRAME_INTERVALS, HEIGHT, TRAINED_CHUNK_FRAMES, WIDTH,
+)
 from tempomaster_core.validation import require_number
 from tempomaster_core.plan import BOUNDARY_MODES, MAX_BLUEPRINT_FRAMES, MAX_FPS, MAX_SIDE, TreePlan
 
@@ -49,7 +52,7 @@ LENGTH_MODES: tuple[str, ...] = (LENGTH_BLUEPRINT, LENGTH_SECONDS, LENGTH_FRAMES
 REFERENCE_CHUNKS = "reference"
 #: Defaults of the optional planning widgets (also used when a workflow lacks them).
 PLANNING_DEFAULTS = {"length_mode": LENGTH_BLUEPRINT, "length": 20.0, "memory_budget_gb": 0.0,
-                     "trained_chunk_frames": 109, "boundary_frames": "reference"}
+                     "trained_chunk_frames": TRAINED_CHUNK_FRAMES, "boundary_frames": "reference"}
 
 
 @dataclass
@@ -184,9 +187,9 @@ def _whole(value: Any, name: str) -> int:
 
 def build_schedule(blueprint_frames: int, frame_intervals: str, custom_intervals: str, chunks: str,
                    fps: float, width: int, height: int, length_mode: str = LENGTH_BLUEPRINT,
-                   length: float = 20.0, memory_budget_gb: float = 0.0, trained_chunk_frames: int = 109,
-                   boundary_frames: str = "reference",
-                   *, steps: Any = None, cfg: Any = 8.0, model: str = "14B") -> Schedule:
+                   length: float = 20.0, memory_budget_gb: float = 0.0,
+                   trained_chunk_frames: int = TRAINED_CHUNK_FRAMES, boundary_frames: str = "reference",
+                   *, steps: Any = None, cfg: Any = CFG, model: str = "14B") -> Schedule:
     """The plan, its cost and warnings for the node's widget values.
 
     Args:
@@ -319,7 +322,7 @@ class TreeScheduler:
         return {
             "required": {
                 "blueprint_frames": ("INT", {
-                    "default": 109, "min": 1, "max": MAX_BLUEPRINT_FRAMES, "step": 4,
+                    "default": BLUEPRINT_FRAMES, "min": 1, "max": MAX_BLUEPRINT_FRAMES, "step": 4,
                     "tooltip": "Pixel frames of the low-frame-rate blueprint; must be 4n+1 (e.g. 109). The final "
                                "video has blueprint_frames x (first interval / last interval) frames "
                                "(109 x 4 = 436 for intervals 4,2,1). Used when length_mode is 'blueprint frames'.",
@@ -334,7 +337,7 @@ class TreeScheduler:
                                "output frames).",
                 }),
                 "custom_intervals": ("STRING", {
-                    "default": "4,2,1", "multiline": False,
+                    "default": ",".join(map(str, FRAME_INTERVALS)), "multiline": False,
                     "tooltip": "Used only when frame_intervals is 'custom': intervals blueprint first, strictly "
                                "decreasing, each divisible by the next (e.g. 8,4,2,1 or 3,1).",
                 }),
@@ -348,15 +351,15 @@ class TreeScheduler:
                                "refinement level like '2,4' ('auto,8' lets auto pick the first).",
                 }),
                 "fps": ("FLOAT", {
-                    "default": 24.0, "min": 1.0, "max": MAX_FPS, "step": 1.0,
+                    "default": FPS, "min": 1.0, "max": MAX_FPS, "step": 1.0,
                     "tooltip": "Frame rate of the final level (interval 1). Each level runs at fps / interval.",
                 }),
                 "width": ("INT", {
-                    "default": 832, "min": 16, "max": MAX_SIDE, "step": 16,
+                    "default": WIDTH, "min": 16, "max": MAX_SIDE, "step": 16,
                     "tooltip": "Video width in pixels, multiple of 16 (reference: 832).",
                 }),
                 "height": ("INT", {
-                    "default": 480, "min": 16, "max": MAX_SIDE, "step": 16,
+                    "default": HEIGHT, "min": 16, "max": MAX_SIDE, "step": 16,
                     "tooltip": "Video height in pixels, multiple of 16 (reference: 480).",
                 }),
             },

@@ -22,10 +22,12 @@ from typing import Any, Optional
 
 import torch
 
+from tempomaster_core.defaults import TEXT_LEN
+
 log = logging.getLogger("TempoMaster")
 
-#: Token slots of the umT5-XXL context in the reference (``text_len`` 512).
-UMT5_TEXT_LEN = 512
+#: Token slots of the umT5-XXL context in the reference (``text_len`` 512, one place: the core's defaults).
+UMT5_TEXT_LEN = TEXT_LEN
 #: Width of umT5-XXL embeddings.
 UMT5_TEXT_DIM = 4096
 

@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Optional, Sequence
 
 from .config import DiTConfig
+from .defaults import CFG, FPS, FRAME_INTERVALS, TEXT_LEN, TRAINED_CHUNK_FRAMES, default_schedule
 from .validation import require_number
 from .cost import (
     GIB,
@@ -52,7 +53,6 @@ from .cost import (
     LevelWork,
     PlanCost,
     default_memory_budget,
-    default_steps,
     estimate_plan_cost,
     level_cost,
 )
@@ -67,9 +67,6 @@ from .plan import (
     chunks_fit,
     default_chunks,
 )
-
-#: Pixel frames per chunk the released TempoMaster model was trained on (28 latent frames).
-TRAINED_CHUNK_FRAMES = 109
 
 #: Frame-interval ladders tried when the levels are chosen automatically (ratio 2 per level).
 DEFAULT_LADDERS: tuple[tuple[int, ...], ...] = ((2, 1), (4, 2, 1), (8, 4, 2, 1), (16, 8, 4, 2, 1))
@@ -144,8 +141,8 @@ def blueprint_for_length(output_frames: int, intervals: Sequence[int], temporal_
     return _valid_frames_at_least(-(-frames // ratio), tf)
 
 
-def reference_plan_for_length(output_frames: int, intervals: Sequence[int] = (4, 2, 1), *, height: int,
-                              width: int, fps: float = 24.0, temporal_factor: int = 4) -> TreePlan:
+def reference_plan_for_length(output_frames: int, intervals: Sequence[int] = FRAME_INTERVALS, *, height: int,
+                              width: int, fps: float = FPS, temporal_factor: int = 4) -> TreePlan:
     """The reference tree (chunks ``max(4 // interval, 1)``) for an output length in frames.
 
     Raises:
@@ -430,7 +427,7 @@ def _plan_ladder(intervals: tuple[int, ...], output_frames: int, *, config, heig
                  trained, min_chunk, tf, common, fixed, user_max) -> tuple[TreePlan, list, PlanCost, list, list]:
     blueprint = blueprint_for_length(output_frames, intervals, tf)
     TreePlan.check_frames(blueprint, intervals, tf)  # size limits before any per-level search
-    per_level_steps = default_steps(len(intervals)) if steps is None else _level_steps(steps, len(intervals))
+    per_level_steps = default_schedule(len(intervals)).steps if steps is None else _level_steps(steps, len(intervals))
     fixed_counts = _fixed_chunks(fixed, len(intervals) - 1)
     choices = []
     frames = blueprint
@@ -474,19 +471,19 @@ def auto_plan(
     *,
     height: int,
     width: int,
-    fps: float = 24.0,
-    intervals: Optional[Sequence[int]] = (4, 2, 1),
+    fps: float = FPS,
+    intervals: Optional[Sequence[int]] = FRAME_INTERVALS,
     chunks: Optional[Sequence[Optional[int]]] = None,
     config: Optional[DiTConfig] = None,
     steps: Any = None,
-    cfg: float = 8.0,
+    cfg: float = CFG,
     trained_chunk_frames: int = TRAINED_CHUNK_FRAMES,
     min_chunk_frames: Optional[int] = None,
     memory_budget_bytes: Any = AUTO,
     max_parallel_chunks: Optional[int] = None,
     dtype: str = "bf16",
     attention: str = "flash",
-    text_len: int = 512,
+    text_len: int = TEXT_LEN,
     ladders: Sequence[Sequence[int]] = DEFAULT_LADDERS,
     temporal_factor: int = 4,
     spatial_factor: int = 8,

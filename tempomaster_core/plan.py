@@ -25,6 +25,7 @@ import itertools
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional
 
+from .defaults import FPS
 from .validation import require_number
 
 if TYPE_CHECKING:  # torch is imported where a tensor is made: the limits and rules stay torch-free
@@ -405,7 +406,7 @@ class TreePlan:
     chunks: Optional[tuple[int, ...]] = None
     height: int = field(kw_only=True)
     width: int = field(kw_only=True)
-    fps: float = field(default=24.0, kw_only=True)
+    fps: float = field(default=FPS, kw_only=True)
     temporal_factor: int = field(default=4, kw_only=True)
     size_multiple: int = field(default=16, kw_only=True)
     boundary: str = field(default="reference", kw_only=True)
@@ -726,7 +727,7 @@ class TreePlan:
                 data.get("chunks"),
                 height=data["height"],
                 width=data["width"],
-                fps=data.get("fps", 24.0),
+                fps=data.get("fps", FPS),
                 temporal_factor=data.get("temporal_factor", 4),
                 size_multiple=data.get("size_multiple", 16),
                 boundary=data.get("boundary", "reference"),

@@ -76,6 +76,7 @@ import torch
 
 from ..conditioning import build_condition, encode_clips, place_frames
 from ..config import DiTConfig
+from ..defaults import BLUEPRINT_SHIFT, REFINEMENT_SHIFT
 from ..loading import save_dit
 from ..model import TempoMasterDiT
 from ..tiny.builtin import FALLBACK_DEFAULTS
@@ -90,15 +91,18 @@ HELD_OUT_SEED_BASE = 1_000_000_000
 CLIP_START_RANGE = (8, 480)
 """Scene times (24 fps frames, ``[low, high)``) a training clip starts at (the shipped recipe)."""
 
-BLUEPRINT_TRAIN_SHIFT = 5.0
-"""Sigma shift of blueprint-case samples (reference blueprint sampling shift)."""
+BLUEPRINT_TRAIN_SHIFT = BLUEPRINT_SHIFT
+"""Sigma shift of blueprint-case samples, dimensionless (the reference blueprint sampling shift,
+:data:`tempomaster_core.defaults.BLUEPRINT_SHIFT`)."""
 
-REFINEMENT_TRAIN_SHIFT = 3.0
-"""Sigma shift of refinement samples (reference refinement sampling shift)."""
+REFINEMENT_TRAIN_SHIFT = REFINEMENT_SHIFT
+"""Sigma shift of refinement samples, dimensionless (the reference refinement sampling shift,
+:data:`tempomaster_core.defaults.REFINEMENT_SHIFT`)."""
 
 DEFAULT_INFERENCE = FALLBACK_DEFAULTS
-"""Recommended inference settings written to ``defaults.json`` (one source: the bundle loader's
-fallbacks, which the CLI and the nodes read through :func:`tempomaster_core.tiny.builtin.load_builtin`)."""
+"""Recommended inference settings written to a new bundle's ``defaults.json``: the shipped bundle's
+own ``defaults.json`` (:data:`tempomaster_core.tiny.builtin.FALLBACK_DEFAULTS`, the one copy), which
+the CLI and the nodes read through :func:`tempomaster_core.tiny.builtin.bundle_defaults`."""
 
 
 @dataclass
