@@ -171,6 +171,7 @@ def plan_response(payload: Any) -> tuple[int, dict]:
     from tempomaster_core.cost import default_steps
     from tempomaster_core.pipeline import DEFAULT_CFG
 
+    from .plan_text import auto_to_dict
     from .scheduler_node import build_schedule
 
     try:
@@ -197,7 +198,7 @@ def plan_response(payload: Any) -> tuple[int, dict]:
     body.update(
         cost=schedule.cost.to_dict(),
         warnings=list(schedule.warnings),
-        auto=None if schedule.auto is None else schedule.auto.to_dict(),
+        auto=None if schedule.auto is None else auto_to_dict(schedule.auto),
         summary=schedule.summary(),
         inputs=dict(schedule.inputs),
         plan_key=plan_key(schedule.plan),

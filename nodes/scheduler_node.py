@@ -87,8 +87,10 @@ class Schedule:
                      f"({self.cost.saving_vs_full_sequence:.1f}x)")
         lines.append(text)
         if self.auto is not None:
+            from .plan_text import auto_reasons
+
             lines.append("Auto plan:")
-            lines.extend(f"  - {reason}" for reason in self.auto.reasons)
+            lines.extend(f"  - {reason}" for reason in auto_reasons(self.auto))
         lines.extend(f"WARNING: {w}" for w in self.warnings)
         return "\n".join(lines)
 
@@ -218,12 +220,17 @@ def build_schedule(blueprint_frames: int, frame_intervals: str, custom_intervals
             planning), so ``VALIDATE_INPUTS`` and the web route can call it on the event loop.
     """
     from tempomaster_core.autoplan import (
+        AutoRequest,
+        CostSettings,
+        PlanLimits,
         auto_plan,
         blueprint_for_length,
+        limit_breaches,
         output_frames_for_seconds,
-        plan_warnings,
     )
     from tempomaster_core.cost import KNOWN_CONFIGS, CostError, estimate_plan_cost
+
+    from .plan_text import auto_warning, plan_warning
 
     if frame_intervals not in INTERVAL_CHOICES:
         raise ValueError(f"unknown frame-interval preset {frame_intervals!r}; choose one of {list(INTERVAL_CHOICES)}")
@@ -247,8 +254,9 @@ def build_schedule(blueprint_frames: int, frame_intervals: str, custom_intervals
             raise ValueError('frame_intervals "auto" needs the output length: set length_mode to "seconds" or '
                              '"output frames"')
         blueprint = _whole(blueprint_frames, "blueprint_frames")
-        TreePlan.check_frames(blueprint, intervals)  # the plan's size limits, named after the blueprint
-        wanted = blueprint * (intervals[0] // intervals[-1])
+        # the plan's size limits, named after the blueprint; the auto planner's blueprint for this
+        # length is this one again (TreePlan.smallest_blueprint inverts TreePlan.level_frames)
+        wanted = TreePlan.level_frames(blueprint, intervals)[-1]
     elif length_mode == LENGTH_SECONDS:
         wanted = output_frames_for_seconds(_real(length, "length"), output_fps)
     else:
@@ -260,12 +268,11 @@ def build_schedule(blueprint_frames: int, frame_intervals: str, custom_intervals
     auto = None
     try:
         if mode == "auto":
-            auto = auto_plan(wanted, height=height, width=width, fps=fps, intervals=intervals,
-                             chunks=chunk_values, config=config, steps=steps if intervals else None,
-                             cfg=scalar_cfg, trained_chunk_frames=trained, memory_budget_bytes=budget)
+            limits = PlanLimits(trained_chunk_frames=trained, memory_budget_bytes=budget)
+            costing = CostSettings(config=config, steps=steps if intervals else None, cfg=scalar_cfg)
+            auto = auto_plan(AutoRequest(wanted, height=height, width=width, fps=fps, intervals=intervals,
+                                         chunks=chunk_values, limits=limits, costing=costing))
             plan = replace(auto.plan, boundary=boundary_frames)
-            if length_mode == LENGTH_BLUEPRINT and plan.blueprint_frames != blueprint:
-                TreePlan(blueprint, intervals, None, height=height, width=width, fps=fps)  # its error
         else:
             if length_mode != LENGTH_BLUEPRINT:
                 blueprint = blueprint_for_length(wanted, intervals)
@@ -275,12 +282,14 @@ def build_schedule(blueprint_frames: int, frame_intervals: str, custom_intervals
                                   max_batch=list(auto.max_parallel_chunks) if auto is not None else None)
     except CostError as err:
         raise ValueError(str(err)) from None
-    budget_bytes = budget
-    warnings = list(auto.warnings) if auto is not None else plan_warnings(
-        plan, cost, trained_chunk_frames=trained, memory_budget_bytes=budget_bytes)
+    if auto is not None:
+        warnings = [auto_warning(breach) for breach in auto.breaches]
+    else:
+        breaches = limit_breaches(plan, cost, trained_chunk_frames=trained, memory_budget_bytes=budget)
+        warnings = [plan_warning(breach, plan) for breach in breaches]
     inputs = {"length_mode": length_mode, "output_frames_wanted": wanted, "output_fps": output_fps,
               "chunks_mode": mode, "levels_mode": "auto" if intervals is None else "fixed",
-              "trained_chunk_frames": trained, "memory_budget_bytes": budget_bytes, "model": model,
+              "trained_chunk_frames": trained, "memory_budget_bytes": budget, "model": model,
               "boundary_frames": boundary_frames}
     return Schedule(plan=plan, cost=cost, warnings=warnings, auto=auto, inputs=inputs)
 

@@ -14,7 +14,9 @@ from nodes import NODE_CLASS_MAPPINGS as NODES
 from nodes import plan_route
 from nodes.plan_route import LEVEL_TIME_EVENT, ROUTE_PATH, plan_key, plan_response, report_level_time
 from nodes.scheduler_node import AUTO_LEVELS
-from tempomaster_core.autoplan import auto_plan, output_frames_for_seconds
+from nodes.plan_text import auto_reasons, auto_warning
+from plan_requests import auto as auto_plan
+from tempomaster_core.autoplan import output_frames_for_seconds
 from tempomaster_core.cost import GIB, LevelWork, estimate_plan_cost, level_cost
 from tempomaster_core.plan import TreePlan
 from tiny_models import make_tiny_dit
@@ -51,8 +53,8 @@ def test_seconds_and_auto_match_the_core_planner():
     core = auto_plan(output_frames_for_seconds(20.0, 24.0), height=480, width=832, intervals=(4, 2, 1),
                      trained_chunk_frames=109, memory_budget_bytes=48 * GIB)
     assert {k: body[k] for k in core.plan.to_dict()} == _json_roundtrip(core.plan.to_dict())
-    assert body["auto"]["reasons"] == list(core.reasons)
-    assert body["warnings"] == list(core.warnings) and body["warnings"]  # 121-frame blueprint > 109
+    assert body["auto"]["reasons"] == auto_reasons(core)
+    assert body["warnings"] == [auto_warning(b) for b in core.breaches] and body["warnings"]  # blueprint 121 > 109
     assert body["cost"]["dit_flops"] == core.cost.dit_flops
     # levels chosen too: the blueprint then fits
     status, body = plan_response(dict(request, frame_intervals=AUTO_LEVELS))
