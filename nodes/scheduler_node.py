@@ -33,23 +33,22 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Optional
 
 from tempomaster_core.validation import require_number
-from tempomaster_core.plan import BOUNDARY_MODES, MAX_BLUEPRINT_FRAMES, MAX_FPS, MAX_SIDE, TreePlan
+from tempomaster_core.plan import BOUNDARY_MODES, TreePlan
 
-from .parsing import CUSTOM_PRESET, INTERVAL_PRESETS, PRESET_NAMES, parse_chunks, parse_intervals
+from .parsing import CUSTOM_PRESET, INTERVAL_PRESETS, parse_chunks, parse_intervals
+from .scheduler_schema import (
+    AUTO_LEVELS,
+    INTERVAL_CHOICES,
+    LENGTH_BLUEPRINT,
+    LENGTH_MODES,
+    LENGTH_SECONDS,
+    PLANNING_DEFAULTS,
+    input_types,
+)
 from .types import TEMPO_PLAN
 
-#: ``frame_intervals`` choice that lets the planner pick the levels (ratio-2 ladders ending at the output fps).
-AUTO_LEVELS = "auto: levels chosen by cost"
-#: Widget order of ``frame_intervals``: the presets, ``custom``, then :data:`AUTO_LEVELS`.
-INTERVAL_CHOICES: tuple[str, ...] = PRESET_NAMES + (AUTO_LEVELS,)
-#: ``length_mode`` choices.
-LENGTH_BLUEPRINT, LENGTH_SECONDS, LENGTH_FRAMES = "blueprint frames", "seconds", "output frames"
-LENGTH_MODES: tuple[str, ...] = (LENGTH_BLUEPRINT, LENGTH_SECONDS, LENGTH_FRAMES)
 #: ``chunks`` keyword for the reference rule (``"auto"`` means the cost-based choice).
 REFERENCE_CHUNKS = "reference"
-#: Defaults of the optional planning widgets (also used when a workflow lacks them).
-PLANNING_DEFAULTS = {"length_mode": LENGTH_BLUEPRINT, "length": 20.0, "memory_budget_gb": 0.0,
-                     "trained_chunk_frames": 109, "boundary_frames": "reference"}
 
 
 @dataclass
@@ -325,87 +324,8 @@ class TreeScheduler:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "blueprint_frames": ("INT", {
-                    "default": 109, "min": 1, "max": MAX_BLUEPRINT_FRAMES, "step": 4,
-                    "tooltip": "Pixel frames of the low-frame-rate blueprint; must be 4n+1 (e.g. 109). The final "
-                               "video has blueprint_frames x (first interval / last interval) frames "
-                               "(109 x 4 = 436 for intervals 4,2,1). Used when length_mode is 'blueprint frames'.",
-                }),
-                "frame_intervals": (list(INTERVAL_CHOICES), {
-                    "default": INTERVAL_CHOICES[0],
-                    "tooltip": "Frame interval per level, blueprint first: interval i = one frame every i output "
-                               "frames (4 at 24 fps = 6 fps). Each level multiplies the frame rate by "
-                               "previous/next interval. The fps in the names assume fps = 24. 'custom' reads "
-                               "custom_intervals. 'auto' picks the cheapest ladder (2,1), (4,2,1), (8,4,2,1) or "
-                               "(16,8,4,2,1) whose blueprint fits the trained length (needs a length in seconds or "
-                               "output frames).",
-                }),
-                "custom_intervals": ("STRING", {
-                    "default": "4,2,1", "multiline": False,
-                    "tooltip": "Used only when frame_intervals is 'custom': intervals blueprint first, strictly "
-                               "decreasing, each divisible by the next (e.g. 8,4,2,1 or 3,1).",
-                }),
-                "chunks": ("STRING", {
-                    "default": "auto", "multiline": False,
-                    "tooltip": "Chunks per refinement level, denoised in parallel as one batch. 'auto': the "
-                               "cheapest split on the cost model that keeps every chunk within "
-                               "trained_chunk_frames, fits memory_budget_gb and gives no chunk less context than "
-                               "the reference rule (= the reference's chunks whenever they fit). 'reference': the "
-                               "reference rule max(4 / interval, 1) (2 at 12 fps, 4 at 24 fps). Or one count per "
-                               "refinement level like '2,4' ('auto,8' lets auto pick the first).",
-                }),
-                "fps": ("FLOAT", {
-                    "default": 24.0, "min": 1.0, "max": MAX_FPS, "step": 1.0,
-                    "tooltip": "Frame rate of the final level (interval 1). Each level runs at fps / interval.",
-                }),
-                "width": ("INT", {
-                    "default": 832, "min": 16, "max": MAX_SIDE, "step": 16,
-                    "tooltip": "Video width in pixels, multiple of 16 (reference: 832).",
-                }),
-                "height": ("INT", {
-                    "default": 480, "min": 16, "max": MAX_SIDE, "step": 16,
-                    "tooltip": "Video height in pixels, multiple of 16 (reference: 480).",
-                }),
-            },
-            "optional": {
-                "length_mode": (list(LENGTH_MODES), {
-                    "default": LENGTH_BLUEPRINT,
-                    "tooltip": "'blueprint frames': the reference's mode, blueprint_frames sets the length exactly. "
-                               "'seconds' / 'output frames': length is the output length at the output frame "
-                               "rate; the smallest blueprint that covers it is used (the video may be a few "
-                               "frames longer; the drawing shows the exact length).",
-                }),
-                "length": ("FLOAT", {
-                    "default": PLANNING_DEFAULTS["length"], "min": 0.05, "max": 600.0, "step": 0.5,
-                    "tooltip": "Output length: seconds in 'seconds' mode, frames in 'output frames' mode "
-                               "(ignored in 'blueprint frames' mode).",
-                }),
-                "memory_budget_gb": ("FLOAT", {
-                    "default": PLANNING_DEFAULTS["memory_budget_gb"], "min": 0.0, "max": 4096.0, "step": 1.0,
-                    "tooltip": "GPU memory the plan may use, in GiB, for 'auto' chunks and the warnings. 0 = what "
-                               "is free on the GPU now (counting a TempoMaster model already there as free; no "
-                               "limit on the CPU). Models of other nodes still loaded are not free: type the "
-                               "card's size to plan for a clean start.",
-                }),
-                "trained_chunk_frames": ("INT", {
-                    "default": PLANNING_DEFAULTS["trained_chunk_frames"], "min": 5, "max": 4097, "step": 4,
-                    "tooltip": "Longest chunk the model was trained on, in pixel frames (109 = 28 latent frames "
-                               "for the released TempoMaster). 'auto' keeps every chunk within it; longer chunks "
-                               "are drawn in the warning colour.",
-                }),
-                "boundary_frames": (list(BOUNDARY_MODES), {
-                    "default": PLANNING_DEFAULTS["boundary_frames"],
-                    "tooltip": "Condition frames at chunk boundaries of refinement levels. 'reference' (what the "
-                               "authors ran): the first and last frame of every chunk copy the nearest earlier "
-                               "frame of the level above, so a boundary between two anchors repeats a frame. "
-                               "'anchors': only the true frames of the level above are conditions; boundary "
-                               "frames are generated (no repeated frame, but only for a model trained for it: "
-                               "TempoMaster-Tiny, trained on both, still has larger seams this way).",
-                }),
-            },
-        }
+        """The widgets, from the one schema (:data:`nodes.scheduler_schema.TREE_SCHEDULER_WIDGETS`)."""
+        return input_types()
 
     @classmethod
     def VALIDATE_INPUTS(cls, blueprint_frames=None, frame_intervals=None, custom_intervals=None, chunks=None,

@@ -11,7 +11,7 @@ import pytest
 
 from comfy_fakes import FakeWanVAE, conditioning
 from nodes import NODE_CLASS_MAPPINGS as NODES
-from nodes import plan_route
+from nodes import plan_route, scheduler_schema
 from nodes.plan_route import LEVEL_TIME_EVENT, ROUTE_PATH, plan_key, plan_response, report_level_time
 from nodes.scheduler_node import AUTO_LEVELS
 from nodes.plan_text import auto_reasons, auto_warning
@@ -321,8 +321,24 @@ def test_web_fixtures_are_the_route_output(name):
         "web/tests/fixtures are stale: run PYTHONPATH=.:tests python3 tests/test_plan_route.py --write-fixtures")
 
 
+def test_the_web_view_has_the_schema_of_the_node_and_the_route():
+    from nodes.scheduler_node import TreeScheduler
+
+    with open(scheduler_schema.JS_PATH, encoding="utf-8") as fh:
+        assert fh.read() == scheduler_schema.javascript_module(), (
+            "web/scheduler_schema.js is stale: run PYTHONPATH=.:tests python3 tests/test_plan_route.py --write-fixtures")
+    types = TreeScheduler.INPUT_TYPES()
+    assert list(types["required"]) + list(types["optional"]) == list(plan_route.WIDGETS)
+    assert tuple(types["required"]) == plan_route.REQUIRED
+    for widget in scheduler_schema.TREE_SCHEDULER_WIDGETS:  # the route refuses what the widget cannot hold
+        if widget.kind in ("INT", "FLOAT"):
+            status, body = plan_response(dict(REFERENCE, **{widget.name: widget.maximum + 1}))
+            assert status == 400 and "the widget's range" in body["error"], widget.name
+
+
 if __name__ == "__main__":  # PYTHONPATH=.:tests python3 tests/test_plan_route.py --write-fixtures
     if "--write-fixtures" in sys.argv:
+        print("wrote", scheduler_schema.write_javascript())
         os.makedirs(FIXTURE_DIR, exist_ok=True)
         for fixture in sorted(WEB_FIXTURES):
             with open(os.path.join(FIXTURE_DIR, fixture + ".json"), "w", encoding="utf-8") as fh:
