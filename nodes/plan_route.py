@@ -21,9 +21,9 @@
   level, model, steps and guidance (:func:`report_level_time`); the view shows
   measured against estimated for the scheduler whose :func:`plan_key` matches.
 
-The route is registered lazily (:func:`register_routes`, called when
-``scheduler_node`` is imported) and only when ComfyUI's ``server`` module is
-importable and its ``PromptServer`` exists; outside ComfyUI nothing happens.
+The route is registered by the pack's ``__init__.py`` (:func:`register_routes`, called once
+when ComfyUI loads the pack), and only when ComfyUI's ``server`` module is importable and its
+``PromptServer`` exists; outside ComfyUI nothing happens. Importing a node module registers nothing.
 """
 
 from __future__ import annotations

@@ -142,7 +142,7 @@ def auto_memory_budget() -> Optional[int]:
         return where.type == device.type and (device.index is None or where.index in (None, device.index))
 
     resident = 0
-    for model, _backend in list(getattr(model_loader, "_cache", {}).values()):
+    for model in model_loader.cached_models():
         resident += sum(p.numel() * p.element_size() for p in model.parameters() if on_device(p.device))
     return free + resident
 
@@ -375,15 +375,6 @@ class TreeScheduler:
                                   **planning)
         return (schedule.plan, schedule.summary())
 
-
-def _register_route() -> None:
-    """Register the web view's plan route when running inside ComfyUI (no-op elsewhere)."""
-    from .plan_route import register_routes
-
-    register_routes()
-
-
-_register_route()
 
 __all__ = ["TreeScheduler", "build_plan", "build_schedule", "Schedule", "INTERVAL_PRESETS", "INTERVAL_CHOICES",
            "AUTO_LEVELS", "LENGTH_MODES"]

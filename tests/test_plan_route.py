@@ -185,6 +185,37 @@ def test_no_route_outside_comfyui(monkeypatch):
     assert "server" not in sys.modules
 
 
+def test_the_pack_registers_the_route_and_importing_a_node_module_does_not():
+    """ComfyUI loads the pack's __init__.py with a PromptServer already made: that registers the route once."""
+    import subprocess
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    code = f"""
+import importlib.util, sys, types
+posted = []
+class Routes:
+    def post(self, path):
+        return lambda fn: posted.append(path) or fn
+server = types.ModuleType("server")
+server.PromptServer = type("PromptServer", (), {{"instance": type("S", (), {{"routes": Routes()}})()}})
+aiohttp = types.ModuleType("aiohttp")
+aiohttp.web = types.ModuleType("aiohttp.web")
+sys.modules.update(server=server, aiohttp=aiohttp)
+sys.path.insert(0, {root!r})
+import nodes.scheduler_node, nodes.plan_route
+assert posted == [], posted
+sys.path.remove({root!r})
+spec = importlib.util.spec_from_file_location("tempomaster_pack", {os.path.join(root, "__init__.py")!r})
+module = importlib.util.module_from_spec(spec)
+sys.modules["tempomaster_pack"] = module
+spec.loader.exec_module(module)
+assert posted == ["/tempomaster/plan"], posted
+print("ok")
+"""
+    out = subprocess.run([sys.executable, "-c", code], cwd="/", capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
 def test_route_registers_and_answers_on_a_prompt_server(fake_server):
     web = pytest.importorskip("aiohttp.web")
     import asyncio
