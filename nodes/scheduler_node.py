@@ -147,16 +147,12 @@ def auto_memory_budget() -> Optional[int]:
     return free + resident
 
 
-def _budget_bytes(memory_budget_gb: Any) -> Any:
+def _budget_bytes(memory_budget_gb: Any) -> Optional[int]:
+    """Bytes of the ``memory_budget_gb`` widget (GiB; 0 = :func:`auto_memory_budget`); ValueError otherwise."""
     from tempomaster_core.cost import GIB
 
-    try:
-        if isinstance(memory_budget_gb, bool):
-            raise TypeError
-        value = float(memory_budget_gb)
-    except (TypeError, ValueError, OverflowError):
-        raise ValueError(f"memory_budget_gb must be a number of GiB (0 = free GPU memory), got {memory_budget_gb!r}") from None
-    if not math.isfinite(value) or not math.isfinite(value * GIB):
+    value = _real(memory_budget_gb, "memory_budget_gb")
+    if not math.isfinite(value * GIB):
         raise ValueError(f"memory_budget_gb must be a finite number of GiB, got {memory_budget_gb!r}")
     if value < 0:
         raise ValueError(f"memory_budget_gb must be >= 0 (0 = the GPU's free memory), got {value:g}")

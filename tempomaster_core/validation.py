@@ -19,14 +19,8 @@ class InputError(ValueError):
     """A user-supplied value is invalid; the message names it, the rule and the value given."""
 
 
-def require_int(
-    value: Any,
-    name: str,
-    *,
-    minimum: Optional[int] = None,
-    maximum: Optional[int] = None,
-    error: type = InputError,
-) -> int:
+def require_int(value: Any, name: str, *, minimum: Optional[int] = None, maximum: Optional[int] = None,
+                error: type = InputError) -> int:
     """``value`` as a Python int within ``[minimum, maximum]`` (either bound optional).
 
     Accepts ints and integer-like objects (``__index__``: numpy/torch integer scalars); refuses
