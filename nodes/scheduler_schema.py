@@ -172,7 +172,11 @@ def javascript_module() -> str:
 
 
 def write_javascript(path: str = JS_PATH) -> str:
-    """Write :func:`javascript_module` to ``path`` (default ``web/scheduler_schema.js``); returns the path."""
+    """Write :func:`javascript_module` to ``path`` (default ``web/scheduler_schema.js``); returns the path.
+
+    Raises:
+        OSError: the file cannot be written.
+    """
     with open(path, "w", encoding="utf-8") as fh:
         fh.write(javascript_module())
     return path
