@@ -71,6 +71,7 @@ from .plan import (
     MAX_OUTPUT_FRAMES,
     MAX_SIDE,
     MAX_TEMPORAL_FACTOR,
+    round_clip_length,
 )
 
 #: Bytes per weight element for the weight dtypes the loader and ComfyUI use.
@@ -167,7 +168,13 @@ class LevelWork:
             object.__setattr__(self, "num_frames", _positive_int(self.num_frames, "num_frames"))
 
 
-def _steps_per_level(steps: Any, num_levels: int) -> tuple[int, ...]:
+def steps_per_level(steps: Any, num_levels: int) -> tuple[int, ...]:
+    """Denoising steps of every level, blueprint first: ``None`` = the reference steps (:func:`tempomaster_core.defaults.default_schedule`), one int for
+    every level, or one int per level (:func:`~tempomaster_core.level_settings.per_level`).
+
+    Raises:
+        CostError: a list of the wrong length, or a count that is not an int >= 1.
+    """
     if steps is None:
         return default_schedule(num_levels).steps
     return tuple(_positive_int(s, "steps") for s in per_level(steps, "steps", num_levels, error=CostError))
@@ -186,7 +193,7 @@ def levels_from_plan(plan: Any, steps: Any = None) -> list[LevelWork]:
     """
     if not hasattr(plan, "levels") or not hasattr(plan, "num_levels"):
         raise CostError(f"plan must be a TreePlan, got {type(plan).__name__}")
-    level_steps = _steps_per_level(steps, plan.num_levels)
+    level_steps = steps_per_level(steps, plan.num_levels)
     return [
         LevelWork(level.num_chunks, level.frames_per_chunk, s, num_frames=level.num_frames, fps=level.fps,
                   label=f"{level.fps:g} fps")
@@ -207,7 +214,7 @@ def round_down_frames(frames: float, temporal_factor: int = 4) -> int:
         raise CostError(f"a clip needs at least 1 frame, got {frames}")
     if frames > MAX_CHUNK_FRAMES:
         raise CostError(f"a clip may have at most {MAX_CHUNK_FRAMES} pixel frames, got {frames:g}")
-    return int((frames - 1) // tf) * tf + 1
+    return round_clip_length(frames, tf, up=False)
 
 
 def paper_ablation_levels(
@@ -254,7 +261,7 @@ def paper_ablation_levels(
     if steps is None:
         refine = REFINEMENT_STEPS if len(fps) > 2 else TWO_LEVEL_REFINEMENT_STEPS
         steps = (BLUEPRINT_STEPS,) + (refine,) * (len(fps) - 1)
-    level_steps = _steps_per_level(steps, len(fps))
+    level_steps = steps_per_level(steps, len(fps))
     final_fps = fps[-1]
     out = []
     for f, c, s in zip(fps, counts, level_steps):
@@ -659,7 +666,7 @@ def full_sequence_work(final_frames: int, steps: int = BLUEPRINT_STEPS, temporal
     """
     frames = _positive_int(final_frames, "final_frames", maximum=MAX_OUTPUT_FRAMES)
     temporal_factor = _positive_int(temporal_factor, "temporal_factor", maximum=MAX_TEMPORAL_FACTOR)
-    length = -(-(frames - 1) // temporal_factor) * temporal_factor + 1
+    length = round_clip_length(frames, temporal_factor)
     return LevelWork(1, length, steps, num_frames=frames, fps=fps, label="full sequence")
 
 

@@ -19,22 +19,24 @@ class InputError(ValueError):
     """A user-supplied value is invalid; the message names it, the rule and the value given."""
 
 
-def require_int(value: Any, name: str, *, minimum: Optional[int] = None, maximum: Optional[int] = None) -> int:
+def require_int(value: Any, name: str, *, minimum: Optional[int] = None, maximum: Optional[int] = None,
+                error: type = InputError) -> int:
     """``value`` as a Python int within ``[minimum, maximum]`` (either bound optional).
 
     Accepts ints and integer-like objects (``__index__``: numpy/torch integer scalars); refuses
     bools, floats (even ``2.0``) and strings.
 
     Raises:
-        InputError: not an integer, or outside the bounds.
+        error: (default :class:`InputError`; a ``ValueError`` subclass such as ``PlanError``)
+            not an integer, or outside the bounds.
     """
     if isinstance(value, bool) or not hasattr(value, "__index__"):
-        raise InputError(f"{name} must be an integer, got {value!r}")
+        raise error(f"{name} must be an integer, got {value!r}")
     result = int(value.__index__())
     if minimum is not None and result < minimum:
-        raise InputError(f"{name} must be >= {minimum}, got {result}")
+        raise error(f"{name} must be >= {minimum}, got {result}")
     if maximum is not None and result > maximum:
-        raise InputError(f"{name} must be <= {maximum}, got {result}")
+        raise error(f"{name} must be <= {maximum}, got {result}")
     return result
 
 
