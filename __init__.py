@@ -1,8 +1,9 @@
 """TempoMaster node pack for ComfyUI (next-frame-rate long-video generation).
 
 ComfyUI imports this file as the package of the ``custom_nodes/<folder>``
-directory. It exposes the node classes of ``nodes/`` (``NODE_CLASS_MAPPINGS``), the web directory, and makes
-the bundled runtime ``tempomaster_core`` importable without installing it.
+directory. It exposes the node classes of ``nodes/`` (``NODE_CLASS_MAPPINGS``), the web directory, makes
+the bundled runtime ``tempomaster_core`` importable without installing it, and registers the web view's
+HTTP route on ComfyUI's server (``nodes.plan_route.register_routes``; nothing happens outside ComfyUI).
 """
 
 import importlib
@@ -34,7 +35,10 @@ def _import_core() -> None:
 _import_core()
 
 from .nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS  # noqa: E402
+from .nodes.plan_route import register_routes  # noqa: E402
 
 WEB_DIRECTORY = "./web"
+
+register_routes()  # POST /tempomaster/plan for the tree view (ComfyUI's PromptServer exists by now)
 
 __all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS", "WEB_DIRECTORY"]

@@ -112,6 +112,11 @@ def clear_cache() -> None:
     _cache.clear()
 
 
+def cached_models() -> list[torch.nn.Module]:
+    """The DiTs this loader keeps loaded (at most one), wherever their weights are."""
+    return [model for model, _backend in list(_cache.values())]
+
+
 class LoadTempoModel:
     """ComfyUI node: load a TempoMaster DiT checkpoint (see module doc)."""
 

@@ -21,30 +21,29 @@
   level, model, steps and guidance (:func:`report_level_time`); the view shows
   measured against estimated for the scheduler whose :func:`plan_key` matches.
 
-The route is registered lazily (:func:`register_routes`, called when
-``scheduler_node`` is imported) and only when ComfyUI's ``server`` module is
-importable and its ``PromptServer`` exists; outside ComfyUI nothing happens.
+The route is registered by the pack's ``__init__.py`` (:func:`register_routes`, called once
+when ComfyUI loads the pack), and only when ComfyUI's ``server`` module is importable and its
+``PromptServer`` exists; outside ComfyUI nothing happens. Importing a node module registers nothing.
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
-import math
 from typing import Any, Optional
+
+from tempomaster_core.validation import require_number
+
+from .scheduler_schema import REQUIRED_NAMES, TREE_SCHEDULER_WIDGETS
 
 log = logging.getLogger("TempoMaster")
 
 ROUTE_PATH = "/tempomaster/plan"
 LEVEL_TIME_EVENT = "tempomaster.level_time"
 
-#: Widget names the route reads; the first seven are required.
-WIDGETS = ("blueprint_frames", "frame_intervals", "custom_intervals", "chunks", "fps", "width", "height",
-           "length_mode", "length", "memory_budget_gb", "trained_chunk_frames", "boundary_frames")
-REQUIRED = WIDGETS[:7]
-_INTS = ("blueprint_frames", "width", "height", "trained_chunk_frames")
-_FLOATS = ("fps", "length", "memory_budget_gb")
-_TEXTS = ("frame_intervals", "custom_intervals", "chunks", "length_mode", "boundary_frames")
+#: Widget names the route reads (the TreeScheduler's schema, ``nodes/scheduler_schema.py``).
+WIDGETS = tuple(w.name for w in TREE_SCHEDULER_WIDGETS)
+REQUIRED = REQUIRED_NAMES
 
 _registered = False
 
@@ -62,14 +61,7 @@ def plan_key(plan: Any) -> str:
 
 
 def _number(value: Any, name: str, kind: type) -> Any:
-    if isinstance(value, bool) or value is None:
-        raise RequestError(f"{name} must be a number, got {value!r}")
-    try:
-        number = float(value)
-    except (TypeError, ValueError, OverflowError):  # OverflowError: a JSON integer beyond a float's range
-        raise RequestError(f"{name} must be a number, got {value!r}") from None
-    if not math.isfinite(number):
-        raise RequestError(f"{name} must be a finite number, got {value!r}")
+    number = require_number(value, name, parse_text=True, error=RequestError)
     if kind is int:
         if number != int(number):
             raise RequestError(f"{name} must be a whole number, got {value!r}")
@@ -77,24 +69,13 @@ def _number(value: Any, name: str, kind: type) -> Any:
     return number
 
 
-def _per_level(value: Any, name: str, kind: type) -> Any:
-    if value is None:
-        return None
+def _numbers(value: Any, name: str, kind: type) -> Any:
+    """A number or a non-empty list of numbers (one per level: the planner expands and checks the count)."""
     if isinstance(value, list):
         if not value:
             raise RequestError(f"{name} is an empty list; give one value per level or one number")
         return [_number(v, name, kind) for v in value]
     return _number(value, name, kind)
-
-
-def _widget_range(name: str) -> tuple[float, float]:
-    """``(min, max)`` of a numeric TreeScheduler widget, from its ``INPUT_TYPES`` (one source of truth)."""
-    from .scheduler_node import TreeScheduler
-
-    types = TreeScheduler.INPUT_TYPES()
-    entry = {**types["required"], **types.get("optional", {})}[name]
-    options = entry[1] if len(entry) > 1 else {}
-    return float(options.get("min", -math.inf)), float(options.get("max", math.inf))
 
 
 def _sampler_range(name: str) -> tuple[float, float]:
@@ -119,15 +100,16 @@ def parse_request(payload: Any) -> tuple[dict, dict]:
     if missing:
         raise RequestError(f"missing widget value(s): {', '.join(missing)}")
     values = {}
-    for name in WIDGETS:
+    for widget in TREE_SCHEDULER_WIDGETS:
+        name = widget.name
         if name not in payload:
             continue
         value = payload[name]
-        if name in _INTS or name in _FLOATS:
-            values[name] = _number(value, name, int if name in _INTS else float)
-            low, high = _widget_range(name)
-            if not low <= values[name] <= high:
-                raise RequestError(f"{name} must be between {low:g} and {high:g} (the widget's range), got {value!r}")
+        if widget.kind in ("INT", "FLOAT"):
+            values[name] = _number(value, name, int if widget.kind == "INT" else float)
+            if not widget.minimum <= values[name] <= widget.maximum:
+                raise RequestError(f"{name} must be between {widget.minimum:g} and {widget.maximum:g} (the widget's "
+                                   f"range), got {value!r}")
         else:
             if not isinstance(value, str):
                 raise RequestError(f"{name} must be text, got {value!r}")
@@ -136,7 +118,7 @@ def parse_request(payload: Any) -> tuple[dict, dict]:
     for name, kind in (("steps", int), ("cfg", float)):
         if payload.get(name) is None:
             continue
-        value = _per_level(payload[name], name, kind)
+        value = _numbers(payload[name], name, kind)
         low, high = _sampler_range(name)
         if any(not low <= v <= high for v in (value if isinstance(value, list) else [value])):
             raise RequestError(f"{name} must be between {low:g} and {high:g} (the samplers' range), got "
@@ -168,9 +150,10 @@ def parse_request(payload: Any) -> tuple[dict, dict]:
 
 def plan_response(payload: Any) -> tuple[int, dict]:
     """``(HTTP status, JSON body)`` for a plan request (see module doc). Never raises."""
-    from tempomaster_core.cost import default_steps
-    from tempomaster_core.pipeline import DEFAULT_CFG
+    from tempomaster_core.defaults import CFG, default_schedule
+    from tempomaster_core.level_settings import per_level_prefix
 
+    from .plan_text import auto_to_dict
     from .scheduler_node import build_schedule
 
     try:
@@ -180,13 +163,8 @@ def plan_response(payload: Any) -> tuple[int, dict]:
         if samplers:
             # the connected samplers may cover only some levels: the others keep the reference settings
             count = schedule.plan.num_levels
-            steps, cfg = list(default_steps(count)), [DEFAULT_CFG] * count
-            for i, value in enumerate(samplers.get("steps", [])[:count]):
-                steps[i] = value
-            for i, value in enumerate(samplers.get("cfg", [])[:count]):
-                cfg[i] = value
-            options.setdefault("steps", steps)
-            options.setdefault("cfg", cfg)
+            options.setdefault("steps", per_level_prefix(samplers.get("steps", []), default_schedule(count).steps))
+            options.setdefault("cfg", per_level_prefix(samplers.get("cfg", []), [CFG] * count))
             schedule = build_schedule(**values, **options)
     except (ValueError, TypeError) as err:  # PlanError, CostError and RequestError are ValueErrors
         return 400, {"error": str(err)}
@@ -197,7 +175,7 @@ def plan_response(payload: Any) -> tuple[int, dict]:
     body.update(
         cost=schedule.cost.to_dict(),
         warnings=list(schedule.warnings),
-        auto=None if schedule.auto is None else schedule.auto.to_dict(),
+        auto=None if schedule.auto is None else auto_to_dict(schedule.auto),
         summary=schedule.summary(),
         inputs=dict(schedule.inputs),
         plan_key=plan_key(schedule.plan),
@@ -252,13 +230,14 @@ def level_time_payload(plan: Any, level_index: int, seconds: float, *, model: An
         ``{"plan_key", "level", "fps", "seconds", "steps", "cfg", "estimated_flops",
         "estimated_pflops", "achieved_tflops_per_s"}``.
     """
-    from tempomaster_core.config import UMT5_TEXT_LEN, DiTConfig
+    from tempomaster_core.config import DiTConfig
     from tempomaster_core.cost import PFLOP, LevelWork, level_cost
+    from tempomaster_core.defaults import TEXT_LEN
 
     level = plan.levels[level_index]
     config = getattr(model, "config", None)
     config = config if isinstance(config, DiTConfig) else DiTConfig()
-    text_len = config.text_len or UMT5_TEXT_LEN  # a model that takes any length is priced at umT5's
+    text_len = config.text_len or TEXT_LEN  # a model that takes any length is priced at umT5's
     work = LevelWork(level.num_chunks, level.frames_per_chunk, int(steps), num_frames=level.num_frames, fps=level.fps)
     priced = level_cost(work, config, height=plan.height, width=plan.width, cfg=float(cfg), text_len=text_len,
                         max_batch=max_batch, temporal_factor=plan.temporal_factor)

@@ -41,10 +41,24 @@ from typing import Any, Callable, Optional
 
 import torch
 
-from tempomaster_core.config import UMT5_TEXT_LEN
 from tempomaster_core.cost import GIB
+from tempomaster_core.defaults import (
+    APG_MOMENTUM,
+    APG_NORM_THRESHOLD,
+    BLUEPRINT_FRAMES,
+    BLUEPRINT_SHIFT,
+    BLUEPRINT_STEPS,
+    CFG,
+    FPS,
+    FRAME_INTERVALS,
+    GUIDANCE,
+    REFINEMENT_SHIFT,
+    REFINEMENT_STEPS,
+    SEED,
+    TEXT_LEN,
+)
 from tempomaster_core.guidance import GUIDANCE_KINDS
-from tempomaster_core.validation import MAX_SEED
+from tempomaster_core.validation import MAX_CFG, MAX_SEED
 
 from . import comfy_env
 from .plan_route import report_level_time
@@ -89,7 +103,7 @@ def estimate_level_bytes(model: Any, plan: Any, level_index: int, cfg: float, ma
 
     work = levels_from_plan(plan, steps=1)[level_index]
     dtype = str(getattr(model, "dtype", "bf16"))
-    text_len = config.text_len or UMT5_TEXT_LEN  # a model that takes any length is priced at umT5's
+    text_len = config.text_len or TEXT_LEN  # a model that takes any length is priced at umT5's
     priced = level_cost(work, config, height=plan.height, width=plan.width, cfg=float(cfg), text_len=text_len,
                         dtype=dtype, max_batch=max_batch or None, spatial_factor=spatial_factor,
                         temporal_factor=plan.temporal_factor)
@@ -282,11 +296,12 @@ def _outputs(result: Any) -> tuple:
     return (result, result.to_images(), float(result.fps))
 
 
-def _common_inputs(steps: int, shift: float, cfg_default: float = 8.0) -> dict:
+def _common_inputs(steps: int, shift: float) -> dict:
+    """The widgets every sampler node has: seed, steps, shift, cfg, guidance (reference defaults)."""
     return {
         "seed": ("INT", {
-            "default": 0, "min": 0, "max": MAX_SEED, "control_after_generate": True,
-            "tooltip": "Noise seed. The reference uses the same seed at every level (0 by default).",
+            "default": SEED, "min": 0, "max": MAX_SEED, "control_after_generate": True,
+            "tooltip": f"Noise seed. The reference uses the same seed at every level ({SEED} by default).",
         }),
         "steps": ("INT", {
             "default": steps, "min": 1, "max": 1000,
@@ -298,15 +313,15 @@ def _common_inputs(steps: int, shift: float, cfg_default: float = 8.0) -> dict:
                        f"steps at high noise (reference: {shift:g}).",
         }),
         "cfg": ("FLOAT", {
-            "default": cfg_default, "min": 1.0, "max": 30.0, "step": 0.1, "round": 0.01,
-            "tooltip": "Guidance scale (reference: 8). 1 disables guidance and skips the negative prompt. "
-                       "The core refuses values above 100.",
+            "default": CFG, "min": 1.0, "max": 30.0, "step": 0.1, "round": 0.01,
+            "tooltip": f"Guidance scale (reference: {CFG:g}). 1 disables guidance and skips the negative prompt. "
+                       f"The core refuses values above {MAX_CFG:g}.",
         }),
         "guidance": (list(GUIDANCE_KINDS), {
-            "default": "apg",
-            "tooltip": "apg: adaptive projected guidance (reference default; momentum -0.5, norm threshold 27, "
-                       "parallel component removed) - fewer oversaturated frames at high cfg. cfg: classic "
-                       "classifier-free guidance.",
+            "default": GUIDANCE,
+            "tooltip": f"apg: adaptive projected guidance (reference default; momentum {APG_MOMENTUM:g}, norm "
+                       f"threshold {APG_NORM_THRESHOLD:g}, parallel component removed) - fewer oversaturated "
+                       "frames at high cfg. cfg: classic classifier-free guidance.",
         }),
     }
 
@@ -337,7 +352,8 @@ class BlueprintSampler:
     OUTPUT_TOOLTIPS = _OUTPUT_TOOLTIPS
     DESCRIPTION = (
         "Generates the low-frame-rate blueprint of the whole video in one pass with full bidirectional "
-        "attention (reference: 109 frames at 6 fps, 50 steps, shift 5, cfg 8, APG), conditioned on the "
+        f"attention (reference: {BLUEPRINT_FRAMES} frames at {FPS / FRAME_INTERVALS[0]:g} fps, {BLUEPRINT_STEPS} "
+        f"steps, shift {BLUEPRINT_SHIFT:g}, cfg {CFG:g}, {GUIDANCE.upper()}), conditioned on the "
         "MultiMaskCondition frames if connected (else text-to-video)."
     )
 
@@ -350,7 +366,7 @@ class BlueprintSampler:
             "negative": _NEGATIVE_IN,
             "vae": _VAE_IN,
         }
-        required.update(_common_inputs(50, 5.0))
+        required.update(_common_inputs(BLUEPRINT_STEPS, BLUEPRINT_SHIFT))
         required["tiled_vae"] = _VAE_TILED
         return {
             "required": required,
@@ -362,8 +378,8 @@ class BlueprintSampler:
             },
         }
 
-    def sample(self, model, plan, positive, negative, vae, seed: int = 0, steps: int = 50, shift: float = 5.0,
-               cfg: float = 8.0, guidance: str = "apg", tiled_vae: bool = False,
+    def sample(self, model, plan, positive, negative, vae, seed: int = SEED, steps: int = BLUEPRINT_STEPS,
+               shift: float = BLUEPRINT_SHIFT, cfg: float = CFG, guidance: str = GUIDANCE, tiled_vae: bool = False,
                condition: Optional[TempoCondition] = None):
         """Return ``(level, images [F, H, W, 3] in [0, 1], fps)`` for the blueprint.
 
@@ -414,7 +430,8 @@ class FrameRateRefiner:
     DESCRIPTION = (
         "Multiplies the frame rate of the incoming level (e.g. 6 -> 12 fps): every frame of the level above "
         "is kept as a condition frame, the in-between frames are generated in chunks denoised in parallel "
-        "(reference: 32 steps, shift 3, cfg 8, APG). Chain one refiner per level of the plan."
+        f"(reference: {REFINEMENT_STEPS} steps, shift {REFINEMENT_SHIFT:g}, cfg {CFG:g}, {GUIDANCE.upper()}). "
+        "Chain one refiner per level of the plan."
     )
 
     @classmethod
@@ -429,7 +446,7 @@ class FrameRateRefiner:
             "negative": _NEGATIVE_IN,
             "vae": _VAE_IN,
         }
-        required.update(_common_inputs(32, 3.0))
+        required.update(_common_inputs(REFINEMENT_STEPS, REFINEMENT_SHIFT))
         required["max_parallel_chunks"] = ("INT", {
             "default": 0, "min": 0, "max": 1024,
             "tooltip": "Chunks denoised per forward pass: 0 = all chunks of the level in one batch (fastest, "
@@ -440,8 +457,9 @@ class FrameRateRefiner:
         required["tiled_vae"] = _VAE_TILED
         return {"required": required}
 
-    def refine(self, model, level, positive, negative, vae, seed: int = 0, steps: int = 32, shift: float = 3.0,
-               cfg: float = 8.0, guidance: str = "apg", max_parallel_chunks: int = 0, tiled_vae: bool = False):
+    def refine(self, model, level, positive, negative, vae, seed: int = SEED, steps: int = REFINEMENT_STEPS,
+               shift: float = REFINEMENT_SHIFT, cfg: float = CFG, guidance: str = GUIDANCE,
+               max_parallel_chunks: int = 0, tiled_vae: bool = False):
         """Return ``(level, images [F, H, W, 3] in [0, 1], fps)`` for the next level.
 
         Every input is checked before the VAE encode and before the DiT is moved

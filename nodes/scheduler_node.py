@@ -33,24 +33,24 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Any, Optional
 
+from tempomaster_core.defaults import CFG, TRAINED_CHUNK_FRAMES
 from tempomaster_core.validation import is_integer, require_number
-from tempomaster_core.plan import BOUNDARY_MODES, MAX_BLUEPRINT_FRAMES, MAX_FPS, MAX_SIDE, TreePlan, boundary_mode
+from tempomaster_core.plan import TreePlan, boundary_mode
 
-from .parsing import CUSTOM_PRESET, INTERVAL_PRESETS, PRESET_NAMES, parse_chunks, parse_intervals
+from .parsing import CUSTOM_PRESET, INTERVAL_PRESETS, parse_chunks, parse_intervals
+from .scheduler_schema import (
+    AUTO_LEVELS,
+    INTERVAL_CHOICES,
+    LENGTH_BLUEPRINT,
+    LENGTH_MODES,
+    LENGTH_SECONDS,
+    PLANNING_DEFAULTS,
+    input_types,
+)
 from .types import TEMPO_PLAN
 
-#: ``frame_intervals`` choice that lets the planner pick the levels (ratio-2 ladders ending at the output fps).
-AUTO_LEVELS = "auto: levels chosen by cost"
-#: Widget order of ``frame_intervals``: the presets, ``custom``, then :data:`AUTO_LEVELS`.
-INTERVAL_CHOICES: tuple[str, ...] = PRESET_NAMES + (AUTO_LEVELS,)
-#: ``length_mode`` choices.
-LENGTH_BLUEPRINT, LENGTH_SECONDS, LENGTH_FRAMES = "blueprint frames", "seconds", "output frames"
-LENGTH_MODES: tuple[str, ...] = (LENGTH_BLUEPRINT, LENGTH_SECONDS, LENGTH_FRAMES)
 #: ``chunks`` keyword for the reference rule (``"auto"`` means the cost-based choice).
 REFERENCE_CHUNKS = "reference"
-#: Defaults of the optional planning widgets (also used when a workflow lacks them).
-PLANNING_DEFAULTS = {"length_mode": LENGTH_BLUEPRINT, "length": 20.0, "memory_budget_gb": 0.0,
-                     "trained_chunk_frames": 109, "boundary_frames": "repeat_anchor"}
 
 
 @dataclass
@@ -88,8 +88,10 @@ class Schedule:
                      f"({self.cost.saving_vs_full_sequence:.1f}x)")
         lines.append(text)
         if self.auto is not None:
+            from .plan_text import auto_reasons
+
             lines.append("Auto plan:")
-            lines.extend(f"  - {reason}" for reason in self.auto.reasons)
+            lines.extend(f"  - {reason}" for reason in auto_reasons(self.auto))
         lines.extend(f"WARNING: {w}" for w in self.warnings)
         return "\n".join(lines)
 
@@ -142,21 +144,17 @@ def auto_memory_budget() -> Optional[int]:
         return where.type == device.type and (device.index is None or where.index in (None, device.index))
 
     resident = 0
-    for model, _backend in list(getattr(model_loader, "_cache", {}).values()):
+    for model in model_loader.cached_models():
         resident += sum(p.numel() * p.element_size() for p in model.parameters() if on_device(p.device))
     return free + resident
 
 
-def _budget_bytes(memory_budget_gb: Any) -> Any:
+def _budget_bytes(memory_budget_gb: Any) -> Optional[int]:
+    """Bytes of the ``memory_budget_gb`` widget (GiB; 0 = :func:`auto_memory_budget`); ValueError otherwise."""
     from tempomaster_core.cost import GIB
 
-    try:
-        if isinstance(memory_budget_gb, bool):
-            raise TypeError
-        value = float(memory_budget_gb)
-    except (TypeError, ValueError, OverflowError):
-        raise ValueError(f"memory_budget_gb must be a number of GiB (0 = free GPU memory), got {memory_budget_gb!r}") from None
-    if not math.isfinite(value) or not math.isfinite(value * GIB):
+    value = _real(memory_budget_gb, "memory_budget_gb")
+    if not math.isfinite(value * GIB):
         raise ValueError(f"memory_budget_gb must be a finite number of GiB, got {memory_budget_gb!r}")
     if value < 0:
         raise ValueError(f"memory_budget_gb must be >= 0 (0 = the GPU's free memory), got {value:g}")
@@ -185,9 +183,11 @@ def _whole(value: Any, name: str) -> int:
 
 def build_schedule(blueprint_frames: int, frame_intervals: str, custom_intervals: str, chunks: str,
                    fps: float, width: int, height: int, length_mode: str = LENGTH_BLUEPRINT,
-                   length: float = 20.0, memory_budget_gb: float = 0.0, trained_chunk_frames: int = 109,
-                   boundary_frames: str = "repeat_anchor",
-                   *, steps: Any = None, cfg: Any = 8.0, model: str = "14B") -> Schedule:
+                   length: float = PLANNING_DEFAULTS["length"],
+                   memory_budget_gb: float = PLANNING_DEFAULTS["memory_budget_gb"],
+                   trained_chunk_frames: int = TRAINED_CHUNK_FRAMES,
+                   boundary_frames: str = PLANNING_DEFAULTS["boundary_frames"],
+                   *, steps: Any = None, cfg: Any = CFG, model: str = "14B") -> Schedule:
     """The plan, its cost and warnings for the node's widget values.
 
     Args:
@@ -220,12 +220,17 @@ def build_schedule(blueprint_frames: int, frame_intervals: str, custom_intervals
             planning), so ``VALIDATE_INPUTS`` and the web route can call it on the event loop.
     """
     from tempomaster_core.autoplan import (
+        AutoRequest,
+        CostSettings,
+        PlanLimits,
         auto_plan,
         blueprint_for_length,
+        limit_breaches,
         output_frames_for_seconds,
-        plan_warnings,
     )
     from tempomaster_core.cost import KNOWN_CONFIGS, CostError, estimate_plan_cost
+
+    from .plan_text import auto_warning, plan_warning
 
     if frame_intervals not in INTERVAL_CHOICES:
         raise ValueError(f"unknown frame-interval preset {frame_intervals!r}; choose one of {list(INTERVAL_CHOICES)}")
@@ -248,8 +253,9 @@ def build_schedule(blueprint_frames: int, frame_intervals: str, custom_intervals
             raise ValueError('frame_intervals "auto" needs the output length: set length_mode to "seconds" or '
                              '"output frames"')
         blueprint = _whole(blueprint_frames, "blueprint_frames")
-        TreePlan.check_frames(blueprint, intervals)  # the plan's size limits, named after the blueprint
-        wanted = blueprint * (intervals[0] // intervals[-1])
+        # the plan's size limits, named after the blueprint; the auto planner's blueprint for this
+        # length is this one again (TreePlan.smallest_blueprint inverts TreePlan.level_frames)
+        wanted = TreePlan.level_frames(blueprint, intervals)[-1]
     elif length_mode == LENGTH_SECONDS:
         wanted = output_frames_for_seconds(_real(length, "length"), output_fps)
     else:
@@ -261,12 +267,11 @@ def build_schedule(blueprint_frames: int, frame_intervals: str, custom_intervals
     auto = None
     try:
         if mode == "auto":
-            auto = auto_plan(wanted, height=height, width=width, fps=fps, intervals=intervals,
-                             chunks=chunk_values, config=config, steps=steps if intervals else None,
-                             cfg=scalar_cfg, trained_chunk_frames=trained, memory_budget_bytes=budget)
+            limits = PlanLimits(trained_chunk_frames=trained, memory_budget_bytes=budget)
+            costing = CostSettings(config=config, steps=steps if intervals else None, cfg=scalar_cfg)
+            auto = auto_plan(AutoRequest(wanted, height=height, width=width, fps=fps, intervals=intervals,
+                                         chunks=chunk_values, limits=limits, costing=costing))
             plan = replace(auto.plan, boundary=boundary_frames)
-            if length_mode == LENGTH_BLUEPRINT and plan.blueprint_frames != blueprint:
-                TreePlan(blueprint, intervals, None, height=height, width=width, fps=fps)  # its error
         else:
             if length_mode != LENGTH_BLUEPRINT:
                 blueprint = blueprint_for_length(wanted, intervals)
@@ -276,12 +281,14 @@ def build_schedule(blueprint_frames: int, frame_intervals: str, custom_intervals
                                   max_batch=list(auto.max_parallel_chunks) if auto is not None else None)
     except CostError as err:
         raise ValueError(str(err)) from None
-    budget_bytes = budget
-    warnings = list(auto.warnings) if auto is not None else plan_warnings(
-        plan, cost, trained_chunk_frames=trained, memory_budget_bytes=budget_bytes)
+    if auto is not None:
+        warnings = [auto_warning(breach) for breach in auto.breaches]
+    else:
+        breaches = limit_breaches(plan, cost, trained_chunk_frames=trained, memory_budget_bytes=budget)
+        warnings = [plan_warning(breach, plan) for breach in breaches]
     inputs = {"length_mode": length_mode, "output_frames_wanted": wanted, "output_fps": output_fps,
               "chunks_mode": mode, "levels_mode": "auto" if intervals is None else "fixed",
-              "trained_chunk_frames": trained, "memory_budget_bytes": budget_bytes, "model": model,
+              "trained_chunk_frames": trained, "memory_budget_bytes": budget, "model": model,
               "boundary_frames": boundary_frames}
     return Schedule(plan=plan, cost=cost, warnings=warnings, auto=auto, inputs=inputs)
 
@@ -317,87 +324,8 @@ class TreeScheduler:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "blueprint_frames": ("INT", {
-                    "default": 109, "min": 1, "max": MAX_BLUEPRINT_FRAMES, "step": 4,
-                    "tooltip": "Pixel frames of the low-frame-rate blueprint; must be 4n+1 (e.g. 109). The final "
-                               "video has blueprint_frames x (first interval / last interval) frames "
-                               "(109 x 4 = 436 for intervals 4,2,1). Used when length_mode is 'blueprint frames'.",
-                }),
-                "frame_intervals": (list(INTERVAL_CHOICES), {
-                    "default": INTERVAL_CHOICES[0],
-                    "tooltip": "Frame interval per level, blueprint first: interval i = one frame every i output "
-                               "frames (4 at 24 fps = 6 fps). Each level multiplies the frame rate by "
-                               "previous/next interval. The fps in the names assume fps = 24. 'custom' reads "
-                               "custom_intervals. 'auto' picks the cheapest ladder (2,1), (4,2,1), (8,4,2,1) or "
-                               "(16,8,4,2,1) whose blueprint fits the trained length (needs a length in seconds or "
-                               "output frames).",
-                }),
-                "custom_intervals": ("STRING", {
-                    "default": "4,2,1", "multiline": False,
-                    "tooltip": "Used only when frame_intervals is 'custom': intervals blueprint first, strictly "
-                               "decreasing, each divisible by the next (e.g. 8,4,2,1 or 3,1).",
-                }),
-                "chunks": ("STRING", {
-                    "default": "auto", "multiline": False,
-                    "tooltip": "Chunks per refinement level, denoised in parallel as one batch. 'auto': the "
-                               "cheapest split on the cost model that keeps every chunk within "
-                               "trained_chunk_frames, fits memory_budget_gb and gives no chunk less context than "
-                               "the reference rule (= the reference's chunks whenever they fit). 'reference': the "
-                               "reference rule max(4 / interval, 1) (2 at 12 fps, 4 at 24 fps). Or one count per "
-                               "refinement level like '2,4' ('auto,8' lets auto pick the first).",
-                }),
-                "fps": ("FLOAT", {
-                    "default": 24.0, "min": 1.0, "max": MAX_FPS, "step": 1.0,
-                    "tooltip": "Frame rate of the final level (interval 1). Each level runs at fps / interval.",
-                }),
-                "width": ("INT", {
-                    "default": 832, "min": 16, "max": MAX_SIDE, "step": 16,
-                    "tooltip": "Video width in pixels, multiple of 16 (reference: 832).",
-                }),
-                "height": ("INT", {
-                    "default": 480, "min": 16, "max": MAX_SIDE, "step": 16,
-                    "tooltip": "Video height in pixels, multiple of 16 (reference: 480).",
-                }),
-            },
-            "optional": {
-                "length_mode": (list(LENGTH_MODES), {
-                    "default": LENGTH_BLUEPRINT,
-                    "tooltip": "'blueprint frames': the reference's mode, blueprint_frames sets the length exactly. "
-                               "'seconds' / 'output frames': length is the output length at the output frame "
-                               "rate; the smallest blueprint that covers it is used (the video may be a few "
-                               "frames longer; the drawing shows the exact length).",
-                }),
-                "length": ("FLOAT", {
-                    "default": PLANNING_DEFAULTS["length"], "min": 0.05, "max": 600.0, "step": 0.5,
-                    "tooltip": "Output length: seconds in 'seconds' mode, frames in 'output frames' mode "
-                               "(ignored in 'blueprint frames' mode).",
-                }),
-                "memory_budget_gb": ("FLOAT", {
-                    "default": PLANNING_DEFAULTS["memory_budget_gb"], "min": 0.0, "max": 4096.0, "step": 1.0,
-                    "tooltip": "GPU memory the plan may use, in GiB, for 'auto' chunks and the warnings. 0 = what "
-                               "is free on the GPU now (counting a TempoMaster model already there as free; no "
-                               "limit on the CPU). Models of other nodes still loaded are not free: type the "
-                               "card's size to plan for a clean start.",
-                }),
-                "trained_chunk_frames": ("INT", {
-                    "default": PLANNING_DEFAULTS["trained_chunk_frames"], "min": 5, "max": 4097, "step": 4,
-                    "tooltip": "Longest chunk the model was trained on, in pixel frames (109 = 28 latent frames "
-                               "for the released TempoMaster). 'auto' keeps every chunk within it; longer chunks "
-                               "are drawn in the warning colour.",
-                }),
-                "boundary_frames": (list(BOUNDARY_MODES), {
-                    "default": PLANNING_DEFAULTS["boundary_frames"],
-                    "tooltip": "Condition frames at chunk boundaries of refinement levels. 'repeat_anchor' (what the "
-                               "authors ran): the first and last frame of every chunk copy the nearest earlier "
-                               "frame of the level above, so a boundary between two anchors repeats a frame. "
-                               "'anchors': only the true frames of the level above are conditions; boundary "
-                               "frames are generated (no repeated frame, but only for a model trained for it: "
-                               "TempoMaster-Tiny, trained on both, still has larger seams this way).",
-                }),
-            },
-        }
+        """The widgets, from the one schema (:data:`nodes.scheduler_schema.TREE_SCHEDULER_WIDGETS`)."""
+        return input_types()
 
     @classmethod
     def VALIDATE_INPUTS(cls, blueprint_frames=None, frame_intervals=None, custom_intervals=None, chunks=None,
@@ -447,15 +375,6 @@ class TreeScheduler:
                                   **planning)
         return (schedule.plan, schedule.summary())
 
-
-def _register_route() -> None:
-    """Register the web view's plan route when running inside ComfyUI (no-op elsewhere)."""
-    from .plan_route import register_routes
-
-    register_routes()
-
-
-_register_route()
 
 __all__ = ["TreeScheduler", "build_plan", "build_schedule", "Schedule", "INTERVAL_PRESETS", "INTERVAL_CHOICES",
            "AUTO_LEVELS", "LENGTH_MODES"]

@@ -20,6 +20,7 @@ import logging
 from typing import Any, Optional
 
 import torch
+
 from tempomaster_core.config import UMT5_TEXT_DIM
 
 log = logging.getLogger("TempoMaster")

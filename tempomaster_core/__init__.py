@@ -2,6 +2,7 @@
 
 Modules (one concept each):
 
+- ``defaults``      reference defaults (steps, shifts, cfg, guidance, trained chunk length, ...).
 - ``config``        DiT shape configuration (:class:`DiTConfig`).
 - ``rope``          frame-rate-aware 3-D RoPE tables (float32 cos/sin).
 - ``attention``     attention backends (SDPA, flash-attn, SageAttention).
@@ -27,10 +28,11 @@ from .protocols import VideoCodec, check_compatible
 from .guidance import APG, CFG
 from .sampling import flow_sigmas, seeded_noise
 from .conditioning import build_condition, pack_masks
-from .pipeline import LevelResult, default_schedule, generate, run_blueprint, run_refinement
+from .defaults import default_schedule
+from .pipeline import LevelResult, LevelSettings, generate, run_blueprint, run_refinement
 
 __all__ += [
     "LevelPlan", "PlanError", "TreePlan", "VideoCodec", "check_compatible", "APG", "CFG",
     "flow_sigmas", "seeded_noise", "build_condition", "pack_masks",
-    "LevelResult", "default_schedule", "generate", "run_blueprint", "run_refinement",
+    "LevelResult", "LevelSettings", "default_schedule", "generate", "run_blueprint", "run_refinement",
 ]

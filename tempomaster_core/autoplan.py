@@ -26,8 +26,14 @@ three limits:
    never more expensive than the reference rule when the reference fits.
 
 The cost of a level depends only on its own chunking, so each level is chosen
-independently; the result lists every candidate considered and why the chosen
-one won (:class:`AutoPlan`).
+independently; the result lists every candidate considered and how the chosen
+one won (:class:`AutoPlan`): typed values, no sentences. The sentences shown to
+the artist (reasons, candidate statuses, warnings) are written from them by the
+ComfyUI layer (``nodes/plan_text.py``).
+
+The planner's inputs are one frozen value, :class:`AutoRequest` (the length, size,
+frame rate and levels), with its :class:`PlanLimits` (the three limits above) and
+its :class:`CostSettings` (how a level is priced).
 
 Levels: with ``intervals=None`` the ladder of frame rates is chosen from
 :data:`DEFAULT_LADDERS` (ratio 2 per level, as the reference default): the
@@ -38,38 +44,33 @@ of four frames; pass them in ``ladders`` explicitly if wanted.
 
 from __future__ import annotations
 
-import itertools
-import math
-from dataclasses import dataclass, field
-from typing import Any, Iterable, Optional, Sequence
+from dataclasses import dataclass, field, replace
+from enum import Enum
+from typing import Any, Optional, Sequence
 
 from .config import DiTConfig
-from .validation import require_number
 from .cost import (
-    GIB,
-    PFLOP,
     CostError,
+    LevelCost,
     LevelWork,
     PlanCost,
     default_memory_budget,
-    default_steps,
     estimate_plan_cost,
     level_cost,
+    steps_per_level,
 )
 from .plan import (
-    MAX_CHUNKS,
     MAX_FPS,
     MAX_OUTPUT_FRAMES,
+    MAX_CHUNKS,
     PlanError,
     TreePlan,
-    _as_int,
     chunk_length,
     chunks_fit,
     default_chunks,
 )
-
-#: Pixel frames per chunk the released TempoMaster model was trained on (28 latent frames).
-TRAINED_CHUNK_FRAMES = 109
+from .defaults import CFG, FPS, FRAME_INTERVALS, TEXT_LEN, TRAINED_CHUNK_FRAMES
+from .validation import require_int, require_number
 
 #: Frame-interval ladders tried when the levels are chosen automatically (ratio 2 per level).
 DEFAULT_LADDERS: tuple[tuple[int, ...], ...] = ((2, 1), (4, 2, 1), (8, 4, 2, 1), (16, 8, 4, 2, 1))
@@ -78,33 +79,18 @@ DEFAULT_LADDERS: tuple[tuple[int, ...], ...] = ((2, 1), (4, 2, 1), (8, 4, 2, 1),
 AUTO = "auto"
 
 
-def _valid_frames_at_least(frames: int, temporal_factor: int) -> int:
-    """Smallest ``tf*n+1 >= frames`` (at least 1)."""
-    if frames <= 1:
-        return 1
-    return -(-(frames - 1) // temporal_factor) * temporal_factor + 1
-
-
 def output_frames_for_seconds(seconds: float, output_fps: float) -> int:
-    """Pixel frames of ``seconds`` of video at ``output_fps`` (rounded to the nearest frame, >= 1).
+    """Pixel frames of ``seconds`` of video at ``output_fps`` frames per second (nearest frame, >= 1).
 
     Raises:
         PlanError: non-positive, non-finite or non-numeric seconds / fps, fps above
             :data:`~tempomaster_core.plan.MAX_FPS`, or more than
             :data:`~tempomaster_core.plan.MAX_OUTPUT_FRAMES` frames.
     """
-    try:
-        if isinstance(seconds, bool) or isinstance(output_fps, bool):
-            raise TypeError
-        seconds, output_fps = float(seconds), float(output_fps)
-    except (TypeError, ValueError, OverflowError):
-        raise PlanError(f"seconds and fps must be numbers, got {seconds!r} and {output_fps!r}") from None
-    if not (seconds > 0 and math.isfinite(seconds)):
-        raise PlanError(f"the output length must be > 0 seconds, got {seconds!r}")
-    if not (output_fps > 0 and math.isfinite(output_fps)):
-        raise PlanError(f"the output fps must be > 0, got {output_fps!r}")
-    if output_fps > MAX_FPS:
-        raise PlanError(f"the output fps must be at most {MAX_FPS:g}, got {output_fps!r}")
+    seconds = require_number(seconds, "the output length in seconds", minimum=0.0, exclusive_minimum=True,
+                             parse_text=True, error=PlanError)
+    output_fps = require_number(output_fps, "the output fps", minimum=0.0, exclusive_minimum=True, maximum=MAX_FPS,
+                                parse_text=True, error=PlanError)
     frames = seconds * output_fps
     if frames > MAX_OUTPUT_FRAMES:
         raise PlanError(f"{seconds:g} s at {output_fps:g} fps is {frames:.0f} frames, more than the maximum "
@@ -113,10 +99,8 @@ def output_frames_for_seconds(seconds: float, output_fps: float) -> int:
 
 
 def _check_output_frames(output_frames: Any) -> int:
-    """``output_frames`` as an int in ``1..MAX_OUTPUT_FRAMES`` (PlanError otherwise)."""
-    if isinstance(output_frames, bool) or not hasattr(output_frames, "__index__") or int(output_frames) < 1:
-        raise PlanError(f"the output length must be a whole number of frames >= 1, got {output_frames!r}")
-    frames = int(output_frames.__index__())
+    """``output_frames`` (pixel frames) as an int in ``1..MAX_OUTPUT_FRAMES`` (PlanError otherwise)."""
+    frames = require_int(output_frames, "the output length in frames", minimum=1, error=PlanError)
     if frames > MAX_OUTPUT_FRAMES:
         raise PlanError(f"the output length must be at most {MAX_OUTPUT_FRAMES} pixel frames "
                         f"({MAX_OUTPUT_FRAMES / 24 / 60:.1f} min at 24 fps), got {frames}; plan a shorter video or "
@@ -125,28 +109,23 @@ def _check_output_frames(output_frames: Any) -> int:
 
 
 def blueprint_for_length(output_frames: int, intervals: Sequence[int], temporal_factor: int = 4) -> int:
-    """Smallest valid blueprint (``tf*n+1`` frames) whose final level has ``>= output_frames`` frames.
+    """Smallest valid blueprint (``tf*n+1`` pixel frames) whose final level has ``>= output_frames`` frames.
 
-    The final level has ``blueprint * intervals[0] // intervals[-1]`` frames
-    (:class:`TreePlan` multiplies the frame count by each level's ratio). Example:
-    20 s at 24 fps = 480 frames with (4, 2, 1): 480 / 4 = 120 -> 121 blueprint
-    frames at 6 fps -> 484 output frames (20.17 s).
+    The rule is the plan's (:meth:`TreePlan.smallest_blueprint`, the inverse of
+    :meth:`TreePlan.level_frames`). Example: 20 s at 24 fps = 480 frames with (4, 2, 1):
+    480 / 4 = 120 -> 121 blueprint frames at 6 fps -> 484 output frames (20.17 s).
 
     Raises:
         PlanError: ``output_frames`` not in ``1..MAX_OUTPUT_FRAMES``, bad intervals or temporal factor.
     """
     frames = _check_output_frames(output_frames)
-    intervals = TreePlan.check_intervals(intervals)
-    tf = _as_int(temporal_factor, "temporal_factor")
-    if tf < 1:
-        raise PlanError(f"temporal_factor must be >= 1, got {tf}")
-    ratio = intervals[0] // intervals[-1]
-    return _valid_frames_at_least(-(-frames // ratio), tf)
+    return TreePlan.smallest_blueprint(frames, TreePlan.check_intervals(intervals),
+                                       TreePlan.check_temporal_factor(temporal_factor))
 
 
-def reference_plan_for_length(output_frames: int, intervals: Sequence[int] = (4, 2, 1), *, height: int,
-                              width: int, fps: float = 24.0, temporal_factor: int = 4) -> TreePlan:
-    """The reference tree (chunks ``max(4 // interval, 1)``) for an output length in frames.
+def reference_plan_for_length(output_frames: int, intervals: Sequence[int] = FRAME_INTERVALS, *, height: int,
+                              width: int, fps: float = FPS, temporal_factor: int = 4) -> TreePlan:
+    """The reference tree (chunks ``max(4 // interval, 1)``) for an output length in pixel frames.
 
     Raises:
         PlanError: as :class:`TreePlan` (e.g. a reference chunk count too large for a short level).
@@ -156,6 +135,258 @@ def reference_plan_for_length(output_frames: int, intervals: Sequence[int] = (4,
                     temporal_factor=temporal_factor)
 
 
+# -- the request -------------------------------------------------------------------------
+
+
+def _budget(memory_budget_bytes: Any) -> Optional[int]:
+    """Bytes of the budget: ``"auto"`` = free CUDA memory (None without CUDA), None = unbounded."""
+    if isinstance(memory_budget_bytes, str):
+        if memory_budget_bytes != AUTO:
+            raise PlanError(f"memory_budget_bytes must be a number of bytes, None or {AUTO!r}, got {memory_budget_bytes!r}")
+        return default_memory_budget()
+    if memory_budget_bytes is None:
+        return None
+    return int(require_number(memory_budget_bytes, "memory_budget_bytes", minimum=0.0, exclusive_minimum=True,
+                              error=PlanError))
+
+
+def _optional_count(value: Any, name: str) -> Optional[int]:
+    return None if value is None else require_int(value, name, minimum=1, error=PlanError)
+
+
+@dataclass(frozen=True)
+class PlanLimits:
+    """The limits the auto planner keeps (module doc), validated.
+
+    Attributes:
+        trained_chunk_frames: longest chunk the model was trained on, pixel frames (109); at least
+            ``temporal_factor + 1`` (checked by :class:`AutoRequest`, which knows the factor).
+        min_chunk_frames: shortest chunk allowed, pixel frames; the reference rule's chunk length is
+            always allowed. ``None`` = the reference's length (see module doc).
+        memory_budget_bytes: bytes available on the device; ``"auto"`` (the default) is resolved when
+            the limits are made, to the free memory of the current CUDA device (``None`` without CUDA);
+            ``None`` = unbounded. Stored as an int or ``None``.
+        max_parallel_chunks: chunks per forward the user already set (``None`` = all).
+
+    Raises:
+        PlanError: a count that is not an int >= 1 (``None`` allowed where documented), or a budget that
+            is not ``None``, ``"auto"`` or a finite number of bytes > 0.
+    """
+
+    trained_chunk_frames: int = TRAINED_CHUNK_FRAMES
+    min_chunk_frames: Optional[int] = None
+    memory_budget_bytes: Any = AUTO
+    max_parallel_chunks: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        set_(self, "trained_chunk_frames",
+             require_int(self.trained_chunk_frames, "trained_chunk_frames", minimum=1, error=PlanError))
+        set_(self, "min_chunk_frames", _optional_count(self.min_chunk_frames, "min_chunk_frames"))
+        set_(self, "max_parallel_chunks", _optional_count(self.max_parallel_chunks, "max_parallel_chunks"))
+        set_(self, "memory_budget_bytes", _budget(self.memory_budget_bytes))
+
+    def fits_memory(self, peak_bytes: int) -> bool:
+        """True when ``peak_bytes`` is within the memory budget (always, without a budget)."""
+        return self.memory_budget_bytes is None or peak_bytes <= self.memory_budget_bytes
+
+
+@dataclass(frozen=True)
+class CostSettings:
+    """How the auto planner prices a level (:func:`~tempomaster_core.cost.level_cost`).
+
+    Attributes:
+        config: DiT shape (default, or ``None``: the 14B model).
+        steps: ``None`` (reference 50/32/...), an int, or one per level; resolved per ladder.
+        cfg: guidance scale (``!= 1``: two passes per step and a doubled batch), stored as a float.
+        dtype, attention, text_len, spatial_factor: memory/FLOP settings of
+            :func:`~tempomaster_core.cost.level_cost` (checked there).
+
+    Raises:
+        PlanError: ``config`` not a :class:`DiTConfig`, ``cfg`` not a finite number.
+    """
+
+    config: Optional[DiTConfig] = None
+    steps: Any = None
+    cfg: float = CFG
+    dtype: str = "bf16"
+    attention: str = "flash"
+    text_len: int = TEXT_LEN
+    spatial_factor: int = 8
+
+    def __post_init__(self) -> None:
+        config = self.config or DiTConfig()
+        if not isinstance(config, DiTConfig):
+            raise PlanError(f"config must be a DiTConfig, got {type(config).__name__}")
+        object.__setattr__(self, "config", config)
+        object.__setattr__(self, "cfg", require_number(self.cfg, "cfg (1 = no guidance)", parse_text=True,
+                                                       error=PlanError))
+
+
+@dataclass(frozen=True)
+class AutoRequest:
+    """What :func:`auto_plan` is asked for, validated when made.
+
+    Attributes:
+        output_frames: wanted pixel frames at the output frame rate (see
+            :func:`output_frames_for_seconds`); the blueprint is :func:`blueprint_for_length`
+            (the final video is at least this long).
+        height, width: pixel size (keyword-only, multiples of 16).
+        fps: base frame rate (frames per second of interval 1, 24), stored as a float.
+        intervals: frame intervals, blueprint first; ``None`` = choose among ``ladders``.
+        chunks: per refinement level a fixed count or ``None`` (= choose); ``None`` = choose all
+            (:meth:`TreePlan.check_chunks`). Only with fixed ``intervals``.
+        limits: the :class:`PlanLimits` (default: 109 trained frames, the free GPU memory).
+        costing: the :class:`CostSettings` (default: the 14B model, reference steps, cfg 8).
+        ladders: interval ladders tried when ``intervals`` is None.
+        temporal_factor: pixel frames per latent frame of the codec (4); the spatial factor is
+            ``costing.spatial_factor``.
+
+    Raises:
+        PlanError: a bad length (above :data:`~tempomaster_core.plan.MAX_OUTPUT_FRAMES` included),
+            size, fps, temporal factor, intervals, ladders or chunk counts, fixed chunks without fixed
+            intervals, or ``limits.trained_chunk_frames`` below ``temporal_factor + 1``.
+    """
+
+    output_frames: int
+    height: int = field(kw_only=True)
+    width: int = field(kw_only=True)
+    fps: float = field(default=FPS, kw_only=True)
+    intervals: Optional[Sequence[int]] = field(default=FRAME_INTERVALS, kw_only=True)
+    chunks: Optional[Sequence[Optional[int]]] = field(default=None, kw_only=True)
+    limits: PlanLimits = field(default_factory=PlanLimits, kw_only=True)
+    costing: CostSettings = field(default_factory=CostSettings, kw_only=True)
+    ladders: Sequence[Sequence[int]] = field(default=DEFAULT_LADDERS, kw_only=True)
+    temporal_factor: int = field(default=4, kw_only=True)
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        if not isinstance(self.limits, PlanLimits):
+            raise PlanError(f"limits must be a PlanLimits, got {type(self.limits).__name__}")
+        if not isinstance(self.costing, CostSettings):
+            raise PlanError(f"costing must be a CostSettings, got {type(self.costing).__name__}")
+        tf = TreePlan.check_temporal_factor(self.temporal_factor)
+        if self.limits.trained_chunk_frames < tf + 1:
+            raise PlanError(f"trained_chunk_frames must be at least {tf + 1} pixel frames, got "
+                            f"{self.limits.trained_chunk_frames}")
+        set_(self, "temporal_factor", tf)
+        set_(self, "output_frames", _check_output_frames(self.output_frames))
+        height, width = TreePlan.check_size(self.height, self.width)
+        set_(self, "height", height)
+        set_(self, "width", width)
+        set_(self, "fps", TreePlan.check_fps(self.fps))
+        if self.intervals is not None:
+            intervals = TreePlan.check_intervals(self.intervals)
+            set_(self, "intervals", intervals)
+            set_(self, "chunks", TreePlan.check_chunks(self.chunks, intervals))
+        else:
+            if self.chunks is not None:
+                raise PlanError("fixed chunk counts need fixed frame intervals; give intervals or leave chunks None")
+            ladders = tuple(TreePlan.check_intervals(ladder) for ladder in self.ladders)
+            if not ladders:
+                raise PlanError("ladders is empty; give at least one frame-interval ladder such as (4, 2, 1)")
+            set_(self, "ladders", ladders)
+
+    def level_cost(self, work: LevelWork, max_batch: Optional[int]) -> LevelCost:
+        """:func:`~tempomaster_core.cost.level_cost` of ``work`` at this size and these cost settings.
+
+        Raises:
+            CostError: as :func:`~tempomaster_core.cost.level_cost`.
+        """
+        c = self.costing
+        return level_cost(work, c.config, height=self.height, width=self.width, cfg=c.cfg, text_len=c.text_len,
+                          dtype=c.dtype, max_batch=max_batch, attention=c.attention, spatial_factor=c.spatial_factor,
+                          temporal_factor=self.temporal_factor)
+
+
+# -- the result --------------------------------------------------------------------------
+
+
+class Verdict(Enum):
+    """What a chunk count considered for a level met: every limit, or the first one it broke."""
+
+    OK = "ok"
+    TOO_LONG = "chunks longer than the trained length"
+    OVER_MEMORY = "over the memory budget even one chunk per forward"
+    TOO_SHORT = "chunks shorter than the context floor"
+
+
+class Rule(Enum):
+    """How a level's chunk count was chosen (the wording is the ComfyUI layer's)."""
+
+    GIVEN = "given"  # fixed by the user
+    CHEAPEST = "cheapest"  # the cheapest of several counts within every limit
+    ONLY = "only"  # the only count within every limit
+    LONGEST_FIT = "longest fit"  # the reference's chunks break a hard limit: the longest chunks that fit
+    NONE_FIT = "none fit"  # no count meets every limit: the shortest chunks (unreachable, kept for safety)
+
+
+class Limit(Enum):
+    """A limit a level can break (:class:`LimitBreach`)."""
+
+    TRAINED_LENGTH = "trained length"  # pixel frames per chunk above trained_chunk_frames
+    MEMORY = "memory"  # estimated peak bytes above the memory budget
+
+
+@dataclass(frozen=True)
+class LimitBreach:
+    """One limit one level of a plan breaks.
+
+    Attributes:
+        level: level index (0 = blueprint).
+        limit: which one (:class:`Limit`).
+        value: the level's value: pixel frames per chunk, or estimated peak bytes.
+        bound: the limit: trained pixel frames per chunk, or the memory budget in bytes.
+    """
+
+    level: int
+    limit: Limit
+    value: int
+    bound: int
+
+
+def limit_breaches(plan: TreePlan, cost: PlanCost, *, trained_chunk_frames: int = TRAINED_CHUNK_FRAMES,
+                   memory_budget_bytes: Optional[int] = None) -> tuple[LimitBreach, ...]:
+    """Limits a plan breaks at its estimated cost, level by level (blueprint first, length before memory).
+
+    Args:
+        plan: the tree; cost: its :class:`~tempomaster_core.cost.PlanCost` (one entry per level).
+        trained_chunk_frames: longest chunk in pixel frames (109); memory_budget_bytes: bytes, None = unbounded.
+
+    Returns:
+        an empty tuple when every level fits.
+    """
+    out = []
+    for level, priced in zip(plan.levels, cost.levels):
+        if level.frames_per_chunk > trained_chunk_frames:
+            out.append(LimitBreach(level.index, Limit.TRAINED_LENGTH, level.frames_per_chunk, trained_chunk_frames))
+        if memory_budget_bytes is not None and priced.peak_bytes > memory_budget_bytes:
+            out.append(LimitBreach(level.index, Limit.MEMORY, priced.peak_bytes, memory_budget_bytes))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class ChunkOption:
+    """One chunk count the planner considered for a refinement level.
+
+    Attributes:
+        chunks: the count; frames_per_chunk: its chunk length in pixel frames.
+        dit_flops: DiT FLOPs of the level at ``parallel`` chunks per forward; ``None`` = not priced
+            (chunks over the trained length are listed, not priced).
+        peak_bytes: estimated peak memory at ``parallel`` chunks per forward (``None``: not priced).
+        parallel: chunks per forward that fit the budget: ``None`` = all (or not priced), 0 = not even
+            one (then priced at one per forward).
+        verdict: the first limit it breaks, or :attr:`Verdict.OK`.
+    """
+
+    chunks: int
+    frames_per_chunk: int
+    dit_flops: Optional[float] = None
+    peak_bytes: Optional[int] = None
+    parallel: Optional[int] = None
+    verdict: Verdict = Verdict.OK
+
+
 @dataclass(frozen=True)
 class LevelChoice:
     """How one refinement level's chunk count was chosen.
@@ -163,15 +394,17 @@ class LevelChoice:
     Attributes:
         index: level index (1 = first refinement).
         num_frames: pixel frames of the level.
-        chunks: the chosen chunk count.
-        frames_per_chunk: its chunk length in pixel frames.
+        chunks: the chosen chunk count; frames_per_chunk: its chunk length in pixel frames.
         max_parallel_chunks: recommended chunks per forward (``None`` = all fit in one batch).
         reference_chunks: the reference rule's count for this level.
-        candidates: every chunk count considered, as dicts (chunks, frames_per_chunk,
-            pflops, peak_gib, parallel, status: "chosen"/"ok"/the reason it was refused).
-        reason: one sentence on why the choice won.
+        reference_frames_per_chunk: its chunk length in pixel frames (``None``: the reference count
+            does not fit the level).
+        candidates: every chunk count considered (:class:`ChunkOption`), the chosen one among them.
+        rule: how the choice won (:class:`Rule`).
+        context_floor: the shortest chunk length (pixel frames) that counted as enough context.
+        memory_ignored: no count fit the memory budget even one chunk per forward, so memory was
+            ignored for the choice (one chunk per forward is recommended).
         fixed: True when the chunk count was given, not chosen.
-        brief: a few words for the drawing ("cheapest of 3 within limits", "= reference", ...).
     """
 
     index: int
@@ -180,19 +413,42 @@ class LevelChoice:
     frames_per_chunk: int
     max_parallel_chunks: Optional[int]
     reference_chunks: int
-    candidates: tuple
-    reason: str
+    reference_frames_per_chunk: Optional[int]
+    candidates: tuple[ChunkOption, ...]
+    rule: Rule
+    context_floor: int
+    memory_ignored: bool = False
     fixed: bool = False
-    brief: str = ""
 
-    def to_dict(self) -> dict:
-        """Plain-JSON form."""
-        return {
-            "index": self.index, "num_frames": self.num_frames, "chunks": self.chunks,
-            "frames_per_chunk": self.frames_per_chunk, "max_parallel_chunks": self.max_parallel_chunks,
-            "reference_chunks": self.reference_chunks, "candidates": list(self.candidates),
-            "reason": self.reason, "brief": self.brief, "fixed": self.fixed,
-        }
+    @property
+    def chosen(self) -> ChunkOption:
+        """The candidate that was chosen."""
+        return next(c for c in self.candidates if c.chunks == self.chunks)
+
+
+@dataclass(frozen=True)
+class LadderOption:
+    """One frame-interval ladder the planner tried.
+
+    Attributes:
+        intervals: the ladder, blueprint first.
+        blueprint_frames: its blueprint, pixel frames (``None`` when no plan was made).
+        dit_flops, peak_bytes: DiT FLOPs and peak memory of its best plan.
+        breaches: the limits that plan breaks.
+        error: why no plan was made (a :class:`PlanError` message), else ``None``.
+    """
+
+    intervals: tuple[int, ...]
+    blueprint_frames: Optional[int] = None
+    dit_flops: Optional[float] = None
+    peak_bytes: Optional[int] = None
+    breaches: tuple[LimitBreach, ...] = ()
+    error: Optional[str] = None
+
+    @property
+    def fits(self) -> bool:
+        """True when the ladder gave a plan within every limit."""
+        return self.error is None and not self.breaches
 
 
 @dataclass(frozen=True)
@@ -205,93 +461,62 @@ class AutoPlan:
         levels: one :class:`LevelChoice` per refinement level.
         max_parallel_chunks: per level (blueprint first) the recommended chunks per
             forward, ``None`` = all (set it on the FrameRateRefiner).
-        reasons: human-readable lines explaining the choice.
-        warnings: limits that could not be met (empty when the plan fits).
-        ladders: the frame-interval ladders considered (dicts with intervals,
-            blueprint frames, pflops, status), when the levels were chosen.
-        limits: the limits used (trained_chunk_frames, min_chunk_frames, memory_budget_bytes).
+        breaches: limits that could not be met (empty when the plan fits).
+        limits: the :class:`PlanLimits` used (the budget resolved to bytes).
+        output_frames: the pixel frames asked for (the plan makes at least as many).
+        levels_chosen: True when the levels were chosen among the request's ladders.
+        ladders: every ladder tried (:class:`LadderOption`; the one ladder given when the levels were fixed).
     """
 
     plan: TreePlan
     cost: PlanCost
     levels: tuple[LevelChoice, ...]
     max_parallel_chunks: tuple[Optional[int], ...]
-    reasons: tuple[str, ...]
-    warnings: tuple[str, ...]
-    ladders: tuple = ()
-    limits: dict = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        """Plain-JSON form (the plan itself is not repeated; see ``plan.to_dict()``)."""
-        return {
-            "chunks": list(self.plan.chunks),
-            "frame_intervals": list(self.plan.frame_intervals),
-            "max_parallel_chunks": list(self.max_parallel_chunks),
-            "levels": [lv.to_dict() for lv in self.levels],
-            "reasons": list(self.reasons),
-            "warnings": list(self.warnings),
-            "ladders": list(self.ladders),
-            "limits": dict(self.limits),
-        }
+    breaches: tuple[LimitBreach, ...]
+    limits: PlanLimits
+    output_frames: int
+    levels_chosen: bool = False
+    ladders: tuple[LadderOption, ...] = ()
 
 
-def _budget(memory_budget_bytes: Any) -> Optional[int]:
-    if isinstance(memory_budget_bytes, str):
-        if memory_budget_bytes != AUTO:
-            raise PlanError(f"memory_budget_bytes must be a number of bytes, None or {AUTO!r}, got {memory_budget_bytes!r}")
-        return default_memory_budget()
-    if memory_budget_bytes is None:
-        return None
-    try:
-        if isinstance(memory_budget_bytes, bool):
-            raise TypeError
-        value = float(memory_budget_bytes)
-    except (TypeError, ValueError, OverflowError):
-        raise PlanError(f"memory_budget_bytes must be a finite number of bytes, got {memory_budget_bytes!r}") from None
-    if not value > 0:
-        raise PlanError(f"memory_budget_bytes must be > 0 (or None for no limit), got {memory_budget_bytes!r}")
-    if not math.isfinite(value):
-        raise PlanError(f"memory_budget_bytes must be finite (None = no limit), got {memory_budget_bytes!r}")
-    return int(value)
+# -- the search ----------------------------------------------------------------------------
 
 
-def _fits(peak: int, budget: Optional[int]) -> bool:
-    return budget is None or peak <= budget
-
-
-def _parallel_for(work: LevelWork, config: DiTConfig, budget: Optional[int], common: dict,
-                  user_max: Optional[int]) -> tuple[Optional[int], Any]:
-    """Largest chunks-per-forward that fits ``budget`` (None = all) and its LevelCost, or (0, cost at 1)."""
+def _parallel_for(request: AutoRequest, work: LevelWork) -> tuple[Optional[int], LevelCost]:
+    """Largest chunks-per-forward that fits the budget (None = all) and its LevelCost, or (0, cost at 1)."""
+    limits = request.limits
+    user_max = limits.max_parallel_chunks
     top = work.chunks if user_max is None else min(work.chunks, user_max)
     # the peak grows with the batch: binary search the largest batch that fits
-    full = level_cost(work, config, max_batch=top, **common)
-    if _fits(full.peak_bytes, budget):
+    full = request.level_cost(work, top)
+    if limits.fits_memory(full.peak_bytes):
         return (None if top == work.chunks else top), full
     lo, hi, best = 1, top - 1, None
     while lo <= hi:
         mid = (lo + hi) // 2
-        priced = level_cost(work, config, max_batch=mid, **common)
-        if _fits(priced.peak_bytes, budget):
+        priced = request.level_cost(work, mid)
+        if limits.fits_memory(priced.peak_bytes):
             best, lo = (mid, priced), mid + 1
         else:
             hi = mid - 1
     if best is None:
-        return 0, level_cost(work, config, max_batch=1, **common)
+        return 0, request.level_cost(work, 1)
     return best
 
 
-def _gib(value: Optional[int]) -> str:
-    return "unbounded" if value is None else f"{value / GIB:.1f} GiB"
+def _verdict(option: ChunkOption, trained: int, floor: int) -> Verdict:
+    if option.frames_per_chunk > trained:
+        return Verdict.TOO_LONG
+    if option.parallel == 0:
+        return Verdict.OVER_MEMORY
+    if option.frames_per_chunk < floor:
+        return Verdict.TOO_SHORT
+    return Verdict.OK
 
 
-def _chunk_word(n: int) -> str:
-    return f"{n} chunk" if n == 1 else f"{n} chunks"
-
-
-def _choose_level(index: int, frames: int, interval: int, steps: int, *, config: DiTConfig, budget: Optional[int],
-                  trained: int, min_chunk: Optional[int], tf: int, common: dict, fixed: Optional[int],
-                  user_max: Optional[int]) -> LevelChoice:
-    """Pick the chunk count of one refinement level (see module doc).
+def _choose_level(request: AutoRequest, index: int, frames: int, interval: int, steps: int,
+                  fixed: Optional[int]) -> LevelChoice:
+    """Pick the chunk count of refinement level ``index`` (``frames`` pixel frames; see module doc).
 
     Every valid chunk count is priced; a count is admissible when its chunks are
     within the trained length, at least the context floor long, and fit the memory
@@ -299,20 +524,20 @@ def _choose_level(index: int, frames: int, interval: int, steps: int, *, config:
     chunks). When the reference's chunks break a hard limit, the floor drops to the
     longest chunks that fit; when no count fits the memory budget even one chunk per
     forward (e.g. the weights alone exceed it), memory is ignored for the choice, one
-    chunk per forward is recommended and the plan carries a warning.
+    chunk per forward is recommended and the plan carries a breach.
     """
+    tf, trained = request.temporal_factor, request.limits.trained_chunk_frames
     reference = default_chunks(interval)
     ref_len = chunk_length(frames, reference, tf)[0] if chunks_fit(frames, reference, tf) else None
     # the context floor before memory is known: never shorter than the reference's chunks (or min_chunk)
     floor = ref_len if ref_len is not None else 1
-    if min_chunk is not None:
-        floor = min(floor, min_chunk)
-    def price(c: int) -> dict:
+    if request.limits.min_chunk_frames is not None:
+        floor = min(floor, request.limits.min_chunk_frames)
+
+    def price(c: int) -> ChunkOption:
         length = chunk_length(frames, c, tf)[0]
-        parallel, priced = _parallel_for(LevelWork(c, length, steps, num_frames=frames), config, budget, common,
-                                         user_max)
-        return {"chunks": c, "frames_per_chunk": length, "flops": priced.dit_flops, "peak": priced.peak_bytes,
-                "parallel": parallel}
+        parallel, priced = _parallel_for(request, LevelWork(c, length, steps, num_frames=frames))
+        return ChunkOption(c, length, priced.dit_flops, priced.peak_bytes, parallel)
 
     if fixed is not None:
         if not chunks_fit(frames, fixed, tf):
@@ -327,11 +552,10 @@ def _choose_level(index: int, frames: int, interval: int, steps: int, *, config:
         # (frames is at most MAX_OUTPUT_FRAMES, checked by _plan_ladder, so this scan is bounded)
         valid = [c for c in range(1, min(frames // (tf + 1) + 2, MAX_CHUNKS + 1)) if chunks_fit(frames, c, tf)]
         lengths = {c: chunk_length(frames, c, tf)[0] for c in valid}
-        rows = [{"chunks": c, "frames_per_chunk": lengths[c], "flops": None, "peak": None, "parallel": None}
-                for c in valid if lengths[c] > trained][-3:]
+        rows = [ChunkOption(c, lengths[c]) for c in valid if lengths[c] > trained][-3:]
         short = [c for c in valid if lengths[c] <= trained]
         shortest = price(short[-1]) if short else None
-        memory_blind = shortest is not None and shortest["parallel"] == 0  # not even the shortest fit, one at a time
+        memory_blind = shortest is not None and shortest.parallel == 0  # not even the shortest fit, one at a time
         if memory_blind:  # memory is ignored: the floor may only drop to the longest chunks within the trained length
             floor = min(floor, lengths[short[0]])
         fit_length = None
@@ -339,285 +563,96 @@ def _choose_level(index: int, frames: int, interval: int, steps: int, *, config:
             if lengths[c] < floor and (memory_blind or (fit_length is not None and lengths[c] < fit_length)):
                 break
             row = shortest if c == short[-1] else price(c)
-            if row["parallel"] != 0 and fit_length is None:
-                fit_length = row["frames_per_chunk"]
-            if memory_blind:
-                row["parallel"] = 1
-            rows.append(row)
-    short_enough = [r for r in rows if r["flops"] is not None and r["frames_per_chunk"] <= trained]
+            if row.parallel != 0 and fit_length is None:
+                fit_length = row.frames_per_chunk
+            rows.append(replace(row, parallel=1) if memory_blind else row)
     # the context floor drops when the reference's chunks break a hard limit: the longest chunks that fit
-    fitting = [r["frames_per_chunk"] for r in short_enough if r["parallel"] != 0]
+    fitting = [r.frames_per_chunk for r in rows
+               if r.dit_flops is not None and r.frames_per_chunk <= trained and r.parallel != 0]
     lowered = bool(fitting) and floor > max(fitting)
     if lowered:
         floor = max(fitting)
-    for r in rows:
-        if r["frames_per_chunk"] > trained:
-            r["status"] = f"chunks of {r['frames_per_chunk']} frames exceed the trained {trained}"
-        elif r["parallel"] == 0:
-            r["status"] = f"peak {_gib(r['peak'])} exceeds the budget {_gib(budget)} even one chunk at a time"
-        elif r["frames_per_chunk"] < floor:
-            r["status"] = f"chunks of {r['frames_per_chunk']} frames are shorter than the context floor {floor}"
-        else:
-            r["status"] = "ok"
-    ok = [r for r in rows if r["status"] == "ok"]
-    head = lambda r: f"{_chunk_word(r['chunks'])} of {r['frames_per_chunk']} frames"  # noqa: E731
-    limits = f"the trained length {trained}, the context floor {floor}" + (
-        "" if memory_blind else f" and the memory budget {_gib(budget)}")
+    rows = [replace(r, verdict=_verdict(r, trained, floor)) for r in rows]
+    ok = [r for r in rows if r.verdict is Verdict.OK]
     if fixed is not None:
-        best = rows[0]
-        reason = f"{head(best)}: given" + ("" if best["status"] == "ok" else f" ({best['status']})")
-        brief = "given"
+        best, rule = rows[0], Rule.GIVEN
     elif ok:
-        best = min(ok, key=lambda r: (r["flops"], r["chunks"]))
-        if lowered:
-            reason = (f"{head(best)}: the reference's {_chunk_word(reference)} of {ref_len} frames break the "
-                      f"trained length {trained} or the memory budget {_gib(budget)}; these are the longest chunks "
-                      f"that fit ({best['flops'] / PFLOP:.2f} PFLOPs)")
-            brief = "longest chunks that fit"
-        elif len(ok) == 1:
-            reason = f"{head(best)}: the only count within {limits}"
-            brief = "only count within limits"
-        else:
-            reason = f"{head(best)}: the cheapest ({best['flops'] / PFLOP:.2f} PFLOPs) of {len(ok)} counts within {limits}"
-            brief = f"cheapest of {len(ok)} within limits"
-        if best["chunks"] == reference:
-            reason += " (= the reference rule)"
-            brief += ", = reference"
+        best = min(ok, key=lambda r: (r.dit_flops, r.chunks))
+        rule = Rule.LONGEST_FIT if lowered else Rule.ONLY if len(ok) == 1 else Rule.CHEAPEST
     else:  # unreachable with a valid trained length, kept for safety: the shortest chunks
-        best = min(rows, key=lambda r: r["frames_per_chunk"])
-        reason = f"{head(best)}: no count meets every limit; these are the shortest chunks"
-        brief = "no count meets the limits"
-    if memory_blind:
-        reason += (f"; no chunk count fits the memory budget {_gib(budget)} even one chunk per forward, "
-                   "so memory was ignored for this choice")
-        brief += ", over memory"
-    best["status"] = "chosen" if best["status"] == "ok" else f"chosen ({best['status']})"
-    candidates = tuple(
-        {"chunks": r["chunks"], "frames_per_chunk": r["frames_per_chunk"],
-         "pflops": None if r["flops"] is None else r["flops"] / PFLOP,
-         "peak_gib": None if r["peak"] is None else r["peak"] / GIB, "parallel": r["parallel"], "status": r["status"]}
-        for r in rows
-    )
-    return LevelChoice(index=index, num_frames=frames, chunks=best["chunks"], frames_per_chunk=best["frames_per_chunk"],
-                       max_parallel_chunks=best["parallel"] or None, reference_chunks=reference,
-                       candidates=candidates, reason=reason, fixed=fixed is not None, brief=brief)
+        best, rule = min(rows, key=lambda r: r.frames_per_chunk), Rule.NONE_FIT
+    return LevelChoice(index=index, num_frames=frames, chunks=best.chunks, frames_per_chunk=best.frames_per_chunk,
+                       max_parallel_chunks=best.parallel or None, reference_chunks=reference,
+                       reference_frames_per_chunk=ref_len, candidates=tuple(rows), rule=rule, context_floor=floor,
+                       memory_ignored=memory_blind, fixed=fixed is not None)
 
 
-def _fixed_chunks(chunks: Any, refinements: int) -> list[Optional[int]]:
-    if chunks is None:
-        return [None] * refinements
-    if isinstance(chunks, (int, str, bytes)) or not isinstance(chunks, Iterable):
-        raise PlanError(f"chunks must be None or one count (or None) per refinement level, got {chunks!r}")
-    values = list(itertools.islice(iter(chunks), refinements + 2))
-    if len(values) == refinements + 1:
-        if values[0] not in (None, 1):
-            raise PlanError(f"the blueprint is always one chunk; chunks[0] must be 1, got {values[0]}")
-        values = values[1:]
-    if len(values) != refinements:
-        raise PlanError(f"chunks has {len(values)} entries for {refinements} refinement levels; "
-                        "give one count (or None = choose) per refinement level")
-    out = []
-    for value in values:
-        if value is not None:
-            value = _as_int(value, "chunks")
-            if not 1 <= value <= MAX_CHUNKS:
-                raise PlanError(f"chunk counts must be between 1 and {MAX_CHUNKS}, got {value}")
-        out.append(value)
-    return out
+def _plan_ladder(request: AutoRequest, intervals: tuple[int, ...], fixed: tuple[Optional[int], ...]) -> AutoPlan:
+    """The cheapest chunks of every refinement level of one ladder (``ladders`` left empty)."""
+    tf = request.temporal_factor
+    blueprint = TreePlan.smallest_blueprint(request.output_frames, intervals, tf)
+    frames = TreePlan.level_frames(blueprint, intervals, tf)  # size limits before any per-level search
+    try:
+        steps = steps_per_level(request.costing.steps, len(intervals))
+    except CostError as err:
+        raise PlanError(str(err)) from None
+    choices = tuple(_choose_level(request, index, frames[index], intervals[index], steps[index], fixed[index - 1])
+                    for index in range(1, len(intervals)))
+    plan = TreePlan(blueprint, intervals, tuple(c.chunks for c in choices), height=request.height,
+                    width=request.width, fps=request.fps, temporal_factor=tf)
+    parallel = (None,) + tuple(c.max_parallel_chunks for c in choices)
+    c = request.costing
+    cost = estimate_plan_cost(plan, c.config, steps, c.cfg, max_batch=list(parallel), text_len=c.text_len,
+                              dtype=c.dtype, attention=c.attention, spatial_factor=c.spatial_factor)
+    limits = request.limits
+    breaches = limit_breaches(plan, cost, trained_chunk_frames=limits.trained_chunk_frames,
+                              memory_budget_bytes=limits.memory_budget_bytes)
+    return AutoPlan(plan=plan, cost=cost, levels=choices, max_parallel_chunks=parallel, breaches=breaches,
+                    limits=limits, output_frames=request.output_frames, levels_chosen=request.intervals is None)
 
 
-def _plan_ladder(intervals: tuple[int, ...], output_frames: int, *, config, height, width, fps, steps, cfg, budget,
-                 trained, min_chunk, tf, common, fixed, user_max) -> tuple[TreePlan, list, PlanCost, list, list]:
-    blueprint = blueprint_for_length(output_frames, intervals, tf)
-    TreePlan.check_frames(blueprint, intervals, tf)  # size limits before any per-level search
-    per_level_steps = default_steps(len(intervals)) if steps is None else _level_steps(steps, len(intervals))
-    fixed_counts = _fixed_chunks(fixed, len(intervals) - 1)
-    choices = []
-    frames = blueprint
-    for index in range(1, len(intervals)):
-        frames *= intervals[index - 1] // intervals[index]
-        choices.append(_choose_level(index, frames, intervals[index], per_level_steps[index], config=config,
-                                     budget=budget, trained=trained, min_chunk=min_chunk, tf=tf, common=common,
-                                     fixed=fixed_counts[index - 1], user_max=user_max))
-    plan = TreePlan(blueprint, intervals, tuple(c.chunks for c in choices), height=height, width=width, fps=fps,
-                    temporal_factor=tf)
-    parallel = [None] + [c.max_parallel_chunks for c in choices]
-    cost = estimate_plan_cost(plan, config, per_level_steps, cfg, max_batch=parallel,
-                              **{k: common[k] for k in ("text_len", "dtype", "attention", "spatial_factor")})
-    problems = []
-    if blueprint > trained:
-        problems.append(f"the blueprint has {blueprint} frames, more than the trained {trained}")
-    if not _fits(cost.levels[0].peak_bytes, budget):
-        problems.append(f"the blueprint's peak {_gib(cost.levels[0].peak_bytes)} exceeds the budget {_gib(budget)}")
-    for c in choices:
-        if c.frames_per_chunk > trained:
-            problems.append(f"level {c.index} chunks have {c.frames_per_chunk} frames, more than the trained {trained}")
-        if not _fits(cost.levels[c.index].peak_bytes, budget):
-            problems.append(f"level {c.index} peak {_gib(cost.levels[c.index].peak_bytes)} exceeds the budget "
-                            f"{_gib(budget)}")
-    return plan, choices, cost, parallel, problems
-
-
-def _level_steps(steps: Any, levels: int) -> tuple[int, ...]:
-    if hasattr(steps, "__index__") and not isinstance(steps, bool):
-        return (_as_int(steps, "steps"),) * levels
-    if isinstance(steps, (str, bytes)) or not isinstance(steps, Iterable):
-        raise PlanError(f"steps must be None, an int or one int per level, got {steps!r}")
-    values = tuple(_as_int(s, "steps") for s in itertools.islice(iter(steps), levels + 1))
-    if len(values) != levels:
-        raise PlanError(f"steps has {len(values)} entries but there are {levels} levels; give one per level")
-    return values
-
-
-def auto_plan(
-    output_frames: int,
-    *,
-    height: int,
-    width: int,
-    fps: float = 24.0,
-    intervals: Optional[Sequence[int]] = (4, 2, 1),
-    chunks: Optional[Sequence[Optional[int]]] = None,
-    config: Optional[DiTConfig] = None,
-    steps: Any = None,
-    cfg: float = 8.0,
-    trained_chunk_frames: int = TRAINED_CHUNK_FRAMES,
-    min_chunk_frames: Optional[int] = None,
-    memory_budget_bytes: Any = AUTO,
-    max_parallel_chunks: Optional[int] = None,
-    dtype: str = "bf16",
-    attention: str = "flash",
-    text_len: int = 512,
-    ladders: Sequence[Sequence[int]] = DEFAULT_LADDERS,
-    temporal_factor: int = 4,
-    spatial_factor: int = 8,
-) -> AutoPlan:
+def auto_plan(request: AutoRequest) -> AutoPlan:
     """Choose the tree for an output length: chunks per level (and optionally levels) at minimum cost.
 
-    Args:
-        output_frames: wanted pixel frames at the output frame rate (see
-            :func:`output_frames_for_seconds`); the blueprint is
-            :func:`blueprint_for_length` (the final video is at least this long).
-        height, width: pixel size (multiples of 16).
-        fps: base frame rate (frame rate of interval 1, 24).
-        intervals: frame intervals, blueprint first; ``None`` = choose among ``ladders``.
-        chunks: per refinement level a fixed count or ``None`` (= choose); ``None`` = choose all.
-            Only with fixed ``intervals``.
-        config: DiT shape for the cost model (default: 14B).
-        steps: ``None`` (reference 50/32/...), an int, or one per level.
-        cfg: guidance scale (``!= 1``: two passes per step and a doubled batch).
-        trained_chunk_frames: longest chunk the model was trained on, pixel frames (109).
-        min_chunk_frames: shortest chunk allowed, pixel frames; the reference rule's chunk
-            length is always allowed. ``None`` = the reference's length (see module doc).
-        memory_budget_bytes: bytes available on the device; ``"auto"`` = free memory of
-            the current CUDA device (none without CUDA), ``None`` = unbounded.
-        max_parallel_chunks: chunks per forward the user already set (``None`` = all).
-        dtype, attention, text_len: memory/FLOP settings of :func:`~tempomaster_core.cost.level_cost`.
-        ladders: interval ladders tried when ``intervals`` is None.
-        temporal_factor, spatial_factor: codec factors (4, 8).
+    With ``request.intervals`` given, the chunks of each refinement level are chosen (or kept, where
+    ``request.chunks`` fixes them); with ``None`` every ladder of ``request.ladders`` is planned so
+    and the one with the fewest broken limits, then the fewest DiT FLOPs, wins.
 
     Returns:
-        :class:`AutoPlan`: the plan, its cost, per-level choices with every candidate,
-        reasons and warnings (a limit that no candidate can meet gives a warning and the
-        closest plan, never an exception).
+        :class:`AutoPlan`: the plan, its cost, per-level choices with every candidate, the
+        ladders tried and the limits broken (a limit that no candidate can meet gives a
+        breach and the closest plan, never an exception).
 
     Raises:
-        PlanError: bad length (above :data:`~tempomaster_core.plan.MAX_OUTPUT_FRAMES` included),
-            intervals, chunk counts, budget, limits or cost settings (the cost model's
-            :class:`~tempomaster_core.cost.CostError` is raised as PlanError). Every size is checked
-            before a level's chunk counts are searched, so any input is answered well under a second.
+        PlanError: a ladder too long for the size limits, a fixed chunk count the level cannot take,
+            bad steps or cost settings (the cost model's :class:`~tempomaster_core.cost.CostError` is
+            raised as PlanError); the request's own checks run when it is made (:class:`AutoRequest`).
+            Every size is checked before a level's chunk counts are searched, so any request is
+            answered well under a second.
     """
-    config = config or DiTConfig()
-    if not isinstance(config, DiTConfig):
-        raise PlanError(f"config must be a DiTConfig, got {type(config).__name__}")
-    tf = _as_int(temporal_factor, "temporal_factor")
-    trained = _as_int(trained_chunk_frames, "trained_chunk_frames")
-    if trained < tf + 1:
-        raise PlanError(f"trained_chunk_frames must be at least {tf + 1} pixel frames, got {trained_chunk_frames!r}")
-    min_chunk = None if min_chunk_frames is None else _as_int(min_chunk_frames, "min_chunk_frames")
-    if min_chunk is not None and min_chunk < 1:
-        raise PlanError(f"min_chunk_frames must be >= 1 or None, got {min_chunk_frames!r}")
-    user_max = None if max_parallel_chunks is None else _as_int(max_parallel_chunks, "max_parallel_chunks")
-    if user_max is not None and user_max < 1:
-        raise PlanError(f"max_parallel_chunks must be >= 1 or None, got {max_parallel_chunks!r}")
-    _check_output_frames(output_frames)
-    TreePlan(1, (1,), height=height, width=width, fps=fps, temporal_factor=tf)  # size/fps errors of the plan
-    budget = _budget(memory_budget_bytes)
-    require_number(cfg, "cfg (1 = no guidance)", parse_text=True, error=PlanError)
-    common = dict(height=height, width=width, cfg=cfg, text_len=text_len, dtype=dtype, attention=attention,
-                  spatial_factor=spatial_factor, temporal_factor=tf)
-    settings = dict(config=config, height=height, width=width, fps=float(fps), steps=steps, cfg=cfg, budget=budget,
-                    trained=trained, min_chunk=min_chunk, tf=tf, common=common, user_max=user_max)
+    if not isinstance(request, AutoRequest):
+        raise PlanError(f"auto_plan takes an AutoRequest, got {type(request).__name__}")
+    if request.intervals is not None:
+        candidates = [(request.intervals, request.chunks)]
+    else:
+        candidates = [(ladder, (None,) * (len(ladder) - 1)) for ladder in request.ladders]
+    results, rows = [], []
     try:
-        if intervals is not None:
-            candidates = [(TreePlan.check_intervals(intervals), chunks)]
-        else:
-            if chunks is not None:
-                raise PlanError("fixed chunk counts need fixed frame intervals; give intervals or leave chunks None")
-            candidates = [(TreePlan.check_intervals(lad), None) for lad in ladders]
-            if not candidates:
-                raise PlanError("ladders is empty; give at least one frame-interval ladder such as (4, 2, 1)")
-        results, ladder_rows = [], []
         for ladder, fixed in candidates:
             try:
-                result = _plan_ladder(ladder, output_frames, fixed=fixed, **settings)
+                result = _plan_ladder(request, ladder, fixed)
             except PlanError as err:
-                if intervals is not None:
+                if request.intervals is not None:
                     raise
-                ladder_rows.append({"intervals": list(ladder), "status": str(err)})
+                rows.append(LadderOption(ladder, error=str(err)))
                 continue
-            plan, _, cost, _, problems = result
             results.append(result)
-            ladder_rows.append({"intervals": list(ladder), "blueprint_frames": plan.blueprint_frames,
-                                "pflops": cost.dit_flops / PFLOP, "peak_gib": cost.peak_bytes / GIB,
-                                "status": "; ".join(problems) or "ok"})
+            rows.append(LadderOption(ladder, result.plan.blueprint_frames, result.cost.dit_flops,
+                                     result.cost.peak_bytes, result.breaches))
     except CostError as err:
         raise PlanError(str(err)) from None
     if not results:
         raise PlanError("no frame-interval ladder gives a valid plan for this length: "
-                        + "; ".join(f"{r['intervals']}: {r['status']}" for r in ladder_rows))
-    best = min(results, key=lambda r: (len(r[4]), r[2].dit_flops))
-    plan, choices, cost, parallel, problems = best
-    reasons = []
-    if intervals is None:
-        chosen = ladder_rows[[r.get("intervals") for r in ladder_rows].index(list(plan.frame_intervals))]
-        chosen["status"] = "chosen" if chosen["status"] == "ok" else chosen["status"]
-        fitting = [r for r in ladder_rows if r["status"] in ("ok", "chosen")]
-        reasons.append(
-            f"levels {plan.frame_intervals} ({' -> '.join(f'{lv.fps:g}' for lv in plan.levels)} fps): "
-            + (f"the cheapest of {len(fitting)} ladders that fit the limits" if len(fitting) > 1
-               else "the only ladder that fits the limits" if fitting
-               else "no ladder fits every limit; this one breaks the fewest")
-        )
-    reasons.append(f"blueprint {plan.blueprint_frames} frames at {plan.levels[0].fps:g} fps for "
-                   f"{output_frames} output frames ({plan.final.num_frames} made, {plan.final.duration_s:.2f} s)")
-    reasons.extend(f"level {c.index} ({plan.levels[c.index].fps:g} fps): {c.reason}" for c in choices)
-    for c in choices:
-        if c.max_parallel_chunks is not None:
-            goal = (f"to stay within {_gib(budget)}" if _fits(cost.levels[c.index].peak_bytes, budget)
-                    else "to use the least memory (still over the budget)")
-            reasons.append(f"level {c.index}: run at most {_chunk_word(c.max_parallel_chunks)} per forward "
-                           f"(FrameRateRefiner max_parallel_chunks) {goal}")
-    limits = {"trained_chunk_frames": trained, "min_chunk_frames": settings["min_chunk"],
-              "memory_budget_bytes": budget}
-    return AutoPlan(plan=plan, cost=cost, levels=tuple(choices), max_parallel_chunks=tuple(parallel),
-                    reasons=tuple(reasons), warnings=tuple(problems), ladders=tuple(ladder_rows), limits=limits)
-
-
-def plan_warnings(plan: TreePlan, cost: PlanCost, *, trained_chunk_frames: int = TRAINED_CHUNK_FRAMES,
-                  memory_budget_bytes: Optional[int] = None) -> list[str]:
-    """Limits a given plan breaks (for manual plans; :func:`auto_plan` reports its own).
-
-    Returns sentences naming the level, the value and the limit, e.g.
-    ``"level 2 (24 fps): chunks of 121 frames exceed the trained 109"``; empty when all fit.
-    """
-    out = []
-    for level, priced in zip(plan.levels, cost.levels):
-        name = "blueprint" if level.is_blueprint else f"level {level.index}"
-        if level.frames_per_chunk > trained_chunk_frames:
-            what = "has" if level.is_blueprint else "chunks of"
-            out.append(f"{name} ({level.fps:g} fps): {what} {level.frames_per_chunk} frames, more than the trained "
-                       f"{trained_chunk_frames}")
-        if memory_budget_bytes is not None and priced.peak_bytes > memory_budget_bytes:
-            out.append(f"{name} ({level.fps:g} fps): estimated peak {_gib(priced.peak_bytes)} exceeds the budget "
-                       f"{_gib(memory_budget_bytes)}")
-    return out
+                        + "; ".join(f"{list(r.intervals)}: {r.error}" for r in rows))
+    best = min(results, key=lambda r: (len(r.breaches), r.cost.dit_flops))
+    return replace(best, ladders=tuple(rows))

@@ -33,9 +33,10 @@ from typing import Any, NoReturn, Optional, Sequence
 
 import torch
 
+from .defaults import CFG, GUIDANCE, SEED, default_schedule
 from .guidance import GUIDANCE_KINDS
 from .level_settings import per_level
-from .pipeline import check_level_settings, default_schedule, generate
+from .pipeline import check_level_settings, generate
 from .plan import BOUNDARY_ALIASES, BOUNDARY_MODES, PlanError, TreePlan
 from .validation import (
     MAX_CFG,
@@ -175,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--shift", type=_float_list, help="sigma shift per level (> 0), e.g. 5,3,3")
     g.add_argument("--cfg", type=_float_list, help=f"guidance scale in (0, {MAX_CFG:g}] (one, or one per level)")
     g.add_argument("--guidance", choices=GUIDANCE_KINDS, help="guidance kind (default: the model's)")
-    g.add_argument("--seed", type=int, default=0, help="noise seed (same seed -> same video)")
+    g.add_argument("--seed", type=int, default=SEED, help="noise seed (same seed -> same video)")
     g.add_argument("--height", type=int, help="frame height in pixels (multiple of 16)")
     g.add_argument("--width", type=int, help="frame width in pixels (multiple of 16)")
     g.add_argument("--fps", type=float, help="fps of the finest level (frame interval 1)")
@@ -468,8 +469,8 @@ def _prepare(args: argparse.Namespace) -> GenerateJob:
                            lambda v, n: require_int(require_steps(v, n), n, maximum=MAX_STEPS))
     shifts = _level_setting(args.shift, _model_default(plan, d, "shifts", list(ref_shifts)), levels, "shift",
                             require_shift)
-    cfg = _level_setting(args.cfg, _model_default(plan, d, "cfg", 8.0), levels, "cfg", require_cfg)
-    guidance = args.guidance or _model_default(plan, d, "guidance", "apg")
+    cfg = _level_setting(args.cfg, _model_default(plan, d, "cfg", CFG), levels, "cfg", require_cfg)
+    guidance = args.guidance or _model_default(plan, d, "guidance", GUIDANCE)
     for i in range(levels):  # what the core checks per level too (e.g. a float32 schedule that overflows)
         try:
             check_level_settings(steps=steps[i], shift=shifts[i], cfg=cfg[i], guidance=guidance, seed=args.seed,

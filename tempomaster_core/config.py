@@ -11,14 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass, asdict
 from typing import Optional
 
+from .defaults import TEXT_LEN
 from .validation import is_integer, require_int
 
 UMT5_TEXT_DIM = 4096
 """Width of the umT5-XXL text embeddings Wan 2.x (and so TempoMaster) is trained with."""
-
-UMT5_TEXT_LEN = 512
-"""Token slots of the umT5-XXL context: the reference zero-pads every prompt to 512 tokens and
-truncates longer ones."""
 
 
 @dataclass(frozen=True)
@@ -52,7 +49,7 @@ class DiTConfig:
     """Token slots of the text context the DiT was trained with: a prompt's embeddings are
     zero-padded or truncated to this length before the DiT sees them (the padding matters: the
     text MLP maps zero rows to non-zero keys/values). ``None`` is resolved here: to
-    :data:`UMT5_TEXT_LEN` for an umT5-width model (``text_dim == UMT5_TEXT_DIM``), otherwise it
+    :data:`~tempomaster_core.defaults.TEXT_LEN` for an umT5-width model (``text_dim == UMT5_TEXT_DIM``), otherwise it
     stays ``None`` = the embeddings are used at the length their text encoder gives. Not a weight
     shape: recorded in the safetensors metadata (``tempomaster_config``) of checkpoints that set
     it; the built-in bundle's loaders pass its text encoder's length
@@ -67,7 +64,7 @@ class DiTConfig:
             raise ValueError(f"DiTConfig.patch_size must be three integers >= 1 (t, h, w), such as (1, 2, 2), "
                              f"got {patch!r}")
         if self.text_len is None and self.text_dim == UMT5_TEXT_DIM:
-            object.__setattr__(self, "text_len", UMT5_TEXT_LEN)
+            object.__setattr__(self, "text_len", TEXT_LEN)
         if self.text_len is not None:
             require_int(self.text_len, "DiTConfig.text_len", minimum=1, error=ValueError)
         for name in ("eps", "rope_theta"):

@@ -59,9 +59,10 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Optional, Sequence
 
 from .config import DiTConfig
+from .defaults import BLUEPRINT_STEPS, CFG, REFINEMENT_STEPS, TEXT_LEN, TWO_LEVEL_REFINEMENT_STEPS, default_schedule
 from .flops import dit_flops_breakdown
 from .level_settings import per_level
-from .validation import require_number
+from .validation import is_integer, require_number
 from .plan import (
     MAX_CHUNK_FRAMES,
     MAX_CHUNKS,
@@ -70,6 +71,7 @@ from .plan import (
     MAX_OUTPUT_FRAMES,
     MAX_SIDE,
     MAX_TEMPORAL_FACTOR,
+    round_clip_length,
 )
 
 #: Bytes per weight element for the weight dtypes the loader and ComfyUI use.
@@ -92,19 +94,16 @@ KNOWN_CONFIGS: dict[str, DiTConfig] = {
 #: Parameters of the Wan 2.1 VAE (encoder + decoder, ~127 M).
 WAN_VAE_PARAMS = 126_892_531
 
-#: Reference steps: 50 for the blueprint, 32 per refinement level (``inference_configs.json``).
-REFERENCE_BLUEPRINT_STEPS = 50
-REFERENCE_REFINEMENT_STEPS = 32
-
 PFLOP = 1e15
 GIB = 1024**3
 
 MAX_STEPS = 10_000
 """Most denoising steps per level the cost model prices (the sampler nodes allow 1000; the
-reference uses 50 / 32). Bounds the FLOP totals so they stay finite floats."""
+reference uses 50 / 32, :mod:`tempomaster_core.defaults`). Bounds the FLOP totals so they stay finite floats."""
 
 MAX_TEXT_LEN = 65_536
-"""Most text tokens of the context the cost model prices (umT5 gives 512)."""
+"""Most text tokens of the context the cost model prices (umT5 gives 512,
+:data:`~tempomaster_core.defaults.TEXT_LEN`)."""
 
 # The frame, chunk and size limits are the plan's own (:mod:`tempomaster_core.plan`):
 # chunks <= MAX_CHUNKS, frames per chunk <= MAX_CHUNK_FRAMES, height/width <= MAX_SIDE,
@@ -116,7 +115,7 @@ class CostError(ValueError):
 
 
 def _positive_int(value: Any, name: str, minimum: int = 1, maximum: Optional[int] = None) -> int:
-    if isinstance(value, bool) or not hasattr(value, "__index__"):
+    if not is_integer(value):
         raise CostError(f"{name} must be an integer, got {value!r}")
     value = int(value.__index__())
     if value < minimum:
@@ -169,14 +168,15 @@ class LevelWork:
             object.__setattr__(self, "num_frames", _positive_int(self.num_frames, "num_frames"))
 
 
-def default_steps(num_levels: int) -> tuple[int, ...]:
-    """Reference steps per level: 50 for the blueprint, 32 for every refinement level."""
-    return (REFERENCE_BLUEPRINT_STEPS,) + (REFERENCE_REFINEMENT_STEPS,) * (num_levels - 1)
+def steps_per_level(steps: Any, num_levels: int) -> tuple[int, ...]:
+    """Denoising steps of every level, blueprint first: ``None`` = the reference steps (:func:`tempomaster_core.defaults.default_schedule`), one int for
+    every level, or one int per level (:func:`~tempomaster_core.level_settings.per_level`).
 
-
-def _steps_per_level(steps: Any, num_levels: int) -> tuple[int, ...]:
+    Raises:
+        CostError: a list of the wrong length, or a count that is not an int >= 1.
+    """
     if steps is None:
-        return default_steps(num_levels)
+        return default_schedule(num_levels).steps
     return tuple(_positive_int(s, "steps") for s in per_level(steps, "steps", num_levels, error=CostError))
 
 
@@ -193,7 +193,7 @@ def levels_from_plan(plan: Any, steps: Any = None) -> list[LevelWork]:
     """
     if not hasattr(plan, "levels") or not hasattr(plan, "num_levels"):
         raise CostError(f"plan must be a TreePlan, got {type(plan).__name__}")
-    level_steps = _steps_per_level(steps, plan.num_levels)
+    level_steps = steps_per_level(steps, plan.num_levels)
     return [
         LevelWork(level.num_chunks, level.frames_per_chunk, s, num_frames=level.num_frames, fps=level.fps,
                   label=f"{level.fps:g} fps")
@@ -214,7 +214,7 @@ def round_down_frames(frames: float, temporal_factor: int = 4) -> int:
         raise CostError(f"a clip needs at least 1 frame, got {frames}")
     if frames > MAX_CHUNK_FRAMES:
         raise CostError(f"a clip may have at most {MAX_CHUNK_FRAMES} pixel frames, got {frames:g}")
-    return int((frames - 1) // tf) * tf + 1
+    return round_clip_length(frames, tf, up=False)
 
 
 def paper_ablation_levels(
@@ -259,9 +259,9 @@ def paper_ablation_levels(
         raise CostError(f"frame rates must be > 0 and at most {MAX_FPS:g}, got {tuple(level_fps)}")
     final_frames = _positive_int(final_frames, "final_frames", maximum=MAX_OUTPUT_FRAMES)
     if steps is None:
-        refine = REFERENCE_REFINEMENT_STEPS if len(fps) > 2 else 30
-        steps = (REFERENCE_BLUEPRINT_STEPS,) + (refine,) * (len(fps) - 1)
-    level_steps = _steps_per_level(steps, len(fps))
+        refine = REFINEMENT_STEPS if len(fps) > 2 else TWO_LEVEL_REFINEMENT_STEPS
+        steps = (BLUEPRINT_STEPS,) + (refine,) * (len(fps) - 1)
+    level_steps = steps_per_level(steps, len(fps))
     final_fps = fps[-1]
     out = []
     for f, c, s in zip(fps, counts, level_steps):
@@ -458,7 +458,7 @@ def passes_per_step(cfg: float) -> int:
     return 1 if float(cfg) == 1.0 else 2
 
 
-def activation_bytes(config: DiTConfig, tokens: int, batch: int, *, dtype: str = "bf16", text_len: int = 512,
+def activation_bytes(config: DiTConfig, tokens: int, batch: int, *, dtype: str = "bf16", text_len: int = TEXT_LEN,
                      attention: str = "flash") -> int:
     """Activation bytes of one DiT forward of ``batch`` items of ``tokens`` video tokens (see module doc).
 
@@ -483,8 +483,8 @@ def level_cost(
     *,
     height: int,
     width: int,
-    cfg: float = 8.0,
-    text_len: int = 512,
+    cfg: float = CFG,
+    text_len: int = TEXT_LEN,
     dtype: str = "bf16",
     max_batch: Optional[int] = None,
     attention: str = "flash",
@@ -657,7 +657,7 @@ class PlanCost:
         }
 
 
-def full_sequence_work(final_frames: int, steps: int = REFERENCE_BLUEPRINT_STEPS, temporal_factor: int = 4,
+def full_sequence_work(final_frames: int, steps: int = BLUEPRINT_STEPS, temporal_factor: int = 4,
                        fps: Optional[float] = None) -> LevelWork:
     """The baseline: ``final_frames`` pixel frames (padded up to ``tf*n+1``) as one bidirectional chunk.
 
@@ -666,7 +666,7 @@ def full_sequence_work(final_frames: int, steps: int = REFERENCE_BLUEPRINT_STEPS
     """
     frames = _positive_int(final_frames, "final_frames", maximum=MAX_OUTPUT_FRAMES)
     temporal_factor = _positive_int(temporal_factor, "temporal_factor", maximum=MAX_TEMPORAL_FACTOR)
-    length = -(-(frames - 1) // temporal_factor) * temporal_factor + 1
+    length = round_clip_length(frames, temporal_factor)
     return LevelWork(1, length, steps, num_frames=frames, fps=fps, label="full sequence")
 
 
@@ -676,8 +676,8 @@ def estimate_levels_cost(
     *,
     height: int,
     width: int,
-    cfg: Any = 8.0,
-    text_len: int = 512,
+    cfg: Any = CFG,
+    text_len: int = TEXT_LEN,
     dtype: str = "bf16",
     max_batch: Any = None,
     attention: str = "flash",
@@ -722,9 +722,9 @@ def estimate_plan_cost(
     plan: Any,
     config: Optional[DiTConfig] = None,
     steps: Any = None,
-    cfg: Any = 8.0,
+    cfg: Any = CFG,
     *,
-    text_len: int = 512,
+    text_len: int = TEXT_LEN,
     dtype: str = "bf16",
     max_batch: Any = None,
     attention: str = "flash",

@@ -15,9 +15,10 @@ from __future__ import annotations
 import math
 
 from .config import DiTConfig
+from .defaults import TEXT_LEN
 
 
-def dit_flops_breakdown(config: DiTConfig, tokens: int, text_len: int = 512, batch: int = 1) -> dict[str, int]:
+def dit_flops_breakdown(config: DiTConfig, tokens: int, text_len: int = TEXT_LEN, batch: int = 1) -> dict[str, int]:
     """FLOPs of one forward, by component.
 
     Args:
@@ -57,7 +58,7 @@ def dit_flops_breakdown(config: DiTConfig, tokens: int, text_len: int = 512, bat
     return out
 
 
-def dit_forward_flops(config: DiTConfig, tokens: int, text_len: int = 512, batch: int = 1) -> int:
+def dit_forward_flops(config: DiTConfig, tokens: int, text_len: int = TEXT_LEN, batch: int = 1) -> int:
     """Total FLOPs of one DiT forward (see :func:`dit_flops_breakdown`), 2 FLOPs per multiply-add."""
     return dit_flops_breakdown(config, tokens, text_len, batch)["total"]
 

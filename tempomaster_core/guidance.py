@@ -7,8 +7,9 @@ return a velocity ``(z - D_guided) / (sigma + 1e-8)``.
 
 - CFG: ``D = D_uncond + scale * (D_cond - D_uncond)``.
 - APG (Sadat et al., "Eliminating oversaturation and artifacts of high guidance
-  scales in diffusion models", 2024), with the reference's default settings: ``dD = D_cond - D_uncond``;
-  momentum ``-0.5`` (running average ``r = dD + momentum * r``, first ``r = dD``);
+  scales in diffusion models", 2024), with the reference's default settings
+  (:mod:`tempomaster_core.defaults`): ``dD = D_cond - D_uncond``; momentum ``-0.5``
+  (running average ``r = dD + momentum * r``, first ``r = dD``);
   rescale ``r`` so that its L2 norm over channels and space (dims 1, 3, 4:
   one norm per batch item and latent frame) is at most ``norm_threshold = 27``;
   split ``r`` into the part parallel to ``D_cond`` and the orthogonal part,
@@ -29,6 +30,7 @@ from typing import Optional, Union
 import torch
 import torch.nn.functional as F
 
+from .defaults import APG_ETA, APG_MOMENTUM, APG_NORM_THRESHOLD
 from .validation import require_cfg
 
 EPSILON = 1e-8
@@ -86,18 +88,22 @@ class APG:
     """Adaptive projected guidance in x0 space (defaults: the reference's settings).
 
     Args:
-        scale: guidance scale (the reference's default: 8).
-        eta: weight of the component of the guidance parallel to ``D_cond`` (0).
+        scale: guidance scale (the reference's default: :data:`~tempomaster_core.defaults.CFG`).
+        eta: weight of the component of the guidance parallel to ``D_cond``
+            (:data:`~tempomaster_core.defaults.APG_ETA`).
         norm_threshold: max L2 norm of the guidance per batch item and latent
-            frame, over channels and space (27; <= 0 disables the rescale).
-        momentum: momentum of the running average of the guidance (-0.5; 0 disables).
+            frame, over channels and space (:data:`~tempomaster_core.defaults.APG_NORM_THRESHOLD`;
+            <= 0 disables the rescale).
+        momentum: momentum of the running average of the guidance
+            (:data:`~tempomaster_core.defaults.APG_MOMENTUM`; 0 disables).
 
     Call ``guidance(v_cond, v_uncond, z, sigma) -> v`` with 5-D ``[B, C, T, h, w]``
     tensors. Keeps the momentum buffer across calls: use one object per level
     run (per batch slice with ``max_batch``), or call :meth:`reset`.
     """
 
-    def __init__(self, scale: float, eta: float = 0.0, norm_threshold: float = 27.0, momentum: float = -0.5) -> None:
+    def __init__(self, scale: float, eta: float = APG_ETA, norm_threshold: float = APG_NORM_THRESHOLD,
+                 momentum: float = APG_MOMENTUM) -> None:
         self.scale = float(scale)
         self.eta = float(eta)
         self.norm_threshold = float(norm_threshold)

@@ -8,7 +8,7 @@ value repeated for every level. This module is torch-free so the cost model
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 
 def per_level(value: Any, name: str, levels: int, allow_scalar: bool = True, error: type = ValueError) -> list:
@@ -35,4 +35,18 @@ def per_level(value: Any, name: str, levels: int, allow_scalar: bool = True, err
     raise error(f"{name} must be a list with one value per level ({levels} levels), got {value!r}")
 
 
-__all__ = ["per_level"]
+def per_level_prefix(given: Sequence, defaults: Sequence) -> list:
+    """One setting per level from values that cover only the first levels (a sampler chain cut short).
+
+    Args:
+        given: values for the first levels, blueprint first (entries beyond the levels are dropped).
+        defaults: one value per level (its length is the number of levels), used where ``given`` stops.
+
+    Returns:
+        a list as long as ``defaults``. Nothing is raised.
+    """
+    levels = len(defaults)
+    return list(given[:levels]) + list(defaults[len(given):])
+
+
+__all__ = ["per_level", "per_level_prefix"]

@@ -38,6 +38,7 @@ from typing import Any, Callable, Optional, Sequence, Union
 import torch
 
 from .conditioning import blueprint_clip, build_condition, normalize_condition_frames, refinement_clips
+from .defaults import BLUEPRINT_SHIFT, BLUEPRINT_STEPS, CFG, GUIDANCE, REFINEMENT_SHIFT, REFINEMENT_STEPS, SEED
 from .guidance import GUIDANCE_KINDS, make_guidance, x0_from_velocity
 from .level_settings import per_level
 from .plan import LevelPlan, TreePlan
@@ -49,7 +50,7 @@ from .validation import (
 
 __all__ = [
     "LevelResult", "LevelSettings", "NonFiniteError", "check_level_inputs", "check_level_settings",
-    "default_schedule", "denoise", "generate", "run_blueprint", "run_refinement",
+    "denoise", "generate", "run_blueprint", "run_refinement",
 ]
 
 ProgressCallback = Callable[[int, int, int, torch.Tensor], None]
@@ -58,22 +59,9 @@ denoising step (``step`` counts completed steps, 1..total_steps);
 ``preview_latents`` is the current x0 estimate of the first chunk, float32 CPU
 ``[C, T, h, w]``. Raise inside it to cancel."""
 
-BLUEPRINT_STEPS = 50
-"""Reference sampling steps of the blueprint."""
-BLUEPRINT_SHIFT = 5.0
-"""Reference schedule shift of the blueprint."""
-REFINEMENT_STEPS = 32
-"""Reference sampling steps of a refinement level."""
-REFINEMENT_SHIFT = 3.0
-"""Reference schedule shift of a refinement level."""
-DEFAULT_CFG = 8.0
-"""Reference guidance scale."""
-
-
-def default_schedule(plan: TreePlan) -> tuple[tuple[int, ...], tuple[float, ...]]:
-    """Reference per-level ``(steps, shifts)``: 50 / 5 for the blueprint, 32 / 3 per refinement."""
-    refinements = plan.num_levels - 1
-    return (BLUEPRINT_STEPS,) + (REFINEMENT_STEPS,) * refinements, (BLUEPRINT_SHIFT,) + (REFINEMENT_SHIFT,) * refinements
+ClipMaker = Callable[[LevelPlan], tuple[torch.Tensor, torch.Tensor]]
+"""``make_clips(level) -> (clips, masks)``: a level's condition clips float32
+``[chunks, 3, P, H, W]`` in ``[-1, 1]`` and their masks ``[chunks, P]`` (1 = known frame)."""
 
 
 @dataclass
@@ -170,31 +158,24 @@ def _check_text(embeds: Any, name: str, config: Any) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class LevelSettings:
-    """Sampling settings of one level, validated (:func:`check_level_settings`).
+    """Sampling settings of one level, validated when made: the one value the level runners pass on.
+
+    Built by :func:`check_level_settings` (keyword arguments, reference defaults) or
+    directly; either way every field is checked and normalised here (no model needed),
+    so a ``LevelSettings`` is always valid: the runners and :func:`denoise` take it as is.
 
     Attributes:
-        steps: Euler steps, >= 1.
-        shift: schedule shift, finite > 0 (gives a finite float32 schedule).
-        cfg: guidance scale in ``(0, MAX_CFG]`` (:data:`~tempomaster_core.validation.MAX_CFG` = 100).
-        guidance: ``"apg"`` or ``"cfg"`` (lower case).
-        seed: noise seed in ``[0, 2**64)``.
-        max_batch: chunks per forward, ``None`` = all.
-    """
-
-    steps: int
-    shift: float
-    cfg: float
-    guidance: str
-    seed: int
-    max_batch: Optional[int]
-
-
-def check_level_settings(*, steps: Any, shift: Any, cfg: Any, guidance: Any = "apg", seed: Any = 0,
-                         max_batch: Any = None) -> LevelSettings:
-    """Validate one level's sampling settings before any compute (torch-light, no model needed).
-
-    The level runners call this first; the ComfyUI sampler nodes call it before the VAE
-    encode and before moving the DiT, so a bad value never costs compute.
+        steps: Euler steps, int >= 1.
+        shift: schedule shift, float, finite > 0 (and giving a finite float32 schedule).
+        cfg: guidance scale, float in ``(0, MAX_CFG]`` (:data:`~tempomaster_core.validation.MAX_CFG`
+            = 100); 1 = no guidance (no negative pass).
+        guidance: ``"apg"`` or ``"cfg"`` (stored lower case).
+        seed: noise seed, int in ``[0, 2**64)``.
+        max_batch: chunks per DiT forward, int >= 1, or ``None`` = all chunks of the level.
+            Results do not depend on it (see :func:`run_refinement`).
+        cfg_batching: run the positive and negative passes as one forward of twice the batch
+            (when both embeddings have the same length); results do not depend on it beyond
+            float rounding of batched kernels.
 
     Raises:
         InputError (a ValueError): ``steps`` not an int >= 1; ``shift`` not finite > 0 (or
@@ -202,16 +183,50 @@ def check_level_settings(*, steps: Any, shift: Any, cfg: Any, guidance: Any = "a
             ``guidance``; ``seed`` not an int in ``[0, 2**64)``; ``max_batch`` not None or
             an int >= 1. Messages name the setting, the rule and the value.
     """
-    steps = require_steps(steps)
-    shift = require_shift(shift)
-    flow_sigmas(steps, shift)  # the float32 schedule itself must be finite
-    cfg = require_cfg(cfg)
-    key = guidance.lower() if isinstance(guidance, str) else guidance
-    if key not in GUIDANCE_KINDS:
-        raise InputError(f"unknown guidance {guidance!r}; choose one of {GUIDANCE_KINDS}")
-    seed = require_seed(seed)
-    max_batch = require_optional_batch(max_batch)
-    return LevelSettings(steps=steps, shift=shift, cfg=cfg, guidance=key, seed=seed, max_batch=max_batch)
+
+    steps: int
+    shift: float
+    cfg: float = CFG
+    guidance: str = GUIDANCE
+    seed: int = SEED
+    max_batch: Optional[int] = None
+    cfg_batching: bool = True
+
+    def __post_init__(self) -> None:
+        steps = require_steps(self.steps)
+        shift = require_shift(self.shift)
+        flow_sigmas(steps, shift)  # the float32 schedule itself must be finite
+        cfg = require_cfg(self.cfg)
+        key = self.guidance.lower() if isinstance(self.guidance, str) else self.guidance
+        if key not in GUIDANCE_KINDS:
+            raise InputError(f"unknown guidance {self.guidance!r}; choose one of {GUIDANCE_KINDS}")
+        for name, value in (("steps", steps), ("shift", shift), ("cfg", cfg), ("guidance", key),
+                            ("seed", require_seed(self.seed)), ("max_batch", require_optional_batch(self.max_batch)),
+                            ("cfg_batching", bool(self.cfg_batching))):
+            object.__setattr__(self, name, value)
+
+    @property
+    def guided(self) -> bool:
+        """True when the level runs a negative pass (``cfg != 1``)."""
+        return self.cfg != 1.0
+
+
+def check_level_settings(*, steps: Any, shift: Any, cfg: Any = CFG, guidance: Any = GUIDANCE, seed: Any = SEED,
+                         max_batch: Any = None, cfg_batching: bool = True) -> LevelSettings:
+    """Validate one level's sampling settings before any compute (torch-light, no model needed).
+
+    The public level runners call this first; the ComfyUI sampler nodes and the command
+    line call it before the VAE encode and before moving the DiT, so a bad value never
+    costs compute. Defaults: :mod:`tempomaster_core.defaults` (cfg 8, APG, seed 0).
+
+    Returns:
+        The :class:`LevelSettings` (values normalised: ints, floats, lower-case guidance).
+
+    Raises:
+        InputError (a ValueError): see :class:`LevelSettings`.
+    """
+    return LevelSettings(steps=steps, shift=shift, cfg=cfg, guidance=guidance, seed=seed, max_batch=max_batch,
+                         cfg_batching=cfg_batching)
 
 
 def check_level_inputs(model: Any, codec: Any, plan: TreePlan, positive: Any, negative: Any,
@@ -275,7 +290,7 @@ def _non_finite_latents_error(model: Any, level_index: int, step: int, steps: in
     if not count:
         causes.append("non-finite model weights or an fp16 overflow inside the DiT (try bf16/fp32 weights)")
     causes.append("a non-finite text embedding (the text encoder output)")
-    causes.append(f"an extreme guidance scale (cfg = {cfg:g}; the reference uses 8)")
+    causes.append(f"an extreme guidance scale (cfg = {cfg:g}; the reference uses {CFG:g})")
     return NonFiniteError(
         f"level {level_index} produced NaN or infinite latents at denoising step {step} of {steps}; "
         "nothing usable can come out of this run. Likely causes: " + "; ".join(causes) + "."
@@ -286,9 +301,31 @@ def _non_finite_latents_error(model: Any, level_index: int, step: int, steps: in
 
 
 def _velocity(
-    model, x, timestep, positive, negative, y, positions, dtype, cfg_batching
+    model: Any,
+    x: torch.Tensor,
+    timestep: torch.Tensor,
+    *,
+    positive: torch.Tensor,
+    negative: Optional[torch.Tensor],
+    y: torch.Tensor,
+    positions: torch.Tensor,
+    dtype: torch.dtype,
+    cfg_batching: bool,
 ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
-    """Conditional (and unconditional) velocity, float32. ``negative`` None = positive pass only."""
+    """Conditional and unconditional velocity of one batch slice, float32 ``[b, C, T, h, w]`` each.
+
+    Args:
+        model: the DiT (``model(x, timestep, context, y, temporal_positions) -> v``).
+        x: float32 ``[b, C, T, h, w]`` current latents (cast to ``dtype`` for the DiT).
+        timestep: ``[1]`` DiT timestep (``sigma * 1000``, already in ``dtype``), on the model's device.
+        positive, negative: text embeddings ``[1, L, text_dim]`` in ``dtype``; ``negative``
+            None = positive pass only (the second result is then None).
+        y: ``[b, mask_ch + C, T, h, w]`` multi-mask condition in ``dtype``.
+        positions: float32 ``[b, T]`` RoPE temporal positions.
+        dtype: the model's parameter dtype.
+        cfg_batching: one forward of batch ``2b`` for both prompts when their lengths match,
+            else two forwards.
+    """
     b = x.shape[0]
     xin = x.to(dtype)
     t = timestep.expand(b)
@@ -311,13 +348,8 @@ def denoise(
     temporal_positions: torch.Tensor,
     positive: torch.Tensor,
     negative: Optional[torch.Tensor],
+    settings: LevelSettings,
     *,
-    steps: int,
-    shift: float,
-    cfg: float,
-    guidance: str = "apg",
-    max_batch: Optional[int] = None,
-    cfg_batching: bool = True,
     progress: Optional[ProgressCallback] = None,
     level_index: int = 0,
 ) -> torch.Tensor:
@@ -329,14 +361,12 @@ def denoise(
         y: ``[B, mask_ch + C, T, h, w]`` multi-mask condition.
         temporal_positions: ``[B, T]`` RoPE temporal positions.
         positive, negative: text embeddings ``[1, L, text_dim]``; ``negative`` may be
-            None when ``cfg == 1`` (no negative pass).
-        steps, shift: schedule (:func:`~tempomaster_core.sampling.flow_sigmas`).
-        cfg: guidance scale; 1 = conditional prediction only.
-        guidance: ``"apg"`` or ``"cfg"``.
-        max_batch: run at most this many chunks per forward (``None`` = all; one
-            guidance state per slice). Results do not depend on it (see :func:`run_refinement`).
-        cfg_batching: run positive and negative passes as one forward of batch
-            2B (when both embeddings have the same length; else two passes).
+            None when ``settings.cfg == 1`` (no negative pass).
+        settings: the level's :class:`LevelSettings`: the schedule (``steps``, ``shift``,
+            :func:`~tempomaster_core.sampling.flow_sigmas`), the guidance (``cfg``, 1 =
+            conditional prediction only; ``guidance``), ``max_batch`` (at most this many
+            chunks per forward, one guidance state per slice; results do not depend on it)
+            and ``cfg_batching``. Its ``seed`` is not used here (``noise`` is given).
         progress: see :data:`ProgressCallback`.
         level_index: passed to ``progress``.
 
@@ -344,35 +374,40 @@ def denoise(
         float32 CPU ``[B, C, T, h, w]`` denoised latents.
 
     Raises:
+        TypeError: ``settings`` is not a :class:`LevelSettings`.
         NonFiniteError: the latents hold NaN/inf after a step (checked after every step,
             before ``progress``; the message names the level and the likely causes).
         ValueError: ``cfg != 1`` without ``negative``.
     """
+    if not isinstance(settings, LevelSettings):
+        raise TypeError(f"settings must be a LevelSettings (check_level_settings), got {type(settings).__name__}")
     device, dtype = _model_device_dtype(model)
-    sigmas = flow_sigmas(steps, shift)
+    steps, cfg = settings.steps, settings.cfg
+    sigmas = flow_sigmas(steps, settings.shift)
     targets = next_sigmas(sigmas)
     timesteps = (sigmas * NUM_TRAIN_TIMESTEPS).to(dtype)  # what the DiT sees (reference: cast to pipeline dtype)
     guidance_sigmas = (timesteps / NUM_TRAIN_TIMESTEPS).to(dtype).float()  # reference: timestep / 1000 in that dtype
-    use_negative = cfg != 1.0
+    use_negative = settings.guided
     if use_negative and negative is None:
         raise ValueError("cfg != 1 needs negative text embeddings (an empty prompt's embeddings are fine)")
 
     total = noise.shape[0]
-    size = total if max_batch is None else min(max_batch, total)
+    size = total if settings.max_batch is None else min(settings.max_batch, total)
     bounds = [(a, min(a + size, total)) for a in range(0, total, size)]
     xs = [noise[a:b].to(device=device, dtype=torch.float32) for a, b in bounds]
     ys = [y[a:b].to(device=device, dtype=dtype) for a, b in bounds]
     poss = [temporal_positions[a:b].to(device=device, dtype=torch.float32) for a, b in bounds]
     pos_ctx = positive.to(device=device, dtype=dtype)
     neg_ctx = negative.to(device=device, dtype=dtype) if use_negative else None
-    guiders = [make_guidance(guidance, cfg) for _ in bounds] if use_negative else None
+    guiders = [make_guidance(settings.guidance, cfg) for _ in bounds] if use_negative else None
 
-    for i in range(int(steps)):
+    for i in range(steps):
         sigma, target = float(sigmas[i]), float(targets[i])
         timestep = timesteps[i : i + 1].to(device)
         preview = None
         for k in range(len(bounds)):
-            v_cond, v_uncond = _velocity(model, xs[k], timestep, pos_ctx, neg_ctx, ys[k], poss[k], dtype, cfg_batching)
+            v_cond, v_uncond = _velocity(model, xs[k], timestep, positive=pos_ctx, negative=neg_ctx, y=ys[k],
+                                         positions=poss[k], dtype=dtype, cfg_batching=settings.cfg_batching)
             if use_negative:
                 v = guiders[k](v_cond, v_uncond, xs[k], guidance_sigmas[i].item())
             else:
@@ -381,9 +416,9 @@ def denoise(
                 preview = x0_from_velocity(xs[0][:1], v[:1], sigma)[0].to("cpu", torch.float32)
             xs[k] = euler_step(xs[k], v, sigma, target)
         if not bool(torch.stack([torch.isfinite(x).all() for x in xs]).all()):
-            raise _non_finite_latents_error(model, level_index, i + 1, int(steps), float(cfg), dtype)
+            raise _non_finite_latents_error(model, level_index, i + 1, steps, cfg, dtype)
         if progress is not None:
-            progress(level_index, i + 1, int(steps), preview)
+            progress(level_index, i + 1, steps, preview)
     return torch.cat([x.to("cpu", torch.float32) for x in xs])
 
 
@@ -407,39 +442,62 @@ def _level_noise_shape(plan: TreePlan, level: LevelPlan, codec: Any) -> tuple[in
     return (level.num_chunks, int(codec.latent_channels), level.latent_frames_per_chunk, h, w)
 
 
+@torch.no_grad()
 def _run_level(
-    model: Any, codec: Any, plan: TreePlan, index: int, positive: Any, negative: Any,
-    make_clips: Callable[[LevelPlan], tuple[torch.Tensor, torch.Tensor]], *,
-    steps: int, shift: float, cfg: float, guidance: str, seed: int, max_batch: Optional[int],
-    cfg_batching: bool, progress: Optional[ProgressCallback],
+    model: Any, codec: Any, plan: TreePlan, index: int, positive: Any, negative: Any, make_clips: ClipMaker,
+    settings: LevelSettings, progress: Optional[ProgressCallback],
 ) -> LevelResult:
-    """One level of the tree, shared by :func:`run_blueprint` and :func:`run_refinement`.
+    """One level of the tree, shared by :func:`run_blueprint`, :func:`run_refinement` and :func:`generate`.
 
-    Validates the setup, builds the level's condition clips with ``make_clips(level)``
-    (``[chunks, 3, P, H, W]`` in [-1, 1] and masks ``[chunks, P]``), encodes them into ``y``,
-    draws the seeded noise, denoises all chunks (batched by ``max_batch``) and decodes them
-    to exactly the level's ``num_frames`` frames.
-
-    Every check that needs no compute runs first (settings, model/codec/plan fit, text
-    embeddings; the condition frames in ``make_clips``), before the VAE encode.
+    Checks that model, codec, plan and text embeddings fit (:func:`check_level_inputs`),
+    builds the level's condition clips with ``make_clips(level)`` (:data:`ClipMaker`; it
+    checks the condition frames), encodes them into ``y`` (``settings.max_batch`` clips
+    per encode), draws the seeded noise ``[chunks, C, T, h, w]``, denoises all chunks
+    (:func:`denoise`) and decodes them to exactly the level's ``num_frames`` frames.
+    ``settings`` is already validated (a :class:`LevelSettings`), so every check that
+    needs no compute has run before the VAE encode.
     """
-    settings = check_level_settings(steps=steps, shift=shift, cfg=cfg, guidance=guidance, seed=seed,
-                                    max_batch=max_batch)
     positive, negative = check_level_inputs(model, codec, plan, positive, negative, settings.cfg)
     level = plan.levels[index]
     clips, masks = make_clips(level)
     y = build_condition(codec, clips, masks, batch_size=settings.max_batch)
     noise = seeded_noise(_level_noise_shape(plan, level, codec), settings.seed)
-    latents = denoise(
-        model, noise, y, level.temporal_positions, positive, negative,
-        steps=settings.steps, shift=settings.shift, cfg=settings.cfg, guidance=settings.guidance,
-        max_batch=settings.max_batch, cfg_batching=cfg_batching, progress=progress, level_index=index,
-    )
+    latents = denoise(model, noise, y, level.temporal_positions, positive, negative, settings,
+                      progress=progress, level_index=index)
     frames = _decode_level(codec, latents, level, plan.height, plan.width)
     return LevelResult(plan=plan, level_index=index, frames=frames, latents=latents, fps=level.fps)
 
 
-@torch.no_grad()
+def _blueprint_clips(plan: TreePlan, conditions: Optional[dict]) -> ClipMaker:
+    """The blueprint's :data:`ClipMaker`: the user's condition frames (none = text-to-video)."""
+    return lambda level: blueprint_clip(level, conditions, plan.height, plan.width)
+
+
+def _refinement_clips(previous: LevelResult) -> ClipMaker:
+    """A refinement level's :data:`ClipMaker`: the frames of the level above, placed in every chunk."""
+    return lambda level: refinement_clips(level, previous.frames)
+
+
+def _next_level_index(previous: Any) -> int:
+    """Index of the level that refines ``previous``.
+
+    Raises:
+        TypeError: ``previous`` is not a :class:`LevelResult`.
+        ValueError: ``previous`` is already the last level of its plan.
+    """
+    if not isinstance(previous, LevelResult):
+        raise TypeError("previous must be a LevelResult (from run_blueprint/run_refinement), "
+                        f"got {type(previous).__name__}")
+    plan = previous.plan
+    index = previous.level_index + 1
+    if index >= plan.num_levels:
+        raise ValueError(
+            f"the plan has {plan.num_levels} levels (intervals {plan.frame_intervals}) and level "
+            f"{previous.level_index} is the last one; there is nothing left to refine"
+        )
+    return index
+
+
 def run_blueprint(
     model: Any,
     codec: Any,
@@ -450,14 +508,16 @@ def run_blueprint(
     conditions: Optional[dict] = None,
     steps: int = BLUEPRINT_STEPS,
     shift: float = BLUEPRINT_SHIFT,
-    cfg: float = DEFAULT_CFG,
-    guidance: str = "apg",
-    seed: int = 0,
-    max_batch: Optional[int] = None,
+    cfg: float = CFG,
+    guidance: str = GUIDANCE,
+    seed: int = SEED,
     cfg_batching: bool = True,
     progress: Optional[ProgressCallback] = None,
 ) -> LevelResult:
-    """Generate the blueprint (level 0): the whole clip at the lowest frame rate.
+    """Generate the blueprint (level 0): the whole clip at the lowest frame rate, one chunk.
+
+    The sampler arguments become one :class:`LevelSettings` (checked before any compute);
+    there is no ``max_batch``, since the blueprint is a single chunk.
 
     Args:
         model: TempoMaster DiT (``.config`` a DiTConfig; see :class:`~tempomaster_core.protocols.DenoisingModel`).
@@ -467,10 +527,9 @@ def run_blueprint(
         plan: the :class:`TreePlan`.
         conditions: ``{pixel frame index on the blueprint: image [3, H, W] in [-1, 1]}``,
             negative indices from the end; None/empty = text-to-video.
-        steps, shift: sampling schedule (reference 50 / 5).
+        steps, shift: sampling schedule (reference 50 / 5.0, :mod:`tempomaster_core.defaults`).
         cfg, guidance: guidance scale (reference 8; 1 disables) and ``"apg"``/``"cfg"``.
         seed: noise seed (``[1, C, T, h, w]`` from a CPU generator).
-        max_batch: accepted for symmetry (the blueprint is one chunk).
         cfg_batching: one forward for both prompts (default).
         progress: :data:`ProgressCallback`.
 
@@ -486,15 +545,12 @@ def run_blueprint(
             NaN/inf although the inputs were finite (non-finite weights, an fp16
             overflow, an extreme cfg); the message names the level and the causes.
     """
-    return _run_level(
-        model, codec, plan, 0, positive, negative,
-        lambda level: blueprint_clip(level, conditions, plan.height, plan.width),
-        steps=steps, shift=shift, cfg=cfg, guidance=guidance, seed=seed, max_batch=max_batch,
-        cfg_batching=cfg_batching, progress=progress,
-    )
+    settings = check_level_settings(steps=steps, shift=shift, cfg=cfg, guidance=guidance, seed=seed,
+                                    cfg_batching=cfg_batching)
+    return _run_level(model, codec, plan, 0, positive, negative, _blueprint_clips(plan, conditions), settings,
+                      progress)
 
 
-@torch.no_grad()
 def run_refinement(
     model: Any,
     codec: Any,
@@ -504,9 +560,9 @@ def run_refinement(
     *,
     steps: int = REFINEMENT_STEPS,
     shift: float = REFINEMENT_SHIFT,
-    cfg: float = DEFAULT_CFG,
-    guidance: str = "apg",
-    seed: int = 0,
+    cfg: float = CFG,
+    guidance: str = GUIDANCE,
+    seed: int = SEED,
     max_batch: Optional[int] = None,
     cfg_batching: bool = True,
     progress: Optional[ProgressCallback] = None,
@@ -528,7 +584,7 @@ def run_refinement(
 
     Args:
         previous: the :class:`LevelResult` of the level above (its ``plan`` is used).
-        steps, shift: sampling schedule (reference 32 / 3).
+        steps, shift: sampling schedule (reference 32 / 3.0, :mod:`tempomaster_core.defaults`).
         seed: noise seed; the full ``[chunks, C, T, h, w]`` noise is drawn once from a
             fresh CPU generator (reference: same seed at every level).
         max_batch: chunks per DiT forward (``None`` = all; see above for exactness).
@@ -538,25 +594,16 @@ def run_refinement(
         :class:`LevelResult` of the next level.
 
     Raises:
+        TypeError: ``previous`` is not a :class:`LevelResult`.
         ValueError: ``previous`` is already the last level of its plan, or its frames
             do not match its level or are not finite; plus the errors of
             :func:`run_blueprint` (including :class:`NonFiniteError`).
     """
-    if not isinstance(previous, LevelResult):
-        raise TypeError(f"previous must be a LevelResult (from run_blueprint/run_refinement), got {type(previous).__name__}")
-    plan = previous.plan
-    index = previous.level_index + 1
-    if index >= plan.num_levels:
-        raise ValueError(
-            f"the plan has {plan.num_levels} levels (intervals {plan.frame_intervals}) and level "
-            f"{previous.level_index} is the last one; there is nothing left to refine"
-        )
-    return _run_level(
-        model, codec, plan, index, positive, negative,
-        lambda level: refinement_clips(level, previous.frames),
-        steps=steps, shift=shift, cfg=cfg, guidance=guidance, seed=seed, max_batch=max_batch,
-        cfg_batching=cfg_batching, progress=progress,
-    )
+    index = _next_level_index(previous)
+    settings = check_level_settings(steps=steps, shift=shift, cfg=cfg, guidance=guidance, seed=seed,
+                                    max_batch=max_batch, cfg_batching=cfg_batching)
+    return _run_level(model, codec, previous.plan, index, positive, negative, _refinement_clips(previous), settings,
+                      progress)
 
 
 def generate(
@@ -570,8 +617,8 @@ def generate(
     steps: Sequence[int],
     shifts: Sequence[float],
     cfg: Union[float, Sequence[float]],
-    guidance: Union[str, Sequence[str]] = "apg",
-    seed: int = 0,
+    guidance: Union[str, Sequence[str]] = GUIDANCE,
+    seed: int = SEED,
     max_batch: Optional[int] = None,
     cfg_batching: bool = True,
     progress: Optional[ProgressCallback] = None,
@@ -580,13 +627,17 @@ def generate(
     """Run the blueprint and every refinement of ``plan``.
 
     Args:
-        steps: sampling steps, one per level (reference (50, 32, 32); see :func:`default_schedule`).
+        steps: sampling steps, one per level (reference (50, 32, 32);
+            see :func:`tempomaster_core.defaults.default_schedule`).
         shifts: schedule shifts, one per level (reference (5, 3, 3)).
         cfg: guidance scale, a float or one per level (reference 8).
         guidance: ``"apg"``/``"cfg"``, or one per level.
         seed: the same seed for every level (reference).
+        max_batch: chunks per DiT forward of every refinement level (``None`` = all; the
+            blueprint is one chunk).
         return_levels: also return every level's :class:`LevelResult`.
-        Other arguments as :func:`run_blueprint`.
+        Other arguments as :func:`run_blueprint`; each level runs with one
+        :class:`LevelSettings` built from them.
 
     Returns:
         Final frames float32 ``[F, H, W, 3]`` in ``[0, 1]`` (ComfyUI IMAGE layout), or
@@ -602,29 +653,25 @@ def generate(
     if not isinstance(plan, TreePlan):
         raise TypeError(f"plan must be a TreePlan, got {type(plan).__name__}")
     levels = plan.num_levels
-    steps_l = per_level(steps, "steps", levels, allow_scalar=False)
-    shifts_l = per_level(shifts, "shifts", levels, allow_scalar=False)
-    cfg_l = per_level(cfg, "cfg", levels, allow_scalar=True)
-    guidance_l = per_level(guidance, "guidance", levels, allow_scalar=True)
-    for level_steps, level_shift, level_cfg, level_guidance in zip(steps_l, shifts_l, cfg_l, guidance_l):
-        # every level, and the seed, before any compute
-        check_level_settings(steps=level_steps, shift=level_shift, cfg=level_cfg, guidance=level_guidance,
-                             seed=seed, max_batch=max_batch)
-    guided_cfg = next((float(c) for c in cfg_l if float(c) != 1.0), 1.0)  # any guided level needs `negative`
+    per_level_values = zip(per_level(steps, "steps", levels, allow_scalar=False),
+                           per_level(shifts, "shifts", levels, allow_scalar=False),
+                           per_level(cfg, "cfg", levels, allow_scalar=True),
+                           per_level(guidance, "guidance", levels, allow_scalar=True))
+    settings = [  # every level, and the seed, before any compute
+        check_level_settings(steps=s, shift=sh, cfg=c, guidance=g, seed=seed, max_batch=max_batch,
+                             cfg_batching=cfg_batching)
+        for s, sh, c, g in per_level_values
+    ]
+    guided_cfg = next((level.cfg for level in settings if level.guided), 1.0)  # any guided level needs `negative`
     check_level_inputs(model, codec, plan, positive, negative, guided_cfg)
     if conditions:
         normalize_condition_frames(conditions, plan.levels[0].num_frames, plan.height, plan.width)
-    common = dict(seed=seed, max_batch=max_batch, cfg_batching=cfg_batching, progress=progress)
-    result = run_blueprint(
-        model, codec, positive, negative, plan, conditions=conditions,
-        steps=steps_l[0], shift=shifts_l[0], cfg=cfg_l[0], guidance=guidance_l[0], **common,
-    )
+    result = _run_level(model, codec, plan, 0, positive, negative, _blueprint_clips(plan, conditions), settings[0],
+                        progress)
     results = [result]
-    for i in range(1, levels):
-        result = run_refinement(
-            model, codec, result, positive, negative,
-            steps=steps_l[i], shift=shifts_l[i], cfg=cfg_l[i], guidance=guidance_l[i], **common,
-        )
+    for index in range(1, levels):
+        result = _run_level(model, codec, plan, index, positive, negative, _refinement_clips(result), settings[index],
+                            progress)
         results.append(result)
     images = result.to_images()
     return (images, results) if return_levels else images

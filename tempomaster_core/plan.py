@@ -25,7 +25,8 @@ import itertools
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional
 
-from .validation import require_number
+from .defaults import FPS
+from .validation import require_int, require_number
 
 if TYPE_CHECKING:  # torch is imported where a tensor is made: the limits and rules stay torch-free
     import torch
@@ -98,13 +99,27 @@ MAX_FRAME_PIXELS = 4096 * 2304
 109-frame chunk is 1.8 M tokens and a decoded 24 fps minute is ~290 GB of float32 frames."""
 
 
+def round_clip_length(frames: float, temporal_factor: int = 4, *, up: bool = True) -> int:
+    """The valid clip length ``tf*n+1`` (pixel frames) next to ``frames``, at least 1: the one 4n+1 rule.
+
+    ``up=True``: the smallest ``tf*n+1 >= frames`` (98 -> 101, 97 -> 97); ``up=False``: the largest
+    ``tf*n+1 <= frames`` (31 -> 29, 30.25 -> 29, 7.6 -> 5). ``frames`` is a pixel-frame count (a float
+    is accepted); ``frames <= 1`` gives 1. Used by the plan (chunk lengths, the nearest valid blueprint),
+    the auto planner (blueprint for a length) and the cost model (the paper's chunk sizes, the
+    full-sequence baseline).
+
+    Callers validate their inputs: ``temporal_factor`` must be a positive int (nothing is raised here).
+    """
+    if frames <= 1:
+        return 1
+    latent_steps = -(-(frames - 1) // temporal_factor) if up else (frames - 1) // temporal_factor
+    return int(latent_steps) * temporal_factor + 1
+
+
 def _nearest_valid_frames(frames: int, temporal_factor: int) -> tuple[int, int]:
-    """The two valid pixel-frame counts ``tf*n+1`` around ``frames`` (lower, upper)."""
-    lower = max((frames - 1) // temporal_factor, 0) * temporal_factor + 1
-    if lower > frames:
-        lower = 1
-    upper = lower + temporal_factor
-    return lower, upper
+    """The two valid pixel-frame counts ``tf*n+1`` around an invalid ``frames`` (lower, upper)."""
+    lower = round_clip_length(frames, temporal_factor, up=False)
+    return lower, lower + temporal_factor
 
 
 def reference_chunk_length(frames: int, chunks: int, temporal_factor: int = 4) -> int:
@@ -137,9 +152,7 @@ def chunk_length(frames: int, chunks: int, temporal_factor: int = 4) -> tuple[in
     length = reference_chunk_length(frames, chunks, temporal_factor)
     if chunks * length >= frames:
         return length, False
-    needed = -(-frames // chunks)  # ceil
-    length = -(-(needed - 1) // temporal_factor) * temporal_factor + 1
-    return length, True
+    return round_clip_length(-(-frames // chunks), temporal_factor), True  # ceil(frames / chunks), rounded up
 
 
 def chunks_fit(frames: int, chunks: int, temporal_factor: int) -> bool:
@@ -159,11 +172,9 @@ def max_chunks(frames: int, temporal_factor: int = 4) -> int:
             (the search is linear in the frames, so it is bounded by :data:`MAX_OUTPUT_FRAMES`).
     """
     frames = _as_int(frames, "frames")
-    tf = _as_int(temporal_factor, "temporal_factor")
+    tf = TreePlan.check_temporal_factor(temporal_factor)
     if not 1 <= frames <= MAX_OUTPUT_FRAMES:
         raise PlanError(f"frames must be between 1 and {MAX_OUTPUT_FRAMES} pixel frames, got {frames}")
-    if not 1 <= tf <= MAX_TEMPORAL_FACTOR:
-        raise PlanError(f"temporal_factor must be between 1 and {MAX_TEMPORAL_FACTOR}, got {tf}")
     # chunks of >= tf+1 frames with a non-empty last chunk: (chunks - 1) * (tf + 1) < frames
     for chunks in range(min((frames - 1) // (tf + 1) + 1, MAX_CHUNKS), 0, -1):
         if chunks_fit(frames, chunks, tf):
@@ -313,6 +324,11 @@ def _positions(chunks: int, latent_frames: int, interval: int) -> tuple[tuple[in
     )
 
 
+def _level_frames(blueprint_frames: int, intervals: tuple[int, ...]) -> tuple[int, ...]:
+    """Pixel frames per level for validated inputs: level ``k`` has ``blueprint * intervals[0] // intervals[k]``."""
+    return tuple(blueprint_frames * (intervals[0] // interval) for interval in intervals)
+
+
 BOUNDARY_MODES = ("repeat_anchor", "anchors")
 """How chunk-boundary frames are conditioned (:class:`TreePlan` ``boundary``).
 
@@ -370,10 +386,9 @@ def _refinement_conditions(
 
 
 def _as_int(value: Any, name: str) -> int:
-    """``int(value)`` for ints (numpy ints too); PlanError for bools, floats and others."""
-    if isinstance(value, bool) or not hasattr(value, "__index__"):
-        raise PlanError(f"{name} must be an integer, got {value!r}")
-    return int(value.__index__())
+    """``int(value)`` for ints (numpy ints too); PlanError for bools, floats and others
+    (:func:`~tempomaster_core.validation.require_int`'s rule)."""
+    return require_int(value, name, error=PlanError)
 
 
 @dataclass(frozen=True)
@@ -424,7 +439,7 @@ class TreePlan:
     chunks: Optional[tuple[int, ...]] = None
     height: int = field(kw_only=True)
     width: int = field(kw_only=True)
-    fps: float = field(default=24.0, kw_only=True)
+    fps: float = field(default=FPS, kw_only=True)
     temporal_factor: int = field(default=4, kw_only=True)
     size_multiple: int = field(default=16, kw_only=True)
     boundary: str = field(default="repeat_anchor", kw_only=True)
@@ -432,14 +447,12 @@ class TreePlan:
 
     def __post_init__(self) -> None:
         # every check below is O(levels); none does per-frame work, so any input is answered at once
-        tf = _as_int(self.temporal_factor, "temporal_factor")
-        if not 1 <= tf <= MAX_TEMPORAL_FACTOR:
-            raise PlanError(f"temporal_factor must be between 1 and {MAX_TEMPORAL_FACTOR} pixel frames per latent "
-                            f"frame (4 for Wan), got {tf}")
+        tf = self.check_temporal_factor(self.temporal_factor)
         frames = self._check_blueprint(self.blueprint_frames, tf)
         intervals = self.check_intervals(self.frame_intervals)
-        self._check_output(frames, intervals)
-        chunks = self._resolve_chunks(self.chunks, intervals)
+        counts = self._check_output(frames, intervals)
+        chunks = tuple(default_chunks(i) if c is None else c
+                       for i, c in zip(intervals[1:], self.check_chunks(self.chunks, intervals)))
         multiple = _as_int(self.size_multiple, "size_multiple")
         if not 1 <= multiple <= MAX_SIDE:
             raise PlanError(f"size_multiple must be between 1 and {MAX_SIDE}, got {multiple}")
@@ -450,8 +463,8 @@ class TreePlan:
 
         levels = [self._blueprint_level(frames, intervals[0], fps, tf)]
         for index in range(1, len(intervals)):
-            levels.append(self._refinement_level(levels[-1], index, intervals[index], chunks[index - 1], fps, tf,
-                                                 boundary))
+            levels.append(self._refinement_level(levels[-1], index, intervals[index], counts[index],
+                                                 chunks[index - 1], fps, tf, boundary))
 
         set_ = object.__setattr__
         set_(self, "blueprint_frames", frames)
@@ -554,21 +567,47 @@ class TreePlan:
         return size["height"], size["width"]
 
     @staticmethod
-    def check_frames(blueprint_frames: Any, frame_intervals: Any, temporal_factor: int = 4) -> int:
-        """Pixel frames of the final level for a blueprint and intervals, after checking both.
-
-        The cheap size check of a plan (no level is built): the auto planner calls it before
-        it searches a level's chunk counts.
+    def check_temporal_factor(temporal_factor: Any) -> int:
+        """The codec's temporal factor (pixel frames per latent frame after the first, 4 for Wan) as an int.
 
         Raises:
-            PlanError: blueprint not ``tf*n+1`` or above :data:`MAX_BLUEPRINT_FRAMES`, bad intervals
-                (:meth:`check_intervals`), or a final level above :data:`MAX_OUTPUT_FRAMES`.
+            PlanError: not an int, or outside ``1..MAX_TEMPORAL_FACTOR``.
         """
         tf = _as_int(temporal_factor, "temporal_factor")
         if not 1 <= tf <= MAX_TEMPORAL_FACTOR:
-            raise PlanError(f"temporal_factor must be between 1 and {MAX_TEMPORAL_FACTOR}, got {tf}")
+            raise PlanError(f"temporal_factor must be between 1 and {MAX_TEMPORAL_FACTOR} pixel frames per latent "
+                            f"frame (4 for Wan), got {tf}")
+        return tf
+
+    @staticmethod
+    def level_frames(blueprint_frames: Any, frame_intervals: Any, temporal_factor: int = 4) -> tuple[int, ...]:
+        """Pixel frames of every level, blueprint first, for a blueprint and intervals, after checking both.
+
+        Level ``k`` has ``blueprint_frames * intervals[0] // intervals[k]`` pixel frames (each level
+        multiplies the frame count by its ratio): 109 with (4, 2, 1) -> (109, 218, 436). The last
+        entry is the final (output) length. The cheap size check of a plan (no level is built): the
+        auto planner and the TreeScheduler call it before any per-level work.
+
+        Raises:
+            PlanError: a bad temporal factor (:meth:`check_temporal_factor`), a blueprint not ``tf*n+1``
+                or above :data:`MAX_BLUEPRINT_FRAMES`, bad intervals (:meth:`check_intervals`), or a final
+                level above :data:`MAX_OUTPUT_FRAMES`.
+        """
+        tf = TreePlan.check_temporal_factor(temporal_factor)
         frames = TreePlan._check_blueprint(blueprint_frames, tf)
         return TreePlan._check_output(frames, TreePlan.check_intervals(frame_intervals))
+
+    @staticmethod
+    def smallest_blueprint(final_frames: int, frame_intervals: tuple[int, ...], temporal_factor: int = 4) -> int:
+        """Smallest valid blueprint (``tf*n+1`` pixel frames) whose final level has ``>= final_frames`` frames.
+
+        The inverse of :meth:`level_frames`: 480 output frames with (4, 2, 1) -> 480 / 4 = 120 ->
+        121 blueprint frames (484 output frames). Takes validated inputs (``frame_intervals`` from
+        :meth:`check_intervals`, a positive ``temporal_factor``); the result is not checked against
+        :data:`MAX_BLUEPRINT_FRAMES` (see :meth:`level_frames`).
+        """
+        per_blueprint_frame = _level_frames(1, frame_intervals)[-1]
+        return round_clip_length(-(-final_frames // per_blueprint_frame), temporal_factor)
 
     @staticmethod
     def _check_blueprint(blueprint_frames: Any, tf: int) -> int:
@@ -588,24 +627,37 @@ class TreePlan:
         return frames
 
     @staticmethod
-    def _check_output(frames: int, intervals: tuple[int, ...]) -> int:
-        final = frames * (intervals[0] // intervals[-1])
-        if final > MAX_OUTPUT_FRAMES:
+    def _check_output(frames: int, intervals: tuple[int, ...]) -> tuple[int, ...]:
+        counts = _level_frames(frames, intervals)
+        if counts[-1] > MAX_OUTPUT_FRAMES:
             raise PlanError(
-                f"the final level would have {final} pixel frames ({frames} blueprint frames x "
-                f"{intervals[0] // intervals[-1]}), more than the maximum {MAX_OUTPUT_FRAMES} "
+                f"the final level would have {counts[-1]} pixel frames ({frames} blueprint frames x "
+                f"{counts[-1] // frames}), more than the maximum {MAX_OUTPUT_FRAMES} "
                 f"({MAX_OUTPUT_FRAMES / 24 / 60:.1f} min at 24 fps); use a shorter blueprint or length, or generate "
                 "the video in parts"
             )
-        return final
+        return counts
 
     @staticmethod
-    def _resolve_chunks(chunks: Any, intervals: tuple[int, ...]) -> tuple[int, ...]:
-        refinements = len(intervals) - 1
+    def check_chunks(chunks: Any, frame_intervals: tuple[int, ...]) -> tuple[Optional[int], ...]:
+        """Chunk counts per refinement level, validated, with ``None`` entries kept.
+
+        ``chunks`` is ``None`` (every entry ``None``) or one count or ``None`` per refinement level; a
+        tuple with one more entry (the blueprint first) is accepted when that entry is 1 or ``None``:
+        the blueprint is always one chunk. A ``None`` entry is the reference rule
+        (:func:`default_chunks`) in :class:`TreePlan` and "choose" in the auto planner.
+        ``frame_intervals`` must be validated (:meth:`check_intervals`).
+
+        Raises:
+            PlanError: not a sequence, the wrong number of entries, a blueprint entry other than 1,
+                or a count that is not an int in ``1..MAX_CHUNKS``.
+        """
+        refinements = len(frame_intervals) - 1
         if chunks is None:
-            return tuple(default_chunks(i) for i in intervals[1:])
+            return (None,) * refinements
         if isinstance(chunks, (int, str, bytes)) or not isinstance(chunks, Iterable):
-            raise PlanError(f"chunks must be None or a tuple with one int per refinement level, got {chunks!r}")
+            raise PlanError(f"chunks must be None or a tuple with one count (or None) per refinement level, "
+                            f"got {chunks!r}")
         values = tuple(itertools.islice(iter(chunks), refinements + 2))
         if len(values) == refinements + 1:
             first = values[0]
@@ -616,18 +668,16 @@ class TreePlan:
             count = f"{len(values)}" if len(values) <= refinements + 1 else f"more than {refinements + 1}"
             raise PlanError(
                 f"chunks has {count} entries but the plan has {refinements} refinement levels "
-                f"(intervals {intervals}); give one chunk count per refinement level or None"
+                f"(intervals {frame_intervals}); give one chunk count per refinement level or None"
             )
         out = []
-        for interval, value in zip(intervals[1:], values):
-            if value is None:
-                out.append(default_chunks(interval))
-                continue
-            value = _as_int(value, "chunks")
-            if value < 1:
-                raise PlanError(f"chunk counts must be >= 1, got {value}")
-            if value > MAX_CHUNKS:
-                raise PlanError(f"chunk counts must be at most {MAX_CHUNKS} per level, got {value}")
+        for value in values:
+            if value is not None:
+                value = _as_int(value, "chunks")
+                if value < 1:
+                    raise PlanError(f"chunk counts must be >= 1, got {value}")
+                if value > MAX_CHUNKS:
+                    raise PlanError(f"chunk counts must be at most {MAX_CHUNKS} per level, got {value}")
             out.append(value)
         return tuple(out)
 
@@ -652,10 +702,9 @@ class TreePlan:
 
     @staticmethod
     def _refinement_level(
-        previous: LevelPlan, index: int, interval: int, chunks: int, fps: float, tf: int, boundary: str
+        previous: LevelPlan, index: int, interval: int, frames: int, chunks: int, fps: float, tf: int, boundary: str
     ) -> LevelPlan:
         ratio = previous.interval // interval
-        frames = previous.num_frames * ratio
         if not chunks_fit(frames, chunks, tf):
             raise PlanError(
                 f"level {index} ({fps / interval:g} fps, {frames} frames) cannot be split into {chunks} chunks: "
@@ -745,7 +794,7 @@ class TreePlan:
                 data.get("chunks"),
                 height=data["height"],
                 width=data["width"],
-                fps=data.get("fps", 24.0),
+                fps=data.get("fps", FPS),
                 temporal_factor=data.get("temporal_factor", 4),
                 size_multiple=data.get("size_multiple", 16),
                 boundary=data.get("boundary", "repeat_anchor"),

@@ -34,7 +34,7 @@ def require_int(value: Any, name: str, *, minimum: Optional[int] = None, maximum
 
     Raises:
         error: (default :class:`InputError`; another ``ValueError`` class where the caller
-            documents one) not an integer, or outside the bounds.
+            documents one, such as ``PlanError``) not an integer, or outside the bounds.
     """
     if not is_integer(value):
         raise error(f"{name} must be an integer, got {value!r}")

@@ -5,11 +5,15 @@ import itertools
 
 import pytest
 
+from plan_requests import auto as auto_plan
 from tempomaster_core.autoplan import (
-    auto_plan,
+    Limit,
+    LimitBreach,
+    Rule,
+    Verdict,
     blueprint_for_length,
+    limit_breaches,
     output_frames_for_seconds,
-    plan_warnings,
     reference_plan_for_length,
 )
 from tempomaster_core.cost import GIB, estimate_plan_cost
@@ -43,8 +47,9 @@ def test_length_to_blueprint_by_hand():
 def test_the_reference_video_gets_the_reference_tree():
     auto = auto_plan(436, **SIZE, memory_budget_bytes=None)
     assert auto.plan == TreePlan(109, (4, 2, 1), (2, 4), **SIZE)
-    assert auto.warnings == () and auto.max_parallel_chunks == (None, None, None)
-    assert all("reference rule" in choice.reason for choice in auto.levels)
+    assert auto.breaches == () and auto.max_parallel_chunks == (None, None, None)
+    assert all(choice.chunks == choice.reference_chunks and choice.rule in (Rule.ONLY, Rule.CHEAPEST)
+               for choice in auto.levels)
 
 
 @pytest.mark.parametrize("trained", [109, 61, 29])
@@ -56,22 +61,21 @@ def test_auto_keeps_every_refinement_chunk_within_the_trained_length(seconds, tr
         assert level.frames_per_chunk <= trained
     assert auto.plan.final.num_frames >= seconds * 24
     blueprint_too_long = auto.plan.blueprint_frames > trained
-    assert blueprint_too_long == any("blueprint" in w for w in auto.warnings)
+    assert blueprint_too_long == any(b.level == 0 for b in auto.breaches)
 
 
 def test_auto_levels_keep_the_blueprint_within_the_trained_length():
     auto = auto_plan(480, **SIZE, intervals=None, memory_budget_bytes=None)  # 20 s at 24 fps
     assert auto.plan.frame_intervals == (8, 4, 2, 1)
-    assert auto.plan.blueprint_frames == 61 and auto.warnings == ()
+    assert auto.plan.blueprint_frames == 61 and auto.breaches == () and auto.levels_chosen
     assert all(level.frames_per_chunk <= 109 for level in auto.plan.levels)
-    rows = {tuple(r["intervals"]): r for r in auto.ladders}
-    assert "more than the trained" in rows[(4, 2, 1)]["status"]
-    assert rows[(8, 4, 2, 1)]["status"] == "chosen"
-    assert any("(8, 4, 2, 1)" in reason for reason in auto.reasons)
-    # with fixed intervals the same length keeps them and warns about the blueprint
+    rows = {r.intervals: r for r in auto.ladders}
+    assert LimitBreach(0, Limit.TRAINED_LENGTH, 121, 109) in rows[(4, 2, 1)].breaches
+    assert rows[(8, 4, 2, 1)].fits and rows[(8, 4, 2, 1)].blueprint_frames == 61
+    # with fixed intervals the same length keeps them and breaks the trained length with the blueprint
     fixed = auto_plan(480, **SIZE, memory_budget_bytes=None)
     assert fixed.plan.frame_intervals == (4, 2, 1) and fixed.plan.blueprint_frames == 121
-    assert any("121 frames" in w for w in fixed.warnings)
+    assert LimitBreach(0, Limit.TRAINED_LENGTH, 121, 109) in fixed.breaches and not fixed.levels_chosen
 
 
 def _reference_fits(plan, cost, trained, budget):
@@ -137,38 +141,38 @@ def test_auto_respects_the_memory_budget():
     weights = ref_cost.weight_bytes
     budget = int(ref_cost.levels[2].peak_bytes * 0.7)  # the 24 fps level with all chunks at once does not fit
     auto = auto_plan(436, **SIZE, memory_budget_bytes=budget)
-    assert auto.warnings == ()
+    assert auto.breaches == ()
     # price the chosen plan again, independently, at the recommended chunks per forward
     again = estimate_plan_cost(auto.plan, max_batch=list(auto.max_parallel_chunks))
     assert all(level.peak_bytes <= budget for level in again.levels)
     assert auto.max_parallel_chunks[2] is not None and auto.max_parallel_chunks[2] < 4
-    assert any("max_parallel_chunks" in r for r in auto.reasons)
+    assert auto.levels[1].max_parallel_chunks == auto.max_parallel_chunks[2]
     # a budget that fits one 109-frame chunk pair only with less activation: shorter chunks are chosen
     one_chunk = estimate_plan_cost(reference, max_batch=1).levels[2].peak_bytes
     tight = auto_plan(436, **SIZE, memory_budget_bytes=(weights + one_chunk) // 2)
-    assert tight.warnings == () or all("blueprint" in w for w in tight.warnings)
+    assert all(b.level == 0 for b in tight.breaches)
     tight_cost = estimate_plan_cost(tight.plan, max_batch=list(tight.max_parallel_chunks))
     for level in tight_cost.levels[1:]:
         assert level.peak_bytes <= (weights + one_chunk) // 2
     assert tight.plan.levels[2].frames_per_chunk < 109
     # a budget below the weights cannot be met: warnings, one chunk per forward, still a plan
     hopeless = auto_plan(436, **SIZE, memory_budget_bytes=weights // 2)
-    assert hopeless.warnings and hopeless.max_parallel_chunks[1:] == (1, 1)
+    assert hopeless.breaches and hopeless.max_parallel_chunks[1:] == (1, 1)
+    assert all(choice.memory_ignored for choice in hopeless.levels)
     assert hopeless.plan.chunks == (2, 4)
 
 
 def test_choices_are_explained_with_every_candidate():
     auto = auto_plan(480, **SIZE, memory_budget_bytes=None)
     for choice in auto.levels:
-        statuses = [c["status"] for c in choice.candidates]
-        assert statuses.count("chosen") == 1
-        chosen = next(c for c in choice.candidates if c["status"] == "chosen")
-        assert chosen["chunks"] == choice.chunks
-        assert any("exceed the trained" in s for s in statuses)
+        assert [c.chunks for c in choice.candidates].count(choice.chunks) == 1
+        chosen = choice.chosen
+        assert chosen.verdict is Verdict.OK and chosen.frames_per_chunk == choice.frames_per_chunk
+        assert any(c.verdict is Verdict.TOO_LONG and c.dit_flops is None for c in choice.candidates)
+        assert all(c.dit_flops is not None for c in choice.candidates if c.verdict is not Verdict.TOO_LONG)
         assert choice.reference_chunks == default_chunks(auto.plan.levels[choice.index].interval)
-    assert len(auto.reasons) >= 3
-    data = auto.to_dict()
-    assert data["chunks"] == [3, 5] and data["limits"]["trained_chunk_frames"] == 109
+        assert choice.rule is Rule.LONGEST_FIT  # the reference's chunks of 121 frames are over the trained 109
+    assert auto.plan.chunks == (3, 5) and auto.limits.trained_chunk_frames == 109
 
 
 def test_fixed_chunks_are_kept_and_checked():
@@ -191,12 +195,14 @@ def test_bad_limits_raise_plan_errors():
         auto_plan(436, height=470, width=832, memory_budget_bytes=None)
 
 
-def test_plan_warnings_name_level_value_and_limit():
+def test_limit_breaches_name_level_value_and_limit():
     plan = TreePlan(121, (4, 2, 1), **SIZE)
     cost = estimate_plan_cost(plan)
-    warnings = plan_warnings(plan, cost, memory_budget_bytes=40 * GIB)
-    assert any("blueprint" in w and "121" in w and "109" in w for w in warnings)
-    assert any("level 2" in w and "121 frames" in w for w in warnings)
-    assert any("exceeds the budget 40.0 GiB" in w for w in warnings)
+    breaches = limit_breaches(plan, cost, memory_budget_bytes=40 * GIB)
+    assert breaches[0] == LimitBreach(0, Limit.TRAINED_LENGTH, 121, 109)
+    assert LimitBreach(2, Limit.TRAINED_LENGTH, 121, 109) in breaches
+    over = [b for b in breaches if b.limit is Limit.MEMORY]
+    assert over and all(b.bound == 40 * GIB and b.value == cost.levels[b.level].peak_bytes > b.bound for b in over)
+    assert [b.level for b in breaches] == sorted(b.level for b in breaches)
     reference = TreePlan(109, (4, 2, 1), **SIZE)
-    assert plan_warnings(reference, estimate_plan_cost(reference)) == []
+    assert limit_breaches(reference, estimate_plan_cost(reference)) == ()

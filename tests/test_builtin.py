@@ -14,6 +14,7 @@ from tempomaster_core.tiny.builtin import (
     FALLBACK_DEFAULTS,
     REQUIRED_FILES,
     builtin_dir,
+    bundle_defaults,
     default_plan,
     is_available,
     load_builtin,
@@ -41,13 +42,16 @@ def test_builtin_dir_is_inside_the_package():
     assert BUILTIN_MODEL_NAME == "TempoMaster-Tiny (built-in)"
 
 
-def test_training_writes_the_shipped_recommended_settings():
-    # train_dit writes FALLBACK_DEFAULTS as defaults.json: a model retrained from scratch must get the
-    # settings the shipped model's quality was measured with, not stale ones
-    import json
-
-    shipped = json.loads((builtin_dir() / "defaults.json").read_text())
-    assert shipped == FALLBACK_DEFAULTS
+def test_bundle_defaults_fall_back_to_the_shipped_settings_key_by_key(tmp_path):
+    # FALLBACK_DEFAULTS is the shipped defaults.json itself (one copy); another bundle's file overrides
+    # only the keys it has, and a bundle without the file gets the shipped settings
+    assert FALLBACK_DEFAULTS and bundle_defaults(builtin_dir()) == FALLBACK_DEFAULTS
+    assert bundle_defaults(tmp_path) == FALLBACK_DEFAULTS
+    (tmp_path / "defaults.json").write_text('{"steps": [3, 2, 2], "cfg": 2.5}')
+    assert bundle_defaults(tmp_path) == {**FALLBACK_DEFAULTS, "steps": [3, 2, 2], "cfg": 2.5}
+    (tmp_path / "defaults.json").write_text("[1, 2]")
+    with pytest.raises(ValueError, match="JSON object"):
+        bundle_defaults(tmp_path)
 
 
 @needs_weights

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from nodes.plan_route import plan_response
 from nodes.scheduler_node import INTERVAL_CHOICES, LENGTH_MODES, TreeScheduler
-from tempomaster_core.autoplan import auto_plan
+from plan_requests import auto as auto_plan
 from tempomaster_core.config import DiTConfig
 from tempomaster_core.cost import CostError, LevelWork, level_cost
 from tempomaster_core.plan import BOUNDARY_MODES, PlanError, TreePlan

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from tempomaster_core.guidance import APG
-from tempomaster_core.pipeline import LevelResult, default_schedule, generate, run_blueprint, run_refinement
+from tempomaster_core.pipeline import LevelResult, LevelSettings, denoise, generate, run_blueprint, run_refinement
+from tempomaster_core.validation import InputError
 from tempomaster_core.plan import TreePlan
 from tempomaster_core.sampling import flow_sigmas, next_sigmas
 from tiny_models import make_tiny_dit, tiny_config
@@ -268,8 +269,27 @@ def test_other_codec_factors_are_read_not_hard_coded(texts):
     assert levels[1].latents.shape == (2, 8, plan.levels[1].latent_frames_per_chunk, 4, 4)
 
 
-def test_default_schedule(plan):
-    assert default_schedule(plan) == ((50, 32, 32), (5.0, 3.0, 3.0))
+def test_level_settings_are_validated_when_made_and_default_to_the_reference():
+    s = LevelSettings(steps=3, shift=5)
+    assert (s.steps, s.shift, s.cfg, s.guidance, s.seed, s.max_batch, s.cfg_batching) == (3, 5.0, 8.0, "apg", 0, None,
+                                                                                          True)
+    assert s.guided and not LevelSettings(steps=1, shift=1.0, cfg=1).guided
+    assert LevelSettings(steps=1, shift=1.0, guidance="CFG").guidance == "cfg"
+    with pytest.raises(InputError, match="steps"):
+        LevelSettings(steps=0, shift=5.0)
+    with pytest.raises(InputError, match="max_batch"):
+        LevelSettings(steps=1, shift=5.0, max_batch=0)
+
+
+def test_denoise_takes_a_level_settings(model, plan):
+    with pytest.raises(TypeError, match="LevelSettings"):
+        denoise(model, torch.zeros(1, 8, 2, 4, 4), torch.zeros(1, 12, 2, 4, 4), torch.zeros(1, 2), None, None,
+                dict(steps=1, shift=5.0))
+
+
+def test_run_blueprint_has_no_max_batch(model, codec, texts, plan):
+    with pytest.raises(TypeError, match="max_batch"):  # the blueprint is one chunk: nothing to batch
+        run_blueprint(model, codec, texts[0], texts[1], plan, steps=1, max_batch=1)
 
 
 def test_errors(model, codec, texts, plan):

@@ -12,6 +12,7 @@ from tempomaster_core.plan import (
     TreePlan,
     chunk_length,
     reference_chunk_length,
+    round_clip_length,
 )
 
 
@@ -192,6 +193,33 @@ def test_plan_errors(kwargs, fragment):
     with pytest.raises(PlanError) as err:
         TreePlan(**args)
     assert fragment in str(err.value)
+
+
+def test_the_plan_rules_answered_without_a_plan():
+    # one 4n+1 rounding, both ways (pixel frames; floats allowed)
+    assert [round_clip_length(x) for x in (0, 1, 2, 97, 98, 120.5)] == [1, 1, 5, 97, 101, 121]
+    assert [round_clip_length(x, up=False) for x in (0.5, 1, 4.9, 31, 30.25, 7.6)] == [1, 1, 1, 29, 29, 5]
+    assert round_clip_length(10, 8) == 17 and round_clip_length(10, 8, up=False) == 9
+    # frames per level (the last is the output length) and its inverse, the smallest blueprint
+    assert TreePlan.level_frames(109, (4, 2, 1)) == (109, 218, 436)
+    assert TreePlan.level_frames(17, [8, 4, 2, 1]) == (17, 34, 68, 136)
+    assert TreePlan.smallest_blueprint(480, (4, 2, 1)) == 121 and TreePlan.smallest_blueprint(436, (4, 2, 1)) == 109
+    for intervals in ((4, 2, 1), (4, 1), (2, 1), (8, 4, 2, 1), (3, 1)):
+        for blueprint in (1, 5, 29, 109, 401):  # a valid blueprint is its own smallest blueprint
+            plan = TreePlan(blueprint, intervals, [1] * (len(intervals) - 1), height=64, width=64)
+            assert TreePlan.level_frames(blueprint, intervals) == tuple(lv.num_frames for lv in plan.levels)
+            assert TreePlan.smallest_blueprint(plan.final.num_frames, intervals) == blueprint
+    with pytest.raises(PlanError, match="105 or 109"):
+        TreePlan.level_frames(107, (4, 2, 1))
+    with pytest.raises(PlanError, match="temporal_factor"):
+        TreePlan.level_frames(109, (4, 2, 1), temporal_factor=0)
+    # the blueprint is one chunk; None entries are kept for the caller (reference rule / auto choice)
+    assert TreePlan.check_chunks(None, (4, 2, 1)) == (None, None)
+    assert TreePlan.check_chunks((1, None, 8), (4, 2, 1)) == (None, 8)
+    with pytest.raises(PlanError, match="always one chunk"):
+        TreePlan.check_chunks((2, 2, 4), (4, 2, 1))
+    with pytest.raises(PlanError, match="refinement levels"):
+        TreePlan.check_chunks((2,), (4, 2, 1))
 
 
 def test_plan_error_is_value_error():

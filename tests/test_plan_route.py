@@ -11,10 +11,12 @@ import pytest
 
 from comfy_fakes import FakeWanVAE, conditioning
 from nodes import NODE_CLASS_MAPPINGS as NODES
-from nodes import plan_route
+from nodes import plan_route, scheduler_schema
 from nodes.plan_route import LEVEL_TIME_EVENT, ROUTE_PATH, plan_key, plan_response, report_level_time
 from nodes.scheduler_node import AUTO_LEVELS
-from tempomaster_core.autoplan import auto_plan, output_frames_for_seconds
+from nodes.plan_text import auto_reasons, auto_warning
+from plan_requests import auto as auto_plan
+from tempomaster_core.autoplan import output_frames_for_seconds
 from tempomaster_core.cost import GIB, LevelWork, estimate_plan_cost, level_cost
 from tempomaster_core.plan import TreePlan
 from tiny_models import make_tiny_dit
@@ -51,8 +53,8 @@ def test_seconds_and_auto_match_the_core_planner():
     core = auto_plan(output_frames_for_seconds(20.0, 24.0), height=480, width=832, intervals=(4, 2, 1),
                      trained_chunk_frames=109, memory_budget_bytes=48 * GIB)
     assert {k: body[k] for k in core.plan.to_dict()} == _json_roundtrip(core.plan.to_dict())
-    assert body["auto"]["reasons"] == list(core.reasons)
-    assert body["warnings"] == list(core.warnings) and body["warnings"]  # 121-frame blueprint > 109
+    assert body["auto"]["reasons"] == auto_reasons(core)
+    assert body["warnings"] == [auto_warning(b) for b in core.breaches] and body["warnings"]  # blueprint 121 > 109
     assert body["cost"]["dit_flops"] == core.cost.dit_flops
     # levels chosen too: the blueprint then fits
     status, body = plan_response(dict(request, frame_intervals=AUTO_LEVELS))
@@ -181,6 +183,37 @@ def test_no_route_outside_comfyui(monkeypatch):
     monkeypatch.delitem(sys.modules, "server", raising=False)
     assert plan_route.register_routes() is False
     assert "server" not in sys.modules
+
+
+def test_the_pack_registers_the_route_and_importing_a_node_module_does_not():
+    """ComfyUI loads the pack's __init__.py with a PromptServer already made: that registers the route once."""
+    import subprocess
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    code = f"""
+import importlib.util, sys, types
+posted = []
+class Routes:
+    def post(self, path):
+        return lambda fn: posted.append(path) or fn
+server = types.ModuleType("server")
+server.PromptServer = type("PromptServer", (), {{"instance": type("S", (), {{"routes": Routes()}})()}})
+aiohttp = types.ModuleType("aiohttp")
+aiohttp.web = types.ModuleType("aiohttp.web")
+sys.modules.update(server=server, aiohttp=aiohttp)
+sys.path.insert(0, {root!r})
+import nodes.scheduler_node, nodes.plan_route
+assert posted == [], posted
+sys.path.remove({root!r})
+spec = importlib.util.spec_from_file_location("tempomaster_pack", {os.path.join(root, "__init__.py")!r})
+module = importlib.util.module_from_spec(spec)
+sys.modules["tempomaster_pack"] = module
+spec.loader.exec_module(module)
+assert posted == ["/tempomaster/plan"], posted
+print("ok")
+"""
+    out = subprocess.run([sys.executable, "-c", code], cwd="/", capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
 
 
 def test_route_registers_and_answers_on_a_prompt_server(fake_server):
@@ -319,8 +352,24 @@ def test_web_fixtures_are_the_route_output(name):
         "web/tests/fixtures are stale: run PYTHONPATH=.:tests python3 tests/test_plan_route.py --write-fixtures")
 
 
+def test_the_web_view_has_the_schema_of_the_node_and_the_route():
+    from nodes.scheduler_node import TreeScheduler
+
+    with open(scheduler_schema.JS_PATH, encoding="utf-8") as fh:
+        assert fh.read() == scheduler_schema.javascript_module(), (
+            "web/scheduler_schema.js is stale: run PYTHONPATH=.:tests python3 tests/test_plan_route.py --write-fixtures")
+    types = TreeScheduler.INPUT_TYPES()
+    assert list(types["required"]) + list(types["optional"]) == list(plan_route.WIDGETS)
+    assert tuple(types["required"]) == plan_route.REQUIRED
+    for widget in scheduler_schema.TREE_SCHEDULER_WIDGETS:  # the route refuses what the widget cannot hold
+        if widget.kind in ("INT", "FLOAT"):
+            status, body = plan_response(dict(REFERENCE, **{widget.name: widget.maximum + 1}))
+            assert status == 400 and "the widget's range" in body["error"], widget.name
+
+
 if __name__ == "__main__":  # PYTHONPATH=.:tests python3 tests/test_plan_route.py --write-fixtures
     if "--write-fixtures" in sys.argv:
+        print("wrote", scheduler_schema.write_javascript())
         os.makedirs(FIXTURE_DIR, exist_ok=True)
         for fixture in sorted(WEB_FIXTURES):
             with open(os.path.join(FIXTURE_DIR, fixture + ".json"), "w", encoding="utf-8") as fh:

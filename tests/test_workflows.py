@@ -217,21 +217,10 @@ def test_api_workflow_runs_on_a_tiny_model(name):
 # -- the built-in TempoMaster-Tiny workflow (its run: tests/test_nodes_builtin.py) -----------
 
 
-def _shipped_tiny_defaults():
-    """The bundle's recommended settings, read directly: defaults.json over FALLBACK_DEFAULTS."""
-    from tempomaster_core.tiny.builtin import FALLBACK_DEFAULTS
-
-    defaults = dict(FALLBACK_DEFAULTS)
-    path = os.path.join(ROOT, "tempomaster_core", "builtin", "defaults.json")
-    if os.path.isfile(path):
-        defaults.update(_load(path))
-    return defaults
-
-
 def test_tiny_workflow_uses_the_builtin_model_and_its_recommended_settings():
-    from tempomaster_core.tiny.builtin import BUILTIN_MODEL_NAME
+    from tempomaster_core.tiny.builtin import BUILTIN_MODEL_NAME, bundle_defaults, builtin_dir
 
-    d = _shipped_tiny_defaults()
+    d = bundle_defaults(builtin_dir())  # the shipped bundle's recommended settings
     ui = _load(os.path.join(EXAMPLES, "tiny_text_to_video.json"))
     api = ui_to_api(ui)
     kinds = sorted(v["class_type"] for v in api.values())

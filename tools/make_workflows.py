@@ -7,9 +7,9 @@ Usage (from the repository root)::
     python3 tools/make_workflows.py --tiny-thumbnail   # also redraw tiny_text_to_video.jpg from real frames
 
 The built-in-model workflow ``tiny_text_to_video`` takes its settings from the
-shipped bundle's ``tempomaster_core/builtin/defaults.json`` (falling back to
-``tempomaster_core.tiny.builtin.FALLBACK_DEFAULTS``), so regenerate after the
-defaults change. Its thumbnail is a placeholder (the tiny tree) until it is
+shipped bundle's ``tempomaster_core/builtin/defaults.json`` (read with
+``tempomaster_core.tiny.builtin.bundle_defaults``), so regenerate after the
+defaults change. The reference workflows take theirs from ``tempomaster_core.defaults``. Its thumbnail is a placeholder (the tiny tree) until it is
 rendered from frames of the built-in model with ``--tiny-thumbnail`` (about a
 minute on CPU); an existing ``tiny_text_to_video.jpg`` is otherwise kept.
 
@@ -33,6 +33,10 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
+from tempomaster_core.defaults import (  # noqa: E402
+    BLUEPRINT_FRAMES, BLUEPRINT_SHIFT, BLUEPRINT_STEPS, CFG, FPS, FRAME_INTERVALS, GUIDANCE, HEIGHT, REFINEMENT_SHIFT,
+    REFINEMENT_STEPS, SEED, TRAINED_CHUNK_FRAMES, WIDTH,
+)
 from tools.workflow_tools import node_spec, ui_to_api, validate_ui  # noqa: E402
 
 EXAMPLES_DIR = os.path.join(_ROOT, "example_workflows")
@@ -190,20 +194,24 @@ def _common(g: Graph, prompt: str, note: str) -> dict:
                        color="#232", bgcolor="#353")
     ids["neg"] = g.add("CLIPTextEncode", (380, 200), [NEGATIVE_PROMPT], size=[420, 160], title="Negative prompt",
                        color="#322", bgcolor="#533")
-    ids["plan"] = g.add("TempoMasterTreeScheduler", (0, 400), [109, PRESET_421, "4,2,1", "auto", 24.0, 832, 480,
-                                                             "blueprint frames", 20.0, 0.0, 109, "repeat_anchor"],
+    ids["plan"] = g.add("TempoMasterTreeScheduler", (0, 400), [BLUEPRINT_FRAMES, PRESET_421,
+                                                             ",".join(map(str, FRAME_INTERVALS)), "auto", FPS,
+                                                             WIDTH, HEIGHT, "blueprint frames", 20.0, 0.0,
+                                                             TRAINED_CHUNK_FRAMES, "repeat_anchor"],
                         size=[340, 640])  # tall: the node draws the tree below its widgets (web/tree_view.js)
     g.connect(ids["clip"], "CLIP", ids["pos"], "clip")
     g.connect(ids["clip"], "CLIP", ids["neg"], "clip")
 
     ids["blueprint"] = g.add("TempoMasterBlueprintSampler", (860, 0),
-                             [0, "fixed", 50, 5.0, 8.0, "apg", False], size=[320, 330],
+                             [SEED, "fixed", BLUEPRINT_STEPS, BLUEPRINT_SHIFT, CFG, GUIDANCE, False], size=[320, 330],
                              title="Blueprint 6 fps (TempoMaster)")
     ids["refine12"] = g.add("TempoMasterFrameRateRefiner", (1220, 0),
-                            [0, "fixed", 32, 3.0, 8.0, "apg", 0, False], size=[320, 350],
+                            [SEED, "fixed", REFINEMENT_STEPS, REFINEMENT_SHIFT, CFG, GUIDANCE, 0, False],
+                            size=[320, 350],
                             title="Refine to 12 fps (TempoMaster)")
     ids["refine24"] = g.add("TempoMasterFrameRateRefiner", (1580, 0),
-                            [0, "fixed", 32, 3.0, 8.0, "apg", 0, False], size=[320, 350],
+                            [SEED, "fixed", REFINEMENT_STEPS, REFINEMENT_SHIFT, CFG, GUIDANCE, 0, False],
+                            size=[320, 350],
                             title="Refine to 24 fps (TempoMaster)")
     for node in ("blueprint", "refine12", "refine24"):
         g.connect(ids["model"], "model", ids[node], "model")
@@ -214,7 +222,7 @@ def _common(g: Graph, prompt: str, note: str) -> dict:
     g.connect(ids["blueprint"], "level", ids["refine12"], "level")
     g.connect(ids["refine12"], "level", ids["refine24"], "level")
 
-    ids["video"] = g.add("CreateVideo", (1580, 400), [24.0], size=[270, 78])
+    ids["video"] = g.add("CreateVideo", (1580, 400), [FPS], size=[270, 78])
     ids["save"] = g.add("SaveVideo", (1580, 520), ["video/TempoMaster", "auto", "auto"], size=[460, 420])
     g.connect(ids["refine24"], "images", ids["video"], "images")
     g.connect(ids["refine24"], "fps", ids["video"], "fps")
@@ -279,15 +287,11 @@ TINY_PROMPT = "a red ball bouncing from left to right"
 
 
 def tiny_defaults() -> dict:
-    """Recommended settings of the shipped TempoMaster-Tiny bundle: ``defaults.json`` in
-    ``tempomaster_core/builtin/`` over ``FALLBACK_DEFAULTS`` (keys as in ``TinyBundle.defaults``)."""
-    from tempomaster_core.tiny.builtin import FALLBACK_DEFAULTS, builtin_dir
+    """Recommended settings of the shipped TempoMaster-Tiny bundle (its ``defaults.json``, keys as in
+    ``TinyBundle.defaults``)."""
+    from tempomaster_core.tiny.builtin import builtin_dir, bundle_defaults
 
-    defaults = dict(FALLBACK_DEFAULTS)
-    path = builtin_dir() / "defaults.json"
-    if path.is_file():
-        defaults.update(json.loads(path.read_text()))
-    return defaults
+    return bundle_defaults(builtin_dir())
 
 
 def widget_values(node_type: str, **values) -> list:
@@ -386,7 +390,7 @@ def tiny_text_to_video() -> dict:
     x = 860
     for i, interval in enumerate(d["frame_intervals"]):
         fps = float(d["fps"]) / int(interval)
-        common = dict(seed=0, steps=int(d["steps"][i]), shift=float(d["shifts"][i]),
+        common = dict(seed=SEED, steps=int(d["steps"][i]), shift=float(d["shifts"][i]),
                       cfg=float(_tiny_per_level(d, "cfg")[i]), guidance=_tiny_per_level(d, "guidance")[i],
                       tiled_vae=False)
         if i == 0:
@@ -530,7 +534,7 @@ def thumbnail(title: str, subtitle: str, condition_positions: tuple = (), plan=N
 
     from tempomaster_core.plan import TreePlan
 
-    plan = plan if plan is not None else TreePlan(109, (4, 2, 1), height=480, width=832)
+    plan = plan if plan is not None else TreePlan(BLUEPRINT_FRAMES, FRAME_INTERVALS, height=HEIGHT, width=WIDTH)
     width, height = 512, 384
     img = Image.new("RGB", (width, height), (22, 24, 30))
     draw = ImageDraw.Draw(img)

@@ -12,6 +12,8 @@
 // frames [start, start + frames_per_chunk), its padding (past the last real
 // frame) drawn lighter; condition ("anchor") frames are ticks.
 
+import { TREE_SCHEDULER_WIDGETS } from "./scheduler_schema.js";
+
 export const DEFAULT_STYLE = Object.freeze({
   width: 320, // total width in px (the node's width)
   padding: 8, // inner margin
@@ -77,17 +79,18 @@ export function wrapText(text, maxChars) {
   return lines;
 }
 
+/** Names of the TreeScheduler's widgets, in node order (the schema of nodes/scheduler_schema.py). */
+export const WIDGET_NAMES = Object.freeze(TREE_SCHEDULER_WIDGETS.map((widget) => widget.name));
+
 /**
- * The route's request body from the TreeScheduler's widget values.
+ * The route's request body from the TreeScheduler's widget values (only the schema's widgets are sent).
  * @param {Object<string, any>} widgets name -> value (the node's widgets)
  * @param {{steps?: number[], cfg?: number[]}} [samplers] settings of the connected sampler chain, blueprint
  *   first (may cover fewer levels than the plan; the route fills in the reference's default steps and cfg)
  */
 export function requestFromWidgets(widgets, samplers = {}) {
-  const names = ["blueprint_frames", "frame_intervals", "custom_intervals", "chunks", "fps", "width", "height",
-    "length_mode", "length", "memory_budget_gb", "trained_chunk_frames", "boundary_frames"];
   const body = {};
-  for (const name of names) {
+  for (const name of WIDGET_NAMES) {
     if (widgets[name] !== undefined) body[name] = widgets[name];
   }
   const chain = {};

@@ -7,7 +7,8 @@ training scripts:
   loaded with :func:`tempomaster_core.loading.load_dit`), ``dit.json`` its config;
 * ``codec.safetensors`` / ``codec.json`` -- :class:`~tempomaster_core.tiny.codec.TinyVideoCodec`;
 * ``text_encoder.safetensors`` / ``text_encoder.json`` -- :class:`~tempomaster_core.tiny.text_encoder.TinyTextEncoder`;
-* ``defaults.json`` -- recommended inference settings (plan, steps, shifts, guidance);
+* ``defaults.json`` -- recommended inference settings (plan, steps, shifts, guidance); the
+  shipped bundle's file is the one copy of the built-in model's settings (:data:`FALLBACK_DEFAULTS`);
 * ``MODEL_CARD.md`` -- data, recipe and measured quality.
 """
 
@@ -35,28 +36,40 @@ REQUIRED_FILES = (
 )
 """Files a bundle directory must hold (``defaults.json`` is optional)."""
 
-FALLBACK_DEFAULTS = {
-    "height": 64,
-    "width": 64,
-    "fps": 24.0,
-    "blueprint_frames": 25,
-    "frame_intervals": [4, 2, 1],
-    "chunks": [2, 4],
-    "boundary": "repeat_anchor",
-    "steps": [24, 16, 16],
-    "shifts": [5.0, 12.0, 12.0],
-    "cfg": [5.0, 1.0, 1.0],
-    "guidance": "apg",
-    "negative_prompt": "",
-}
-"""The recommended inference settings of the shipped model (chosen on held-out tuning scenes, see
-MODEL_CARD.md): used for any key missing from ``defaults.json``, and written to ``defaults.json`` by
-``train_dit`` so a model retrained from scratch runs with the settings its quality was measured with."""
+DEFAULTS_FILE = "defaults.json"
+"""Name of a bundle's recommended-settings file (optional in a bundle directory)."""
 
 
 def builtin_dir() -> Path:
     """Directory of the shipped bundle (``tempomaster_core/builtin``)."""
     return Path(__file__).resolve().parents[1] / "builtin"
+
+
+def _read_defaults_file(directory: Union[str, Path]) -> dict:
+    """The JSON object in ``directory/defaults.json``, or ``{}`` when there is no such file.
+
+    Raises:
+        OSError: the file cannot be read.
+        ValueError: it is not JSON, or not a JSON object.
+    """
+    path = Path(directory) / DEFAULTS_FILE
+    if not path.is_file():
+        return {}
+    settings = json.loads(path.read_text())
+    if not isinstance(settings, dict):
+        raise ValueError(f"{path} must hold a JSON object")
+    return settings
+
+
+FALLBACK_DEFAULTS: dict = _read_defaults_file(builtin_dir())
+"""The recommended inference settings of the shipped model, read from the shipped bundle's
+``defaults.json`` (the one copy; chosen on held-out tuning scenes, see MODEL_CARD.md): ``height``,
+``width`` (pixels), ``fps`` (of interval 1), ``blueprint_frames`` (pixel frames, 4n+1),
+``frame_intervals``, ``chunks`` (per refinement level), ``boundary``, ``steps`` and ``shifts``
+(per level), ``cfg``, ``guidance``, ``negative_prompt``. Used for any key missing from another
+bundle's ``defaults.json``, and written to ``defaults.json`` by ``train_dit`` so a model retrained
+from scratch runs with the settings its quality was measured with. Empty only when the package
+lacks its ``builtin/defaults.json`` (a broken install)."""
 
 
 def is_available(directory: Union[str, Path, None] = None) -> bool:
@@ -134,14 +147,7 @@ def bundle_defaults(directory: Union[str, Path]) -> dict:
         OSError: the file cannot be read.
         ValueError: it is not JSON, or not a JSON object.
     """
-    defaults = dict(FALLBACK_DEFAULTS)
-    path = Path(directory) / "defaults.json"
-    if path.is_file():
-        extra = json.loads(path.read_text())
-        if not isinstance(extra, dict):
-            raise ValueError(f"{path} must hold a JSON object")
-        defaults.update(extra)
-    return defaults
+    return {**FALLBACK_DEFAULTS, **_read_defaults_file(directory)}
 
 
 def load_builtin(

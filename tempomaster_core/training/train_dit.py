@@ -76,6 +76,7 @@ import torch
 
 from ..conditioning import build_condition, encode_clips, place_frames
 from ..config import DiTConfig
+from ..defaults import BLUEPRINT_SHIFT, REFINEMENT_SHIFT
 from ..loading import save_dit
 from ..model import TempoMasterDiT
 from ..tiny.builtin import FALLBACK_DEFAULTS
@@ -91,15 +92,18 @@ HELD_OUT_SEED_BASE = 1_000_000_000
 CLIP_START_RANGE = (8, 480)
 """Scene times (24 fps frames, ``[low, high)``) a training clip starts at (the shipped recipe)."""
 
-BLUEPRINT_TRAIN_SHIFT = 5.0
-"""Sigma shift of blueprint-case samples (the reference's default blueprint sampling shift)."""
+BLUEPRINT_TRAIN_SHIFT = BLUEPRINT_SHIFT
+"""Sigma shift of blueprint-case samples, dimensionless (the reference's default blueprint sampling shift,
+:data:`tempomaster_core.defaults.BLUEPRINT_SHIFT`)."""
 
-REFINEMENT_TRAIN_SHIFT = 3.0
-"""Sigma shift of refinement samples (the reference's default refinement sampling shift)."""
+REFINEMENT_TRAIN_SHIFT = REFINEMENT_SHIFT
+"""Sigma shift of refinement samples, dimensionless (the reference's default refinement sampling shift,
+:data:`tempomaster_core.defaults.REFINEMENT_SHIFT`)."""
 
 DEFAULT_INFERENCE = FALLBACK_DEFAULTS
-"""Recommended inference settings written to ``defaults.json`` (one source: the bundle loader's
-fallbacks, which the CLI and the nodes read through :func:`tempomaster_core.tiny.builtin.load_builtin`)."""
+"""Recommended inference settings written to a new bundle's ``defaults.json``: the shipped bundle's
+own ``defaults.json`` (:data:`tempomaster_core.tiny.builtin.FALLBACK_DEFAULTS`, the one copy), which
+the CLI and the nodes read through :func:`tempomaster_core.tiny.builtin.bundle_defaults`."""
 
 
 @dataclass
@@ -668,8 +672,8 @@ def train(
                 v = validate(ema_model, ema_text)
                 v["step"] = step
                 summary["validation"].append(v)
-                print(f"    held-out validation loss (EMA): {v['all']:.4f} "
-                      f"(blueprint {v['blueprint']:.4f}, refine {v['refine']:.4f})", flush=True)
+                parts = ", ".join(f"{k} {v[k]:.4f}" for k in ("blueprint", "refine") if v[k] is not None)
+                print(f"    held-out validation loss (EMA): {v['all']:.4f} ({parts})", flush=True)
         if save and checkpoint_minutes and time.time() - last_ckpt > checkpoint_minutes * 60:
             summary["steps"] = step
             summary["train_seconds"] = round(time.time() - t_start, 1)

@@ -7,8 +7,10 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 import {
-  formatGib, formatPflops, formatSeconds, layoutTree, matchMeasured, predictSeconds, requestFromWidgets, wrapText,
+  WIDGET_NAMES, formatGib, formatPflops, formatSeconds, layoutTree, matchMeasured, predictSeconds, requestFromWidgets,
+  wrapText,
 } from "../tree_layout.js";
+import { TREE_SCHEDULER_WIDGETS } from "../scheduler_schema.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const fixture = (name) => JSON.parse(readFileSync(join(here, "fixtures", `${name}.json`), "utf8"));
@@ -162,4 +164,19 @@ test("formatting and wrapping", () => {
   assert.equal(formatGib(40 * 1024 ** 3), "40.0 GiB");
   assert.deepEqual(wrapText("the blueprint has 121 frames", 12), ["the", "blueprint", "has 121", "frames"]);
   assert.deepEqual(wrapText("abcdefghijklmnopqrst", 8), ["abcdefgh", "ijklmnop", "qrst"]);
+});
+
+test("the request carries the schema's widgets: the ones the route reads", () => {
+  // the fixtures' requests are real route requests: every widget in them is in the schema, and only those are sent
+  for (const name of ["reference", "twenty_seconds", "padded", "error"]) {
+    const { request } = fixture(name);
+    assert.deepEqual(requestFromWidgets({ ...request, tempomaster_tree: null }), request);
+  }
+  assert.deepEqual(WIDGET_NAMES.slice(0, 3), ["blueprint_frames", "frame_intervals", "custom_intervals"]);
+  for (const widget of TREE_SCHEDULER_WIDGETS) {
+    assert.ok(["INT", "FLOAT", "STRING", "COMBO"].includes(widget.type), widget.name);
+    assert.ok(typeof widget.tooltip === "string" && widget.tooltip.length > 15, widget.name);
+    if (widget.type === "COMBO") assert.ok(widget.choices.includes(widget.default), widget.name);
+    if (widget.type === "INT" || widget.type === "FLOAT") assert.ok(widget.min <= widget.default && widget.default <= widget.max);
+  }
 });

@@ -1,0 +1,213 @@
+"""The TreeScheduler's words: sentences and JSON for the artist, written from the core's typed results.
+
+The auto planner (:mod:`tempomaster_core.autoplan`) returns facts: which chunk counts it
+considered, the first limit each broke (:class:`~tempomaster_core.autoplan.Verdict`), how the
+choice won (:class:`~tempomaster_core.autoplan.Rule`) and which limits a plan breaks
+(:class:`~tempomaster_core.autoplan.LimitBreach`). This module turns them into what the node's
+summary, ``VALIDATE_INPUTS`` and the web view's route show: a reason and a few-word brief per
+level, a status per candidate and per ladder, and the warnings. Sizes are pixel frames,
+memory is shown in GiB, FLOPs in PFLOPs, frame rates in frames per second.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from tempomaster_core.autoplan import (
+    AutoPlan,
+    ChunkOption,
+    LadderOption,
+    LevelChoice,
+    Limit,
+    LimitBreach,
+    PlanLimits,
+    Rule,
+    Verdict,
+)
+from tempomaster_core.cost import GIB, PFLOP
+from tempomaster_core.plan import TreePlan
+
+
+def gib(value: Optional[int]) -> str:
+    """Bytes as ``"40.0 GiB"``; ``None`` (no budget) as ``"unbounded"``."""
+    return "unbounded" if value is None else f"{value / GIB:.1f} GiB"
+
+
+def chunk_word(n: int) -> str:
+    """``"1 chunk"``, ``"4 chunks"``."""
+    return f"{n} chunk" if n == 1 else f"{n} chunks"
+
+
+def candidate_status(option: ChunkOption, choice: LevelChoice, limits: PlanLimits) -> str:
+    """``"ok"``, or the limit a considered chunk count breaks (e.g. "chunks of 121 frames exceed the trained 109")."""
+    if option.verdict is Verdict.TOO_LONG:
+        return f"chunks of {option.frames_per_chunk} frames exceed the trained {limits.trained_chunk_frames}"
+    if option.verdict is Verdict.OVER_MEMORY:
+        return (f"peak {gib(option.peak_bytes)} exceeds the budget {gib(limits.memory_budget_bytes)} even one "
+                "chunk at a time")
+    if option.verdict is Verdict.TOO_SHORT:
+        return f"chunks of {option.frames_per_chunk} frames are shorter than the context floor {choice.context_floor}"
+    return "ok"
+
+
+def _chosen_status(status: str) -> str:
+    return "chosen" if status == "ok" else f"chosen ({status})"
+
+
+def level_reason(choice: LevelChoice, limits: PlanLimits) -> str:
+    """One sentence on why a level's chunk count won, e.g. "2 chunks of 109 frames: the only count within ..."."""
+    best = choice.chosen
+    head = f"{chunk_word(best.chunks)} of {best.frames_per_chunk} frames"
+    trained, budget = limits.trained_chunk_frames, limits.memory_budget_bytes
+    within = f"the trained length {trained}, the context floor {choice.context_floor}" + (
+        "" if choice.memory_ignored else f" and the memory budget {gib(budget)}")
+    if choice.rule is Rule.GIVEN:
+        status = candidate_status(best, choice, limits)
+        reason = f"{head}: given" + ("" if status == "ok" else f" ({status})")
+    elif choice.rule is Rule.LONGEST_FIT:
+        reason = (f"{head}: the reference's {chunk_word(choice.reference_chunks)} of "
+                  f"{choice.reference_frames_per_chunk} frames break the trained length {trained} or the memory "
+                  f"budget {gib(budget)}; these are the longest chunks that fit ({best.dit_flops / PFLOP:.2f} PFLOPs)")
+    elif choice.rule is Rule.ONLY:
+        reason = f"{head}: the only count within {within}"
+    elif choice.rule is Rule.CHEAPEST:
+        admissible = sum(c.verdict is Verdict.OK for c in choice.candidates)
+        reason = f"{head}: the cheapest ({best.dit_flops / PFLOP:.2f} PFLOPs) of {admissible} counts within {within}"
+    else:
+        reason = f"{head}: no count meets every limit; these are the shortest chunks"
+    if _matches_reference(choice):
+        reason += " (= the reference rule)"
+    if choice.memory_ignored:
+        reason += (f"; no chunk count fits the memory budget {gib(budget)} even one chunk per forward, "
+                   "so memory was ignored for this choice")
+    return reason
+
+
+def _matches_reference(choice: LevelChoice) -> bool:
+    chosen_by_limits = choice.rule in (Rule.LONGEST_FIT, Rule.ONLY, Rule.CHEAPEST)
+    return chosen_by_limits and choice.chunks == choice.reference_chunks
+
+
+def level_brief(choice: LevelChoice) -> str:
+    """A few words for the drawing: "cheapest of 3 within limits", "only count within limits, = reference", ..."""
+    if choice.rule is Rule.CHEAPEST:
+        brief = f"cheapest of {sum(c.verdict is Verdict.OK for c in choice.candidates)} within limits"
+    else:
+        brief = {Rule.GIVEN: "given", Rule.LONGEST_FIT: "longest chunks that fit", Rule.ONLY: "only count within limits",
+                 Rule.NONE_FIT: "no count meets the limits"}[choice.rule]
+    if _matches_reference(choice):
+        brief += ", = reference"
+    if choice.memory_ignored:
+        brief += ", over memory"
+    return brief
+
+
+def auto_warning(breach: LimitBreach) -> str:
+    """A limit an auto plan breaks, e.g. "level 2 chunks have 121 frames, more than the trained 109"."""
+    if breach.limit is Limit.TRAINED_LENGTH:
+        what = "the blueprint has" if breach.level == 0 else f"level {breach.level} chunks have"
+        return f"{what} {breach.value} frames, more than the trained {breach.bound}"
+    what = "the blueprint's peak" if breach.level == 0 else f"level {breach.level} peak"
+    return f"{what} {gib(breach.value)} exceeds the budget {gib(breach.bound)}"
+
+
+def plan_warning(breach: LimitBreach, plan: TreePlan) -> str:
+    """A limit a given (manual) plan breaks, naming the level's fps, e.g.
+    "level 2 (24 fps): chunks of 121 frames, more than the trained 109"."""
+    level = plan.levels[breach.level]
+    name = "blueprint" if level.is_blueprint else f"level {level.index}"
+    if breach.limit is Limit.TRAINED_LENGTH:
+        what = "has" if level.is_blueprint else "chunks of"
+        return f"{name} ({level.fps:g} fps): {what} {breach.value} frames, more than the trained {breach.bound}"
+    return f"{name} ({level.fps:g} fps): estimated peak {gib(breach.value)} exceeds the budget {gib(breach.bound)}"
+
+
+def _chosen_ladder(auto: AutoPlan) -> Optional[int]:
+    """Index of the chosen ladder's row when the levels were chosen (else None: nothing to mark)."""
+    if not auto.levels_chosen:
+        return None
+    return next(i for i, row in enumerate(auto.ladders) if row.intervals == auto.plan.frame_intervals)
+
+
+def ladder_status(row: LadderOption, chosen: bool = False) -> str:
+    """``"ok"``/``"chosen"``, the limits its plan breaks (``"; "``-joined), or why it gave no plan."""
+    if row.error is not None:
+        return row.error
+    status = "; ".join(auto_warning(b) for b in row.breaches) or "ok"
+    return "chosen" if chosen and status == "ok" else status
+
+
+def auto_reasons(auto: AutoPlan) -> list[str]:
+    """The planner's reasons, one line each: levels, blueprint, every level's choice, chunks per forward."""
+    plan, reasons = auto.plan, []
+    if auto.levels_chosen:
+        fitting = sum(row.fits for row in auto.ladders)
+        reasons.append(
+            f"levels {plan.frame_intervals} ({' -> '.join(f'{lv.fps:g}' for lv in plan.levels)} fps): "
+            + (f"the cheapest of {fitting} ladders that fit the limits" if fitting > 1
+               else "the only ladder that fits the limits" if fitting
+               else "no ladder fits every limit; this one breaks the fewest")
+        )
+    reasons.append(f"blueprint {plan.blueprint_frames} frames at {plan.levels[0].fps:g} fps for "
+                   f"{auto.output_frames} output frames ({plan.final.num_frames} made, {plan.final.duration_s:.2f} s)")
+    reasons.extend(f"level {c.index} ({plan.levels[c.index].fps:g} fps): {level_reason(c, auto.limits)}"
+                   for c in auto.levels)
+    for c in auto.levels:
+        if c.max_parallel_chunks is not None:
+            goal = (f"to stay within {gib(auto.limits.memory_budget_bytes)}"
+                    if auto.limits.fits_memory(auto.cost.levels[c.index].peak_bytes)
+                    else "to use the least memory (still over the budget)")
+            reasons.append(f"level {c.index}: run at most {chunk_word(c.max_parallel_chunks)} per forward "
+                           f"(FrameRateRefiner max_parallel_chunks) {goal}")
+    return reasons
+
+
+def _candidate_dict(option: ChunkOption, choice: LevelChoice, limits: PlanLimits) -> dict:
+    status = candidate_status(option, choice, limits)
+    return {"chunks": option.chunks, "frames_per_chunk": option.frames_per_chunk,
+            "pflops": None if option.dit_flops is None else option.dit_flops / PFLOP,
+            "peak_gib": None if option.peak_bytes is None else option.peak_bytes / GIB, "parallel": option.parallel,
+            "status": _chosen_status(status) if option.chunks == choice.chunks else status}
+
+
+def _level_dict(choice: LevelChoice, limits: PlanLimits) -> dict:
+    return {
+        "index": choice.index, "num_frames": choice.num_frames, "chunks": choice.chunks,
+        "frames_per_chunk": choice.frames_per_chunk, "max_parallel_chunks": choice.max_parallel_chunks,
+        "reference_chunks": choice.reference_chunks,
+        "candidates": [_candidate_dict(c, choice, limits) for c in choice.candidates],
+        "reason": level_reason(choice, limits), "brief": level_brief(choice), "fixed": choice.fixed,
+    }
+
+
+def _ladder_dict(row: LadderOption, chosen: bool) -> dict:
+    if row.error is not None:
+        return {"intervals": list(row.intervals), "status": row.error}
+    return {"intervals": list(row.intervals), "blueprint_frames": row.blueprint_frames,
+            "pflops": row.dit_flops / PFLOP, "peak_gib": row.peak_bytes / GIB, "status": ladder_status(row, chosen)}
+
+
+def auto_to_dict(auto: AutoPlan) -> dict:
+    """Plain-JSON form of an auto plan for the web view (the plan itself is not repeated; see ``plan.to_dict()``).
+
+    ``{"chunks", "frame_intervals", "max_parallel_chunks", "levels": [{..., "candidates", "reason",
+    "brief"}], "reasons", "warnings", "ladders": [{"intervals", "blueprint_frames", "pflops", "peak_gib",
+    "status"}], "limits": {"trained_chunk_frames", "min_chunk_frames", "memory_budget_bytes"}}``.
+    """
+    chosen = _chosen_ladder(auto)
+    limits = auto.limits
+    return {
+        "chunks": list(auto.plan.chunks),
+        "frame_intervals": list(auto.plan.frame_intervals),
+        "max_parallel_chunks": list(auto.max_parallel_chunks),
+        "levels": [_level_dict(c, limits) for c in auto.levels],
+        "reasons": auto_reasons(auto),
+        "warnings": [auto_warning(b) for b in auto.breaches],
+        "ladders": [_ladder_dict(row, i == chosen) for i, row in enumerate(auto.ladders)],
+        "limits": {"trained_chunk_frames": limits.trained_chunk_frames, "min_chunk_frames": limits.min_chunk_frames,
+                   "memory_budget_bytes": limits.memory_budget_bytes},
+    }
+
+
+__all__ = ["auto_reasons", "auto_to_dict", "auto_warning", "candidate_status", "chunk_word", "gib", "ladder_status",
+           "level_brief", "level_reason", "plan_warning"]

@@ -1,0 +1,118 @@
+"""Reference defaults: the settings the TempoMaster authors ran, each written once.
+
+Every layer (the level runners, the cost model and planner, the command line, the
+ComfyUI nodes) takes its default sampling and planning numbers from here. Source:
+the public reference code (scottykma/TempoMaster: ``inference_configs.json``,
+``infer.py``, ``SequentialPipeline``) and the paper (stage-1 training clips).
+
+The built-in TempoMaster-Tiny model has its own recommended settings (other steps,
+shifts, cfg and a 64x64 plan); they live in the bundle's ``defaults.json`` and are
+read through :func:`tempomaster_core.tiny.builtin.bundle_defaults`, not here.
+
+Torch-free (the cost model and the planner import it).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+# -- sampling --------------------------------------------------------------------------
+
+BLUEPRINT_STEPS = 50
+"""Euler steps of the blueprint (level 0), count (reference ``inference_configs.json``)."""
+
+BLUEPRINT_SHIFT = 5.0
+"""Flow-matching schedule shift of the blueprint, dimensionless
+(``sigma' = shift*sigma / (1 + (shift-1)*sigma)``; reference ``inference_configs.json``)."""
+
+REFINEMENT_STEPS = 32
+"""Euler steps of every refinement level of a tree of three or more levels, count
+(reference ``inference_configs.json``)."""
+
+REFINEMENT_SHIFT = 3.0
+"""Schedule shift of every refinement level, dimensionless (reference ``inference_configs.json``)."""
+
+TWO_LEVEL_REFINEMENT_STEPS = 30
+"""Euler steps of the refinement level of a two-level tree, count (the reference code's
+two-level default; used to size the paper's ablation table, :func:`tempomaster_core.cost.paper_ablation_levels`)."""
+
+CFG = 8.0
+"""Guidance scale, dimensionless; 1 disables guidance (reference ``inference_configs.json``,
+the same at every level)."""
+
+GUIDANCE = "apg"
+"""Guidance kind, one of :data:`tempomaster_core.guidance.GUIDANCE_KINDS` (reference: adaptive
+projected guidance)."""
+
+SEED = 0
+"""Noise seed, the same at every level (reference ``infer.py`` default)."""
+
+APG_MOMENTUM = -0.5
+"""Momentum of APG's running average of the guidance, dimensionless; 0 disables (reference APG)."""
+
+APG_NORM_THRESHOLD = 27.0
+"""Largest L2 norm of APG's guidance per batch item and latent frame (over channels and space), in
+normalised latent units; <= 0 disables the rescale (reference APG)."""
+
+APG_ETA = 0.0
+"""Weight of the guidance component parallel to the conditional x0, dimensionless; 0 removes it
+(reference APG)."""
+
+# -- model and plan ----------------------------------------------------------------------
+
+TRAINED_CHUNK_FRAMES = 109
+"""Longest clip the released model was trained on, pixel frames (28 latent frames at temporal
+factor 4; the reference chunk length): the planner's limit and warning threshold."""
+
+BLUEPRINT_FRAMES = 109
+"""Pixel frames of the blueprint, ``4n+1`` (reference ``num_frames``: 109 frames at 6 fps ->
+436 frames at 24 fps with :data:`FRAME_INTERVALS`)."""
+
+FRAME_INTERVALS = (4, 2, 1)
+"""Frame interval of each level, blueprint first, in base-fps frames (6 -> 12 -> 24 fps at
+:data:`FPS`; reference default tree)."""
+
+FPS = 24.0
+"""Base frame rate, frames per second: the rate of frame interval 1 (reference output)."""
+
+HEIGHT = 480
+"""Frame height, pixels (reference 480p)."""
+
+WIDTH = 832
+"""Frame width, pixels (reference 480x832)."""
+
+TEXT_LEN = 512
+"""Text tokens of the context, count (umT5-XXL pads every prompt to 512)."""
+
+
+class DefaultSchedule(NamedTuple):
+    """Per-level ``steps`` and ``shifts`` of a tree, blueprint first (unpacks as a pair)."""
+
+    steps: tuple[int, ...]
+    shifts: tuple[float, ...]
+
+
+def default_schedule(levels: Any) -> DefaultSchedule:
+    """Reference ``(steps, shifts)`` per level: 50 / 5.0 for the blueprint, 32 / 3.0 per refinement.
+
+    Args:
+        levels: number of levels (blueprint included), or a plan (anything with ``num_levels``,
+            e.g. a :class:`~tempomaster_core.plan.TreePlan`).
+
+    Raises:
+        ValueError: fewer than one level.
+    """
+    count = int(getattr(levels, "num_levels", levels))
+    if count < 1:
+        raise ValueError(f"a tree has at least one level (the blueprint), got {levels!r}")
+    refinements = count - 1
+    return DefaultSchedule((BLUEPRINT_STEPS,) + (REFINEMENT_STEPS,) * refinements,
+                           (BLUEPRINT_SHIFT,) + (REFINEMENT_SHIFT,) * refinements)
+
+
+__all__ = [
+    "APG_ETA", "APG_MOMENTUM", "APG_NORM_THRESHOLD", "BLUEPRINT_FRAMES", "BLUEPRINT_SHIFT", "BLUEPRINT_STEPS",
+    "CFG", "DefaultSchedule", "FPS", "FRAME_INTERVALS", "GUIDANCE", "HEIGHT", "REFINEMENT_SHIFT",
+    "REFINEMENT_STEPS", "SEED", "TEXT_LEN", "TRAINED_CHUNK_FRAMES", "TWO_LEVEL_REFINEMENT_STEPS", "WIDTH",
+    "default_schedule",
+]

@@ -1,0 +1,53 @@
+"""The TreeScheduler's words for the auto planner's typed results (``nodes/plan_text.py``)."""
+
+from plan_requests import auto
+from nodes.plan_text import auto_reasons, auto_to_dict, auto_warning, level_brief, level_reason, plan_warning
+from tempomaster_core.autoplan import limit_breaches
+from tempomaster_core.cost import GIB, estimate_plan_cost
+from tempomaster_core.plan import TreePlan
+
+SIZE = dict(height=480, width=832)
+
+
+def test_the_reference_choice_says_so():
+    plan = auto(436, **SIZE, memory_budget_bytes=None)
+    assert all("(= the reference rule)" in level_reason(c, plan.limits) for c in plan.levels)
+    assert [level_brief(c) for c in plan.levels] == ["only count within limits, = reference"] * 2
+    assert auto_reasons(plan)[0] == "blueprint 109 frames at 6 fps for 436 output frames (436 made, 18.17 s)"
+
+
+def test_candidates_ladders_and_reasons_are_worded():
+    plan = auto(480, **SIZE, intervals=None, memory_budget_bytes=None)  # 20 s: (8, 4, 2, 1) fits
+    data = auto_to_dict(plan)
+    rows = {tuple(r["intervals"]): r for r in data["ladders"]}
+    assert "more than the trained" in rows[(4, 2, 1)]["status"]
+    assert rows[(8, 4, 2, 1)]["status"] == "chosen"
+    assert any("(8, 4, 2, 1)" in reason for reason in data["reasons"])
+    fixed = auto_to_dict(auto(480, **SIZE, memory_budget_bytes=None))
+    assert fixed["chunks"] == [3, 5] and fixed["limits"]["trained_chunk_frames"] == 109
+    assert fixed["warnings"] == ["the blueprint has 121 frames, more than the trained 109"]
+    assert [r["status"] for r in fixed["ladders"]] == fixed["warnings"]  # one ladder, not marked chosen
+    for level in fixed["levels"]:
+        statuses = [c["status"] for c in level["candidates"]]
+        assert statuses.count("chosen") == 1 and any("exceed the trained" in s for s in statuses)
+        assert level["brief"] == "longest chunks that fit"
+
+
+def test_chunks_per_forward_and_memory_are_explained():
+    reference = TreePlan(109, (4, 2, 1), **SIZE)
+    budget = int(estimate_plan_cost(reference).levels[2].peak_bytes * 0.7)
+    reasons = auto_reasons(auto(436, **SIZE, memory_budget_bytes=budget))
+    assert any("max_parallel_chunks" in r and "to stay within" in r for r in reasons)
+    hopeless = auto(436, **SIZE, memory_budget_bytes=estimate_plan_cost(reference).weight_bytes // 2)
+    assert all(level_brief(c).endswith(", over memory") for c in hopeless.levels)
+    assert any("still over the budget" in r for r in auto_reasons(hopeless))
+    assert all("exceeds the budget" in auto_warning(b) for b in hopeless.breaches)
+
+
+def test_manual_plan_warnings_name_level_fps_value_and_limit():
+    plan = TreePlan(121, (4, 2, 1), **SIZE)
+    warnings = [plan_warning(b, plan) for b in limit_breaches(plan, estimate_plan_cost(plan),
+                                                              memory_budget_bytes=40 * GIB)]
+    assert warnings[0] == "blueprint (6 fps): has 121 frames, more than the trained 109"
+    assert "level 2 (24 fps): chunks of 121 frames, more than the trained 109" in warnings
+    assert any("estimated peak" in w and "exceeds the budget 40.0 GiB" in w for w in warnings)
