@@ -32,7 +32,7 @@ import importlib
 import logging
 from typing import Any, Optional
 
-from tempomaster_core.validation import require_number
+from tempomaster_core.validation import require_number, require_whole_number
 
 from .scheduler_schema import REQUIRED_NAMES, TREE_SCHEDULER_WIDGETS
 
@@ -61,12 +61,10 @@ def plan_key(plan: Any) -> str:
 
 
 def _number(value: Any, name: str, kind: type) -> Any:
-    number = require_number(value, name, parse_text=True, error=RequestError)
+    """A request's number: a whole number for ``kind`` int, else a finite float (text read as a number)."""
     if kind is int:
-        if number != int(number):
-            raise RequestError(f"{name} must be a whole number, got {value!r}")
-        return int(number)
-    return number
+        return require_whole_number(value, name, error=RequestError)
+    return require_number(value, name, parse_text=True, error=RequestError)
 
 
 def _numbers(value: Any, name: str, kind: type) -> Any:

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Optional
 
 from tempomaster_core.defaults import CFG, TRAINED_CHUNK_FRAMES
-from tempomaster_core.validation import is_integer, require_number
+from tempomaster_core.validation import require_number, require_whole_number
 from tempomaster_core.plan import TreePlan, boundary_mode
 
 from .parsing import CUSTOM_PRESET, INTERVAL_PRESETS, parse_chunks, parse_intervals
@@ -168,17 +168,7 @@ def _real(value: Any, name: str) -> float:
 
 def _whole(value: Any, name: str) -> int:
     """A widget's whole number as an int: ints, and floats/text with an integral value (ValueError otherwise)."""
-    if is_integer(value):
-        return int(value.__index__())
-    if isinstance(value, str):
-        try:
-            return int(value.strip())
-        except ValueError:
-            pass
-    number = _real(value, name)
-    if number != int(number):
-        raise ValueError(f"{name} must be a whole number, got {value!r}")
-    return int(number)
+    return require_whole_number(value, name, error=ValueError)
 
 
 def build_schedule(blueprint_frames: int, frame_intervals: str, custom_intervals: str, chunks: str,

@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
+from .validation import require_choice
+
 BACKENDS = ("sdpa", "flash_attn", "sageattention")
 """Names accepted by :func:`resolve_backend` and ``TempoMasterDiT.set_attention_backend``."""
 
@@ -65,10 +67,9 @@ def backend_available(name: str) -> bool:
     """Whether backend ``name`` is installed (SDPA always is).
 
     Raises:
-        ValueError: unknown backend name.
+        InputError: (a ``ValueError``) a name not in :data:`BACKENDS`.
     """
-    if name not in BACKENDS:
-        raise ValueError(f"unknown attention backend {name!r}; choose one of {', '.join(BACKENDS)}")
+    require_choice(name, "attention", BACKENDS)
     if name == "flash_attn":
         return _flash_attn_func() is not None
     if name == "sageattention":
@@ -87,7 +88,7 @@ def resolve_backend(name: str) -> str:
     Returns ``name`` when installed, else ``"sdpa"`` after one ``RuntimeWarning``.
 
     Raises:
-        ValueError: unknown backend name.
+        InputError: (a ``ValueError``) a name not in :data:`BACKENDS`.
     """
     if backend_available(name):
         return name

@@ -70,7 +70,7 @@ from .plan import (
     default_chunks,
 )
 from .defaults import CFG, FPS, FRAME_INTERVALS, TEXT_LEN, TRAINED_CHUNK_FRAMES
-from .validation import require_int, require_number
+from .validation import require_cfg, require_int, require_number
 
 #: Frame-interval ladders tried when the levels are chosen automatically (ratio 2 per level).
 DEFAULT_LADDERS: tuple[tuple[int, ...], ...] = ((2, 1), (4, 2, 1), (8, 4, 2, 1), (16, 8, 4, 2, 1))
@@ -198,12 +198,13 @@ class CostSettings:
     Attributes:
         config: DiT shape (default, or ``None``: the 14B model).
         steps: ``None`` (reference 50/32/...), an int, or one per level; resolved per ladder.
-        cfg: guidance scale (``!= 1``: two passes per step and a doubled batch), stored as a float.
+        cfg: guidance scale (``!= 1``: two passes per step and a doubled batch), stored as a float;
+            the samplers' range (:func:`~tempomaster_core.validation.require_cfg`).
         dtype, attention, text_len, spatial_factor: memory/FLOP settings of
             :func:`~tempomaster_core.cost.level_cost` (checked there).
 
     Raises:
-        PlanError: ``config`` not a :class:`DiTConfig`, ``cfg`` not a finite number.
+        PlanError: ``config`` not a :class:`DiTConfig`, ``cfg`` not a finite number in ``(0, MAX_CFG]``.
     """
 
     config: Optional[DiTConfig] = None
@@ -219,8 +220,7 @@ class CostSettings:
         if not isinstance(config, DiTConfig):
             raise PlanError(f"config must be a DiTConfig, got {type(config).__name__}")
         object.__setattr__(self, "config", config)
-        object.__setattr__(self, "cfg", require_number(self.cfg, "cfg (1 = no guidance)", parse_text=True,
-                                                       error=PlanError))
+        object.__setattr__(self, "cfg", require_cfg(self.cfg, parse_text=True, error=PlanError))
 
 
 @dataclass(frozen=True)

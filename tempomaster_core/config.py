@@ -12,7 +12,7 @@ from dataclasses import dataclass, asdict
 from typing import Optional
 
 from .defaults import TEXT_LEN
-from .validation import is_integer, require_int
+from .validation import is_integer, require_int, require_number
 
 UMT5_TEXT_DIM = 4096
 """Width of the umT5-XXL text embeddings Wan 2.x (and so TempoMaster) is trained with."""
@@ -60,7 +60,7 @@ class DiTConfig:
             require_int(getattr(self, name), f"DiTConfig.{name}", minimum=1, error=ValueError)
         patch = self.patch_size
         if (isinstance(patch, (str, bytes)) or not hasattr(patch, "__len__") or len(patch) != 3
-                or any(not is_integer(p) or p.__index__() < 1 for p in patch)):
+                or any(not is_integer(p) or int(p) < 1 for p in patch)):
             raise ValueError(f"DiTConfig.patch_size must be three integers >= 1 (t, h, w), such as (1, 2, 2), "
                              f"got {patch!r}")
         if self.text_len is None and self.text_dim == UMT5_TEXT_DIM:
@@ -68,13 +68,8 @@ class DiTConfig:
         if self.text_len is not None:
             require_int(self.text_len, "DiTConfig.text_len", minimum=1, error=ValueError)
         for name in ("eps", "rope_theta"):
-            value = getattr(self, name)
-            try:
-                number = float(value)
-            except (TypeError, ValueError, OverflowError):
-                number = float("nan")
-            if isinstance(value, bool) or not 0 < number < float("inf"):  # NaN fails both comparisons
-                raise ValueError(f"DiTConfig.{name} must be a finite number > 0, got {value!r}")
+            require_number(getattr(self, name), f"DiTConfig.{name}", minimum=0.0, exclusive_minimum=True,
+                           parse_text=True, error=ValueError)
         if self.dim % self.num_heads:
             raise ValueError(f"dim {self.dim} is not divisible by num_heads {self.num_heads}")
         if self.mask_channels < 1:

@@ -62,7 +62,7 @@ from .config import DiTConfig
 from .defaults import BLUEPRINT_STEPS, CFG, REFINEMENT_STEPS, TEXT_LEN, TWO_LEVEL_REFINEMENT_STEPS, default_schedule
 from .flops import dit_flops_breakdown
 from .level_settings import per_level
-from .validation import is_integer, require_number
+from .validation import require_cfg, require_choice, require_int, require_number
 from .plan import (
     MAX_CHUNK_FRAMES,
     MAX_CHUNKS,
@@ -115,14 +115,8 @@ class CostError(ValueError):
 
 
 def _positive_int(value: Any, name: str, minimum: int = 1, maximum: Optional[int] = None) -> int:
-    if not is_integer(value):
-        raise CostError(f"{name} must be an integer, got {value!r}")
-    value = int(value.__index__())
-    if value < minimum:
-        raise CostError(f"{name} must be >= {minimum}, got {value}")
-    if maximum is not None and value > maximum:
-        raise CostError(f"{name} must be at most {maximum}, got {value}")
-    return value
+    """``value`` as an int in ``[minimum, maximum]`` (:func:`~tempomaster_core.validation.require_int`, CostError)."""
+    return require_int(value, name, minimum=minimum, maximum=maximum, error=CostError)
 
 
 def _finite(value: Any, name: str) -> float:
@@ -301,9 +295,7 @@ def dit_weight_bytes(config: DiTConfig, dtype: str = "bf16") -> int:
 
 def _dtype_bytes(dtype: str) -> int:
     key = str(dtype).lower().replace("torch.", "")
-    if key not in DTYPE_BYTES:
-        raise CostError(f"unknown weight dtype {dtype!r}; use one of {sorted(set(DTYPE_BYTES))}")
-    return DTYPE_BYTES[key]
+    return DTYPE_BYTES[require_choice(key, "dtype", sorted(DTYPE_BYTES), error=CostError)]
 
 
 def _compute_bytes(dtype: str) -> int:
@@ -465,8 +457,7 @@ def activation_bytes(config: DiTConfig, tokens: int, batch: int, *, dtype: str =
     Raises:
         CostError: unknown dtype or attention mode.
     """
-    if attention not in ATTENTION_MODES:
-        raise CostError(f"attention must be one of {ATTENTION_MODES}, got {attention!r}")
+    require_choice(attention, "attention", ATTENTION_MODES, error=CostError)
     e = _compute_bytes(dtype)
     d, f = config.dim, config.ffn_dim
     attn_phase = 4 * 4 * d + 6 * e * d
@@ -497,7 +488,8 @@ def level_cost(
         work: chunks x frames per chunk x steps.
         config: DiT shape (14B by default elsewhere: ``DiTConfig()``).
         height, width: pixel size of the video (multiples of ``spatial_factor * 2``).
-        cfg: guidance scale; ``!= 1`` means two DiT passes per step (CFG/APG).
+        cfg: guidance scale, the samplers' range ``(0, MAX_CFG]``
+            (:func:`~tempomaster_core.validation.require_cfg`); ``!= 1`` means two DiT passes per step (CFG/APG).
         text_len: text tokens of the context (512 for umT5).
         dtype: weight dtype (:data:`DTYPE_BYTES`).
         max_batch: chunks per forward (``None`` = all, as the runtime's default).
@@ -523,7 +515,7 @@ def level_cost(
         raise CostError(f"size {width}x{height} has more than the maximum {MAX_FRAME_PIXELS} pixels per frame")
     spatial_factor = _positive_int(spatial_factor, "spatial_factor", maximum=MAX_SIDE)
     text_len = _positive_int(text_len, "text_len", minimum=0, maximum=MAX_TEXT_LEN)
-    cfg = _finite(cfg, "cfg")
+    cfg = _guidance_scale(cfg)
     try:
         return _level_cost(work, config, height=height, width=width, cfg=cfg, text_len=text_len, dtype=dtype,
                            max_batch=max_batch, attention=attention, spatial_factor=spatial_factor, tf=tf)
@@ -709,13 +701,9 @@ def estimate_levels_cost(
 
 
 def _guidance_scale(value: Any) -> float:
-    try:
-        scale = float(value)
-    except (TypeError, ValueError, OverflowError):
-        raise CostError(f"cfg must be a number (1 = no guidance), got {value!r}") from None
-    if not scale > 0 or math.isinf(scale):
-        raise CostError(f"cfg must be a positive number, got {value!r}")
-    return scale
+    """The guidance scale a sampler would run (:func:`~tempomaster_core.validation.require_cfg`: finite,
+    in ``(0, MAX_CFG]``; text read as a number), CostError otherwise."""
+    return require_cfg(value, "cfg", parse_text=True, error=CostError)
 
 
 def estimate_plan_cost(

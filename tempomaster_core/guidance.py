@@ -25,18 +25,28 @@ object per slice gives exactly the same numbers as one object for the batch.
 
 from __future__ import annotations
 
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
 import torch
 import torch.nn.functional as F
 
 from .defaults import APG_ETA, APG_MOMENTUM, APG_NORM_THRESHOLD
-from .validation import require_cfg
+from .validation import require_cfg, require_choice
 
 EPSILON = 1e-8
 """Added to sigma when converting x0 back to a velocity (reference value)."""
 
 GUIDANCE_KINDS = ("apg", "cfg")
+"""Guidance kinds, lower case: adaptive projected guidance and classifier-free guidance."""
+
+
+def guidance_kind(kind: Any, name: str = "guidance") -> str:
+    """The entry of :data:`GUIDANCE_KINDS` that ``kind`` names, case-insensitively (``"APG"`` -> ``"apg"``).
+
+    Raises:
+        InputError: (a ``ValueError``) any other value; the message lists the kinds.
+    """
+    return require_choice(kind, name, GUIDANCE_KINDS, fold_case=True)
 
 
 def _sigma_like(sigma: Union[float, torch.Tensor], z: torch.Tensor) -> torch.Tensor:
@@ -161,14 +171,8 @@ def make_guidance(kind: str, scale: float) -> Union[CFG, APG]:
     """A fresh guidance object: ``kind`` is ``"apg"`` (the reference's default) or ``"cfg"``.
 
     Raises:
-        ValueError: unknown ``kind``; ``scale`` not a finite number in
-            ``(0, MAX_CFG]`` (:data:`~tempomaster_core.validation.MAX_CFG` = 100;
-            :class:`~tempomaster_core.validation.InputError`).
+        InputError: (a ``ValueError``) ``kind`` not one of :data:`GUIDANCE_KINDS` (any case);
+            ``scale`` not a finite number in ``(0, MAX_CFG]`` (:data:`~tempomaster_core.validation.MAX_CFG` = 100).
     """
     scale = require_cfg(scale, "cfg scale")
-    key = str(kind).lower()
-    if key == "apg":
-        return APG(scale)
-    if key == "cfg":
-        return CFG(scale)
-    raise ValueError(f"unknown guidance {kind!r}; choose one of {GUIDANCE_KINDS}")
+    return APG(scale) if guidance_kind(kind) == "apg" else CFG(scale)

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import pickle
 import re
@@ -41,7 +40,7 @@ import torch
 
 from .config import DiTConfig
 from .model import TempoMasterDiT
-from .validation import is_integer
+from .validation import InputError, require_int, require_number, require_whole_number
 
 KEY_PREFIXES = ("model.diffusion_model.", "diffusion_model.", "module.")
 """Key prefixes stripped by :func:`normalize_state_dict_keys` (when every key has one)."""
@@ -393,23 +392,26 @@ def _metadata_overrides(metadata: Mapping[str, str], num_heads, eps):
         CheckpointError: an unparsable or out-of-range value.
     """
     if num_heads is None and "num_heads" in metadata:
-        try:
-            num_heads = int(metadata["num_heads"])
-        except ValueError as err:
-            raise CheckpointError(f"bad num_heads {metadata['num_heads']!r} in the safetensors metadata") from err
-        if num_heads < 1:
-            raise CheckpointError(f"bad num_heads {metadata['num_heads']!r} in the safetensors metadata: must be >= 1")
+        num_heads = _metadata_number(metadata["num_heads"], "num_heads", integer=True)
     if eps is None and "eps" in metadata:
-        try:
-            eps = float(metadata["eps"])
-        except ValueError as err:
-            raise CheckpointError(f"bad eps {metadata['eps']!r} in the safetensors metadata") from err
-        if not (math.isfinite(eps) and eps > 0):
-            raise CheckpointError(
-                f"bad eps {metadata['eps']!r} in the safetensors metadata: must be a finite number > 0 "
-                "(Wan uses 1e-06); the file's metadata is corrupt -- re-save it with tempomaster_core.convert"
-            )
+        eps = _metadata_number(metadata["eps"], "eps", advice=" (Wan uses 1e-06); the file's metadata is corrupt -- "
+                               "re-save it with tempomaster_core.convert")
     return num_heads, eps
+
+
+def _metadata_number(value, name: str, *, integer: bool = False, advice: str = ""):
+    """A number read from a checkpoint's metadata (text, or a JSON value): a finite float > 0, or with
+    ``integer`` a whole number >= 1 as an int (rules of :mod:`tempomaster_core.validation`).
+
+    Raises:
+        CheckpointError: ``"bad <name> <value> in the safetensors metadata: <rule>"`` plus ``advice``.
+    """
+    try:
+        if integer:
+            return require_int(require_whole_number(value, name), name, minimum=1)
+        return require_number(value, name, minimum=0.0, exclusive_minimum=True, parse_text=True)
+    except InputError as err:
+        raise CheckpointError(f"bad {name} {value!r} in the safetensors metadata: {err}{advice}") from None
 
 
 def _recorded_config(metadata: Mapping[str, str]) -> dict:
@@ -427,14 +429,7 @@ def _metadata_rope_theta(recorded: Mapping, default: float) -> float:
     Raises:
         CheckpointError: a recorded value that is not a positive finite number.
     """
-    value = recorded.get("rope_theta", default)
-    try:
-        theta = float(value)
-    except (TypeError, ValueError):
-        theta = float("nan")
-    if not (math.isfinite(theta) and theta > 0):
-        raise CheckpointError(f"bad rope_theta {value!r} in the safetensors metadata; it must be a positive number")
-    return theta
+    return _metadata_number(recorded.get("rope_theta", default), "rope_theta")
 
 
 def _metadata_text_len(recorded: Mapping) -> int | None:
@@ -445,9 +440,7 @@ def _metadata_text_len(recorded: Mapping) -> int | None:
         CheckpointError: a recorded value that is not null or an integer >= 1.
     """
     value = recorded.get("text_len")
-    if value is not None and not (is_integer(value) and value >= 1):
-        raise CheckpointError(f"bad text_len {value!r} in the safetensors metadata; it must be an integer >= 1")
-    return value
+    return None if value is None else _metadata_number(value, "text_len", integer=True)
 
 
 def checkpoint_layout(ckpt, num_heads: int | None = None) -> tuple[dict, dict, DiTConfig]:

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch.utils.checkpoint import checkpoint
 
-from .attention import BACKENDS, attention, resolve_backend
+from .attention import attention, resolve_backend
 from .config import DiTConfig
 from .rope import apply_rope, rope_axis_dims, rope_rotation
 
@@ -259,10 +259,9 @@ class TempoMasterDiT(nn.Module):
         """Select the attention backend; returns the one actually used.
 
         Raises:
-            ValueError: ``name`` not in ``("sdpa", "flash_attn", "sageattention")``.
+            InputError: (a ``ValueError``) ``name`` not in :data:`~tempomaster_core.attention.BACKENDS`
+                (checked by :func:`~tempomaster_core.attention.resolve_backend`).
         """
-        if name not in BACKENDS:
-            raise ValueError(f"unknown attention backend {name!r}; choose one of {', '.join(BACKENDS)}")
         self.attention_backend = resolve_backend(name)
         return self.attention_backend
 

@@ -39,7 +39,7 @@ import torch
 
 from .conditioning import blueprint_clip, build_condition, normalize_condition_frames, refinement_clips
 from .defaults import BLUEPRINT_SHIFT, BLUEPRINT_STEPS, CFG, GUIDANCE, REFINEMENT_SHIFT, REFINEMENT_STEPS, SEED
-from .guidance import GUIDANCE_KINDS, make_guidance, x0_from_velocity
+from .guidance import guidance_kind, make_guidance, x0_from_velocity
 from .level_settings import per_level
 from .plan import LevelPlan, TreePlan
 from .protocols import NonFiniteError, check_compatible, check_vae_result, codec_device
@@ -197,9 +197,7 @@ class LevelSettings:
         shift = require_shift(self.shift)
         flow_sigmas(steps, shift)  # the float32 schedule itself must be finite
         cfg = require_cfg(self.cfg)
-        key = self.guidance.lower() if isinstance(self.guidance, str) else self.guidance
-        if key not in GUIDANCE_KINDS:
-            raise InputError(f"unknown guidance {self.guidance!r}; choose one of {GUIDANCE_KINDS}")
+        key = guidance_kind(self.guidance)
         for name, value in (("steps", steps), ("shift", shift), ("cfg", cfg), ("guidance", key),
                             ("seed", require_seed(self.seed)), ("max_batch", require_optional_batch(self.max_batch)),
                             ("cfg_batching", bool(self.cfg_batching))):

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional
 
 from .defaults import FPS
-from .validation import require_int, require_number
+from .validation import require_choice, require_int, require_number
 
 if TYPE_CHECKING:  # torch is imported where a tensor is made: the limits and rules stay torch-free
     import torch
@@ -353,9 +353,7 @@ def boundary_mode(value: Any, name: str = "boundary") -> str:
     """
     if isinstance(value, str) and value in BOUNDARY_ALIASES:
         return BOUNDARY_ALIASES[value]
-    if value not in BOUNDARY_MODES:
-        raise PlanError(f"{name} must be one of {BOUNDARY_MODES}, got {value!r}")
-    return value
+    return require_choice(value, name, BOUNDARY_MODES, error=PlanError)
 
 
 def _refinement_conditions(

@@ -84,17 +84,46 @@ def require_number(
     return result
 
 
-def require_choice(value: Any, name: str, choices: Iterable[Any]) -> Any:
-    """``value`` if it is one of ``choices``.
+def require_whole_number(value: Any, name: str, *, error: type = InputError) -> int:
+    """``value`` as a Python int where a widget or a JSON body may send a whole number in another form.
+
+    Accepts integers (as :func:`is_integer`), floats with an integral value (``109.0``) and text of
+    either (``"109"``, ``" 109 "``, ``"109.0"``); no range check (the caller's rule has the bounds).
 
     Raises:
-        InputError: any other value (the message lists the choices).
+        error: (default :class:`InputError`; a ``ValueError`` subclass such as a route's request
+            error) a bool, non-number text, NaN/inf, or a number with a fractional part.
+    """
+    if is_integer(value):
+        return int(value.__index__())
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            pass
+    number = require_number(value, name, parse_text=True, error=error)
+    if number != int(number):
+        raise error(f"{name} must be a whole number, got {value!r}")
+    return int(number)
+
+
+def require_choice(value: Any, name: str, choices: Iterable[Any], *, fold_case: bool = False,
+                   error: type = InputError) -> Any:
+    """The entry of ``choices`` that ``value`` names.
+
+    With ``fold_case``, text is compared in lower case (``"APG"`` names ``"apg"``) and the
+    matching choice is returned; otherwise ``value`` itself must be one of ``choices``.
+
+    Raises:
+        error: (default :class:`InputError`; a ``ValueError`` subclass such as ``PlanError``) any
+            other value (the message lists the choices).
     """
     options = tuple(choices)
-    if value not in options:
+    key = value.lower() if fold_case and isinstance(value, str) else value
+    if key not in options:
         listed = ", ".join(repr(c) for c in options)
-        raise InputError(f"{name} must be one of {listed}, got {value!r}")
-    return value
+        raise error(f"{name} must be one of {listed}, got {value!r}")
+    return options[options.index(key)]
 
 
 # -- sampling settings: one rule per setting, shared by the core, the command line and the nodes ---------
@@ -129,15 +158,20 @@ def require_shift(value: Any, name: str = "shift") -> float:
     return require_number(value, name, minimum=0.0, exclusive_minimum=True)
 
 
-def require_cfg(value: Any, name: str = "cfg") -> float:
+def require_cfg(value: Any, name: str = "cfg", *, parse_text: bool = False, error: type = InputError) -> float:
     """Guidance scale: a finite number in ``(0, MAX_CFG]`` (1 = no guidance).
 
+    The one rule for every place a scale is read: the samplers, the command line, and the cost
+    model and planner, which price the scale a sampler would run (``parse_text`` there: plan
+    requests may carry numbers as text).
+
     Raises:
-        InputError: not a number, NaN/inf, <= 0 or > :data:`MAX_CFG`.
+        error: (default :class:`InputError`; a ``ValueError`` subclass such as ``CostError``) not a
+            number (text too, unless ``parse_text``), NaN/inf, <= 0 or > :data:`MAX_CFG`.
     """
-    result = require_number(value, name, minimum=0.0, exclusive_minimum=True)
+    result = require_number(value, name, minimum=0.0, exclusive_minimum=True, parse_text=parse_text, error=error)
     if result > MAX_CFG:
-        raise InputError(
+        raise error(
             f"{name} must be <= {MAX_CFG:g}, got {result:g}; the reference uses 8, and a scale this large "
             "makes the guided prediction overflow (all-NaN or saturated frames)"
         )
@@ -240,4 +274,5 @@ def require_output_path(
 
 
 __all__ = ["MAX_CFG", "MAX_SEED", "InputError", "is_integer", "require_cfg", "require_choice", "require_int",
-           "require_number", "require_optional_batch", "require_output_path", "require_seed", "require_shift", "require_steps"]
+           "require_number", "require_optional_batch", "require_output_path", "require_seed", "require_shift", "require_steps",
+           "require_whole_number"]

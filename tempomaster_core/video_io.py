@@ -11,7 +11,6 @@ or Ctrl-C never leaves a truncated file and never destroys the previous one.
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import secrets
 import stat
@@ -20,6 +19,8 @@ from typing import Iterator, Optional
 
 import numpy as np
 import torch
+
+from .validation import require_number
 
 DEFAULT_CODECS = {
     ".mp4": "libx264",
@@ -141,8 +142,7 @@ def write_video(
     """
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.shape[0] == 0:
         raise ValueError(f"expected frames [F, H, W, 3] with F > 0, got shape {tuple(frames.shape)}")
-    if not (math.isfinite(float(fps)) and fps > 0):
-        raise ValueError(f"fps must be a finite number > 0, got {fps}")
+    require_number(fps, "fps", minimum=0.0, exclusive_minimum=True, error=ValueError)
     path = Path(path)
     codec = codec or codec_for(path)
     pixel_format = _PIXEL_FORMATS.get(codec, "yuv420p")

@@ -161,7 +161,7 @@ CORE_ROWS = [
     ("cfg-0", lambda c, bad: _blueprint(c, cfg=bad), 0.0, InputError, "cfg must be > 0"),
     ("cfg-str", lambda c, bad: _blueprint(c, cfg=bad), "8", InputError, "cfg must be a number"),
     ("cfg-generate-level", lambda c, bad: _generate(c, cfg=bad), [8.0, 1e30], InputError, "cfg must be <= 100"),
-    ("guidance", lambda c, bad: _blueprint(c, guidance=bad), "pag", InputError, "unknown guidance"),
+    ("guidance", lambda c, bad: _blueprint(c, guidance=bad), "pag", InputError, "guidance must be one of 'apg', 'cfg', got 'pag'"),
     ("make-guidance", lambda c, bad: make_guidance("apg", bad), 1e30, InputError, "cfg scale must be <= 100"),
     # schedule
     ("steps-0", lambda c, bad: _blueprint(c, steps=bad), 0, InputError, "steps must be >= 1"),
@@ -290,7 +290,7 @@ def test_checkpoint_metadata_eps_and_heads_are_checked(tmp_path):
     from safetensors.torch import save_file
 
     state = {k: v.contiguous() for k, v in make_tiny_dit(seed=1).state_dict().items()}
-    for key, value, fragment in (("eps", "nan", "bad eps 'nan'"), ("eps", "-1e-6", "finite number > 0"),
+    for key, value, fragment in (("eps", "nan", "bad eps 'nan'"), ("eps", "-1e-6", "eps must be > 0"),
                                  ("eps", "inf", "bad eps"), ("num_heads", "0", "must be >= 1")):
         metadata = {"format": "pt", "num_heads": "2", "eps": "1e-06", key: value}
         path = tmp_path / f"bad_{key}_{value}.safetensors"
@@ -376,7 +376,7 @@ NODE_ROWS = [
     ("seed-float", dict(seed=1.5), InputError, "seed must be an integer"),
     ("cfg-1e30", dict(cfg=1e30), InputError, "cfg must be <= 100"),
     ("cfg-nan", dict(cfg=NAN), InputError, "cfg must be a finite number"),
-    ("guidance", dict(guidance="pag"), InputError, "unknown guidance"),
+    ("guidance", dict(guidance="pag"), InputError, "guidance must be one of 'apg', 'cfg', got 'pag'"),
     ("nan-positive", dict(pos_value=NAN), InputError, "positive text embeddings must be finite"),
     ("inf-negative", dict(neg_value=INF), InputError, "negative text embeddings must be finite"),
 ]

@@ -18,7 +18,14 @@ from nodes.scheduler_node import AUTO_LEVELS, TreeScheduler
 from plan_requests import auto as auto_plan
 from tempomaster_core.autoplan import blueprint_for_length, output_frames_for_seconds
 from tempomaster_core.config import DiTConfig
-from tempomaster_core.cost import CostError, LevelWork, full_sequence_work, level_cost, paper_ablation_levels
+from tempomaster_core.cost import (
+    CostError,
+    LevelWork,
+    estimate_levels_cost,
+    full_sequence_work,
+    level_cost,
+    paper_ablation_levels,
+)
 from tempomaster_core.plan import (
     MAX_BLUEPRINT_FRAMES,
     MAX_CHUNKS,
@@ -78,6 +85,7 @@ CALLS = {
     "DiTConfig": lambda **kw: DiTConfig(**kw),
     "LevelWork": lambda **kw: LevelWork(**{"chunks": 1, "frames_per_chunk": 5, "steps": 1, **kw}),
     "level_cost": _level_cost,
+    "estimate_levels_cost": lambda **kw: estimate_levels_cost([LevelWork(1, 29, 4), LevelWork(2, 29, 4)], **SIZE, **kw),
     "full_sequence_work": lambda **kw: full_sequence_work(kw["frames"]),
     "paper_ablation_levels": lambda **kw: paper_ablation_levels(kw["fps"], kw["chunks"]),
     "VALIDATE_INPUTS": _validate,
@@ -146,9 +154,9 @@ ROWS = [
     ("VALIDATE_INPUTS", dict(blueprint_frames=INF), MESSAGE, "finite"),
     ("VALIDATE_INPUTS", dict(blueprint_frames=108.5), MESSAGE, "whole number"),
     ("route", dict(blueprint_frames=1000001), HTTP_400, f"between 1 and {MAX_BLUEPRINT_FRAMES}"),
-    ("route", dict(blueprint_frames=10**400), HTTP_400, "must be a number"),
+    ("route", dict(blueprint_frames=10**400), HTTP_400, "blueprint_frames must be between 1 and"),
     ("blueprint_for_length", dict(frames=10**12), PlanError, f"at most {MAX_OUTPUT_FRAMES}"),
-    ("full_sequence_work", dict(frames=10**12), CostError, f"at most {MAX_OUTPUT_FRAMES}"),
+    ("full_sequence_work", dict(frames=10**12), CostError, f"<= {MAX_OUTPUT_FRAMES}"),
     # -- huge sizes (4096x4096 is refused; no side above 4096)
     ("TreePlan", dict(height=4096, width=4096), PlanError, "M pixels per frame"),
     ("TreePlan", dict(height=480, width=MAX_SIDE + 16), PlanError, f"at most {MAX_SIDE}"),
@@ -160,7 +168,7 @@ ROWS = [
     ("route", dict(height=4096, width=4096), HTTP_400, "M pixels per frame"),
     ("route", dict(width=10**6), HTTP_400, f"between 16 and {MAX_SIDE}"),
     ("level_cost", dict(height=4096, width=4096), CostError, "pixels per frame"),
-    ("level_cost", dict(height=10**9), CostError, f"at most {MAX_SIDE}"),
+    ("level_cost", dict(height=10**9), CostError, f"<= {MAX_SIDE}"),
     # -- chunk counts: zero, negative, huge
     ("VALIDATE_INPUTS", dict(chunks="0,4"), MESSAGE, "must be >= 1"),
     ("VALIDATE_INPUTS", dict(chunks="-1,4"), MESSAGE, "must be >= 1"),
@@ -171,8 +179,8 @@ ROWS = [
     ("TreePlan", dict(chunks=(0, 4)), PlanError, "must be >= 1"),
     ("auto_plan", dict(chunks=(0, None)), PlanError, "must be >= 1"),
     ("auto_plan", dict(chunks=(2.5, None)), PlanError, "integer"),
-    ("LevelWork", dict(chunks=10**9), CostError, f"at most {MAX_CHUNKS}"),
-    ("LevelWork", dict(frames_per_chunk=10**9 + 1), CostError, "at most"),
+    ("LevelWork", dict(chunks=10**9), CostError, f"<= {MAX_CHUNKS}"),
+    ("LevelWork", dict(frames_per_chunk=10**9 + 1), CostError, "frames_per_chunk must be <="),
     # -- other numbers of the node and the planner
     ("VALIDATE_INPUTS", dict(memory_budget_gb=1e308), MESSAGE, "finite"),
     ("VALIDATE_INPUTS", dict(memory_budget_gb=NAN), MESSAGE, "finite"),
@@ -182,7 +190,7 @@ ROWS = [
     ("route", dict(memory_budget_gb=10**400), HTTP_400, "must be a number"),
     ("auto_plan", dict(memory_budget_bytes=INF), PlanError, "finite"),
     ("auto_plan", dict(memory_budget_bytes=10**400), PlanError, "memory_budget_bytes must be a number"),
-    ("auto_plan", dict(steps=10**9), PlanError, "at most 10000"),
+    ("auto_plan", dict(steps=10**9), PlanError, "<= 10000"),
     ("auto_plan", dict(steps=0), PlanError, "steps must be >= 1"),
     ("auto_plan", dict(steps="many"), PlanError, "steps"),
     ("auto_plan", dict(cfg=NAN), PlanError, "finite"),
@@ -193,10 +201,16 @@ ROWS = [
     ("TreePlan", dict(temporal_factor=10**9), PlanError, "temporal_factor"),
     ("level_cost", dict(text_len=-1), CostError, "text_len"),
     ("level_cost", dict(cfg=NAN), CostError, "finite"),
+    # the cost model and the planner price the scale a sampler runs: the samplers' rule (validation.require_cfg)
+    ("level_cost", dict(cfg=1e30), CostError, "cfg must be <= 100"),
+    ("level_cost", dict(cfg=-8.0), CostError, "cfg must be > 0"),
+    ("estimate_levels_cost", dict(cfg=[8.0, 0.0]), CostError, "cfg must be > 0"),
+    ("auto_plan", dict(cfg=1e30), PlanError, "cfg must be <= 100"),
+    ("DiTConfig", dict(rope_theta="ten thousand"), ValueError, "DiTConfig.rope_theta must be a number"),
     ("level_cost", dict(spatial_factor=0), CostError, "spatial_factor"),
-    ("LevelWork", dict(steps=10**9), CostError, "at most 10000"),
+    ("LevelWork", dict(steps=10**9), CostError, "<= 10000"),
     ("paper_ablation_levels", dict(fps=(6, INF), chunks=(1, 2)), CostError, "finite"),
-    ("paper_ablation_levels", dict(fps=(6, 24), chunks=(1, 10**9)), CostError, f"at most {MAX_CHUNKS}"),
+    ("paper_ablation_levels", dict(fps=(6, 24), chunks=(1, 10**9)), CostError, f"<= {MAX_CHUNKS}"),
     # -- the DiT shape (num_heads 0 was a ZeroDivisionError)
     ("DiTConfig", dict(num_heads=0), ValueError, "num_heads must be >= 1"),
     ("DiTConfig", dict(num_heads=-40), ValueError, "num_heads must be >= 1"),
@@ -206,8 +220,8 @@ ROWS = [
     ("DiTConfig", dict(num_heads=2.5), ValueError, "must be an integer"),
     ("DiTConfig", dict(patch_size=(1, 0, 2)), ValueError, "patch_size"),
     ("DiTConfig", dict(patch_size=(1, 2)), ValueError, "patch_size"),
-    ("DiTConfig", dict(eps=0.0), ValueError, "eps must be a finite number > 0"),
-    ("DiTConfig", dict(rope_theta=NAN), ValueError, "rope_theta must be a finite number > 0"),
+    ("DiTConfig", dict(eps=0.0), ValueError, "DiTConfig.eps must be > 0, got 0"),
+    ("DiTConfig", dict(rope_theta=NAN), ValueError, "DiTConfig.rope_theta must be a finite number"),
 ]
 
 

@@ -123,7 +123,7 @@ def test_x0_velocity_round_trip_and_per_item_sigma():
 def test_make_guidance():
     assert isinstance(make_guidance("APG", 8), APG)
     assert isinstance(make_guidance("cfg", 8), CFG)
-    with pytest.raises(ValueError, match="unknown guidance"):
+    with pytest.raises(ValueError, match="guidance must be one of 'apg', 'cfg'"):
         make_guidance("pag", 8)
     with pytest.raises(ValueError, match="cfg scale"):
         make_guidance("cfg", 0)

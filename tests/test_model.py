@@ -247,7 +247,7 @@ def test_config_errors():
 def test_unavailable_backend_falls_back_with_one_warning(model):
     inputs = tiny_inputs(model.config, batch=1)
     expected = run(model, **inputs)
-    with pytest.raises(ValueError, match="unknown attention backend"):
+    with pytest.raises(ValueError, match="attention must be one of 'sdpa'"):
         model.set_attention_backend("xformers")
     attention_mod._warned.clear()
     try:

@@ -299,7 +299,7 @@ def test_errors(model, codec, texts, plan):
         run(model, codec, texts, plan, steps=[2, 2])
     with pytest.raises(ValueError, match="cfg has 2 entries"):
         run(model, codec, texts, plan, cfg=[8.0, 8.0])
-    with pytest.raises(ValueError, match="unknown guidance"):
+    with pytest.raises(ValueError, match="guidance must be one of 'apg', 'cfg'"):
         run(model, codec, texts, plan, guidance="pag")
     with pytest.raises(ValueError, match="24"):
         run(model, codec, (torch.zeros(1, 7, 32), texts[1]), plan)
