@@ -18,7 +18,9 @@ from tempomaster_core.tiny.builtin import (
     default_plan,
     is_available,
     load_builtin,
+    shipped_defaults,
 )
+from tempomaster_core.tiny import builtin as builtin_module
 from tempomaster_core.tiny.text_encoder import TextEncoderConfig, TinyTextEncoder
 
 needs_weights = pytest.mark.skipif(not is_available(), reason="the built-in TempoMaster-Tiny files are missing from tempomaster_core/builtin/")
@@ -52,6 +54,29 @@ def test_bundle_defaults_fall_back_to_the_shipped_settings_key_by_key(tmp_path):
     (tmp_path / "defaults.json").write_text("[1, 2]")
     with pytest.raises(ValueError, match="JSON object"):
         bundle_defaults(tmp_path)
+
+
+def test_a_missing_shipped_settings_file_is_named_not_a_key_error(tmp_path, monkeypatch):
+    # a broken install without builtin/defaults.json: FALLBACK_DEFAULTS is empty, and every reader
+    # of the settings says which file is missing instead of failing later on a missing key
+    broken = tmp_path / "builtin"
+    broken.mkdir()
+    monkeypatch.setattr(builtin_module, "builtin_dir", lambda: broken)
+    monkeypatch.setattr(builtin_module, "FALLBACK_DEFAULTS", {})
+    shipped = str(broken / "defaults.json")
+    for read in (shipped_defaults, lambda: bundle_defaults(broken), lambda: default_plan({"steps": [1]})):
+        with pytest.raises(FileNotFoundError, match="reinstall") as err:
+            read()
+        assert shipped in str(err.value) and "blueprint_frames" in str(err.value)
+    # a bundle whose own defaults.json has every setting needs no shipped file
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "defaults.json").write_text(builtin_dir().joinpath("defaults.json").read_text())
+    assert bundle_defaults(other) == FALLBACK_DEFAULTS
+    # a shipped file that lacks a key is called damaged
+    (broken / "defaults.json").write_text('{"steps": [1]}')
+    with pytest.raises(ValueError, match="damaged"):
+        default_plan({})
 
 
 @needs_weights

@@ -9,9 +9,12 @@ Usage (from the repository root)::
 The built-in-model workflow ``tiny_text_to_video`` takes its settings from the
 shipped bundle's ``tempomaster_core/builtin/defaults.json`` (read with
 ``tempomaster_core.tiny.builtin.bundle_defaults``), so regenerate after the
-defaults change. The reference workflows take theirs from ``tempomaster_core.defaults``. Its thumbnail is a placeholder (the tiny tree) until it is
-rendered from frames of the built-in model with ``--tiny-thumbnail`` (about a
-minute on CPU); an existing ``tiny_text_to_video.jpg`` is otherwise kept.
+defaults change. The 14B-model workflows take the reference's settings from
+``tempomaster_core.defaults``, and every workflow takes the TreeScheduler widgets it does
+not set from ``nodes.scheduler_schema.PLANNING_DEFAULTS``. The tiny workflow's thumbnail
+is a placeholder (the tiny tree) until it is rendered from frames of the built-in model
+with ``--tiny-thumbnail`` (about a minute on CPU); an existing ``tiny_text_to_video.jpg``
+is otherwise kept.
 
 The workflows are laid out here in code (one function per workflow) so that
 link ids, slot indices and widget orders always match the node definitions
@@ -35,8 +38,9 @@ if _ROOT not in sys.path:
 
 from tempomaster_core.defaults import (  # noqa: E402
     BLUEPRINT_FRAMES, BLUEPRINT_SHIFT, BLUEPRINT_STEPS, CFG, FPS, FRAME_INTERVALS, GUIDANCE, HEIGHT, REFINEMENT_SHIFT,
-    REFINEMENT_STEPS, SEED, TRAINED_CHUNK_FRAMES, WIDTH,
+    REFINEMENT_STEPS, SEED, WIDTH,
 )
+from nodes.scheduler_schema import PLANNING_DEFAULTS  # noqa: E402
 from tools.workflow_tools import node_spec, ui_to_api, validate_ui  # noqa: E402
 
 EXAMPLES_DIR = os.path.join(_ROOT, "example_workflows")
@@ -194,11 +198,10 @@ def _common(g: Graph, prompt: str, note: str) -> dict:
                        color="#232", bgcolor="#353")
     ids["neg"] = g.add("CLIPTextEncode", (380, 200), [NEGATIVE_PROMPT], size=[420, 160], title="Negative prompt",
                        color="#322", bgcolor="#533")
-    ids["plan"] = g.add("TempoMasterTreeScheduler", (0, 400), [BLUEPRINT_FRAMES, PRESET_421,
-                                                             ",".join(map(str, FRAME_INTERVALS)), "auto", FPS,
-                                                             WIDTH, HEIGHT, "blueprint frames", 20.0, 0.0,
-                                                             TRAINED_CHUNK_FRAMES, "repeat_anchor"],
-                        size=[340, 640])  # tall: the node draws the tree below its widgets (web/tree_view.js)
+    ids["plan"] = g.add("TempoMasterTreeScheduler", (0, 400), widget_values(
+        "TempoMasterTreeScheduler", blueprint_frames=BLUEPRINT_FRAMES, frame_intervals=PRESET_421,
+        custom_intervals=",".join(map(str, FRAME_INTERVALS)), chunks="auto", fps=FPS, width=WIDTH, height=HEIGHT,
+        **PLANNING_DEFAULTS), size=[340, 640])  # tall: the node draws the tree below its widgets (web/tree_view.js)
     g.connect(ids["clip"], "CLIP", ids["pos"], "clip")
     g.connect(ids["clip"], "CLIP", ids["neg"], "clip")
 
@@ -379,9 +382,10 @@ def tiny_text_to_video() -> dict:
     plan = g.add("TempoMasterTreeScheduler", (0, 260), widget_values(
         "TempoMasterTreeScheduler", blueprint_frames=int(d["blueprint_frames"]),
         chunks=",".join(str(int(c)) for c in d["chunks"]), fps=float(d["fps"]), width=int(d["width"]),
-        height=int(d["height"]), **_intervals_widgets(d["frame_intervals"]), length_mode="blueprint frames",
-        length=20.0, memory_budget_gb=0.0, trained_chunk_frames=int(d.get("trained_chunk_frames", d["blueprint_frames"])),
-        boundary_frames=d["boundary"]),
+        height=int(d["height"]), **_intervals_widgets(d["frame_intervals"]), **{
+            **PLANNING_DEFAULTS,
+            "trained_chunk_frames": int(d.get("trained_chunk_frames", d["blueprint_frames"])),
+            "boundary_frames": d["boundary"]}),
         size=[340, 640])
     g.connect(enc, "CLIP", pos, "clip")
     g.connect(enc, "CLIP", neg, "clip")

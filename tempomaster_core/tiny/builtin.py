@@ -69,7 +69,46 @@ FALLBACK_DEFAULTS: dict = _read_defaults_file(builtin_dir())
 (per level), ``cfg``, ``guidance``, ``negative_prompt``. Used for any key missing from another
 bundle's ``defaults.json``, and written to ``defaults.json`` by ``train_dit`` so a model retrained
 from scratch runs with the settings its quality was measured with. Empty only when the package
-lacks its ``builtin/defaults.json`` (a broken install)."""
+lacks its ``builtin/defaults.json`` (a broken install): then :func:`bundle_defaults`,
+:func:`default_plan` and :func:`shipped_defaults` raise an error naming that file."""
+
+SETTING_KEYS = (
+    "height", "width", "fps", "blueprint_frames", "frame_intervals", "chunks", "boundary", "steps", "shifts", "cfg",
+    "guidance", "negative_prompt",
+)
+"""Keys every bundle's recommended settings have once :data:`FALLBACK_DEFAULTS` fills the gaps
+(:attr:`TinyBundle.defaults`; another bundle's ``defaults.json`` may leave any of them out)."""
+
+
+def _complete(settings: dict, where: str) -> dict:
+    """``settings`` if it has every key of :data:`SETTING_KEYS`.
+
+    Raises:
+        FileNotFoundError: keys missing because the shipped ``builtin/defaults.json`` is absent
+            (the message names it and says to reinstall).
+        ValueError: keys missing although the shipped file exists (it lacks them: a damaged file).
+    """
+    missing = [key for key in SETTING_KEYS if key not in settings]
+    if not missing:
+        return settings
+    shipped = builtin_dir() / DEFAULTS_FILE
+    if not shipped.is_file():
+        raise FileNotFoundError(
+            f"{where} lack {', '.join(missing)}, which come from the built-in model's settings file {shipped}; "
+            "that file is missing: reinstall the package (or give every setting in the bundle's own defaults.json)"
+        )
+    raise ValueError(f"{where} lack {', '.join(missing)}; {shipped} should hold them: it is damaged, reinstall "
+                     "the package")
+
+
+def shipped_defaults() -> dict:
+    """A copy of :data:`FALLBACK_DEFAULTS`, checked to hold every key of :data:`SETTING_KEYS`.
+
+    Raises:
+        FileNotFoundError: the shipped ``builtin/defaults.json`` is missing (the message names it).
+        ValueError: it lacks keys.
+    """
+    return _complete(dict(FALLBACK_DEFAULTS), "the built-in model's recommended settings")
 
 
 def is_available(directory: Union[str, Path, None] = None) -> bool:
@@ -124,8 +163,10 @@ def default_plan(defaults: dict, temporal_factor: int = 4) -> TreePlan:
 
     Raises:
         tempomaster_core.plan.PlanError: settings that make no valid plan.
+        FileNotFoundError, ValueError: a key missing from both ``defaults`` and the shipped
+            ``defaults.json`` (see :func:`shipped_defaults`).
     """
-    d = {**FALLBACK_DEFAULTS, **defaults}
+    d = _complete({**FALLBACK_DEFAULTS, **defaults}, "the recommended settings")
     return TreePlan(int(d["blueprint_frames"]), tuple(d["frame_intervals"]), tuple(d["chunks"]),
                     height=int(d["height"]), width=int(d["width"]), fps=float(d["fps"]),
                     temporal_factor=int(temporal_factor), boundary=d["boundary"])
@@ -146,8 +187,11 @@ def bundle_defaults(directory: Union[str, Path]) -> dict:
     Raises:
         OSError: the file cannot be read.
         ValueError: it is not JSON, or not a JSON object.
+        FileNotFoundError, ValueError: a key of :data:`SETTING_KEYS` missing from both files
+            (see :func:`shipped_defaults`; the message names the shipped file).
     """
-    return {**FALLBACK_DEFAULTS, **_read_defaults_file(directory)}
+    return _complete({**FALLBACK_DEFAULTS, **_read_defaults_file(directory)},
+                     f"the recommended settings of {Path(directory)}")
 
 
 def load_builtin(
@@ -188,5 +232,5 @@ def load_builtin(
                       directory=root)
 
 
-__all__ = ["BUILTIN_MODEL_NAME", "REQUIRED_FILES", "FALLBACK_DEFAULTS", "TinyBundle", "builtin_dir",
-           "bundle_defaults", "default_plan", "is_available", "load_builtin"]
+__all__ = ["BUILTIN_MODEL_NAME", "REQUIRED_FILES", "FALLBACK_DEFAULTS", "SETTING_KEYS", "TinyBundle", "builtin_dir",
+           "bundle_defaults", "default_plan", "is_available", "load_builtin", "shipped_defaults"]

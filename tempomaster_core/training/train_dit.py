@@ -79,7 +79,7 @@ from ..config import DiTConfig
 from ..defaults import BLUEPRINT_SHIFT, REFINEMENT_SHIFT
 from ..loading import save_dit
 from ..model import TempoMasterDiT
-from ..tiny.builtin import FALLBACK_DEFAULTS
+from ..tiny.builtin import shipped_defaults
 from ..tiny.codec import TinyVideoCodec
 from ..tiny.captions import random_caption
 from ..tiny.scenes import render_frames, sample_scene
@@ -99,12 +99,6 @@ BLUEPRINT_TRAIN_SHIFT = BLUEPRINT_SHIFT
 REFINEMENT_TRAIN_SHIFT = REFINEMENT_SHIFT
 """Sigma shift of refinement samples, dimensionless (the reference's default refinement sampling shift,
 :data:`tempomaster_core.defaults.REFINEMENT_SHIFT`)."""
-
-DEFAULT_INFERENCE = FALLBACK_DEFAULTS
-"""Recommended inference settings written to a new bundle's ``defaults.json``: the shipped bundle's
-own ``defaults.json`` (:data:`tempomaster_core.tiny.builtin.FALLBACK_DEFAULTS`, the one copy), which
-the CLI and the nodes read through :func:`tempomaster_core.tiny.builtin.bundle_defaults`."""
-
 
 @dataclass
 class TrainConfig:
@@ -471,7 +465,16 @@ def ema_update(ema: torch.nn.Module, live: torch.nn.Module, decay: float) -> Non
 def save_bundle(out: Path, model: TempoMasterDiT, text_encoder: TinyTextEncoder, summary: dict,
                 defaults: Optional[dict] = None) -> None:
     """Write ``dit.safetensors``/``dit.json``, ``text_encoder.*``, ``dit_train.json`` and
-    (if absent, or when ``defaults`` is given) ``defaults.json`` into ``out``."""
+    (if absent, or when ``defaults`` is given) ``defaults.json`` into ``out``.
+
+    ``defaults.json`` holds ``defaults``, or else the shipped bundle's recommended settings
+    (:func:`tempomaster_core.tiny.builtin.shipped_defaults`, the one copy, which the CLI and the
+    nodes read through :func:`~tempomaster_core.tiny.builtin.bundle_defaults`).
+
+    Raises:
+        FileNotFoundError: no ``defaults`` and the shipped ``defaults.json`` is missing (after the
+            weights are written; the message names the file).
+    """
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / "dit.safetensors.tmp"
     save_dit(model, tmp)
@@ -481,7 +484,7 @@ def save_bundle(out: Path, model: TempoMasterDiT, text_encoder: TinyTextEncoder,
     (out / "dit_train.json").write_text(json.dumps(summary, indent=1) + "\n")
     path = out / "defaults.json"
     if defaults is not None or not path.exists():
-        path.write_text(json.dumps(defaults or DEFAULT_INFERENCE, indent=1) + "\n")
+        path.write_text(json.dumps(defaults or shipped_defaults(), indent=1) + "\n")
 
 
 # -- training loop ------------------------------------------------------------------
