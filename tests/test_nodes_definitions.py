@@ -1,6 +1,5 @@
 """Node definitions: the V1 API shape ComfyUI expects, tooltips, socket types, validation."""
 
-import importlib.util
 import inspect
 import os
 import subprocess

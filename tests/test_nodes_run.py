@@ -159,14 +159,17 @@ def test_wrong_text_encoder_is_reported(model):
 
 
 def test_inside_comfyui_progress_memory_and_interrupt(model, monkeypatch):
-    fake = install_fake_comfy(monkeypatch, interrupt_after=2)
+    cancelled = install_fake_comfy(monkeypatch, interrupt_after=2)
     plan = _plan()
     vae = FakeWanVAE()
     with pytest.raises(Interrupted):
         _blueprint(model, plan, vae)
+    assert cancelled.mm.checks[0] == 2  # Cancel is honoured at the next step, not at the end of the level
     # the model stays usable: a new run (no interrupt pending) matches a run that was never interrupted
     fake = install_fake_comfy(monkeypatch)
     level, images, _ = _blueprint(model, plan, vae)
+    assert fake.mm.checks[0] == STEPS  # one interrupt check per denoising step
+    assert fake.mm.freed == []  # the compute device is the CPU: ComfyUI is not asked to unload anything
     bar = FakeProgressBar.instances[-1]
     assert bar.total == STEPS and [u[0] for u in bar.updates] == [1, 2]
     assert bar.updates[-1][2][0] == "JPEG"
