@@ -4,7 +4,7 @@
   body = the TreeScheduler's widget values as JSON, plus optional settings for the
   estimate: ``steps``/``cfg`` (one value or one per level), ``samplers``
   (``{"steps": [...], "cfg": [...]}`` of the connected sampler chain, blueprint
-  first, possibly fewer than the levels: the rest keep the reference 32 steps /
+  first, possibly fewer than the levels: the rest keep the reference's default 32 steps /
   cfg 8) and ``model`` (``"14B"``, ``"1.3B"``). Reply 200 = ``plan.to_dict()`` plus
   ``cost`` (:meth:`~tempomaster_core.cost.PlanCost.to_dict`), ``warnings``,
   ``auto`` (the planner's choices and reasons, or null), ``summary``, ``inputs``
@@ -159,7 +159,7 @@ def plan_response(payload: Any) -> tuple[int, dict]:
         samplers = options.pop("samplers", None)
         schedule = build_schedule(**values, **options)
         if samplers:
-            # the connected samplers may cover only some levels: the others keep the reference settings
+            # the connected samplers may cover only some levels: the others keep the reference's defaults
             count = schedule.plan.num_levels
             options.setdefault("steps", per_level_prefix(samplers.get("steps", []), default_schedule(count).steps))
             options.setdefault("cfg", per_level_prefix(samplers.get("cfg", []), [CFG] * count))

@@ -297,31 +297,31 @@ def _outputs(result: Any) -> tuple:
 
 
 def _common_inputs(steps: int, shift: float) -> dict:
-    """The widgets every sampler node has: seed, steps, shift, cfg, guidance (reference defaults)."""
+    """The widgets every sampler node has: seed, steps, shift, cfg, guidance (the reference's defaults)."""
     return {
         "seed": ("INT", {
             "default": SEED, "min": 0, "max": MAX_SEED, "control_after_generate": True,
-            "tooltip": f"Noise seed. The reference uses the same seed at every level ({SEED} by default).",
+            "tooltip": f"Noise seed. The reference code uses the same seed at every level ({SEED} by default).",
         }),
         "steps": ("INT", {
             "default": steps, "min": 1, "max": 1000,
-            "tooltip": f"Denoising steps of this level (reference: {steps}).",
+            "tooltip": f"Denoising steps of this level (the reference code's default: {steps}).",
         }),
         "shift": ("FLOAT", {
             "default": shift, "min": 0.01, "max": 100.0, "step": 0.1, "round": 0.01,
             "tooltip": f"Flow-matching schedule shift sigma' = shift*sigma/(1+(shift-1)*sigma); higher spends more "
-                       f"steps at high noise (reference: {shift:g}).",
+                       f"steps at high noise (the reference code's default: {shift:g}).",
         }),
         "cfg": ("FLOAT", {
             "default": CFG, "min": 1.0, "max": 30.0, "step": 0.1, "round": 0.01,
-            "tooltip": f"Guidance scale (reference: {CFG:g}). 1 disables guidance and skips the negative prompt. "
-                       f"The core refuses values above {MAX_CFG:g}.",
+            "tooltip": f"Guidance scale (the reference code's default: {CFG:g}). 1 disables guidance and skips the "
+                       f"negative prompt. The core refuses values above {MAX_CFG:g}.",
         }),
         "guidance": (list(GUIDANCE_KINDS), {
             "default": GUIDANCE,
-            "tooltip": f"apg: adaptive projected guidance (reference default; momentum {APG_MOMENTUM:g}, norm "
-                       f"threshold {APG_NORM_THRESHOLD:g}, parallel component removed) - fewer oversaturated "
-                       "frames at high cfg. cfg: classic classifier-free guidance.",
+            "tooltip": f"apg: adaptive projected guidance (the reference code's default; momentum "
+                       f"{APG_MOMENTUM:g}, norm threshold {APG_NORM_THRESHOLD:g}, parallel component removed) - "
+                       "fewer oversaturated frames at high cfg. cfg: classic classifier-free guidance.",
         }),
     }
 
@@ -352,8 +352,8 @@ class BlueprintSampler:
     OUTPUT_TOOLTIPS = _OUTPUT_TOOLTIPS
     DESCRIPTION = (
         "Generates the low-frame-rate blueprint of the whole video in one pass with full bidirectional "
-        f"attention (reference: {BLUEPRINT_FRAMES} frames at {FPS / FRAME_INTERVALS[0]:g} fps, {BLUEPRINT_STEPS} "
-        f"steps, shift {BLUEPRINT_SHIFT:g}, cfg {CFG:g}, {GUIDANCE.upper()}), conditioned on the "
+        f"attention (the reference code's defaults: {BLUEPRINT_FRAMES} frames at {FPS / FRAME_INTERVALS[0]:g} fps, "
+        f"{BLUEPRINT_STEPS} steps, shift {BLUEPRINT_SHIFT:g}, cfg {CFG:g}, {GUIDANCE.upper()}), conditioned on the "
         "MultiMaskCondition frames if connected (else text-to-video)."
     )
 
@@ -430,7 +430,8 @@ class FrameRateRefiner:
     DESCRIPTION = (
         "Multiplies the frame rate of the incoming level (e.g. 6 -> 12 fps): every frame of the level above "
         "is kept as a condition frame, the in-between frames are generated in chunks denoised in parallel "
-        f"(reference: {REFINEMENT_STEPS} steps, shift {REFINEMENT_SHIFT:g}, cfg {CFG:g}, {GUIDANCE.upper()}). "
+        f"(the reference code's defaults: {REFINEMENT_STEPS} steps, shift {REFINEMENT_SHIFT:g}, cfg {CFG:g}, "
+        f"{GUIDANCE.upper()}). "
         "Chain one refiner per level of the plan."
     )
 

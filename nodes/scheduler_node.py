@@ -18,7 +18,7 @@ Widgets added for planning (all optional, so older API workflows still run):
   blueprint is derived, :func:`tempomaster_core.autoplan.blueprint_for_length`).
 - ``chunks``: ``"auto"`` = the cheapest chunks within the limits
   (:func:`tempomaster_core.autoplan.auto_plan`; the reference's chunks when they
-  fit), ``"reference"`` = the reference rule ``max(4 / interval, 1)``, or counts.
+  fit), ``"reference"`` = the reference's rule ``max(4 / interval, 1)``, or counts.
 - ``frame_intervals``: :data:`AUTO_LEVELS` lets the planner choose the levels too.
 - ``memory_budget_gb`` (0 = the GPU's free memory, :func:`auto_memory_budget`; no limit on the CPU) and
   ``trained_chunk_frames`` (109): the limits of the auto mode and of the warnings.
@@ -49,7 +49,7 @@ from .scheduler_schema import (
 )
 from .types import TEMPO_PLAN
 
-#: ``chunks`` keyword for the reference rule (``"auto"`` means the cost-based choice).
+#: ``chunks`` keyword for the reference's chunk rule (``"auto"`` means the cost-based choice).
 REFERENCE_CHUNKS = "reference"
 
 
@@ -60,7 +60,7 @@ class Schedule:
     Attributes:
         plan: the :class:`~tempomaster_core.plan.TreePlan`.
         cost: its :class:`~tempomaster_core.cost.PlanCost` (14B model unless told otherwise,
-            reference steps and cfg unless told otherwise).
+            the reference's default steps and cfg unless told otherwise).
         warnings: limits the plan breaks (trained chunk length, memory budget).
         auto: the :class:`~tempomaster_core.autoplan.AutoPlan` when the planner chose, else None.
         inputs: the resolved inputs (mode, output frames asked, budget in bytes, ...).
@@ -186,7 +186,7 @@ def build_schedule(blueprint_frames: int, frame_intervals: str, custom_intervals
         frame_intervals: a preset from :data:`~nodes.parsing.PRESET_NAMES`, or
             :data:`AUTO_LEVELS` (needs a length in seconds or output frames).
         custom_intervals: intervals text for the ``custom`` preset, e.g. ``"8,4,2,1"``.
-        chunks: ``"auto"`` (cost-based, see module doc), ``"reference"``, or one count per
+        chunks: ``"auto"`` (cost-based, see module doc), ``"reference"`` (the reference's rule), or one count per
             refinement level (``"2,4"``; ``"auto,8"`` lets the planner pick the first).
         fps: base frame rate (interval 1), e.g. 24.
         width, height: pixel size, multiples of 16.
@@ -198,7 +198,7 @@ def build_schedule(blueprint_frames: int, frame_intervals: str, custom_intervals
         boundary_frames: chunk-boundary condition frames, one of
             :data:`tempomaster_core.plan.BOUNDARY_MODES` (``"repeat_anchor"``: as the authors ran it),
             or a former name (:data:`tempomaster_core.plan.BOUNDARY_ALIASES`).
-        steps, cfg: sampler settings for the estimate (default: reference 50/32/.. and 8;
+        steps, cfg: sampler settings for the estimate (default: the reference's 50/32/.. and 8;
             one value or one per level).
         model: DiT shape for the estimate, a key of ``tempomaster_core.cost.KNOWN_CONFIGS``.
 
@@ -307,8 +307,8 @@ class TreeScheduler:
     DESCRIPTION = (
         "Plans the TempoMaster hierarchy: a blueprint at a low frame rate (e.g. 109 frames at 6 fps), then "
         "refinement levels that each multiply the frame rate (12, then 24 fps), every level split into chunks "
-        "denoised in parallel. Give the length in blueprint frames (reference: 109 -> 436 frames at 24 fps) or "
-        "in seconds; 'auto' chunks pick the cheapest split that keeps chunks within the trained length and the "
+        "denoised in parallel. Give the length in blueprint frames (the reference code's default: 109 -> 436 "
+        "frames at 24 fps) or in seconds; 'auto' chunks pick the cheapest split that keeps chunks within the trained length and the "
         "memory budget. The drawing on the node shows the tree, its cost and memory before you queue."
     )
 

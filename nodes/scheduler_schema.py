@@ -98,17 +98,17 @@ TREE_SCHEDULER_WIDGETS: tuple[Widget, ...] = (
            tooltip="Chunks per refinement level, denoised in parallel as one batch. 'auto': the "
                    "cheapest split on the cost model that keeps every chunk within "
                    "trained_chunk_frames, fits memory_budget_gb and gives no chunk less context than "
-                   "the reference rule (= the reference's chunks whenever they fit). 'reference': the "
-                   "reference rule max(4 / interval, 1) (2 at 12 fps, 4 at 24 fps). Or one count per "
+                   "the reference code's chunk rule (= its chunks whenever they fit). 'reference': that "
+                   "rule, max(4 / interval, 1) (2 at 12 fps, 4 at 24 fps). Or one count per "
                    "refinement level like '2,4' ('auto,8' lets auto pick the first)."),
     Widget("fps", "FLOAT", FPS, minimum=1.0, maximum=MAX_FPS, step=1.0,
            tooltip="Frame rate of the final level (interval 1). Each level runs at fps / interval."),
     Widget("width", "INT", WIDTH, minimum=16, maximum=MAX_SIDE, step=16,
-           tooltip="Video width in pixels, multiple of 16 (reference: 832)."),
+           tooltip=f"Video width in pixels, multiple of 16 (the reference code's default: {WIDTH})."),
     Widget("height", "INT", HEIGHT, minimum=16, maximum=MAX_SIDE, step=16,
-           tooltip="Video height in pixels, multiple of 16 (reference: 480)."),
+           tooltip=f"Video height in pixels, multiple of 16 (the reference code's default: {HEIGHT})."),
     Widget("length_mode", "COMBO", LENGTH_BLUEPRINT, choices=LENGTH_MODES, required=False,
-           tooltip="'blueprint frames': the reference's mode, blueprint_frames sets the length exactly. "
+           tooltip="'blueprint frames': the reference code's only mode, blueprint_frames sets the length exactly. "
                    "'seconds' / 'output frames': length is the output length at the output frame "
                    "rate; the smallest blueprint that covers it is used (the video may be a few "
                    "frames longer; the drawing shows the exact length)."),

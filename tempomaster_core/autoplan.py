@@ -4,7 +4,7 @@ Artists think in seconds. :func:`blueprint_for_length` turns an output length
 (seconds or frames at the output frame rate) into the blueprint frame count of
 a :class:`~tempomaster_core.plan.TreePlan` (the smallest valid blueprint whose
 final level is at least that long). :func:`reference_plan_for_length` builds the
-reference tree (chunks ``max(4 // interval, 1)``) for that length.
+tree with the reference's chunk rule (chunks ``max(4 // interval, 1)``) for that length.
 
 :func:`auto_plan` chooses the chunks per refinement level (and, optionally, the
 levels) that minimise the estimated cost (:mod:`tempomaster_core.cost`) under
@@ -17,13 +17,13 @@ three limits:
    one forward) within ``memory_budget_bytes``; when all chunks of a level do not
    fit in one batch, a smaller ``max_parallel_chunks`` is recommended, and a
    chunk count is refused only when even one chunk per forward does not fit;
-3. **temporal context**: no chunk shorter than ``min_chunk_frames`` or the
-   reference rule's chunk length for that level, whichever is shorter. Fewer
+3. **temporal context**: no chunk shorter than ``min_chunk_frames`` or the chunk
+   length of the reference's rule for that level, whichever is shorter. Fewer
    frames per chunk are cheaper (attention is quadratic) but give each chunk
    less context; without this floor the cheapest plan would cut a 24 fps level
    into a few-frame chunks. The default (no explicit floor) keeps at least the
-   reference's context, so the reference plan is always a candidate and auto is
-   never more expensive than the reference rule when the reference fits.
+   reference's context, so the reference's chunking is always a candidate and auto is
+   never more expensive than the reference's rule when its chunks fit.
 
 The cost of a level depends only on its own chunking, so each level is chosen
 independently; the result lists every candidate considered and how the chosen
@@ -36,7 +36,7 @@ frame rate and levels), with its :class:`PlanLimits` (the three limits above) an
 its :class:`CostSettings` (how a level is priced).
 
 Levels: with ``intervals=None`` the ladder of frame rates is chosen from
-:data:`DEFAULT_LADDERS` (ratio 2 per level, as the reference default): the
+:data:`DEFAULT_LADDERS` (ratio 2 per level, as in the reference's default tree): the
 cheapest ladder whose blueprint fits the trained length. Ratio-4 trees such as
 ``(4, 1)`` are cheaper on the cost model but make every refinement invent three
 of four frames; pass them in ``ladders`` explicitly if wanted.
@@ -125,10 +125,10 @@ def blueprint_for_length(output_frames: int, intervals: Sequence[int], temporal_
 
 def reference_plan_for_length(output_frames: int, intervals: Sequence[int] = FRAME_INTERVALS, *, height: int,
                               width: int, fps: float = FPS, temporal_factor: int = 4) -> TreePlan:
-    """The reference tree (chunks ``max(4 // interval, 1)``) for an output length in pixel frames.
+    """The tree with the reference's chunk rule (chunks ``max(4 // interval, 1)``) for an output length in pixel frames.
 
     Raises:
-        PlanError: as :class:`TreePlan` (e.g. a reference chunk count too large for a short level).
+        PlanError: as :class:`TreePlan` (e.g. a chunk count of the reference's rule too large for a short level).
     """
     blueprint = blueprint_for_length(output_frames, intervals, temporal_factor)
     return TreePlan(blueprint, tuple(intervals), None, height=height, width=width, fps=fps,
@@ -161,8 +161,8 @@ class PlanLimits:
     Attributes:
         trained_chunk_frames: longest chunk the model was trained on, pixel frames (109); at least
             ``temporal_factor + 1`` (checked by :class:`AutoRequest`, which knows the factor).
-        min_chunk_frames: shortest chunk allowed, pixel frames; the reference rule's chunk length is
-            always allowed. ``None`` = the reference's length (see module doc).
+        min_chunk_frames: shortest chunk allowed, pixel frames; the chunk length of the reference's rule
+            is always allowed. ``None`` = that length (see module doc).
         memory_budget_bytes: bytes available on the device; ``"auto"`` (the default) is resolved when
             the limits are made, to the free memory of the current CUDA device (``None`` without CUDA);
             ``None`` = unbounded. Stored as an int or ``None``.
@@ -197,7 +197,7 @@ class CostSettings:
 
     Attributes:
         config: DiT shape (default, or ``None``: the 14B model).
-        steps: ``None`` (reference 50/32/...), an int, or one per level; resolved per ladder.
+        steps: ``None`` (the reference's defaults 50/32/...), an int, or one per level; resolved per ladder.
         cfg: guidance scale (``!= 1``: two passes per step and a doubled batch), stored as a float;
             the samplers' range (:func:`~tempomaster_core.validation.require_cfg`).
         dtype, attention, text_len, spatial_factor: memory/FLOP settings of
@@ -237,7 +237,7 @@ class AutoRequest:
         chunks: per refinement level a fixed count or ``None`` (= choose); ``None`` = choose all
             (:meth:`TreePlan.check_chunks`). Only with fixed ``intervals``.
         limits: the :class:`PlanLimits` (default: 109 trained frames, the free GPU memory).
-        costing: the :class:`CostSettings` (default: the 14B model, reference steps, cfg 8).
+        costing: the :class:`CostSettings` (default: the 14B model, the reference's steps and cfg 8).
         ladders: interval ladders tried when ``intervals`` is None.
         temporal_factor: pixel frames per latent frame of the codec (4); the spatial factor is
             ``costing.spatial_factor``.
@@ -396,8 +396,8 @@ class LevelChoice:
         num_frames: pixel frames of the level.
         chunks: the chosen chunk count; frames_per_chunk: its chunk length in pixel frames.
         max_parallel_chunks: recommended chunks per forward (``None`` = all fit in one batch).
-        reference_chunks: the reference rule's count for this level.
-        reference_frames_per_chunk: its chunk length in pixel frames (``None``: the reference count
+        reference_chunks: the count of the reference's rule for this level.
+        reference_frames_per_chunk: its chunk length in pixel frames (``None``: that count
             does not fit the level).
         candidates: every chunk count considered (:class:`ChunkOption`), the chosen one among them.
         rule: how the choice won (:class:`Rule`).

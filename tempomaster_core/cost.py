@@ -49,7 +49,7 @@ Memory (an estimate, documented assumptions, for planning):
 VAE work (:func:`vae_flops`): convolution and attention FLOPs of the Wan 2.1
 VAE for one clip (within 0.2 % of PyTorch's FLOP counter on the real module).
 Per level the runtime encodes every chunk's condition clip and
-decodes every chunk (reference: frames go back to pixels between levels).
+decodes every chunk (as the reference does: frames go back to pixels between levels).
 """
 
 from __future__ import annotations
@@ -163,8 +163,9 @@ class LevelWork:
 
 
 def steps_per_level(steps: Any, num_levels: int) -> tuple[int, ...]:
-    """Denoising steps of every level, blueprint first: ``None`` = the reference steps (:func:`tempomaster_core.defaults.default_schedule`), one int for
-    every level, or one int per level (:func:`~tempomaster_core.level_settings.per_level`).
+    """Denoising steps of every level, blueprint first: ``None`` = the reference's default steps
+    (:func:`tempomaster_core.defaults.default_schedule`), one int for every level, or one int per level
+    (:func:`~tempomaster_core.level_settings.per_level`).
 
     Raises:
         CostError: a list of the wrong length, or a count that is not an int >= 1.
@@ -180,7 +181,7 @@ def levels_from_plan(plan: Any, steps: Any = None) -> list[LevelWork]:
     Args:
         plan: the tree (its chunk counts and chunk lengths, padding included: the
             runtime denoises whole chunks).
-        steps: ``None`` (reference 50 / 32 / 32 ...), one int for every level, or one per level.
+        steps: ``None`` (the reference's defaults 50 / 32 / 32 ...), one int for every level, or one per level.
 
     Raises:
         CostError: not a plan, or a wrong number of steps.
@@ -724,14 +725,14 @@ def estimate_plan_cost(
     Args:
         plan: the tree.
         config: DiT shape (default: the 14B model).
-        steps: ``None`` (reference 50/32/...), an int, or one per level.
-        cfg: guidance scale (reference 8 -> two passes per step), or one per level.
+        steps: ``None`` (the reference's defaults 50/32/...), an int, or one per level.
+        cfg: guidance scale (the reference's default 8 -> two passes per step), or one per level.
         max_batch: chunks per forward, one value or one per level (None = all).
         text_len, dtype, attention, spatial_factor: see :func:`level_cost`.
         full_sequence: also price the final video as one bidirectional pass
             (blueprint steps) for comparison.
 
-    Example: the reference tree ``TreePlan(109, (4, 2, 1), height=480, width=832)``
+    Example: the reference's default tree ``TreePlan(109, (4, 2, 1), height=480, width=832)``
     costs ~1.27 EFLOPs of DiT work with CFG (50/32/32 steps, two passes each),
     2.2x less than one 436-frame bidirectional pass at 50 steps (~2.83 EFLOPs).
 

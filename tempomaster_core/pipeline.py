@@ -1,6 +1,6 @@
 """Next-frame-rate generation: blueprint and refinement level runners, and ``generate``.
 
-Paper method section / reference ``SequentialPipeline.__call__``:
+Paper method section / the reference's ``SequentialPipeline.__call__``:
 
 1. **Blueprint** (level 0): the whole clip at the lowest frame rate (6 fps for
    intervals (4, 2, 1)), one chunk, full bidirectional attention, conditioned on
@@ -15,7 +15,7 @@ Paper method section / reference ``SequentialPipeline.__call__``:
 Sampling per level: flow-matching Euler with the shifted schedule
 (:mod:`tempomaster_core.sampling`), guidance CFG or APG in x0 space
 (:mod:`tempomaster_core.guidance`), noise from a CPU generator seeded with the
-same seed at every level (reference).
+same seed at every level (as the reference does).
 
 Precision: latents, noise, the Euler update and the guidance run in float32
 (the reference keeps latents in bf16; float32 is more accurate and costs
@@ -23,7 +23,7 @@ nothing relevant). The DiT inputs are cast to the model's parameter dtype. The
 timestep ``sigma * 1000`` is rounded to the model dtype before the DiT, and
 the guidance uses that rounded timestep divided by 1000 in the model dtype --
 exactly what the reference does in bf16, because that is the timestep the
-model saw. The Euler step uses the exact float32 sigmas (as the reference scheduler).
+model saw. The Euler step uses the exact float32 sigmas (as the reference's scheduler does).
 
 Nothing is stored on the model: an exception raised by the progress callback
 (cancellation) propagates and leaves the model ready for the next run.
@@ -160,7 +160,7 @@ def _check_text(embeds: Any, name: str, config: Any) -> torch.Tensor:
 class LevelSettings:
     """Sampling settings of one level, validated when made: the one value the level runners pass on.
 
-    Built by :func:`check_level_settings` (keyword arguments, reference defaults) or
+    Built by :func:`check_level_settings` (keyword arguments, the reference's defaults) or
     directly; either way every field is checked and normalised here (no model needed),
     so a ``LevelSettings`` is always valid: the runners and :func:`denoise` take it as is.
 
@@ -383,8 +383,10 @@ def denoise(
     steps, cfg = settings.steps, settings.cfg
     sigmas = flow_sigmas(steps, settings.shift)
     targets = next_sigmas(sigmas)
-    timesteps = (sigmas * NUM_TRAIN_TIMESTEPS).to(dtype)  # what the DiT sees (reference: cast to pipeline dtype)
-    guidance_sigmas = (timesteps / NUM_TRAIN_TIMESTEPS).to(dtype).float()  # reference: timestep / 1000 in that dtype
+    # what the DiT sees (the reference casts to its pipeline dtype), and the guidance's sigma from it
+    # (the reference's timestep / 1000 in that dtype)
+    timesteps = (sigmas * NUM_TRAIN_TIMESTEPS).to(dtype)
+    guidance_sigmas = (timesteps / NUM_TRAIN_TIMESTEPS).to(dtype).float()
     use_negative = settings.guided
     if use_negative and negative is None:
         raise ValueError("cfg != 1 needs negative text embeddings (an empty prompt's embeddings are fine)")
@@ -525,8 +527,8 @@ def run_blueprint(
         plan: the :class:`TreePlan`.
         conditions: ``{pixel frame index on the blueprint: image [3, H, W] in [-1, 1]}``,
             negative indices from the end; None/empty = text-to-video.
-        steps, shift: sampling schedule (reference 50 / 5.0, :mod:`tempomaster_core.defaults`).
-        cfg, guidance: guidance scale (reference 8; 1 disables) and ``"apg"``/``"cfg"``.
+        steps, shift: sampling schedule (the reference's defaults 50 / 5.0, :mod:`tempomaster_core.defaults`).
+        cfg, guidance: guidance scale (the reference's default 8; 1 disables) and ``"apg"``/``"cfg"``.
         seed: noise seed (``[1, C, T, h, w]`` from a CPU generator).
         cfg_batching: one forward for both prompts (default).
         progress: :data:`ProgressCallback`.
@@ -582,9 +584,9 @@ def run_refinement(
 
     Args:
         previous: the :class:`LevelResult` of the level above (its ``plan`` is used).
-        steps, shift: sampling schedule (reference 32 / 3.0, :mod:`tempomaster_core.defaults`).
+        steps, shift: sampling schedule (the reference's defaults 32 / 3.0, :mod:`tempomaster_core.defaults`).
         seed: noise seed; the full ``[chunks, C, T, h, w]`` noise is drawn once from a
-            fresh CPU generator (reference: same seed at every level).
+            fresh CPU generator (the reference uses the same seed at every level).
         max_batch: chunks per DiT forward (``None`` = all; see above for exactness).
         Other arguments as :func:`run_blueprint`.
 
@@ -625,12 +627,12 @@ def generate(
     """Run the blueprint and every refinement of ``plan``.
 
     Args:
-        steps: sampling steps, one per level (reference (50, 32, 32);
+        steps: sampling steps, one per level (the reference's defaults (50, 32, 32);
             see :func:`tempomaster_core.defaults.default_schedule`).
-        shifts: schedule shifts, one per level (reference (5, 3, 3)).
-        cfg: guidance scale, a float or one per level (reference 8).
+        shifts: schedule shifts, one per level (the reference's defaults (5, 3, 3)).
+        cfg: guidance scale, a float or one per level (the reference's default 8).
         guidance: ``"apg"``/``"cfg"``, or one per level.
-        seed: the same seed for every level (reference).
+        seed: the same seed for every level (as the reference does).
         max_batch: chunks per DiT forward of every refinement level (``None`` = all; the
             blueprint is one chunk).
         return_levels: also return every level's :class:`LevelResult`.

@@ -123,10 +123,10 @@ def _nearest_valid_frames(frames: int, temporal_factor: int) -> tuple[int, int]:
 
 
 def reference_chunk_length(frames: int, chunks: int, temporal_factor: int = 4) -> int:
-    """Pixel frames per chunk by the reference rule ``(frames // chunks + 2) // tf * tf + 1``.
+    """Pixel frames per chunk by the reference's rule ``(frames // chunks + 2) // tf * tf + 1``.
 
     This rounds ``frames / chunks`` to a nearby valid clip length ``tf*n+1``
-    (reference ``preparer_condition_video``; ``tf`` is 4 there). It may leave
+    (the reference's ``preparer_condition_video``; ``tf`` is 4 there). It may leave
     tail frames uncovered (``chunks * length < frames``); see :func:`chunk_length`.
 
     Raises:
@@ -147,7 +147,7 @@ def chunk_length(frames: int, chunks: int, temporal_factor: int = 4) -> tuple[in
 
     Returns:
         ``(length, extended)``: the chunk length in pixel frames and whether it was
-        increased over the reference formula.
+        increased over the reference's formula.
     """
     length = reference_chunk_length(frames, chunks, temporal_factor)
     if chunks * length >= frames:
@@ -183,7 +183,7 @@ def max_chunks(frames: int, temporal_factor: int = 4) -> int:
 
 
 def default_chunks(interval: int) -> int:
-    """Reference default chunks of a refinement level: ``max(4 // interval, 1)`` (1/2/4 for 4/2/1)."""
+    """The reference's default chunks of a refinement level: ``max(4 // interval, 1)`` (1/2/4 for 4/2/1)."""
     return max(4 // interval, 1)
 
 
@@ -204,13 +204,13 @@ class LevelPlan:
             chunk is zero-padded to ``P`` and its padding frames are dropped.
         latent_frames_per_chunk: latent frames ``T = (P-1)//tf + 1`` of every chunk.
         positions: RoPE temporal positions, one tuple of ``T`` ints per chunk:
-            chunk ``c``, latent frame ``j`` -> ``(c*T + j) * interval`` (reference
+            chunk ``c``, latent frame ``j`` -> ``(c*T + j) * interval`` (the reference's
             ``denoise_chunk``: chunk start ``c*T*interval``, stride ``interval``).
         conditions: per chunk, the condition frames as ``(pixel index within the
             chunk, frame index on the level above)`` pairs, sorted by pixel index.
             Empty for the blueprint (its user condition frames are not part of the plan).
         temporal_factor: pixel frames per latent frame after the first (4 for Wan).
-        extended_tail: True when the chunk length was increased over the reference
+        extended_tail: True when the chunk length was increased over the reference's
             formula so that no tail frame is dropped (see :func:`chunk_length`).
     """
 
@@ -318,7 +318,7 @@ class LevelPlan:
 
 
 def _positions(chunks: int, latent_frames: int, interval: int) -> tuple[tuple[int, ...], ...]:
-    """Reference RoPE positions: chunk ``c`` starts at ``c*T*interval``, stride ``interval``."""
+    """RoPE positions as the reference computes them: chunk ``c`` starts at ``c*T*interval``, stride ``interval``."""
     return tuple(
         tuple((c * latent_frames + j) * interval for j in range(latent_frames)) for c in range(chunks)
     )
@@ -362,7 +362,7 @@ def _refinement_conditions(
     """Condition frames per chunk.
 
     Every frame ``k`` of the level above is placed at pixel ``k*ratio``. With
-    ``boundary="repeat_anchor"`` (reference ``preparer_condition_video``) the first and
+    ``boundary="repeat_anchor"`` (the reference's ``preparer_condition_video``) the first and
     last pixel frame of every chunk is a condition frame too, taken from frame
     ``index // ratio`` of the level above (the last chunk ends at the last real
     frame); with ``"anchors"`` only the anchors are conditions (see :data:`BOUNDARY_MODES`).
@@ -398,7 +398,7 @@ class TreePlan:
         frame_intervals: frame interval per level, blueprint first, strictly
             decreasing, each divisible by the next (``(4, 2, 1)`` = 6/12/24 fps).
         chunks: chunks per refinement level, one entry per refinement level
-            (``None`` = reference rule ``max(4 // interval, 1)``, i.e. 2 and 4 for
+            (``None`` = the reference's rule ``max(4 // interval, 1)``, i.e. 2 and 4 for
             (4,2,1)). A tuple with one entry per level including the blueprint is
             accepted too; the blueprint's entry must then be 1. Stored normalized:
             one resolved int per refinement level.
@@ -642,7 +642,7 @@ class TreePlan:
 
         ``chunks`` is ``None`` (every entry ``None``) or one count or ``None`` per refinement level; a
         tuple with one more entry (the blueprint first) is accepted when that entry is 1 or ``None``:
-        the blueprint is always one chunk. A ``None`` entry is the reference rule
+        the blueprint is always one chunk. A ``None`` entry is the reference's rule
         (:func:`default_chunks`) in :class:`TreePlan` and "choose" in the auto planner.
         ``frame_intervals`` must be validated (:meth:`check_intervals`).
 
