@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 
+from tempomaster_core.validation import resolve_frame_index
+
 #: Frame-interval presets of the TreeScheduler (label -> intervals, blueprint first).
 #: The fps in the labels assume a 24 fps output; an interval ``i`` means one frame
 #: every ``i`` output frames (interval 4 at 24 fps = 6 fps).
@@ -131,12 +133,7 @@ def resolve_positions(positions: list[int], num_frames: int) -> list[int]:
     """
     resolved = []
     for pos in positions:
-        if not -num_frames <= pos < num_frames:
-            raise ValueError(
-                f"position {pos} is outside the blueprint's {num_frames} frames; "
-                f"use 0..{num_frames - 1}, or -1..-{num_frames} to count from the end"
-            )
-        index = pos % num_frames
+        index = resolve_frame_index(pos, num_frames, "position", error=ValueError)
         if index in resolved:
             raise ValueError(f"positions name frame {index} twice; give each condition frame its own position")
         resolved.append(index)

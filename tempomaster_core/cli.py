@@ -47,6 +47,7 @@ from .validation import (
     require_seed,
     require_shift,
     require_steps,
+    resolve_frame_index,
 )
 from .video_io import VIDEO_SUFFIXES
 
@@ -75,24 +76,23 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def _int_list(text: str) -> tuple[int, ...]:
+def _number_list(text: str, kind: type, noun: str) -> tuple:
+    """Comma-separated numbers read with ``kind`` (``int`` or ``float``); ``noun`` names them in the message."""
     try:
-        values = tuple(int(p) for p in text.replace(" ", "").split(",") if p)
+        values = tuple(kind(p) for p in text.replace(" ", "").split(",") if p)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected comma-separated {noun}s, got {text!r}") from None
     if not values:
-        raise argparse.ArgumentTypeError(f"expected at least one integer, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected at least one {noun}, got {text!r}")
     return values
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    return _number_list(text, int, "integer")
 
 
 def _float_list(text: str) -> tuple[float, ...]:
-    try:
-        values = tuple(float(p) for p in text.replace(" ", "").split(",") if p)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
-    if not values:
-        raise argparse.ArgumentTypeError(f"expected at least one number, got {text!r}")
-    return values
+    return _number_list(text, float, "number")
 
 
 def _boundary(text: str) -> str:
@@ -400,10 +400,7 @@ def _condition_images(args: argparse.Namespace, plan: TreePlan) -> dict:
     frames = plan.levels[0].num_frames
     taken: dict[int, str] = {}
     for label, index, _ in entries:
-        if not -frames <= index < frames:
-            raise UsageError(f"{label}: blueprint frame {index} is outside the blueprint's {frames} frames "
-                             f"(valid: 0..{frames - 1}, or -1..-{frames} from the end)")
-        resolved = index % frames
+        resolved = resolve_frame_index(index, frames, f"{label}: blueprint frame", error=UsageError)
         if resolved in taken:
             raise UsageError(f"{taken[resolved]} and {label} both condition blueprint frame {resolved}; "
                              "give one image per frame")

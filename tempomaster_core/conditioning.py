@@ -25,7 +25,7 @@ from einops import rearrange, repeat
 
 from .plan import LevelPlan
 from .protocols import check_vae_result, codec_device
-from .validation import InputError, require_int
+from .validation import InputError, require_int, resolve_frame_index
 
 
 def pack_masks(masks: torch.Tensor, temporal_factor: int, latent_size: tuple[int, int]) -> torch.Tensor:
@@ -152,12 +152,7 @@ def normalize_condition_frames(
     out: dict[int, torch.Tensor] = {}
     for key, image in (conditions or {}).items():
         index = require_int(key, "condition frame index")
-        if not -num_frames <= index < num_frames:
-            raise IndexError(
-                f"condition frame index {index} is outside the blueprint's {num_frames} frames "
-                f"(valid: 0..{num_frames - 1}, or -1..-{num_frames} from the end)"
-            )
-        resolved = index % num_frames
+        resolved = resolve_frame_index(index, num_frames, "condition frame index", error=IndexError)
         if resolved in out:
             raise ValueError(f"condition frame {index} names frame {resolved} twice")
         if not isinstance(image, torch.Tensor) or image.shape != (3, height, width):

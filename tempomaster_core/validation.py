@@ -107,6 +107,27 @@ def require_whole_number(value: Any, name: str, *, error: type = InputError) -> 
     return int(number)
 
 
+def resolve_frame_index(index: int, num_frames: int, name: str, *, clip: str = "the blueprint",
+                        error: type = InputError) -> int:
+    """A frame index of a clip of ``num_frames`` frames as ``0 .. num_frames-1``; a negative ``index``
+    counts from the end (``-1`` = the last frame), as Python sequences do.
+
+    Args:
+        index: an int (check the type first, e.g. with :func:`require_int`).
+        num_frames: frames of the clip (pixel frames of the blueprint for condition frames).
+        name: how the message names the index (e.g. ``"position 5"`` is written ``"position" 5``).
+        clip: how the message names the clip.
+
+    Raises:
+        error: (default :class:`InputError`; e.g. ``IndexError`` where the caller documents it)
+            ``index`` outside ``[-num_frames, num_frames)``; the message gives the valid range.
+    """
+    if not -num_frames <= index < num_frames:
+        raise error(f"{name} {index} is outside {clip}'s {num_frames} frames "
+                    f"(valid: 0..{num_frames - 1}, or -1..-{num_frames} from the end)")
+    return index % num_frames
+
+
 def require_choice(value: Any, name: str, choices: Iterable[Any], *, fold_case: bool = False,
                    error: type = InputError) -> Any:
     """The entry of ``choices`` that ``value`` names.
@@ -275,4 +296,4 @@ def require_output_path(
 
 __all__ = ["MAX_CFG", "MAX_SEED", "InputError", "is_integer", "require_cfg", "require_choice", "require_int",
            "require_number", "require_optional_batch", "require_output_path", "require_seed", "require_shift", "require_steps",
-           "require_whole_number"]
+           "require_whole_number", "resolve_frame_index"]
