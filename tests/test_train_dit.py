@@ -239,9 +239,9 @@ def test_rendered_chunks_do_not_depend_on_the_worker_count():
 
 def test_train_with_render_workers_is_reproducible(monkeypatch):
     """``train(workers=N)`` learns from the seed's :class:`RenderedChunks` stream whatever N is: a run with
-    two worker processes gives the losses of a run that renders the same stream in this process (one
-    process spawn instead of one per worker count; the loader's own independence of the worker count,
-    chunk by chunk, is the test above)."""
+    a worker process gives the losses of a ``workers=2`` run whose loader renders the same stream in
+    this process. One process is spawned (the loader's independence of the worker count, two real
+    workers against none, chunk by chunk, is the test above)."""
     codec = micro_codec()
     cfg = micro_cfg(pool=8)
 
@@ -250,9 +250,9 @@ def test_train_with_render_workers_is_reproducible(monkeypatch):
                         log_every=1, workers=workers)
         return [c["loss"] for c in summary["curve"]], summary["workers"]
 
-    two = run(2)
+    one = run(1)
     monkeypatch.setattr(train_dit, "rendered_chunk_loader", lambda dataset, workers: rendered_chunk_loader(dataset, 0))
-    one = run(1)  # the worker path of train(), its chunks rendered here
+    two = run(2)  # train()'s worker path, its chunks rendered here
     assert one[0] == two[0] and one[1] == 1 and two[1] == 2
     with pytest.raises(ValueError, match="workers"):
         train("unused", codec=codec, cfg=cfg, steps=1, save=False, workers=-1)
