@@ -114,11 +114,13 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, backend: str = 
 
     Returns:
         ``[B, Sq, N, D]`` in ``q.dtype``.
+
+    Raises:
+        InputError: (a ``ValueError``) ``backend`` not in :data:`BACKENDS`.
     """
     if backend == "sdpa":
         return _sdpa(q, k, v)
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown attention backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    require_choice(backend, "attention", BACKENDS)
     if not q.is_cuda or q.dtype not in (torch.float16, torch.bfloat16):
         _warn_once(backend, f"needs CUDA fp16/bf16 tensors (got {q.device.type} {q.dtype})")
         return _sdpa(q, k, v)
