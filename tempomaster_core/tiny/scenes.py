@@ -37,27 +37,17 @@ FPS = 24
 BACKGROUND_MAX = 0.2
 """Upper bound of every background channel (RGB in [0, 1])."""
 
-SPEED_RANGE = (0.3, 0.7)
-"""Speed of constant-velocity motions, pixels per 24 fps frame on a 64-pixel frame (scaled with the frame).
+SPEED_RANGE = (0.6, 1.4)
+"""Speed of constant-velocity motions, pixels per 24 fps frame on a 64-pixel frame (scaled with the frame)."""
 
-Until session 10 it was (0.6, 1.4): an object crossed its own width in one latent frame of the 6 fps
-blueprint, far faster relative to the frame than typical footage (see the model card's temporal
-coherence section)."""
+FALL_TIME_RANGE = (0.8, 1.4)
+"""Apex-to-floor time of falling objects, seconds."""
 
-FALL_TIME_RANGE = (1.6, 2.8)
-"""Apex-to-floor time of falling objects, seconds (was (0.8, 1.4) until session 10, with the speeds)."""
+SIZE_RANGE_SINGLE = (4.5, 7.5)
+"""Size (ball radius; see :class:`SceneObject`) of a lone object, pixels on a 64-pixel frame."""
 
-SIZE_RANGE_SINGLE = (7.2, 12.0)
-"""Size (ball radius; see :class:`SceneObject`) of a lone object, pixels on a 64-pixel frame.
-
-An object is 2-3 DiT tokens wide (8-pixel tokens: codec spatial factor 4, patch 2), so its interior stays
-on the same tokens from one latent frame to the next; with 1-token objects (sizes 4.5-7.5 and 16-pixel
-tokens, until session 10) the DiT learned to denoise latent frames almost independently (model card)."""
-
-SIZE_RANGE_MULTI = (4.8, 6.4)
-"""Size of each of several objects, pixels on a 64-pixel frame: smaller, so they fit in separate lanes
-and never overlap there (a triangle of size 6.6 would touch its neighbour's lane). Until session 10
-(4.0, 6.0); 1.4x larger made the objects of two lanes merge in 15-19 % of the frames."""
+SIZE_RANGE_MULTI = (4.0, 6.0)
+"""Size of each of several objects (smaller, so they fit in separate lanes), pixels on a 64-pixel frame."""
 
 _SQUARE_HALF = 0.85  # half side of a square / its ``size`` (area close to the ball's)
 _TRIANGLE_R = 1.4  # circumradius of a triangle / its ``size`` (area close to the ball's)

@@ -41,18 +41,15 @@ REFINEMENT_TREES = ((4, 2, 1), (4, 1))
 intervals 2 and 1, (4,1) ratio 4 at interval 1."""
 
 DEFAULT_KIND_PROBS = {
-    "t2v": 0.30,
+    "t2v": 0.24,
     "i2v": 0.10,
     "first_last": 0.04,
-    "keyframes": 0.08,
-    "prefix": 0.08,
-    "refine": 0.40,
+    "keyframes": 0.06,
+    "prefix": 0.06,
+    "refine": 0.50,
 }
-"""Default probability of every pattern kind (blueprint kinds 60 %, refinement 40 %). Text-to-video
-gets the largest blueprint share: the object count, layout and motion of a video are decided there.
-Until session 10 the mix was 24/10/4/6/6/50: refinement patterns carry anchors in every latent frame and
-are solved locally, so the blueprint case, where only attention across time keeps an object on its
-track, gets the larger share of a shorter run (model card, temporal coherence)."""
+"""Default probability of every pattern kind (blueprint kinds 50 %, refinement 50 %). Text-to-video
+gets the largest blueprint share: the object count and layout of a video are decided there."""
 
 BLUEPRINT_INTERVAL_PROBS = {4: 0.6, 2: 0.2, 1: 0.2}
 """Frame interval of a blueprint-case clip (multi-frame-rate training; the blueprint itself is 6 fps)."""

@@ -1,10 +1,8 @@
 """Train the tiny video codec on the procedural scenes.
 
-Usage (the shipped weights: spatial factor 4, so a 64-pixel frame has 16x16 latents and the DiT 8x8
-tokens; 7.5 min on the 2-core CPU shared with other work)::
+Usage (the shipped weights; ~7.5 min on a shared 2-core CPU)::
 
-    python -m tempomaster_core.training.train_codec --out tempomaster_core/builtin/ --seed 0 --steps 1500 \
-        --spatial-factor 4 --channels 32,64 --blocks 1,2
+    python -m tempomaster_core.training.train_codec --out tempomaster_core/builtin/ --seed 0 --steps 1500
 
 or with a time budget instead of a step count: ``--minutes 10``.
 
