@@ -124,6 +124,17 @@ def test_named_colour_present_and_count_visible(colour):
         assert float(((frame + 1) / 2)[:, ~mask].min()) >= 0
 
 
+@pytest.mark.parametrize("motion", ["right", "left", "down", "up", "falling"])
+def test_objects_in_lanes_never_touch(motion):
+    # Several objects move in separate lanes (rows for horizontal motion, columns otherwise): their
+    # outlines never meet, so "two squares" is two blobs in every frame, not only at frame 0.
+    for seed in range(3):
+        spec = S.sample_scene(seed, count=3, shape=("ball", "square", "triangle")[seed], motion=motion)
+        video = S.render_frames(spec, list(range(0, 240, 16)))
+        for f in range(video.shape[1]):
+            assert _components(_colour_mask(video[:, f], spec.objects[0].colour)) == 3, (seed, f)
+
+
 def test_background_is_dark():
     for seed in range(20):
         spec = S.sample_scene(seed)
