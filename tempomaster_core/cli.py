@@ -513,7 +513,6 @@ def _prepare(args: argparse.Namespace) -> GenerateJob:
         except InputError as exc:
             raise UsageError(f"level {i}: {exc}") from None
 
-    long = cli_long.prepare_long(args, plan, d) if cli_long.is_long(args) else None
     inputs = [(label, path) for label, _, path in _condition_entries(args) if path]  # empty names fail when read
     if args.extend:
         inputs.append(("--extend", args.extend))
@@ -525,6 +524,7 @@ def _prepare(args: argparse.Namespace) -> GenerateJob:
                                 inputs=inputs)
             outputs.append((path, index))
 
+    long = cli_long.prepare_long(args, plan, d) if cli_long.is_long(args) else None  # reads --extend's header
     conditions = _condition_images(args, long.segments[0].plan if long is not None else plan)
     return GenerateJob(plan=plan, steps=steps, shifts=shifts, cfg=cfg, guidance=guidance, conditions=conditions,
                        outputs=outputs, device=device, model_dir=model_dir, temporal_factor=temporal_factor,

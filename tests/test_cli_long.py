@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from tempomaster_core import cli, long_video
-from tempomaster_core.video_io import read_video, write_video
+from tempomaster_core.video_io import read_video, video_properties, write_video
 
 PROMPT = "a red ball bouncing from left to right"
 
@@ -20,7 +20,6 @@ def videos(tmp_path_factory):
     write_video(root / "clip.mp4", torch.linspace(0, 1, 40).reshape(40, 1, 1, 1).expand(40, 64, 64, 3), 24.0)
     write_video(root / "clip30.mp4", grey.expand(2, 64, 64, 3), 30.0)
     write_video(root / "small.mp4", torch.full((2, 32, 32, 3), 0.5), 24.0)
-    write_video(root / "short.mp4", grey.expand(10, 64, 64, 3), 24.0)
     (root / "notes.txt").write_text("not a video\n")
     return root
 
@@ -57,7 +56,7 @@ BAD = [
     (["--extend", "notes.txt"], "cannot read notes.txt as a video"),
     (["--extend", "clip30.mp4"], "is 30 fps but the segments are made at 24 fps.*--fps 30"),
     (["--extend", "small.mp4"], "is 32x32 but the segments are planned at 64x64.*--width 32 --height 32"),
-    (["--extend", "short.mp4"], "context is 36 frames .* has only 10.*--context-seconds"),
+    (["--extend", "clip.mp4", "--context-seconds", "2"], "context is 48 frames .* has only 40.*--context-seconds"),
     (["--extend", "clip.mp4", "--out", "clip.mp4", "--overwrite"], "must not be an input file"),
 ]
 
@@ -98,8 +97,7 @@ def fake_long(monkeypatch):
 def test_seconds_streams_the_whole_length_with_the_models_continuation_defaults(workdir, fake_long):
     assert cli.main(["generate", "--prompt", PROMPT, "--seconds", "7", "--segment-prompt", "two blue squares falling",
                      "--out", "long.mp4"]) == 0
-    frames, fps = read_video(workdir / "long.mp4")
-    assert frames.shape[0] == 168 and fps == pytest.approx(24.0)
+    assert video_properties(workdir / "long.mp4") == (168, 64, 64, pytest.approx(24.0))
     assert (fake_long.kwargs["context_frames"], fake_long.kwargs["new_frames"]) == (36, 64)  # the built-in model's
     assert fake_long.prompts == [PROMPT, "two blue squares falling"]
     assert [p.name for p in workdir.iterdir() if p.name.startswith(".")] == []
@@ -108,9 +106,9 @@ def test_seconds_streams_the_whole_length_with_the_models_continuation_defaults(
 def test_extend_writes_the_video_then_the_new_part(workdir, fake_long):
     assert cli.main(["generate", "--prompt", PROMPT, "--extend", "clip.mp4", "--seconds", "1", "--out", "more.mp4"]) == 0
     frames, _ = read_video(workdir / "more.mp4")
-    original, _ = read_video(workdir / "clip.mp4")
     assert frames.shape[0] == 40 + 24
-    assert (frames[:40] - original).abs().mean() < 0.02  # the user's frames first (re-encoded once)
+    brightness = frames[:40].mean(dim=(1, 2, 3))  # the user's frames first (a ramp 0..1, re-encoded once)
+    assert (brightness - torch.linspace(0, 1, 40)).abs().max() < 0.05
     assert fake_long.kwargs["video"].shape == (36, 64, 64, 3)  # only the context is held, not the video
 
 
@@ -118,6 +116,5 @@ def test_ctrl_c_keeps_the_finished_segments_playable_and_never_the_target(workdi
     fake_long.stop_after = 2
     assert cli.main(["generate", "--prompt", PROMPT, "--seconds", "7", "--out", "long.mp4"]) == 130
     assert not (workdir / "long.mp4").exists()
-    frames, _ = read_video(workdir / "long.partial.mp4")
-    assert frames.shape[0] == 100 + 64
+    assert video_properties(workdir / "long.partial.mp4")[0] == 100 + 64
     assert [p.name for p in workdir.iterdir() if p.name.startswith(".")] == []

@@ -19,7 +19,7 @@ from tempomaster_core.long_video import generate_long, plan_segments, segment_le
 from tempomaster_core.pipeline import LevelResult, tree_settings
 from tempomaster_core.plan import TreePlan, chunk_length
 from tempomaster_core.validation import MAX_SEED, InputError
-from tempomaster_core.video_io import VideoStream, read_video
+from tempomaster_core.video_io import VideoStream, video_properties
 from tiny_models import tiny_config
 from toy_codec import ToyCodec
 
@@ -235,8 +235,7 @@ def test_video_stream_writes_batches_into_one_playable_file(tmp_path):
         stream.write(cell_video(7, seed=2).float() / 255)
         with pytest.raises(ValueError, match="frames of 32x16 pixels in a 16x16 video"):
             stream.write(torch.zeros(1, 16, 32, 3, dtype=torch.uint8))
-    frames, fps = read_video(path)
-    assert frames.shape == (12, SIZE, SIZE, 3) and fps == pytest.approx(24.0) and stream.frames_written == 12
+    assert video_properties(path) == (12, SIZE, SIZE, pytest.approx(24.0)) and stream.frames_written == 12
     with pytest.raises(ValueError, match="fps must be a finite number > 0"):
         VideoStream(tmp_path / "w.mp4", 0)
 
