@@ -215,8 +215,8 @@ def run_long(args: argparse.Namespace, job, bundle, negative: torch.Tensor) -> l
     fps = plan.final.fps
     source = f"extending {long.extend} ({long.extend_frames} frames)" if long.extend else "from scratch"
     print(f"{len(long.segments)} segment(s), {long.total} new frames ({long.total / fps:.2f} s at {fps:g} fps) "
-          f"{source}; context {long.context_frames} frames, {long.new_frames} new frames per segment, seeds "
-          f"{args.seed}, {args.seed}+1, ...\n{long.segments[-1].describe()}", file=sys.stderr)
+          f"{source}; context {long.context_frames} frames, {long.new_frames} new frames per segment, seed "
+          f"{args.seed} + segment index\n{long.segments[-1].describe()}", file=sys.stderr)
     started = time.perf_counter()
     with atomic_output(out, overwrite=args.overwrite) as tmp:
         stream = VideoStream(tmp, fps)

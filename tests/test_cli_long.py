@@ -32,14 +32,6 @@ def workdir(tmp_path, videos, monkeypatch):
     return tmp_path
 
 
-@pytest.fixture
-def no_model(monkeypatch):
-    def refuse(**kwargs):
-        raise AssertionError("the model was loaded before the arguments were checked")
-
-    monkeypatch.setattr("tempomaster_core.tiny.builtin.load_builtin", refuse)
-
-
 BAD = [
     (["--seconds", "0"], "--seconds must be > 0"),
     (["--seconds", "-5"], "--seconds must be > 0"),
