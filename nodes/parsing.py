@@ -47,6 +47,21 @@ def parse_int_list(text: str, what: str) -> list[int]:
     return [_parse_int(piece, what) for piece in _split(text)]
 
 
+def parse_number_list(text: str, what: str) -> list[float]:
+    """Parse ``"5, 3, 3"`` (commas, semicolons or spaces) into ``[5.0, 3.0, 3.0]``.
+
+    Raises:
+        ValueError: a piece is not a number (message names ``what``).
+    """
+    values = []
+    for piece in _split(text):
+        try:
+            values.append(float(piece))
+        except ValueError:
+            raise ValueError(f"{what}: {piece!r} is not a number") from None
+    return values
+
+
 def parse_intervals(preset: str, custom: str = "") -> tuple[int, ...]:
     """Frame intervals, blueprint first, from the preset widget and the custom text.
 

@@ -102,6 +102,16 @@ def level_brief(choice: LevelChoice) -> str:
     return brief
 
 
+def interval_warning(breach: LimitBreach, plan: TreePlan) -> str:
+    """A level at an untrained frame interval (:func:`tempomaster_core.autoplan.interval_breaches`), e.g.
+    "blueprint at 1.5 fps (interval 16): coarser than the trained 6 fps (interval 4); ..."."""
+    level = plan.levels[breach.level]
+    name = "blueprint" if level.is_blueprint else f"level {level.index}"
+    return (f"{name} at {level.fps:g} fps (interval {breach.value}): coarser than the model was trained on "
+            f"({plan.fps / breach.bound:g} fps, interval {breach.bound}); for a video longer than one trained tree, "
+            "generate it in segments with TempoMaster Continue (command line: --seconds)")
+
+
 def auto_warning(breach: LimitBreach) -> str:
     """A limit an auto plan breaks, e.g. "level 2 chunks have 121 frames, more than the trained 109"."""
     if breach.limit is Limit.TRAINED_LENGTH:
@@ -209,5 +219,5 @@ def auto_to_dict(auto: AutoPlan) -> dict:
     }
 
 
-__all__ = ["auto_reasons", "auto_to_dict", "auto_warning", "candidate_status", "chunk_word", "gib", "ladder_status",
-           "level_brief", "level_reason", "plan_warning"]
+__all__ = ["auto_reasons", "auto_to_dict", "auto_warning", "candidate_status", "chunk_word", "gib", "interval_warning",
+           "ladder_status", "level_brief", "level_reason", "plan_warning"]

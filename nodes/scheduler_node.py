@@ -215,12 +215,13 @@ def build_schedule(blueprint_frames: int, frame_intervals: str, custom_intervals
         PlanLimits,
         auto_plan,
         blueprint_for_length,
+        interval_breaches,
         limit_breaches,
         output_frames_for_seconds,
     )
     from tempomaster_core.cost import KNOWN_CONFIGS, CostError, estimate_plan_cost
 
-    from .plan_text import auto_warning, plan_warning
+    from .plan_text import auto_warning, interval_warning, plan_warning
 
     if frame_intervals not in INTERVAL_CHOICES:
         raise ValueError(f"unknown frame-interval preset {frame_intervals!r}; choose one of {list(INTERVAL_CHOICES)}")
@@ -276,6 +277,7 @@ def build_schedule(blueprint_frames: int, frame_intervals: str, custom_intervals
     else:
         breaches = limit_breaches(plan, cost, trained_chunk_frames=trained, memory_budget_bytes=budget)
         warnings = [plan_warning(breach, plan) for breach in breaches]
+    warnings += [interval_warning(breach, plan) for breach in interval_breaches(plan)]
     inputs = {"length_mode": length_mode, "output_frames_wanted": wanted, "output_fps": output_fps,
               "chunks_mode": mode, "levels_mode": "auto" if intervals is None else "fixed",
               "trained_chunk_frames": trained, "memory_budget_bytes": budget, "model": model,

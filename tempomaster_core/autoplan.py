@@ -69,7 +69,7 @@ from .plan import (
     chunks_fit,
     default_chunks,
 )
-from .defaults import CFG, FPS, FRAME_INTERVALS, TEXT_LEN, TRAINED_CHUNK_FRAMES
+from .defaults import CFG, FPS, FRAME_INTERVALS, TEXT_LEN, TRAINED_CHUNK_FRAMES, TRAINED_FRAME_INTERVALS
 from .validation import require_cfg, require_int, require_number
 
 #: Frame-interval ladders tried when the levels are chosen automatically (ratio 2 per level).
@@ -326,6 +326,7 @@ class Limit(Enum):
 
     TRAINED_LENGTH = "trained length"  # pixel frames per chunk above trained_chunk_frames
     MEMORY = "memory"  # estimated peak bytes above the memory budget
+    TRAINED_INTERVAL = "trained interval"  # a frame interval coarser than any the model was trained on
 
 
 @dataclass(frozen=True)
@@ -335,8 +336,9 @@ class LimitBreach:
     Attributes:
         level: level index (0 = blueprint).
         limit: which one (:class:`Limit`).
-        value: the level's value: pixel frames per chunk, or estimated peak bytes.
-        bound: the limit: trained pixel frames per chunk, or the memory budget in bytes.
+        value: the level's value: pixel frames per chunk, estimated peak bytes, or its frame interval.
+        bound: the limit: trained pixel frames per chunk, the memory budget in bytes, or the coarsest
+            trained frame interval.
     """
 
     level: int
@@ -363,6 +365,28 @@ def limit_breaches(plan: TreePlan, cost: PlanCost, *, trained_chunk_frames: int 
         if memory_budget_bytes is not None and priced.peak_bytes > memory_budget_bytes:
             out.append(LimitBreach(level.index, Limit.MEMORY, priced.peak_bytes, memory_budget_bytes))
     return tuple(out)
+
+
+def interval_breaches(plan: TreePlan, trained_intervals: Sequence[int] = TRAINED_FRAME_INTERVALS
+                      ) -> tuple[LimitBreach, ...]:
+    """Levels whose frame interval is coarser than every interval the model was trained on.
+
+    The released model was trained on intervals (4, 2, 1) (6, 12, 24 fps at 24 fps); a 62.5 s auto tree
+    with intervals (16, 8, 4, 2, 1) has a 1.5 fps blueprint and a 3 fps level the model never saw. Such
+    levels are reported (:attr:`Limit.TRAINED_INTERVAL`, value = the interval, bound = the coarsest
+    trained one), not refused: for a video longer than one trained tree, continuation in segments
+    (:mod:`tempomaster_core.long_video`) keeps every level at a trained frame rate. The auto planner's
+    choice does not count these breaches.
+
+    Raises:
+        PlanError: ``trained_intervals`` is empty or holds something other than ints >= 1.
+    """
+    trained = [require_int(i, "a trained frame interval", minimum=1, error=PlanError) for i in trained_intervals]
+    if not trained:
+        raise PlanError("trained_intervals is empty; give the frame intervals the model was trained on, e.g. (4, 2, 1)")
+    coarsest = max(trained)
+    return tuple(LimitBreach(level.index, Limit.TRAINED_INTERVAL, level.interval, coarsest)
+                 for level in plan.levels if level.interval > coarsest)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,9 @@ renamed only when every one is complete (:func:`tempomaster_core.video_io.atomic
 
 Exit codes: 0 done; 1 a failure while loading or generating (``error: ...``);
 2 a usage mistake (``error: ...``, nothing loaded, nothing written); 130 interrupted
-(Ctrl-C; no partial file, existing files untouched). Tracebacks only with ``--debug``.
+(Ctrl-C; no partial file, existing files untouched -- with ``--seconds``/``--extend`` the finished
+segments are kept as ``<out stem>.partial<suffix>``, :mod:`tempomaster_core.cli_long`). Tracebacks only
+with ``--debug``.
 """
 
 from __future__ import annotations
@@ -190,6 +192,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also write every level at its own fps (<out>_level<i>_<fps>fps.<suffix>)")
     g.add_argument("--overwrite", action="store_true", help="replace existing output files")
     g.add_argument("--debug", action="store_true", help="print the traceback of an error")
+    lg = g.add_argument_group(
+        "long video (multi-mask continuation)",
+        "With --seconds or --extend the video is made in segments: each segment is a tree in which the last "
+        "--context-seconds of the video so far are known frames at every level. The file is written segment by "
+        "segment; Ctrl-C keeps the finished frames in <out stem>.partial<suffix>.")
+    lg.add_argument("--seconds", type=float,
+                    help="length to make in seconds (with --extend: seconds to add), e.g. 60")
+    lg.add_argument("--extend", metavar="VIDEO",
+                    help="continue this video file (the plan's fps and size; --out gets the video plus the new part)")
+    lg.add_argument("--context-seconds", type=float,
+                    help="seconds of the video so far each segment knows (default: the model's; paper: 5)")
+    lg.add_argument("--segment-frames", type=int,
+                    help="new frames per segment at the output fps (default: the model's; paper: 480)")
+    lg.add_argument("--segment-prompt", action="append", default=[], metavar="TEXT",
+                    help="prompt of the next segment (repeatable: segments 2, 3, ...; --prompt is segment 1's, "
+                         "the last one holds for the remaining segments)")
     return parser
 
 
@@ -322,6 +340,16 @@ def read_bundle_settings(model_dir: Optional[str]) -> tuple[Optional[Path], dict
     return (root if model_dir is not None else None), defaults, int(temporal_factor)
 
 
+def untrained_interval_warnings(plan: TreePlan) -> list[str]:
+    """One line per level at a frame interval coarser than the model was trained on
+    (:func:`tempomaster_core.autoplan.interval_breaches`), pointing to ``--seconds``."""
+    from .autoplan import interval_breaches
+
+    return [f"level {b.level} ({plan.levels[b.level].fps:g} fps, interval {b.value}) is coarser than the model was "
+            f"trained on (interval {b.bound}); for a long video use --seconds (segments at trained frame rates)"
+            for b in interval_breaches(plan)]
+
+
 def level_paths(out: Path, plan: TreePlan) -> list[Path]:
     """``--save-levels`` file names: ``<out stem>_level<i>_<fps>fps<out suffix>`` next to ``out``, one per level."""
     return [out.with_name(f"{out.stem}_level{i}_{level.fps:g}fps{out.suffix}") for i, level in enumerate(plan.levels)]
@@ -341,6 +369,9 @@ class GenerateJob:
         model_dir: bundle directory (``None`` = built-in).
         temporal_factor: pixel frames per latent frame, from the bundle's ``codec.json``.
         defaults: the bundle's recommended settings (as ``TinyBundle.defaults``).
+        long: the segments of ``--seconds``/``--extend`` (:class:`~tempomaster_core.cli_long.LongJob`;
+            ``None`` = one tree, ``plan``). With segments, ``plan`` is the template tree and
+            ``conditions`` belong to the first segment's blueprint.
     """
 
     plan: TreePlan
@@ -354,6 +385,7 @@ class GenerateJob:
     model_dir: Optional[Path]
     temporal_factor: int
     defaults: dict = field(default_factory=dict)
+    long: Any = None
 
 
 def _level_setting(values: Optional[Sequence], default: Any, levels: int, name: str, check) -> list:
@@ -439,6 +471,9 @@ def prepare_generate(args: argparse.Namespace) -> GenerateJob:
 
 
 def _prepare(args: argparse.Namespace) -> GenerateJob:
+    from . import cli_long
+
+    cli_long.check_long_flags(args)
     require_seed(args.seed, "--seed")
     if args.max_batch is not None:  # (require_optional_batch's message would mention None)
         require_int(args.max_batch, "--max-batch", minimum=1)
@@ -476,6 +511,8 @@ def _prepare(args: argparse.Namespace) -> GenerateJob:
             raise UsageError(f"level {i}: {exc}") from None
 
     inputs = [(label, path) for label, _, path in _condition_entries(args) if path]  # empty names fail when read
+    if args.extend:
+        inputs.append(("--extend", args.extend))
     out = require_output_path(args.out, "--out", suffixes=VIDEO_SUFFIXES, overwrite=args.overwrite, inputs=inputs)
     outputs: list = [(out, None)]
     if args.save_levels:
@@ -484,10 +521,11 @@ def _prepare(args: argparse.Namespace) -> GenerateJob:
                                 inputs=inputs)
             outputs.append((path, index))
 
-    conditions = _condition_images(args, plan)
+    long = cli_long.prepare_long(args, plan, d) if cli_long.is_long(args) else None  # reads --extend's header
+    conditions = _condition_images(args, long.segments[0].plan if long is not None else plan)
     return GenerateJob(plan=plan, steps=steps, shifts=shifts, cfg=cfg, guidance=guidance, conditions=conditions,
                        outputs=outputs, device=device, model_dir=model_dir, temporal_factor=temporal_factor,
-                       defaults=d)
+                       defaults=d, long=long)
 
 
 def run_generate(args: argparse.Namespace) -> list[Path]:
@@ -508,8 +546,14 @@ def run_generate(args: argparse.Namespace) -> list[Path]:
         raise RuntimeError(f"the bundle's codec has temporal factor {bundle.codec.temporal_factor}, its codec.json "
                            f"says {job.temporal_factor}")
 
-    positive = bundle.encode_prompt(args.prompt)
+    for warning in untrained_interval_warnings(plan):
+        print(f"warning: {warning}", file=sys.stderr)
     negative = bundle.encode_prompt(args.negative_prompt)
+    if job.long is not None:
+        from .cli_long import run_long
+
+        return run_long(args, job, bundle, negative)
+    positive = bundle.encode_prompt(args.prompt)
     print(plan.describe(), file=sys.stderr)
     conditions = job.conditions
     mode = "text-to-video" if not conditions else f"conditioned on blueprint frames {sorted(conditions)}"

@@ -81,6 +81,19 @@ HEIGHT = 480
 WIDTH = 832
 """Frame width, pixels (reference 480x832)."""
 
+TRAINED_FRAME_INTERVALS = (4, 2, 1)
+"""Frame intervals the released model was trained on, in base-fps frames (6, 12 and 24 fps at
+:data:`FPS`; paper: trees f(6,12,24), f(6,24) and f(12,24)). A level at a coarser interval (e.g. a
+1.5 fps blueprint, interval 16) is outside training: the planner warns and points to continuation."""
+
+CONTEXT_SECONDS = 5.0
+"""Seconds of the video so far that a continuation segment knows at its start, at every level (paper:
+Multi-Mask continuation with 5 s of context)."""
+
+SEGMENT_NEW_FRAMES = 480
+"""New pixel frames at the output frame rate each continuation segment adds (paper: 480 frames per step,
+20 s at 24 fps)."""
+
 TEXT_LEN = 512
 """Text tokens of the context, count (umT5-XXL pads every prompt to 512)."""
 
@@ -112,7 +125,8 @@ def default_schedule(levels: Any) -> DefaultSchedule:
 
 __all__ = [
     "APG_ETA", "APG_MOMENTUM", "APG_NORM_THRESHOLD", "BLUEPRINT_FRAMES", "BLUEPRINT_SHIFT", "BLUEPRINT_STEPS",
-    "CFG", "DefaultSchedule", "FPS", "FRAME_INTERVALS", "GUIDANCE", "HEIGHT", "REFINEMENT_SHIFT",
-    "REFINEMENT_STEPS", "SEED", "TEXT_LEN", "TRAINED_CHUNK_FRAMES", "TWO_LEVEL_REFINEMENT_STEPS", "WIDTH",
+    "CFG", "CONTEXT_SECONDS", "DefaultSchedule", "FPS", "FRAME_INTERVALS", "GUIDANCE", "HEIGHT", "REFINEMENT_SHIFT",
+    "REFINEMENT_STEPS", "SEED", "SEGMENT_NEW_FRAMES", "TEXT_LEN", "TRAINED_CHUNK_FRAMES", "TRAINED_FRAME_INTERVALS",
+    "TWO_LEVEL_REFINEMENT_STEPS", "WIDTH",
     "default_schedule",
 ]

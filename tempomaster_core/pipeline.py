@@ -50,7 +50,7 @@ from .validation import (
 
 __all__ = [
     "LevelResult", "LevelSettings", "NonFiniteError", "check_level_inputs", "check_level_settings",
-    "denoise", "generate", "run_blueprint", "run_refinement",
+    "denoise", "generate", "guided_cfg", "run_blueprint", "run_level", "run_refinement", "tree_settings",
 ]
 
 ProgressCallback = Callable[[int, int, int, torch.Tensor], None]
@@ -225,6 +225,37 @@ def check_level_settings(*, steps: Any, shift: Any, cfg: Any = CFG, guidance: An
     """
     return LevelSettings(steps=steps, shift=shift, cfg=cfg, guidance=guidance, seed=seed, max_batch=max_batch,
                          cfg_batching=cfg_batching)
+
+
+def tree_settings(levels: int, *, steps: Sequence[int], shifts: Sequence[float], cfg: Union[float, Sequence[float]],
+                  guidance: Union[str, Sequence[str]] = GUIDANCE, seed: int = SEED, max_batch: Optional[int] = None,
+                  cfg_batching: bool = True) -> list[LevelSettings]:
+    """One :class:`LevelSettings` per level of a tree (blueprint first), checked before any compute.
+
+    Args:
+        levels: number of levels of the tree.
+        steps, shifts: one per level (no scalar: the blueprint and the refinements differ).
+        cfg, guidance: one value for every level, or one per level.
+        seed, max_batch, cfg_batching: the same for every level (reference: one seed for all levels).
+
+    Raises:
+        ValueError: a list with another number of entries than ``levels``; plus the errors of
+            :class:`LevelSettings` (:class:`~tempomaster_core.validation.InputError`).
+    """
+    return [
+        check_level_settings(steps=s, shift=sh, cfg=c, guidance=g, seed=seed, max_batch=max_batch,
+                             cfg_batching=cfg_batching)
+        for s, sh, c, g in zip(per_level(steps, "steps", levels, allow_scalar=False),
+                               per_level(shifts, "shifts", levels, allow_scalar=False),
+                               per_level(cfg, "cfg", levels, allow_scalar=True),
+                               per_level(guidance, "guidance", levels, allow_scalar=True))
+    ]
+
+
+def guided_cfg(settings: Sequence[LevelSettings]) -> float:
+    """The cfg of the first guided level of ``settings`` (1.0 when none is): what
+    :func:`check_level_inputs` needs to know whether a negative prompt is required."""
+    return next((level.cfg for level in settings if level.guided), 1.0)
 
 
 def check_level_inputs(model: Any, codec: Any, plan: TreePlan, positive: Any, negative: Any,
@@ -443,11 +474,12 @@ def _level_noise_shape(plan: TreePlan, level: LevelPlan, codec: Any) -> tuple[in
 
 
 @torch.no_grad()
-def _run_level(
+def run_level(
     model: Any, codec: Any, plan: TreePlan, index: int, positive: Any, negative: Any, make_clips: ClipMaker,
-    settings: LevelSettings, progress: Optional[ProgressCallback],
+    settings: LevelSettings, progress: Optional[ProgressCallback] = None,
 ) -> LevelResult:
-    """One level of the tree, shared by :func:`run_blueprint`, :func:`run_refinement` and :func:`generate`.
+    """One level of the tree, shared by :func:`run_blueprint`, :func:`run_refinement`, :func:`generate`
+    and the continuation (:mod:`tempomaster_core.continuation`, whose clips add the known context frames).
 
     Checks that model, codec, plan and text embeddings fit (:func:`check_level_inputs`),
     builds the level's condition clips with ``make_clips(level)`` (:data:`ClipMaker`; it
@@ -456,7 +488,23 @@ def _run_level(
     (:func:`denoise`) and decodes them to exactly the level's ``num_frames`` frames.
     ``settings`` is already validated (a :class:`LevelSettings`), so every check that
     needs no compute has run before the VAE encode.
+
+    Args:
+        model, codec, plan, positive, negative: as :func:`run_blueprint`.
+        index: the level to make (0 = blueprint).
+        make_clips: the level's condition clips and masks (:data:`ClipMaker`).
+        settings: the level's :class:`LevelSettings`.
+        progress: :data:`ProgressCallback`.
+
+    Returns:
+        :class:`LevelResult` of level ``index``.
+
+    Raises:
+        TypeError: ``settings`` is not a :class:`LevelSettings`; plus the errors of
+            :func:`run_blueprint` (:class:`NonFiniteError` included).
     """
+    if not isinstance(settings, LevelSettings):
+        raise TypeError(f"settings must be a LevelSettings (check_level_settings), got {type(settings).__name__}")
     positive, negative = check_level_inputs(model, codec, plan, positive, negative, settings.cfg)
     level = plan.levels[index]
     clips, masks = make_clips(level)
@@ -547,8 +595,8 @@ def run_blueprint(
     """
     settings = check_level_settings(steps=steps, shift=shift, cfg=cfg, guidance=guidance, seed=seed,
                                     cfg_batching=cfg_batching)
-    return _run_level(model, codec, plan, 0, positive, negative, _blueprint_clips(plan, conditions), settings,
-                      progress)
+    return run_level(model, codec, plan, 0, positive, negative, _blueprint_clips(plan, conditions), settings,
+                     progress)
 
 
 def run_refinement(
@@ -602,8 +650,8 @@ def run_refinement(
     index = _next_level_index(previous)
     settings = check_level_settings(steps=steps, shift=shift, cfg=cfg, guidance=guidance, seed=seed,
                                     max_batch=max_batch, cfg_batching=cfg_batching)
-    return _run_level(model, codec, previous.plan, index, positive, negative, _refinement_clips(previous), settings,
-                      progress)
+    return run_level(model, codec, previous.plan, index, positive, negative, _refinement_clips(previous), settings,
+                     progress)
 
 
 def generate(
@@ -653,25 +701,17 @@ def generate(
     if not isinstance(plan, TreePlan):
         raise TypeError(f"plan must be a TreePlan, got {type(plan).__name__}")
     levels = plan.num_levels
-    per_level_values = zip(per_level(steps, "steps", levels, allow_scalar=False),
-                           per_level(shifts, "shifts", levels, allow_scalar=False),
-                           per_level(cfg, "cfg", levels, allow_scalar=True),
-                           per_level(guidance, "guidance", levels, allow_scalar=True))
-    settings = [  # every level, and the seed, before any compute
-        check_level_settings(steps=s, shift=sh, cfg=c, guidance=g, seed=seed, max_batch=max_batch,
-                             cfg_batching=cfg_batching)
-        for s, sh, c, g in per_level_values
-    ]
-    guided_cfg = next((level.cfg for level in settings if level.guided), 1.0)  # any guided level needs `negative`
-    check_level_inputs(model, codec, plan, positive, negative, guided_cfg)
+    settings = tree_settings(levels, steps=steps, shifts=shifts, cfg=cfg, guidance=guidance, seed=seed,
+                             max_batch=max_batch, cfg_batching=cfg_batching)  # every level, before any compute
+    check_level_inputs(model, codec, plan, positive, negative, guided_cfg(settings))
     if conditions:
         normalize_condition_frames(conditions, plan.levels[0].num_frames, plan.height, plan.width)
-    result = _run_level(model, codec, plan, 0, positive, negative, _blueprint_clips(plan, conditions), settings[0],
-                        progress)
+    result = run_level(model, codec, plan, 0, positive, negative, _blueprint_clips(plan, conditions), settings[0],
+                       progress)
     results = [result]
     for index in range(1, levels):
-        result = _run_level(model, codec, plan, index, positive, negative, _refinement_clips(result), settings[index],
-                            progress)
+        result = run_level(model, codec, plan, index, positive, negative, _refinement_clips(result), settings[index],
+                           progress)
         results.append(result)
     images = result.to_images()
     return (images, results) if return_levels else images

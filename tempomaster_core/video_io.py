@@ -86,6 +86,12 @@ def atomic_output(path: str | Path, *, overwrite: bool = True) -> Iterator[Path]
         raise
 
 
+def to_uint8(frames: torch.Tensor) -> torch.Tensor:
+    """Float frames in ``[0, 1]`` (any layout) -> ``uint8`` 0..255 on the CPU: ``round(255 x)``, values
+    outside ``[0, 1]`` clipped."""
+    return (frames.detach().to("cpu", torch.float32).clamp(0, 1) * 255).round().to(torch.uint8)
+
+
 def codec_for(path: str | Path) -> str:
     """The default encoder for ``path``'s container (:data:`DEFAULT_CODECS`).
 
@@ -104,6 +110,21 @@ def _encode(path: Path, pixels: np.ndarray, fps: float, codec: str, pixel_format
     import imageio.v3 as iio
 
     iio.imwrite(path, pixels, plugin="pyav", fps=float(fps), codec=codec, out_pixel_format=pixel_format)
+
+
+def _stream_format(path: Path, fps: float, codec: Optional[str], height: int, width: int) -> tuple[str, str]:
+    """``(codec, pixel format)`` of a video file, after checking fps and the frame size.
+
+    Raises:
+        ValueError: non-positive or non-finite fps, an unknown suffix without ``codec``, odd H/W for a
+            yuv420p codec.
+    """
+    require_number(fps, "fps", minimum=0.0, exclusive_minimum=True, error=ValueError)
+    codec = codec or codec_for(path)
+    pixel_format = _PIXEL_FORMATS.get(codec, "yuv420p")
+    if pixel_format == "yuv420p" and (height % 2 or width % 2):
+        raise ValueError(f"{codec} (yuv420p) needs an even frame size, got {height}x{width}")
+    return codec, pixel_format
 
 
 def write_video(
@@ -142,14 +163,9 @@ def write_video(
     """
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.shape[0] == 0:
         raise ValueError(f"expected frames [F, H, W, 3] with F > 0, got shape {tuple(frames.shape)}")
-    require_number(fps, "fps", minimum=0.0, exclusive_minimum=True, error=ValueError)
     path = Path(path)
-    codec = codec or codec_for(path)
-    pixel_format = _PIXEL_FORMATS.get(codec, "yuv420p")
-    height, width = int(frames.shape[1]), int(frames.shape[2])
-    if pixel_format == "yuv420p" and (height % 2 or width % 2):
-        raise ValueError(f"{codec} (yuv420p) needs an even frame size, got {height}x{width}")
-    pixels = (frames.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+    codec, pixel_format = _stream_format(path, fps, codec, int(frames.shape[1]), int(frames.shape[2]))
+    pixels = to_uint8(frames).numpy()
     if not atomic:
         path.parent.mkdir(parents=True, exist_ok=True)
         _encode(path, pixels, fps, codec, pixel_format)
@@ -170,6 +186,103 @@ def read_video(path: str | Path) -> tuple[torch.Tensor, float]:
     pixels = iio.imread(path, plugin="pyav")
     fps = float(iio.immeta(path, plugin="pyav").get("fps", 0.0))
     return torch.from_numpy(np.ascontiguousarray(pixels)).float() / 255.0, fps
+
+
+class VideoStream:
+    """Write a video batch by batch: memory holds one batch of frames, never the whole video.
+
+    The file is opened (imageio's PyAV plugin, the encoder of :func:`write_video`) at the first
+    :meth:`write`, which fixes the frame size; :meth:`close` (or leaving the ``with`` block, also on an
+    exception or Ctrl-C) finishes the file, so the frames written so far form a playable video. Write
+    to a temporary path of :func:`atomic_output` to publish the file only when it is complete.
+
+    Args:
+        path: the file (container from the suffix, :data:`VIDEO_SUFFIXES`, unless ``codec`` is given).
+        fps: frames per second, finite > 0.
+        codec: an FFmpeg encoder name (default per container, :data:`DEFAULT_CODECS`).
+
+    Attributes:
+        frames_written: frames encoded so far.
+
+    Raises:
+        ValueError: bad fps or suffix (when made); a batch that is not ``[F, H, W, 3]``, of another
+            size than the first batch, or of odd size for a yuv420p codec (in :meth:`write`).
+    """
+
+    def __init__(self, path: str | Path, fps: float, *, codec: Optional[str] = None) -> None:
+        self.path = Path(path)
+        self.fps = float(fps)
+        self.codec, self.pixel_format = _stream_format(self.path, fps, codec, 2, 2)
+        self.frames_written = 0
+        self._file = None
+        self._size: Optional[tuple[int, int]] = None
+
+    def write(self, frames: torch.Tensor) -> None:
+        """Encode ``frames``: ``uint8 [F, H, W, 3]`` (0..255) or float ``[F, H, W, 3]`` in ``[0, 1]`` (clipped)."""
+        import imageio.v3 as iio
+
+        if frames.ndim != 4 or frames.shape[-1] != 3:
+            raise ValueError(f"expected frames [F, H, W, 3], got shape {tuple(frames.shape)}")
+        size = (int(frames.shape[1]), int(frames.shape[2]))
+        if self._file is None:
+            _stream_format(self.path, self.fps, self.codec, *size)
+            self._file = iio.imopen(self.path, "w", plugin="pyav")
+            self._file.init_video_stream(self.codec, fps=self.fps, pixel_format=self.pixel_format)
+            self._size = size
+        elif size != self._size:
+            raise ValueError(f"frames of {size[1]}x{size[0]} pixels in a {self._size[1]}x{self._size[0]} video")
+        pixels = frames if frames.dtype == torch.uint8 else to_uint8(frames)
+        for frame in pixels.detach().cpu().numpy():
+            self._file.write_frame(np.ascontiguousarray(frame))
+        self.frames_written += int(frames.shape[0])
+
+    def close(self) -> None:
+        """Finish the file (flush the encoder, write the container index); idempotent."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def __enter__(self) -> "VideoStream":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def video_properties(path: str | Path) -> tuple[int, int, int, float]:
+    """``(frames, height, width, fps)`` of a video file, without keeping its frames in memory.
+
+    The frame count comes from the container when it stores one, else from decoding the stream once.
+
+    Raises:
+        FileNotFoundError / IsADirectoryError: no such file, or a directory.
+        ValueError: a file that imageio's PyAV plugin cannot read as a video, or one without frames.
+    """
+    import imageio.v3 as iio
+
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"video path is a directory, not a file: {path}")
+    if not path.is_file():
+        raise FileNotFoundError(f"video not found: {path}")
+    try:
+        with iio.imopen(path, "r", plugin="pyav") as file:  # one open: imageio's plugin runs gc on every close
+            props = file.properties()
+            fps = float(file.metadata().get("fps", 0.0) or 0.0)
+            frames = int(props.shape[0]) or sum(1 for _ in file.iter())
+    except Exception as err:  # av.error.InvalidDataError, OSError, ... : not a readable video
+        raise ValueError(f"cannot read {path} as a video ({type(err).__name__}: {err})") from err
+    if frames == 0:
+        raise ValueError(f"video has no frames: {path}")
+    return frames, int(props.shape[1]), int(props.shape[2]), fps
+
+
+def iter_video(path: str | Path) -> Iterator[torch.Tensor]:
+    """The frames of a video file one at a time, each ``uint8 [H, W, 3]`` (RGB, 0..255)."""
+    import imageio.v3 as iio
+
+    for frame in iio.imiter(path, plugin="pyav"):
+        yield torch.from_numpy(np.ascontiguousarray(frame))
 
 
 def read_image(path: str | Path) -> torch.Tensor:

@@ -44,15 +44,6 @@ def workdir(tmp_path, monkeypatch):
     return tmp_path
 
 
-@pytest.fixture
-def no_model(monkeypatch):
-    """Fail loudly if a bad-usage run gets as far as loading the model."""
-    def refuse(**kwargs):
-        raise AssertionError("the model was loaded before the arguments were checked")
-
-    monkeypatch.setattr("tempomaster_core.tiny.builtin.load_builtin", refuse)
-
-
 # (row id, arguments after `generate --prompt PROMPT`, exit code, message fragment)
 BAD_GENERATE = [
     # --out: never destroy data, refuse what cannot be written

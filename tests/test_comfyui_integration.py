@@ -46,7 +46,8 @@ TESTS = os.path.join(ROOT, "tests")
 START_TIMEOUT_S = 240
 RUN_TIMEOUT_S = 300
 OUR_NODES = ("TempoMasterLoadModel", "TempoMasterTreeScheduler", "TempoMasterMultiMaskCondition",
-             "TempoMasterBlueprintSampler", "TempoMasterFrameRateRefiner", "TempoMasterLoadTinyEncoders")
+             "TempoMasterBlueprintSampler", "TempoMasterFrameRateRefiner", "TempoMasterLoadTinyEncoders",
+             "TempoMasterContinue")
 TINY_DIR_ENV = "TEMPOMASTER_TINY_DIR"
 
 

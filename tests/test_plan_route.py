@@ -56,9 +56,10 @@ def test_seconds_and_auto_match_the_core_planner():
     assert body["auto"]["reasons"] == auto_reasons(core)
     assert body["warnings"] == [auto_warning(b) for b in core.breaches] and body["warnings"]  # blueprint 121 > 109
     assert body["cost"]["dit_flops"] == core.cost.dit_flops
-    # levels chosen too: the blueprint then fits
+    # levels chosen too: the blueprint then fits, at 3 fps, a rate the model was not trained on (warned)
     status, body = plan_response(dict(request, frame_intervals=AUTO_LEVELS))
-    assert status == 200 and body["frame_intervals"] == [8, 4, 2, 1] and body["warnings"] == []
+    assert status == 200 and body["frame_intervals"] == [8, 4, 2, 1]
+    assert [w.split(":")[0] for w in body["warnings"]] == ["blueprint at 3 fps (interval 8)"]
 
 
 def test_reference_keyword_and_manual_chunks():

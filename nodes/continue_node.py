@@ -1,0 +1,159 @@
+"""TempoMaster Continue: the next segment of a video, every level knowing the last seconds (multi-mask continuation).
+
+Takes the frames so far (ComfyUI ``IMAGE``, made by the samplers or loaded from a video file) and
+returns the joined video, the new part and the fps, so Continue nodes chain (``joined`` -> the next
+node's ``images``) to a minute and more. The segment's tree is shaped like the connected plan (its
+frame intervals, chunk lengths, boundary mode, size, fps): ``tempomaster_core.continuation``.
+
+Order of work: every input is checked first (per-level settings, context and new length, the frames'
+size, fps and count against the context, VAE / text / plan against the model), then memory is freed
+and checked for every level of the segment, the DiT is moved, the levels run, and the DiT goes back to
+the offload device.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from tempomaster_core.defaults import CFG, CONTEXT_SECONDS, FPS, GUIDANCE, SEED, SEGMENT_NEW_FRAMES, default_schedule
+from tempomaster_core.guidance import GUIDANCE_KINDS
+from tempomaster_core.plan import MAX_OUTPUT_FRAMES
+from tempomaster_core.validation import MAX_SEED
+
+from .parsing import parse_int_list, parse_number_list
+from .progress import NodeProgress
+from .sampler_nodes import (
+    _MODEL_IN, _NEGATIVE_IN, _POSITIVE_IN, _VAE_IN, _VAE_TILED, _checked_contexts, _release, _to_compute_device,
+)
+from .types import TEMPO_PLAN
+from .vae_adapter import as_codec
+
+log = logging.getLogger("TempoMaster")
+
+
+def _per_level(text: str, default: list, levels: int, name: str, parse) -> list:
+    """A per-level text widget: empty = ``default``; one value for every level; or one per level."""
+    from tempomaster_core.level_settings import per_level
+
+    values = parse(text, name) if str(text).strip() else default
+    return per_level(values[0] if len(values) == 1 else list(values), name, levels)
+
+
+def level_settings_from_widgets(plan: Any, *, steps: str, shift: str, cfg: str, guidance: str, seed: int,
+                                max_batch: Any) -> list:
+    """One ``LevelSettings`` per level of ``plan`` from the node's text widgets (empty = the reference's:
+    steps 50 / 32, shifts 5 / 3, cfg 8).
+
+    Raises:
+        ValueError: unparsable text, a list of another length than the plan's levels, or a value the
+            core refuses (``tempomaster_core.validation.InputError``).
+    """
+    from tempomaster_core.pipeline import tree_settings
+
+    levels = plan.num_levels
+    ref_steps, ref_shifts = default_schedule(plan)
+    return tree_settings(levels, steps=_per_level(steps, list(ref_steps), levels, "steps", parse_int_list),
+                         shifts=_per_level(shift, list(ref_shifts), levels, "shift", parse_number_list),
+                         cfg=_per_level(cfg, [CFG], levels, "cfg", parse_number_list), guidance=guidance,
+                         seed=seed, max_batch=max_batch)
+
+
+class TempoContinue:
+    """ComfyUI node: continue a video by one segment whose every level knows its last seconds."""
+
+    CATEGORY = "TempoMaster"
+    FUNCTION = "extend"
+    RETURN_TYPES = ("IMAGE", "IMAGE", "FLOAT")
+    RETURN_NAMES = ("joined", "new_frames", "fps")
+    OUTPUT_TOOLTIPS = (
+        "The frames so far followed by the new frames [frames, height, width, 3] in 0..1 (connect to the next "
+        "Continue node's images to go on, or to Create Video).",
+        "Only the new frames of this segment (after the context).",
+        "Frame rate of both outputs (the plan's output fps).",
+    )
+    DESCRIPTION = (
+        "Multi-mask continuation (paper: 5 s of context, 480 new frames per step, minute-long video): generates "
+        "the next segment as a tree shaped like the plan, in which the last context seconds of the frames so far "
+        "are known frames at their true positions at every frame rate, so the overlap is reproduced and the new "
+        "part continues it. Works on frames made here or on any video of the plan's size and fps."
+    )
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "model": _MODEL_IN,
+            "plan": (TEMPO_PLAN, {"tooltip": "The tree the model runs (TreeScheduler): the segment takes its frame "
+                                             "intervals, chunk lengths, boundary frames, size and fps."}),
+            "images": ("IMAGE", {"tooltip": "The frames so far at the plan's output fps and size (e.g. a sampler's "
+                                            "or a Continue node's output, or a loaded video)."}),
+            "fps": ("FLOAT", {"default": FPS, "min": 0.01, "max": 240.0, "step": 0.001,
+                              "tooltip": "Frame rate of images; must be the plan's output fps."}),
+            "positive": _POSITIVE_IN,
+            "negative": _NEGATIVE_IN,
+            "vae": _VAE_IN,
+            "context_seconds": ("FLOAT", {
+                "default": CONTEXT_SECONDS, "min": 0.01, "max": 600.0, "step": 0.01,
+                "tooltip": f"Seconds at the end of images that the segment knows at every level (paper: "
+                           f"{CONTEXT_SECONDS:g}). At most the length of images.",
+            }),
+            "new_frames": ("INT", {
+                "default": SEGMENT_NEW_FRAMES, "min": 1, "max": MAX_OUTPUT_FRAMES,
+                "tooltip": f"Frames this segment adds at the output fps (paper: {SEGMENT_NEW_FRAMES}).",
+            }),
+            "seed": ("INT", {"default": SEED, "min": 0, "max": MAX_SEED, "control_after_generate": True,
+                             "tooltip": "Noise seed of every level of this segment (use another seed per segment)."}),
+            "steps": ("STRING", {"default": "", "tooltip": "Steps per level, blueprint first, e.g. 50,32,32 (one "
+                                                           "value = every level; empty = the reference's)."}),
+            "shift": ("STRING", {"default": "", "tooltip": "Schedule shift per level, e.g. 5,3,3 (empty = the "
+                                                           "reference's)."}),
+            "cfg": ("STRING", {"default": "", "tooltip": f"Guidance scale per level, e.g. 8 or 5,1,1 (1 = no "
+                                                         f"negative pass; empty = {CFG:g})."}),
+            "guidance": (list(GUIDANCE_KINDS), {"default": GUIDANCE, "tooltip": "apg (reference) or cfg."}),
+            "max_parallel_chunks": ("INT", {"default": 0, "min": 0, "max": 1024,
+                                            "tooltip": "Chunks per forward pass of every refinement level "
+                                                       "(0 = all; same frames, less memory when lower)."}),
+            "tiled_vae": _VAE_TILED,
+        }}
+
+    def extend(self, model, plan, images, fps, positive, negative, vae, context_seconds: float = CONTEXT_SECONDS,
+               new_frames: int = SEGMENT_NEW_FRAMES, seed: int = SEED, steps: str = "", shift: str = "",
+               cfg: str = "", guidance: str = GUIDANCE, max_parallel_chunks: int = 0, tiled_vae: bool = False):
+        """Return ``(joined [F+N, H, W, 3], new [N, H, W, 3], fps)``, float32 in ``[0, 1]``.
+
+        Raises:
+            TypeError: ``plan`` is not a TEMPO_PLAN.
+            ValueError: bad widget text or values, ``images`` of another size or fps than the plan's,
+                fewer frames than the context, a wrong VAE / text encoder for the model
+                (``tempomaster_core.validation.InputError`` for value errors) -- all before any compute.
+            NotEnoughMemoryError: a level's estimate exceeds the GPU's free memory.
+        """
+        from tempomaster_core.continuation import (
+            check_context, check_fps, context_frame_count, continue_video, segment_plan, video_frames,
+        )
+        from tempomaster_core.pipeline import guided_cfg
+        from tempomaster_core.plan import TreePlan
+        from tempomaster_core.validation import require_int
+
+        if not isinstance(plan, TreePlan):
+            raise TypeError(f"plan must be a TEMPO_PLAN from TreeScheduler, got {type(plan).__name__}")
+        max_batch = require_int(max_parallel_chunks, "max_parallel_chunks", minimum=0) or None
+        segment = segment_plan(plan, context_frame_count(context_seconds, plan.final.fps), new_frames)
+        settings = level_settings_from_widgets(segment.plan, steps=steps, shift=shift, cfg=cfg, guidance=guidance,
+                                               seed=seed, max_batch=max_batch)
+        frames = video_frames(images, "images")
+        check_fps(fps, segment.fps, "images")
+        check_context(*frames.shape[:3], segment, "images")
+        codec = as_codec(vae, tiled=tiled_vae)
+        pos, neg = _checked_contexts(model, codec, segment.plan, positive, negative, guided_cfg(settings))
+        for index, level in enumerate(settings):
+            _to_compute_device(model, codec, segment.plan, index, level.cfg, max_batch)
+        log.info("TempoMaster: %s", segment.describe())
+        bar = NodeProgress(sum(level.steps for level in settings), codec)
+        total = bar.total_steps
+        try:
+            result = continue_video(model, codec, pos, neg, frames, segment, settings,
+                                    progress=lambda level, step, steps_, preview: bar(level, step, total, preview))
+        finally:
+            _release(model)
+        return (result.joined.float() / 255.0, result.new_frames.float() / 255.0, float(segment.fps))

@@ -1,0 +1,81 @@
+"""TempoMaster Continue node on a tiny DiT with a ComfyUI-shaped VAE and CONDITIONING-shaped inputs."""
+
+import pytest
+import torch
+
+from comfy_fakes import FakeWanVAE, conditioning
+from nodes import NODE_CLASS_MAPPINGS as NODES
+from nodes.continue_node import level_settings_from_widgets
+from tiny_models import make_tiny_dit
+
+PRESET = "6→12→24 fps (4,2,1)"
+
+
+@pytest.fixture(scope="module")
+def model():
+    return make_tiny_dit(seed=0)
+
+
+@pytest.fixture(scope="module")
+def plan():
+    plan, _ = NODES["TempoMasterTreeScheduler"]().plan(5, PRESET, "", "auto", 24.0, 32, 32)
+    return plan
+
+
+def extend(model, plan, images, **kw):
+    args = dict(fps=24.0, context_seconds=8 / 24, new_frames=12, seed=3, steps="2", shift="5,3,3", cfg="4,1,1",
+                guidance="apg", max_parallel_chunks=0, tiled_vae=False)
+    args.update(kw)
+    return NODES["TempoMasterContinue"]().extend(model, plan, images, positive=conditioning(7, 24, seed=1, tokens=4),
+                                                 negative=conditioning(7, 24, seed=2), vae=FakeWanVAE(), **args)
+
+
+def test_continue_returns_the_joined_video_the_new_part_and_fps(model, plan):
+    images = torch.rand(12, 32, 32, 3, generator=torch.Generator().manual_seed(0))
+    joined, new, fps = extend(model, plan, images)
+    assert joined.shape == (24, 32, 32, 3) and new.shape == (12, 32, 32, 3) and fps == 24.0
+    assert joined.dtype == torch.float32 and 0 <= float(joined.min()) and float(joined.max()) <= 1
+    assert (joined[:12] - images).abs().max() <= 0.5 / 255 + 1e-6  # the frames so far, kept (8-bit)
+    assert torch.equal(joined[12:], new)
+    again, _, _ = extend(model, plan, joined)  # chains: joined -> the next Continue's images
+    assert again.shape[0] == 36 and torch.equal(again[:24], joined)
+
+
+def test_continue_refuses_bad_inputs_before_compute(plan):
+    model = make_tiny_dit(seed=0)
+    calls = []
+    model.register_forward_hook(lambda *a: calls.append(1))
+    images = torch.rand(12, 32, 32, 3)
+    for kw, match in (({"fps": 30.0}, "images is 30 fps but the segments are made at 24 fps"),
+                      ({"context_seconds": 1.0}, "context is 24 frames .* images has only 12"),
+                      ({"steps": "2,2"}, "steps has 2 entries but the plan has 3 levels"),
+                      ({"shift": "5,x"}, "shift: 'x' is not a number"),
+                      ({"new_frames": 0}, "new_frames must be >= 1")):
+        with pytest.raises(ValueError, match=match):
+            extend(model, plan, images, **kw)
+    with pytest.raises(ValueError, match="is 16x16 but the segments are planned at 32x32"):
+        extend(model, plan, torch.rand(12, 16, 16, 3))
+    with pytest.raises(TypeError, match="TEMPO_PLAN"):
+        extend(model, "plan", images)
+    assert calls == []
+
+
+def test_empty_widgets_take_the_reference_schedule(plan):
+    levels = level_settings_from_widgets(plan, steps="", shift="", cfg="", guidance="cfg", seed=1, max_batch=None)
+    assert [(s.steps, s.shift, s.cfg, s.guidance) for s in levels] == [(50, 5.0, 8.0, "cfg"), (32, 3.0, 8.0, "cfg"),
+                                                                       (32, 3.0, 8.0, "cfg")]
+
+
+def test_scheduler_warns_on_untrained_intervals_and_points_to_continuation():
+    from nodes.scheduler_node import build_schedule
+    from nodes.scheduler_schema import AUTO_LEVELS
+    from tempomaster_core.autoplan import interval_breaches
+    from tempomaster_core.plan import TreePlan
+
+    schedule = build_schedule(109, AUTO_LEVELS, "", "auto", 24.0, 832, 480, length_mode="seconds", length=62.5)
+    assert schedule.plan.frame_intervals == (16, 8, 4, 2, 1)
+    untrained = [w for w in schedule.warnings if "coarser than the model was trained on" in w]
+    assert [w.split(" (")[0] for w in untrained] == ["blueprint at 1.5 fps", "level 1 at 3 fps"]
+    assert all("TempoMaster Continue" in w and "--seconds" in w for w in untrained)
+    assert interval_breaches(TreePlan(109, (4, 2, 1), height=480, width=832)) == ()
+    assert [b.level for b in interval_breaches(TreePlan(25, (8, 4, 2, 1), height=64, width=64))] == [0]
