@@ -236,7 +236,7 @@ def test_video_stream_writes_batches_into_one_playable_file(tmp_path):
         with pytest.raises(ValueError, match="frames of 32x16 pixels in a 16x16 video"):
             stream.write(torch.zeros(1, 16, 32, 3, dtype=torch.uint8))
     assert video_properties(path) == (12, SIZE, SIZE, pytest.approx(24.0)) and stream.frames_written == 12
-    with pytest.raises(ValueError, match="fps must be a finite number > 0"):
+    with pytest.raises(ValueError, match="fps must be > 0"):
         VideoStream(tmp_path / "w.mp4", 0)
 
 
