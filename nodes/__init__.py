@@ -4,16 +4,18 @@ Nothing here imports ComfyUI at import time (``comfy``, ``folder_paths`` and
 ``server`` are imported inside functions, see ``nodes/comfy_env.py``), so the
 nodes can be unit-tested in plain Python.
 
-Modules of the six nodes: ``model_loader`` (LoadTempoModel), ``scheduler_node``
-(TreeScheduler), ``condition_node`` (MultiMaskCondition), ``sampler_nodes`` (BlueprintSampler,
-FrameRateRefiner), ``builtin_nodes`` (LoadTinyEncoders: the built-in model's text encoder and
-codec); the web view's HTTP route ``plan_route``; adapters ``vae_adapter``, ``text_adapter``,
-``progress``/``preview``, ``comfy_env``; pure helpers ``parsing`` (image resizing lives in
+Modules of the seven nodes: ``model_loader`` (LoadTempoModel), ``lora_node`` (TempoLoraLoader),
+``scheduler_node`` (TreeScheduler), ``condition_node`` (MultiMaskCondition), ``sampler_nodes``
+(BlueprintSampler, FrameRateRefiner), ``builtin_nodes`` (LoadTinyEncoders: the built-in model's
+text encoder and codec); the web view's HTTP route ``plan_route``; adapters ``vae_adapter``,
+``text_adapter``, ``progress``/``preview``, ``comfy_env``, ``comfy_model`` (the DiT as a ComfyUI
+ModelPatcher: comfy.ops layers, model management, LoRA patches); pure helpers ``parsing`` (image resizing lives in
 ``tempomaster_core.images``); socket types in ``types``.
 """
 
 from .builtin_nodes import LoadTinyEncoders
 from .condition_node import MultiMaskCondition
+from .lora_node import TempoLoraLoader
 from .model_loader import LoadTempoModel
 from .sampler_nodes import BlueprintSampler, FrameRateRefiner
 from .scheduler_node import TreeScheduler
@@ -26,6 +28,7 @@ NODE_CLASS_MAPPINGS = {
     "TempoMasterBlueprintSampler": BlueprintSampler,
     "TempoMasterFrameRateRefiner": FrameRateRefiner,
     "TempoMasterLoadTinyEncoders": LoadTinyEncoders,
+    "TempoMasterLoraLoader": TempoLoraLoader,
 }
 
 #: Node class ids -> names shown in ComfyUI's menus and search.
@@ -36,6 +39,7 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "TempoMasterBlueprintSampler": "TempoMaster Blueprint Sampler",
     "TempoMasterFrameRateRefiner": "TempoMaster Frame-Rate Refiner",
     "TempoMasterLoadTinyEncoders": "Load TempoMaster-Tiny Text Encoder & Codec",
+    "TempoMasterLoraLoader": "TempoMaster LoRA",
 }
 
 __all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"]

@@ -86,7 +86,7 @@ DTYPE_BYTES: dict[str, int] = {
     "fp32": 4, "float32": 4,
     "bf16": 2, "bfloat16": 2,
     "fp16": 2, "float16": 2,
-    "fp8": 1, "fp8_e4m3fn": 1, "fp8_e5m2": 1,
+    "fp8": 1, "fp8_e4m3fn": 1, "fp8_e5m2": 1, "float8_e4m3fn": 1, "float8_e5m2": 1,
 }
 
 #: Attention memory models: ``"flash"`` (fused kernel, no tokens^2 buffer) or ``"math"``.

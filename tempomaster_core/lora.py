@@ -303,6 +303,11 @@ class LoraDelta:
         return weight + delta.to(weight.dtype)
 
 
+def unknown_keys_message(name: str, unknown) -> str:
+    """The one warning about a LoRA's keys that match no layer (listing the first few)."""
+    return f"{name}: {len(unknown)} keys match no layer of the TempoMaster DiT and were not applied: {_few(unknown)}"
+
+
 def load_lora_file(path) -> dict[str, torch.Tensor]:
     """Read a LoRA ``.safetensors`` file (on the CPU).
 
@@ -370,6 +375,5 @@ def apply_lora(model: nn.Module, lora, strength: float = 1.0, *, name: Optional[
             delta = patch.delta().to(param.device).reshape(param.shape)
             param.copy_((param.float() + strength * delta).to(param.dtype))
     if unknown and warn:
-        warnings.warn(f"{name}: {len(unknown)} keys match no layer of the TempoMaster DiT and were not applied: "
-                      f"{_few(unknown)}", UserWarning, stacklevel=2)
+        warnings.warn(unknown_keys_message(name, unknown), UserWarning, stacklevel=2)
     return LoraReport(name, strength, tuple(sorted(patches)), tuple(unknown), tuple(sorted(on_the_fly)))
