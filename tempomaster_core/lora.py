@@ -141,8 +141,7 @@ class LoraPatch:
         target: model parameter name (``blocks.0.self_attn.q.weight``, ``blocks.0.modulation``).
         up: ``[out, rank, ...]`` or ``None``; down: ``[rank, in, ...]`` or ``None``.
         alpha: the file's alpha, or ``None`` (= rank).
-        diff: a full weight difference shaped like the parameter, or ``None``.
-        diff_b: a bias difference (``[out]``), or ``None``.
+        diff: a full difference shaped like the parameter (``diff``; ``diff_b`` for a bias), or ``None``.
         keys: the file's keys this patch was read from.
     """
 
@@ -151,7 +150,6 @@ class LoraPatch:
     down: Optional[torch.Tensor] = None
     alpha: Optional[float] = None
     diff: Optional[torch.Tensor] = None
-    diff_b: Optional[torch.Tensor] = None
     keys: tuple = ()
 
     @property
@@ -256,9 +254,7 @@ def parse_lora(lora: Mapping[str, torch.Tensor], model: nn.Module, name: str = "
             patch.down = value
         elif suffix == ".alpha":
             patch.alpha = float(value.float().reshape(-1)[0])
-        elif suffix == ".diff_b":
-            patch.diff = value
-        else:
+        else:  # diff, or diff_b (its target is the bias)
             patch.diff = value
     alpha_only = [t for t, p in patches.items() if p.up is None and p.diff is None]
     for target in alpha_only:  # an alpha without factors updates nothing

@@ -305,7 +305,7 @@ class TempoMasterDiT(nn.Module):
         ``model.device`` when it loads a model) -- and the layers cast their weights to it;
         ``None`` (the default, and after ``model.to(...)``) means the patch embedding's device.
         """
-        return self._execution_device or self.patch_embedding.weight.device
+        return getattr(self, "_execution_device", None) or self.patch_embedding.weight.device
 
     @device.setter
     def device(self, value) -> None:

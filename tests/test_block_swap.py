@@ -9,7 +9,7 @@ import torch
 from tempomaster_core.block_swap import BlockSwap
 from tempomaster_core.cost import dit_block_bytes
 from tempomaster_core.loading import load_dit
-from tiny_models import make_tiny_dit, tiny_inputs
+from tiny_models import forward, make_tiny_dit, tiny_inputs
 
 
 @pytest.fixture(scope="module")
@@ -22,16 +22,11 @@ def inputs(tiny):
     return tiny_inputs(tiny.config)
 
 
-def forward(model, inputs):
-    with torch.no_grad():
-        return model(**inputs)
-
-
 def storage(tensor):
     return tensor.untyped_storage().data_ptr()
 
 
-@pytest.mark.parametrize("swapped", [1, 2, 3, 5])
+@pytest.mark.parametrize("swapped", [1, 5])
 def test_block_swap_gives_the_resident_models_output(tiny, inputs, swapped):
     model = copy.deepcopy(tiny)
     swap = BlockSwap(model, swapped, "cpu")
@@ -75,6 +70,7 @@ def test_block_swap_with_fp8_weights(tiny, inputs):
 
 
 def test_bad_block_counts_are_refused(tiny):
+    model = copy.deepcopy(tiny)  # refused before anything moves
     for bad in (-1, 6, 2.5, True):
         with pytest.raises(ValueError, match="0..5"):
-            BlockSwap(copy.deepcopy(tiny), bad, "cpu")
+            BlockSwap(model, bad, "cpu")

@@ -13,7 +13,7 @@ from tempomaster_core.convert import convert_checkpoint
 from tempomaster_core.cost import dit_weight_bytes
 from tempomaster_core.loading import CheckpointError, load_dit, save_dit
 from tempomaster_core.model import TempoMasterDiT
-from tiny_models import make_tiny_dit, tiny_inputs
+from tiny_models import forward, make_tiny_dit, tiny_inputs
 
 FP8 = {"fp8_e4m3fn": torch.float8_e4m3fn, "fp8_e5m2": torch.float8_e5m2}
 FP8_MAX = {"fp8_e4m3fn": 448.0, "fp8_e5m2": 57344.0}
@@ -29,11 +29,6 @@ def tiny():
 @pytest.fixture(scope="module")
 def inputs(tiny):
     return tiny_inputs(tiny.config)
-
-
-def forward(model, inputs):
-    with torch.no_grad():
-        return model(**inputs)
 
 
 def rel(a, b):
