@@ -624,7 +624,7 @@ def load_dit(
 
     Raises:
         FileNotFoundError: missing file.
-        ValueError: an unknown dtype or compute dtype.
+        ValueError: an unknown dtype or compute dtype; fp8 on Apple MPS.
         TypeError: fp8 weights with ``operations`` whose Linear has no weight scale.
         CheckpointError: any bad checkpoint (see :func:`infer_config_from_shapes` and
             :func:`check_keys`; truncated/corrupt files; pickled objects).
@@ -636,6 +636,8 @@ def load_dit(
         if is_fp8_dtype(compute):
             raise ValueError(f"compute_dtype must be one of {', '.join(COMPUTE_DTYPES)}, got {compute_dtype!r}")
     device = torch.device(device)
+    if is_fp8_dtype(dtype) and device.type == "mps":
+        raise ValueError("fp8 weights cannot be stored on Apple MPS (torch has no float8 there); use bf16 or fp16")
     ckpt = open_checkpoint(source)
     try:
         rename, shapes, config, scales = checkpoint_layout(ckpt, num_heads)

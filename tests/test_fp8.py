@@ -151,6 +151,8 @@ def test_fp8_errors_name_the_problem(tmp_path, tiny):
     plain = SimpleNamespace(Linear=torch.nn.Linear, Conv3d=torch.nn.Conv3d, LayerNorm=torch.nn.LayerNorm)
     with pytest.raises(TypeError, match="weight scale"):
         load_dit(tiny.state_dict(), dtype="fp8_e4m3fn", num_heads=2, operations=plain)
+    with pytest.raises(ValueError, match="MPS"):
+        load_dit(tiny.state_dict(), dtype="fp8_e5m2", device="mps", num_heads=2)
     with pytest.raises(ValueError, match="compute_dtype"):
         load_dit(tiny.state_dict(), dtype="fp8_e4m3fn", compute_dtype="fp8_e5m2", num_heads=2)
     orphan = {**tiny.state_dict(), "blocks.0.ffn.7.scale_weight": torch.ones(())}

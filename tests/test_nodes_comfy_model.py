@@ -106,3 +106,17 @@ def test_lora_node_outside_comfyui_patches_a_copy(monkeypatch, files):
     save_file(wrong, path)
     with pytest.raises(LoraError, match="14B"):
         LORA().load(model, "style.safetensors", 1.0)
+
+
+def test_the_samplers_memory_estimate_prices_fp8_weights_as_stored(files):
+    from nodes.sampler_nodes import estimate_level_bytes
+    from tempomaster_core.cost import level_cost, levels_from_plan
+    from tempomaster_core.loading import load_dit
+
+    tiny, _, _ = files
+    plan, _ = NODES["TempoMasterTreeScheduler"]().plan(5, "6→12→24 fps (4,2,1)", "", "auto", 24.0, 32, 32)
+    fp8 = load_dit(tiny.state_dict(), dtype="fp8_e4m3fn", num_heads=2)
+    want = level_cost(levels_from_plan(plan, steps=1)[1], tiny.config, height=32, width=32, cfg=8.0, dtype="fp8",
+                      text_len=512, temporal_factor=plan.temporal_factor)
+    assert estimate_level_bytes(fp8, plan, 1, 8.0, None) == want.peak_bytes
+    assert estimate_level_bytes(fp8, plan, 1, 8.0, None) < estimate_level_bytes(tiny, plan, 1, 8.0, None)
