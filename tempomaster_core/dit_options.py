@@ -68,8 +68,9 @@ def configure_dit(model, *, loras: Sequence[tuple[Path, float]] = (), blocks_to_
     from .block_swap import BlockSwap
     from .lora import apply_lora
 
-    swapped = require_int(blocks_to_swap, f"blocks_to_swap (the DiT has {len(model.blocks)} blocks)",
-                          minimum=0, maximum=len(model.blocks))
+    swapped = require_int(blocks_to_swap, "blocks_to_swap", minimum=0)
+    if swapped:
+        require_int(swapped, f"blocks_to_swap (the DiT has {len(model.blocks)} blocks)", maximum=len(model.blocks))
     for path, strength in loras:
         report = apply_lora(model, path, strength)
         if log is not None:
