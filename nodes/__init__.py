@@ -4,17 +4,20 @@ Nothing here imports ComfyUI at import time (``comfy``, ``folder_paths`` and
 ``server`` are imported inside functions, see ``nodes/comfy_env.py``), so the
 nodes can be unit-tested in plain Python.
 
-Modules of the seven nodes: ``model_loader`` (LoadTempoModel), ``scheduler_node``
-(TreeScheduler), ``condition_node`` (MultiMaskCondition), ``sampler_nodes`` (BlueprintSampler,
-FrameRateRefiner), ``continue_node`` (TempoContinue: multi-mask continuation of a video),
-``builtin_nodes`` (LoadTinyEncoders: the built-in model's text encoder and codec); the web view's HTTP route ``plan_route``; adapters ``vae_adapter``, ``text_adapter``,
-``progress``/``preview``, ``comfy_env``; pure helpers ``parsing`` (image resizing lives in
+Modules of the eight nodes: ``model_loader`` (LoadTempoModel), ``lora_node`` (TempoLoraLoader),
+``scheduler_node`` (TreeScheduler), ``condition_node`` (MultiMaskCondition), ``sampler_nodes``
+(BlueprintSampler, FrameRateRefiner), ``continue_node`` (TempoContinue: multi-mask continuation of a video),
+``builtin_nodes`` (LoadTinyEncoders: the built-in model's text encoder and codec); the web view's HTTP route
+``plan_route``; adapters ``vae_adapter``, ``text_adapter``, ``progress``/``preview``, ``comfy_env``,
+``comfy_model`` (the DiT as a ComfyUI ModelPatcher: comfy.ops layers, model management, LoRA patches);
+pure helpers ``parsing`` (image resizing lives in
 ``tempomaster_core.images``); socket types in ``types``.
 """
 
 from .builtin_nodes import LoadTinyEncoders
 from .condition_node import MultiMaskCondition
 from .continue_node import TempoContinue
+from .lora_node import TempoLoraLoader
 from .model_loader import LoadTempoModel
 from .sampler_nodes import BlueprintSampler, FrameRateRefiner
 from .scheduler_node import TreeScheduler
@@ -28,6 +31,7 @@ NODE_CLASS_MAPPINGS = {
     "TempoMasterFrameRateRefiner": FrameRateRefiner,
     "TempoMasterLoadTinyEncoders": LoadTinyEncoders,
     "TempoMasterContinue": TempoContinue,
+    "TempoMasterLoraLoader": TempoLoraLoader,
 }
 
 #: Node class ids -> names shown in ComfyUI's menus and search.
@@ -39,6 +43,7 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "TempoMasterFrameRateRefiner": "TempoMaster Frame-Rate Refiner",
     "TempoMasterLoadTinyEncoders": "Load TempoMaster-Tiny Text Encoder & Codec",
     "TempoMasterContinue": "TempoMaster Continue",
+    "TempoMasterLoraLoader": "TempoMaster LoRA",
 }
 
 __all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"]

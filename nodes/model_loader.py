@@ -5,8 +5,15 @@ model first (when its files are installed, see ``nodes/builtin_nodes.py``),
 then the files of ComfyUI's ``diffusion_models`` folder. Loading goes through
 ``tempomaster_core.loading.load_dit`` (safetensors / .bin / .pt, any common key
 prefix, meta-device construction so a 14B checkpoint never needs two copies in
-RAM). The loaded model is parked on ComfyUI's offload device (the CPU normally)
-and moved to the compute device by the sampler nodes.
+RAM). The loaded model is parked on ComfyUI's offload device (the CPU normally).
+Inside ComfyUI the DiT is built from ``comfy.ops`` layers and returned wrapped in a
+ModelPatcher, so ComfyUI's model management loads it (fully or partially) and
+offloads it like its own models (``nodes/comfy_model.py``); outside ComfyUI the
+sampler nodes move the bare DiT themselves.
+
+Weight dtypes: bf16 / fp16 / fp32, or fp8_e4m3fn / fp8_e5m2 (the blocks' linear
+weights in one byte with a per-tensor scale, computed in bf16; ComfyUI's
+``*_fp8_e4m3fn_scaled`` files load too; ``tempomaster_core.fp8``).
 
 Caching: ComfyUI already re-uses a node's output while its inputs do not
 change. In addition the last loaded model is kept in a one-entry cache keyed
@@ -29,6 +36,7 @@ from tempomaster_core.validation import require_choice
 
 from . import comfy_env
 from .builtin_nodes import BUILTIN_MODEL_NAME, tiny_available, tiny_dit_path, tiny_text_length
+from .comfy_model import managed, operations_for
 from .types import TEMPO_MODEL
 
 log = logging.getLogger("TempoMaster")
@@ -96,7 +104,8 @@ def load_model_cached(path: str, dtype: torch.dtype, attention_backend: str, dev
         comfy_env.soft_empty_cache()
         target = torch.device(device) if device is not None else comfy_env.offload_device()
         log.info("TempoMaster: loading %s as %s on %s", path, dtype, target)
-        model = load_dit(path, dtype=dtype, device=target, attention_backend=attention_backend, text_len=text_len)
+        model = load_dit(path, dtype=dtype, device=target, attention_backend=attention_backend, text_len=text_len,
+                         operations=operations_for(dtype))
         model.eval()
         _cache[key] = (model, attention_backend)
         return model
@@ -124,7 +133,9 @@ class LoadTempoModel:
     FUNCTION = "load"
     RETURN_TYPES = (TEMPO_MODEL,)
     RETURN_NAMES = ("model",)
-    OUTPUT_TOOLTIPS = ("The TempoMaster DiT (Wan 2.1 14B layout): one model serves the blueprint and every refinement level.",)
+    OUTPUT_TOOLTIPS = ("The TempoMaster DiT (Wan 2.1 14B layout): one model serves the blueprint and every refinement "
+                       "level. Inside ComfyUI it is managed like ComfyUI's own models (loaded, partially loaded or "
+                       "offloaded as memory requires).",)
     DESCRIPTION = (
         "Loads a TempoMaster DiT checkpoint from models/diffusion_models/ (e.g. the release from the "
         "hub repo Scottttttyy/TempoMaster; 14B in bf16 needs about 28.6 GB for the weights), or the "
@@ -143,9 +154,11 @@ class LoadTempoModel:
                 }),
                 "weight_dtype": (list(STORAGE_DTYPES), {
                     "default": "bf16",
-                    "tooltip": "Dtype the weights are kept and computed in. bf16 is what the authors ran "
-                               "(28.6 GB for 14B); fp16 halves memory like bf16 but may overflow; fp32 "
-                               "doubles memory (tests and CPU debugging).",
+                    "tooltip": "Dtype the weights are kept in. bf16 is what the authors ran (28.6 GB for 14B); "
+                               "fp8_e4m3fn / fp8_e5m2 keep the block weights in one byte (14.5 GB for 14B, for "
+                               "24 GB cards; computed in bf16, e4m3fn is the more precise; *_fp8_e4m3fn_scaled "
+                               "files keep their own scales); fp16 may overflow; fp32 doubles memory (tests and "
+                               "CPU debugging).",
                 }),
                 "attention": (list(BACKENDS), {
                     "default": "sdpa",
@@ -167,4 +180,4 @@ class LoadTempoModel:
         path = resolve_model_path(model_name)
         # the tiny text encoder's [1, L, text_dim] reaches the DiT unpadded: its L is the model's text_len
         text_len = tiny_text_length() if model_name == BUILTIN_MODEL_NAME else None
-        return (load_model_cached(path, parse_dtype(weight_dtype), attention, text_len=text_len),)
+        return (managed(load_model_cached(path, parse_dtype(weight_dtype), attention, text_len=text_len)),)

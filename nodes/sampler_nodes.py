@@ -27,7 +27,10 @@ refused):
    out-of-memory crash half-way; skipped on the CPU, which has no reliable figure);
 3. the DiT is moved to ComfyUI's compute device, the level runs (VAE encode,
    denoising, decode), and after the last level the DiT goes back to ComfyUI's
-   offload device.
+   offload device. Inside ComfyUI the ``TEMPO_MODEL`` is a ModelPatcher
+   (``nodes/comfy_model.py``): steps 2-3 are then ComfyUI's ``load_models_gpu`` with the
+   level's activation bytes as ``memory_required`` (full or partial loading, other models
+   unloaded), and ComfyUI keeps or offloads the DiT afterwards.
 """
 
 from __future__ import annotations
@@ -61,6 +64,7 @@ from tempomaster_core.guidance import GUIDANCE_KINDS
 from tempomaster_core.validation import MAX_CFG, MAX_SEED
 
 from . import comfy_env
+from .comfy_model import dit_of, is_patcher, load_for_level
 from .plan_route import report_level_time
 from .progress import NodeProgress
 from .text_adapter import conditioning_to_context
@@ -102,7 +106,7 @@ def estimate_level_bytes(model: Any, plan: Any, level_index: int, cfg: float, ma
     from tempomaster_core.cost import level_cost, levels_from_plan
 
     work = levels_from_plan(plan, steps=1)[level_index]
-    dtype = str(getattr(model, "dtype", "bf16"))
+    dtype = str(getattr(model, "weight_dtype", None) or getattr(model, "dtype", "bf16"))  # fp8: priced as stored
     text_len = config.text_len or TEXT_LEN  # a model that takes any length is priced at umT5's
     priced = level_cost(work, config, height=plan.height, width=plan.width, cfg=float(cfg), text_len=text_len,
                         dtype=dtype, max_batch=max_batch or None, spatial_factor=spatial_factor,
@@ -195,9 +199,14 @@ def check_device_memory(model: Any, codec: Any, plan: Any, level_index: int, cfg
 
 def _to_compute_device(model: Any, codec: Any, plan: Any, level_index: int, cfg: float,
                        max_batch: Optional[int]) -> None:
-    """Free memory for the level, check that it fits (:func:`check_device_memory`), move the DiT."""
+    """Free memory for the level, check that it fits (:func:`check_device_memory`), move the DiT;
+    a ModelPatcher is loaded by ComfyUI instead (:func:`nodes.comfy_model.load_for_level`)."""
     device = comfy_env.compute_device()
+    patcher, model = model, dit_of(model)
     needed = estimate_level_bytes(model, plan, level_index, cfg, max_batch, int(getattr(codec, "spatial_factor", 8)))
+    if is_patcher(patcher):
+        load_for_level(patcher, needed - _model_bytes(model))
+        return
     comfy_env.free_memory(needed, device)
     check_device_memory(model, codec, plan, level_index, cfg, max_batch, device, needed)
     current = next(iter(model.parameters())).device if _model_bytes(model) else device
@@ -207,6 +216,8 @@ def _to_compute_device(model: Any, codec: Any, plan: Any, level_index: int, cfg:
 
 
 def _release(model: Any) -> None:
+    if is_patcher(model):  # ComfyUI's model management keeps or offloads it
+        return
     device = comfy_env.offload_device()
     current = next(iter(model.parameters())).device if _model_bytes(model) else device
     if current != device:
@@ -286,7 +297,8 @@ def _run_level(model: Any, codec: Any, plan: Any, level_index: int, *, steps: in
     result = run(NodeProgress(int(steps), codec))
     elapsed = time.perf_counter() - started
     log.info("TempoMaster: level %d done in %.1f s", level_index, elapsed)
-    report_level_time(plan, level_index, elapsed, model=model, steps=int(steps), cfg=float(cfg), max_batch=max_batch)
+    report_level_time(plan, level_index, elapsed, model=dit_of(model), steps=int(steps), cfg=float(cfg),
+                      max_batch=max_batch)
     if result.is_last:
         _release(model)
     return _outputs(result)
@@ -403,7 +415,8 @@ class BlueprintSampler:
         settings = _check_settings(seed, steps, shift, cfg, guidance)
         plan = plan_for_condition(plan, condition)
         codec = as_codec(vae, tiled=tiled_vae)
-        pos, neg = _checked_contexts(model, codec, plan, positive, negative, settings.cfg)
+        dit = dit_of(model)
+        pos, neg = _checked_contexts(dit, codec, plan, positive, negative, settings.cfg)
         level = plan.levels[0]
         conditions = condition.as_core_conditions() if condition is not None and not condition.is_empty else None
         normalize_condition_frames(conditions, level.num_frames, plan.height, plan.width)
@@ -412,7 +425,7 @@ class BlueprintSampler:
         return _run_level(
             model, codec, plan, 0, steps=settings.steps, cfg=settings.cfg, max_batch=None,
             run=lambda progress: run_blueprint(
-                model, codec, pos, neg, plan, conditions=conditions,
+                dit, codec, pos, neg, plan, conditions=conditions,
                 steps=settings.steps, shift=settings.shift, cfg=settings.cfg, guidance=settings.guidance,
                 seed=settings.seed, progress=progress,
             ),
@@ -494,7 +507,8 @@ class FrameRateRefiner:
         if not bool(torch.isfinite(level.frames).all()):
             raise InputError(f"the incoming level {level.level_index} has NaN or infinite frames; re-run it")
         codec = as_codec(vae, tiled=tiled_vae)
-        pos, neg = _checked_contexts(model, codec, plan, positive, negative, settings.cfg)
+        dit = dit_of(model)
+        pos, neg = _checked_contexts(dit, codec, plan, positive, negative, settings.cfg)
         target = plan.levels[index]
         log.info("TempoMaster: level %d of %d, %g -> %g fps, %d frames in %d chunk(s), %d steps",
                  index, plan.num_levels - 1, level.fps, target.fps, target.num_frames, target.num_chunks,
@@ -502,7 +516,7 @@ class FrameRateRefiner:
         return _run_level(
             model, codec, plan, index, steps=settings.steps, cfg=settings.cfg, max_batch=max_batch,
             run=lambda progress: run_refinement(
-                model, codec, level, pos, neg,
+                dit, codec, level, pos, neg,
                 steps=settings.steps, shift=settings.shift, cfg=settings.cfg, guidance=settings.guidance,
                 seed=settings.seed, max_batch=max_batch, progress=progress,
             ),

@@ -7,8 +7,13 @@ Modules (one concept each):
 - ``rope``          frame-rate-aware 3-D RoPE tables (float32 cos/sin).
 - ``attention``     attention backends (SDPA, flash-attn, SageAttention).
 - ``model``         the Wan DiT (:class:`TempoMasterDiT`).
+- ``ops``           the layer classes the DiT is built from (the ``operations`` hook).
+- ``fp8``           fp8 weight storage: which weights, per-tensor scaled quantisation.
 - ``loading``       checkpoint loading / config inference (:func:`load_dit`).
-- ``convert``       ``.bin`` -> ``.safetensors`` converter CLI.
+- ``convert``       ``.bin`` -> ``.safetensors`` converter CLI (also writes scaled fp8).
+- ``lora``          LoRA key layouts, merging / per-forward updates (:func:`apply_lora`).
+- ``block_swap``    blocks in host memory, streamed to the GPU per forward (:class:`BlockSwap`).
+- ``dit_options``   LoRAs and block swap applied to a loaded DiT (CLI).
 - ``plan``          the level plan (:class:`TreePlan`), the one source of truth for the tree.
 - ``conditioning``  multi-mask conditioning (``y`` = mask + condition latents).
 - ``sampling``      flow-matching schedule, Euler step, seeded noise.

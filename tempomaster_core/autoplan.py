@@ -200,8 +200,9 @@ class CostSettings:
         steps: ``None`` (the reference's defaults 50/32/...), an int, or one per level; resolved per ladder.
         cfg: guidance scale (``!= 1``: two passes per step and a doubled batch), stored as a float;
             the samplers' range (:func:`~tempomaster_core.validation.require_cfg`).
-        dtype, attention, text_len, spatial_factor: memory/FLOP settings of
-            :func:`~tempomaster_core.cost.level_cost` (checked there).
+        dtype, attention, text_len, spatial_factor, blocks_to_swap: memory/FLOP settings of
+            :func:`~tempomaster_core.cost.level_cost` (checked there; ``dtype="fp8"`` and
+            ``blocks_to_swap`` price fp8 weights and block swap).
 
     Raises:
         PlanError: ``config`` not a :class:`DiTConfig`, ``cfg`` not a finite number in ``(0, MAX_CFG]``.
@@ -214,6 +215,7 @@ class CostSettings:
     attention: str = "flash"
     text_len: int = TEXT_LEN
     spatial_factor: int = 8
+    blocks_to_swap: int = 0
 
     def __post_init__(self) -> None:
         config = self.config or DiTConfig()
@@ -296,7 +298,7 @@ class AutoRequest:
         c = self.costing
         return level_cost(work, c.config, height=self.height, width=self.width, cfg=c.cfg, text_len=c.text_len,
                           dtype=c.dtype, max_batch=max_batch, attention=c.attention, spatial_factor=c.spatial_factor,
-                          temporal_factor=self.temporal_factor)
+                          temporal_factor=self.temporal_factor, blocks_to_swap=c.blocks_to_swap)
 
 
 # -- the result --------------------------------------------------------------------------
@@ -627,7 +629,8 @@ def _plan_ladder(request: AutoRequest, intervals: tuple[int, ...], fixed: tuple[
     parallel = (None,) + tuple(c.max_parallel_chunks for c in choices)
     c = request.costing
     cost = estimate_plan_cost(plan, c.config, steps, c.cfg, max_batch=list(parallel), text_len=c.text_len,
-                              dtype=c.dtype, attention=c.attention, spatial_factor=c.spatial_factor)
+                              dtype=c.dtype, attention=c.attention, spatial_factor=c.spatial_factor,
+                              blocks_to_swap=c.blocks_to_swap)
     limits = request.limits
     breaches = limit_breaches(plan, cost, trained_chunk_frames=limits.trained_chunk_frames,
                               memory_budget_bytes=limits.memory_budget_bytes)

@@ -37,7 +37,9 @@ import torch
 
 from .defaults import CFG, GUIDANCE, SEED, default_schedule
 from .guidance import GUIDANCE_KINDS
+from .dit_options import configure_dit, parse_lora_spec
 from .level_settings import per_level
+from .loading import STORAGE_DTYPES
 from .pipeline import check_level_settings, generate
 from .plan import BOUNDARY_ALIASES, BOUNDARY_MODES, PlanError, TreePlan
 from .validation import (
@@ -183,6 +185,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--width", type=int, help="frame width in pixels (multiple of 16)")
     g.add_argument("--fps", type=float, help="fps of the finest level (frame interval 1)")
     g.add_argument("--max-batch", type=int, help="at most this many chunks per forward (lower memory, same result)")
+    g.add_argument("--weight-dtype", default="fp32", choices=STORAGE_DTYPES,
+                   help="DiT weight dtype (default fp32); fp8_e4m3fn/fp8_e5m2 keep the block weights in one byte "
+                        "and compute in bf16")
+    g.add_argument("--lora", action="append", default=[], metavar="FILE[:STRENGTH]",
+                   help="apply a LoRA .safetensors to the DiT at a strength (default 1); repeatable, in order")
+    g.add_argument("--blocks-to-swap", type=int, default=0, metavar="N",
+                   help="keep the first N DiT blocks in CPU memory and stream them to the device per forward")
     g.add_argument("--model-dir", help="bundle directory (default: the built-in TempoMaster-Tiny)")
     g.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                    help="torch device: cpu, cuda, cuda:N or mps (default: cuda when available)")
@@ -372,6 +381,7 @@ class GenerateJob:
         long: the segments of ``--seconds``/``--extend`` (:class:`~tempomaster_core.cli_long.LongJob`;
             ``None`` = one tree, ``plan``). With segments, ``plan`` is the template tree and
             ``conditions`` belong to the first segment's blueprint.
+        loras: ``[(path, strength)]`` from ``--lora`` (files checked to exist).
     """
 
     plan: TreePlan
@@ -386,6 +396,7 @@ class GenerateJob:
     temporal_factor: int
     defaults: dict = field(default_factory=dict)
     long: Any = None
+    loras: list = field(default_factory=list)
 
 
 def _level_setting(values: Optional[Sequence], default: Any, levels: int, name: str, check) -> list:
@@ -477,6 +488,8 @@ def _prepare(args: argparse.Namespace) -> GenerateJob:
     require_seed(args.seed, "--seed")
     if args.max_batch is not None:  # (require_optional_batch's message would mention None)
         require_int(args.max_batch, "--max-batch", minimum=1)
+    require_int(args.blocks_to_swap, "--blocks-to-swap", minimum=0)
+    loras = [parse_lora_spec(spec) for spec in args.lora]
     device = check_device(args.device)
     model_dir, d, temporal_factor = read_bundle_settings(args.model_dir)
 
@@ -525,7 +538,7 @@ def _prepare(args: argparse.Namespace) -> GenerateJob:
     conditions = _condition_images(args, long.segments[0].plan if long is not None else plan)
     return GenerateJob(plan=plan, steps=steps, shifts=shifts, cfg=cfg, guidance=guidance, conditions=conditions,
                        outputs=outputs, device=device, model_dir=model_dir, temporal_factor=temporal_factor,
-                       defaults=d, long=long)
+                       defaults=d, long=long, loras=loras)
 
 
 def run_generate(args: argparse.Namespace) -> list[Path]:
@@ -541,7 +554,9 @@ def run_generate(args: argparse.Namespace) -> list[Path]:
 
     job = prepare_generate(args)
     plan = job.plan
-    bundle = load_builtin(device=job.device, dtype=torch.float32, directory=job.model_dir)
+    bundle = load_builtin(device=job.device, dtype=args.weight_dtype, directory=job.model_dir)
+    configure_dit(bundle.model, loras=job.loras, blocks_to_swap=args.blocks_to_swap, device=job.device,
+                  log=lambda line: print(line, file=sys.stderr))
     if int(bundle.codec.temporal_factor) != job.temporal_factor:
         raise RuntimeError(f"the bundle's codec has temporal factor {bundle.codec.temporal_factor}, its codec.json "
                            f"says {job.temporal_factor}")

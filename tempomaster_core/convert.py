@@ -3,6 +3,12 @@
 Usage::
 
     python -m tempomaster_core.convert wan_video_dit_bf16.bin wan_video_dit_bf16.safetensors [--dtype bf16|fp16|fp32]
+    python -m tempomaster_core.convert wan_video_dit_bf16.bin tempomaster_fp8_e4m3fn_scaled.safetensors --dtype fp8_e4m3fn
+
+``--dtype fp8_e4m3fn`` / ``fp8_e5m2`` writes a scaled fp8 checkpoint in ComfyUI's layout
+(:mod:`tempomaster_core.fp8`): the blocks' linear weights quantised per tensor, each with its
+``scale_weight``, everything else in bf16, and the ``scaled_fp8`` marker (about 14.5 GB for
+the 14B). A scaled fp8 input is dequantised before conversion.
 
 The input is validated first (:func:`tempomaster_core.loading.infer_config_from_shapes`
 and a key/shape check against the model), keys are normalised to the reference
@@ -39,6 +45,7 @@ from typing import Callable, Mapping
 import torch
 
 from .config import DiTConfig
+from .fp8 import SCALE_SUFFIX, SCALED_FP8_MARKER, is_fp8_dtype, is_fp8_weight, storage_tensor
 from .loading import (
     STORAGE_DTYPES,
     CheckpointError,
@@ -52,14 +59,17 @@ from .model import TempoMasterDiT
 from .validation import require_output_path
 from .video_io import atomic_output
 
-_SAFETENSORS_DTYPE = {torch.bfloat16: "BF16", torch.float16: "F16", torch.float32: "F32", torch.float64: "F64"}
+_SAFETENSORS_DTYPE = {
+    torch.bfloat16: "BF16", torch.float16: "F16", torch.float32: "F32", torch.float64: "F64",
+    torch.float8_e4m3fn: "F8_E4M3", torch.float8_e5m2: "F8_E5M2",
+}
 
 
 def write_safetensors_streaming(
     path,
     shapes: Mapping[str, tuple],
     get_tensor: Callable[[str], torch.Tensor],
-    dtype: torch.dtype,
+    dtype: torch.dtype | Mapping[str, torch.dtype],
     metadata: Mapping[str, str] | None = None,
 ) -> int:
     """Write a ``.safetensors`` file one tensor at a time.
@@ -68,8 +78,9 @@ def write_safetensors_streaming(
         path: output path (written directly; :func:`convert_checkpoint` passes a temporary path
             from :func:`tempomaster_core.video_io.atomic_output`).
         shapes: ``{name: shape}`` of every tensor to write (the header is built from these).
-        get_tensor: returns the tensor for a name; it is converted to ``dtype``.
-        dtype: storage dtype of every tensor (bf16, fp16, fp32, fp64).
+        get_tensor: returns the tensor for a name; it is converted to its dtype.
+        dtype: storage dtype of every tensor (bf16, fp16, fp32, fp64, fp8 e4m3fn/e5m2), or
+            ``{name: dtype}`` for each.
         metadata: string-to-string metadata (``__metadata__``).
 
     Returns:
@@ -80,17 +91,19 @@ def write_safetensors_streaming(
     """
     if sys.byteorder != "little":
         raise RuntimeError("safetensors files are little-endian; this writer needs a little-endian machine")
-    if dtype not in _SAFETENSORS_DTYPE:
-        raise ValueError(f"unsupported dtype {dtype} for safetensors output")
-    item = torch.empty((), dtype=dtype).element_size()
+    dtypes = dict(dtype) if isinstance(dtype, Mapping) else {name: dtype for name in shapes}
+    for name in shapes:
+        if dtypes.get(name) not in _SAFETENSORS_DTYPE:
+            raise ValueError(f"unsupported dtype {dtypes.get(name)} for safetensors output ({name!r})")
     names = sorted(shapes)
     header: dict = {}
     if metadata:
         header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
     offset = 0
     for name in names:
-        nbytes = item * int(torch.Size(shapes[name]).numel())
-        header[name] = {"dtype": _SAFETENSORS_DTYPE[dtype], "shape": list(shapes[name]), "data_offsets": [offset, offset + nbytes]}
+        nbytes = dtypes[name].itemsize * int(torch.Size(shapes[name]).numel())
+        header[name] = {"dtype": _SAFETENSORS_DTYPE[dtypes[name]], "shape": list(shapes[name]),
+                        "data_offsets": [offset, offset + nbytes]}
         offset += nbytes
     blob = json.dumps(header, separators=(",", ":")).encode("utf-8")
     blob += b" " * (-len(blob) % 8)  # align the data section to 8 bytes
@@ -101,10 +114,26 @@ def write_safetensors_streaming(
             tensor = get_tensor(name)
             if tuple(tensor.shape) != tuple(shapes[name]):
                 raise ValueError(f"tensor {name!r} has shape {tuple(tensor.shape)}, header says {tuple(shapes[name])}")
-            data = tensor.detach().to(device="cpu", dtype=dtype).contiguous().reshape(-1).view(torch.uint8)
+            data = tensor.detach().to(device="cpu", dtype=dtypes[name]).contiguous().reshape(-1).view(torch.uint8)
             handle.write(memoryview(data.numpy()))
             del tensor, data
     return offset
+
+
+def output_tensors(shapes: Mapping[str, tuple], dtype: torch.dtype) -> dict[str, tuple[tuple, torch.dtype]]:
+    """``{name: (shape, dtype)}`` of a converted checkpoint: ``shapes`` in ``dtype``, or for an fp8
+    ``dtype`` the fp8 block weights, their float32 ``scale_weight`` scalars, the rest in bf16 and
+    the ``scaled_fp8`` marker (:mod:`tempomaster_core.fp8`)."""
+    if not is_fp8_dtype(dtype):
+        return {name: (tuple(shape), dtype) for name, shape in shapes.items()}
+    out = {SCALED_FP8_MARKER: ((0,), dtype)}
+    for name, shape in shapes.items():
+        if is_fp8_weight(name):
+            out[name] = (tuple(shape), dtype)
+            out[name[: -len(".weight")] + SCALE_SUFFIX] = ((), torch.float32)
+        else:
+            out[name] = (tuple(shape), torch.bfloat16)
+    return out
 
 
 def convert_checkpoint(src, dst, *, dtype="bf16", num_heads: int | None = None, overwrite: bool = False) -> DiTConfig:
@@ -113,7 +142,8 @@ def convert_checkpoint(src, dst, *, dtype="bf16", num_heads: int | None = None, 
     Args:
         src: input checkpoint (``.bin``/``.pt``/``.pth``/``.safetensors``) or a state dict.
         dst: output ``.safetensors`` path.
-        dtype: output storage dtype (``"bf16"`` default, ``"fp16"``, ``"fp32"``).
+        dtype: output storage dtype (``"bf16"`` default, ``"fp16"``, ``"fp32"``, or ``"fp8_e4m3fn"``
+            / ``"fp8_e5m2"``: a scaled fp8 file, see :func:`output_tensors`).
         num_heads: only needed for models whose ``dim`` is not a multiple of 128.
         overwrite: replace an existing ``dst``.
 
@@ -138,12 +168,31 @@ def convert_checkpoint(src, dst, *, dtype="bf16", num_heads: int | None = None, 
     out_dtype = parse_dtype(dtype)
     ckpt = open_checkpoint(src)
     try:
-        rename, shapes, config = checkpoint_layout(ckpt, num_heads)
+        rename, shapes, config, scales = checkpoint_layout(ckpt, num_heads)
         with torch.device("meta"):
             expected = {k: tuple(v.shape) for k, v in TempoMasterDiT(config).state_dict().items()}
         check_keys(expected, shapes)
+        layout = output_tensors(shapes, out_dtype)
+        last: dict = {}  # the converted weight whose scale is written first (sorted names: scale_weight < weight)
+
+        def converted(name: str) -> tuple:
+            if name not in last:
+                last.clear()
+                layer = name.rsplit(".", 1)[0]
+                scale = ckpt.get(scales[layer]) if name.endswith(".weight") and layer in scales else None
+                last[name] = storage_tensor(name, ckpt.get(rename[name]), scale, out_dtype, torch.bfloat16)
+            return last[name]
+
+        def get(name: str) -> torch.Tensor:
+            if name == SCALED_FP8_MARKER:
+                return torch.empty(0, dtype=out_dtype)
+            if name.endswith(SCALE_SUFFIX):
+                return converted(name[: -len(SCALE_SUFFIX)] + ".weight")[1]
+            return converted(name)[0]
+
         with atomic_output(dst, overwrite=overwrite) as tmp:
-            write_safetensors_streaming(tmp, shapes, lambda name: ckpt.get(rename[name]), out_dtype, config_metadata(config))
+            write_safetensors_streaming(tmp, {k: v[0] for k, v in layout.items()}, get,
+                                        {k: v[1] for k, v in layout.items()}, config_metadata(config))
     finally:
         ckpt.close()
     return config

@@ -23,8 +23,15 @@ one pass per step.
 
 Memory (an estimate, documented assumptions, for planning):
 
-- weights: :func:`dit_parameter_count` x bytes of the weight dtype
-  (:data:`DTYPE_BYTES`; fp8 weights compute in bf16).
+- weights: :func:`dit_weight_bytes`: :func:`dit_parameter_count` x bytes of the weight
+  dtype (:data:`DTYPE_BYTES`); with fp8 weights only the blocks' linear weights take one byte
+  (:func:`dit_fp8_parameter_count`, plus a float32 scale each), the rest bf16, and the
+  computation is bf16; the largest fp8 weight's bf16 copy and its scaled copy are transient
+  per layer (``2 * 2 * dim * ffn_dim`` bytes, added to the activations).
+- block swap (``blocks_to_swap`` = N, :mod:`tempomaster_core.block_swap`): N blocks live in
+  host memory; at most two of them are on the device at once (the running one and the
+  prefetched next one), so the resident weights are ``weights - (N - min(N, 2)) * block``; each
+  DiT pass copies ``N * block`` bytes over PCIe (``LevelCost.swap_bytes_per_pass``).
 - activations of one forward, inference (no autograd graph), one block at a
   time: the float32 residual stream plus the larger of the self-attention phase
   (float32 LayerNorm output and q/k norm transient, q/k/v, attention output,
@@ -79,7 +86,7 @@ DTYPE_BYTES: dict[str, int] = {
     "fp32": 4, "float32": 4,
     "bf16": 2, "bfloat16": 2,
     "fp16": 2, "float16": 2,
-    "fp8": 1, "fp8_e4m3fn": 1, "fp8_e5m2": 1,
+    "fp8": 1, "fp8_e4m3fn": 1, "fp8_e5m2": 1, "float8_e4m3fn": 1, "float8_e5m2": 1,
 }
 
 #: Attention memory models: ``"flash"`` (fused kernel, no tokens^2 buffer) or ``"math"``.
@@ -285,13 +292,50 @@ def dit_parameter_count(config: DiTConfig) -> int:
     return embed + text + time + config.num_layers * block + head
 
 
+def dit_fp8_parameter_count(config: DiTConfig) -> int:
+    """Parameters kept in fp8 by fp8 weight storage: the blocks' linear weights (attention q, k,
+    v, o twice and the FFN's two layers; :func:`tempomaster_core.fp8.is_fp8_weight`).
+
+    14B config: 14,050,918,400 (98.3 % of the parameters).
+    """
+    d, f = config.dim, config.ffn_dim
+    return config.num_layers * (8 * d * d + 2 * d * f)
+
+
+FP8_LAYERS_PER_BLOCK = 10
+"""fp8-stored linear layers per block (8 attention projections, 2 FFN layers), each with a float32 scale."""
+
+
+def _is_fp8(dtype: str) -> bool:
+    return _dtype_bytes(dtype) == 1
+
+
+def dit_block_bytes(config: DiTConfig, dtype: str = "bf16") -> int:
+    """Bytes of one block's weights in ``dtype`` (fp8: linear weights 1 byte + scales, the rest bf16)."""
+    d, f = config.dim, config.ffn_dim
+    attention = 4 * (d * d + d) + 2 * d
+    params = 2 * attention + 2 * d + (d * f + f + f * d + d) + 6 * d
+    if not _is_fp8(dtype):
+        return params * _dtype_bytes(dtype)
+    fp8 = 8 * d * d + 2 * d * f
+    return fp8 + 2 * (params - fp8) + 4 * FP8_LAYERS_PER_BLOCK
+
+
 def dit_weight_bytes(config: DiTConfig, dtype: str = "bf16") -> int:
     """Bytes of the DiT weights in ``dtype`` (a key of :data:`DTYPE_BYTES`).
+
+    fp8: :func:`dit_fp8_parameter_count` weights in one byte, a float32 scale per fp8 layer, the
+    other parameters in bf16 (the loader's layout, :mod:`tempomaster_core.fp8`). 14B: 28.58 GB
+    in bf16, 14.53 GB in fp8.
 
     Raises:
         CostError: unknown dtype.
     """
-    return dit_parameter_count(config) * _dtype_bytes(dtype)
+    total = dit_parameter_count(config)
+    if not _is_fp8(dtype):
+        return total * _dtype_bytes(dtype)
+    fp8 = dit_fp8_parameter_count(config)
+    return fp8 + 2 * (total - fp8) + 4 * FP8_LAYERS_PER_BLOCK * config.num_layers
 
 
 def _dtype_bytes(dtype: str) -> int:
@@ -394,8 +438,11 @@ class LevelCost:
         activation_bytes: activations of one forward of ``batch`` items.
         state_bytes: float32 latents, noise, condition and guidance state of all chunks.
         vae_bytes: VAE working set (:func:`vae_peak_bytes`).
-        weight_bytes: DiT weights.
+        weight_bytes: DiT weights on the device (with block swap: the resident ones plus two
+            swapped blocks in flight).
         peak_bytes: ``weight_bytes + max(activation_bytes + state_bytes, vae_bytes)``.
+        blocks_to_swap: blocks kept in host memory (block swap; 0 = none).
+        swap_bytes_per_pass: bytes copied from host to device per DiT pass (block swap).
     """
 
     work: LevelWork
@@ -414,6 +461,8 @@ class LevelCost:
     vae_bytes: int
     weight_bytes: int
     peak_bytes: int
+    blocks_to_swap: int = 0
+    swap_bytes_per_pass: int = 0
 
     @property
     def total_flops(self) -> float:
@@ -466,7 +515,8 @@ def activation_bytes(config: DiTConfig, tokens: int, batch: int, *, dtype: str =
     per_item = tokens * max(attn_phase, ffn_phase) + text_len * d * e + tokens * (config.head_dim // 2) * 8
     if attention == "math":
         per_item += config.num_heads * tokens * tokens * (e + 4)
-    return int(batch * per_item)
+    cast = 2 * e * d * f if _is_fp8(dtype) else 0  # the largest fp8 weight, cast and scaled (transient)
+    return int(batch * per_item + cast)
 
 
 def level_cost(
@@ -482,6 +532,7 @@ def level_cost(
     attention: str = "flash",
     spatial_factor: int = 8,
     temporal_factor: int = 4,
+    blocks_to_swap: int = 0,
 ) -> LevelCost:
     """Price one level: tokens, FLOPs per pass and in total, VAE work, memory.
 
@@ -496,6 +547,8 @@ def level_cost(
         max_batch: chunks per forward (``None`` = all, as the runtime's default).
         attention: ``"flash"`` or ``"math"`` memory model.
         spatial_factor: VAE spatial compression (8); temporal_factor: 4.
+        blocks_to_swap: DiT blocks kept in host memory and streamed per forward (block swap,
+            0..num_layers).
 
     Raises:
         CostError: size not divisible, above :data:`~tempomaster_core.plan.MAX_SIDE` or
@@ -517,16 +570,19 @@ def level_cost(
     spatial_factor = _positive_int(spatial_factor, "spatial_factor", maximum=MAX_SIDE)
     text_len = _positive_int(text_len, "text_len", minimum=0, maximum=MAX_TEXT_LEN)
     cfg = _guidance_scale(cfg)
+    swapped = _positive_int(blocks_to_swap, "blocks_to_swap", minimum=0, maximum=config.num_layers)
     try:
         return _level_cost(work, config, height=height, width=width, cfg=cfg, text_len=text_len, dtype=dtype,
-                           max_batch=max_batch, attention=attention, spatial_factor=spatial_factor, tf=tf)
+                           max_batch=max_batch, attention=attention, spatial_factor=spatial_factor, tf=tf,
+                           blocks_to_swap=swapped)
     except OverflowError:
         raise CostError(f"the cost of {work.chunks} chunks of {work.frames_per_chunk} frames overflows a float for "
                         f"the model shape {config.to_dict()}; check the model's sizes") from None
 
 
 def _level_cost(work: LevelWork, config: DiTConfig, *, height: int, width: int, cfg: float, text_len: int,
-                dtype: str, max_batch: Optional[int], attention: str, spatial_factor: int, tf: int) -> LevelCost:
+                dtype: str, max_batch: Optional[int], attention: str, spatial_factor: int, tf: int,
+                blocks_to_swap: int = 0) -> LevelCost:
     """:func:`level_cost` after its argument checks."""
     pt, ph, pw = config.patch_size
     step = spatial_factor * ph, spatial_factor * pw
@@ -550,7 +606,8 @@ def _level_cost(work: LevelWork, config: DiTConfig, *, height: int, width: int, 
     # x, noise, velocity x2, guidance momentum, x0 (out_dim ch) + condition y (in_dim - out_dim ch), float32
     state = latent_elems * (6 * config.out_dim + config.condition_channels) * 4
     vae_mem = vae_peak_bytes(height, width)
-    weights = dit_weight_bytes(config, dtype)
+    block = dit_block_bytes(config, dtype)
+    weights = dit_weight_bytes(config, dtype) - (blocks_to_swap - min(blocks_to_swap, 2)) * block
     vae_work = (vae_flops(work.frames_per_chunk, height, width, encode=True),
                 vae_flops(work.frames_per_chunk, height, width, encode=False))
     if not all(math.isfinite(v) for v in (per_pass * passes * work.steps, work.chunks * max(vae_work))):
@@ -572,6 +629,8 @@ def _level_cost(work: LevelWork, config: DiTConfig, *, height: int, width: int, 
         vae_bytes=vae_mem,
         weight_bytes=weights,
         peak_bytes=weights + max(acts + state, vae_mem),
+        blocks_to_swap=blocks_to_swap,
+        swap_bytes_per_pass=blocks_to_swap * block,
     )
 
 
@@ -677,6 +736,7 @@ def estimate_levels_cost(
     spatial_factor: int = 8,
     temporal_factor: int = 4,
     full_sequence: Optional[LevelWork] = None,
+    blocks_to_swap: int = 0,
 ) -> PlanCost:
     """Price a list of levels (and optionally the full-sequence baseline) with :func:`level_cost`.
 
@@ -695,6 +755,8 @@ def estimate_levels_cost(
     scales = [_guidance_scale(c) for c in per_level(cfg, "cfg", len(levels), error=CostError)]
     common = dict(height=height, width=width, text_len=text_len, dtype=dtype, attention=attention,
                   spatial_factor=spatial_factor, temporal_factor=temporal_factor)
+    if blocks_to_swap:  # recorded only when used (the settings of a plan without it stay as they were)
+        common["blocks_to_swap"] = blocks_to_swap
     priced = tuple(level_cost(w, config, max_batch=b, cfg=c, **common) for w, b, c in zip(levels, batches, scales))
     full = level_cost(full_sequence, config, cfg=scales[0], **common) if full_sequence is not None else None
     settings = {**common, "cfg": scales, "max_batch": batches, "config": config.to_dict()}
@@ -719,6 +781,7 @@ def estimate_plan_cost(
     attention: str = "flash",
     spatial_factor: int = 8,
     full_sequence: bool = True,
+    blocks_to_swap: int = 0,
 ) -> PlanCost:
     """Cost of a :class:`~tempomaster_core.plan.TreePlan` (what the runtime computes).
 
@@ -728,7 +791,7 @@ def estimate_plan_cost(
         steps: ``None`` (the reference's defaults 50/32/...), an int, or one per level.
         cfg: guidance scale (the reference's default 8 -> two passes per step), or one per level.
         max_batch: chunks per forward, one value or one per level (None = all).
-        text_len, dtype, attention, spatial_factor: see :func:`level_cost`.
+        text_len, dtype, attention, spatial_factor, blocks_to_swap: see :func:`level_cost`.
         full_sequence: also price the final video as one bidirectional pass
             (blueprint steps) for comparison.
 
@@ -747,7 +810,7 @@ def estimate_plan_cost(
     return estimate_levels_cost(
         works, config, height=plan.height, width=plan.width, cfg=cfg, text_len=text_len, dtype=dtype,
         max_batch=max_batch, attention=attention, spatial_factor=spatial_factor,
-        temporal_factor=plan.temporal_factor, full_sequence=full,
+        temporal_factor=plan.temporal_factor, full_sequence=full, blocks_to_swap=blocks_to_swap,
     )
 
 

@@ -11,6 +11,13 @@ Key layouts: the reference's plain Wan/DiffSynth names (``patch_embedding.weight
 ``blocks.0.self_attn.q.weight`` ...), optionally prefixed by ``model.diffusion_model.``
 (ComfyUI), ``diffusion_model.`` or ``module.`` (DDP). Checkpoints wrapped in
 ``{"state_dict": ...}``, ``{"model": ...}`` or ``{"module": ...}`` are unwrapped.
+ComfyUI's scaled fp8 files (``*_fp8_e4m3fn_scaled``: fp8 weights, a ``scale_weight`` per
+linear layer, a ``scaled_fp8`` marker) and plain fp8 files load too; their ``scale_input``
+entries (for fp8 matmuls) are not used.
+
+Weight dtypes (``dtype=``): bf16, fp16, fp32 (every tensor), or ``fp8_e4m3fn``/``fp8_e5m2``:
+the blocks' linear weights in one byte with a per-tensor scale, the rest in ``compute_dtype``
+(:mod:`tempomaster_core.fp8` says which and why).
 
 The module is built on the meta device and the checkpoint tensors are assigned
 to it (``load_state_dict(assign=True)``), converted tensor by tensor to the
@@ -29,17 +36,20 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import pickle
 import re
 import zipfile
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Callable, Mapping, NamedTuple
 
 import torch
 
 from .config import DiTConfig
+from .fp8 import FP8_DTYPES, INPUT_SCALE_SUFFIX, SCALE_SUFFIX, SCALED_FP8_MARKER, is_fp8_dtype, is_fp8_weight, storage_tensor
 from .model import TempoMasterDiT
+from .ops import CastOps, supports_weight_scale
 from .validation import InputError, require_int, require_number, require_whole_number
 
 KEY_PREFIXES = ("model.diffusion_model.", "diffusion_model.", "module.")
@@ -59,14 +69,19 @@ DOWNLOAD_HINT = (
 SUFFIXES_SAFETENSORS = (".safetensors", ".sft")
 SUFFIXES_TORCH = (".bin", ".pt", ".pth", ".ckpt")
 
-STORAGE_DTYPES = ("bf16", "fp16", "fp32")
-"""Short names of the weight storage dtypes offered to users (node widget, converter); :func:`parse_dtype`
-also takes the long names (``"bfloat16"``, ...) and ``torch.dtype`` objects."""
+COMPUTE_DTYPES = ("bf16", "fp16", "fp32")
+"""Dtypes a DiT computes in (and stores every tensor in, unless its weights are fp8)."""
+
+STORAGE_DTYPES = COMPUTE_DTYPES + tuple(FP8_DTYPES)
+"""Short names of the weight storage dtypes offered to users (node widget, converter, CLI);
+:func:`parse_dtype` also takes the long names (``"bfloat16"``, ``"float8_e4m3fn"`` ...) and
+``torch.dtype`` objects."""
 
 _DTYPES = {
     "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
     "fp16": torch.float16, "float16": torch.float16, "half": torch.float16,
     "fp32": torch.float32, "float32": torch.float32, "float": torch.float32,
+    **FP8_DTYPES, **{str(v).replace("torch.", ""): v for v in FP8_DTYPES.values()},
 }
 
 
@@ -75,13 +90,13 @@ class CheckpointError(ValueError):
 
 
 def parse_dtype(dtype) -> torch.dtype:
-    """``torch.dtype`` or name (``"bf16"``, ``"fp16"``, ``"fp32"``, long names) -> a float ``torch.dtype``.
+    """``torch.dtype`` or name (:data:`STORAGE_DTYPES`, long names) -> a float ``torch.dtype``.
 
     Raises:
         ValueError: unsupported dtype.
     """
     if isinstance(dtype, torch.dtype):
-        if dtype not in (torch.bfloat16, torch.float16, torch.float32, torch.float64):
+        if dtype not in (torch.bfloat16, torch.float16, torch.float32, torch.float64, *FP8_DTYPES.values()):
             raise ValueError(f"unsupported storage dtype {dtype}; use {', '.join(STORAGE_DTYPES)}")
         return dtype
     key = str(dtype).lower().replace("torch.", "")
@@ -443,29 +458,71 @@ def _metadata_text_len(recorded: Mapping) -> int | None:
     return None if value is None else _metadata_number(value, "text_len", integer=True)
 
 
-def checkpoint_layout(ckpt, num_heads: int | None = None) -> tuple[dict, dict, DiTConfig]:
-    """Key names, shapes and config of an opened checkpoint, from its shapes and metadata.
+class CheckpointLayout(NamedTuple):
+    """What :func:`checkpoint_layout` reads from an opened checkpoint.
+
+    Attributes:
+        rename: ``{normalised name: stored name}`` of the model tensors.
+        shapes: ``{normalised name: shape tuple}`` of the model tensors.
+        config: the :class:`DiTConfig`.
+        scales: ``{normalised layer name: stored name of its scale_weight}`` (scaled fp8 files).
+    """
+
+    rename: dict
+    shapes: dict
+    config: DiTConfig
+    scales: dict
+
+
+def _split_fp8_keys(stored: Mapping[str, tuple]) -> tuple[dict, dict]:
+    """``(model keys, scale keys)``: stored names without the scaled-fp8 marker and the unused input
+    scales, and the ``scale_weight`` entries (both ``{stored name: shape}``).
+
+    Raises:
+        CheckpointError: a scale that is not one number.
+    """
+    model, scales = {}, {}
+    for key, shape in stored.items():
+        if key == SCALED_FP8_MARKER or key.endswith("." + SCALED_FP8_MARKER) or key.endswith(INPUT_SCALE_SUFFIX):
+            continue
+        if key.endswith(SCALE_SUFFIX):
+            if math.prod(shape) != 1:
+                raise CheckpointError(f"{key!r} has shape {list(shape)}; a scaled fp8 checkpoint has one scale per weight")
+            scales[key] = shape
+        else:
+            model[key] = shape
+    return model, scales
+
+
+def checkpoint_layout(ckpt, num_heads: int | None = None) -> CheckpointLayout:
+    """Key names, shapes, scales and config of an opened checkpoint, from its shapes and metadata.
 
     Args:
         ckpt: from :func:`open_checkpoint`.
         num_heads: override; otherwise from the metadata or ``dim // 128``.
 
     Returns:
-        ``(rename, shapes, config)``: ``{normalized name: stored name}``, ``{normalized name: shape
-        tuple}`` and the :class:`DiTConfig` (``num_heads``, ``eps``, ``rope_theta`` and ``text_len``
-        from the metadata where recorded).
+        a :class:`CheckpointLayout` (``num_heads``, ``eps``, ``rope_theta`` and ``text_len`` of the
+        config from the metadata where recorded).
 
     Raises:
-        CheckpointError: see :func:`infer_config_from_shapes` and :func:`_metadata_overrides`.
+        CheckpointError: see :func:`infer_config_from_shapes` and :func:`_metadata_overrides`; a
+            ``scale_weight`` without its weight.
     """
-    rename = normalize_state_dict_keys({k: k for k in ckpt.shapes})  # new name -> stored name
+    model_keys, scale_keys = _split_fp8_keys(ckpt.shapes)
+    rename = normalize_state_dict_keys({k: k for k in {**model_keys, **scale_keys}})  # new name -> stored name
+    scales = {new[: -len(SCALE_SUFFIX)]: old for new, old in rename.items() if old in scale_keys}
+    rename = {new: old for new, old in rename.items() if old in model_keys}
     shapes = {new: tuple(ckpt.shapes[old]) for new, old in rename.items()}
+    orphans = sorted(layer for layer in scales if layer + ".weight" not in shapes)
+    if orphans:
+        raise CheckpointError(f"the checkpoint has scale_weight entries without their weights: {_few(orphans)}")
     heads, eps = _metadata_overrides(ckpt.metadata, num_heads, None)
     config = infer_config_from_shapes(shapes, num_heads=heads, eps=eps)
     recorded = _recorded_config(ckpt.metadata)
     config = dataclasses.replace(config, rope_theta=_metadata_rope_theta(recorded, config.rope_theta),
                                  text_len=_metadata_text_len(recorded))
-    return rename, shapes, config
+    return CheckpointLayout(rename, shapes, config, scales)
 
 
 def check_keys(expected: Mapping[str, tuple], found: Mapping[str, tuple]) -> None:
@@ -494,6 +551,33 @@ def check_keys(expected: Mapping[str, tuple], found: Mapping[str, tuple]) -> Non
         )
 
 
+def _model_keys(model: TempoMasterDiT) -> dict[str, tuple]:
+    """``{name: shape}`` of the model's tensors a checkpoint must hold (weight scales excluded)."""
+    return {k: tuple(v.shape) for k, v in model.state_dict().items() if not k.endswith(SCALE_SUFFIX)}
+
+
+def _prepare_scales(model: TempoMasterDiT, weight_dtype: torch.dtype) -> set[str]:
+    """Give every layer that will hold fp8 weights a ``scale_weight`` parameter (meta, to be assigned);
+    return the names of all layers with one (ComfyUI's scaled fp8 ops give every Linear one).
+
+    Raises:
+        TypeError: fp8 weights for layers of an ``operations`` class without a weight scale.
+    """
+    layers = set()
+    for name, module in model.named_modules():
+        fp8 = is_fp8_dtype(weight_dtype) and is_fp8_weight(name + ".weight")
+        if fp8 and not supports_weight_scale(module):
+            raise TypeError(
+                f"fp8 weights need layers with a weight scale (tempomaster_core.ops.CastOps or ComfyUI's "
+                f"comfy.ops.scaled_fp8_ops()); {name} is a {type(module).__name__}"
+            )
+        if fp8 and module.scale_weight is None:
+            module.scale_weight = torch.nn.Parameter(torch.empty((), device="meta"), requires_grad=False)
+        if supports_weight_scale(module) and module.scale_weight is not None:
+            layers.add(name)
+    return layers
+
+
 def load_dit(
     source,
     *,
@@ -502,23 +586,31 @@ def load_dit(
     attention_backend: str = "sdpa",
     num_heads: int | None = None,
     text_len: int | None = None,
+    compute_dtype=None,
+    operations=None,
 ) -> TempoMasterDiT:
     """Load a TempoMaster DiT from a checkpoint file or state dict.
 
     Args:
         source: path (``str``/``Path``) to ``.safetensors``/``.bin``/``.pt``/``.pth``, or a
             ``{name: tensor}`` state dict (its tensors may be reused as parameters when
-            dtype/device already match).
-        dtype: storage dtype of all parameters (``torch.bfloat16`` default, fp16, fp32 or a
-            name like ``"bf16"``); norms/modulation are computed in fp32 regardless.
+            dtype/device already match). Scaled fp8 checkpoints are dequantised unless kept in fp8.
+        dtype: weight storage dtype: ``torch.bfloat16`` (default), fp16, fp32 (every tensor), or
+            ``"fp8_e4m3fn"``/``"fp8_e5m2"`` (block linear weights in fp8 with a per-tensor scale,
+            the rest in ``compute_dtype``; :mod:`tempomaster_core.fp8`); a name or a ``torch.dtype``.
+            Norms/modulation are computed in fp32 regardless.
         device: where the parameters live (``"cpu"``, ``"cuda"``, ...). Tensors are moved one
             at a time, so CPU RAM holds at most one extra tensor when loading to a GPU
-            from safetensors.
+            from safetensors (fp8 quantisation happens on ``device``).
         attention_backend: see :class:`TempoMasterDiT`.
         num_heads: override; otherwise from safetensors metadata or ``dim // 128``.
         text_len: token slots of the text context (:attr:`DiTConfig.text_len`); overrides the
             recorded value (the built-in bundle passes its text encoder's length). ``None``: as
             recorded, else 512 for an umT5-width model, else the text encoder's own length.
+        compute_dtype: with fp8 weights, the dtype of everything else and of the matmuls
+            (default bf16; fp16 or fp32); ignored (the storage dtype) otherwise.
+        operations: layer classes (:mod:`tempomaster_core.ops`; default ``CastOps``); fp8
+            weights need a ``Linear`` with a weight scale.
 
     Returns:
         The model in eval mode with ``requires_grad`` off (call ``.train()`` and
@@ -526,32 +618,91 @@ def load_dit(
 
     Raises:
         FileNotFoundError: missing file.
+        ValueError: an unknown dtype or compute dtype; fp8 on Apple MPS.
+        TypeError: fp8 weights with ``operations`` whose Linear has no weight scale.
         CheckpointError: any bad checkpoint (see :func:`infer_config_from_shapes` and
             :func:`check_keys`; truncated/corrupt files; pickled objects).
     """
     dtype = parse_dtype(dtype)
+    compute = dtype
+    if is_fp8_dtype(dtype):
+        compute = parse_dtype(compute_dtype or torch.bfloat16)
+        if is_fp8_dtype(compute):
+            raise ValueError(f"compute_dtype must be one of {', '.join(COMPUTE_DTYPES)}, got {compute_dtype!r}")
     device = torch.device(device)
+    if is_fp8_dtype(dtype) and device.type == "mps":
+        raise ValueError("fp8 weights cannot be stored on Apple MPS (torch has no float8 there); use bf16 or fp16")
     ckpt = open_checkpoint(source)
     try:
-        rename, shapes, config = checkpoint_layout(ckpt, num_heads)
+        rename, shapes, config, scales = checkpoint_layout(ckpt, num_heads)
         if text_len is not None:
             config = dataclasses.replace(config, text_len=text_len)
         with torch.device("meta"):
-            model = TempoMasterDiT(config, attention_backend=attention_backend)
-        check_keys({k: tuple(v.shape) for k, v in model.state_dict().items()}, shapes)
+            model = TempoMasterDiT(config, attention_backend=attention_backend, operations=operations or CastOps)
+        check_keys(_model_keys(model), shapes)
+        scaled_layers = _prepare_scales(model, dtype)
         tensors = {}
         for new, old in rename.items():
             tensor = ckpt.get(old)
             if not tensor.is_floating_point():
                 raise CheckpointError(f"tensor {old!r} has dtype {tensor.dtype}; a DiT checkpoint holds floats")
-            tensors[new] = tensor.to(device=device, dtype=dtype)
-            del tensor
+            layer = new.rsplit(".", 1)[0]
+            scale = ckpt.get(scales[layer]) if new.endswith(".weight") and layer in scales else None
+            if is_fp8_dtype(dtype) or scale is not None:
+                tensor = tensor.to(device)
+            value, new_scale = storage_tensor(new, tensor, scale, dtype, compute)
+            tensors[new] = value.to(device=device)
+            if layer in scaled_layers and new.endswith(".weight"):
+                one = torch.ones((), dtype=torch.float32)
+                tensors[layer + SCALE_SUFFIX] = (one if new_scale is None else new_scale).to(device)
+            del tensor, value
         model.load_state_dict(tensors, strict=True, assign=True)
         del tensors
     finally:
         ckpt.close()
     model.requires_grad_(False)
     return model.eval()
+
+
+def convert_state_dict(state_dict: Mapping, dtype, compute_dtype=None) -> dict:
+    """A DiT state dict (reference names; scaled fp8 entries allowed) in another weight dtype.
+
+    Args:
+        state_dict: ``{name: tensor}``, e.g. ``model.state_dict()``; ``<layer>.scale_weight``
+            entries are the scales of fp8 weights.
+        dtype: target weight dtype (:data:`STORAGE_DTYPES` name or torch dtype).
+        compute_dtype: with an fp8 ``dtype``, the dtype of the other tensors (default bf16).
+
+    Returns:
+        A new dict: for fp8, block linear weights quantised (:func:`tempomaster_core.fp8.quantize`)
+        with their ``scale_weight``, the rest in ``compute_dtype``; otherwise every tensor in
+        ``dtype`` (fp8 ones dequantised, scales dropped). No marker entry.
+
+    Raises:
+        ValueError: unknown dtype.
+    """
+    dtype = parse_dtype(dtype)
+    compute = parse_dtype(compute_dtype or torch.bfloat16) if is_fp8_dtype(dtype) else dtype
+    out = {}
+    for name, tensor in state_dict.items():
+        if name.endswith(SCALE_SUFFIX) or name == SCALED_FP8_MARKER:
+            continue
+        layer = name.rsplit(".", 1)[0]
+        scale = state_dict.get(layer + SCALE_SUFFIX) if name.endswith(".weight") else None
+        value, new_scale = storage_tensor(name, tensor, scale, dtype, compute)
+        out[name] = value
+        if new_scale is not None:
+            out[layer + SCALE_SUFFIX] = new_scale
+    return out
+
+
+def fp8_marker(state_dict: Mapping) -> dict:
+    """``{"scaled_fp8": empty tensor of the fp8 dtype}`` when ``state_dict`` holds fp8 tensors (the
+    entry ComfyUI uses to recognise a scaled fp8 checkpoint), else ``{}``."""
+    for value in state_dict.values():
+        if torch.is_tensor(value) and is_fp8_dtype(value.dtype):
+            return {SCALED_FP8_MARKER: torch.empty(0, dtype=value.dtype)}
+    return {}
 
 
 def save_dit(model_or_state_dict, path, *, config: DiTConfig | None = None, dtype=None) -> Path:
@@ -562,10 +713,11 @@ def save_dit(model_or_state_dict, path, *, config: DiTConfig | None = None, dtyp
         path: destination ``.safetensors`` path.
         config: required with a state dict whose num_heads is not ``dim // 128``; default:
             the model's config, or inferred.
-        dtype: optional storage dtype to convert to.
+        dtype: optional storage dtype to convert to (:func:`convert_state_dict`; fp8 names give a
+            scaled fp8 file).
 
     Returns:
-        The path written.
+        The path written. A file with fp8 tensors carries ComfyUI's ``scaled_fp8`` marker.
     """
     from safetensors.torch import save_file
 
@@ -576,9 +728,8 @@ def save_dit(model_or_state_dict, path, *, config: DiTConfig | None = None, dtyp
         state = normalize_state_dict_keys(model_or_state_dict)
         config = config or infer_config(state)
     if dtype is not None:
-        dtype = parse_dtype(dtype)
-        state = {k: v.to(dtype) for k, v in state.items()}
-    state = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+        state = convert_state_dict(state, dtype)
+    state = {k: v.detach().cpu().contiguous() for k, v in {**state, **fp8_marker(state)}.items()}
     path = Path(path)
     save_file(state, str(path), metadata=config_metadata(config))
     return path

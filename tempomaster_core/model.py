@@ -17,7 +17,8 @@ Differences from the reference, all numerical-only:
   cos/sin from float64 angles (:mod:`tempomaster_core.rope`), not complex128.
 * As in the original Wan 2.1 code, the time embedding, adaLN modulation,
   norms, gates, residual stream and head run in float32; the big linear layers
-  and attention run in the storage dtype (bf16 for the release). The reference
+  and attention run in the compute dtype (:attr:`TempoMasterDiT.dtype`: the
+  storage dtype, bf16 for the release; bf16 for fp8-stored weights). The reference
   pipeline runs everything in bf16; outputs agree to bf16 precision.
 * The head adds the time embedding per batch item (``modulation + t[:, None]``);
   the reference's broadcast ``[1,2,dim] + [B,dim]`` is only right for B <= 2
@@ -36,6 +37,7 @@ from torch.utils.checkpoint import checkpoint
 
 from .attention import attention, resolve_backend
 from .config import DiTConfig
+from .ops import CastOps, check_operations
 from .rope import apply_rope, rope_axis_dims, rope_rotation
 
 
@@ -57,18 +59,21 @@ def sinusoidal_embedding(freq_dim: int, timestep: torch.Tensor) -> torch.Tensor:
     return torch.cat([torch.cos(angles), torch.sin(angles)], dim=1).to(torch.float32)
 
 
-def _linear_fp32(layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
-    """``layer(x)`` computed in float32 whatever the storage dtype (small layers only)."""
-    bias = None if layer.bias is None else layer.bias.float()
-    return F.linear(x.float(), layer.weight.float(), bias)
+def _linear_fp32(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``layer(x)`` computed in float32 whatever the storage dtype (small layers only; the
+    ``operations`` layer casts its weights to the input, :mod:`tempomaster_core.ops`)."""
+    return layer(x.float())
 
 
-def _layer_norm_fp32(x: torch.Tensor, eps: float, norm: nn.LayerNorm | None = None) -> torch.Tensor:
-    """LayerNorm over the last dim in float32 (affine when ``norm`` has weights)."""
-    weight = bias = None
-    if norm is not None and norm.weight is not None:
-        weight, bias = norm.weight.float(), norm.bias.float()
-    return F.layer_norm(x.float(), (x.shape[-1],), weight, bias, eps)
+def _layer_norm_fp32(x: torch.Tensor, eps: float) -> torch.Tensor:
+    """LayerNorm without weights over the last dim, in float32."""
+    return F.layer_norm(x.float(), (x.shape[-1],), None, None, eps)
+
+
+def _param(p: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A parameter that is no layer's weight (adaLN modulation, RMSNorm scale) as float32 on
+    ``like``'s device: it may live elsewhere (block swap, ComfyUI's partial loading)."""
+    return p.to(device=like.device, dtype=torch.float32)
 
 
 class RMSNorm(nn.Module):
@@ -83,22 +88,22 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.rms_norm(x.float(), (x.shape[-1],), self.weight.float(), self.eps)
+        return F.rms_norm(x.float(), (x.shape[-1],), _param(self.weight, x), self.eps)
 
 
 class _AttentionLayers(nn.Module):
     """Parameters shared by Wan's self- and cross-attention (reference names).
 
-    ``q, k, v, o`` (Linear dim->dim) and ``norm_q, norm_k`` (RMSNorm over dim, on q and k).
+    ``q, k, v, o`` (``operations.Linear`` dim->dim) and ``norm_q, norm_k`` (RMSNorm over dim, on q and k).
     """
 
-    def __init__(self, dim: int, num_heads: int, eps: float):
+    def __init__(self, dim: int, num_heads: int, eps: float, operations=CastOps):
         super().__init__()
         self.num_heads = num_heads
-        self.q = nn.Linear(dim, dim)
-        self.k = nn.Linear(dim, dim)
-        self.v = nn.Linear(dim, dim)
-        self.o = nn.Linear(dim, dim)
+        self.q = operations.Linear(dim, dim)
+        self.k = operations.Linear(dim, dim)
+        self.v = operations.Linear(dim, dim)
+        self.o = operations.Linear(dim, dim)
         self.norm_q = RMSNorm(dim, eps)
         self.norm_k = RMSNorm(dim, eps)
 
@@ -110,7 +115,7 @@ class SelfAttention(_AttentionLayers):
     """
 
     def forward(self, x: torch.Tensor, rope, backend: str) -> torch.Tensor:
-        """``x`` ``[B, S, dim]`` storage dtype -> ``[B, S, dim]`` storage dtype.
+        """``x`` ``[B, S, dim]`` compute dtype -> ``[B, S, dim]`` compute dtype.
 
         ``rope`` is the ``[B|1, S, head_dim/2]`` complex64 rotation table (float32 parts) of
         :func:`~tempomaster_core.rope.rope_rotation`.
@@ -133,7 +138,7 @@ class CrossAttention(_AttentionLayers):
     """
 
     def forward(self, x: torch.Tensor, context: torch.Tensor, backend: str) -> torch.Tensor:
-        """``x`` ``[B, S, dim]``, ``context`` ``[B or 1, L, dim]`` (storage dtype) -> ``[B, S, dim]``."""
+        """``x`` ``[B, S, dim]``, ``context`` ``[B or 1, L, dim]`` (compute dtype) -> ``[B, S, dim]``."""
         dtype = x.dtype
         heads = self.num_heads
         q = rearrange(self.norm_q(self.q(x)).to(dtype), "b s (n d) -> b s n d", n=heads)
@@ -153,17 +158,20 @@ class DiTBlock(nn.Module):
     cross-attention), ``ffn`` (Linear dim->ffn_dim, GELU tanh, Linear ffn_dim->dim) and
     ``modulation`` ``[1, 6, dim]`` added to the projected time embedding to give
     (shift, scale, gate) for attention and for the FFN. ``norm1``/``norm2`` have no weights.
+    Linear layers and ``norm3`` come from ``operations`` (:mod:`tempomaster_core.ops`).
     """
 
-    def __init__(self, dim: int, num_heads: int, ffn_dim: int, eps: float):
+    def __init__(self, dim: int, num_heads: int, ffn_dim: int, eps: float, operations=CastOps):
         super().__init__()
         self.eps = eps
-        self.self_attn = SelfAttention(dim, num_heads, eps)
-        self.cross_attn = CrossAttention(dim, num_heads, eps)
+        self.self_attn = SelfAttention(dim, num_heads, eps, operations)
+        self.cross_attn = CrossAttention(dim, num_heads, eps, operations)
         self.norm1 = nn.LayerNorm(dim, eps=eps, elementwise_affine=False)
         self.norm2 = nn.LayerNorm(dim, eps=eps, elementwise_affine=False)
-        self.norm3 = nn.LayerNorm(dim, eps=eps)
-        self.ffn = nn.Sequential(nn.Linear(dim, ffn_dim), nn.GELU(approximate="tanh"), nn.Linear(ffn_dim, dim))
+        self.norm3 = operations.LayerNorm(dim, eps=eps)
+        self.ffn = nn.Sequential(
+            operations.Linear(dim, ffn_dim), nn.GELU(approximate="tanh"), operations.Linear(ffn_dim, dim)
+        )
         self.modulation = nn.Parameter(torch.randn(1, 6, dim) / dim**0.5)
 
     def forward(self, x, context, t_mod, rope, backend: str) -> torch.Tensor:
@@ -171,19 +179,20 @@ class DiTBlock(nn.Module):
 
         Args:
             x: ``[B, S, dim]`` float32 residual stream.
-            context: ``[B or 1, L, dim]`` embedded text, storage dtype.
+            context: ``[B or 1, L, dim]`` embedded text in the compute dtype, which the block's
+                matmuls and attention use.
             t_mod: ``[B, 6, dim]`` float32 projected time embedding.
             rope: RoPE tables (see :meth:`SelfAttention.forward`).
 
         Returns:
             ``[B, S, dim]`` float32.
         """
-        dtype = self.ffn[0].weight.dtype
-        mod = self.modulation.float() + t_mod
+        dtype = context.dtype
+        mod = _param(self.modulation, x) + t_mod
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = mod[:, :, None, :].unbind(1)
         h = _layer_norm_fp32(x, self.eps) * (1 + scale_msa) + shift_msa
         x = x + gate_msa * self.self_attn(h.to(dtype), rope, backend).float()
-        h = _layer_norm_fp32(x, self.eps, self.norm3)
+        h = self.norm3(x.float())
         x = x + self.cross_attn(h.to(dtype), context, backend).float()
         h = _layer_norm_fp32(x, self.eps) * (1 + scale_mlp) + shift_mlp
         return x + gate_mlp * self.ffn(h.to(dtype)).float()
@@ -195,16 +204,16 @@ class Head(nn.Module):
     Parameters ``head`` (Linear dim -> out_dim * prod(patch)) and ``modulation`` ``[1, 2, dim]``.
     """
 
-    def __init__(self, dim: int, out_dim: int, patch_size, eps: float):
+    def __init__(self, dim: int, out_dim: int, patch_size, eps: float, operations=CastOps):
         super().__init__()
         self.eps = eps
         self.norm = nn.LayerNorm(dim, eps=eps, elementwise_affine=False)
-        self.head = nn.Linear(dim, out_dim * math.prod(patch_size))
+        self.head = operations.Linear(dim, out_dim * math.prod(patch_size))
         self.modulation = nn.Parameter(torch.randn(1, 2, dim) / dim**0.5)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """``x`` ``[B, S, dim]`` float32, ``t`` ``[B, dim]`` float32 -> ``[B, S, out_dim*prod(patch)]`` float32."""
-        shift, scale = (self.modulation.float() + t[:, None, :]).unbind(1)
+        shift, scale = (_param(self.modulation, x) + t[:, None, :]).unbind(1)
         h = _layer_norm_fp32(x, self.eps) * (1 + scale[:, None]) + shift[:, None]
         return _linear_fp32(self.head, h)
 
@@ -217,22 +226,29 @@ class TempoMasterDiT(nn.Module):
             checkpoint by :func:`tempomaster_core.loading.load_dit`).
         attention_backend: ``"sdpa"`` (default), ``"flash_attn"`` or ``"sageattention"``;
             an uninstalled one falls back to SDPA with one warning.
+        operations: namespace of the layer classes (``Linear``, ``Conv3d``, ``LayerNorm``) whose
+            forward casts weights to the input's dtype/device; default
+            :data:`tempomaster_core.ops.CastOps`; ComfyUI's ``comfy.ops.manual_cast`` or
+            ``comfy.ops.scaled_fp8_ops()`` work too (contract in :mod:`tempomaster_core.ops`).
 
     Attributes:
         config: the :class:`DiTConfig`.
         attention_backend: the backend actually used.
         gradient_checkpointing: recompute blocks in backward when training (default False).
+        device: where the forward computes (see :attr:`device`).
 
     Raises:
         ValueError: ``config.has_image_input`` (the CLIP image branch is not part of
             TempoMaster) or a head_dim Wan's RoPE cannot split.
+        TypeError: ``operations`` lacks one of the layer classes.
 
     The module holds no buffers, so it can be built on the meta device and
     filled with ``load_state_dict(..., assign=True)``.
     """
 
-    def __init__(self, config: DiTConfig, attention_backend: str = "sdpa"):
+    def __init__(self, config: DiTConfig, attention_backend: str = "sdpa", operations=CastOps):
         super().__init__()
+        check_operations(operations)
         if config.has_image_input:
             raise ValueError(
                 "has_image_input=True (Wan I2V CLIP image branch) is not supported: TempoMaster "
@@ -241,19 +257,21 @@ class TempoMasterDiT(nn.Module):
         rope_axis_dims(config.head_dim)  # validates head_dim
         self.config = config
         dim = config.dim
-        self.patch_embedding = nn.Conv3d(config.in_dim, dim, kernel_size=config.patch_size, stride=config.patch_size)
+        ops = operations
+        self.patch_embedding = ops.Conv3d(config.in_dim, dim, kernel_size=config.patch_size, stride=config.patch_size)
         self.text_embedding = nn.Sequential(
-            nn.Linear(config.text_dim, dim), nn.GELU(approximate="tanh"), nn.Linear(dim, dim)
+            ops.Linear(config.text_dim, dim), nn.GELU(approximate="tanh"), ops.Linear(dim, dim)
         )
-        self.time_embedding = nn.Sequential(nn.Linear(config.freq_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
-        self.time_projection = nn.Sequential(nn.SiLU(), nn.Linear(dim, dim * 6))
+        self.time_embedding = nn.Sequential(ops.Linear(config.freq_dim, dim), nn.SiLU(), ops.Linear(dim, dim))
+        self.time_projection = nn.Sequential(nn.SiLU(), ops.Linear(dim, dim * 6))
         self.blocks = nn.ModuleList(
-            DiTBlock(dim, config.num_heads, config.ffn_dim, config.eps) for _ in range(config.num_layers)
+            DiTBlock(dim, config.num_heads, config.ffn_dim, config.eps, ops) for _ in range(config.num_layers)
         )
-        self.head = Head(dim, config.out_dim, config.patch_size, config.eps)
+        self.head = Head(dim, config.out_dim, config.patch_size, config.eps, ops)
         self.attention_backend = "sdpa"
         self.set_attention_backend(attention_backend)
         self.gradient_checkpointing = False
+        self._execution_device: torch.device | None = None
 
     def set_attention_backend(self, name: str) -> str:
         """Select the attention backend; returns the one actually used.
@@ -267,8 +285,35 @@ class TempoMasterDiT(nn.Module):
 
     @property
     def dtype(self) -> torch.dtype:
-        """Storage dtype of the linear layers (the compute dtype of matmuls and attention)."""
+        """Compute dtype of the matmuls and attention (the patch embedding's storage dtype: the
+        storage dtype of every weight, or bf16/fp16/fp32 next to fp8 block weights)."""
         return self.patch_embedding.weight.dtype
+
+    @property
+    def weight_dtype(self) -> torch.dtype:
+        """Storage dtype of the blocks' linear weights (``float8_e4m3fn``/``float8_e5m2`` when
+        fp8-stored, else :attr:`dtype`)."""
+        return self.blocks[0].ffn[0].weight.dtype if len(self.blocks) else self.dtype
+
+    @property
+    def device(self) -> torch.device:
+        """Where the forward computes and returns its output.
+
+        Set it (``model.device = "cuda"``) when the weights are spread over devices -- block
+        swap (:mod:`tempomaster_core.block_swap`), ComfyUI's ModelPatcher (which sets
+        ``model.device`` when it loads a model) -- and the layers cast their weights to it;
+        ``None`` (the default, and after ``model.to(...)``) means the patch embedding's device.
+        """
+        return getattr(self, "_execution_device", None) or self.patch_embedding.weight.device
+
+    @device.setter
+    def device(self, value) -> None:
+        self._execution_device = None if value is None else torch.device(value)
+
+    def _apply(self, fn, recurse=True):
+        # model.to(...)/.cuda()/.cpu() put every weight on one device: forget a set device
+        self._execution_device = None
+        return super()._apply(fn, recurse)
 
     def _check_inputs(self, x, y, context, temporal_positions):
         cfg = self.config
@@ -345,7 +390,7 @@ class TempoMasterDiT(nn.Module):
         cfg = self.config
         pos = self._check_inputs(x, y, context, temporal_positions)
         dtype = self.dtype
-        device = self.patch_embedding.weight.device
+        device = self.device
         b, _, t, h, w = x.shape
         pt, ph, pw = cfg.patch_size
         grid = (t // pt, h // ph, w // pw)
@@ -364,9 +409,7 @@ class TempoMasterDiT(nn.Module):
 
         # patchify: Conv3d with stride == kernel is a linear map of each patch
         xin = torch.cat([x.to(device=device, dtype=dtype), y.to(device=device, dtype=dtype)], dim=1)
-        patches = rearrange(xin, "b c (f p) (h q) (w r) -> b (f h w) (c p q r)", p=pt, q=ph, r=pw)
-        weight = self.patch_embedding.weight.flatten(1)
-        tokens = F.linear(patches, weight, self.patch_embedding.bias).float()
+        tokens = rearrange(self.patch_embedding(xin), "b c f h w -> b (f h w) c").float()
 
         rope = rope_rotation(pos, grid, cfg.head_dim, theta=cfg.rope_theta, device=device)
 

@@ -102,10 +102,14 @@ class LevelResult:
 
 
 def _model_device_dtype(model: Any) -> tuple[torch.device, torch.dtype]:
-    """Device and parameter dtype of the model (first parameter; CPU float32 if it has none)."""
+    """Compute device and dtype of the model: its ``device`` and ``dtype`` attributes (a DiT's
+    weights may be spread over devices, :attr:`TempoMasterDiT.device`), else those of its first
+    parameter (CPU float32 if it has none)."""
     params = getattr(model, "parameters", None)
     first = next(iter(params()), None) if callable(params) else None
-    device = first.device if first is not None else torch.device("cpu")
+    device = getattr(model, "device", None)
+    if not isinstance(device, torch.device):
+        device = first.device if first is not None else torch.device("cpu")
     dtype = getattr(model, "dtype", None)
     if not isinstance(dtype, torch.dtype):
         dtype = first.dtype if first is not None else torch.float32

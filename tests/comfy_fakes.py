@@ -11,7 +11,10 @@
   {"pooled_output": None}]]`` with zeroed padding, deterministic per text.
 - :func:`install_fake_comfy` puts minimal ``comfy.*`` and ``folder_paths`` modules
   into ``sys.modules`` (through pytest's ``monkeypatch``) to exercise the nodes'
-  ComfyUI code paths without ComfyUI.
+  ComfyUI code paths without ComfyUI; with ``managed=True`` also ``comfy.model_patcher``
+  (:class:`FakeModelPatcher`), ``comfy.lora.load_lora``, ``comfy.ops`` and
+  ``model_management.load_models_gpu``, answering the calls ``nodes/comfy_model.py`` makes
+  the way ComfyUI 0.3.6x does (checked against its source, not run against it).
 """
 
 from __future__ import annotations
@@ -144,8 +147,86 @@ class Interrupted(Exception):
     """Stand-in of ``comfy.model_management.InterruptProcessingException``."""
 
 
+class FakeModelPatcher:
+    """Stand-in of ``comfy.model_patcher.ModelPatcher`` for the calls the pack makes.
+
+    ``add_patches`` stores ``(strength, patch)`` per model key (keys the model lacks are not
+    taken, as ComfyUI does); ``patch_model(device)`` writes ``W + strength * (alpha / rank) * up
+    @ down`` (float32, then the weight's dtype) into the weights, keeping backups, and sets
+    ``model.device``; ``unpatch_model`` restores them. Clones share the model.
+    """
+
+    def __init__(self, model, load_device, offload_device, size=0):
+        self.model, self.load_device, self.offload_device = model, load_device, offload_device
+        self.patches: dict = {}
+        self.backup: dict = {}
+        if not hasattr(model, "device"):
+            model.device = offload_device
+
+    def clone(self):
+        other = FakeModelPatcher(self.model, self.load_device, self.offload_device)
+        other.patches = {k: list(v) for k, v in self.patches.items()}
+        return other
+
+    def is_clone(self, other):
+        return getattr(other, "model", None) is self.model
+
+    def add_patches(self, patches, strength_patch=1.0, strength_model=1.0):
+        keys = set(self.model.state_dict())
+        taken = [k for k in patches if k in keys]
+        for key in taken:
+            self.patches.setdefault(key, []).append((strength_patch, patches[key]))
+        return taken
+
+    def patch_model(self, device_to=None, lowvram_model_memory=0, load_weights=True, force_patch_weights=False):
+        params = dict(self.model.named_parameters())
+        with torch.no_grad():
+            for key, patch_list in self.patches.items():
+                weight = params[key]
+                self.backup.setdefault(key, weight.detach().clone())
+                value = weight.float()
+                for strength, (kind, (up, down, alpha)) in patch_list:
+                    assert kind == "lora"
+                    scale = alpha / down.shape[0] if alpha is not None else 1.0
+                    value = value + strength * scale * (up.float() @ down.float()).reshape(value.shape)
+                weight.copy_(value.to(weight.dtype))
+        if device_to is not None:
+            self.model.to(device_to)
+            self.model.device = device_to
+        return self.model
+
+    def unpatch_model(self, device_to=None, unpatch_weights=True):
+        params = dict(self.model.named_parameters())
+        with torch.no_grad():
+            for key, weight in self.backup.items():
+                params[key].copy_(weight)
+        self.backup.clear()
+
+
+def fake_load_lora(lora, to_load, log_missing=True):
+    """Stand-in of ``comfy.lora.load_lora`` for plain LoRAs: ``{model key: ("lora", (up, down, alpha))}``."""
+    patches = {}
+    for prefix, key in to_load.items():
+        for up_name, down_name in (("lora_up.weight", "lora_down.weight"), ("lora_B.weight", "lora_A.weight")):
+            if f"{prefix}.{up_name}" in lora:
+                alpha = lora.get(f"{prefix}.alpha")
+                patches[key] = ("lora", (lora[f"{prefix}.{up_name}"], lora[f"{prefix}.{down_name}"],
+                                         None if alpha is None else float(alpha)))
+    return patches
+
+
+def _fake_ops(marker: str):
+    """A ``comfy.ops``-like namespace: the core's casting layers, subclassed and tagged ``marker``."""
+    from tempomaster_core.ops import CastConv3d, CastLayerNorm, CastLinear  # (not at import: the ComfyUI scaffold)
+
+    return types.SimpleNamespace(**{
+        name: type(f"{marker}{name}", (base,), {"comfy_cast_weights": True, "ops_marker": marker})
+        for name, base in (("Linear", CastLinear), ("Conv3d", CastConv3d), ("LayerNorm", CastLayerNorm))
+    })
+
+
 def install_fake_comfy(monkeypatch, interrupt_after: int | None = None, preview_method: str = "auto",
-                       folders: dict | None = None):
+                       folders: dict | None = None, managed: bool = False):
     """Install fake ``comfy.model_management``, ``comfy.utils``, ``comfy.cli_args`` and
     ``folder_paths`` modules for one test.
 
@@ -154,6 +235,9 @@ def install_fake_comfy(monkeypatch, interrupt_after: int | None = None, preview_
             ``throw_exception_if_processing_interrupted`` on that call number (1-based).
         preview_method: value of ``args.preview_method`` ("none" disables previews).
         folders: ``{folder: {name: full path}}`` served by ``folder_paths``.
+        managed: also install ``comfy.model_patcher``, ``comfy.lora``, ``comfy.ops`` and
+            ``mm.load_models_gpu`` (``mm.loads`` lists ``(patcher, memory_required)``;
+            ``ops.calls`` lists the ``scaled_fp8_ops`` arguments).
 
     Returns:
         a namespace with ``mm`` (the model_management module; ``mm.freed`` lists
@@ -184,7 +268,34 @@ def install_fake_comfy(monkeypatch, interrupt_after: int | None = None, preview_
     fp.get_filename_list = lambda folder: sorted(table.get(folder, {}))
     fp.get_full_path = lambda folder, name: table.get(folder, {}).get(name)
     comfy.model_management, comfy.utils, comfy.cli_args = mm, utils, cli
-    for name, module in {"comfy": comfy, "comfy.model_management": mm, "comfy.utils": utils,
-                         "comfy.cli_args": cli, "folder_paths": fp}.items():
+    modules = {"comfy": comfy, "comfy.model_management": mm, "comfy.utils": utils, "comfy.cli_args": cli,
+               "folder_paths": fp}
+    extra = {}
+    if managed:
+        patcher = types.ModuleType("comfy.model_patcher")
+        patcher.ModelPatcher = FakeModelPatcher
+        lora = types.ModuleType("comfy.lora")
+        lora.load_lora = fake_load_lora
+        ops = types.ModuleType("comfy.ops")
+        ops.manual_cast = _fake_ops("manual_cast")
+        ops.calls = []
+        ops.scaled_fp8_ops = lambda **kwargs: ops.calls.append(kwargs) or _fake_ops("scaled_fp8")
+        mm.loads, mm.current = [], []
+
+        def load_models_gpu(models, memory_required=0, **_):
+            for model in models:
+                mm.loads.append((model, memory_required))
+                for old in [m for m in mm.current if m.is_clone(model) and m is not model]:
+                    old.unpatch_model()  # another clone of the same DiT was loaded: its patches go
+                    mm.current.remove(old)
+                if model not in mm.current:
+                    model.patch_model(model.load_device)
+                    mm.current.append(model)
+
+        mm.load_models_gpu = load_models_gpu
+        comfy.model_patcher, comfy.lora, comfy.ops = patcher, lora, ops
+        extra = {"comfy.model_patcher": patcher, "comfy.lora": lora, "comfy.ops": ops}
+        modules.update(extra)
+    for name, module in modules.items():
         monkeypatch.setitem(sys.modules, name, module)
-    return types.SimpleNamespace(mm=mm, utils=utils, cli=cli, folder_paths=fp)
+    return types.SimpleNamespace(mm=mm, utils=utils, cli=cli, folder_paths=fp, ops=extra.get("comfy.ops"))

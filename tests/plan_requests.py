@@ -4,7 +4,7 @@ from tempomaster_core.autoplan import AutoRequest, CostSettings, PlanLimits, aut
 
 #: keyword arguments that go into the request's PlanLimits / CostSettings; the rest into AutoRequest
 LIMIT_KEYS = ("trained_chunk_frames", "min_chunk_frames", "memory_budget_bytes", "max_parallel_chunks")
-COST_KEYS = ("config", "steps", "cfg", "dtype", "attention", "text_len", "spatial_factor")
+COST_KEYS = ("config", "steps", "cfg", "dtype", "attention", "text_len", "spatial_factor", "blocks_to_swap")
 
 
 def auto(output_frames, **kw):

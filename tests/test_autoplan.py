@@ -206,3 +206,17 @@ def test_limit_breaches_name_level_value_and_limit():
     assert [b.level for b in breaches] == sorted(b.level for b in breaches)
     reference = TreePlan(109, (4, 2, 1), **SIZE)
     assert limit_breaches(reference, estimate_plan_cost(reference)) == ()
+
+
+def test_fp8_and_block_swap_fit_the_reference_video_into_24_gb():
+    """Issue 19's target: the reference tree with fp8 weights, 16 swapped blocks and one chunk per
+    forward is predicted at <= 22 GiB; the auto planner finds a tree for a 24 GB card with them."""
+    reference = TreePlan(109, (4, 2, 1), **SIZE)
+    cost = estimate_plan_cost(reference, dtype="fp8", max_batch=1, blocks_to_swap=16)
+    assert cost.peak_bytes <= 22 * GIB < estimate_plan_cost(reference, dtype="fp8", max_batch=1).peak_bytes
+    budget = 24 * 10**9  # a "24 GB" card
+    auto = auto_plan(436, **SIZE, memory_budget_bytes=budget, dtype="fp8", blocks_to_swap=16)
+    assert auto.breaches == ()
+    again = estimate_plan_cost(auto.plan, max_batch=list(auto.max_parallel_chunks), dtype="fp8", blocks_to_swap=16)
+    assert all(level.peak_bytes <= budget for level in again.levels)
+    assert auto.plan.final.num_frames >= 436

@@ -85,3 +85,42 @@ def test_unknown_boundary_mode_is_an_argument_error_and_the_former_name_an_alias
     for given, mode in (("reference", "repeat_anchor"), ("repeat_anchor", "repeat_anchor"), ("anchors", "anchors")):
         args = cli.build_parser().parse_args(["generate", "--prompt", PROMPT, "--out", "x.mp4", "--boundary", given])
         assert args.boundary == mode
+
+
+def test_weight_dtype_lora_and_block_swap_reach_the_dit(tmp_path, monkeypatch, capsys):
+    if not is_available():
+        pytest.skip("the built-in TempoMaster-Tiny files are missing from tempomaster_core/builtin/")
+    from safetensors.torch import save_file
+
+    from tempomaster_core.tiny.builtin import load_builtin
+
+    seen = {}
+
+    def fake_generate(model, codec, positive, negative, plan, **kwargs):
+        seen["model"] = model
+        return torch.zeros(plan.final.num_frames, plan.height, plan.width, 3), []
+
+    monkeypatch.setattr(cli, "generate", fake_generate)
+    monkeypatch.setattr("tempomaster_core.video_io.write_video", lambda path, frames, fps, **kwargs: path)
+    plain = load_builtin(dtype="fp8_e4m3fn").model
+    gen = torch.Generator().manual_seed(0)
+    up_head, down_head = torch.randn(plain.head.head.weight.shape[0], 2, generator=gen), torch.randn(2, 192, generator=gen)
+    lora = {"diffusion_model.head.head.lora_up.weight": up_head, "diffusion_model.head.head.lora_down.weight": down_head,
+            "diffusion_model.blocks.0.ffn.0.lora_up.weight": torch.randn(768, 2, generator=gen),
+            "diffusion_model.blocks.0.ffn.0.lora_down.weight": torch.randn(2, 192, generator=gen)}
+    path = tmp_path / "tiny_lora.safetensors"
+    save_file(lora, str(path))
+    argv = ["generate", "--prompt", PROMPT, "--out", str(tmp_path / "a.mp4"), "--overwrite", "--weight-dtype", "fp8_e4m3fn",
+            "--lora", f"{path}:0.5", "--blocks-to-swap", "2"]
+    assert cli.main(argv) == 0
+    model = seen["model"]
+    assert model.weight_dtype == torch.float8_e4m3fn and model.dtype == torch.bfloat16
+    assert len(model.blocks[0].ffn[0].weight_functions) == 1  # fp8 weight: the LoRA runs per forward
+    merged = (plain.head.head.weight.float() + 0.5 * up_head @ down_head).to(torch.bfloat16)
+    assert torch.equal(model.head.head.weight, merged)  # a bf16 weight: merged at strength 0.5
+    assert model.blocks[0]._forward_pre_hooks and not model.blocks[2]._forward_pre_hooks  # blocks 0, 1 swapped
+    assert "LoRA tiny_lora.safetensors at strength 0.5: 2 weights" in capsys.readouterr().err
+    assert cli.main(argv[:-4] + ["--lora", str(tmp_path / "missing.safetensors")]) == 2
+    assert "no such file" in capsys.readouterr().err
+    assert cli.main(argv[:-2] + ["--blocks-to-swap", "9"]) == 1
+    assert "blocks_to_swap (the DiT has 4 blocks) must be <= 4" in capsys.readouterr().err

@@ -47,7 +47,8 @@ START_TIMEOUT_S = 240
 RUN_TIMEOUT_S = 300
 OUR_NODES = ("TempoMasterLoadModel", "TempoMasterTreeScheduler", "TempoMasterMultiMaskCondition",
              "TempoMasterBlueprintSampler", "TempoMasterFrameRateRefiner", "TempoMasterLoadTinyEncoders",
-             "TempoMasterContinue")
+             "TempoMasterContinue",
+             "TempoMasterLoraLoader")
 TINY_DIR_ENV = "TEMPOMASTER_TINY_DIR"
 
 
@@ -95,11 +96,32 @@ SCAFFOLD = textwrap.dedent(
 )
 
 
+LORA_STRENGTH = 0.8
+
+
+def _tiny_lora_and_merged_dit(model):
+    """A ComfyUI-format LoRA (``diffusion_model.<layer>.lora_up/down.weight`` + ``alpha``) for two block
+    layers and the head of the tiny DiT, and the DiT with ``W + s * (alpha / r) * up @ down`` merged by hand."""
+    import torch
+
+    gen = torch.Generator().manual_seed(11)
+    lora, state = {}, {k: v.clone() for k, v in model.state_dict().items()}
+    for layer in ("blocks.0.self_attn.q", "blocks.1.ffn.0", "head.head"):
+        rows, cols = state[layer + ".weight"].shape
+        up, down = torch.randn(rows, 4, generator=gen) * 0.3, torch.randn(4, cols, generator=gen) * 0.3
+        lora.update({f"diffusion_model.{layer}.lora_up.weight": up, f"diffusion_model.{layer}.lora_down.weight": down,
+                     f"diffusion_model.{layer}.alpha": torch.tensor(2.0)})
+        state[layer + ".weight"] += LORA_STRENGTH * (2.0 / 4) * (up @ down)
+    model.load_state_dict(state)
+    return lora, model
+
+
 @pytest.fixture(scope="module")
 def comfy(tmp_path_factory):
     """A running ComfyUI: yields ``(base_url, base_dir, log_path)``; stopped afterwards."""
     import torch
     from PIL import Image
+    from safetensors.torch import save_file
 
     sys.path.insert(0, TESTS)
     from tiny_models import make_tiny_dit
@@ -112,6 +134,10 @@ def comfy(tmp_path_factory):
     models = base / "models" / "diffusion_models"
     models.mkdir(parents=True)
     save_dit(make_tiny_dit(seed=0), models / "tiny_tempomaster.safetensors")
+    lora, merged = _tiny_lora_and_merged_dit(make_tiny_dit(seed=0))
+    (base / "models" / "loras").mkdir(parents=True)
+    save_file(lora, str(base / "models" / "loras" / "tiny_lora.safetensors"))
+    save_dit(merged, models / "tiny_tempomaster_merged.safetensors")
     (base / "input").mkdir()
     gen = torch.Generator().manual_seed(0)
     pixels = (torch.rand(40, 56, 3, generator=gen) * 255).to(torch.uint8).numpy()
@@ -326,3 +352,55 @@ def test_comfyui_vae_decode_refuses_the_tiny_codec_with_a_clear_message(comfy):
     errors = [msg[1] for msg in entry["status"]["messages"] if msg[0] == "execution_error"]
     assert errors and errors[0]["node_type"] == "VAEDecode"
     assert "only with the TempoMaster nodes" in errors[0]["exception_message"]
+
+
+def _decoded_frames(entry: dict, base):
+    """float32 ``[F, H, W, 3]`` in 0..1 of the one video a finished prompt saved."""
+    import av
+    import numpy as np
+
+    saved = [item for out in entry["outputs"].values() for item in out.get("images", [])]
+    assert len(saved) == 1, entry["outputs"]
+    path = base / "output" / saved[0]["subfolder"] / saved[0]["filename"]
+    with av.open(str(path)) as container:
+        return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(container.streams.video[0])]) / 255.0
+
+
+def _run(url, api, log_path):
+    status, reply = _post_json(url + "/prompt", {"prompt": api, "client_id": str(uuid.uuid4())})
+    assert status == 200, reply
+    entry = _wait_history(url, reply["prompt_id"])
+    assert entry["status"]["status_str"] == "success", json.dumps(entry["status"])[-3000:] + log_path.read_text()[-3000:]
+    return entry
+
+
+def test_lora_node_changes_the_video_as_the_hand_merged_weights_do(comfy):
+    """The DiT is a ComfyUI ModelPatcher; the pack's LoRA node adds ComfyUI patches; ComfyUI's
+    model management loads the patched weights: the video equals the one from hand-merged weights."""
+    url, base, log_path = comfy
+    plain = _tiny_api_workflow("text_to_video")
+    loader_id = next(i for i, n in plain.items() if n["class_type"] == "TempoMasterLoadModel")
+    with_lora = json.loads(json.dumps(plain))
+    for node in with_lora.values():
+        for key, value in node["inputs"].items():
+            if value == [loader_id, 0]:
+                node["inputs"][key] = ["lora", 0]
+    with_lora["lora"] = {"class_type": "TempoMasterLoraLoader", "inputs": {
+        "model": [loader_id, 0], "lora_name": "tiny_lora.safetensors", "strength": LORA_STRENGTH}}
+    merged = json.loads(json.dumps(plain))
+    merged[loader_id]["inputs"]["model_name"] = "tiny_tempomaster_merged.safetensors"
+    for api, prefix in ((plain, "plain"), (with_lora, "lora"), (merged, "merged")):
+        next(n for n in api.values() if n["class_type"] == "SaveVideo")["inputs"]["filename_prefix"] = f"video/{prefix}"
+    frames = {name: _decoded_frames(_run(url, api, log_path), base)
+              for name, api in (("plain", plain), ("lora", with_lora), ("merged", merged))}
+    assert abs(frames["lora"] - frames["merged"]).max() <= 2 / 255
+    assert abs(frames["lora"] - frames["plain"]).mean() > 5 * abs(frames["lora"] - frames["merged"]).mean() + 1e-3
+
+
+def test_fp8_weights_load_with_comfyuis_scaled_fp8_ops_and_run(comfy):
+    url, base, log_path = comfy
+    api = _tiny_api_workflow("text_to_video")
+    next(n for n in api.values() if n["class_type"] == "TempoMasterLoadModel")["inputs"]["weight_dtype"] = "fp8_e4m3fn"
+    next(n for n in api.values() if n["class_type"] == "SaveVideo")["inputs"]["filename_prefix"] = "video/fp8"
+    frames = _decoded_frames(_run(url, api, log_path), base)
+    assert frames.shape == (20, 32, 32, 3)

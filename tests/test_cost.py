@@ -8,11 +8,14 @@ import torch
 
 from tempomaster_core.config import DiTConfig
 from tempomaster_core.cost import (
+    FP8_LAYERS_PER_BLOCK,
     GIB,
     KNOWN_CONFIGS,
     CostError,
     LevelWork,
     activation_bytes,
+    dit_block_bytes,
+    dit_fp8_parameter_count,
     dit_parameter_count,
     dit_weight_bytes,
     estimate_levels_cost,
@@ -24,6 +27,7 @@ from tempomaster_core.cost import (
     vae_flops,
 )
 from tempomaster_core.flops import dit_forward_flops
+from tempomaster_core.fp8 import is_fp8_weight
 from tempomaster_core.model import TempoMasterDiT
 from tempomaster_core.plan import TreePlan
 from tiny_models import tiny_config
@@ -138,7 +142,12 @@ def test_parameter_count_matches_the_model(name):
     assert dit_parameter_count(config) == sum(p.numel() for p in model.parameters())
     assert dit_weight_bytes(config, "bf16") == 2 * dit_parameter_count(config)
     assert dit_weight_bytes(config, "fp32") == 4 * dit_parameter_count(config)
-    assert dit_weight_bytes(config, "fp8") == dit_parameter_count(config)
+    fp8 = sum(p.numel() for n, p in model.named_parameters() if is_fp8_weight(n))
+    assert dit_fp8_parameter_count(config) == fp8 > 0.98 * dit_parameter_count(config)
+    scales = 4 * FP8_LAYERS_PER_BLOCK * config.num_layers
+    assert dit_weight_bytes(config, "fp8") == fp8 + 2 * (dit_parameter_count(config) - fp8) + scales
+    per_block = sum(p.numel() for p in model.blocks[0].parameters())
+    assert dit_block_bytes(config, "bf16") == 2 * per_block
 
 
 def test_tiny_parameter_count_matches_the_model():

@@ -28,6 +28,7 @@ def test_exactly_the_seven_nodes_with_prefixed_ids_and_readable_names():
         "TempoMasterLoadModel", "TempoMasterTreeScheduler", "TempoMasterMultiMaskCondition",
         "TempoMasterBlueprintSampler", "TempoMasterFrameRateRefiner", "TempoMasterLoadTinyEncoders",
         "TempoMasterContinue",
+        "TempoMasterLoraLoader",
     }
     assert set(NODE_DISPLAY_NAME_MAPPINGS) == set(NODE_CLASS_MAPPINGS)
     assert len(set(NODE_DISPLAY_NAME_MAPPINGS.values())) == 7

@@ -90,3 +90,9 @@ def tiny_inputs(config: DiTConfig, batch: int = 2, frames: int = 3, height: int 
     timestep = torch.rand(batch, generator=gen) * 1000
     positions = (torch.arange(batch)[:, None] * frames + torch.arange(frames)[None]).float() * interval
     return dict(x=x, timestep=timestep, context=context, y=torch.cat([mask, cond], 1), temporal_positions=positions)
+
+
+def forward(model: torch.nn.Module, inputs: dict) -> torch.Tensor:
+    """``model(**inputs)`` without autograd (inputs from :func:`tiny_inputs`)."""
+    with torch.no_grad():
+        return model(**inputs)
