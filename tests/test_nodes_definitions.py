@@ -23,7 +23,7 @@ def _inputs(cls):
             yield section, name, entry
 
 
-def test_exactly_the_seven_nodes_with_prefixed_ids_and_readable_names():
+def test_exactly_the_eight_nodes_with_prefixed_ids_and_readable_names():
     assert set(NODE_CLASS_MAPPINGS) == {
         "TempoMasterLoadModel", "TempoMasterTreeScheduler", "TempoMasterMultiMaskCondition",
         "TempoMasterBlueprintSampler", "TempoMasterFrameRateRefiner", "TempoMasterLoadTinyEncoders",
@@ -31,7 +31,7 @@ def test_exactly_the_seven_nodes_with_prefixed_ids_and_readable_names():
         "TempoMasterLoraLoader",
     }
     assert set(NODE_DISPLAY_NAME_MAPPINGS) == set(NODE_CLASS_MAPPINGS)
-    assert len(set(NODE_DISPLAY_NAME_MAPPINGS.values())) == 7
+    assert len(set(NODE_DISPLAY_NAME_MAPPINGS.values())) == 8
     for node_id, name in NODE_DISPLAY_NAME_MAPPINGS.items():
         assert node_id.startswith("TempoMaster") and "TempoMaster" in name and " " in name
 
@@ -109,7 +109,7 @@ module = importlib.util.module_from_spec(spec)
 sys.modules["tempomaster_pack"] = module
 spec.loader.exec_module(module)
 assert module.WEB_DIRECTORY == "./web"
-assert len(module.NODE_CLASS_MAPPINGS) == 7 and len(module.NODE_DISPLAY_NAME_MAPPINGS) == 7
+assert len(module.NODE_CLASS_MAPPINGS) == 8 and len(module.NODE_DISPLAY_NAME_MAPPINGS) == 8
 for node in module.NODE_CLASS_MAPPINGS.values():
     node.INPUT_TYPES()
 bad = [m for m in sys.modules if m in ("comfy", "folder_paths", "server") or m.startswith("comfy.")]
