@@ -1,4 +1,4 @@
-"""Test-suite settings and fixtures shared by every test file.
+"""Test-suite settings and fixtures shared by every test file (the shared tiny-DiT fixtures among them).
 
 The tests run tiny models on a shared 2-core machine; one intra-op thread avoids
 oversubscription, which made tiny forwards ~50x slower in practice.
@@ -17,3 +17,19 @@ def no_model(monkeypatch):
         raise AssertionError("the model was loaded before the arguments were checked")
 
     monkeypatch.setattr("tempomaster_core.tiny.builtin.load_builtin", refuse)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """A tiny random TempoMaster DiT (``tiny_models.make_tiny_dit(seed=0)``), one per test module."""
+    from tiny_models import make_tiny_dit
+
+    return make_tiny_dit(seed=0)
+
+
+@pytest.fixture(scope="module")
+def inputs(tiny):
+    """Seeded forward inputs for the module's ``tiny`` DiT (``tiny_models.tiny_inputs``)."""
+    from tiny_models import tiny_inputs
+
+    return tiny_inputs(tiny.config)

@@ -13,22 +13,12 @@ from tempomaster_core.convert import convert_checkpoint
 from tempomaster_core.cost import dit_weight_bytes
 from tempomaster_core.loading import CheckpointError, load_dit, save_dit
 from tempomaster_core.model import TempoMasterDiT
-from tiny_models import forward, make_tiny_dit, tiny_inputs
+from tiny_models import forward
 
 FP8 = {"fp8_e4m3fn": torch.float8_e4m3fn, "fp8_e5m2": torch.float8_e5m2}
 FP8_MAX = {"fp8_e4m3fn": 448.0, "fp8_e5m2": 57344.0}
 # the block linear layers (typed here, independently of tempomaster_core.fp8)
 BLOCK_LINEAR = re.compile(r"blocks\.\d+\.(self_attn\.[qkvo]|cross_attn\.[qkvo]|ffn\.[02])\.weight")
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    return make_tiny_dit(seed=0)
-
-
-@pytest.fixture(scope="module")
-def inputs(tiny):
-    return tiny_inputs(tiny.config)
 
 
 def rel(a, b):

@@ -12,7 +12,7 @@ from safetensors.torch import save_file
 from tempomaster_core.loading import load_dit
 from tempomaster_core.lora import LoraError, apply_lora, lora_key_map
 from tempomaster_core.model import TempoMasterDiT
-from tiny_models import forward, make_tiny_dit, tiny_inputs
+from tiny_models import forward
 
 RANK = 4
 # Wan layer -> its diffusers WanTransformer3DModel name (typed here from diffusers' conversion table)
@@ -24,16 +24,6 @@ LAYERS = {
     "text_embedding.2": "condition_embedder.text_embedder.linear_2",
     "head.head": "proj_out",
 }
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    return make_tiny_dit(seed=0)
-
-
-@pytest.fixture(scope="module")
-def inputs(tiny):
-    return tiny_inputs(tiny.config)
 
 
 def factors(tiny, seed=5):
