@@ -105,7 +105,8 @@ class SegmentPlan:
 
     Attributes:
         plan: the segment's :class:`TreePlan`; its final level has at least ``frames`` pixel frames
-            (the tail beyond is generated and dropped: fewer than ``4 * step_0`` frames).
+            (the tail beyond is generated and dropped: fewer than ``temporal_factor * step(0)`` frames,
+            from rounding the blueprint up to ``temporal_factor * n + 1`` frames).
         context_frames: pixel frames at the start of the segment that are the known context (output fps);
             0 = a segment without context (the first one of a video).
         new_frames: pixel frames kept after the context.
