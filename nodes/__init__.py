@@ -8,12 +8,13 @@ Modules of the six nodes: ``model_loader`` (LoadTempoModel), ``scheduler_node``
 (TreeScheduler), ``condition_node`` (MultiMaskCondition), ``sampler_nodes`` (BlueprintSampler,
 FrameRateRefiner), ``builtin_nodes`` (LoadTinyEncoders: the built-in model's text encoder and
 codec); the web view's HTTP route ``plan_route``; adapters ``vae_adapter``, ``text_adapter``,
-``progress``/``preview``, ``comfy_env``; pure helpers ``parsing`` (image resizing lives in
+``progress``/``preview``, ``comfy_env``; the names the UI shows in ``display_names``; pure helpers ``parsing`` (image resizing lives in
 ``tempomaster_core.images``); socket types in ``types``.
 """
 
 from .builtin_nodes import LoadTinyEncoders
 from .condition_node import MultiMaskCondition
+from .display_names import DISPLAY_NAMES
 from .model_loader import LoadTempoModel
 from .sampler_nodes import BlueprintSampler, FrameRateRefiner
 from .scheduler_node import TreeScheduler
@@ -28,14 +29,7 @@ NODE_CLASS_MAPPINGS = {
     "TempoMasterLoadTinyEncoders": LoadTinyEncoders,
 }
 
-#: Node class ids -> names shown in ComfyUI's menus and search.
-NODE_DISPLAY_NAME_MAPPINGS = {
-    "TempoMasterLoadModel": "Load TempoMaster Model",
-    "TempoMasterTreeScheduler": "TempoMaster Tree Scheduler",
-    "TempoMasterMultiMaskCondition": "TempoMaster Multi-Mask Condition",
-    "TempoMasterBlueprintSampler": "TempoMaster Blueprint Sampler",
-    "TempoMasterFrameRateRefiner": "TempoMaster Frame-Rate Refiner",
-    "TempoMasterLoadTinyEncoders": "Load TempoMaster-Tiny Text Encoder & Codec",
-}
+#: Node class ids -> names shown in ComfyUI's menus and search (``nodes/display_names.py``).
+NODE_DISPLAY_NAME_MAPPINGS = dict(DISPLAY_NAMES)
 
 __all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"]
