@@ -81,8 +81,9 @@ def missing_model_message(name: str) -> str:
     from tempomaster_core.config import DiTConfig
     from tempomaster_core.cost import dit_weight_bytes
 
-    dirs = comfy_env.model_folder_dirs(MODEL_FOLDER)
-    where = dirs[0] if dirs else f"ComfyUI/models/{MODEL_FOLDER}/"
+    dirs = comfy_env.model_folder_dirs(MODEL_FOLDER)  # ComfyUI lists the legacy models/unet first
+    named = [d for d in dirs if os.path.basename(os.path.normpath(d)) == MODEL_FOLDER]
+    where = (named or dirs or [f"ComfyUI/models/{MODEL_FOLDER}/"])[0]
     size = dit_weight_bytes(DiTConfig(), "bf16") / 1e9
     text = (f"TempoMaster model {name!r} is not in {where}. Download the TempoMaster DiT {RELEASE_FILE} "
             f"({size:.1f} GB, bf16) from {RELEASE_URL} into {where}: it loads as it is (or convert it once to "
@@ -181,7 +182,8 @@ class LoadTempoModel:
     FUNCTION = "load"
     RETURN_TYPES = (TEMPO_MODEL,)
     RETURN_NAMES = ("model",)
-    OUTPUT_TOOLTIPS = ("The TempoMaster DiT (Wan 2.1 14B layout): one model serves the blueprint and every refinement level.",)
+    OUTPUT_TOOLTIPS = (f"The TempoMaster DiT (the 14B release, Wan 2.1 layout, or {BUILTIN_MODEL_NAME}): one model "
+                       "serves the blueprint and every refinement level.",)
     DESCRIPTION = (
         "Loads a TempoMaster DiT checkpoint from models/diffusion_models/ (e.g. the release from the "
         "hub repo Scottttttyy/TempoMaster; 14B in bf16 needs about 28.6 GB for the weights), or the "

@@ -95,7 +95,7 @@ def parse_chunks(text: str, refinement_levels: int) -> tuple[int, ...] | None:
     if not pieces or (len(pieces) == 1 and pieces[0].lower() == "auto"):
         return None
     values: list[int | None] = []
-    example = ",".join(["2"] * max(refinement_levels, 1))
+    example = ",".join(str(2 ** (i + 1)) for i in range(max(refinement_levels, 1)))  # 2,4 for two levels
     for piece in pieces:
         try:
             values.append(None if piece.lower() == "auto" else _parse_int(piece, "chunks"))

@@ -15,8 +15,10 @@
   ``{"error": "..."}`` (every widget value, number or text,
   and every size beyond the plan's limits in :mod:`tempomaster_core.plan`, e.g.
   ``MAX_OUTPUT_FRAMES``, is a 400 with the message); only a bug gives 500 ``{"error": "..."}``.
-  Never an exception into the server. The handler runs on ComfyUI's event loop without a
-  thread: planning is bounded by those limits, so any request is answered well under a second.
+  Never an exception into the server. Planning is bounded by those limits, so any request is
+  answered well under a second; the handler still runs it in a worker thread, because reading the
+  shapes of a model the first time (a ``.bin`` checkpoint's pickle, :func:`resolve_model`) may take
+  a moment and ComfyUI's event loop also serves the browser's websocket.
   :func:`plan_response` is the whole logic, a pure function testable without
   ComfyUI; it calls the same :func:`nodes.scheduler_node.build_schedule` as the
   node, so the drawing is the plan the node makes.
@@ -34,6 +36,7 @@ when ComfyUI loads the pack), and only when ComfyUI's ``server`` module is impor
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import logging
 from typing import Any, Optional
@@ -287,7 +290,7 @@ def register_routes() -> bool:
             payload = await request.json()
         except Exception:
             return web.json_response({"error": "the request body is not valid JSON"}, status=400)
-        status, body = plan_response(payload)
+        status, body = await asyncio.to_thread(plan_response, payload)
         return web.json_response(body, status=status)
 
     instance.routes.post(ROUTE_PATH)(plan_handler)

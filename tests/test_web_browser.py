@@ -272,7 +272,11 @@ _LAYOUT = """(() => {
     for (const n of nodes) if (meet(title, box(n))) out.groups.push([g.title, n.type]);
   }
   const v = app.canvas.visible_area, note = nodes.find((n) => n.type === 'MarkdownNote');
-  if (note) { const b = box(note); out.note = b[0] >= v[0] && b[1] >= v[1] && b[2] <= v[0] + v[2] && b[3] <= v[1] + v[3]; }
+  if (note) {
+    const b = box(note);
+    out.note = b[0] >= v[0] && b[1] >= v[1] && b[2] <= v[0] + v[2] && b[3] <= v[1] + v[3];
+    out.noteBox = Array.from(b).map(Math.round); out.view = Array.from(v).map(Math.round);
+  }
   return JSON.stringify(out);
 })()"""
 
@@ -298,10 +302,10 @@ async def _drive_templates(cdp: "_DevTools", url: str) -> None:
         await asyncio.sleep(2.0)  # a few frames: the tree view plans, draws and grows its node
         layout = json.loads(await cdp.evaluate(_LAYOUT))
         assert layout["count"] >= 10 and layout["missing"] == [], (name, layout)
-        assert layout["overlaps"] == [] and layout["groups"] == [] and layout["note"] is True, (name, layout)
+        assert layout["overlaps"] == [] and layout["groups"] == [] and layout["note"] is True, json.dumps([name, layout])
         if "14B" in name:  # the Missing Models dialog names the DiT with its folder
-            listed = await cdp.wait_for("(() => { const l = document.querySelector('.comfy-missing-models');"
-                                        " return l && l.innerText; })()", "the Missing Models dialog")
+            listed = await cdp.wait_for("(() => Array.from(document.querySelectorAll('.p-dialog')).map((d) => d.innerText)"
+                                        ".find((t) => t.includes('Missing Models')))()", "the Missing Models dialog")
             assert "diffusion_models / wan_video_dit_bf16.bin" in listed and "vae / wan_2.1_vae.safetensors" in listed
         for kind in ("keyDown", "keyUp"):
             await cdp.call("Input.dispatchKeyEvent", type=kind, key="Escape", code="Escape", windowsVirtualKeyCode=27)

@@ -126,11 +126,11 @@ def flf_note() -> str:
 GAP, PAD = 24, 12
 #: Left edges of the columns: the note, the loaders and the plan, the prompts and condition nodes,
 #: then one sampler per level (SAMPLER_STEP apart).
-NOTE_X, LOADER_X, PROMPT_X, SAMPLER_X, SAMPLER_STEP = 0, 480, 860, 1320, 360
-#: The first view: the scale and the offset that put the note's top-left corner just inside the
-#: window, past the frontend's sidebar and menu bar.
-VIEW_SCALE = 0.75
-VIEW_OFFSET = [round((VIEW_MARGINS[0] + 12) / VIEW_SCALE), round((VIEW_MARGINS[1] + 12) / VIEW_SCALE)]
+NOTE_X, NOTE_WIDTH, LOADER_X, PROMPT_X, SAMPLER_X, SAMPLER_STEP = 0, 520, 560, 940, 1400, 360
+#: The first view: the scale and the offset that put the note's top-left corner a margin inside the
+#: graph canvas (tools/workflow_tools.VIEWPORT), the note whole in view.
+VIEW_SCALE = 0.7
+VIEW_OFFSET = [round((VIEW_MARGINS[0] + 8) / VIEW_SCALE), round((VIEW_MARGINS[1] + 8) / VIEW_SCALE)]
 NODE_TOP = NODE_TITLE_HEIGHT + BADGE_SPACE  # from the top of a node's box to its body (``pos``)
 GROUP_TOP = math.ceil(GROUP_TITLE_HEIGHT) + PAD  # from a group's top to the first node's box in it
 
@@ -273,7 +273,7 @@ def _models(name: str, url: str, directory: str) -> list[dict]:
 
 def _note(g: Graph, text: str, title: str, height: float) -> int:
     """The "Read me" note in the first column, at the top of the first view."""
-    return Column(g, NOTE_X, width=440).add("MarkdownNote", [text], height, title=title)
+    return Column(g, NOTE_X, width=NOTE_WIDTH).add("MarkdownNote", [text], height, title=title)
 
 
 def _samplers(g: Graph, level_nodes: list[tuple[str, list, str]], links) -> tuple[list[int], Column]:
@@ -321,7 +321,7 @@ def _common(g: Graph, prompt: str, note: str) -> dict:
     (``"column"``: the prompt column, for the condition nodes)."""
     from tempomaster_core.loading import RELEASE_FILE, RELEASE_URL
 
-    ids = {"note": _note(g, note, "Read me: files and memory", 700)}
+    ids = {"note": _note(g, note, "Read me: files and memory", 560)}
     loaders = Column(g, LOADER_X)
     with loaders.group("Models"):
         # the DiT: listed in the Missing Models dialog with its address (the frontend downloads only
@@ -512,7 +512,7 @@ def tiny_text_to_video() -> dict:
         raise SystemExit(f"tiny defaults: steps {d['steps']} / shifts {d['shifts']} need one value per level "
                          f"of {d['frame_intervals']}")
     g = Graph(TINY_NAME)
-    _note(g, tiny_note(d), "Read me: the built-in model", 600)
+    _note(g, tiny_note(d), "Read me: the built-in model", 520)
     loaders = Column(g, LOADER_X)
     with loaders.group("Built-in model (no downloads)"):
         model = loaders.add("TempoMasterLoadModel", widget_values(

@@ -222,9 +222,11 @@ BADGE_SPACE = 22
 GROUP_TITLE_HEIGHT = 24 * 1.4
 #: Node types that grow downwards after loading (the tree view, the video preview).
 GROWING_NODES = ("TempoMasterTreeScheduler", "SaveVideo")
-#: The browser window the first view is checked for, and what the frontend's menus cover of it (screen px).
-VIEWPORT = (1280, 720)
-VIEW_MARGINS = (56, 48)  # left sidebar, top menu bar
+#: The graph canvas the first view is checked for, in screen px: what frontend 1.27 leaves for it in a
+#: 1280x720 browser window (headless Chromium, measured: ``app.canvas.visible_area`` x scale), and what is
+#: kept clear inside it (left; top: the workflow tabs bar lies over the canvas's top 38 px).
+VIEWPORT = (1240, 537)
+VIEW_MARGINS = (12, 48)
 
 
 def frontend_min_height(node: dict) -> int:
@@ -253,11 +255,11 @@ def _overlap(a, b) -> bool:
 
 def first_view(workflow: dict) -> tuple[float, float, float, float]:
     """The canvas rectangle the first view shows: the workflow's stored offset and scale
-    (``extra.ds``, restored by the frontend) in :data:`VIEWPORT`, less :data:`VIEW_MARGINS`."""
+    (``extra.ds``, restored by the frontend) on a canvas of :data:`VIEWPORT`, less :data:`VIEW_MARGINS`."""
     ds = workflow.get("extra", {}).get("ds", {"offset": [0, 0], "scale": 1})
     (ox, oy), scale = ds["offset"], ds["scale"]
-    return (VIEW_MARGINS[0] / scale - ox, VIEW_MARGINS[1] / scale - oy, VIEWPORT[0] / scale - ox,
-            VIEWPORT[1] / scale - oy)
+    return (VIEW_MARGINS[0] / scale - ox, VIEW_MARGINS[1] / scale - oy, (VIEWPORT[0] - VIEW_MARGINS[0]) / scale - ox,
+            (VIEWPORT[1] - VIEW_MARGINS[1]) / scale - oy)
 
 
 def layout_problems(workflow: dict) -> list[str]:

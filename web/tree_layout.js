@@ -43,18 +43,27 @@ export function formatSeconds(seconds) {
   return `${seconds.toFixed(1)} s`;
 }
 
-/** PFLOPs with 3 significant digits: "1272 PF", "95.2 PF", "0.412 PF". */
-export function formatPflops(pflops) {
-  if (pflops == null || !Number.isFinite(pflops)) return "?";
-  if (pflops >= 100) return `${Math.round(pflops)} PF`;
-  if (pflops >= 10) return `${pflops.toFixed(1)} PF`;
-  if (pflops >= 1) return `${pflops.toFixed(2)} PF`;
-  return `${pflops.toPrecision(3)} PF`;
+/** A count with 3 significant digits (no exponent) and a unit: 1272 -> "1272", 95.19 -> "95.2", 0.4123 -> "0.412". */
+function threeDigits(value, unit) {
+  if (value >= 100) return `${Math.round(value)} ${unit}`;
+  if (value >= 10) return `${value.toFixed(1)} ${unit}`;
+  if (value >= 1) return `${value.toFixed(2)} ${unit}`;
+  return `${value.toPrecision(3)} ${unit}`;
 }
 
-/** Bytes as GiB with one decimal: "38.4 GiB". */
+/** FLOPs given in PFLOPs, 3 significant digits in a unit that keeps them readable: "1272 PF", "0.412 PF",
+ * "25.3 GF" (a small model's 0.0000253 PF). */
+export function formatPflops(pflops) {
+  if (pflops == null || !Number.isFinite(pflops)) return "?";
+  if (pflops >= 0.1 || pflops === 0) return threeDigits(pflops, "PF");
+  if (pflops >= 1e-4) return threeDigits(pflops * 1e3, "TF");
+  return threeDigits(pflops * 1e6, "GF");
+}
+
+/** Bytes as GiB with one decimal ("38.4 GiB"), or whole MiB below 1 GiB ("288 MiB"). */
 export function formatGib(bytes) {
   if (bytes == null || !Number.isFinite(bytes)) return "?";
+  if (bytes < GIB) return `${Math.round(bytes / 1024 ** 2)} MiB`;
   return `${(bytes / GIB).toFixed(1)} GiB`;
 }
 
@@ -277,7 +286,7 @@ export function layoutTree(plan, options = {}) {
   const footer = [];
   const model = plan.model;
   if (model) {
-    const text = model.assumed && model.note ? `⚠ ${model.note}.` : `Estimates for ${model.label} (${model.weight_dtype}).`;
+    const text = model.assumed && model.note ? `⚠ ${model.note}.` : `Estimates for ${model.label}, ${model.weight_dtype} weights.`;
     footer.push(...messageLines(text, maxChars, model.assumed ? "warn" : "info"));
   }
   const fullPf = plan.cost ? plan.cost.full_sequence_pflops : null;

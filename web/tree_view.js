@@ -84,19 +84,16 @@ function samplerSettings(chain) {
   return { steps: steps.filter(Number.isFinite), cfg: cfg.filter(Number.isFinite) };
 }
 
-/** The node an input of `node` is linked from, through legacy Reroute nodes. */
+/** The node an input of `node` is linked from, through legacy Reroute nodes (null when unlinked). */
 function inputSource(node, name) {
   const seen = new Set();
-  let current = node;
-  let inputName = name;
-  while (current && !seen.has(current.id)) {
-    seen.add(current.id);
-    const input = current.inputs?.find((i) => i.name === inputName) ?? (inputName === null ? current.inputs?.[0] : null);
-    const link = input ? linkById(current.graph, input.link) : null;
-    const origin = link ? current.graph.getNodeById(link.origin_id) : null;
-    if (!origin || origin.type !== "Reroute") return origin;
-    current = origin;
-    inputName = null; // a Reroute has one input
+  let input = node.inputs?.find((i) => i.name === name);
+  while (input) {
+    const link = linkById(node.graph, input.link);
+    const origin = link ? node.graph.getNodeById(link.origin_id) : null;
+    if (!origin || origin.type !== "Reroute" || seen.has(origin.id)) return origin ?? null;
+    seen.add(origin.id);
+    input = origin.inputs?.[0]; // a Reroute has one input
   }
   return null;
 }

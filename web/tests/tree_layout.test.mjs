@@ -185,7 +185,7 @@ test("the estimates are of the model the plan names; another model's time predic
   assert.equal(small.model.assumed, false);
   assert.ok(small.cost.dit_pflops < big.cost.dit_pflops / 5, "the small model is priced as itself");
   const layout = layoutTree(small, { style: STYLE });
-  assert.equal(layout.footer[0].text, "Estimates for 1.3B (bf16).");
+  assert.equal(layout.footer[0].text, "Estimates for 1.3B, bf16 weights.");
   assert.equal(layout.footer[0].tone, "info");
   // a blueprint of 12.4 s measured on the small model
   const costs = small.cost.levels;
@@ -212,6 +212,11 @@ test("formatting and wrapping", () => {
   assert.equal(formatPflops(2.5), "2.50 PF");
   assert.equal(formatPflops(0.4123), "0.412 PF");
   assert.equal(formatGib(40 * 1024 ** 3), "40.0 GiB");
+  assert.equal(formatGib(0.28 * 1024 ** 3), "287 MiB");
+  // a small model's FLOPs stay readable
+  assert.equal(formatPflops(0.0000253), "25.3 GF");
+  assert.equal(formatPflops(0.00759), "7.59 TF");
+  assert.equal(formatPflops(0), "0.00 PF");
   assert.deepEqual(wrapText("the blueprint has 121 frames", 12), ["the", "blueprint", "has 121", "frames"]);
   assert.deepEqual(wrapText("abcdefghijklmnopqrst", 8), ["abcdefgh", "ijklmnop", "qrst"]);
 });
