@@ -10,6 +10,7 @@ Modules of the eight nodes: ``model_loader`` (LoadTempoModel), ``lora_node`` (Te
 ``builtin_nodes`` (LoadTinyEncoders: the built-in model's text encoder and codec); the web view's HTTP route
 ``plan_route``; adapters ``vae_adapter``, ``text_adapter``, ``progress``/``preview``, ``comfy_env``,
 ``comfy_model`` (the DiT as a ComfyUI ModelPatcher: comfy.ops layers, model management, LoRA patches);
+the names the UI shows in ``display_names``;
 pure helpers ``parsing`` (image resizing lives in
 ``tempomaster_core.images``); socket types in ``types``.
 """
@@ -18,6 +19,7 @@ from .builtin_nodes import LoadTinyEncoders
 from .condition_node import MultiMaskCondition
 from .continue_node import TempoContinue
 from .lora_node import TempoLoraLoader
+from .display_names import DISPLAY_NAMES
 from .model_loader import LoadTempoModel
 from .sampler_nodes import BlueprintSampler, FrameRateRefiner
 from .scheduler_node import TreeScheduler
@@ -34,16 +36,7 @@ NODE_CLASS_MAPPINGS = {
     "TempoMasterLoraLoader": TempoLoraLoader,
 }
 
-#: Node class ids -> names shown in ComfyUI's menus and search.
-NODE_DISPLAY_NAME_MAPPINGS = {
-    "TempoMasterLoadModel": "Load TempoMaster Model",
-    "TempoMasterTreeScheduler": "TempoMaster Tree Scheduler",
-    "TempoMasterMultiMaskCondition": "TempoMaster Multi-Mask Condition",
-    "TempoMasterBlueprintSampler": "TempoMaster Blueprint Sampler",
-    "TempoMasterFrameRateRefiner": "TempoMaster Frame-Rate Refiner",
-    "TempoMasterLoadTinyEncoders": "Load TempoMaster-Tiny Text Encoder & Codec",
-    "TempoMasterContinue": "TempoMaster Continue",
-    "TempoMasterLoraLoader": "TempoMaster LoRA",
-}
+#: Node class ids -> names shown in ComfyUI's menus and search (``nodes/display_names.py``).
+NODE_DISPLAY_NAME_MAPPINGS = dict(DISPLAY_NAMES)
 
 __all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"]

@@ -108,3 +108,24 @@ def model_folder_path(folder: str, name: str) -> Optional[str]:
     """Full path of ``name`` in a ComfyUI model folder, or ``None`` (absent / outside ComfyUI)."""
     fp = _module("folder_paths")
     return fp.get_full_path(folder, name) if fp is not None else None
+
+
+def model_folder_dirs(folder: str) -> list[str]:
+    """The directories of a ComfyUI model folder (``folder_paths.get_folder_paths``), or ``[]`` outside ComfyUI."""
+    fp = _module("folder_paths")
+    if fp is None:
+        return []
+    try:
+        return list(fp.get_folder_paths(folder))
+    except KeyError:
+        return []
+
+
+def executing_node() -> tuple[Optional[str], Optional[str]]:
+    """``(prompt_id, node_id)`` of the node ComfyUI is running now (``comfy_execution.utils``),
+    or ``(None, None)`` outside ComfyUI and outside a node's execution."""
+    utils = _module("comfy_execution.utils")
+    context = utils.get_executing_context() if utils is not None else None
+    if context is None:
+        return None, None
+    return str(context.prompt_id), str(context.node_id)

@@ -25,6 +25,7 @@ from typing import Any, Optional
 
 from tempomaster_core.images import area_preserving_size, check_image_batch, resize_center_crop
 from .parsing import parse_positions, resolve_positions
+from .display_names import BLUEPRINT_SAMPLER, MULTI_MASK_CONDITION, TREE_SCHEDULER
 from .types import TEMPO_CONDITION, TEMPO_PLAN, TempoCondition
 
 log = logging.getLogger("TempoMaster")
@@ -62,12 +63,12 @@ def make_condition(plan: Any, positions: str, size_mode: str = SIZE_PLAN, images
     height, width = plan.height, plan.width
     if images is None:
         if parse_positions(positions):
-            log.info("TempoMaster: no image connected to MultiMaskCondition; positions ignored (text-to-video)")
+            log.info("TempoMaster: no image connected to %s; positions ignored (text-to-video)", MULTI_MASK_CONDITION)
         return TempoCondition({}, height, width, frames, False)
 
     if getattr(images, "ndim", None) == 3:
         images = images.unsqueeze(0)
-    images = check_image_batch(images, "MultiMaskCondition images")  # before any resize/clamp
+    images = check_image_batch(images, f"{MULTI_MASK_CONDITION} images")  # before any resize/clamp
     resolved = resolve_positions(parse_positions(positions), frames)
     count = images.shape[0]
     if len(resolved) != count:
@@ -96,7 +97,7 @@ class MultiMaskCondition:
     FUNCTION = "condition"
     RETURN_TYPES = (TEMPO_CONDITION,)
     RETURN_NAMES = ("condition",)
-    OUTPUT_TOOLTIPS = ("Condition frames for the BlueprintSampler (empty = text-to-video).",)
+    OUTPUT_TOOLTIPS = (f"Condition frames for the {BLUEPRINT_SAMPLER} (empty = text-to-video).",)
     DESCRIPTION = (
         "Places images on the blueprint timeline as known frames: '0' = image-to-video, '0,-1' = first and "
         "last frame, any list = keyframes. Without an image the video is generated from text only."
@@ -107,7 +108,7 @@ class MultiMaskCondition:
         return {
             "required": {
                 "plan": (TEMPO_PLAN, {
-                    "tooltip": "The tree from TreeScheduler: gives the blueprint length and the target size.",
+                    "tooltip": f"The tree from the {TREE_SCHEDULER}: gives the blueprint length and the target size.",
                 }),
                 "positions": ("STRING", {
                     "default": "0", "multiline": False,

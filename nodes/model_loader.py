@@ -31,12 +31,15 @@ from typing import Any, Optional
 
 import torch
 from tempomaster_core.attention import BACKENDS
-from tempomaster_core.loading import STORAGE_DTYPES, load_dit, parse_dtype
+from tempomaster_core.config import DiTConfig
+from tempomaster_core.loading import (RELEASE_FILE, RELEASE_REPO, RELEASE_URL, STORAGE_DTYPES, load_dit, parse_dtype,
+                                      read_config)
 from tempomaster_core.validation import require_choice
 
 from . import comfy_env
 from .builtin_nodes import BUILTIN_MODEL_NAME, tiny_available, tiny_dit_path, tiny_text_length
 from .comfy_model import managed, operations_for
+from .display_names import LOAD_MODEL, LOAD_TINY_ENCODERS
 from .types import TEMPO_MODEL
 
 log = logging.getLogger("TempoMaster")
@@ -45,6 +48,8 @@ log = logging.getLogger("TempoMaster")
 MODEL_FOLDER = "diffusion_models"
 
 _cache: dict[tuple, Any] = {}
+_config_cache: dict[tuple, DiTConfig] = {}
+_CONFIG_CACHE_SIZE = 8
 
 
 def available_models() -> list[str]:
@@ -70,12 +75,34 @@ def resolve_model_path(name: str) -> str:
     if path is None and os.path.isfile(name):
         path = name
     if path is None or not os.path.isfile(path):
-        raise FileNotFoundError(
-            f"TempoMaster model {name!r} not found. Put the TempoMaster checkpoint (hub repo "
-            "Scottttttyy/TempoMaster, converted with `python -m tempomaster_core.convert IN.bin OUT.safetensors` "
-            "or as .bin) into ComfyUI/models/diffusion_models/ and refresh."
-        )
+        raise FileNotFoundError(missing_model_message(name))
     return path
+
+
+def missing_model_message(name: str) -> str:
+    """What to download and where to put it, for a ``model_name`` that is not there.
+
+    Names the released file (:data:`tempomaster_core.loading.RELEASE_FILE`, its URL and size),
+    the folder ComfyUI reads (its first ``diffusion_models`` directory), the optional conversion,
+    the refresh, and what is there now (or the built-in model, when the folder is empty).
+    """
+    from tempomaster_core.config import DiTConfig
+    from tempomaster_core.cost import dit_weight_bytes
+
+    dirs = comfy_env.model_folder_dirs(MODEL_FOLDER)  # ComfyUI lists the legacy models/unet first
+    named = [d for d in dirs if os.path.basename(os.path.normpath(d)) == MODEL_FOLDER]
+    where = (named or dirs or [f"ComfyUI/models/{MODEL_FOLDER}/"])[0]
+    size = dit_weight_bytes(DiTConfig(), "bf16") / 1e9
+    text = (f"TempoMaster model {name!r} is not in {where}. Download the TempoMaster DiT {RELEASE_FILE} "
+            f"({size:.1f} GB, bf16) from {RELEASE_URL} into {where}: it loads as it is (or convert it once to "
+            f"safetensors with `python -m tempomaster_core.convert {RELEASE_FILE} tempomaster_dit_bf16.safetensors`). "
+            f"Then press R (refresh) and pick it in {LOAD_MODEL}.")
+    present = comfy_env.model_folder_files(MODEL_FOLDER)
+    if present:
+        text += f" Files there now: {', '.join(present[:8])}{' ...' if len(present) > 8 else ''}."
+    elif tiny_available():
+        text += f" To try the pack without a download, pick {BUILTIN_MODEL_NAME!r}."
+    return text
 
 
 def load_model_cached(path: str, dtype: torch.dtype, attention_backend: str, device: Any = None, *,
@@ -96,8 +123,7 @@ def load_model_cached(path: str, dtype: torch.dtype, attention_backend: str, dev
     Raises:
         tempomaster_core.loading.CheckpointError: not a (complete) TempoMaster checkpoint.
     """
-    stat = os.stat(path)
-    key = (os.path.realpath(path), stat.st_size, stat.st_mtime_ns, str(dtype), text_len)
+    key = _file_key(path) + (str(dtype), text_len)
     entry = _cache.get(key)
     if entry is None:
         _cache.clear()  # drop the previous model before loading another one
@@ -126,6 +152,38 @@ def cached_models() -> list[torch.nn.Module]:
     return [model for model, _backend in list(_cache.values())]
 
 
+def _file_key(path: str) -> tuple:
+    stat = os.stat(path)
+    return os.path.realpath(path), stat.st_size, stat.st_mtime_ns
+
+
+def model_config(model_name: str) -> DiTConfig:
+    """The shape of the DiT that ``model_name`` (a LoadTempoModel choice) names, without loading it.
+
+    The config of the model this loader holds for that file if it is loaded (the loader's
+    output), else the checkpoint's own shapes and metadata
+    (:func:`tempomaster_core.loading.read_config`: a header read, cached per file version).
+    :data:`BUILTIN_MODEL_NAME` gets the text length its loader gives it (:func:`tiny_text_length`).
+    Used by the tree view's route to price a plan for the model the workflow uses.
+
+    Raises:
+        FileNotFoundError: unknown name (see :func:`resolve_model_path`).
+        tempomaster_core.loading.CheckpointError: not a readable TempoMaster checkpoint.
+    """
+    path = resolve_model_path(model_name)
+    text_len = tiny_text_length() if model_name == BUILTIN_MODEL_NAME else None
+    file_key = _file_key(path)
+    for key, (model, _backend) in list(_cache.items()):
+        if key[:3] == file_key and key[4] == text_len:
+            return model.config
+    key = file_key + (text_len,)
+    if key not in _config_cache:
+        if len(_config_cache) >= _CONFIG_CACHE_SIZE:
+            _config_cache.clear()
+        _config_cache[key] = read_config(path, text_len=text_len)
+    return _config_cache[key]
+
+
 class LoadTempoModel:
     """ComfyUI node: load a TempoMaster DiT checkpoint (see module doc)."""
 
@@ -133,9 +191,9 @@ class LoadTempoModel:
     FUNCTION = "load"
     RETURN_TYPES = (TEMPO_MODEL,)
     RETURN_NAMES = ("model",)
-    OUTPUT_TOOLTIPS = ("The TempoMaster DiT (Wan 2.1 14B layout): one model serves the blueprint and every refinement "
-                       "level. Inside ComfyUI it is managed like ComfyUI's own models (loaded, partially loaded or "
-                       "offloaded as memory requires).",)
+    OUTPUT_TOOLTIPS = (f"The TempoMaster DiT (the 14B release, Wan 2.1 layout, or {BUILTIN_MODEL_NAME}): one model "
+                       "serves the blueprint and every refinement level. Inside ComfyUI it is managed like ComfyUI's "
+                       "own models (loaded, partially loaded or offloaded as memory requires).",)
     DESCRIPTION = (
         "Loads a TempoMaster DiT checkpoint from models/diffusion_models/ (e.g. the release from the "
         "hub repo Scottttttyy/TempoMaster; 14B in bf16 needs about 28.6 GB for the weights), or the "
@@ -147,10 +205,10 @@ class LoadTempoModel:
         return {
             "required": {
                 "model_name": (available_models(), {
-                    "tooltip": "Checkpoint file in ComfyUI/models/diffusion_models/ (.safetensors, .bin, .pt), "
+                    "tooltip": f"Checkpoint file in ComfyUI/models/{MODEL_FOLDER}/ (.safetensors, .bin, .pt; the "
+                               f"release is {RELEASE_FILE} from huggingface.co/{RELEASE_REPO}), "
                                f"or '{BUILTIN_MODEL_NAME}': the small model shipped with the pack (64x64 "
-                               "moving shapes, runs on CPU; use it with 'Load TempoMaster-Tiny Text Encoder "
-                               "& Codec' and fp32).",
+                               f"moving shapes, runs on CPU; use it with '{LOAD_TINY_ENCODERS}' and fp32).",
                 }),
                 "weight_dtype": (list(STORAGE_DTYPES), {
                     "default": "bf16",
@@ -168,6 +226,28 @@ class LoadTempoModel:
                 }),
             }
         }
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, model_name=None):
+        """``True``, or what to download and where (ComfyUI shows it at queue time, on ``model_name``).
+
+        Naming only ``model_name`` makes ComfyUI 0.3.64 skip its own choice check for it (which
+        says only "Value not in list") and show this message once, on that input; the other
+        widgets keep ComfyUI's checks. A linked value (``None``) is checked when the node runs.
+        """
+        if model_name is None:
+            return True
+        if not isinstance(model_name, str):
+            return f"model_name must be a file name from models/{MODEL_FOLDER}/, got {model_name!r}"
+        if model_name == BUILTIN_MODEL_NAME:
+            try:
+                tiny_dit_path()
+            except FileNotFoundError as err:
+                return str(err)
+            return True
+        if model_name in comfy_env.model_folder_files(MODEL_FOLDER) or os.path.isfile(model_name):
+            return True
+        return missing_model_message(model_name)
 
     def load(self, model_name: str, weight_dtype: str = "bf16", attention: str = "sdpa"):
         """Return ``(model,)``; see :func:`load_model_cached`.

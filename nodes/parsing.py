@@ -112,12 +112,17 @@ def parse_chunks(text: str, refinement_levels: int) -> tuple[int, ...] | None:
     if not pieces or (len(pieces) == 1 and pieces[0].lower() == "auto"):
         return None
     values: list[int | None] = []
+    example = ",".join(str(2 ** (i + 1)) for i in range(max(refinement_levels, 1)))  # 2,4 for two levels
     for piece in pieces:
-        values.append(None if piece.lower() == "auto" else _parse_int(piece, "chunks"))
+        try:
+            values.append(None if piece.lower() == "auto" else _parse_int(piece, "chunks"))
+        except ValueError as err:
+            raise ValueError(f'{err}; type "auto", "reference" or one count per refinement level (e.g. '
+                             f'"{example}")') from None
     if len(values) not in (refinement_levels, refinement_levels + 1):
-        example = ",".join(["2"] * max(refinement_levels, 1))
         raise ValueError(
-            f"chunks lists {len(values)} values but the plan has {refinement_levels} refinement "
+            f"chunks lists {len(values)} value{'' if len(values) == 1 else 's'} but the plan has {refinement_levels} "
+            "refinement "
             f'level(s); type one count per refinement level (e.g. "{example}") or "auto"'
         )
     return tuple(values)

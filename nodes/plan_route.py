@@ -5,21 +5,29 @@
   estimate: ``steps``/``cfg`` (one value or one per level), ``samplers``
   (``{"steps": [...], "cfg": [...]}`` of the connected sampler chain, blueprint
   first, possibly fewer than the levels: the rest keep the reference's default 32 steps /
-  cfg 8) and ``model`` (``"14B"``, ``"1.3B"``). Reply 200 = ``plan.to_dict()`` plus
+  cfg 8) and ``model``: the widgets of the Load TempoMaster Model node feeding that chain,
+  ``{"model_name": "...", "weight_dtype": "bf16"}`` (the estimate is for that model's shape and
+  dtype, :func:`resolve_model`), or a shape name (``"14B"``, ``"1.3B"``); without it the
+  14B release is priced and the reply says so. Reply 200 = ``plan.to_dict()`` plus
   ``cost`` (:meth:`~tempomaster_core.cost.PlanCost.to_dict`), ``warnings``,
-  ``auto`` (the planner's choices and reasons, or null), ``summary``, ``inputs``
-  and ``plan_key``; bad input -> 400 ``{"error": "..."}`` (every widget value, number or text,
+  ``auto`` (the planner's choices and reasons, or null), ``summary``, ``inputs``,
+  ``model`` (what was priced, :func:`resolve_model`) and ``plan_key``; bad input -> 400
+  ``{"error": "..."}`` (every widget value, number or text,
   and every size beyond the plan's limits in :mod:`tempomaster_core.plan`, e.g.
   ``MAX_OUTPUT_FRAMES``, is a 400 with the message); only a bug gives 500 ``{"error": "..."}``.
-  Never an exception into the server. The handler runs on ComfyUI's event loop without a
-  thread: planning is bounded by those limits, so any request is answered well under a second.
+  Never an exception into the server. Planning is bounded by those limits, so any request is
+  answered well under a second; the handler still runs it in a worker thread, because reading the
+  shapes of a model the first time (a ``.bin`` checkpoint's pickle, :func:`resolve_model`) may take
+  a moment and ComfyUI's event loop also serves the browser's websocket.
   :func:`plan_response` is the whole logic, a pure function testable without
   ComfyUI; it calls the same :func:`nodes.scheduler_node.build_schedule` as the
   node, so the drawing is the plan the node makes.
 - ``tempomaster.level_time`` (``PromptServer.send_sync``): after each level the
   sampler nodes report the measured seconds with the estimate for the same
-  level, model, steps and guidance (:func:`report_level_time`); the view shows
-  measured against estimated for the scheduler whose :func:`plan_key` matches.
+  level, model, steps and guidance (:func:`report_level_time`), the run (``prompt_id``) and the
+  sampler node; the view shows measured against estimated on the scheduler whose
+  :func:`plan_key` matches and whose sampler chain holds that node, and predicts the other
+  levels only from reports of the model it priced (:func:`model_key`).
 
 The route is registered by the pack's ``__init__.py`` (:func:`register_routes`, called once
 when ComfyUI loads the pack), and only when ComfyUI's ``server`` module is importable and its
@@ -28,10 +36,12 @@ when ComfyUI loads the pack), and only when ComfyUI's ``server`` module is impor
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import logging
 from typing import Any, Optional
 
+from tempomaster_core.loading import STORAGE_DTYPES
 from tempomaster_core.validation import require_number, require_whole_number
 
 from .scheduler_schema import REQUIRED_NAMES, TREE_SCHEDULER_WIDGETS
@@ -139,11 +149,77 @@ def parse_request(payload: Any) -> tuple[dict, dict]:
                 raise RequestError(f"samplers.{name} must be between {low:g} and {high:g}, got {samplers[name]!r}")
             partial[name] = value
         options["samplers"] = partial
-    if payload.get("model") is not None:
-        if not isinstance(payload["model"], str):
-            raise RequestError(f"model must be text such as '14B', got {payload['model']!r}")
-        options["model"] = payload["model"]
+    model = payload.get("model")
+    if model is not None:
+        if isinstance(model, dict):
+            name, dtype = model.get("model_name"), model.get("weight_dtype", "bf16")
+            if not isinstance(name, str) or not name:
+                raise RequestError(f"model.model_name must be the Load TempoMaster Model's file name, got {name!r}")
+            if dtype not in STORAGE_DTYPES:
+                raise RequestError(f"model.weight_dtype must be one of {list(STORAGE_DTYPES)}, got {dtype!r}")
+        elif not isinstance(model, str):
+            raise RequestError("model must be an object like {\"model_name\": \"...\", \"weight_dtype\": \"bf16\"} "
+                               f"or a shape name such as '14B', got {model!r}")
+        options["model"] = model
     return values, options
+
+
+def model_key(config: Any, dtype: Any) -> str:
+    """Identity of the model an estimate is for: its shape, text length and weight dtype, e.g.
+    ``"5120x40/ffn13824/40h/in36/out16/p1x2x2/text512/bf16"``. A measured time and an estimate
+    compare (and predict each other) only when their keys match."""
+    from tempomaster_core.defaults import TEXT_LEN
+    from tempomaster_core.loading import dtype_name
+
+    c = config
+    return (f"{c.dim}x{c.num_layers}/ffn{c.ffn_dim}/{c.num_heads}h/in{c.in_dim}/out{c.out_dim}/"
+            f"p{'x'.join(map(str, c.patch_size))}/text{c.text_len or TEXT_LEN}/{dtype_name(dtype)}")
+
+
+def resolve_model(spec: Any) -> tuple[Any, str, dict]:
+    """``(config, weight dtype, description)`` of the model a plan request names.
+
+    ``spec``: ``None`` (nothing connected: the 14B release, said in the description), a shape
+    name of :data:`tempomaster_core.cost.KNOWN_CONFIGS`, or ``{"model_name", "weight_dtype"}``
+    of a Load TempoMaster Model node: its checkpoint's shape (:func:`nodes.model_loader.model_config`,
+    no weights read). A file that is missing or unreadable is priced as the 14B release, and the
+    description says why. Description: ``{"label", "model_name", "weight_dtype", "key",
+    "parameters", "assumed", "note"}`` (``assumed``: the model in use is unknown or unreadable, so
+    the 14B release was priced; ``note`` says why).
+
+    Raises:
+        RequestError: an unknown shape name.
+    """
+    from tempomaster_core.cost import KNOWN_CONFIGS, dit_parameter_count
+    from tempomaster_core.loading import CheckpointError
+
+    from .model_loader import MODEL_FOLDER, model_config
+
+    name, dtype, note = None, "bf16", None
+    if spec is None:
+        key, note = "14B", "no Load TempoMaster Model feeds the samplers of this plan: priced as the 14B release"
+    elif isinstance(spec, str):
+        if spec not in KNOWN_CONFIGS:
+            raise RequestError(f"unknown model {spec!r} for the estimate; choose one of {list(KNOWN_CONFIGS)}")
+        key = spec
+    else:
+        name, dtype, key = spec["model_name"], spec.get("weight_dtype", "bf16"), None
+        try:
+            config = model_config(name)
+        except FileNotFoundError:
+            key, note = "14B", f"{name} is not in models/{MODEL_FOLDER}/ yet: priced as the 14B release"
+        except (CheckpointError, OSError, ValueError) as err:
+            key, note = "14B", f"could not read the shapes of {name} ({err}): priced as the 14B release"
+    if key is not None:  # a shape by name: the requested one or the fallback
+        config = KNOWN_CONFIGS[key]
+        label = "the 14B release" if key == "14B" else key
+    else:
+        label = name
+    parameters = dit_parameter_count(config)
+    return config, dtype, {
+        "label": label, "model_name": name, "weight_dtype": dtype, "key": model_key(config, dtype),
+        "parameters": parameters, "assumed": note is not None, "note": note,
+    }
 
 
 def plan_response(payload: Any) -> tuple[int, dict]:
@@ -157,6 +233,8 @@ def plan_response(payload: Any) -> tuple[int, dict]:
     try:
         values, options = parse_request(payload)
         samplers = options.pop("samplers", None)
+        config, dtype, model = resolve_model(options.pop("model", None))
+        options.update(model=config, dtype=dtype)
         schedule = build_schedule(**values, **options)
         if samplers:
             # the connected samplers may cover only some levels: the others keep the reference's defaults
@@ -176,6 +254,7 @@ def plan_response(payload: Any) -> tuple[int, dict]:
         auto=None if schedule.auto is None else auto_to_dict(schedule.auto),
         summary=schedule.summary(),
         inputs=dict(schedule.inputs),
+        model=model,
         plan_key=plan_key(schedule.plan),
     )
     return 200, body
@@ -209,7 +288,7 @@ def register_routes() -> bool:
             payload = await request.json()
         except Exception:
             return web.json_response({"error": "the request body is not valid JSON"}, status=400)
-        status, body = plan_response(payload)
+        status, body = await asyncio.to_thread(plan_response, payload)
         return web.json_response(body, status=status)
 
     instance.routes.post(ROUTE_PATH)(plan_handler)
@@ -226,8 +305,12 @@ def level_time_payload(plan: Any, level_index: int, seconds: float, *, model: An
 
     Returns:
         ``{"plan_key", "level", "fps", "seconds", "steps", "cfg", "estimated_flops",
-        "estimated_pflops", "achieved_tflops_per_s"}``.
+        "estimated_pflops", "achieved_tflops_per_s", "model_key", "prompt_id", "node"}``
+        (``prompt_id`` and ``node``: the run and the sampler node reporting, from ComfyUI's
+        execution context; ``None`` outside ComfyUI).
     """
+    from .comfy_env import executing_node
+
     from tempomaster_core.config import DiTConfig
     from tempomaster_core.cost import PFLOP, LevelWork, level_cost
     from tempomaster_core.defaults import TEXT_LEN
@@ -240,6 +323,7 @@ def level_time_payload(plan: Any, level_index: int, seconds: float, *, model: An
     priced = level_cost(work, config, height=plan.height, width=plan.width, cfg=float(cfg), text_len=text_len,
                         max_batch=max_batch, temporal_factor=plan.temporal_factor)
     seconds = float(seconds)
+    prompt_id, node = executing_node()
     return {
         "plan_key": plan_key(plan),
         "level": int(level_index),
@@ -250,11 +334,15 @@ def level_time_payload(plan: Any, level_index: int, seconds: float, *, model: An
         "estimated_flops": priced.dit_flops,
         "estimated_pflops": priced.dit_flops / PFLOP,
         "achieved_tflops_per_s": priced.dit_flops / seconds / 1e12 if seconds > 0 else None,
+        "model_key": model_key(config, getattr(model, "dtype", "bf16")),
+        "prompt_id": prompt_id,
+        "node": node,
     }
 
 
 def report_level_time(plan: Any, level_index: int, seconds: float, **estimate: Any) -> Optional[dict]:
-    """Send :func:`level_time_payload` to the web view (ComfyUI's ``send_sync``).
+    """Send :func:`level_time_payload` to the web view (ComfyUI's ``send_sync``), to the browser that
+    queued the run (``PromptServer.client_id``, as ComfyUI sends its own progress; to all when unknown).
 
     Returns the payload (also outside ComfyUI, where nothing is sent), or None when it
     could not be built. Never raises: a report must not fail a finished level.
@@ -267,7 +355,7 @@ def report_level_time(plan: Any, level_index: int, seconds: float, **estimate: A
     instance = _prompt_server()
     if instance is not None and hasattr(instance, "send_sync"):
         try:
-            instance.send_sync(LEVEL_TIME_EVENT, payload)
+            instance.send_sync(LEVEL_TIME_EVENT, payload, getattr(instance, "client_id", None))
         except Exception:  # noqa: BLE001
             log.debug("TempoMaster: could not send the level-time report", exc_info=True)
     return payload

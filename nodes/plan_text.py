@@ -4,7 +4,7 @@ The auto planner (:mod:`tempomaster_core.autoplan`) returns facts: which chunk c
 considered, the first limit each broke (:class:`~tempomaster_core.autoplan.Verdict`), how the
 choice won (:class:`~tempomaster_core.autoplan.Rule`) and which limits a plan breaks
 (:class:`~tempomaster_core.autoplan.LimitBreach`). This module turns them into what the node's
-summary, ``VALIDATE_INPUTS`` and the web view's route show: a reason and a few-word brief per
+summary, its run-time errors and the web view's route show: a reason and a drawing's sentence per
 level, a status per candidate and per ladder, and the warnings. Sizes are pixel frames,
 memory is shown in GiB, FLOPs in PFLOPs, frame rates in frames per second.
 """
@@ -26,6 +26,8 @@ from tempomaster_core.autoplan import (
 )
 from tempomaster_core.cost import GIB, PFLOP
 from tempomaster_core.plan import TreePlan
+
+from .display_names import FRAME_RATE_REFINER
 
 
 def gib(value: Optional[int]) -> str:
@@ -88,18 +90,30 @@ def _matches_reference(choice: LevelChoice) -> bool:
     return chosen_by_limits and choice.chunks == choice.reference_chunks
 
 
-def level_brief(choice: LevelChoice) -> str:
-    """A few words for the drawing: "cheapest of 3 within limits", "only count within limits, = reference", ..."""
-    if choice.rule is Rule.CHEAPEST:
-        brief = f"cheapest of {sum(c.verdict is Verdict.OK for c in choice.candidates)} within limits"
+def level_sentence(choice: LevelChoice, fps: float) -> str:
+    """The drawing's sentence for one level's choice, e.g. "12 fps: 2 chunks of 109 frames, the only
+    split within the limits (as the reference splits it)."; ``fps`` is the level's frame rate."""
+    head = f"{fps:g} fps: {chunk_word(choice.chunks)} of {choice.frames_per_chunk} frames"
+    if choice.rule is Rule.GIVEN:
+        text = f"{head}, as given"
+    elif choice.rule is Rule.LONGEST_FIT:
+        text = (f"{head}, the longest that fit (the reference's {chunk_word(choice.reference_chunks)} break the "
+                "trained length or the memory budget)")
+    elif choice.rule is Rule.ONLY:
+        text = f"{head}, the only split within the limits"
+    elif choice.rule is Rule.CHEAPEST:
+        admissible = sum(c.verdict is Verdict.OK for c in choice.candidates)
+        text = f"{head}, the cheapest of {admissible} splits within the limits"
     else:
-        brief = {Rule.GIVEN: "given", Rule.LONGEST_FIT: "longest chunks that fit", Rule.ONLY: "only count within limits",
-                 Rule.NONE_FIT: "no count meets the limits"}[choice.rule]
+        text = f"{head}: no split meets every limit, so these are the shortest chunks"
     if _matches_reference(choice):
-        brief += ", = reference"
+        text += " (as the reference splits it)"
+    if choice.max_parallel_chunks is not None:
+        text += (f"; set max_parallel_chunks to {choice.max_parallel_chunks} on its {FRAME_RATE_REFINER} "
+                 "(the peak shown assumes it)")
     if choice.memory_ignored:
-        brief += ", over memory"
-    return brief
+        text += "; no split fits the memory budget, so memory was left out of this choice"
+    return text + "."
 
 
 def interval_warning(breach: LimitBreach, plan: TreePlan) -> str:
@@ -168,7 +182,7 @@ def auto_reasons(auto: AutoPlan) -> list[str]:
                     if auto.limits.fits_memory(auto.cost.levels[c.index].peak_bytes)
                     else "to use the least memory (still over the budget)")
             reasons.append(f"level {c.index}: run at most {chunk_word(c.max_parallel_chunks)} per forward "
-                           f"(FrameRateRefiner max_parallel_chunks) {goal}")
+                           f"({FRAME_RATE_REFINER} max_parallel_chunks) {goal}")
     return reasons
 
 
@@ -180,13 +194,13 @@ def _candidate_dict(option: ChunkOption, choice: LevelChoice, limits: PlanLimits
             "status": _chosen_status(status) if option.chunks == choice.chunks else status}
 
 
-def _level_dict(choice: LevelChoice, limits: PlanLimits) -> dict:
+def _level_dict(choice: LevelChoice, limits: PlanLimits, fps: float) -> dict:
     return {
         "index": choice.index, "num_frames": choice.num_frames, "chunks": choice.chunks,
         "frames_per_chunk": choice.frames_per_chunk, "max_parallel_chunks": choice.max_parallel_chunks,
         "reference_chunks": choice.reference_chunks,
         "candidates": [_candidate_dict(c, choice, limits) for c in choice.candidates],
-        "reason": level_reason(choice, limits), "brief": level_brief(choice), "fixed": choice.fixed,
+        "reason": level_reason(choice, limits), "sentence": level_sentence(choice, fps), "fixed": choice.fixed,
     }
 
 
@@ -201,7 +215,7 @@ def auto_to_dict(auto: AutoPlan) -> dict:
     """Plain-JSON form of an auto plan for the web view (the plan itself is not repeated; see ``plan.to_dict()``).
 
     ``{"chunks", "frame_intervals", "max_parallel_chunks", "levels": [{..., "candidates", "reason",
-    "brief"}], "reasons", "warnings", "ladders": [{"intervals", "blueprint_frames", "pflops", "peak_gib",
+    "sentence"}], "reasons", "warnings", "ladders": [{"intervals", "blueprint_frames", "pflops", "peak_gib",
     "status"}], "limits": {"trained_chunk_frames", "min_chunk_frames", "memory_budget_bytes"}}``.
     """
     chosen = _chosen_ladder(auto)
@@ -210,7 +224,7 @@ def auto_to_dict(auto: AutoPlan) -> dict:
         "chunks": list(auto.plan.chunks),
         "frame_intervals": list(auto.plan.frame_intervals),
         "max_parallel_chunks": list(auto.max_parallel_chunks),
-        "levels": [_level_dict(c, limits) for c in auto.levels],
+        "levels": [_level_dict(c, limits, auto.plan.levels[c.index].fps) for c in auto.levels],
         "reasons": auto_reasons(auto),
         "warnings": [auto_warning(b) for b in auto.breaches],
         "ladders": [_ladder_dict(row, i == chosen) for i, row in enumerate(auto.ladders)],
@@ -220,4 +234,4 @@ def auto_to_dict(auto: AutoPlan) -> dict:
 
 
 __all__ = ["auto_reasons", "auto_to_dict", "auto_warning", "candidate_status", "chunk_word", "gib", "interval_warning",
-           "ladder_status", "level_brief", "level_reason", "plan_warning"]
+           "ladder_status", "level_reason", "level_sentence", "plan_warning"]

@@ -61,10 +61,13 @@ from tempomaster_core.defaults import (
     TEXT_LEN,
 )
 from tempomaster_core.guidance import GUIDANCE_KINDS
+from tempomaster_core.tiny.builtin import BUILTIN_MODEL_NAME
 from tempomaster_core.validation import MAX_CFG, MAX_SEED
 
 from . import comfy_env
 from .comfy_model import dit_of, is_patcher, load_for_level
+from .display_names import (BLUEPRINT_SAMPLER, FRAME_RATE_REFINER, LOAD_MODEL, LOAD_TINY_ENCODERS,
+                            MULTI_MASK_CONDITION, TREE_SCHEDULER)
 from .plan_route import report_level_time
 from .progress import NodeProgress
 from .text_adapter import conditioning_to_context
@@ -240,7 +243,7 @@ def plan_for_condition(plan: Any, condition: Optional[TempoCondition]) -> Any:
     if condition.blueprint_frames and condition.blueprint_frames != plan.blueprint_frames:
         raise ValueError(
             f"the condition was made for a {condition.blueprint_frames}-frame blueprint but the plan has "
-            f"{plan.blueprint_frames}; connect the same TreeScheduler to MultiMaskCondition and BlueprintSampler"
+            f"{plan.blueprint_frames}; connect the same {TREE_SCHEDULER} to {MULTI_MASK_CONDITION} and {BLUEPRINT_SAMPLER}"
         )
     size = (condition.height, condition.width)
     if condition.is_empty or size == (plan.height, plan.width):
@@ -248,7 +251,7 @@ def plan_for_condition(plan: Any, condition: Optional[TempoCondition]) -> Any:
     if not condition.size_from_image:
         raise ValueError(
             f"the condition frames are {condition.width}x{condition.height} but the plan is "
-            f"{plan.width}x{plan.height}; connect the same TreeScheduler to MultiMaskCondition and BlueprintSampler"
+            f"{plan.width}x{plan.height}; connect the same {TREE_SCHEDULER} to {MULTI_MASK_CONDITION} and {BLUEPRINT_SAMPLER}"
         )
     log.info(
         "TempoMaster: sampling at %dx%d (from the first condition image's aspect) instead of the plan's %dx%d",
@@ -343,12 +346,16 @@ _VAE_TILED = ("BOOLEAN", {
     "tooltip": "Encode/decode with ComfyUI's tiled VAE (512 px tiles, 64 frames): much less VRAM for long "
                "high-resolution levels, slower, may show faint seams.",
 })
-_MODEL_IN = (TEMPO_MODEL, {"tooltip": "The TempoMaster DiT from LoadTempoModel."})
-_VAE_IN = ("VAE", {"tooltip": "The Wan 2.1 VAE (Load VAE, wan_2.1_vae.safetensors)."})
-_POSITIVE_IN = ("CONDITIONING", {"tooltip": "Prompt from CLIP Text Encode with the umT5-XXL CLIP (type wan)."})
+_MODEL_IN = (TEMPO_MODEL, {"tooltip": f"The TempoMaster DiT from {LOAD_MODEL}."})
+_VAE_IN = ("VAE", {"tooltip": "The video VAE of the model: for the 14B model the Wan 2.1 VAE from Load VAE "
+                              f"(wan_2.1_vae.safetensors); for {BUILTIN_MODEL_NAME} the codec from "
+                              f"{LOAD_TINY_ENCODERS}."})
+_POSITIVE_IN = ("CONDITIONING", {"tooltip": "Prompt from CLIP Text Encode: for the 14B model with the umT5-XXL "
+                                           f"CLIP of Load CLIP (type wan); for {BUILTIN_MODEL_NAME} with the CLIP "
+                                           f"of {LOAD_TINY_ENCODERS}."})
 _NEGATIVE_IN = ("CONDITIONING", {"tooltip": "Negative prompt (used when cfg > 1)."})
 _OUTPUT_TOOLTIPS = (
-    "This level's result (frames, latents, plan). Connect it to a FrameRateRefiner to make the next level.",
+    f"This level's result (frames, latents, plan). Connect it to a {FRAME_RATE_REFINER} to make the next level.",
     "This level's frames as an image batch [frames, height, width, 3] (e.g. to Create Video).",
     "Frame rate of this level in fps (e.g. to Create Video's fps).",
 )
@@ -364,16 +371,16 @@ class BlueprintSampler:
     OUTPUT_TOOLTIPS = _OUTPUT_TOOLTIPS
     DESCRIPTION = (
         "Generates the low-frame-rate blueprint of the whole video in one pass with full bidirectional "
-        f"attention (the reference code's defaults: {BLUEPRINT_FRAMES} frames at {FPS / FRAME_INTERVALS[0]:g} fps, "
-        f"{BLUEPRINT_STEPS} steps, shift {BLUEPRINT_SHIFT:g}, cfg {CFG:g}, {GUIDANCE.upper()}), conditioned on the "
-        "MultiMaskCondition frames if connected (else text-to-video)."
+        f"attention (the reference code's defaults: {BLUEPRINT_FRAMES} frames at {FPS / FRAME_INTERVALS[0]:g} fps, {BLUEPRINT_STEPS} "
+        f"steps, shift {BLUEPRINT_SHIFT:g}, cfg {CFG:g}, {GUIDANCE.upper()}), conditioned on the "
+        f"{MULTI_MASK_CONDITION} frames if connected (else text-to-video)."
     )
 
     @classmethod
     def INPUT_TYPES(cls):
         required = {
             "model": _MODEL_IN,
-            "plan": (TEMPO_PLAN, {"tooltip": "The tree from TreeScheduler."}),
+            "plan": (TEMPO_PLAN, {"tooltip": f"The tree from the {TREE_SCHEDULER}."}),
             "positive": _POSITIVE_IN,
             "negative": _NEGATIVE_IN,
             "vae": _VAE_IN,
@@ -384,7 +391,7 @@ class BlueprintSampler:
             "required": required,
             "optional": {
                 "condition": (TEMPO_CONDITION, {
-                    "tooltip": "Known frames from MultiMaskCondition (first frame, first+last, keyframes). "
+                    "tooltip": f"Known frames from {MULTI_MASK_CONDITION} (first frame, first+last, keyframes). "
                                "Leave unconnected for text-to-video.",
                 }),
             },
@@ -411,7 +418,7 @@ class BlueprintSampler:
         from tempomaster_core.pipeline import run_blueprint
 
         if condition is not None and not isinstance(condition, TempoCondition):
-            raise TypeError(f"condition must come from MultiMaskCondition, got {type(condition).__name__}")
+            raise TypeError(f"condition must come from {MULTI_MASK_CONDITION}, got {type(condition).__name__}")
         settings = _check_settings(seed, steps, shift, cfg, guidance)
         plan = plan_for_condition(plan, condition)
         codec = as_codec(vae, tiled=tiled_vae)
@@ -453,7 +460,7 @@ class FrameRateRefiner:
         required = {
             "model": _MODEL_IN,
             "level": (TEMPO_LEVEL, {
-                "tooltip": "The level above (from BlueprintSampler or the previous FrameRateRefiner); "
+                "tooltip": f"The level above (from the {BLUEPRINT_SAMPLER} or the previous {FRAME_RATE_REFINER}); "
                            "this node makes the next level of its plan.",
             }),
             "positive": _POSITIVE_IN,
@@ -491,16 +498,16 @@ class FrameRateRefiner:
 
         if not isinstance(level, LevelResult):
             raise TypeError(
-                f"level must be a TEMPO_LEVEL from BlueprintSampler or FrameRateRefiner, got {type(level).__name__}"
+                f"level must be a TEMPO_LEVEL from {BLUEPRINT_SAMPLER} or {FRAME_RATE_REFINER}, got {type(level).__name__}"
             )
         plan = level.plan
         index = level.level_index + 1
         if index >= plan.num_levels:
             fps_list = ", ".join(f"{lv.fps:g}" for lv in plan.levels)
             raise ValueError(
-                f"this FrameRateRefiner would make level {index}, but the plan has only {plan.num_levels} levels "
+                f"this {FRAME_RATE_REFINER} would make level {index}, but the plan has only {plan.num_levels} levels "
                 f"({fps_list} fps) and the incoming level ({level.fps:g} fps) is the last one. Remove this "
-                "refiner, or add a frame interval in the TreeScheduler (e.g. 4,2,1 instead of 4,2)."
+                f"refiner, or add a frame interval in the {TREE_SCHEDULER} (e.g. 4,2,1 instead of 4,2)."
             )
         max_batch = require_int(max_parallel_chunks, "max_parallel_chunks", minimum=0) or None
         settings = _check_settings(seed, steps, shift, cfg, guidance, max_batch)

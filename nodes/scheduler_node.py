@@ -5,11 +5,12 @@ All planning rules live in the core (the one source of truth):
 (output length -> blueprint, the automatic tree) and ``tempomaster_core.cost``
 (FLOPs and memory). This module only parses the node's widgets
 (``nodes/parsing.py`` plus the few keywords below) and calls them:
-:func:`build_schedule` is used by the node, by ``VALIDATE_INPUTS`` (so an
-impossible tree is refused at queue time with the plan's message, which names
-the nearest valid values, e.g. "nearest valid values: 105 or 109") and by the
-web view's HTTP route (``nodes/plan_route.py``), so the drawing always shows the
-plan the node will make.
+:func:`build_schedule` is used by the node (an impossible tree is refused when it
+runs, with the plan's message, which names the nearest valid values, e.g. "nearest
+valid values: 105 or 109") and by the web view's HTTP route (``nodes/plan_route.py``),
+so the drawing always shows the plan the node will make, or that message in its
+place as it is typed. ``VALIDATE_INPUTS`` checks only ``boundary_frames`` (see its doc:
+ComfyUI repeats its message on every input it names).
 
 Widgets added for planning (all optional, so older API workflows still run):
 
@@ -37,7 +38,7 @@ from tempomaster_core.defaults import CFG, TRAINED_CHUNK_FRAMES
 from tempomaster_core.validation import require_number, require_whole_number
 from tempomaster_core.plan import TreePlan, boundary_mode
 
-from .parsing import CUSTOM_PRESET, INTERVAL_PRESETS, parse_chunks, parse_intervals
+from .parsing import INTERVAL_PRESETS, parse_chunks, parse_intervals
 from .scheduler_schema import (
     AUTO_LEVELS,
     INTERVAL_CHOICES,
@@ -47,6 +48,7 @@ from .scheduler_schema import (
     PLANNING_DEFAULTS,
     input_types,
 )
+from .display_names import BLUEPRINT_SAMPLER
 from .types import TEMPO_PLAN
 
 #: ``chunks`` keyword for the reference's chunk rule (``"auto"`` means the cost-based choice).
@@ -177,7 +179,7 @@ def build_schedule(blueprint_frames: int, frame_intervals: str, custom_intervals
                    memory_budget_gb: float = PLANNING_DEFAULTS["memory_budget_gb"],
                    trained_chunk_frames: int = TRAINED_CHUNK_FRAMES,
                    boundary_frames: str = PLANNING_DEFAULTS["boundary_frames"],
-                   *, steps: Any = None, cfg: Any = CFG, model: str = "14B") -> Schedule:
+                   *, steps: Any = None, cfg: Any = CFG, model: Any = "14B", dtype: str = "bf16") -> Schedule:
     """The plan, its cost and warnings for the node's widget values.
 
     Args:
@@ -200,7 +202,11 @@ def build_schedule(blueprint_frames: int, frame_intervals: str, custom_intervals
             or a former name (:data:`tempomaster_core.plan.BOUNDARY_ALIASES`).
         steps, cfg: sampler settings for the estimate (default: the reference's 50/32/.. and 8;
             one value or one per level).
-        model: DiT shape for the estimate, a key of ``tempomaster_core.cost.KNOWN_CONFIGS``.
+        model: DiT shape for the estimate: a :class:`~tempomaster_core.config.DiTConfig` (the model in
+            use, e.g. :func:`nodes.model_loader.model_config`) or a key of
+            ``tempomaster_core.cost.KNOWN_CONFIGS`` (``"14B"``: the release); its ``text_len``
+            (umT5's 512 when it takes any length) sets the text tokens priced.
+        dtype: weight dtype of the estimate (``"bf16"``, ``"fp16"``, ``"fp32"``: LoadTempoModel's weight_dtype).
 
     Raises:
         ValueError: unparsable text (``nodes.parsing``), an impossible plan
@@ -219,7 +225,9 @@ def build_schedule(blueprint_frames: int, frame_intervals: str, custom_intervals
         limit_breaches,
         output_frames_for_seconds,
     )
+    from tempomaster_core.config import DiTConfig
     from tempomaster_core.cost import KNOWN_CONFIGS, CostError, estimate_plan_cost
+    from tempomaster_core.defaults import TEXT_LEN
 
     from .plan_text import auto_warning, interval_warning, plan_warning
 
@@ -228,9 +236,13 @@ def build_schedule(blueprint_frames: int, frame_intervals: str, custom_intervals
     if length_mode not in LENGTH_MODES:
         raise ValueError(f"unknown length_mode {length_mode!r}; choose one of {list(LENGTH_MODES)}")
     boundary_frames = boundary_mode(boundary_frames, "boundary_frames")
-    if model not in KNOWN_CONFIGS:
+    if isinstance(model, DiTConfig):
+        config = model
+    elif isinstance(model, str) and model in KNOWN_CONFIGS:
+        config = KNOWN_CONFIGS[model]
+    else:
         raise ValueError(f"unknown model {model!r} for the estimate; choose one of {list(KNOWN_CONFIGS)}")
-    config = KNOWN_CONFIGS[model]
+    text_len = config.text_len or TEXT_LEN  # a model that takes any length is priced at umT5's
     intervals = None if frame_intervals == AUTO_LEVELS else TreePlan.check_intervals(
         parse_intervals(frame_intervals, custom_intervals))
     mode, chunk_values = _chunks_mode(chunks, None if intervals is None else len(intervals) - 1)
@@ -259,7 +271,8 @@ def build_schedule(blueprint_frames: int, frame_intervals: str, custom_intervals
     try:
         if mode == "auto":
             limits = PlanLimits(trained_chunk_frames=trained, memory_budget_bytes=budget)
-            costing = CostSettings(config=config, steps=steps if intervals else None, cfg=scalar_cfg)
+            costing = CostSettings(config=config, steps=steps if intervals else None, cfg=scalar_cfg, dtype=dtype,
+                                   text_len=text_len)
             auto = auto_plan(AutoRequest(wanted, height=height, width=width, fps=fps, intervals=intervals,
                                          chunks=chunk_values, limits=limits, costing=costing))
             plan = replace(auto.plan, boundary=boundary_frames)
@@ -268,7 +281,7 @@ def build_schedule(blueprint_frames: int, frame_intervals: str, custom_intervals
                 blueprint = blueprint_for_length(wanted, intervals)
             plan = TreePlan(blueprint, intervals, chunk_values, height=height, width=width, fps=fps,
                             boundary=boundary_frames)
-        cost = estimate_plan_cost(plan, config, steps, cfg,
+        cost = estimate_plan_cost(plan, config, steps, cfg, text_len=text_len, dtype=dtype,
                                   max_batch=list(auto.max_parallel_chunks) if auto is not None else None)
     except CostError as err:
         raise ValueError(str(err)) from None
@@ -280,7 +293,8 @@ def build_schedule(blueprint_frames: int, frame_intervals: str, custom_intervals
     warnings += [interval_warning(breach, plan) for breach in interval_breaches(plan)]
     inputs = {"length_mode": length_mode, "output_frames_wanted": wanted, "output_fps": output_fps,
               "chunks_mode": mode, "levels_mode": "auto" if intervals is None else "fixed",
-              "trained_chunk_frames": trained, "memory_budget_bytes": budget, "model": model,
+              "trained_chunk_frames": trained, "memory_budget_bytes": budget,
+              "model": model if isinstance(model, str) else None, "weight_dtype": dtype,
               "boundary_frames": boundary_frames}
     return Schedule(plan=plan, cost=cost, warnings=warnings, auto=auto, inputs=inputs)
 
@@ -302,7 +316,7 @@ class TreeScheduler:
     RETURN_NAMES = ("plan", "summary")
     OUTPUT_TOOLTIPS = (
         "The tree: levels, frame rates, chunks per level, condition frames and RoPE positions. "
-        "Feed it to the BlueprintSampler; the refiners read it from the level they get.",
+        f"Feed it to the {BLUEPRINT_SAMPLER}; the refiners read it from the level they get.",
         "A readable summary: levels, fps, frames, chunks, estimated PFLOPs and memory, the auto planner's "
         "reasons and any warning (e.g. for a text display node).",
     )
@@ -320,35 +334,25 @@ class TreeScheduler:
         return input_types()
 
     @classmethod
-    def VALIDATE_INPUTS(cls, blueprint_frames=None, frame_intervals=None, custom_intervals=None, chunks=None,
-                        fps=None, width=None, height=None, length_mode=LENGTH_BLUEPRINT,
-                        length=PLANNING_DEFAULTS["length"], memory_budget_gb=PLANNING_DEFAULTS["memory_budget_gb"],
-                        trained_chunk_frames=PLANNING_DEFAULTS["trained_chunk_frames"],
-                        boundary_frames=PLANNING_DEFAULTS["boundary_frames"]):
-        """``True``, or the reason the plan is impossible (shown by ComfyUI at queue time).
+    def VALIDATE_INPUTS(cls, boundary_frames=PLANNING_DEFAULTS["boundary_frames"]):
+        """``True``, or why ``boundary_frames`` is no boundary mode (ComfyUI shows it at queue time).
 
-        Inputs that arrive through links are not known at validation time (``None``);
-        then only the syntax of the known ones is checked and the node re-checks when it runs.
+        How ComfyUI 0.3.64 uses this (``execution.validate_inputs``): it passes only the inputs
+        named in this signature, skips its own range and choice checks for exactly those, and
+        attaches a returned message to every one of them. So it names the one input whose check
+        is ours: ``boundary_frames``, which also takes the former mode names (``"reference"``,
+        :data:`tempomaster_core.plan.BOUNDARY_ALIASES`) that ComfyUI's choice check would refuse.
+        A mistake is then one message on the input it concerns: every other widget gets ComfyUI's
+        own checks (its range, its choices), and the plan's rules, which combine several inputs
+        (4n+1 frames, a chunk count per level, sizes, limits), are drawn on the node by the tree
+        view as they are typed and raised once, with the plan's message, when the node runs
+        (:meth:`plan`). A linked input arrives as ``None`` and is checked when the node runs.
         """
-        values = dict(blueprint_frames=blueprint_frames, frame_intervals=frame_intervals,
-                      custom_intervals=custom_intervals, chunks=chunks, fps=fps, width=width, height=height)
-        planning = dict(length_mode=length_mode, length=length, memory_budget_gb=memory_budget_gb,
-                        trained_chunk_frames=trained_chunk_frames, boundary_frames=boundary_frames)
-        if frame_intervals is not None and frame_intervals not in INTERVAL_CHOICES:
-            return f"frame_intervals {frame_intervals!r} is not one of {list(INTERVAL_CHOICES)}"
-        if length_mode is not None and length_mode not in LENGTH_MODES:
-            return f"length_mode {length_mode!r} is not one of {list(LENGTH_MODES)}"
-        if any(v is None for v in values.values()) or any(v is None for v in planning.values()):
-            try:
-                if frame_intervals is not None and frame_intervals != AUTO_LEVELS and (
-                        frame_intervals != CUSTOM_PRESET or custom_intervals is not None):
-                    TreePlan.check_intervals(parse_intervals(frame_intervals, custom_intervals or ""))
-            except (ValueError, TypeError) as err:
-                return str(err)
+        if boundary_frames is None:
             return True
         try:
-            build_schedule(**values, **planning)
-        except (ValueError, TypeError) as err:  # PlanError, CostError, InputError are ValueErrors
+            boundary_mode(boundary_frames, "boundary_frames")
+        except ValueError as err:
             return str(err)
         return True
 

@@ -61,9 +61,16 @@ WAN_HEAD_DIM = 128
 TEMPOMASTER_MASK_CHANNELS = 4
 """Mask channels of the TempoMaster DiT (pixel frames per Wan latent frame): in_dim = 16 + 4 + 16 = 36."""
 
+RELEASE_REPO = "Scottttttyy/TempoMaster"
+"""Hugging Face repository of the released TempoMaster DiT (the authors' upload)."""
+RELEASE_FILE = "wan_video_dit_bf16.bin"
+"""File name of the released 14B DiT there (a ``torch.save`` state dict in bf16; LoadTempoModel loads it as it is)."""
+RELEASE_URL = f"https://huggingface.co/{RELEASE_REPO}/resolve/main/{RELEASE_FILE}"
+"""Direct download address of :data:`RELEASE_FILE` (the repository's top level)."""
+
 DOWNLOAD_HINT = (
-    "Download the TempoMaster DiT 'wan_video_dit_bf16.bin' from the Hugging Face repo "
-    "Scottttttyy/TempoMaster (https://huggingface.co/Scottttttyy/TempoMaster)."
+    f"Download the TempoMaster DiT '{RELEASE_FILE}' from the Hugging Face repo "
+    f"{RELEASE_REPO} (https://huggingface.co/{RELEASE_REPO})."
 )
 
 SUFFIXES_SAFETENSORS = (".safetensors", ".sft")
@@ -103,6 +110,17 @@ def parse_dtype(dtype) -> torch.dtype:
     if key not in _DTYPES:
         raise ValueError(f"unsupported storage dtype {dtype!r}; use {', '.join(STORAGE_DTYPES)}")
     return _DTYPES[key]
+
+
+def dtype_name(dtype) -> str:
+    """The short name (:data:`STORAGE_DTYPES`, ``"fp64"``) of a dtype :func:`parse_dtype` accepts:
+    ``torch.bfloat16`` / ``"bfloat16"`` -> ``"bf16"``.
+
+    Raises:
+        ValueError: unsupported dtype.
+    """
+    dtype = parse_dtype(dtype)
+    return {torch.bfloat16: "bf16", torch.float16: "fp16", torch.float32: "fp32"}.get(dtype, "fp64")
 
 
 def _few(names, n: int = 5) -> str:
@@ -523,6 +541,34 @@ def checkpoint_layout(ckpt, num_heads: int | None = None) -> CheckpointLayout:
     config = dataclasses.replace(config, rope_theta=_metadata_rope_theta(recorded, config.rope_theta),
                                  text_len=_metadata_text_len(recorded))
     return CheckpointLayout(rename, shapes, config, scales)
+
+
+def read_config(source, *, text_len: int | None = None) -> DiTConfig:
+    """The :class:`DiTConfig` of a checkpoint file, read from its tensor shapes and metadata only.
+
+    No weight is read: a safetensors file gives its JSON header; a zip ``torch.save`` file is
+    opened memory-mapped (its pickle is read, the storages stay on disk). Used to price a plan
+    for the model a workflow names before it is loaded (the tree view's estimate).
+
+    Args:
+        source: path to a checkpoint (see :func:`open_checkpoint`) or a state dict.
+        text_len: token slots of the text context, overriding the recorded value (as :func:`load_dit`).
+
+    Raises:
+        FileNotFoundError: missing file.
+        CheckpointError: not a TempoMaster DiT checkpoint (see :func:`checkpoint_layout`), or a
+            pre-1.6 (non-zip) ``torch.save`` file, which cannot be read without loading every weight.
+    """
+    if (isinstance(source, (str, os.PathLike)) and sniff_checkpoint_format(source) == "torch"
+            and not zipfile.is_zipfile(source)):
+        raise CheckpointError(f"{Path(source).name} is a legacy (non-zip) torch file: its shapes cannot be read "
+                              "without loading it; convert it with `python -m tempomaster_core.convert`")
+    ckpt = open_checkpoint(source)
+    try:
+        _rename, _shapes, config = checkpoint_layout(ckpt)
+    finally:
+        ckpt.close()
+    return config if text_len is None else dataclasses.replace(config, text_len=text_len)
 
 
 def check_keys(expected: Mapping[str, tuple], found: Mapping[str, tuple]) -> None:

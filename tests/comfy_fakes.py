@@ -9,6 +9,8 @@
 - :class:`FakeCLIP` answers ``tokenize``/``encode_from_tokens_scheduled`` like a
   umT5 ``CLIP`` does for ``CLIPTextEncode``: ``[[tensor [1, max(min_len, n+1), dim],
   {"pooled_output": None}]]`` with zeroed padding, deterministic per text.
+- :func:`comfyui_validation_errors` reports a node's inputs as ComfyUI 0.3.64's queue-time
+  validation does (its rules written out from ``execution.validate_inputs``, see the function).
 - :func:`install_fake_comfy` puts minimal ``comfy.*`` and ``folder_paths`` modules
   into ``sys.modules`` (through pytest's ``monkeypatch``) to exercise the nodes'
   ComfyUI code paths without ComfyUI; with ``managed=True`` also ``comfy.model_patcher``
@@ -19,6 +21,7 @@
 
 from __future__ import annotations
 
+import inspect
 import sys
 import types
 import zlib
@@ -299,3 +302,58 @@ def install_fake_comfy(monkeypatch, interrupt_after: int | None = None, preview_
     for name, module in modules.items():
         monkeypatch.setitem(sys.modules, name, module)
     return types.SimpleNamespace(mm=mm, utils=utils, cli=cli, folder_paths=fp, ops=extra.get("comfy.ops"))
+
+
+def comfyui_validation_errors(node_class, inputs: dict) -> list[tuple[str, str, str]]:
+    """``[(input name, error type, details)]`` that ComfyUI 0.3.64 reports for one node's ``inputs``
+    (an API-format ``inputs`` dict; a ``[node id, slot]`` list is a link) when the prompt is queued.
+
+    The rules, as ``execution.validate_inputs`` applies them to a V1 node:
+
+    - a required input that is absent: ``required_input_missing``;
+    - a value is converted to the input's type (``int``/``float``/``str``/``bool``); a failure is
+      ``invalid_input_type``;
+    - for an input **not** named in ``VALIDATE_INPUTS``'s signature: ``min``/``max`` and the
+      choices of a list type (``value_smaller_than_min``, ``value_bigger_than_max``,
+      ``value_not_in_list``);
+    - ``VALIDATE_INPUTS`` is called with only the inputs its signature names that the prompt has
+      (a linked one as ``None``); a result other than ``True`` becomes one
+      ``custom_validation_failed`` error **per input passed**, each with details ``"name - message"``.
+    """
+    declared = node_class.INPUT_TYPES()
+    required = declared.get("required", {})
+    specs = {**required, **declared.get("optional", {})}
+    validate = getattr(node_class, "VALIDATE_INPUTS", None)
+    named = set(inspect.getfullargspec(validate).args) if validate is not None else set()
+    converters = {"INT": int, "FLOAT": float, "STRING": str, "BOOLEAN": bool}
+    errors, values = [], {}
+    for name, (kind, *rest) in specs.items():
+        options = rest[0] if rest else {}
+        if name not in inputs:
+            if name in required:
+                errors.append((name, "required_input_missing", name))
+            continue
+        value = inputs[name]
+        if isinstance(value, list):  # a link: its value is not known at queue time
+            values[name] = None
+            continue
+        try:
+            value = converters[kind](value) if isinstance(kind, str) and kind in converters else value
+        except (TypeError, ValueError) as err:
+            errors.append((name, "invalid_input_type", f"{name}, {value}, {err}"))
+            continue
+        values[name] = value
+        if name in named:
+            continue
+        if "min" in options and value < options["min"]:
+            errors.append((name, "value_smaller_than_min", name))
+        elif "max" in options and value > options["max"]:
+            errors.append((name, "value_bigger_than_max", name))
+        elif isinstance(kind, list) and value not in kind:
+            errors.append((name, "value_not_in_list", f"{name}: '{value}' not in {kind}"))
+    passed = {name: value for name, value in values.items() if name in named}
+    if named:
+        result = validate(**passed)
+        if result is not True:
+            errors.extend((name, "custom_validation_failed", f"{name} - {result}") for name in passed)
+    return errors

@@ -1,8 +1,8 @@
 """Bad planning inputs, one row each: which call, what input, which error, which words.
 
-Every row goes through one entry point (the core API, the TreeScheduler's ``VALIDATE_INPUTS``
-or the web route's handler logic) and must give the documented error type (or the node's
-validation message, or an HTTP 400 with the message) within a second: no hang, no
+Every row goes through one entry point (the core API, the TreeScheduler node when it runs, or
+the web route's handler logic) and must give the documented error type (or the node's
+``ValueError`` with the plan's message, or an HTTP 400 with the message) within a second: no hang, no
 ZeroDivisionError/OverflowError, no HTTP 500. The inputs include the ones that used to hang
 (``custom_intervals = "1000000000,1"``), divide by zero (``"0"``), pass and crash later
 (``fps = inf``) or allocate without limit (huge frame counts and sizes).
@@ -44,8 +44,9 @@ INF, NAN = math.inf, math.nan
 CUSTOM = dict(blueprint_frames=109, frame_intervals="custom", custom_intervals="4,2,1", chunks="auto", fps=24.0,
               width=832, height=480)
 SIZE = dict(height=480, width=832)
-#: the marker for "the node's VALIDATE_INPUTS returns a message" (ComfyUI shows it at queue time)
-MESSAGE = "validation message"
+#: the marker for "the node refuses when it runs: a ValueError with the plan's message" (ComfyUI shows it once;
+#: the plan's rules combine inputs, so they are not in VALIDATE_INPUTS, see TreeScheduler.VALIDATE_INPUTS)
+MESSAGE = "node message"
 #: the marker for "the route answers HTTP 400 with {"error": message}"
 HTTP_400 = "HTTP 400"
 
@@ -62,8 +63,8 @@ def _auto(**kw):
     return auto_plan(args.pop("output_frames"), **args)
 
 
-def _validate(**kw):
-    return TreeScheduler.VALIDATE_INPUTS(**{**CUSTOM, **kw})
+def _node(**kw):
+    return TreeScheduler().plan(**{**CUSTOM, **kw})
 
 
 def _route(**kw):
@@ -88,7 +89,7 @@ CALLS = {
     "estimate_levels_cost": lambda **kw: estimate_levels_cost([LevelWork(1, 29, 4), LevelWork(2, 29, 4)], **SIZE, **kw),
     "full_sequence_work": lambda **kw: full_sequence_work(kw["frames"]),
     "paper_ablation_levels": lambda **kw: paper_ablation_levels(kw["fps"], kw["chunks"]),
-    "VALIDATE_INPUTS": _validate,
+    "node": _node,
     "route": _route,
 }
 
@@ -97,23 +98,23 @@ HANG = "1000000000,1"
 # (call, bad input, expected exception class / MESSAGE / HTTP_400, fragment of the message)
 ROWS = [
     # -- the inputs that hung (linear scans over a billion chunk counts, billions of RoPE positions)
-    ("VALIDATE_INPUTS", dict(custom_intervals=HANG), MESSAGE, f"at most {MAX_FRAME_INTERVAL}"),
-    ("VALIDATE_INPUTS", dict(custom_intervals=HANG, chunks="reference"), MESSAGE, f"at most {MAX_FRAME_INTERVAL}"),
+    ("node", dict(custom_intervals=HANG), MESSAGE, f"at most {MAX_FRAME_INTERVAL}"),
+    ("node", dict(custom_intervals=HANG, chunks="reference"), MESSAGE, f"at most {MAX_FRAME_INTERVAL}"),
     ("route", dict(custom_intervals=HANG), HTTP_400, f"at most {MAX_FRAME_INTERVAL}"),
     ("route", dict(custom_intervals=HANG, chunks="2"), HTTP_400, f"at most {MAX_FRAME_INTERVAL}"),
     ("TreePlan", dict(frame_intervals=(10**9, 1)), PlanError, f"at most {MAX_FRAME_INTERVAL}"),
     ("auto_plan", dict(intervals=(10**9, 1)), PlanError, f"at most {MAX_FRAME_INTERVAL}"),
     ("auto_plan", dict(output_frames=10**9), PlanError, f"at most {MAX_OUTPUT_FRAMES}"),
     ("auto_plan", dict(output_frames=10**9, intervals=None), PlanError, f"at most {MAX_OUTPUT_FRAMES}"),
-    ("VALIDATE_INPUTS", dict(length_mode="output frames", length=1e9), MESSAGE, f"at most {MAX_OUTPUT_FRAMES}"),
-    ("VALIDATE_INPUTS", dict(frame_intervals=AUTO_LEVELS, length_mode="seconds", length=1e308), MESSAGE,
+    ("node", dict(length_mode="output frames", length=1e9), MESSAGE, f"at most {MAX_OUTPUT_FRAMES}"),
+    ("node", dict(frame_intervals=AUTO_LEVELS, length_mode="seconds", length=1e308), MESSAGE,
      "more than the maximum"),
     ("max_chunks", dict(frames=10**12), PlanError, f"between 1 and {MAX_OUTPUT_FRAMES}"),
     # -- zero and negative intervals (were ZeroDivisionError in the node, HTTP 500 in the route)
-    ("VALIDATE_INPUTS", dict(custom_intervals="0"), MESSAGE, "must be >= 1"),
-    ("VALIDATE_INPUTS", dict(custom_intervals="4,2,0"), MESSAGE, "must be >= 1"),
-    ("VALIDATE_INPUTS", dict(custom_intervals="-4,-2,-1"), MESSAGE, "must be >= 1"),
-    ("VALIDATE_INPUTS", dict(custom_intervals="0", length_mode="seconds"), MESSAGE, "must be >= 1"),
+    ("node", dict(custom_intervals="0"), MESSAGE, "must be >= 1"),
+    ("node", dict(custom_intervals="4,2,0"), MESSAGE, "must be >= 1"),
+    ("node", dict(custom_intervals="-4,-2,-1"), MESSAGE, "must be >= 1"),
+    ("node", dict(custom_intervals="0", length_mode="seconds"), MESSAGE, "must be >= 1"),
     ("route", dict(custom_intervals="0"), HTTP_400, "must be >= 1"),
     ("route", dict(custom_intervals="0", length_mode="seconds"), HTTP_400, "must be >= 1"),
     ("route", dict(custom_intervals="-1"), HTTP_400, "must be >= 1"),
@@ -125,11 +126,11 @@ ROWS = [
     ("TreePlan", dict(frame_intervals=tuple(2**i for i in range(MAX_LEVELS, -1, -1))), PlanError,
      f"more than {MAX_LEVELS} levels"),
     # -- fps: infinite, NaN, zero, negative, too high (inf used to pass and crash later)
-    ("VALIDATE_INPUTS", dict(fps=INF), MESSAGE, "finite"),
-    ("VALIDATE_INPUTS", dict(fps=NAN), MESSAGE, "finite"),
-    ("VALIDATE_INPUTS", dict(fps=0.0), MESSAGE, "> 0"),
-    ("VALIDATE_INPUTS", dict(fps=-24.0), MESSAGE, "> 0"),
-    ("VALIDATE_INPUTS", dict(fps=1e6), MESSAGE, f"at most {MAX_FPS:g}"),
+    ("node", dict(fps=INF), MESSAGE, "finite"),
+    ("node", dict(fps=NAN), MESSAGE, "finite"),
+    ("node", dict(fps=0.0), MESSAGE, "> 0"),
+    ("node", dict(fps=-24.0), MESSAGE, "> 0"),
+    ("node", dict(fps=1e6), MESSAGE, f"at most {MAX_FPS:g}"),
     ("route", dict(fps=INF), HTTP_400, "finite"),
     ("route", dict(fps=1e6), HTTP_400, f"between 1 and {MAX_FPS:g}"),
     ("TreePlan", dict(fps=INF), PlanError, "finite"),
@@ -139,7 +140,7 @@ ROWS = [
     ("TreePlan", dict(fps=10**400), PlanError, "number"),
     ("TreePlan", dict(fps=1000.0), PlanError, f"at most {MAX_FPS:g}"),
     ("TreePlan", dict(fps=5e-324), PlanError, f"at least {MIN_FPS:g}"),  # every level's fps would round to 0
-    ("VALIDATE_INPUTS", dict(fps=5e-324), MESSAGE, f"at least {MIN_FPS:g}"),
+    ("node", dict(fps=5e-324), MESSAGE, f"at least {MIN_FPS:g}"),
     ("auto_plan", dict(fps=INF), PlanError, "finite"),
     ("output_frames_for_seconds", dict(seconds=10.0, fps=INF), PlanError, "fps"),
     ("output_frames_for_seconds", dict(seconds=1e308, fps=240.0), PlanError, "more than the maximum"),
@@ -148,11 +149,11 @@ ROWS = [
     ("TreePlan", dict(blueprint_frames=4 * 10**12 + 1), PlanError, f"at most {MAX_BLUEPRINT_FRAMES}"),
     ("TreePlan", dict(blueprint_frames=4097, frame_intervals=(8, 1)), PlanError,
      f"more than the maximum {MAX_OUTPUT_FRAMES}"),
-    ("VALIDATE_INPUTS", dict(blueprint_frames=1000001), MESSAGE, f"at most {MAX_BLUEPRINT_FRAMES}"),
-    ("VALIDATE_INPUTS", dict(blueprint_frames=4097, custom_intervals="16,1"), MESSAGE,
+    ("node", dict(blueprint_frames=1000001), MESSAGE, f"at most {MAX_BLUEPRINT_FRAMES}"),
+    ("node", dict(blueprint_frames=4097, custom_intervals="16,1"), MESSAGE,
      f"more than the maximum {MAX_OUTPUT_FRAMES}"),
-    ("VALIDATE_INPUTS", dict(blueprint_frames=INF), MESSAGE, "finite"),
-    ("VALIDATE_INPUTS", dict(blueprint_frames=108.5), MESSAGE, "whole number"),
+    ("node", dict(blueprint_frames=INF), MESSAGE, "finite"),
+    ("node", dict(blueprint_frames=108.5), MESSAGE, "whole number"),
     ("route", dict(blueprint_frames=1000001), HTTP_400, f"between 1 and {MAX_BLUEPRINT_FRAMES}"),
     ("route", dict(blueprint_frames=10**400), HTTP_400, "blueprint_frames must be between 1 and"),
     ("blueprint_for_length", dict(frames=10**12), PlanError, f"at most {MAX_OUTPUT_FRAMES}"),
@@ -162,18 +163,18 @@ ROWS = [
     ("TreePlan", dict(height=480, width=MAX_SIDE + 16), PlanError, f"at most {MAX_SIDE}"),
     ("TreePlan", dict(height=10**12, width=832), PlanError, f"at most {MAX_SIDE}"),
     ("auto_plan", dict(height=4096, width=4096), PlanError, "M pixels per frame"),
-    ("VALIDATE_INPUTS", dict(height=4096, width=4096), MESSAGE, "M pixels per frame"),
-    ("VALIDATE_INPUTS", dict(width=8192), MESSAGE, f"at most {MAX_SIDE}"),
-    ("VALIDATE_INPUTS", dict(width=INF), MESSAGE, "finite"),
+    ("node", dict(height=4096, width=4096), MESSAGE, "M pixels per frame"),
+    ("node", dict(width=8192), MESSAGE, f"at most {MAX_SIDE}"),
+    ("node", dict(width=INF), MESSAGE, "finite"),
     ("route", dict(height=4096, width=4096), HTTP_400, "M pixels per frame"),
     ("route", dict(width=10**6), HTTP_400, f"between 16 and {MAX_SIDE}"),
     ("level_cost", dict(height=4096, width=4096), CostError, "pixels per frame"),
     ("level_cost", dict(height=10**9), CostError, f"<= {MAX_SIDE}"),
     # -- chunk counts: zero, negative, huge
-    ("VALIDATE_INPUTS", dict(chunks="0,4"), MESSAGE, "must be >= 1"),
-    ("VALIDATE_INPUTS", dict(chunks="-1,4"), MESSAGE, "must be >= 1"),
-    ("VALIDATE_INPUTS", dict(chunks="1000000000,4"), MESSAGE, f"at most {MAX_CHUNKS}"),
-    ("VALIDATE_INPUTS", dict(chunks="auto,0"), MESSAGE, "must be >= 1"),
+    ("node", dict(chunks="0,4"), MESSAGE, "must be >= 1"),
+    ("node", dict(chunks="-1,4"), MESSAGE, "must be >= 1"),
+    ("node", dict(chunks="1000000000,4"), MESSAGE, f"at most {MAX_CHUNKS}"),
+    ("node", dict(chunks="auto,0"), MESSAGE, "must be >= 1"),
     ("route", dict(chunks="1000000000,4"), HTTP_400, f"at most {MAX_CHUNKS}"),
     ("TreePlan", dict(chunks=(10**9, 4)), PlanError, f"at most {MAX_CHUNKS}"),
     ("TreePlan", dict(chunks=(0, 4)), PlanError, "must be >= 1"),
@@ -182,11 +183,11 @@ ROWS = [
     ("LevelWork", dict(chunks=10**9), CostError, f"<= {MAX_CHUNKS}"),
     ("LevelWork", dict(frames_per_chunk=10**9 + 1), CostError, "frames_per_chunk must be <="),
     # -- other numbers of the node and the planner
-    ("VALIDATE_INPUTS", dict(memory_budget_gb=1e308), MESSAGE, "finite"),
-    ("VALIDATE_INPUTS", dict(memory_budget_gb=NAN), MESSAGE, "finite"),
-    ("VALIDATE_INPUTS", dict(trained_chunk_frames=INF), MESSAGE, "finite"),
-    ("VALIDATE_INPUTS", dict(length_mode="output frames", length=INF), MESSAGE, "finite"),
-    ("VALIDATE_INPUTS", dict(length_mode="seconds", length=NAN), MESSAGE, "finite"),
+    ("node", dict(memory_budget_gb=1e308), MESSAGE, "finite"),
+    ("node", dict(memory_budget_gb=NAN), MESSAGE, "finite"),
+    ("node", dict(trained_chunk_frames=INF), MESSAGE, "finite"),
+    ("node", dict(length_mode="output frames", length=INF), MESSAGE, "finite"),
+    ("node", dict(length_mode="seconds", length=NAN), MESSAGE, "finite"),
     ("route", dict(memory_budget_gb=10**400), HTTP_400, "must be a number"),
     ("auto_plan", dict(memory_budget_bytes=INF), PlanError, "finite"),
     ("auto_plan", dict(memory_budget_bytes=10**400), PlanError, "memory_budget_bytes must be a number"),
@@ -234,9 +235,9 @@ def _label(row):
 def test_bad_input_gives_the_documented_error_quickly(call, bad, expected, fragment):
     start = time.perf_counter()
     if expected is MESSAGE:
-        result = CALLS[call](**bad)
-        assert isinstance(result, str), f"VALIDATE_INPUTS accepted {bad}: {result!r}"
-        message = result
+        with pytest.raises(ValueError) as info:
+            CALLS[call](**bad)
+        message = str(info.value)
     elif expected is HTTP_400:
         status, body = CALLS[call](**bad)
         assert status == 400, (status, body)
@@ -259,8 +260,9 @@ def test_the_limits_keep_long_videos_possible():
     assert auto.plan.final.num_frames >= frames
     assert TreePlan(3601, (4, 2, 1), height=2160, width=3840).final.num_frames == 14404
     assert TreePlan(MAX_BLUEPRINT_FRAMES, (4, 2, 1), **SIZE).final.num_frames <= MAX_OUTPUT_FRAMES
-    assert TreeScheduler.VALIDATE_INPUTS(**{**CUSTOM, "length_mode": "seconds", "length": 600.0,
-                                             "frame_intervals": AUTO_LEVELS}) is True
+    plan, _summary = TreeScheduler().plan(**{**CUSTOM, "length_mode": "seconds", "length": 600.0,
+                                             "frame_intervals": AUTO_LEVELS})
+    assert plan.final.num_frames >= 600 * 24
     status, body = plan_response({**CUSTOM, "length_mode": "seconds", "length": 600.0, "fps": 36.0,
                                   "frame_intervals": AUTO_LEVELS, "memory_budget_gb": 80.0})
     assert status == 200 and body["levels"][-1]["num_frames"] >= 600 * 36

@@ -199,14 +199,18 @@ def test_core_node_table_matches_this_comfyui(comfy):
 
 
 def test_example_workflows_are_served_as_templates(comfy):
+    from urllib.parse import quote
+
+    from tools.make_workflows import template_file_name
+
     url, _, _ = comfy
     templates = json.loads(_get(url + "/workflow_templates")[1])
-    assert sorted(templates["tempomaster"]) == ["first_last_frame", "image_to_long_video", "text_to_video",
-                                                "tiny_text_to_video"]
+    ids = ["first_last_frame", "image_to_long_video", "text_to_video", "tiny_text_to_video"]
+    assert sorted(templates["tempomaster"]) == sorted(template_file_name(i) for i in ids)
     for name in templates["tempomaster"]:
-        status, body = _get(f"{url}/api/workflow_templates/tempomaster/{name}.json")
+        status, body = _get(f"{url}/api/workflow_templates/tempomaster/{quote(name)}.json")
         assert status == 200 and json.loads(body)["nodes"]
-        status, body = _get(f"{url}/api/workflow_templates/tempomaster/{name}.jpg")
+        status, body = _get(f"{url}/api/workflow_templates/tempomaster/{quote(name)}.jpg")
         assert status == 200 and body[:2] == b"\xff\xd8"
     status, body = _get(url + "/extensions/tempomaster/tempomaster.js")
     assert status == 200 and b"registerExtension" in body
@@ -267,15 +271,35 @@ def test_api_workflow_runs_and_saves_the_planned_video(comfy, name):
     assert (stream.codec_context.width, stream.codec_context.height) == (32, 32)
 
 
-def test_invalid_plan_is_refused_at_validation_with_nearest_values(comfy):
+def test_an_impossible_plan_is_refused_once_with_the_nearest_values(comfy):
+    """The plan's rules combine widgets: the node refuses when it runs, with one message."""
     url, _, _ = comfy
     api = _tiny_api_workflow("text_to_video")
     sched = next(n for n in api.values() if n["class_type"] == "TempoMasterTreeScheduler")
     sched["inputs"]["blueprint_frames"] = 7
     status, reply = _post_json(url + "/prompt", {"prompt": api, "client_id": str(uuid.uuid4())})
-    assert status == 400
-    text = json.dumps(reply)
-    assert "5 or 9" in text
+    assert status == 200, reply
+    entry = _wait_history(url, reply["prompt_id"])
+    errors = [msg[1] for msg in entry["status"]["messages"] if msg[0] == "execution_error"]
+    assert len(errors) == 1 and "5 or 9" in errors[0]["exception_message"], entry["status"]
+
+
+@pytest.mark.parametrize("class_type, name, value, fragment", [
+    ("TempoMasterTreeScheduler", "boundary_frames", "exact", "boundary_frames"),
+    ("TempoMasterTreeScheduler", "width", 99999, "bigger than max"),
+    ("TempoMasterLoadModel", "model_name", "tempomaster_dit_bf16.safetensors", "huggingface.co/Scottttttyy"),
+])
+def test_a_widget_mistake_is_one_message_on_that_widget(comfy, class_type, name, value, fragment):
+    url, _, _ = comfy
+    api = _tiny_api_workflow("text_to_video")
+    node_id, node = next((i, n) for i, n in api.items() if n["class_type"] == class_type)
+    node["inputs"][name] = value
+    status, reply = _post_json(url + "/prompt", {"prompt": api, "client_id": str(uuid.uuid4())})
+    assert status == 400, reply
+    errors = [e for errs in reply["node_errors"].values() for e in errs["errors"]]
+    assert len(errors) == 1 and errors[0]["extra_info"]["input_name"] == name, errors
+    assert list(reply["node_errors"]) == [node_id]
+    assert fragment in errors[0]["message"] + errors[0]["details"], errors
 
 
 def test_cancel_interrupts_a_running_level_and_the_model_stays_usable(comfy):

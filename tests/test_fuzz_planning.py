@@ -6,8 +6,9 @@ random arguments of the core API (:class:`TreePlan`, :func:`auto_plan`, the cost
 call must answer within one second (measured here with ``time.perf_counter``; Hypothesis'
 own deadline is off because the first call of a test also pays for imports) and may only:
 
-- the node's ``VALIDATE_INPUTS``: return ``True`` or a message string (and when it returns
-  ``True`` with every value known, the node itself must then plan without an error);
+- the node: plan, or refuse with a ``ValueError`` (its message is what ComfyUI shows); its
+  ``VALIDATE_INPUTS`` (``boundary_frames`` only): return ``True`` or a message string, and
+  ``True`` exactly when the node then accepts that boundary mode;
 - the route: answer HTTP 200 or 400 with plain JSON (no NaN), never 500;
 - ``TreePlan`` and ``auto_plan``: raise :class:`PlanError`; the cost model: :class:`CostError`.
 """
@@ -80,8 +81,8 @@ def _timed(call, *args, **kwargs):
 
 
 # warm the imports and caches so the first example is not charged for them
-TreeScheduler.VALIDATE_INPUTS(blueprint_frames=109, frame_intervals=INTERVAL_CHOICES[0], custom_intervals="4,2,1",
-                              chunks="auto", fps=24.0, width=832, height=480)
+TreeScheduler().plan(blueprint_frames=109, frame_intervals=INTERVAL_CHOICES[0], custom_intervals="4,2,1",
+                     chunks="auto", fps=24.0, width=832, height=480)
 plan_response(dict(blueprint_frames=109, frame_intervals=INTERVAL_CHOICES[0], custom_intervals="4,2,1",
                    chunks="auto", fps=24.0, width=832, height=480))
 
@@ -144,18 +145,20 @@ node_values = _mutated(NODE_VALID, NODE_WILD, NODE_OPTIONAL)
 
 @settings(max_examples=100, **SETTINGS)
 @given(values=node_values)
-def test_tree_scheduler_validation_answers_every_input_quickly(values):
-    result, error = _timed(TreeScheduler.VALIDATE_INPUTS, **values)
-    assert error is None, f"VALIDATE_INPUTS raised {type(error).__name__}: {error}"
-    assert result is True or (isinstance(result, str) and result), result
-    known = all(v is not None for v in values.values())
-    event("refused" if result is not True else "accepted" if known else "linked inputs: syntax only")
-    if result is True and known:
-        # validated with every value known: the node must then run (no error ComfyUI did not announce)
-        answer, error = _timed(TreeScheduler().plan, **values)
-        assert error is None, f"validated inputs failed in the node: {type(error).__name__}: {error}"
+def test_tree_scheduler_plans_or_refuses_every_input_quickly(values):
+    answer, error = _timed(TreeScheduler().plan, **values)
+    assert error is None or isinstance(error, ValueError), f"the node raised {type(error).__name__}: {error}"
+    event("refused" if error is not None else "planned")
+    if error is None:
         plan, summary = answer
         assert plan.final.num_frames >= 1 and isinstance(summary, str)
+    else:
+        assert str(error), "an empty message"
+    if "boundary_frames" in values:
+        verdict, raised = _timed(TreeScheduler.VALIDATE_INPUTS, boundary_frames=values["boundary_frames"])
+        assert raised is None and (verdict is True or (isinstance(verdict, str) and verdict)), verdict
+        if error is None:  # the node took the mode: the queue-time check must not have refused it
+            assert verdict is True, verdict
 
 
 # -- the web view's plan route --------------------------------------------------------------------

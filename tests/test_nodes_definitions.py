@@ -128,25 +128,17 @@ print("ok")
     assert any(name.endswith(".js") for name in os.listdir(web))
 
 
-def test_tree_scheduler_validate_inputs_names_the_nearest_valid_values():
+def test_tree_scheduler_names_the_nearest_valid_values_when_it_runs():
     ok = dict(blueprint_frames=109, frame_intervals="6→12→24 fps (4,2,1)", custom_intervals="4,2,1",
               chunks="auto", fps=24.0, width=832, height=480)
-    assert TreeScheduler.VALIDATE_INPUTS(**ok) is True
-    msg = TreeScheduler.VALIDATE_INPUTS(**{**ok, "blueprint_frames": 107})
-    assert isinstance(msg, str) and "105" in msg and "109" in msg
-    msg = TreeScheduler.VALIDATE_INPUTS(**{**ok, "width": 830})
-    assert isinstance(msg, str) and "816" in msg and "832" in msg
-    msg = TreeScheduler.VALIDATE_INPUTS(**{**ok, "frame_intervals": "custom", "custom_intervals": "4,3,1"})
-    assert isinstance(msg, str) and "divisible" in msg
-    msg = TreeScheduler.VALIDATE_INPUTS(**{**ok, "chunks": "2"})
-    assert isinstance(msg, str) and "2 refinement" in msg
-    msg = TreeScheduler.VALIDATE_INPUTS(**{**ok, "blueprint_frames": 5, "chunks": "2,64"})
-    assert isinstance(msg, str) and "at most" in msg
-    assert isinstance(TreeScheduler.VALIDATE_INPUTS(**{**ok, "frame_intervals": "5 fps"}), str)
-    # an input fed by a link is unknown (None) at validation time: no false alarm
-    assert TreeScheduler.VALIDATE_INPUTS(**{**ok, "blueprint_frames": None}) is True
-    assert isinstance(TreeScheduler.VALIDATE_INPUTS(**{**ok, "blueprint_frames": None,
-                                                       "frame_intervals": "custom", "custom_intervals": "a"}), str)
+    assert TreeScheduler().plan(**ok)[0].final.num_frames == 436
+    for bad, fragments in [(dict(blueprint_frames=107), ("105", "109")), (dict(width=830), ("816", "832")),
+                           (dict(frame_intervals="custom", custom_intervals="4,3,1"), ("divisible",)),
+                           (dict(chunks="2"), ("2 refinement",)), (dict(blueprint_frames=5, chunks="2,64"), ("at most",)),
+                           (dict(frame_intervals="5 fps"), ("5 fps",))]:
+        with pytest.raises(ValueError) as info:
+            TreeScheduler().plan(**{**ok, **bad})
+        assert all(f in str(info.value) for f in fragments), (bad, str(info.value))
 
 
 def test_tree_scheduler_builds_the_reference_tree():

@@ -1,7 +1,7 @@
 """The TreeScheduler's words for the auto planner's typed results (``nodes/plan_text.py``)."""
 
 from plan_requests import auto
-from nodes.plan_text import auto_reasons, auto_to_dict, auto_warning, level_brief, level_reason, plan_warning
+from nodes.plan_text import auto_reasons, auto_to_dict, auto_warning, level_reason, level_sentence, plan_warning
 from tempomaster_core.autoplan import limit_breaches
 from tempomaster_core.cost import GIB, estimate_plan_cost
 from tempomaster_core.plan import TreePlan
@@ -12,7 +12,11 @@ SIZE = dict(height=480, width=832)
 def test_the_reference_choice_says_so():
     plan = auto(436, **SIZE, memory_budget_bytes=None)
     assert all("(= the reference rule)" in level_reason(c, plan.limits) for c in plan.levels)
-    assert [level_brief(c) for c in plan.levels] == ["only count within limits, = reference"] * 2
+    # the drawing's sentence names the level by its frame rate and reads as a sentence
+    assert [level_sentence(c, fps) for c, fps in zip(plan.levels, (12, 24))] == [
+        "12 fps: 2 chunks of 109 frames, the only split within the limits (as the reference splits it).",
+        "24 fps: 4 chunks of 109 frames, the only split within the limits (as the reference splits it).",
+    ]
     assert auto_reasons(plan)[0] == "blueprint 109 frames at 6 fps for 436 output frames (436 made, 18.17 s)"
 
 
@@ -30,7 +34,7 @@ def test_candidates_ladders_and_reasons_are_worded():
     for level in fixed["levels"]:
         statuses = [c["status"] for c in level["candidates"]]
         assert statuses.count("chosen") == 1 and any("exceed the trained" in s for s in statuses)
-        assert level["brief"] == "longest chunks that fit"
+        assert ", the longest that fit (the reference's " in level["sentence"]
 
 
 def test_chunks_per_forward_and_memory_are_explained():
@@ -39,7 +43,9 @@ def test_chunks_per_forward_and_memory_are_explained():
     reasons = auto_reasons(auto(436, **SIZE, memory_budget_bytes=budget))
     assert any("max_parallel_chunks" in r and "to stay within" in r for r in reasons)
     hopeless = auto(436, **SIZE, memory_budget_bytes=estimate_plan_cost(reference).weight_bytes // 2)
-    assert all(level_brief(c).endswith(", over memory") for c in hopeless.levels)
+    assert all(level_sentence(c, 24).endswith("so memory was left out of this choice.") for c in hopeless.levels)
+    tight = auto(436, **SIZE, memory_budget_bytes=budget)
+    assert "set max_parallel_chunks to 2 on its TempoMaster Frame-Rate Refiner" in level_sentence(tight.levels[1], 24)
     assert any("still over the budget" in r for r in auto_reasons(hopeless))
     assert all("exceeds the budget" in auto_warning(b) for b in hopeless.breaches)
 

@@ -163,9 +163,12 @@ class _FakePromptServer:
     def __init__(self):
         self.routes = _FakeRoutes()
         self.sent = []
+        self.sids = []
+        self.client_id = None
 
     def send_sync(self, event, data, sid=None):
         self.sent.append((event, data))
+        self.sids.append(sid)
 
 
 @pytest.fixture
@@ -328,6 +331,66 @@ def test_auto_memory_budget_counts_a_resident_tempomaster_model_as_free(monkeypa
     assert any("budget 12.0 GiB" in w for w in body["warnings"])  # the 14B weights alone do not fit
 
 
+# -- the model the estimate is for ------------------------------------------------------------
+
+
+def _tiny_request(**model):
+    return dict(REFERENCE, blueprint_frames=5, width=32, height=32, chunks="2,2", memory_budget_gb=10.0,
+                samplers={"steps": [3, 3, 3], "cfg": [1.0, 1.0, 1.0]}, **({"model": model} if model else {}))
+
+
+def test_the_plan_is_priced_for_the_model_the_loader_names(tmp_path):
+    """The tree view sends the Load TempoMaster Model widgets: the route prices that checkpoint's own shape
+    and dtype (read from its header), and the sampler's report of a level carries the same model key and
+    the same FLOPs as the row it is drawn on."""
+    from tempomaster_core.loading import save_dit
+
+    model = make_tiny_dit(seed=0).float()
+    path = tmp_path / "tiny.safetensors"
+    save_dit(model, path)
+    status, body = plan_response(_tiny_request(model_name=str(path), weight_dtype="fp32"))
+    assert status == 200 and body["model"]["assumed"] is False and body["model"]["note"] is None
+    assert body["model"]["key"] == plan_route.model_key(model.config, "fp32")
+    assert body["cost"]["weight_bytes"] == sum(p.numel() * 4 for p in model.parameters())  # this model, fp32
+    status, big = plan_response(_tiny_request())
+    assert status == 200 and big["model"]["assumed"] and "priced as the 14B release" in big["model"]["note"]
+    assert body["cost"]["dit_flops"] < big["cost"]["dit_flops"] / 1000
+    plan = TreePlan(5, (4, 2, 1), (2, 2), height=32, width=32)
+    payload = plan_route.level_time_payload(plan, 2, 1.0, model=model, steps=3, cfg=1.0)
+    assert payload["model_key"] == body["model"]["key"]
+    assert payload["estimated_flops"] == body["cost"]["levels"][2]["dit_flops"]
+    # a file that is not there, or one whose shapes cannot be read without loading it: the 14B, and why
+    status, missing = plan_response(_tiny_request(model_name="nope.safetensors", weight_dtype="bf16"))
+    assert status == 200 and missing["model"]["assumed"] and "nope.safetensors is not in" in missing["model"]["note"]
+    import torch
+
+    legacy = tmp_path / "legacy.bin"
+    torch.save(model.state_dict(), legacy, _use_new_zipfile_serialization=False)
+    status, old = plan_response(_tiny_request(model_name=str(legacy)))
+    assert status == 200 and old["model"]["assumed"] and "legacy (non-zip)" in old["model"]["note"]
+    status, bad = plan_response(_tiny_request(model_name=str(path), weight_dtype="int8"))
+    assert status == 400 and "weight_dtype" in bad["error"]
+
+
+def test_the_builtin_model_is_priced_as_the_loader_loads_it():
+    from nodes.builtin_nodes import tiny_available
+    from tempomaster_core.tiny.builtin import BUILTIN_MODEL_NAME
+
+    if not tiny_available():
+        pytest.skip("the built-in TempoMaster-Tiny files are missing")
+    (model,) = NODES["TempoMasterLoadModel"]().load(BUILTIN_MODEL_NAME, "fp32")
+    status, body = plan_response(_tiny_request(model_name=BUILTIN_MODEL_NAME, weight_dtype="fp32"))
+    assert status == 200 and body["model"]["label"] == BUILTIN_MODEL_NAME
+    assert body["model"]["key"] == plan_route.model_key(model.config, model.dtype)  # the loader's own output
+
+
+def test_level_time_goes_to_the_browser_that_queued_the_run(fake_server):
+    fake_server.client_id = "tab-1"
+    plan = TreePlan(5, (4, 1), (2,), height=32, width=32)
+    report_level_time(plan, 0, 1.0, model=make_tiny_dit(seed=0), steps=1, cfg=1.0)
+    assert fake_server.sids == ["tab-1"]
+
+
 # -- fixtures of the web view's tests (web/tests/*.test.mjs read real route output) ------------
 
 WEB_FIXTURES = {
@@ -336,6 +399,8 @@ WEB_FIXTURES = {
     "padded": dict(REFERENCE, blueprint_frames=5, frame_intervals="6→24 fps (4,1)", chunks="3", width=64,
                    height=64, memory_budget_gb=1000.0),
     "error": dict(REFERENCE, blueprint_frames=107),
+    "bad_chunks": dict(REFERENCE, chunks="abc"),
+    "small_model": dict(REFERENCE, model="1.3B", memory_budget_gb=60.0),
 }
 FIXTURE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "web", "tests", "fixtures")
 

@@ -8,7 +8,12 @@ TreeScheduler node is added to the graph, the tree view appears on it (the
 route was called, the rows are laid out and the tree's colours are painted on
 the canvas), and it changes when a widget changes (chunks "2,8" -> eight boxes
 at 24 fps, different pixels; a shorter trained chunk length -> the warning
-colour); a sampler's measured-time message shows on its level. No JavaScript
+colour); a sampler's measured-time message shows on its level. A second test
+loads every template the pack ships (no missing node type; no two nodes, badges
+and title bars included, overlapping; no group title under a node; the note in
+the first view), types an invalid ``chunks`` and finds the error drawn as text in
+the node, then queues the built-in TempoMaster-Tiny template twice and checks that
+the measured times on its tree view are the latest run's only. No JavaScript
 error may come from our files.
 
 Run: ``COMFYUI_PATH=/path/to/ComfyUI python -m pytest tests/test_web_browser.py``
@@ -37,6 +42,7 @@ REFERENCE = dict(blueprint_frames=109, frame_intervals=PRESET, custom_intervals=
                  width=832, height=480, memory_budget_gb=80.0)
 OK_RGB, WARN_RGB = (0x3B, 0x6E, 0xA8), (0xB8, 0x47, 0x3A)  # box colours of web/tree_view.js
 WAIT_S = 45
+RUN_WAIT_S = 300  # one run of the tiny template on a CPU
 
 
 def _chromium() -> str | None:
@@ -138,80 +144,102 @@ def _set_widget(name: str, value) -> str:
             " w.callback && w.callback(w.value, app.canvas, _tm); app.graph.setDirtyCanvas(true, true); return true; })()")
 
 
-async def _drive(url: str, port: int) -> None:
-    import aiohttp
-
+async def _page_websocket(port: int) -> str:
     deadline = time.monotonic() + WAIT_S
     while True:
         try:
             targets = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=5).read())
-            page = next(t for t in targets if t.get("type") == "page")
-            break
+            return next(t for t in targets if t.get("type") == "page")["webSocketDebuggerUrl"]
         except (OSError, StopIteration, ValueError):
             if time.monotonic() > deadline:
                 raise AssertionError("Chromium's DevTools endpoint did not come up")
             await asyncio.sleep(0.5)
+
+
+async def _open_comfyui(cdp: "_DevTools", url: str) -> None:
+    await cdp.call("Runtime.enable")
+    await cdp.call("Page.enable")
+    await cdp.call("Page.navigate", url=url + "/")
+    await cdp.wait_for("!!(window.app && app.graph && app.canvas && window.LiteGraph && "
+                       "LiteGraph.registered_node_types['TempoMasterTreeScheduler'])", "ComfyUI's page")
+    for kind in ("keyDown", "keyUp"):  # close the template browser if it opened
+        await cdp.call("Input.dispatchKeyEvent", type=kind, key="Escape", code="Escape", windowsVirtualKeyCode=27)
+
+
+async def _with_page(port: int, url: str, drive) -> None:
+    import aiohttp
+
     async with aiohttp.ClientSession() as session:
-        async with session.ws_connect(page["webSocketDebuggerUrl"], max_msg_size=0) as ws:
+        async with session.ws_connect(await _page_websocket(port), max_msg_size=0) as ws:
             cdp = _DevTools(ws)
-            await cdp.call("Runtime.enable")
-            await cdp.call("Page.enable")
-            await cdp.call("Page.navigate", url=url + "/")
-            await cdp.wait_for("!!(window.app && app.graph && app.canvas && window.LiteGraph && "
-                               "LiteGraph.registered_node_types['TempoMasterTreeScheduler'])", "ComfyUI's page")
-            for kind in ("keyDown", "keyUp"):  # close the template browser if it opened
-                await cdp.call("Input.dispatchKeyEvent", type=kind, key="Escape", code="Escape",
-                               windowsVirtualKeyCode=27)
-            await cdp.evaluate("""(() => { app.graph.clear(); const n = LiteGraph.createNode('TempoMasterTreeScheduler');
-                n.pos = [100, 80]; app.graph.add(n); n.setSize([360, n.size[1]]);
-                app.canvas.ds.offset = [0, 0]; app.canvas.ds.scale = 1; app.graph.setDirtyCanvas(true, true);
-                window._tm = n; return n.widgets.map(w => w.name); })()""")
-            names = await cdp.evaluate("_tm.widgets.map(w => w.name)")
-            assert names[-1] == "tempomaster_tree" and "length_mode" in names
-            for name, value in (("memory_budget_gb", 80.0),):
-                await cdp.evaluate(_set_widget(name, value))
+            await _open_comfyui(cdp, url)
+            await drive(cdp)
 
-            # the view appears: the route was called, three rows laid out, the boxes painted
-            state = json.loads(await cdp.wait_for(
-                f"(() => {{ const s = {_STATE}; return JSON.parse(s).rows.join() === '1,2,4' && s; }})()",
-                "the reference tree"))
-            assert state["requests"] >= 1 and state["error"] is None and state["tones"] == ["ok"] * 3
-            await asyncio.sleep(0.5)
-            before = json.loads(await cdp.evaluate(_PIXELS))
-            assert before["ok"] > 200 and before["warn"] == 0, before
 
-            # a widget changes -> a new plan is fetched and drawn
-            await cdp.evaluate(_set_widget("chunks", "2,8"))
-            state = json.loads(await cdp.wait_for(
-                f"(() => {{ const s = {_STATE}; return JSON.parse(s).rows.join() === '1,2,8' && s; }})()",
-                "eight chunks at 24 fps"))
-            await asyncio.sleep(0.5)
-            after = json.loads(await cdp.evaluate(_PIXELS))
-            assert after["hash"] != before["hash"] and after["ok"] > 200
+async def _drive(url: str, port: int) -> None:
+    await _with_page(port, url, _drive_tree_view)
 
-            # a shorter trained length: the 109-frame blueprint is over it -> warning colour
-            await cdp.evaluate(_set_widget("trained_chunk_frames", 61))
-            state = json.loads(await cdp.wait_for(
-                f"(() => {{ const s = {_STATE}; return JSON.parse(s).tones[0] === 'warn' && s; }})()",
-                "the warning tone"))
-            await asyncio.sleep(0.5)
-            warned = json.loads(await cdp.evaluate(_PIXELS))
-            assert warned["warn"] > 100, warned
 
-            # a sampler's measured-time message (what BlueprintSampler sends with send_sync) shows on its level
-            await cdp.evaluate("""(() => { const d = _tm.tempoTreeView.data; const api = app.api || window.comfyAPI.api.api;
-                api.dispatchCustomEvent('tempomaster.level_time', {plan_key: d.plan_key, level: 0, seconds: 12,
-                  estimated_flops: d.cost.levels[0].dit_flops, estimated_pflops: d.cost.levels[0].dit_pflops});
-                app.graph.setDirtyCanvas(true, true); return true; })()""")
-            note = await cdp.wait_for("(() => { const r = _tm.tempoTreeView.layout.rows[0]; return r.measured && r.note; })()",
-                                      "the measured time on the blueprint row")
-            assert note.startswith("measured 12.0 s (est. ")
-            assert await cdp.evaluate("_tm.tempoTreeView.layout.rows[2].measuredText.startsWith('~')")  # predicted
+async def _drive_tree_view(cdp: "_DevTools") -> None:
+    await cdp.evaluate("""(() => { app.graph.clear(); const n = LiteGraph.createNode('TempoMasterTreeScheduler');
+        n.pos = [100, 80]; app.graph.add(n); n.setSize([360, n.size[1]]);
+        app.canvas.ds.offset = [0, 0]; app.canvas.ds.scale = 1; app.graph.setDirtyCanvas(true, true);
+        window._tm = n; return n.widgets.map(w => w.name); })()""")
+    names = await cdp.evaluate("_tm.widgets.map(w => w.name)")
+    assert names[-1] == "tempomaster_tree" and "length_mode" in names
+    for name, value in (("memory_budget_gb", 80.0),):
+        await cdp.evaluate(_set_widget(name, value))
 
-            # the view's widget is not a workflow value and not sent with the prompt
-            serialized = await cdp.evaluate("JSON.stringify(_tm.serialize().widgets_values)")
-            assert len(json.loads(serialized)) == len(names) - 1
-            assert cdp.our_errors() == []
+    # the view appears: the route was called, three rows laid out, the boxes painted
+    state = json.loads(await cdp.wait_for(
+        f"(() => {{ const s = {_STATE}; return JSON.parse(s).rows.join() === '1,2,4' && s; }})()",
+        "the reference tree"))
+    assert state["requests"] >= 1 and state["error"] is None and state["tones"] == ["ok"] * 3
+    await asyncio.sleep(0.5)
+    before = json.loads(await cdp.evaluate(_PIXELS))
+    assert before["ok"] > 200 and before["warn"] == 0, before
+
+    # a widget changes -> a new plan is fetched and drawn
+    await cdp.evaluate(_set_widget("chunks", "2,8"))
+    state = json.loads(await cdp.wait_for(
+        f"(() => {{ const s = {_STATE}; return JSON.parse(s).rows.join() === '1,2,8' && s; }})()",
+        "eight chunks at 24 fps"))
+    await asyncio.sleep(0.5)
+    after = json.loads(await cdp.evaluate(_PIXELS))
+    assert after["hash"] != before["hash"] and after["ok"] > 200
+
+    # a shorter trained length: the 109-frame blueprint is over it -> warning colour
+    await cdp.evaluate(_set_widget("trained_chunk_frames", 61))
+    state = json.loads(await cdp.wait_for(
+        f"(() => {{ const s = {_STATE}; return JSON.parse(s).tones[0] === 'warn' && s; }})()",
+        "the warning tone"))
+    await asyncio.sleep(0.5)
+    warned = json.loads(await cdp.evaluate(_PIXELS))
+    assert warned["warn"] > 100, warned
+
+    # a sampler's measured-time message (what BlueprintSampler sends with send_sync) shows on its level:
+    # the scheduler feeds a Blueprint Sampler, which reports as that node, for the model priced
+    await cdp.evaluate("""(() => { const s = LiteGraph.createNode('TempoMasterBlueprintSampler');
+        s.pos = [600, 80]; app.graph.add(s); _tm.connect(0, s, 'plan'); window._bp = s; return true; })()""")
+    await cdp.evaluate("""(() => { const d = _tm.tempoTreeView.data; const api = app.api || window.comfyAPI.api.api;
+        api.dispatchCustomEvent('tempomaster.level_time', {plan_key: d.plan_key, level: 0, seconds: 12,
+          estimated_flops: d.cost.levels[0].dit_flops, estimated_pflops: d.cost.levels[0].dit_pflops,
+          model_key: d.model.key, prompt_id: 'run-1', node: String(_bp.id)});
+        app.graph.setDirtyCanvas(true, true); return true; })()""")
+    note = await cdp.wait_for("(() => { const r = _tm.tempoTreeView.layout.rows[0]; return r.measured && r.note; })()",
+                              "the measured time on the blueprint row")
+    assert note.startswith("measured 12.0 s (est. ")
+    assert await cdp.evaluate("_tm.tempoTreeView.layout.rows[2].measuredText.startsWith('~')")  # predicted
+    # the chain starts running in another prompt: the old time goes
+    await cdp.evaluate("""(() => { const api = app.api || window.comfyAPI.api.api;
+        api.dispatchCustomEvent('execution_start', {prompt_id: 'run-2'});
+        api.dispatchCustomEvent('executing', String(_bp.id)); app.graph.setDirtyCanvas(true, true); return true; })()""")
+    await cdp.wait_for("(() => _tm.tempoTreeView.layout.rows[0].measured === null)()", "the old time cleared")
+
+    # the view's widget is not a workflow value and not sent with the prompt
+    serialized = await cdp.evaluate("JSON.stringify(_tm.serialize().widgets_values)")
+    assert len(json.loads(serialized)) == len(names) - 1
+    assert cdp.our_errors() == []
 
 
 def test_tree_view_appears_and_follows_the_widgets(comfy_web, tmp_path):
@@ -226,5 +254,116 @@ def test_tree_view_appears_and_follows_the_widgets(comfy_web, tmp_path):
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         asyncio.run(_drive(comfy_web, port))
+    finally:
+        stop_process_group(proc)
+
+
+# In-page check of the graph on screen as the frontend laid it out: node boxes with their title bars (getBounding)
+# and the badge row above them, group title bars, the note inside the visible area, unknown node types.
+_LAYOUT = """(() => {
+  const nodes = app.graph.nodes, badge = 22, out = {missing: [], overlaps: [], groups: [], note: null, count: nodes.length};
+  const box = (n) => { const b = n.getBounding(); return [b[0], b[1] - badge, b[0] + b[2], b[1] + b[3]]; };
+  const meet = (a, b) => a[0] < b[2] && b[0] < a[2] && a[1] < b[3] && b[1] < a[3];
+  for (const n of nodes) if (!(n.type in LiteGraph.registered_node_types)) out.missing.push(n.type);
+  for (let i = 0; i < nodes.length; i++) for (let j = i + 1; j < nodes.length; j++)
+    if (meet(box(nodes[i]), box(nodes[j]))) out.overlaps.push([nodes[i].type, nodes[j].type]);
+  for (const g of app.graph.groups) {
+    const title = [g.pos[0], g.pos[1], g.pos[0] + g.size[0], g.pos[1] + g.titleHeight];
+    for (const n of nodes) if (meet(title, box(n))) out.groups.push([g.title, n.type]);
+  }
+  const v = app.canvas.visible_area, note = nodes.find((n) => n.type === 'MarkdownNote');
+  if (note) {
+    const b = box(note);
+    out.note = b[0] >= v[0] && b[1] >= v[1] && b[2] <= v[0] + v[2] && b[3] <= v[1] + v[3];
+    out.noteBox = Array.from(b).map(Math.round); out.view = Array.from(v).map(Math.round);
+  }
+  return JSON.stringify(out);
+})()"""
+
+
+def _warn_text_pixels(node: str) -> str:
+    """Count of pixels of the view's warning text colour on ``node``'s rectangle of the canvas."""
+    return """(() => { const n = %s, c = app.canvas.canvas, ds = app.canvas.ds, r = window.devicePixelRatio || 1;
+      const x = Math.round((n.pos[0] + ds.offset[0]) * ds.scale * r), y = Math.round((n.pos[1] + ds.offset[1]) * ds.scale * r);
+      const w = Math.round(n.size[0] * ds.scale * r), h = Math.round(n.size[1] * ds.scale * r);
+      const d = c.getContext('2d').getImageData(x, y, w, h).data; let k = 0;
+      for (let i = 0; i < d.length; i += 4) if (Math.abs(d[i] - 255) < 40 && Math.abs(d[i + 1] - 138) < 40 && Math.abs(d[i + 2] - 122) < 40) k++;
+      return k; })()""" % node
+
+
+async def _drive_templates(cdp: "_DevTools", url: str) -> None:
+    from urllib.parse import quote
+
+    templates = json.loads(urllib.request.urlopen(url + "/workflow_templates", timeout=30).read())["tempomaster"]
+    assert len(templates) == 4
+    for name in templates:
+        await cdp.evaluate(f"""(async () => {{ const r = await fetch('/api/workflow_templates/tempomaster/{quote(name)}.json');
+            await app.loadGraphData(await r.json(), true, true, {json.dumps(name)}); return true; }})()""")
+        await asyncio.sleep(2.0)  # a few frames: the tree view plans, draws and grows its node
+        layout = json.loads(await cdp.evaluate(_LAYOUT))
+        assert layout["count"] >= 10 and layout["missing"] == [], (name, layout)
+        assert layout["overlaps"] == [] and layout["groups"] == [] and layout["note"] is True, json.dumps([name, layout])
+        if "14B" in name:  # the Missing Models dialog names the DiT with its folder
+            listed = await cdp.wait_for("(() => Array.from(document.querySelectorAll('.p-dialog')).map((d) => d.innerText)"
+                                        ".find((t) => t.includes('Missing Models')))()", "the Missing Models dialog")
+            assert "diffusion_models / wan_video_dit_bf16.bin" in listed and "vae / wan_2.1_vae.safetensors" in listed
+        for kind in ("keyDown", "keyUp"):
+            await cdp.call("Input.dispatchKeyEvent", type=kind, key="Escape", code="Escape", windowsVirtualKeyCode=27)
+
+    # the tiny template: an invalid chunks value is drawn as text where the tree was
+    tiny = next(t for t in templates if "Tiny" in t)
+    await cdp.evaluate(f"""(async () => {{ const r = await fetch('/api/workflow_templates/tempomaster/{quote(tiny)}.json');
+        await app.loadGraphData(await r.json(), true, true, {json.dumps(tiny)});
+        window._tm = app.graph.nodes.find((n) => n.type === 'TempoMasterTreeScheduler');
+        app.canvas.ds.offset = [-_tm.pos[0] + 20, -_tm.pos[1] + 60]; app.canvas.ds.scale = 1; return true; }})()""")
+    priced = await cdp.wait_for("(() => { const d = _tm.tempoTreeView.data; return d && d.model && d.model.label; })()",
+                                "the tiny plan")
+    assert priced == "TempoMaster-Tiny (built-in)"  # the loader's model, not the 14B
+    await cdp.evaluate(_set_widget("chunks", "abc"))
+    lines = json.loads(await cdp.wait_for(
+        "(() => { const l = _tm.tempoTreeView.layout; return l && l.error && JSON.stringify(l.footer); })()",
+        "the plan error"))
+    assert lines[0]["text"].startswith("Plan error: chunks: 'abc'") and all(isinstance(x["y"], (int, float)) for x in lines)
+    await asyncio.sleep(0.5)
+    assert await cdp.evaluate(_warn_text_pixels("_tm")) > 30  # painted, in the warning colour
+    await cdp.evaluate(_set_widget("chunks", "2,4"))
+    await cdp.wait_for("(() => { const l = _tm.tempoTreeView.layout; return l && !l.error && l.rows.length === 3; })()",
+                       "the tree again")
+
+    # two runs: the tree view shows the latest run's measured times only
+    reports = "JSON.stringify({run: _tm.tempoTreeView.measured.runId, levels: _tm.tempoTreeView.measured.reports.map(r => r.level)})"
+    await cdp.evaluate("(async () => { await app.queuePrompt(0, 1); return true; })()")
+    first = json.loads(await cdp.wait_for(f"(() => {{ const s = JSON.parse({reports}); return s.levels.length === 3 && JSON.stringify(s); }})()",
+                                          "the first run's three levels", timeout=RUN_WAIT_S))
+    await cdp.evaluate("""(() => { const bp = app.graph.nodes.find((n) => n.type === 'TempoMasterBlueprintSampler');
+        const seed = bp.widgets.find((w) => w.name === 'seed'); seed.value = seed.value + 1; return true; })()""")
+    await cdp.evaluate("(async () => { await app.queuePrompt(0, 1); return true; })()")
+    cleared = await cdp.wait_for(f"(() => {{ const s = JSON.parse({reports}); return s.run !== {json.dumps(first['run'])} && s.levels.length < 3; }})()",
+                                 "the old times cleared when the new run starts", timeout=RUN_WAIT_S)
+    assert cleared
+    second = json.loads(await cdp.wait_for(f"(() => {{ const s = JSON.parse({reports}); return s.levels.length === 3 && JSON.stringify(s); }})()",
+                                           "the second run's three levels", timeout=RUN_WAIT_S))
+    assert second["run"] != first["run"]
+    rows = json.loads(await cdp.evaluate("JSON.stringify(_tm.tempoTreeView.layout.rows.map(r => r.measuredText))"))
+    assert all(text.startswith("measured ") and "another model" not in text for text in rows), rows
+    assert cdp.our_errors() == []
+
+
+def test_templates_errors_and_runs_in_the_browser(comfy_web, tmp_path):
+    pytest.importorskip("aiohttp")
+    from nodes.builtin_nodes import tiny_available
+
+    if not tiny_available():
+        pytest.skip("the built-in TempoMaster-Tiny files are missing")
+    chromium = _chromium()
+    if chromium is None:
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    port = free_port()
+    cmd = [chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+           f"--remote-debugging-port={port}", f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1280,720",
+           "about:blank"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        asyncio.run(_with_page(port, comfy_web, lambda cdp: _drive_templates(cdp, comfy_web)))
     finally:
         stop_process_group(proc)

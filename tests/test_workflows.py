@@ -13,17 +13,19 @@ import pytest
 import torch
 from PIL import Image
 
-from comfy_fakes import FakeCLIP, FakeWanVAE
+from comfy_fakes import FakeCLIP, FakeWanVAE, comfyui_validation_errors
 from nodes import NODE_CLASS_MAPPINGS
 from tiny_models import make_tiny_dit
 from tools.comfy_core_nodes import CORE_NODES
 from tools.make_workflows import main as make_workflows_main
-from tools.workflow_tools import ui_to_api, validate_ui
+from tools.make_workflows import template_file_name
+from tools.workflow_tools import layout_problems, ui_to_api, validate_ui
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLES = os.path.join(ROOT, "example_workflows")
 API = os.path.join(ROOT, "tests", "workflows_api")
-NAMES = sorted(f[:-5] for f in os.listdir(EXAMPLES) if f.endswith(".json"))
+#: Workflow ids: the API copies' names; the templates' file names are ``template_file_name(id)``.
+NAMES = sorted(f[:-5] for f in os.listdir(API) if f.endswith(".json"))
 #: Workflows for the real 14B model (umT5 CLIPLoader, Wan VAELoader); the others use the built-in tiny model.
 REAL_MODEL_NAMES = [n for n in NAMES if not n.startswith("tiny_")]
 
@@ -33,6 +35,11 @@ def _load(path):
         return json.load(fh)
 
 
+def _example(name, ext=".json"):
+    """Path of the template of workflow ``name`` in example_workflows/."""
+    return os.path.join(EXAMPLES, template_file_name(name) + ext)
+
+
 def _by_type(ui, node_type):
     return [n for n in ui["nodes"] if n["type"] == node_type]
 
@@ -40,16 +47,69 @@ def _by_type(ui, node_type):
 def test_the_examples_exist_with_thumbnails():
     assert set(NAMES) == {"image_to_long_video", "text_to_video", "first_last_frame", "tiny_text_to_video"}
     for name in NAMES:
-        with Image.open(os.path.join(EXAMPLES, name + ".jpg")) as img:
+        with Image.open(_example(name, ".jpg")) as img:
             assert img.format == "JPEG" and img.size[0] >= 256
-    # every JSON in example_workflows is shown as a template: all must be UI format
+    # every JSON in example_workflows is shown as a template: all must be UI format, one per workflow
     for f in os.listdir(EXAMPLES):
         assert f.endswith((".json", ".jpg")), f
+    assert sorted(f for f in os.listdir(EXAMPLES) if f.endswith(".json")) == sorted(
+        template_file_name(n) + ".json" for n in NAMES)
+
+
+def test_template_names_say_what_they_make_and_need():
+    """Frontend 1.27 shows a pack's template with its file name as title and as description."""
+    tiny = template_file_name("tiny_text_to_video")
+    assert "Tiny" in tiny and "CPU" in tiny and "no downloads" in tiny
+    for name in REAL_MODEL_NAMES:
+        title = template_file_name(name)
+        assert title.startswith("TempoMaster 14B - ") and "436 frames (18.2 s) at 24 fps" in title
+        assert not set(title) & set('/\\:*?"<>|'), title  # a file name on every system
+    assert len({template_file_name(n) for n in NAMES}) == len(NAMES)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_frontend_draws_the_template_without_overlaps_and_the_note_in_the_first_view(name):
+    assert layout_problems(_load(_example(name))) == []
+
+
+def test_the_layout_check_sees_what_the_frontend_drew_wrong():
+    """The defects seen in the browser: the note left of the view, group titles under node title bars,
+    badges over the widgets of the node above."""
+    ui = _load(_example("image_to_long_video"))
+    moved = copy.deepcopy(ui)
+    _by_type(moved, "MarkdownNote")[0]["pos"] = [-480, 0]
+    assert any("not inside the first view" in p for p in layout_problems(moved))
+    group = copy.deepcopy(ui)
+    first = _by_type(group, "TempoMasterLoadModel")[0]
+    group["groups"][0]["bounding"][1] = first["pos"][1] - 40  # 40 above the node: behind its title bar
+    assert any("title bar is under node" in p for p in layout_problems(group))
+    stacked = copy.deepcopy(ui)
+    clip = _by_type(stacked, "CLIPLoader")[0]
+    clip["pos"][1] = first["pos"][1] + first["size"][1] + 34  # the old 34 px gap
+    assert any("overlap" in p for p in layout_problems(stacked))
+
+
+@pytest.mark.parametrize("name", REAL_MODEL_NAMES)
+def test_the_missing_models_dialog_lists_the_dit_umt5_and_vae(name):
+    from tempomaster_core.loading import RELEASE_FILE, RELEASE_URL
+
+    ui = _load(_example(name))
+    listed = {}
+    for node in ui["nodes"]:  # what the frontend collects: properties.models whose name is a widget value
+        for model in node.get("properties", {}).get("models", []):
+            assert model["name"] in node["widgets_values"], (node["type"], model)
+            listed[model["directory"]] = model
+    assert set(listed) == {"diffusion_models", "text_encoders", "vae"}
+    assert listed["diffusion_models"]["name"] == RELEASE_FILE
+    assert listed["diffusion_models"]["url"] == RELEASE_URL
+    assert RELEASE_URL.startswith("https://huggingface.co/Scottttttyy/TempoMaster/")
+    note = _by_type(ui, "MarkdownNote")[0]["widgets_values"][0]
+    assert RELEASE_FILE in note and "huggingface-cli download" in note and "tempomaster_core.convert" in note
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_example_is_valid_ui_format_with_known_nodes_and_matching_links(name):
-    ui = _load(os.path.join(EXAMPLES, name + ".json"))
+    ui = _load(_example(name))
     assert {"nodes", "links", "version", "last_node_id", "last_link_id"} <= set(ui)
     for node in ui["nodes"]:
         assert {"id", "type", "pos", "size", "inputs", "outputs", "widgets_values", "mode"} <= set(node)
@@ -65,7 +125,7 @@ def test_example_is_valid_ui_format_with_known_nodes_and_matching_links(name):
 
 
 def test_validator_catches_broken_workflows():
-    ui = _load(os.path.join(EXAMPLES, "image_to_long_video.json"))
+    ui = _load(_example("image_to_long_video"))
     wrong_type = copy.deepcopy(ui)
     link = next(link for link in wrong_type["links"] if link[5] == "TEMPO_PLAN")
     link[5] = "TEMPO_LEVEL"
@@ -86,7 +146,7 @@ def test_validator_catches_broken_workflows():
 
 
 def test_image_to_long_video_uses_the_reference_defaults():
-    ui = _load(os.path.join(EXAMPLES, "image_to_long_video.json"))
+    ui = _load(_example("image_to_long_video"))
     api = ui_to_api(ui)
     sched = next(v for v in api.values() if v["class_type"] == "TempoMasterTreeScheduler")["inputs"]
     plan, _ = NODE_CLASS_MAPPINGS["TempoMasterTreeScheduler"]().plan(
@@ -113,11 +173,11 @@ def test_image_to_long_video_uses_the_reference_defaults():
 
 
 def test_other_examples_condition_as_named():
-    t2v = ui_to_api(_load(os.path.join(EXAMPLES, "text_to_video.json")))
+    t2v = ui_to_api(_load(_example("text_to_video")))
     assert not any(v["class_type"] == "TempoMasterMultiMaskCondition" for v in t2v.values())
     bp = next(v for v in t2v.values() if v["class_type"] == "TempoMasterBlueprintSampler")["inputs"]
     assert "condition" not in bp
-    flf = ui_to_api(_load(os.path.join(EXAMPLES, "first_last_frame.json")))
+    flf = ui_to_api(_load(_example("first_last_frame")))
     cond = next(v for v in flf.values() if v["class_type"] == "TempoMasterMultiMaskCondition")["inputs"]
     assert cond["positions"] == "0,-1"
     assert flf[cond["images"][0]]["class_type"] == "ImageBatch"
@@ -125,7 +185,7 @@ def test_other_examples_condition_as_named():
 
 @pytest.mark.parametrize("name", NAMES)
 def test_api_copies_are_conversions_of_the_examples(name):
-    assert _load(os.path.join(API, name + ".json")) == ui_to_api(_load(os.path.join(EXAMPLES, name + ".json")))
+    assert _load(os.path.join(API, name + ".json")) == ui_to_api(_load(_example(name)))
 
 
 def test_generated_files_are_up_to_date():
@@ -136,7 +196,7 @@ def test_generated_files_are_up_to_date():
 def test_workflows_saved_with_the_former_boundary_name_still_plan_the_same(name):
     """Workflows saved before the boundary mode ``"reference"`` was renamed ``"repeat_anchor"`` (UI format:
     the TreeScheduler's last widget value) pass the node's validation and give the same plan."""
-    ui = _load(os.path.join(EXAMPLES, name + ".json"))
+    ui = _load(_example(name))
     (scheduler,) = _by_type(ui, "TempoMasterTreeScheduler")
     assert scheduler["widgets_values"][-1] == "repeat_anchor"
     new = next(n for n in ui_to_api(ui).values() if n["class_type"] == "TempoMasterTreeScheduler")["inputs"]
@@ -144,7 +204,7 @@ def test_workflows_saved_with_the_former_boundary_name_still_plan_the_same(name)
     old = next(n for n in ui_to_api(ui).values() if n["class_type"] == "TempoMasterTreeScheduler")["inputs"]
     assert old == {**new, "boundary_frames": "reference"}
     node = NODE_CLASS_MAPPINGS["TempoMasterTreeScheduler"]
-    assert node.VALIDATE_INPUTS(**old) is True
+    assert comfyui_validation_errors(node, old) == []  # ComfyUI's own choice check would refuse "reference"
     assert node().plan(**old) == node().plan(**new)
 
 
@@ -221,7 +281,7 @@ def test_tiny_workflow_uses_the_builtin_model_and_its_recommended_settings():
     from tempomaster_core.tiny.builtin import BUILTIN_MODEL_NAME, bundle_defaults, builtin_dir
 
     d = bundle_defaults(builtin_dir())  # the shipped bundle's recommended settings
-    ui = _load(os.path.join(EXAMPLES, "tiny_text_to_video.json"))
+    ui = _load(_example("tiny_text_to_video"))
     api = ui_to_api(ui)
     kinds = sorted(v["class_type"] for v in api.values())
     assert kinds == sorted(["TempoMasterLoadModel", "TempoMasterLoadTinyEncoders", "CLIPTextEncode", "CLIPTextEncode",

@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import math
 import os
 import sys
 import uuid
@@ -41,12 +42,14 @@ from tempomaster_core.defaults import (  # noqa: E402
     REFINEMENT_STEPS, SEED, WIDTH,
 )
 from nodes.scheduler_schema import PLANNING_DEFAULTS  # noqa: E402
-from tools.workflow_tools import node_spec, ui_to_api, validate_ui  # noqa: E402
+from nodes.display_names import MULTI_MASK_CONDITION  # noqa: E402
+from tools.workflow_tools import (  # noqa: E402
+    BADGE_SPACE, GROUP_TITLE_HEIGHT, NODE_TITLE_HEIGHT, VIEW_MARGINS, layout_problems, node_spec, ui_to_api, validate_ui,
+)
 
 EXAMPLES_DIR = os.path.join(_ROOT, "example_workflows")
 API_DIR = os.path.join(_ROOT, "tests", "workflows_api")
 
-DIT_FILE = "tempomaster_dit_bf16.safetensors"
 UMT5_FILE = "umt5_xxl_fp16.safetensors"
 VAE_FILE = "wan_2.1_vae.safetensors"
 _REPACKAGED = "https://huggingface.co/Comfy-Org/Wan_2.1_ComfyUI_repackaged/resolve/main/split_files"
@@ -57,30 +60,119 @@ NEGATIVE_PROMPT = (
 )  # the reference benchmark's negative prompt
 PRESET_421 = "6→12→24 fps (4,2,1)"
 
-NOTE_FILES = """## TempoMaster: files to download
+
+def reference_memory() -> dict:
+    """Memory of the reference tree on the cost model (:mod:`tempomaster_core.cost`, the one source the
+    README, the notes and the tree view quote): the 14B DiT's bf16 weights and the level peaks of
+    ``TreePlan(109, (4, 2, 1))`` at 832x480 with CFG, all chunks in one batch and one chunk at a time.
+
+    Returns ``{"weights_gib", "weights_gb", "peak_gib", "peak_gb", "peak_fps", "peak_chunks",
+    "one_chunk_gib", "batch"}`` (GiB = 2**30 bytes, GB = 10**9 bytes).
+    """
+    from tempomaster_core.cost import GIB, estimate_plan_cost
+    from tempomaster_core.plan import TreePlan
+
+    plan = TreePlan(BLUEPRINT_FRAMES, FRAME_INTERVALS, height=HEIGHT, width=WIDTH)
+    all_at_once = estimate_plan_cost(plan)
+    one_at_a_time = estimate_plan_cost(plan, max_batch=1)
+    level = all_at_once.levels[all_at_once.peak_level]
+    return {
+        "weights_gib": all_at_once.weight_bytes / GIB, "weights_gb": all_at_once.weight_bytes / 1e9,
+        "peak_gib": all_at_once.peak_bytes / GIB, "peak_gb": all_at_once.peak_bytes / 1e9,
+        "peak_fps": level.work.fps, "peak_chunks": level.work.chunks, "batch": level.batch,
+        "one_chunk_gib": one_at_a_time.peak_bytes / GIB,
+    }
+
+
+def files_note() -> str:
+    """The download table and memory paragraph of the 14B templates' note (figures from the cost model)."""
+    from tempomaster_core.loading import RELEASE_FILE, RELEASE_REPO
+
+    m = reference_memory()
+    return f"""## TempoMaster: files to download
 
 | File | Put it in |
 |---|---|
-| TempoMaster DiT: `wan_video_dit_bf16.bin` from the Hugging Face repo **Scottttttyy/TempoMaster**, converted with `python -m tempomaster_core.convert wan_video_dit_bf16.bin tempomaster_dit_bf16.safetensors` (the .bin also loads as is) | `ComfyUI/models/diffusion_models/` |
-| `umt5_xxl_fp16.safetensors` (or `umt5_xxl_fp8_e4m3fn_scaled.safetensors`) from **Comfy-Org/Wan_2.1_ComfyUI_repackaged**, `split_files/text_encoders` | `ComfyUI/models/text_encoders/` |
-| `wan_2.1_vae.safetensors` from **Comfy-Org/Wan_2.1_ComfyUI_repackaged**, `split_files/vae` | `ComfyUI/models/vae/` |
+| TempoMaster DiT: `{RELEASE_FILE}` ({m['weights_gb']:.1f} GB) from the Hugging Face repo **{RELEASE_REPO}**. It loads as it is; to load it faster and safer, convert it once: `python -m tempomaster_core.convert {RELEASE_FILE} tempomaster_dit_bf16.safetensors`, then pick the .safetensors | `ComfyUI/models/diffusion_models/` |
+| `{UMT5_FILE}` (or `umt5_xxl_fp8_e4m3fn_scaled.safetensors`) from **Comfy-Org/Wan_2.1_ComfyUI_repackaged**, `split_files/text_encoders` | `ComfyUI/models/text_encoders/` |
+| `{VAE_FILE}` from **Comfy-Org/Wan_2.1_ComfyUI_repackaged**, `split_files/vae` | `ComfyUI/models/vae/` |
 
-Then press **R** (refresh) and pick the files in the three loaders.
+The *Missing Models* dialog lists all three with their addresses; ComfyUI downloads only `.safetensors` files itself, so fetch the `.bin` in your browser or with `huggingface-cli download {RELEASE_REPO} {RELEASE_FILE}`. Then press **R** (refresh) and pick the files in the three loaders.
 
-**Memory**: the 14B DiT needs ~28.6 GB in bf16 plus activations (the 24 fps level with 4 parallel chunks and CFG is the peak; lower *max_parallel_chunks* to trade speed for memory, enable *tiled_vae* if the VAE runs out of memory). An 80 GB GPU runs the defaults.
+**Memory** (the cost model, as the tree view shows it): the DiT weights are {m['weights_gib']:.1f} GiB in bf16; the peak is the {m['peak_fps']:g} fps level, {m['peak_chunks']} chunks denoised together with CFG ({m['batch']} sequences per forward): **{m['peak_gib']:.1f} GiB** in all. *max_parallel_chunks* = 1 on the refiners brings it to {m['one_chunk_gib']:.1f} GiB (slower); *tiled_vae* helps if the VAE runs out of memory.
 """
 
-NOTE_I2V = NOTE_FILES + """
+
+def i2v_note() -> str:
+    """Note of the image-to-long-video template."""
+    return files_note() + """
 **This workflow** = the reference's default settings: a 109-frame blueprint at 6 fps (50 steps, shift 5) conditioned on your image at frame 0, refined to 218 frames at 12 fps and 436 frames at 24 fps (32 steps, shift 3 each), cfg 8 with APG. Size: the plan's 832x480 area with your image's aspect (as the reference). Replace *example.png* with your image and write what should happen in the prompt.
 """
 
-NOTE_T2V = NOTE_FILES + """
-**This workflow**: text-to-video, no condition frame (the MultiMaskCondition node is not needed). 109 frames at 6 fps -> 436 frames at 24 fps, 832x480. The released model was trained mostly for image-to-video; text-to-video is the consistent extension (all-zero masks).
+
+def t2v_note() -> str:
+    """Note of the text-to-video template."""
+    return files_note() + f"""
+**This workflow**: text-to-video, no condition frame (the {MULTI_MASK_CONDITION} node is not needed). 109 frames at 6 fps -> 436 frames at 24 fps, 832x480. The released model was trained mostly for image-to-video; text-to-video is the consistent extension (all-zero masks).
 """
 
-NOTE_FLF = NOTE_FILES + """
+
+def flf_note() -> str:
+    """Note of the first-and-last-frame template."""
+    return files_note() + """
 **This workflow**: first and last frame. The two images are batched (Batch Images) and placed at blueprint positions `0,-1`, resized to cover 832x480 and centre-cropped. The blueprint interpolates between them at 6 fps, then the refiners raise it to 24 fps.
 """
+
+
+# -- layout: where the nodes go, as the frontend draws them (tools/workflow_tools.py) -----------
+
+#: Clear space between two nodes (their badges and title bars included), and inside a group's border.
+GAP, PAD = 24, 12
+#: Left edges of the columns: the note, the loaders and the plan, the prompts and condition nodes,
+#: then one sampler per level (SAMPLER_STEP apart).
+NOTE_X, NOTE_WIDTH, LOADER_X, PROMPT_X, SAMPLER_X, SAMPLER_STEP = 0, 520, 560, 940, 1400, 360
+#: The first view: the scale and the offset that put the note's top-left corner a margin inside the
+#: graph canvas (tools/workflow_tools.VIEWPORT), the note whole in view.
+VIEW_SCALE = 0.7
+VIEW_OFFSET = [round((VIEW_MARGINS[0] + 8) / VIEW_SCALE), round((VIEW_MARGINS[1] + 8) / VIEW_SCALE)]
+NODE_TOP = NODE_TITLE_HEIGHT + BADGE_SPACE  # from the top of a node's box to its body (``pos``)
+GROUP_TOP = math.ceil(GROUP_TITLE_HEIGHT) + PAD  # from a group's top to the first node's box in it
+
+
+class Column:
+    """Nodes stacked top to bottom at ``x``: each box starts :data:`GAP` below the previous one;
+    :meth:`group` frames the nodes added inside its ``with`` block."""
+
+    def __init__(self, graph: "Graph", x: float, top: float = 0, width: float = 340):
+        self.graph, self.x, self.y, self.width = graph, x, top, width
+
+    def add(self, node_type: str, widgets: list, height: float, **kw) -> int:
+        """Add a node of ``height`` (body) below the previous one; returns its id."""
+        node_id = self.graph.add(node_type, (self.x, self.y + NODE_TOP), widgets,
+                                 size=[kw.pop("width", self.width), height], **kw)
+        self.y += NODE_TOP + height + GAP
+        return node_id
+
+    def group(self, title: str) -> "_ColumnGroup":
+        """``with column.group("Models"): column.add(...)``: a group around the nodes added in the block."""
+        return _ColumnGroup(self, title)
+
+
+class _ColumnGroup:
+    def __init__(self, column: Column, title: str):
+        self.column, self.title = column, title
+
+    def __enter__(self):
+        self.top = self.column.y
+        self.column.y += GROUP_TOP
+        return self
+
+    def __exit__(self, *exc):
+        c = self.column
+        bottom = c.y - GAP + PAD
+        c.graph.group(self.title, [c.x - PAD, self.top, c.width + 2 * PAD, bottom - self.top])
+        c.y = bottom + GAP
+        return False
 
 
 class Graph:
@@ -173,7 +265,7 @@ class Graph:
             "links": self.links,
             "groups": self.groups,
             "config": {},
-            "extra": {"ds": {"scale": 0.75, "offset": [40, 40]}},
+            "extra": {"ds": {"scale": VIEW_SCALE, "offset": list(VIEW_OFFSET)}},
             "version": 0.4,
         }
 
@@ -183,56 +275,83 @@ def _models(name: str, url: str, directory: str) -> list[dict]:
     return [{"name": name, "url": url, "directory": directory}]
 
 
+def _note(g: Graph, text: str, title: str, height: float) -> int:
+    """The "Read me" note in the first column, at the top of the first view."""
+    return Column(g, NOTE_X, width=NOTE_WIDTH).add("MarkdownNote", [text], height, title=title)
+
+
+def _samplers(g: Graph, level_nodes: list[tuple[str, list, str]], links) -> tuple[list[int], Column]:
+    """The blueprint sampler and one refiner per level, left to right in one group, each linked to
+    ``links`` (``[(source id, output, input)]``) and the previous level. Returns their ids and the
+    column below the last one (for the video output)."""
+    heights = {"TempoMasterBlueprintSampler": 330, "TempoMasterFrameRateRefiner": 350}
+    tallest = max(heights[kind] for kind, _, _ in level_nodes)
+    right = SAMPLER_X + SAMPLER_STEP * (len(level_nodes) - 1) + 320
+    body = GROUP_TOP + NODE_TOP
+    ids = []
+    for i, (kind, widgets, title) in enumerate(level_nodes):
+        node = g.add(kind, (SAMPLER_X + SAMPLER_STEP * i, body), widgets, size=[320, heights[kind]], title=title)
+        for src, out, name in links:
+            g.connect(src, out, node, name)
+        if ids:
+            g.connect(ids[-1], "level", node, "level")
+        ids.append(node)
+    bottom = body + tallest + PAD
+    g.group("Blueprint, then one refiner per level", [SAMPLER_X - PAD, 0, right - SAMPLER_X + 2 * PAD, bottom])
+    return ids, Column(g, right - 320, top=bottom + GAP, width=320)
+
+
+def _video_output(g: Graph, column: Column, last: int, fps: float, prefix: str) -> None:
+    """Create Video (at the last level's fps) -> Save Video, below the last refiner."""
+    video = column.add("CreateVideo", [fps], 78, width=270)
+    save = column.add("SaveVideo", [prefix, "auto", "auto"], 420, width=460)  # grows with its preview: last
+    g.connect(last, "images", video, "images")
+    g.connect(last, "fps", video, "fps")
+    g.connect(video, "VIDEO", save, "video")
+
+
+def _prompts(g: Graph, prompt: str, negative: str, clip: int) -> tuple[int, int, Column]:
+    """Prompt and negative prompt (CLIP Text Encode) in the third column; returns the column for more."""
+    column = Column(g, PROMPT_X, width=420)
+    pos = column.add("CLIPTextEncode", [prompt], 160, title="Prompt", color="#232", bgcolor="#353")
+    neg = column.add("CLIPTextEncode", [negative], 160, title="Negative prompt", color="#322", bgcolor="#533")
+    g.connect(clip, "CLIP", pos, "clip")
+    g.connect(clip, "CLIP", neg, "clip")
+    return pos, neg, column
+
+
 def _common(g: Graph, prompt: str, note: str) -> dict:
-    """Loaders, prompts, plan, the three level nodes and the video output; returns node ids."""
-    ids = {}
-    ids["note"] = g.add("MarkdownNote", (-480, 0), [note], size=[440, 620], title="Read me: files and memory")
-    # no "models" entry for the DiT: the frontend requires a download URL there, and the
-    # release is a .bin to convert (see the note), not a file it could fetch as is
-    ids["model"] = g.add("TempoMasterLoadModel", (0, 0), [DIT_FILE, "bf16", "sdpa"], size=[340, 106])
-    ids["clip"] = g.add("CLIPLoader", (0, 140), [UMT5_FILE, "wan", "default"], size=[340, 106],
-                        models=_models(UMT5_FILE, f"{_REPACKAGED}/text_encoders/{UMT5_FILE}", "text_encoders"))
-    ids["vae"] = g.add("VAELoader", (0, 280), [VAE_FILE], size=[340, 58],
-                       models=_models(VAE_FILE, f"{_REPACKAGED}/vae/{VAE_FILE}", "vae"))
-    ids["pos"] = g.add("CLIPTextEncode", (380, 0), [prompt], size=[420, 160], title="Prompt",
-                       color="#232", bgcolor="#353")
-    ids["neg"] = g.add("CLIPTextEncode", (380, 200), [NEGATIVE_PROMPT], size=[420, 160], title="Negative prompt",
-                       color="#322", bgcolor="#533")
-    ids["plan"] = g.add("TempoMasterTreeScheduler", (0, 400), widget_values(
+    """Note, loaders, prompts, plan, the three level nodes and the video output; returns node ids
+    (``"column"``: the prompt column, for the condition nodes)."""
+    from tempomaster_core.loading import RELEASE_FILE, RELEASE_URL
+
+    ids = {"note": _note(g, note, "Read me: files and memory", 560)}
+    loaders = Column(g, LOADER_X)
+    with loaders.group("Models"):
+        # the DiT: listed in the Missing Models dialog with its address (the frontend downloads only
+        # .safetensors itself, so the note says how to fetch the .bin)
+        ids["model"] = loaders.add("TempoMasterLoadModel", [RELEASE_FILE, "bf16", "sdpa"], 106,
+                                   models=_models(RELEASE_FILE, RELEASE_URL, "diffusion_models"))
+        ids["clip"] = loaders.add("CLIPLoader", [UMT5_FILE, "wan", "default"], 106,
+                                  models=_models(UMT5_FILE, f"{_REPACKAGED}/text_encoders/{UMT5_FILE}", "text_encoders"))
+        ids["vae"] = loaders.add("VAELoader", [VAE_FILE], 58,
+                                 models=_models(VAE_FILE, f"{_REPACKAGED}/vae/{VAE_FILE}", "vae"))
+    ids["pos"], ids["neg"], ids["column"] = _prompts(g, prompt, NEGATIVE_PROMPT, ids["clip"])
+    ids["plan"] = loaders.add("TempoMasterTreeScheduler", widget_values(
         "TempoMasterTreeScheduler", blueprint_frames=BLUEPRINT_FRAMES, frame_intervals=PRESET_421,
         custom_intervals=",".join(map(str, FRAME_INTERVALS)), chunks="auto", fps=FPS, width=WIDTH, height=HEIGHT,
-        **PLANNING_DEFAULTS), size=[340, 640])  # tall: the node draws the tree below its widgets (web/tree_view.js)
-    g.connect(ids["clip"], "CLIP", ids["pos"], "clip")
-    g.connect(ids["clip"], "CLIP", ids["neg"], "clip")
-
-    ids["blueprint"] = g.add("TempoMasterBlueprintSampler", (860, 0),
-                             [SEED, "fixed", BLUEPRINT_STEPS, BLUEPRINT_SHIFT, CFG, GUIDANCE, False], size=[320, 330],
-                             title="Blueprint 6 fps (TempoMaster)")
-    ids["refine12"] = g.add("TempoMasterFrameRateRefiner", (1220, 0),
-                            [SEED, "fixed", REFINEMENT_STEPS, REFINEMENT_SHIFT, CFG, GUIDANCE, 0, False],
-                            size=[320, 350],
-                            title="Refine to 12 fps (TempoMaster)")
-    ids["refine24"] = g.add("TempoMasterFrameRateRefiner", (1580, 0),
-                            [SEED, "fixed", REFINEMENT_STEPS, REFINEMENT_SHIFT, CFG, GUIDANCE, 0, False],
-                            size=[320, 350],
-                            title="Refine to 24 fps (TempoMaster)")
-    for node in ("blueprint", "refine12", "refine24"):
-        g.connect(ids["model"], "model", ids[node], "model")
-        g.connect(ids["pos"], "CONDITIONING", ids[node], "positive")
-        g.connect(ids["neg"], "CONDITIONING", ids[node], "negative")
-        g.connect(ids["vae"], "VAE", ids[node], "vae")
+        **PLANNING_DEFAULTS), 640)  # tall: the node draws the tree below its widgets (web/tree_view.js)
+    levels = [("TempoMasterBlueprintSampler", [SEED, "fixed", BLUEPRINT_STEPS, BLUEPRINT_SHIFT, CFG, GUIDANCE, False],
+               "Blueprint 6 fps (TempoMaster)")]
+    for fps in (12, 24):
+        levels.append(("TempoMasterFrameRateRefiner",
+                       [SEED, "fixed", REFINEMENT_STEPS, REFINEMENT_SHIFT, CFG, GUIDANCE, 0, False],
+                       f"Refine to {fps} fps (TempoMaster)"))
+    samplers, below = _samplers(g, levels, [(ids["model"], "model", "model"), (ids["pos"], "CONDITIONING", "positive"),
+                                            (ids["neg"], "CONDITIONING", "negative"), (ids["vae"], "VAE", "vae")])
+    ids["blueprint"], ids["refine12"], ids["refine24"] = samplers
     g.connect(ids["plan"], "plan", ids["blueprint"], "plan")
-    g.connect(ids["blueprint"], "level", ids["refine12"], "level")
-    g.connect(ids["refine12"], "level", ids["refine24"], "level")
-
-    ids["video"] = g.add("CreateVideo", (1580, 400), [FPS], size=[270, 78])
-    ids["save"] = g.add("SaveVideo", (1580, 520), ["video/TempoMaster", "auto", "auto"], size=[460, 420])
-    g.connect(ids["refine24"], "images", ids["video"], "images")
-    g.connect(ids["refine24"], "fps", ids["video"], "fps")
-    g.connect(ids["video"], "VIDEO", ids["save"], "video")
-
-    g.group("Models", [-10, -40, 360, 400])
-    g.group("Blueprint, then one refiner per level", [850, -40, 1060, 420])
+    _video_output(g, below, ids["refine24"], FPS, "video/TempoMaster")
     return ids
 
 
@@ -240,10 +359,10 @@ def image_to_long_video() -> dict:
     """(1) Image-to-long-video with the reference's default settings (109 @ 6 fps -> 436 @ 24 fps)."""
     g = Graph("image_to_long_video")
     ids = _common(g, "The scene comes to life with natural, continuous motion; the camera slowly follows the "
-                     "main subject.", NOTE_I2V)
-    image = g.add("LoadImage", (380, 420), ["example.png", "image"], size=[320, 330], title="First frame")
-    cond = g.add("TempoMasterMultiMaskCondition", (380, 790), ["0", "plan area, first image's aspect (reference)"],
-                 size=[400, 110])
+                     "main subject.", i2v_note())
+    image = ids["column"].add("LoadImage", ["example.png", "image"], 330, width=320, title="First frame")
+    cond = ids["column"].add("TempoMasterMultiMaskCondition", ["0", "plan area, first image's aspect (reference)"], 110,
+                             width=400)
     g.connect(ids["plan"], "plan", cond, "plan")
     g.connect(image, "IMAGE", cond, "images")
     g.connect(cond, "condition", ids["blueprint"], "condition")
@@ -254,7 +373,7 @@ def text_to_video() -> dict:
     """(2) Text-to-video: no condition frame."""
     g = Graph("text_to_video")
     _common(g, "A golden retriever runs along a sunny beach, waves rolling in behind it, the camera tracking "
-               "alongside at dog height.", NOTE_T2V)
+               "alongside at dog height.", t2v_note())
     return g.to_json()
 
 
@@ -262,12 +381,12 @@ def first_last_frame() -> dict:
     """(3) First-and-last-frame: two images at blueprint positions 0 and -1."""
     g = Graph("first_last_frame")
     ids = _common(g, "A smooth, continuous transition from the first image to the last one, natural motion.",
-                  NOTE_FLF)
-    first = g.add("LoadImage", (380, 420), ["example.png", "image"], size=[300, 320], title="First frame")
-    last = g.add("LoadImage", (380, 780), ["example.png", "image"], size=[300, 320], title="Last frame")
-    batch = g.add("ImageBatch", (720, 600), [], size=[200, 46])
-    cond = g.add("TempoMasterMultiMaskCondition", (720, 700), ["0,-1", "plan size (resize + centre crop)"],
-                 size=[400, 110])
+                  flf_note())
+    column = ids["column"]
+    first = column.add("LoadImage", ["example.png", "image"], 320, width=300, title="First frame")
+    last = column.add("LoadImage", ["example.png", "image"], 320, width=300, title="Last frame")
+    batch = column.add("ImageBatch", [], 46, width=200)
+    cond = column.add("TempoMasterMultiMaskCondition", ["0,-1", "plan size (resize + centre crop)"], 110, width=400)
     g.connect(first, "IMAGE", batch, "image1")
     g.connect(last, "IMAGE", batch, "image2")
     g.connect(ids["plan"], "plan", cond, "plan")
@@ -276,11 +395,38 @@ def first_last_frame() -> dict:
     return g.to_json()
 
 
+def _reference_length() -> str:
+    """``"436 frames (18.2 s) at 24 fps"``: the reference tree's output, for the template names."""
+    from tempomaster_core.plan import TreePlan
+
+    final = TreePlan(BLUEPRINT_FRAMES, FRAME_INTERVALS, height=HEIGHT, width=WIDTH).final
+    return f"{final.num_frames} frames ({final.duration_s:.1f} s) at {final.fps:g} fps"
+
+
+#: id -> (builder, thumbnail title, thumbnail subtitle). The API copies in tests/workflows_api/ are named
+#: by id; the files in example_workflows/ by :func:`template_file_name`.
 WORKFLOWS = {
     "image_to_long_video": (image_to_long_video, "Image to long video", "109 frames @ 6 fps -> 436 @ 24 fps"),
     "text_to_video": (text_to_video, "Text to video", "blueprint 6 fps -> 12 -> 24 fps"),
     "first_last_frame": (first_last_frame, "First + last frame", "keyframes at 0 and -1"),
 }
+
+
+def template_file_name(workflow_id: str) -> str:
+    """The name (without ``.json``/``.jpg``) of a template in ``example_workflows/``.
+
+    ComfyUI frontend 1.27 shows a custom node pack's template with its file name as the title and
+    the same name, ``-``/``_`` read as spaces, as the description (there is no other field for a
+    pack's template; ComfyUI's ``/workflow_templates`` lists only the names), so the name says what
+    the template makes and what it needs.
+    """
+    length = _reference_length()
+    return {
+        "tiny_text_to_video": "TempoMaster-Tiny - text to video on the CPU, no downloads",
+        "image_to_long_video": f"TempoMaster 14B - image to long video, {length}",
+        "text_to_video": f"TempoMaster 14B - text to long video, {length}",
+        "first_last_frame": f"TempoMaster 14B - first and last frame to video, {length}",
+    }[workflow_id]
 
 
 # -- the built-in TempoMaster-Tiny workflow ---------------------------------------------
@@ -369,57 +515,38 @@ def tiny_text_to_video() -> dict:
         raise SystemExit(f"tiny defaults: steps {d['steps']} / shifts {d['shifts']} need one value per level "
                          f"of {d['frame_intervals']}")
     g = Graph(TINY_NAME)
-    g.add("MarkdownNote", (-480, 0), [tiny_note(d)], size=[440, 560], title="Read me: the built-in model")
-    model = g.add("TempoMasterLoadModel", (0, 0), widget_values(
-        "TempoMasterLoadModel", model_name=BUILTIN_MODEL_NAME, weight_dtype="fp32", attention="sdpa"),
-        size=[340, 106])
-    enc = g.add("TempoMasterLoadTinyEncoders", (0, 140), widget_values(
-        "TempoMasterLoadTinyEncoders", model_name=BUILTIN_MODEL_NAME), size=[340, 78])
-    pos = g.add("CLIPTextEncode", (380, 0), [TINY_PROMPT], size=[420, 160], title="Prompt",
-                color="#232", bgcolor="#353")
-    neg = g.add("CLIPTextEncode", (380, 200), [d["negative_prompt"]], size=[420, 160], title="Negative prompt",
-                color="#322", bgcolor="#533")
-    plan = g.add("TempoMasterTreeScheduler", (0, 260), widget_values(
+    _note(g, tiny_note(d), "Read me: the built-in model", 520)
+    loaders = Column(g, LOADER_X)
+    with loaders.group("Built-in model (no downloads)"):
+        model = loaders.add("TempoMasterLoadModel", widget_values(
+            "TempoMasterLoadModel", model_name=BUILTIN_MODEL_NAME, weight_dtype="fp32", attention="sdpa"), 106)
+        enc = loaders.add("TempoMasterLoadTinyEncoders", widget_values(
+            "TempoMasterLoadTinyEncoders", model_name=BUILTIN_MODEL_NAME), 78)
+    pos, neg, _column = _prompts(g, TINY_PROMPT, d["negative_prompt"], enc)
+    plan = loaders.add("TempoMasterTreeScheduler", widget_values(
         "TempoMasterTreeScheduler", blueprint_frames=int(d["blueprint_frames"]),
         chunks=",".join(str(int(c)) for c in d["chunks"]), fps=float(d["fps"]), width=int(d["width"]),
         height=int(d["height"]), **_intervals_widgets(d["frame_intervals"]), **{
             **PLANNING_DEFAULTS,
             "trained_chunk_frames": int(d.get("trained_chunk_frames", d["blueprint_frames"])),
-            "boundary_frames": d["boundary"]}),
-        size=[340, 640])
-    g.connect(enc, "CLIP", pos, "clip")
-    g.connect(enc, "CLIP", neg, "clip")
+            "boundary_frames": d["boundary"]}), 640)
 
-    level_ids = []
-    x = 860
+    levels = []
     for i, interval in enumerate(d["frame_intervals"]):
         fps = float(d["fps"]) / int(interval)
         common = dict(seed=SEED, steps=int(d["steps"][i]), shift=float(d["shifts"][i]),
                       cfg=float(_tiny_per_level(d, "cfg")[i]), guidance=_tiny_per_level(d, "guidance")[i],
                       tiled_vae=False)
         if i == 0:
-            node = g.add("TempoMasterBlueprintSampler", (x, 0), widget_values("TempoMasterBlueprintSampler", **common),
-                         size=[320, 330], title=f"Blueprint {fps:g} fps (TempoMaster)")
-            g.connect(plan, "plan", node, "plan")
+            levels.append(("TempoMasterBlueprintSampler", widget_values("TempoMasterBlueprintSampler", **common),
+                           f"Blueprint {fps:g} fps (TempoMaster)"))
         else:
-            node = g.add("TempoMasterFrameRateRefiner", (x, 0), widget_values(
-                "TempoMasterFrameRateRefiner", max_parallel_chunks=0, **common),
-                size=[320, 350], title=f"Refine to {fps:g} fps (TempoMaster)")
-            g.connect(level_ids[-1], "level", node, "level")
-        for src, out, name in ((model, "model", "model"), (pos, "CONDITIONING", "positive"),
-                               (neg, "CONDITIONING", "negative"), (enc, "VAE", "vae")):
-            g.connect(src, out, node, name)
-        level_ids.append(node)
-        x += 360
-
-    last = level_ids[-1]
-    video = g.add("CreateVideo", (x - 360, 400), [float(d["fps"])], size=[270, 78])
-    save = g.add("SaveVideo", (x - 360, 520), ["video/TempoMaster-Tiny", "auto", "auto"], size=[460, 420])
-    g.connect(last, "images", video, "images")
-    g.connect(last, "fps", video, "fps")
-    g.connect(video, "VIDEO", save, "video")
-    g.group("Built-in model (no downloads)", [-10, -40, 360, 290])
-    g.group("Blueprint, then one refiner per level", [850, -40, 360 * len(level_ids) - 20, 420])
+            levels.append(("TempoMasterFrameRateRefiner", widget_values(
+                "TempoMasterFrameRateRefiner", max_parallel_chunks=0, **common), f"Refine to {fps:g} fps (TempoMaster)"))
+    level_ids, below = _samplers(g, levels, [(model, "model", "model"), (pos, "CONDITIONING", "positive"),
+                                             (neg, "CONDITIONING", "negative"), (enc, "VAE", "vae")])
+    g.connect(plan, "plan", level_ids[0], "plan")
+    _video_output(g, below, level_ids[-1], float(d["fps"]), "video/TempoMaster-Tiny")
     return g.to_json()
 
 
@@ -513,17 +640,14 @@ def build_tiny(render: bool = False) -> dict[str, bytes]:
     from tempomaster_core.tiny.builtin import default_plan
 
     ui = tiny_text_to_video()
-    problems = validate_ui(ui)
-    if problems:
-        raise SystemExit(f"{TINY_NAME}: invalid workflow:\n  " + "\n  ".join(problems))
-    files = {
-        os.path.join(EXAMPLES_DIR, TINY_NAME + ".json"): (json.dumps(ui, indent=2, ensure_ascii=False) + "\n").encode(),
-        os.path.join(API_DIR, TINY_NAME + ".json"): (json.dumps(ui_to_api(ui), indent=2, ensure_ascii=False) + "\n").encode(),
-    }
-    jpg = os.path.join(EXAMPLES_DIR, TINY_NAME + ".jpg")
+    files = _workflow_files(TINY_NAME, ui)
+    jpg = os.path.join(EXAMPLES_DIR, template_file_name(TINY_NAME) + ".jpg")
     if render:
         files[jpg] = render_tiny_thumbnail(ui)
-    elif not os.path.exists(jpg):
+    elif os.path.exists(jpg):  # kept as it is (rendered from real frames)
+        with open(jpg, "rb") as fh:
+            files[jpg] = fh.read()
+    else:
         plan = default_plan(tiny_defaults())
         files[jpg] = thumbnail("Built-in TempoMaster-Tiny: text to video",
                                f"{plan.blueprint_frames} @ {plan.levels[0].fps:g} fps -> "
@@ -571,20 +695,45 @@ def thumbnail(title: str, subtitle: str, condition_positions: tuple = (), plan=N
     return buf.getvalue()
 
 
+def _workflow_files(workflow_id: str, ui: dict) -> dict[str, bytes]:
+    """The template (``example_workflows/<file name>.json``) and its API copy (``tests/workflows_api/<id>.json``).
+
+    Raises:
+        SystemExit: the workflow is invalid (:func:`validate_ui`) or would look wrong in the frontend
+            (:func:`layout_problems`).
+    """
+    problems = validate_ui(ui) + layout_problems(ui)
+    if problems:
+        raise SystemExit(f"{workflow_id}: invalid workflow:\n  " + "\n  ".join(problems))
+    return {
+        os.path.join(EXAMPLES_DIR, template_file_name(workflow_id) + ".json"):
+            (json.dumps(ui, indent=2, ensure_ascii=False) + "\n").encode(),
+        os.path.join(API_DIR, workflow_id + ".json"): (json.dumps(ui_to_api(ui), indent=2, ensure_ascii=False) + "\n").encode(),
+    }
+
+
 def build(render_tiny: bool = False) -> dict[str, bytes]:
     """All files to write: ``{path: bytes}`` (``render_tiny``: see :func:`build_tiny`)."""
     files: dict[str, bytes] = {}
     marks = {"image_to_long_video": (0,), "text_to_video": (), "first_last_frame": (0, -1)}
     for name, (make, title, subtitle) in WORKFLOWS.items():
-        ui = make()
-        problems = validate_ui(ui)
-        if problems:
-            raise SystemExit(f"{name}: invalid workflow:\n  " + "\n  ".join(problems))
-        files[os.path.join(EXAMPLES_DIR, name + ".json")] = (json.dumps(ui, indent=2, ensure_ascii=False) + "\n").encode()
-        files[os.path.join(API_DIR, name + ".json")] = (json.dumps(ui_to_api(ui), indent=2, ensure_ascii=False) + "\n").encode()
-        files[os.path.join(EXAMPLES_DIR, name + ".jpg")] = thumbnail(title, subtitle, marks[name])
+        files.update(_workflow_files(name, make()))
+        files[os.path.join(EXAMPLES_DIR, template_file_name(name) + ".jpg")] = thumbnail(title, subtitle, marks[name])
     files.update(build_tiny(render=render_tiny))
     return files
+
+
+def stale_files(files: dict[str, bytes]) -> list[str]:
+    """Files in ``example_workflows/`` and ``tests/workflows_api/`` that :func:`build` no longer makes
+    (e.g. a renamed template): every JSON in ``example_workflows/`` is shown as a template."""
+    made = set(files)
+    old = []
+    for folder in (EXAMPLES_DIR, API_DIR):
+        for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
+            path = os.path.join(folder, name)
+            if name.endswith((".json", ".jpg")) and path not in made:
+                old.append(path)
+    return old
 
 
 def main(argv=None) -> int:
@@ -592,10 +741,13 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--check", action="store_true", help="compare instead of writing (JSON files only)")
     parser.add_argument("--tiny-thumbnail", action="store_true",
-                        help="render tiny_text_to_video.jpg from frames of the built-in model (needs its weights)")
+                        help="render the tiny template's .jpg from frames of the built-in model (needs its weights)")
     args = parser.parse_args(argv)
     files = build(render_tiny=args.tiny_thumbnail and not args.check)
-    stale = []
+    stale = stale_files(files) if args.check else []
+    for path in [] if args.check else stale_files(files):
+        os.remove(path)
+        print("removed", os.path.relpath(path, _ROOT))
     for path, data in files.items():
         if args.check:
             if path.endswith(".json") and (not os.path.exists(path) or open(path, "rb").read() != data):

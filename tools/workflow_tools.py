@@ -203,3 +203,98 @@ def ui_to_api(workflow: dict) -> dict:
             entry["_meta"] = {"title": node["title"]}
         api[str(node["id"])] = entry
     return api
+
+
+# -- layout as the frontend draws it ----------------------------------------------------------
+#
+# Geometry of ComfyUI frontend 1.27 (its litegraph): a node's ``pos`` is the top-left corner of its
+# body; the title bar (NODE_TITLE_HEIGHT) sits above it, and node badges (the node source badge,
+# 20 px high, 2 px gap) above the title bar. When a workflow loads, each node's size becomes the
+# larger of the stored size and its computed size: one NODE_SLOT_HEIGHT row per socket (the larger
+# of inputs and outputs), NODE_WIDGET_HEIGHT + 4 per widget, 8 below the widgets, 6 at the bottom.
+# A group's title bar is its font size x 1.4 high. The Tree Scheduler grows to fit its drawing and
+# Save Video to its preview, so nothing may sit below them.
+
+NODE_TITLE_HEIGHT = 30
+NODE_SLOT_HEIGHT = 20
+NODE_WIDGET_HEIGHT = 20
+BADGE_SPACE = 22
+GROUP_TITLE_HEIGHT = 24 * 1.4
+#: Node types that grow downwards after loading (the tree view, the video preview).
+GROWING_NODES = ("TempoMasterTreeScheduler", "SaveVideo")
+#: The graph canvas the first view is checked for, in screen px: what frontend 1.27 leaves for it in a
+#: 1280x720 browser window (headless Chromium, measured: ``app.canvas.visible_area`` x scale), and what is
+#: kept clear inside it (left; top: the workflow tabs bar lies over the canvas's top 38 px).
+VIEWPORT = (1240, 537)
+VIEW_MARGINS = (12, 48)
+
+
+def frontend_min_height(node: dict) -> int:
+    """The height the frontend gives a node at least (sockets and widgets, each widget counted at its
+    one-line height: multi-line text, image and video widgets need their stored size on top)."""
+    spec = node_spec(node["type"])
+    sockets = sum(1 for i in node.get("inputs", []) if "widget" not in i)
+    rows = max(sockets, len(spec["outputs"]), 1)
+    widgets = widget_value_count(spec)
+    return rows * NODE_SLOT_HEIGHT + (widgets * (NODE_WIDGET_HEIGHT + 4) + 8 if widgets else 0) + 6
+
+
+def node_box(node: dict) -> tuple[float, float, float, float]:
+    """``(x0, y0, x1, y1)`` the node covers on the canvas: badges and title bar included; ``y1`` is
+    infinite for :data:`GROWING_NODES`."""
+    x, y = node["pos"]
+    width, height = node["size"]
+    height = max(height, frontend_min_height(node))
+    bottom = float("inf") if node["type"] in GROWING_NODES else y + height
+    return x, y - NODE_TITLE_HEIGHT - BADGE_SPACE, x + width, bottom
+
+
+def _overlap(a, b) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def first_view(workflow: dict) -> tuple[float, float, float, float]:
+    """The canvas rectangle the first view shows: the workflow's stored offset and scale
+    (``extra.ds``, restored by the frontend) on a canvas of :data:`VIEWPORT`, less :data:`VIEW_MARGINS`."""
+    ds = workflow.get("extra", {}).get("ds", {"offset": [0, 0], "scale": 1})
+    (ox, oy), scale = ds["offset"], ds["scale"]
+    return (VIEW_MARGINS[0] / scale - ox, VIEW_MARGINS[1] / scale - oy, (VIEWPORT[0] - VIEW_MARGINS[0]) / scale - ox,
+            (VIEWPORT[1] - VIEW_MARGINS[1]) / scale - oy)
+
+
+def layout_problems(workflow: dict) -> list[str]:
+    """What a user would see wrong in the frontend's drawing of a UI-format workflow (empty = none).
+
+    Checks, with the geometry above: no two nodes overlap (badges and title bars included); no
+    group's title bar is covered by a node; every node is wholly inside or wholly outside each
+    group; the stored sizes are at least what the frontend computes (so nothing grows into its
+    neighbour when loaded); every note (``MarkdownNote``/``Note``) is wholly in the first view.
+    """
+    problems = []
+    nodes = workflow.get("nodes", [])
+    boxes = {n["id"]: node_box(n) for n in nodes}
+    for i, a in enumerate(nodes):
+        if a["size"][1] < frontend_min_height(a):
+            problems.append(f"node {a['id']} ({a['type']}): stored height {a['size'][1]} < the frontend's "
+                            f"{frontend_min_height(a)}")
+        for b in nodes[i + 1:]:
+            if _overlap(boxes[a["id"]], boxes[b["id"]]):
+                problems.append(f"nodes {a['id']} ({a['type']}) and {b['id']} ({b['type']}) overlap")
+    for group in workflow.get("groups", []):
+        gx, gy, gw, gh = group["bounding"]
+        outer = (gx, gy, gx + gw, gy + gh)
+        title = (gx, gy, gx + gw, gy + GROUP_TITLE_HEIGHT)
+        for node in nodes:
+            box = boxes[node["id"]]
+            if _overlap(box, title):
+                problems.append(f"group {group['title']!r}: its title bar is under node {node['id']} ({node['type']})")
+            inside = outer[0] <= box[0] and box[2] <= outer[2] and outer[1] <= box[1] and box[3] <= outer[3]
+            if _overlap(box, outer) and not inside:
+                problems.append(f"group {group['title']!r}: node {node['id']} ({node['type']}) crosses its border")
+    view = first_view(workflow)
+    for node in nodes:
+        box = boxes[node["id"]]
+        if node["type"] in ("MarkdownNote", "Note") and not (
+                view[0] <= box[0] and box[2] <= view[2] and view[1] <= box[1] and box[3] <= view[3]):
+            problems.append(f"note {node['id']} at {box} is not inside the first view {tuple(round(v) for v in view)}")
+    return problems

@@ -29,28 +29,41 @@ export const DEFAULT_STYLE = Object.freeze({
 
 const GIB = 1024 ** 3;
 
-/** "18.2 s", "0.5 s", "1 min 20 s". */
+/** "18.2 s", "0.5 s", "1 min 20 s", "2 h 5 min". */
 export function formatSeconds(seconds) {
   if (seconds == null || !Number.isFinite(seconds)) return "?";
+  if (seconds >= 3600) {
+    const minutes = Math.round(seconds / 60);
+    return `${Math.floor(minutes / 60)} h ${minutes % 60} min`;
+  }
   if (seconds >= 100) {
-    const minutes = Math.floor(seconds / 60);
-    return `${minutes} min ${Math.round(seconds - 60 * minutes)} s`;
+    const whole = Math.round(seconds);
+    return `${Math.floor(whole / 60)} min ${whole % 60} s`;
   }
   return `${seconds.toFixed(1)} s`;
 }
 
-/** PFLOPs with 3 significant digits: "1272 PF", "95.2 PF", "0.412 PF". */
-export function formatPflops(pflops) {
-  if (pflops == null || !Number.isFinite(pflops)) return "?";
-  if (pflops >= 100) return `${Math.round(pflops)} PF`;
-  if (pflops >= 10) return `${pflops.toFixed(1)} PF`;
-  if (pflops >= 1) return `${pflops.toFixed(2)} PF`;
-  return `${pflops.toPrecision(3)} PF`;
+/** A count with 3 significant digits (no exponent) and a unit: 1272 -> "1272", 95.19 -> "95.2", 0.4123 -> "0.412". */
+function threeDigits(value, unit) {
+  if (value >= 100) return `${Math.round(value)} ${unit}`;
+  if (value >= 10) return `${value.toFixed(1)} ${unit}`;
+  if (value >= 1) return `${value.toFixed(2)} ${unit}`;
+  return `${value.toPrecision(3)} ${unit}`;
 }
 
-/** Bytes as GiB with one decimal: "38.4 GiB". */
+/** FLOPs given in PFLOPs, 3 significant digits in a unit that keeps them readable: "1272 PF", "0.412 PF",
+ * "25.3 GF" (a small model's 0.0000253 PF). */
+export function formatPflops(pflops) {
+  if (pflops == null || !Number.isFinite(pflops)) return "?";
+  if (pflops >= 0.1 || pflops === 0) return threeDigits(pflops, "PF");
+  if (pflops >= 1e-4) return threeDigits(pflops * 1e3, "TF");
+  return threeDigits(pflops * 1e6, "GF");
+}
+
+/** Bytes as GiB with one decimal ("38.4 GiB"), or whole MiB below 1 GiB ("288 MiB"). */
 export function formatGib(bytes) {
   if (bytes == null || !Number.isFinite(bytes)) return "?";
+  if (bytes < GIB) return `${Math.round(bytes / 1024 ** 2)} MiB`;
   return `${(bytes / GIB).toFixed(1)} GiB`;
 }
 
@@ -87,8 +100,10 @@ export const WIDGET_NAMES = Object.freeze(TREE_SCHEDULER_WIDGETS.map((widget) =>
  * @param {Object<string, any>} widgets name -> value (the node's widgets)
  * @param {{steps?: number[], cfg?: number[]}} [samplers] settings of the connected sampler chain, blueprint
  *   first (may cover fewer levels than the plan; the route fills in the reference's default steps and cfg)
+ * @param {{model_name: string, weight_dtype?: string}|null} [model] the widgets of the Load TempoMaster Model
+ *   node that feeds the chain: the route prices that model's shape and dtype (without it, the 14B release)
  */
-export function requestFromWidgets(widgets, samplers = {}) {
+export function requestFromWidgets(widgets, samplers = {}, model = null) {
   const body = {};
   for (const name of WIDGET_NAMES) {
     if (widgets[name] !== undefined) body[name] = widgets[name];
@@ -97,6 +112,10 @@ export function requestFromWidgets(widgets, samplers = {}) {
   if (Array.isArray(samplers.steps) && samplers.steps.length) chain.steps = samplers.steps.slice();
   if (Array.isArray(samplers.cfg) && samplers.cfg.length) chain.cfg = samplers.cfg.slice();
   if (Object.keys(chain).length) body.samplers = chain;
+  if (model && typeof model.model_name === "string" && model.model_name) {
+    body.model = { model_name: model.model_name };
+    if (typeof model.weight_dtype === "string") body.model.weight_dtype = model.weight_dtype;
+  }
   return body;
 }
 
@@ -110,18 +129,26 @@ export function matchMeasured(plan, reports) {
   return out;
 }
 
+/** True when a report measured the model the plan was priced for (same shape, text length and dtype). */
+export function sameModel(plan, report) {
+  const key = plan && plan.model ? plan.model.key : null;
+  return Boolean(key) && report && report.model_key === key;
+}
+
 /**
  * Seconds per level predicted from the measured throughput of the levels already run.
  * Each measured level gives achieved FLOP/s = its estimated FLOPs / its seconds (same model,
  * steps and guidance); the others are predicted with the pooled throughput (sum of FLOPs /
- * sum of seconds). Returns an array (null where nothing can be said).
+ * sum of seconds) applied to the plan's FLOPs. Only reports of the model the plan was priced
+ * for count (:func:`sameModel`): another model's rate applied to these FLOPs means nothing.
+ * Returns an array (null where nothing can be said).
  */
 export function predictSeconds(plan, measured) {
   const levels = (plan && plan.cost && plan.cost.levels) || [];
   let flops = 0;
   let seconds = 0;
   for (const report of Object.values(measured || {})) {
-    if (report.seconds > 0 && report.estimated_flops > 0) {
+    if (sameModel(plan, report) && report.seconds > 0 && report.estimated_flops > 0) {
       flops += report.estimated_flops;
       seconds += report.seconds;
     }
@@ -131,6 +158,17 @@ export function predictSeconds(plan, measured) {
     if (measured && measured[i]) return measured[i].seconds;
     return rate ? cost.dit_flops / rate : null;
   });
+}
+
+/** The footer lines of a message: wrapped to the drawing's width, one tone, no positions yet. */
+function messageLines(text, maxChars, tone) {
+  return wrapText(text, maxChars).map((line) => ({ text: line, tone }));
+}
+
+/** Give footer lines their baselines below `top` (one line height apart); returns the bottom. */
+function placeLines(lines, top, lineHeight) {
+  lines.forEach((line, k) => { line.y = top + (k + 1) * lineHeight; });
+  return top + lines.length * lineHeight;
 }
 
 /**
@@ -148,10 +186,11 @@ export function layoutTree(plan, options = {}) {
   const s = { ...DEFAULT_STYLE, ...(options.style || {}) };
   const maxChars = (s.width - 2 * s.padding) / s.charWidth;
   if (!plan || plan.error || !Array.isArray(plan.levels)) {
-    const text = plan && plan.error ? `Plan error: ${plan.error}` : "Planning…";
-    const footer = wrapText(text, maxChars).map((line) => ({ text: line, tone: plan && plan.error ? "warn" : "info" }));
-    return { width: s.width, height: 2 * s.padding + footer.length * s.lineHeight, error: plan ? plan.error || null : null,
-      header: null, rows: [], footer, axis: null };
+    // drawn in place of the tree: the same footer lines, placed from the top
+    const error = plan && plan.error ? String(plan.error) : null;
+    const footer = messageLines(error ? `Plan error: ${error}` : "Planning…", maxChars, error ? "warn" : "info");
+    const bottom = placeLines(footer, s.padding, s.lineHeight);
+    return { width: s.width, height: bottom + s.padding, error, header: null, rows: [], footer, axis: null };
   }
   const inputs = plan.inputs || {};
   const trained = Number.isFinite(inputs.trained_chunk_frames) ? inputs.trained_chunk_frames : null;
@@ -187,8 +226,8 @@ export function layoutTree(plan, options = {}) {
     const overLength = trained != null && level.frames_per_chunk > trained;
     const overMemory = budget != null && cost != null && cost.peak_bytes > budget;
     const warnings = [];
-    if (overLength) warnings.push(`${level.frames_per_chunk} frames per chunk > trained ${trained}`);
-    if (overMemory) warnings.push(`peak ${formatGib(cost.peak_bytes)} > budget ${formatGib(budget)}`);
+    if (overLength) warnings.push(`chunks of ${level.frames_per_chunk} frames, over the trained ${trained}`);
+    if (overMemory) warnings.push(`peak ${formatGib(cost.peak_bytes)}, over the budget ${formatGib(budget)}`);
     const tone = overLength || overMemory ? "warn" : "ok";
     const boxes = level.chunks.map((chunk) => ({
       chunk: chunk.index,
@@ -210,8 +249,10 @@ export function layoutTree(plan, options = {}) {
     const chunkText = level.num_chunks === 1 ? `1×${level.frames_per_chunk}` : `${level.num_chunks}×${level.frames_per_chunk}`;
     const report = measured[i] || null;
     let measuredText = null;
-    if (report) {
+    if (report && sameModel(plan, report)) {
       measuredText = `measured ${formatSeconds(report.seconds)} (est. ${formatPflops(report.estimated_pflops)})`;
+    } else if (report) {
+      measuredText = `measured ${formatSeconds(report.seconds)} (another model than priced here)`;
     } else if (predicted[i] != null) {
       measuredText = `~${formatSeconds(predicted[i])} at the measured rate`;
     }
@@ -243,6 +284,11 @@ export function layoutTree(plan, options = {}) {
   });
 
   const footer = [];
+  const model = plan.model;
+  if (model) {
+    const text = model.assumed && model.note ? `⚠ ${model.note}.` : `Estimates for ${model.label}, ${model.weight_dtype} weights.`;
+    footer.push(...messageLines(text, maxChars, model.assumed ? "warn" : "info"));
+  }
   const fullPf = plan.cost ? plan.cost.full_sequence_pflops : null;
   if (fullPf != null && totalPf) {
     const ratio = fullPf / totalPf;
@@ -250,20 +296,11 @@ export function layoutTree(plan, options = {}) {
   }
   const auto = plan.auto;
   if (auto && Array.isArray(auto.levels)) {
-    for (const choice of auto.levels) {
-      const parallel = choice.max_parallel_chunks ? `, ${choice.max_parallel_chunks} per forward` : "";
-      for (const line of wrapText(`L${choice.index}: ${choice.chunks}×${choice.frames_per_chunk} — ${choice.brief}${parallel}`, maxChars)) {
-        footer.push({ text: line, tone: "info" });
-      }
-    }
+    for (const choice of auto.levels) footer.push(...messageLines(choice.sentence, maxChars, "info"));
   }
-  for (const warning of plan.warnings || []) {
-    for (const line of wrapText(`⚠ ${warning}`, maxChars)) footer.push({ text: line, tone: "warn" });
-  }
+  for (const warning of plan.warnings || []) footer.push(...messageLines(`⚠ ${warning}`, maxChars, "warn"));
   const rowsBottom = s.padding + s.headerHeight + plan.levels.length * (s.rowHeight + s.rowGap);
-  const footerY = rowsBottom;
-  footer.forEach((line, k) => { line.y = footerY + (k + 1) * s.lineHeight; });
-  const height = footerY + footer.length * s.lineHeight + s.padding;
+  const height = placeLines(footer, rowsBottom, s.lineHeight) + s.padding;
   return {
     width: s.width,
     height,

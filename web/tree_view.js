@@ -6,13 +6,20 @@
 // warnings as JSON. This file only draws that answer (layout: ./tree_layout.js):
 // one row per level labelled with its fps, the chunks as boxes on a shared time axis,
 // condition frames as ticks, frames/seconds/PFLOPs/peak memory per level, warning colour
-// over the trained chunk length or the memory budget. After a run, the samplers'
-// "tempomaster.level_time" messages add the measured time per level.
+// over the trained chunk length or the memory budget. The estimates are for the model the chain
+// uses: the widgets of the Load TempoMaster Model node feeding the samplers go with the request.
+// During and after a run, the samplers' "tempomaster.level_time" messages add the measured time
+// per level; they are kept on this node, only from the samplers of its own chain, and a new run
+// of that chain clears the previous run's.
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
+import { RunReports } from "./run_reports.js";
 import { layoutTree, requestFromWidgets } from "./tree_layout.js";
 
 const NODE_TYPE = "TempoMasterTreeScheduler";
+const BLUEPRINT_TYPE = "TempoMasterBlueprintSampler";
+const REFINER_TYPE = "TempoMasterFrameRateRefiner";
+const LOADER_TYPE = "TempoMasterLoadModel";
 const ROUTE = "/tempomaster/plan";
 const EVENT = "tempomaster.level_time";
 const DEBOUNCE_MS = 300;
@@ -33,7 +40,7 @@ const COLORS = {
   measured: "#8fd18f",
 };
 
-const reports = []; // tempomaster.level_time payloads of this session (matched by plan key)
+let runningPromptId = null; // the prompt ComfyUI runs now (execution_start)
 
 function linkById(graph, id) {
   if (!graph || id == null) return null;
@@ -57,19 +64,49 @@ function widgetValue(node, name) {
   return widget ? widget.value : undefined;
 }
 
-/** steps/cfg of the BlueprintSampler fed by this scheduler and the chain of refiners after it. */
-function samplerSettings(node) {
-  const steps = [];
-  const cfg = [];
-  let current = firstTarget(node, 0, "TempoMasterBlueprintSampler");
+/** The BlueprintSampler fed by this scheduler and the chain of refiners after it, in level order. */
+function samplerChain(node) {
+  const chain = [];
+  let current = firstTarget(node, 0, BLUEPRINT_TYPE);
   const seen = new Set();
   while (current && !seen.has(current.id)) {
     seen.add(current.id);
-    steps.push(Number(widgetValue(current, "steps")));
-    cfg.push(Number(widgetValue(current, "cfg")));
-    current = firstTarget(current, 0, "TempoMasterFrameRateRefiner");
+    chain.push(current);
+    current = firstTarget(current, 0, REFINER_TYPE);
   }
+  return chain;
+}
+
+/** steps/cfg of the chain's samplers, blueprint first. */
+function samplerSettings(chain) {
+  const steps = chain.map((sampler) => Number(widgetValue(sampler, "steps")));
+  const cfg = chain.map((sampler) => Number(widgetValue(sampler, "cfg")));
   return { steps: steps.filter(Number.isFinite), cfg: cfg.filter(Number.isFinite) };
+}
+
+/** The node an input of `node` is linked from, through legacy Reroute nodes (null when unlinked). */
+function inputSource(node, name) {
+  const seen = new Set();
+  let input = node.inputs?.find((i) => i.name === name);
+  while (input) {
+    const link = linkById(node.graph, input.link);
+    const origin = link ? node.graph.getNodeById(link.origin_id) : null;
+    if (!origin || origin.type !== "Reroute" || seen.has(origin.id)) return origin ?? null;
+    seen.add(origin.id);
+    input = origin.inputs?.[0]; // a Reroute has one input
+  }
+  return null;
+}
+
+/** The Load TempoMaster Model widgets of the first sampler of the chain whose model comes from one. */
+function modelOfChain(chain) {
+  for (const sampler of chain) {
+    const loader = inputSource(sampler, "model");
+    if (loader && loader.type === LOADER_TYPE) {
+      return { model_name: widgetValue(loader, "model_name"), weight_dtype: widgetValue(loader, "weight_dtype") };
+    }
+  }
+  return null;
 }
 
 function widgetValues(node) {
@@ -110,7 +147,8 @@ async function fetchPlan(node, body) {
 /** Called on every draw: (re)plan when the request body changed, debounced, one request at a time. */
 function maybeReplan(node) {
   const state = node.tempoTreeView;
-  const body = JSON.stringify(requestFromWidgets(widgetValues(node), samplerSettings(node)));
+  const chain = samplerChain(node);
+  const body = JSON.stringify(requestFromWidgets(widgetValues(node), samplerSettings(chain), modelOfChain(chain)));
   if (body === state.sentBody || body === state.pendingBody || state.inFlight) return;
   state.pendingBody = body;
   clearTimeout(state.timer);
@@ -122,9 +160,9 @@ function maybeReplan(node) {
 
 function currentLayout(node, width) {
   const state = node.tempoTreeView;
-  const key = `${width}|${reports.length}`;
+  const key = `${width}|${state.measured.version}`;
   if (!state.layout || state.layoutWidth !== width || state.layoutKey !== key || state.layoutData !== state.data) {
-    state.layout = layoutTree(state.data, { style: { width }, reports });
+    state.layout = layoutTree(state.data, { style: { width }, reports: state.measured.reports });
     state.layoutWidth = width;
     state.layoutKey = key;
     state.layoutData = state.data;
@@ -197,6 +235,7 @@ function addTreeView(node) {
   node.tempoTreeView = {
     data: null, layout: null, sentBody: null, pendingBody: null, inFlight: false, timer: null,
     requests: 0, draws: 0,
+    measured: new RunReports(MAX_REPORTS), // level times of the latest run of this node's chain
   };
   const widget = {
     name: "tempomaster_tree",
@@ -224,14 +263,38 @@ function addTreeView(node) {
   node.addCustomWidget(widget);
 }
 
+/** TreeScheduler nodes of the graph on screen whose sampler chain holds the node `nodeId`. */
+function schedulersOf(nodeId) {
+  const graph = app.canvas?.graph ?? app.graph;
+  const found = [];
+  for (const node of graph?.nodes ?? []) {
+    if (node.type === NODE_TYPE && node.tempoTreeView && samplerChain(node).some((s) => String(s.id) === String(nodeId))) {
+      found.push(node);
+    }
+  }
+  return found;
+}
+
+function onLevelTime(detail) {
+  if (!detail) return;
+  for (const node of schedulersOf(detail.node)) {
+    node.tempoTreeView.measured.add(detail);
+    node.setDirtyCanvas(true, true);
+  }
+}
+
 app.registerExtension({
   name: "TempoMaster.TreeView",
   setup() {
-    api.addEventListener(EVENT, ({ detail }) => {
-      reports.push(detail);
-      if (reports.length > MAX_REPORTS) reports.splice(0, reports.length - MAX_REPORTS);
-      app.graph?.setDirtyCanvas(true, true);
+    api.addEventListener("execution_start", ({ detail }) => { runningPromptId = detail?.prompt_id ?? null; });
+    // a sampler of a chain starts running in a new prompt: that chain's old measurements go
+    api.addEventListener("executing", ({ detail }) => {
+      if (detail == null || runningPromptId == null) return;
+      for (const node of schedulersOf(detail)) {
+        if (node.tempoTreeView.measured.start(runningPromptId)) node.setDirtyCanvas(true, true);
+      }
     });
+    api.addEventListener(EVENT, ({ detail }) => onLevelTime(detail));
   },
   async beforeRegisterNodeDef(nodeType, nodeData) {
     if (nodeData.name !== NODE_TYPE) return;

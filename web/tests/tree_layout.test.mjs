@@ -8,7 +8,7 @@ import { fileURLToPath } from "node:url";
 
 import {
   WIDGET_NAMES, formatGib, formatPflops, formatSeconds, layoutTree, matchMeasured, predictSeconds, requestFromWidgets,
-  wrapText,
+  sameModel, wrapText,
 } from "../tree_layout.js";
 import { TREE_SCHEDULER_WIDGETS } from "../scheduler_schema.js";
 
@@ -65,8 +65,14 @@ test("cost and memory per level and in the header and footer", () => {
   assert.deepEqual(layout.rows.map((r) => r.rightSub), costs.map((c) => formatGib(c.peak_bytes)));
   assert.match(layout.header.text, /^18\.2 s at 24 fps · 1272 PF · peak /);
   assert.ok(layout.footer.some((l) => /one full-sequence pass: 2830 PF \(2\.2× the tree\)/.test(l.text)));
-  // the 60 GiB budget makes the planner run the 24 fps chunks two at a time
-  assert.ok(layout.footer.some((l) => l.text.includes("L2: 4×109") && l.text.includes("2 per forward")));
+  // one sentence per level's choice, wrapped: the 60 GiB budget makes the planner run the 24 fps chunks two at a time
+  const text = layout.footer.map((l) => l.text).join(" ");
+  assert.ok(text.includes("12 fps: 2 chunks of 109 frames, the only split within the limits (as the reference splits it)."));
+  assert.ok(text.includes("24 fps: 4 chunks of 109 frames") && text.includes("set max_parallel_chunks to 2"));
+  assert.ok(!/L\d:|×109 —|= reference/.test(text), text); // no shorthand
+  // no model was named in the request: the drawing says what it priced, as a warning
+  assert.equal(layout.footer[0].tone, "warn");
+  assert.ok(text.startsWith("⚠ no Load TempoMaster Model feeds the samplers of this plan: priced as the 14B release. "));
   // the drawing is as tall as its last footer line (padding 0 here)
   assert.equal(layout.height, layout.footer[layout.footer.length - 1].y);
 });
@@ -75,8 +81,8 @@ test("a plan over the trained length is drawn in the warning tone", () => {
   const { response } = fixture("twenty_seconds");
   const layout = layoutTree(response, { style: STYLE });
   assert.deepEqual(layout.rows.map((r) => r.tone), ["warn", "ok", "ok"]);
-  assert.deepEqual(layout.rows[0].warnings, ["121 frames per chunk > trained 109"]);
-  assert.equal(layout.rows[0].note, "121 frames per chunk > trained 109");
+  assert.deepEqual(layout.rows[0].warnings, ["chunks of 121 frames, over the trained 109"]);
+  assert.equal(layout.rows[0].note, "chunks of 121 frames, over the trained 109");
   assert.equal(layout.rows[0].noteTone, "warn");
   // the note ends before the right column (x = 300 here)
   const row = layout.rows[0];
@@ -95,7 +101,7 @@ test("memory over the budget is a warning too", () => {
   const tight = { ...response, inputs: { ...response.inputs, memory_budget_bytes: 40 * 1024 ** 3 } };
   const layout = layoutTree(tight, { style: STYLE });
   assert.deepEqual(layout.rows.map((r) => r.tone), ["ok", "warn", "warn"]);
-  assert.match(layout.rows[1].warnings[0], /^peak \d+\.\d GiB > budget 40\.0 GiB$/);
+  assert.match(layout.rows[1].warnings[0], /^peak \d+\.\d GiB, over the budget 40\.0 GiB$/);
 });
 
 test("the padding of the last chunk is not drawn as video", () => {
@@ -109,22 +115,37 @@ test("the padding of the last chunk is not drawn as video", () => {
   close(layout.axis.videoEndX, 100 + (20 / 24) * pxPerSecond);
 });
 
-test("an error payload is shown as text, not drawn", () => {
-  const { status, response } = fixture("error");
-  assert.equal(status, 400);
-  const layout = layoutTree(response, { style: STYLE });
-  assert.equal(layout.rows.length, 0);
-  assert.ok(layout.footer.every((l) => l.tone === "warn"));
-  assert.match(layout.footer.map((l) => l.text).join(" "), /105 or 109/);
-  assert.equal(layoutTree(null).footer[0].text, "Planning…");
+test("an error payload is drawn as text in place of the tree, every line at its own height", () => {
+  for (const [name, pattern] of [["error", /105 or 109/], ["bad_chunks", /chunks: 'abc'/]]) {
+    const { status, response } = fixture(name);
+    assert.equal(status, 400);
+    const layout = layoutTree(response, { style: { ...STYLE, padding: 8, width: 200 } });
+    assert.equal(layout.rows.length, 0);
+    assert.equal(layout.error, response.error);
+    assert.ok(layout.footer.length >= 2, "wrapped to the width"); // 200 px at 5 px per character
+    assert.ok(layout.footer.every((l) => l.tone === "warn"));
+    assert.match(layout.footer.map((l) => l.text).join(" "), pattern);
+    assert.match(layout.footer[0].text, /^Plan error: /);
+    // painted at y = line.y: every line has a baseline, one line height apart, inside the drawing
+    const ys = layout.footer.map((l) => l.y);
+    assert.ok(ys.every(Number.isFinite), JSON.stringify(ys));
+    assert.equal(ys[0], 8 + 10);
+    for (let k = 1; k < ys.length; k++) assert.equal(ys[k] - ys[k - 1], 10);
+    assert.equal(layout.height, ys[ys.length - 1] + 8);
+  }
+  const loading = layoutTree(null);
+  assert.equal(loading.footer[0].text, "Planning…");
+  assert.ok(Number.isFinite(loading.footer[0].y) && loading.footer[0].y < loading.height);
 });
 
 test("measured level times are matched by plan key and predict the rest", () => {
   const { response } = fixture("reference");
   const costs = response.cost.levels;
+  const key = response.model.key;
   const reports = [
-    { plan_key: response.plan_key, level: 0, seconds: 100, estimated_flops: costs[0].dit_flops, estimated_pflops: costs[0].dit_pflops },
-    { plan_key: "other|tree", level: 1, seconds: 1 },
+    { plan_key: response.plan_key, level: 0, seconds: 100, estimated_flops: costs[0].dit_flops, estimated_pflops: costs[0].dit_pflops,
+      model_key: key },
+    { plan_key: "other|tree", level: 1, seconds: 1, model_key: key },
   ];
   const measured = matchMeasured(response, reports);
   assert.deepEqual(Object.keys(measured), ["0"]);
@@ -139,7 +160,7 @@ test("measured level times are matched by plan key and predict the rest", () => 
   // on a row over the trained length the warning wins over a prediction (a measurement wins over both)
   const strict = { ...response, inputs: { ...response.inputs, trained_chunk_frames: 61 } };
   const rows = layoutTree(strict, { style: STYLE, reports }).rows;
-  assert.equal(rows[2].note, "109 frames per chunk > trained 61");
+  assert.equal(rows[2].note, "chunks of 109 frames, over the trained 61");
   assert.equal(rows[2].noteTone, "warn");
   assert.equal(rows[0].note, "measured 1 min 40 s (est. 263 PF)");
   assert.equal(rows[0].noteTone, "measured");
@@ -151,24 +172,58 @@ test("request body from widget values", () => {
   assert.deepEqual(body, { blueprint_frames: 109, chunks: "auto", fps: 24, length: 20,
     samplers: { steps: [50, 32, 32], cfg: [8, 8, 8] } });
   assert.deepEqual(requestFromWidgets({ width: 832 }), { width: 832 });
+  // the loader's widgets name the model to price
+  const tiny = requestFromWidgets({ width: 64 }, {}, { model_name: "TempoMaster-Tiny (built-in)", weight_dtype: "fp32" });
+  assert.deepEqual(tiny, { width: 64, model: { model_name: "TempoMaster-Tiny (built-in)", weight_dtype: "fp32" } });
+  assert.deepEqual(requestFromWidgets({ width: 64 }, {}, { model_name: "" }), { width: 64 });
+});
+
+test("the estimates are of the model the plan names; another model's time predicts nothing", () => {
+  const small = fixture("small_model").response; // priced for the 1.3B shape
+  const big = fixture("reference").response; // priced for the 14B release
+  assert.notEqual(small.model.key, big.model.key);
+  assert.equal(small.model.assumed, false);
+  assert.ok(small.cost.dit_pflops < big.cost.dit_pflops / 5, "the small model is priced as itself");
+  const layout = layoutTree(small, { style: STYLE });
+  assert.equal(layout.footer[0].text, "Estimates for 1.3B, bf16 weights.");
+  assert.equal(layout.footer[0].tone, "info");
+  // a blueprint of 12.4 s measured on the small model
+  const costs = small.cost.levels;
+  const report = { plan_key: small.plan_key, level: 0, seconds: 12.4, estimated_flops: costs[0].dit_flops,
+    estimated_pflops: costs[0].dit_pflops, model_key: small.model.key };
+  assert.ok(sameModel(small, report) && !sameModel(big, report));
+  const predicted = predictSeconds(small, matchMeasured(small, [report]));
+  for (let i = 1; i < costs.length; i++) close(predicted[i], 12.4 * costs[i].dit_flops / costs[0].dit_flops, 1e-9);
+  assert.ok(predicted[2] < 12.4 * 10, `${predicted[2]} s`); // the same order as the measured level, not hours
+  // the same report on the tree priced for the 14B (a plan key of the same tree): measured, no prediction
+  const wrong = layoutTree(big, { style: STYLE, reports: [{ ...report, plan_key: big.plan_key }] });
+  assert.equal(wrong.rows[0].measuredText, "measured 12.4 s (another model than priced here)");
+  assert.deepEqual(wrong.rows.slice(1).map((r) => r.measuredText), [null, null]);
 });
 
 test("formatting and wrapping", () => {
   assert.equal(formatSeconds(18.1666), "18.2 s");
   assert.equal(formatSeconds(125), "2 min 5 s");
+  assert.equal(formatSeconds(119.6), "2 min 0 s");
+  assert.equal(formatSeconds(102711), "28 h 32 min");
   assert.equal(formatSeconds(null), "?");
   assert.equal(formatPflops(1271.9), "1272 PF");
   assert.equal(formatPflops(95.19), "95.2 PF");
   assert.equal(formatPflops(2.5), "2.50 PF");
   assert.equal(formatPflops(0.4123), "0.412 PF");
   assert.equal(formatGib(40 * 1024 ** 3), "40.0 GiB");
+  assert.equal(formatGib(0.28 * 1024 ** 3), "287 MiB");
+  // a small model's FLOPs stay readable
+  assert.equal(formatPflops(0.0000253), "25.3 GF");
+  assert.equal(formatPflops(0.00759), "7.59 TF");
+  assert.equal(formatPflops(0), "0.00 PF");
   assert.deepEqual(wrapText("the blueprint has 121 frames", 12), ["the", "blueprint", "has 121", "frames"]);
   assert.deepEqual(wrapText("abcdefghijklmnopqrst", 8), ["abcdefgh", "ijklmnop", "qrst"]);
 });
 
 test("the request carries the schema's widgets: the ones the route reads", () => {
   // the fixtures' requests are real route requests: every widget in them is in the schema, and only those are sent
-  for (const name of ["reference", "twenty_seconds", "padded", "error"]) {
+  for (const name of ["reference", "twenty_seconds", "padded", "error", "bad_chunks"]) {
     const { request } = fixture(name);
     assert.deepEqual(requestFromWidgets({ ...request, tempomaster_tree: null }), request);
   }

@@ -1,0 +1,51 @@
+"""The memory figures the artist reads are the cost model's: README, docs and the templates' notes.
+
+The tree view draws ``tempomaster_core.cost`` (through the plan route); the README once said 53 GB
+for the reference tree while the view said 73.8 GiB. Here the figures are computed from the cost
+model and looked up, formatted as the texts write them, in each text.
+"""
+
+import json
+import os
+
+from tempomaster_core.cost import GIB, estimate_plan_cost
+from tempomaster_core.defaults import BLUEPRINT_FRAMES, FRAME_INTERVALS, HEIGHT, WIDTH
+from tempomaster_core.plan import TreePlan
+from tools.make_workflows import reference_memory, template_file_name
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _read(*parts):
+    with open(os.path.join(ROOT, *parts), encoding="utf-8") as fh:
+        return fh.read()
+
+
+def _gib(value):
+    return f"{value:.1f} GiB"
+
+
+def test_readme_quotes_the_cost_model():
+    m = reference_memory()
+    readme = _read("README.md")
+    for figure in (_gib(m["weights_gib"]), f"{m['weights_gb']:.1f} GB", _gib(m["peak_gib"]), _gib(m["one_chunk_gib"]),
+                   f"{m['batch']} sequences per forward", f"{m['peak_fps']:g} fps level, {m['peak_chunks']} chunks"):
+        assert figure in readme, figure
+    assert "53 GB" not in readme and "35 GB" not in readme
+
+
+def test_planning_doc_quotes_the_cost_model():
+    plan = TreePlan(BLUEPRINT_FRAMES, FRAME_INTERVALS, height=HEIGHT, width=WIDTH)
+    peaks = [estimate_plan_cost(plan, max_batch=b).peak_bytes / GIB for b in (None, 2, 1)]
+    doc = _read("docs", "planning.md")
+    for figure in map(_gib, peaks):
+        assert figure in doc, figure
+    assert _gib(48e9 / GIB) in doc  # the 48 GB card, in the same unit
+
+
+def test_the_templates_notes_quote_the_cost_model():
+    m = reference_memory()
+    for name in ("image_to_long_video", "text_to_video", "first_last_frame"):
+        ui = json.loads(_read("example_workflows", template_file_name(name) + ".json"))
+        note = next(n for n in ui["nodes"] if n["type"] == "MarkdownNote")["widgets_values"][0]
+        assert _gib(m["peak_gib"]) in note and _gib(m["one_chunk_gib"]) in note and _gib(m["weights_gib"]) in note
