@@ -565,7 +565,7 @@ def read_config(source, *, text_len: int | None = None) -> DiTConfig:
                               "without loading it; convert it with `python -m tempomaster_core.convert`")
     ckpt = open_checkpoint(source)
     try:
-        _rename, _shapes, config = checkpoint_layout(ckpt)
+        config = checkpoint_layout(ckpt).config
     finally:
         ckpt.close()
     return config if text_len is None else dataclasses.replace(config, text_len=text_len)

@@ -147,7 +147,7 @@ def test_condition_must_match_the_plan(model):
     with pytest.raises(ValueError, match="outside the blueprint"):
         NODES["TempoMasterMultiMaskCondition"]().condition(plan, "5", SIZE_PLAN, torch.rand(1, 32, 32, 3))
     stray = TempoCondition({0: torch.zeros(3, 16, 16)}, 16, 16, 5, False)
-    with pytest.raises(ValueError, match="same TreeScheduler"):
+    with pytest.raises(ValueError, match="same TempoMaster Tree Scheduler"):
         _blueprint(model, plan, FakeWanVAE(), stray)
 
 
