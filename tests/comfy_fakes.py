@@ -186,6 +186,9 @@ def install_fake_comfy(monkeypatch, interrupt_after: int | None = None, preview_
     table = folders or {}
     fp.get_filename_list = lambda folder: sorted(table.get(folder, {}))
     fp.get_full_path = lambda folder, name: table.get(folder, {}).get(name)
+    # ComfyUI lists the legacy folder first for diffusion_models
+    fp.get_folder_paths = lambda folder: (["/comfy/models/unet"] if folder == "diffusion_models" else []) + [
+        f"/comfy/models/{folder}"]
     comfy.model_management, comfy.utils, comfy.cli_args = mm, utils, cli
     for name, module in {"comfy": comfy, "comfy.model_management": mm, "comfy.utils": utils,
                          "comfy.cli_args": cli, "folder_paths": fp}.items():

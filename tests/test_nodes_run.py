@@ -147,7 +147,7 @@ def test_condition_must_match_the_plan(model):
     with pytest.raises(ValueError, match="outside the blueprint"):
         NODES["TempoMasterMultiMaskCondition"]().condition(plan, "5", SIZE_PLAN, torch.rand(1, 32, 32, 3))
     stray = TempoCondition({0: torch.zeros(3, 16, 16)}, 16, 16, 5, False)
-    with pytest.raises(ValueError, match="same TreeScheduler"):
+    with pytest.raises(ValueError, match="same TempoMaster Tree Scheduler"):
         _blueprint(model, plan, FakeWanVAE(), stray)
 
 
@@ -219,7 +219,8 @@ def test_load_model_from_the_diffusion_models_folder(tmp_path, monkeypatch):
     assert m3 is not m1 and next(m3.parameters()).dtype == torch.bfloat16
     reference = make_tiny_dit(seed=5)
     torch.testing.assert_close(dict(m1.state_dict()), dict(reference.state_dict()))
-    with pytest.raises(FileNotFoundError, match="models/diffusion_models"):
+    with pytest.raises(FileNotFoundError, match="is not in /comfy/models/diffusion_models.*Files there now: "
+                                                "tiny_tempomaster.safetensors"):
         loader().load("missing.safetensors", "bf16", "sdpa")
     with pytest.raises(ValueError, match="weight_dtype"):
         loader().load("tiny_tempomaster.safetensors", "int8", "sdpa")
