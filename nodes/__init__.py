@@ -8,8 +8,8 @@ Modules of the six nodes: ``model_loader`` (LoadTempoModel), ``scheduler_node``
 (TreeScheduler), ``condition_node`` (MultiMaskCondition), ``sampler_nodes`` (BlueprintSampler,
 FrameRateRefiner), ``builtin_nodes`` (LoadTinyEncoders: the built-in model's text encoder and
 codec); the web view's HTTP route ``plan_route``; adapters ``vae_adapter``, ``text_adapter``,
-``progress``/``preview``, ``comfy_env``; the names the UI shows in ``display_names``; pure helpers ``parsing`` (image resizing lives in
-``tempomaster_core.images``); socket types in ``types``.
+``progress``/``preview``, ``comfy_env``; the names the UI shows in ``display_names``; pure helpers
+``parsing`` (image resizing lives in ``tempomaster_core.images``); socket types in ``types``.
 """
 
 from .builtin_nodes import LoadTinyEncoders
