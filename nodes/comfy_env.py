@@ -117,7 +117,7 @@ def model_folder_dirs(folder: str) -> list[str]:
         return []
     try:
         return list(fp.get_folder_paths(folder))
-    except KeyError:
+    except (AttributeError, KeyError):  # an unknown folder (or a folder_paths without the call)
         return []
 
 

@@ -222,7 +222,8 @@ def test_load_model_from_the_diffusion_models_folder(tmp_path, monkeypatch):
     assert m3 is not m1 and next(m3.parameters()).dtype == torch.bfloat16
     reference = make_tiny_dit(seed=5)
     torch.testing.assert_close(dict(m1.state_dict()), dict(reference.state_dict()))
-    with pytest.raises(FileNotFoundError, match="models/diffusion_models"):
+    with pytest.raises(FileNotFoundError, match="is not in /comfy/models/diffusion_models.*Files there now: "
+                                                "tiny_tempomaster.safetensors"):
         loader().load("missing.safetensors", "bf16", "sdpa")
     with pytest.raises(ValueError, match="weight_dtype"):
         loader().load("tiny_tempomaster.safetensors", "int8", "sdpa")

@@ -176,10 +176,6 @@ async def _with_page(port: int, url: str, drive) -> None:
             await drive(cdp)
 
 
-async def _drive(url: str, port: int) -> None:
-    await _with_page(port, url, _drive_tree_view)
-
-
 async def _drive_tree_view(cdp: "_DevTools") -> None:
     await cdp.evaluate("""(() => { app.graph.clear(); const n = LiteGraph.createNode('TempoMasterTreeScheduler');
         n.pos = [100, 80]; app.graph.add(n); n.setSize([360, n.size[1]]);
@@ -233,7 +229,8 @@ async def _drive_tree_view(cdp: "_DevTools") -> None:
     # the chain starts running in another prompt: the old time goes
     await cdp.evaluate("""(() => { const api = app.api || window.comfyAPI.api.api;
         api.dispatchCustomEvent('execution_start', {prompt_id: 'run-2'});
-        api.dispatchCustomEvent('executing', String(_bp.id)); app.graph.setDirtyCanvas(true, true); return true; })()""")
+        api.dispatchCustomEvent('executing', String(_bp.id));
+        app.graph.setDirtyCanvas(true, true); return true; })()""")
     await cdp.wait_for("(() => _tm.tempoTreeView.layout.rows[0].measured === null)()", "the old time cleared")
 
     # the view's widget is not a workflow value and not sent with the prompt
@@ -242,26 +239,32 @@ async def _drive_tree_view(cdp: "_DevTools") -> None:
     assert cdp.our_errors() == []
 
 
-def test_tree_view_appears_and_follows_the_widgets(comfy_web, tmp_path):
+def _run_in_chromium(url: str, profile, window: str, drive) -> None:
+    """Start headless Chromium (skip the test when it is not installed), open ComfyUI at ``url`` and
+    run ``drive(cdp)`` on the page; Chromium is stopped afterwards."""
     pytest.importorskip("aiohttp")
     chromium = _chromium()
     if chromium is None:
         pytest.skip("chromium is not installed (apt-get install chromium)")
     port = free_port()
     cmd = [chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-           f"--remote-debugging-port={port}", f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1400,1000",
-           "about:blank"]
+           f"--remote-debugging-port={port}", f"--user-data-dir={profile}", f"--window-size={window}", "about:blank"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        asyncio.run(_drive(comfy_web, port))
+        asyncio.run(_with_page(port, url, drive))
     finally:
         stop_process_group(proc)
+
+
+def test_tree_view_appears_and_follows_the_widgets(comfy_web, tmp_path):
+    _run_in_chromium(comfy_web, tmp_path / "profile", "1400,1000", _drive_tree_view)
 
 
 # In-page check of the graph on screen as the frontend laid it out: node boxes with their title bars (getBounding)
 # and the badge row above them, group title bars, the note inside the visible area, unknown node types.
 _LAYOUT = """(() => {
-  const nodes = app.graph.nodes, badge = 22, out = {missing: [], overlaps: [], groups: [], note: null, count: nodes.length};
+  const nodes = app.graph.nodes, badge = 22;
+  const out = {missing: [], overlaps: [], groups: [], note: null, count: nodes.length};
   const box = (n) => { const b = n.getBounding(); return [b[0], b[1] - badge, b[0] + b[2], b[1] + b[3]]; };
   const meet = (a, b) => a[0] < b[2] && b[0] < a[2] && a[1] < b[3] && b[1] < a[3];
   for (const n of nodes) if (!(n.type in LiteGraph.registered_node_types)) out.missing.push(n.type);
@@ -284,38 +287,45 @@ _LAYOUT = """(() => {
 def _warn_text_pixels(node: str) -> str:
     """Count of pixels of the view's warning text colour on ``node``'s rectangle of the canvas."""
     return """(() => { const n = %s, c = app.canvas.canvas, ds = app.canvas.ds, r = window.devicePixelRatio || 1;
-      const x = Math.round((n.pos[0] + ds.offset[0]) * ds.scale * r), y = Math.round((n.pos[1] + ds.offset[1]) * ds.scale * r);
+      const x = Math.round((n.pos[0] + ds.offset[0]) * ds.scale * r);
+      const y = Math.round((n.pos[1] + ds.offset[1]) * ds.scale * r);
       const w = Math.round(n.size[0] * ds.scale * r), h = Math.round(n.size[1] * ds.scale * r);
       const d = c.getContext('2d').getImageData(x, y, w, h).data; let k = 0;
-      for (let i = 0; i < d.length; i += 4) if (Math.abs(d[i] - 255) < 40 && Math.abs(d[i + 1] - 138) < 40 && Math.abs(d[i + 2] - 122) < 40) k++;
-      return k; })()""" % node
+      const near = (i, v) => Math.abs(d[i] - v) < 40;
+      for (let i = 0; i < d.length; i += 4) if (near(i, 255) && near(i + 1, 138) && near(i + 2, 122)) k++;
+      return k; })()""" % node  # COLORS.warnText of web/tree_view.js
+
+
+def _load_template(name: str) -> str:
+    """In-page: open the pack's template ``name`` as the template browser does (``app.loadGraphData``)."""
+    from urllib.parse import quote
+
+    return (f"(async () => {{ const r = await fetch('/api/workflow_templates/tempomaster/{quote(name)}.json');"
+            f" await app.loadGraphData(await r.json(), true, true, {json.dumps(name)}); return true; }})()")
 
 
 async def _drive_templates(cdp: "_DevTools", url: str) -> None:
-    from urllib.parse import quote
-
     templates = json.loads(urllib.request.urlopen(url + "/workflow_templates", timeout=30).read())["tempomaster"]
     assert len(templates) == 4
     for name in templates:
-        await cdp.evaluate(f"""(async () => {{ const r = await fetch('/api/workflow_templates/tempomaster/{quote(name)}.json');
-            await app.loadGraphData(await r.json(), true, true, {json.dumps(name)}); return true; }})()""")
+        await cdp.evaluate(_load_template(name))
         await asyncio.sleep(2.0)  # a few frames: the tree view plans, draws and grows its node
         layout = json.loads(await cdp.evaluate(_LAYOUT))
         assert layout["count"] >= 10 and layout["missing"] == [], (name, layout)
-        assert layout["overlaps"] == [] and layout["groups"] == [] and layout["note"] is True, json.dumps([name, layout])
+        assert layout["overlaps"] == [] and layout["groups"] == [] and layout["note"] is True, json.dumps(layout)
         if "14B" in name:  # the Missing Models dialog names the DiT with its folder
-            listed = await cdp.wait_for("(() => Array.from(document.querySelectorAll('.p-dialog')).map((d) => d.innerText)"
-                                        ".find((t) => t.includes('Missing Models')))()", "the Missing Models dialog")
+            listed = await cdp.wait_for("(() => Array.from(document.querySelectorAll('.p-dialog'))"
+                                        ".map((d) => d.innerText).find((t) => t.includes('Missing Models')))()",
+                                        "the Missing Models dialog")
             assert "diffusion_models / wan_video_dit_bf16.bin" in listed and "vae / wan_2.1_vae.safetensors" in listed
         for kind in ("keyDown", "keyUp"):
             await cdp.call("Input.dispatchKeyEvent", type=kind, key="Escape", code="Escape", windowsVirtualKeyCode=27)
 
     # the tiny template: an invalid chunks value is drawn as text where the tree was
     tiny = next(t for t in templates if "Tiny" in t)
-    await cdp.evaluate(f"""(async () => {{ const r = await fetch('/api/workflow_templates/tempomaster/{quote(tiny)}.json');
-        await app.loadGraphData(await r.json(), true, true, {json.dumps(tiny)});
-        window._tm = app.graph.nodes.find((n) => n.type === 'TempoMasterTreeScheduler');
-        app.canvas.ds.offset = [-_tm.pos[0] + 20, -_tm.pos[1] + 60]; app.canvas.ds.scale = 1; return true; }})()""")
+    await cdp.evaluate(_load_template(tiny))
+    await cdp.evaluate("""(() => { window._tm = app.graph.nodes.find((n) => n.type === 'TempoMasterTreeScheduler');
+        app.canvas.ds.offset = [-_tm.pos[0] + 20, -_tm.pos[1] + 60]; app.canvas.ds.scale = 1; return true; })()""")
     priced = await cdp.wait_for("(() => { const d = _tm.tempoTreeView.data; return d && d.model && d.model.label; })()",
                                 "the tiny plan")
     assert priced == "TempoMaster-Tiny (built-in)"  # the loader's model, not the 14B
@@ -323,7 +333,8 @@ async def _drive_templates(cdp: "_DevTools", url: str) -> None:
     lines = json.loads(await cdp.wait_for(
         "(() => { const l = _tm.tempoTreeView.layout; return l && l.error && JSON.stringify(l.footer); })()",
         "the plan error"))
-    assert lines[0]["text"].startswith("Plan error: chunks: 'abc'") and all(isinstance(x["y"], (int, float)) for x in lines)
+    assert lines[0]["text"].startswith("Plan error: chunks: 'abc'")
+    assert all(isinstance(line["y"], (int, float)) for line in lines)
     await asyncio.sleep(0.5)
     assert await cdp.evaluate(_warn_text_pixels("_tm")) > 30  # painted, in the warning colour
     await cdp.evaluate(_set_widget("chunks", "2,4"))
@@ -331,18 +342,22 @@ async def _drive_templates(cdp: "_DevTools", url: str) -> None:
                        "the tree again")
 
     # two runs: the tree view shows the latest run's measured times only
-    reports = "JSON.stringify({run: _tm.tempoTreeView.measured.runId, levels: _tm.tempoTreeView.measured.reports.map(r => r.level)})"
-    await cdp.evaluate("(async () => { await app.queuePrompt(0, 1); return true; })()")
-    first = json.loads(await cdp.wait_for(f"(() => {{ const s = JSON.parse({reports}); return s.levels.length === 3 && JSON.stringify(s); }})()",
-                                          "the first run's three levels", timeout=RUN_WAIT_S))
+    async def measured(condition: str, what: str) -> dict:
+        """Wait until ``condition`` holds for ``s`` = the view's measured run id and levels; returns ``s``."""
+        state = ("{run: _tm.tempoTreeView.measured.runId, "
+                 "levels: _tm.tempoTreeView.measured.reports.map((r) => r.level)}")
+        check = f"(() => {{ const s = {state}; return ({condition}) && JSON.stringify(s); }})()"
+        return json.loads(await cdp.wait_for(check, what, timeout=RUN_WAIT_S))
+
+    queue = "(async () => { await app.queuePrompt(0, 1); return true; })()"
+    await cdp.evaluate(queue)
+    first = await measured("s.levels.length === 3", "the first run's three levels")
     await cdp.evaluate("""(() => { const bp = app.graph.nodes.find((n) => n.type === 'TempoMasterBlueprintSampler');
         const seed = bp.widgets.find((w) => w.name === 'seed'); seed.value = seed.value + 1; return true; })()""")
-    await cdp.evaluate("(async () => { await app.queuePrompt(0, 1); return true; })()")
-    cleared = await cdp.wait_for(f"(() => {{ const s = JSON.parse({reports}); return s.run !== {json.dumps(first['run'])} && s.levels.length < 3; }})()",
-                                 "the old times cleared when the new run starts", timeout=RUN_WAIT_S)
-    assert cleared
-    second = json.loads(await cdp.wait_for(f"(() => {{ const s = JSON.parse({reports}); return s.levels.length === 3 && JSON.stringify(s); }})()",
-                                           "the second run's three levels", timeout=RUN_WAIT_S))
+    await cdp.evaluate(queue)
+    await measured(f"s.run !== {json.dumps(first['run'])} && s.levels.length < 3",
+                   "the old times cleared when the new run starts")
+    second = await measured("s.levels.length === 3", "the second run's three levels")
     assert second["run"] != first["run"]
     rows = json.loads(await cdp.evaluate("JSON.stringify(_tm.tempoTreeView.layout.rows.map(r => r.measuredText))"))
     assert all(text.startswith("measured ") and "another model" not in text for text in rows), rows
@@ -350,20 +365,9 @@ async def _drive_templates(cdp: "_DevTools", url: str) -> None:
 
 
 def test_templates_errors_and_runs_in_the_browser(comfy_web, tmp_path):
-    pytest.importorskip("aiohttp")
     from nodes.builtin_nodes import tiny_available
 
     if not tiny_available():
         pytest.skip("the built-in TempoMaster-Tiny files are missing")
-    chromium = _chromium()
-    if chromium is None:
-        pytest.skip("chromium is not installed (apt-get install chromium)")
-    port = free_port()
-    cmd = [chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-           f"--remote-debugging-port={port}", f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1280,720",
-           "about:blank"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        asyncio.run(_with_page(port, comfy_web, lambda cdp: _drive_templates(cdp, comfy_web)))
-    finally:
-        stop_process_group(proc)
+    # 1280x720: the window the templates' first view is laid out for (tools/workflow_tools.VIEWPORT)
+    _run_in_chromium(comfy_web, tmp_path / "profile", "1280,720", lambda cdp: _drive_templates(cdp, comfy_web))
