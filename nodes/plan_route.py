@@ -182,7 +182,8 @@ def resolve_model(spec: Any) -> tuple[Any, str, dict]:
     ``spec``: ``None`` (nothing connected: the 14B release, said in the description), a shape
     name of :data:`tempomaster_core.cost.KNOWN_CONFIGS`, or ``{"model_name", "weight_dtype"}``
     of a Load TempoMaster Model node: its checkpoint's shape (:func:`nodes.model_loader.model_config`,
-    no weights read). A file that is missing or unreadable is priced as the 14B release, and the
+    no weights read), for a name the loader lists (:func:`nodes.model_loader.available_models`; a
+    request never names a file path). A file that is missing or unreadable is priced as the 14B release, and the
     description says why. Description: ``{"label", "model_name", "weight_dtype", "key",
     "parameters", "assumed", "note"}`` (``assumed``: the model in use is unknown or unreadable, so
     the 14B release was priced; ``note`` says why).
@@ -193,7 +194,7 @@ def resolve_model(spec: Any) -> tuple[Any, str, dict]:
     from tempomaster_core.cost import KNOWN_CONFIGS, dit_parameter_count
     from tempomaster_core.loading import CheckpointError
 
-    from .model_loader import MODEL_FOLDER, model_config
+    from .model_loader import MODEL_FOLDER, available_models, model_config
 
     name, dtype, note = None, "bf16", None
     if spec is None:
@@ -205,6 +206,8 @@ def resolve_model(spec: Any) -> tuple[Any, str, dict]:
     else:
         name, dtype, key = spec["model_name"], spec.get("weight_dtype", "bf16"), None
         try:
+            if name not in available_models():  # only what the loader offers: no file path from a request
+                raise FileNotFoundError(name)
             config = model_config(name)
         except FileNotFoundError:
             key, note = "14B", f"{name} is not in models/{MODEL_FOLDER}/ yet: priced as the 14B release"

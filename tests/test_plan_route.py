@@ -339,16 +339,22 @@ def _tiny_request(**model):
                 samplers={"steps": [3, 3, 3], "cfg": [1.0, 1.0, 1.0]}, **({"model": model} if model else {}))
 
 
-def test_the_plan_is_priced_for_the_model_the_loader_names(tmp_path):
+def test_the_plan_is_priced_for_the_model_the_loader_names(tmp_path, monkeypatch):
     """The tree view sends the Load TempoMaster Model widgets: the route prices that checkpoint's own shape
     and dtype (read from its header), and the sampler's report of a level carries the same model key and
     the same FLOPs as the row it is drawn on."""
+    import torch
+
+    from comfy_fakes import install_fake_comfy
     from tempomaster_core.loading import save_dit
 
     model = make_tiny_dit(seed=0).float()
-    path = tmp_path / "tiny.safetensors"
+    path, legacy = tmp_path / "tiny.safetensors", tmp_path / "legacy.bin"
     save_dit(model, path)
-    status, body = plan_response(_tiny_request(model_name=str(path), weight_dtype="fp32"))
+    torch.save(model.state_dict(), legacy, _use_new_zipfile_serialization=False)
+    install_fake_comfy(monkeypatch, folders={"diffusion_models": {"tiny.safetensors": str(path),
+                                                                  "legacy.bin": str(legacy)}})
+    status, body = plan_response(_tiny_request(model_name="tiny.safetensors", weight_dtype="fp32"))
     assert status == 200 and body["model"]["assumed"] is False and body["model"]["note"] is None
     assert body["model"]["key"] == plan_route.model_key(model.config, "fp32")
     assert body["cost"]["weight_bytes"] == sum(p.numel() * 4 for p in model.parameters())  # this model, fp32
@@ -362,14 +368,13 @@ def test_the_plan_is_priced_for_the_model_the_loader_names(tmp_path):
     # a file that is not there, or one whose shapes cannot be read without loading it: the 14B, and why
     status, missing = plan_response(_tiny_request(model_name="nope.safetensors", weight_dtype="bf16"))
     assert status == 200 and missing["model"]["assumed"] and "nope.safetensors is not in" in missing["model"]["note"]
-    import torch
-
-    legacy = tmp_path / "legacy.bin"
-    torch.save(model.state_dict(), legacy, _use_new_zipfile_serialization=False)
-    status, old = plan_response(_tiny_request(model_name=str(legacy)))
+    status, old = plan_response(_tiny_request(model_name="legacy.bin"))
     assert status == 200 and old["model"]["assumed"] and "legacy (non-zip)" in old["model"]["note"]
-    status, bad = plan_response(_tiny_request(model_name=str(path), weight_dtype="int8"))
+    status, bad = plan_response(_tiny_request(model_name="tiny.safetensors", weight_dtype="int8"))
     assert status == 400 and "weight_dtype" in bad["error"]
+    # a path is not a name the loader offers: nothing is read from it
+    status, path_body = plan_response(_tiny_request(model_name=str(path), weight_dtype="fp32"))
+    assert status == 200 and path_body["model"]["assumed"]
 
 
 def test_the_builtin_model_is_priced_as_the_loader_loads_it():
