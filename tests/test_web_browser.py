@@ -307,19 +307,25 @@ def _load_template(name: str) -> str:
 async def _drive_templates(cdp: "_DevTools", url: str) -> None:
     templates = json.loads(urllib.request.urlopen(url + "/workflow_templates", timeout=30).read())["tempomaster"]
     assert len(templates) == 4
+    dialogs = "JSON.stringify(Array.from(document.querySelectorAll('.p-dialog')).map((d) => d.innerText.slice(0, 200)))"
     for name in templates:
+        await cdp.wait_for(f"{dialogs} === '[]'", "no dialog open")
         await cdp.evaluate(_load_template(name))
         await asyncio.sleep(2.0)  # a few frames: the tree view plans, draws and grows its node
         layout = json.loads(await cdp.evaluate(_LAYOUT))
         assert layout["count"] >= 10 and layout["missing"] == [], (name, layout)
         assert layout["overlaps"] == [] and layout["groups"] == [] and layout["note"] is True, json.dumps(layout)
         if "14B" in name:  # the Missing Models dialog names the DiT with its folder
-            listed = await cdp.wait_for("(() => Array.from(document.querySelectorAll('.p-dialog'))"
-                                        ".map((d) => d.innerText).find((t) => t.includes('Missing Models')))()",
-                                        "the Missing Models dialog")
+            try:
+                listed = await cdp.wait_for("(() => Array.from(document.querySelectorAll('.p-dialog'))"
+                                            ".map((d) => d.innerText).find((t) => t.includes('Missing Models')))()",
+                                            "the Missing Models dialog")
+            except AssertionError as err:
+                raise AssertionError(f"{err}; dialogs: {await cdp.evaluate(dialogs)}") from None
             assert "diffusion_models / wan_video_dit_bf16.bin" in listed and "vae / wan_2.1_vae.safetensors" in listed
         for kind in ("keyDown", "keyUp"):
             await cdp.call("Input.dispatchKeyEvent", type=kind, key="Escape", code="Escape", windowsVirtualKeyCode=27)
+        await asyncio.sleep(0.5)
 
     # the tiny template: an invalid chunks value is drawn as text where the tree was
     tiny = next(t for t in templates if "Tiny" in t)
