@@ -172,7 +172,7 @@ def test_pack_loads_and_object_info_lists_our_nodes_with_tooltips(comfy):
 
     # the built-in model (real or the stand-in bundle) first, then models/diffusion_models/
     assert info["TempoMasterLoadModel"]["input"]["required"]["model_name"][0] == [
-        BUILTIN_MODEL_NAME, "tiny_tempomaster.safetensors"]
+        BUILTIN_MODEL_NAME, "tiny_tempomaster.safetensors", "tiny_tempomaster_merged.safetensors"]
     assert info["TempoMasterLoadTinyEncoders"]["output"] == ["CLIP", "VAE"]
     ours = [line for line in log_path.read_text(errors="replace").splitlines() if "custom_nodes/tempomaster" in line]
     assert ours, "ComfyUI did not report loading the pack"
