@@ -23,6 +23,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from tempomaster_core.noise_prior import correlate_frames, model_frame_correlation
+
 EDGE_MARGIN = 2
 """An object whose bounding box comes within this many pixels of the frame border touches the edge
 (it may legitimately enter or leave the frame there)."""
@@ -151,7 +153,8 @@ def cross_frame_sensitivity(model, x0: torch.Tensor, y: torch.Tensor, context: t
         context: ``[B, L, text_dim]`` text embeddings of their captions.
         positions: ``[B, T]`` RoPE temporal positions.
         sigmas: noise levels probed.
-        seed: noise seed.
+        seed: noise seed (the base noise is drawn from the model's source prior,
+            :func:`tempomaster_core.noise_prior.correlate_frames`; each bump is i.i.d.).
 
     Returns:
         ``{sigma: ratio}``: mean over clips and perturbed frames of (mean absolute change of the
@@ -161,7 +164,8 @@ def cross_frame_sensitivity(model, x0: torch.Tensor, y: torch.Tensor, context: t
     b, _, frames = x0.shape[:3]
     out = {}
     for sigma in sigmas:
-        xt = (1 - sigma) * x0 + sigma * torch.randn(x0.shape, generator=g)
+        noise = correlate_frames(torch.randn(x0.shape, generator=g), model_frame_correlation(model))
+        xt = (1 - sigma) * x0 + sigma * noise  # the model's own source prior
         timestep = torch.full((b,), sigma * 1000.0)
 
         def estimate(x):

@@ -12,6 +12,7 @@ from dataclasses import dataclass, asdict
 from typing import Optional
 
 from .defaults import TEXT_LEN
+from .noise_prior import check_frame_correlation
 from .validation import is_integer, require_int, require_number
 
 UMT5_TEXT_DIM = 4096
@@ -54,6 +55,13 @@ class DiTConfig:
     shape: recorded in the safetensors metadata (``tempomaster_config``) of checkpoints that set
     it; the built-in bundle's loaders pass its text encoder's length
     (:func:`tempomaster_core.loading.load_dit` ``text_len=``)."""
+    noise_frame_correlation: float = 0.0
+    """Correlation ``rho`` in ``[0, 1)`` between the initial noise of neighbouring latent frames in
+    the source distribution the model was trained from (:mod:`tempomaster_core.noise_prior`, the
+    progressive prior of PYoCo). 0 = i.i.d. Gaussian noise: Wan 2.x and the released 14B. Not a
+    weight shape: recorded in the safetensors metadata (``tempomaster_config``) and ``dit.json`` of
+    models trained with another prior (the built-in TempoMaster-Tiny); every level's noise is drawn
+    from it (:func:`tempomaster_core.sampling.seeded_noise`)."""
 
     def __post_init__(self) -> None:
         for name in ("dim", "ffn_dim", "num_heads", "num_layers", "in_dim", "out_dim", "text_dim", "freq_dim"):
@@ -67,6 +75,7 @@ class DiTConfig:
             object.__setattr__(self, "text_len", TEXT_LEN)
         if self.text_len is not None:
             require_int(self.text_len, "DiTConfig.text_len", minimum=1, error=ValueError)
+        check_frame_correlation(self.noise_frame_correlation, "DiTConfig.noise_frame_correlation")
         for name in ("eps", "rope_theta"):
             require_number(getattr(self, name), f"DiTConfig.{name}", minimum=0.0, exclusive_minimum=True,
                            parse_text=True, error=ValueError)

@@ -47,6 +47,7 @@ from typing import Callable, Mapping, NamedTuple
 import torch
 
 from .config import DiTConfig
+from .noise_prior import check_frame_correlation
 from .fp8 import FP8_DTYPES, INPUT_SCALE_SUFFIX, SCALE_SUFFIX, SCALED_FP8_MARKER, is_fp8_dtype, is_fp8_weight, storage_tensor
 from .model import TempoMasterDiT
 from .ops import CastOps, supports_weight_scale
@@ -476,6 +477,20 @@ def _metadata_text_len(recorded: Mapping) -> int | None:
     return None if value is None else _metadata_number(value, "text_len", integer=True)
 
 
+def _metadata_frame_correlation(recorded: Mapping) -> float:
+    """The latent-frame noise correlation recorded in a checkpoint's ``tempomaster_config`` metadata
+    (0.0, i.i.d. noise, if absent; see :attr:`DiTConfig.noise_frame_correlation`).
+
+    Raises:
+        CheckpointError: a recorded value that is not a number in ``[0, 1)``.
+    """
+    value = recorded.get("noise_frame_correlation", 0.0)
+    try:
+        return check_frame_correlation(value, "noise_frame_correlation")
+    except ValueError as err:
+        raise CheckpointError(f"bad noise_frame_correlation {value!r} in the safetensors metadata: {err}") from None
+
+
 class CheckpointLayout(NamedTuple):
     """What :func:`checkpoint_layout` reads from an opened checkpoint.
 
@@ -520,7 +535,7 @@ def checkpoint_layout(ckpt, num_heads: int | None = None) -> CheckpointLayout:
         num_heads: override; otherwise from the metadata or ``dim // 128``.
 
     Returns:
-        a :class:`CheckpointLayout` (``num_heads``, ``eps``, ``rope_theta`` and ``text_len`` of the
+        a :class:`CheckpointLayout` (``num_heads``, ``eps``, ``rope_theta``, ``text_len`` and ``noise_frame_correlation`` of the
         config from the metadata where recorded).
 
     Raises:
@@ -539,7 +554,8 @@ def checkpoint_layout(ckpt, num_heads: int | None = None) -> CheckpointLayout:
     config = infer_config_from_shapes(shapes, num_heads=heads, eps=eps)
     recorded = _recorded_config(ckpt.metadata)
     config = dataclasses.replace(config, rope_theta=_metadata_rope_theta(recorded, config.rope_theta),
-                                 text_len=_metadata_text_len(recorded))
+                                 text_len=_metadata_text_len(recorded),
+                                 noise_frame_correlation=_metadata_frame_correlation(recorded))
     return CheckpointLayout(rename, shapes, config, scales)
 
 

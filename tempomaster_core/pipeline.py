@@ -43,6 +43,7 @@ from .guidance import guidance_kind, make_guidance, x0_from_velocity
 from .level_settings import per_level
 from .plan import LevelPlan, TreePlan
 from .protocols import NonFiniteError, check_compatible, check_vae_result, codec_device
+from .noise_prior import model_frame_correlation
 from .sampling import NUM_TRAIN_TIMESTEPS, euler_step, flow_sigmas, next_sigmas, seeded_noise
 from .validation import (
     InputError, require_cfg, require_optional_batch, require_seed, require_shift, require_steps,
@@ -513,7 +514,7 @@ def run_level(
     level = plan.levels[index]
     clips, masks = make_clips(level)
     y = build_condition(codec, clips, masks, batch_size=settings.max_batch)
-    noise = seeded_noise(_level_noise_shape(plan, level, codec), settings.seed)
+    noise = seeded_noise(_level_noise_shape(plan, level, codec), settings.seed, model_frame_correlation(model))
     latents = denoise(model, noise, y, level.temporal_positions, positive, negative, settings,
                       progress=progress, level_index=index)
     frames = _decode_level(codec, latents, level, plan.height, plan.width)

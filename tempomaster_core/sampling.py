@@ -15,6 +15,8 @@ from typing import Sequence
 
 import torch
 
+from .noise_prior import correlate_frames
+
 from .validation import InputError, require_seed, require_shift, require_steps
 
 NUM_TRAIN_TIMESTEPS = 1000
@@ -66,18 +68,29 @@ def euler_step(x: torch.Tensor, velocity: torch.Tensor, sigma: float, sigma_next
     return x + velocity.to(x.dtype) * (float(sigma_next) - float(sigma))
 
 
-def seeded_noise(shape: Sequence[int], seed: int) -> torch.Tensor:
-    """Reproducible Gaussian noise, float32 CPU.
+def seeded_noise(shape: Sequence[int], seed: int, frame_correlation: float = 0.0) -> torch.Tensor:
+    """Reproducible Gaussian noise from the model's source distribution, float32 CPU.
 
-    Exactly ``torch.randn(shape, generator=torch.Generator('cpu').manual_seed(seed),
-    dtype=torch.float32)`` (reference ``generate_noise`` with ``rand_device='cpu'``):
-    the blueprint draws ``[1, C, T, h, w]``; each refinement level draws its full
-    ``[chunks, C, T, h, w]`` from a fresh generator seeded with the same seed, so
-    chunk 0 gets the same noise at every level of equal latent shape.
+    With ``frame_correlation`` 0 (every Wan model, the released 14B): exactly
+    ``torch.randn(shape, generator=torch.Generator('cpu').manual_seed(seed), dtype=torch.float32)``
+    (reference ``generate_noise`` with ``rand_device='cpu'``). Otherwise that same draw turned into
+    the progressive prior over latent frames the model was trained from
+    (:func:`tempomaster_core.noise_prior.correlate_frames`; ``shape`` is then ``[B, C, T, h, w]``).
+    The blueprint draws ``[1, C, T, h, w]``; each refinement level draws its full
+    ``[chunks, C, T, h, w]`` from a fresh generator seeded with the same seed, so chunk 0 gets the
+    same noise at every level of equal latent shape.
+
+    Args:
+        shape: noise shape (``[B, C, T, h, w]`` when ``frame_correlation`` > 0).
+        seed: integer in ``[0, 2**64)``.
+        frame_correlation: ``rho`` in ``[0, 1)``, the model's
+            :attr:`~tempomaster_core.config.DiTConfig.noise_frame_correlation`.
 
     Raises:
         InputError (a ValueError): ``seed`` is not an integer in ``[0, 2**64)``.
+        ValueError: ``frame_correlation`` outside ``[0, 1)`` or, when it is > 0, a shape that is not 5-D.
     """
     seed = require_seed(seed)
     generator = torch.Generator("cpu").manual_seed(seed)
-    return torch.randn(tuple(int(s) for s in shape), generator=generator, dtype=torch.float32)
+    noise = torch.randn(tuple(int(s) for s in shape), generator=generator, dtype=torch.float32)
+    return correlate_frames(noise, frame_correlation) if frame_correlation else noise

@@ -4,6 +4,7 @@ Micro sizes throughout (random micro codec, 1-layer DiT, 9-frame 32x32 clips): t
 about 20 s on a 2-core CPU (the ``torch.compile`` check is marked ``slow`` and runs separately).
 """
 
+import json
 import math
 import shutil
 
@@ -328,15 +329,18 @@ def test_train_writes_a_bundle_and_continues_from_it(tmp_path):
     from tempomaster_core.loading import load_dit
 
     codec = micro_codec()
-    cfg = micro_cfg(pool=8)
+    cfg = micro_cfg(pool=8, noise_frame_correlation=0.5)
     train(tmp_path, codec=codec, cfg=cfg, seed=0, steps=2, val_samples=2, checkpoint_minutes=0)
     for name in ("dit.safetensors", "dit.json", "text_encoder.safetensors", "text_encoder.json",
                  "dit_train.json", "defaults.json"):
         assert (tmp_path / name).is_file()
     saved = load_dit(tmp_path / "dit.safetensors", dtype=torch.float32)
     assert saved.config.in_dim == 2 * 4 + 4 and saved.config.text_dim == cfg.text_dim
+    # the source prior it was trained from travels with the weights, so sampling draws from it
+    assert saved.config.noise_frame_correlation == 0.5
+    assert json.loads((tmp_path / "dit.json").read_text())["noise_frame_correlation"] == 0.5
     # continuing with lr 0 leaves the weights (and their EMA) exactly where they started
-    summary = train(tmp_path / "next", codec=codec, cfg=micro_cfg(pool=8, lr=0.0), seed=3, steps=1,
+    summary = train(tmp_path / "next", codec=codec, cfg=micro_cfg(pool=8, lr=0.0, noise_frame_correlation=0.5), seed=3, steps=1,
                     val_samples=2, save=False, init=tmp_path, schedule_steps=50)
     model, _ = summary["_ema"]
     assert summary["init"] == str(tmp_path) and summary["schedule_steps"] == 50
@@ -358,7 +362,8 @@ def test_shipped_weights_were_trained_with_the_default_recipe():
     defaults = asdict(TrainConfig())
     assert recorded["config"] == {k: defaults[k] for k in recorded["config"]}
     # options added after the shipped run default to what it did
-    assert {k: v for k, v in defaults.items() if k not in recorded["config"]} == {"blueprint_t0_max": None}
+    assert {k: v for k, v in defaults.items() if k not in recorded["config"]} == {"blueprint_t0_max": None,
+                                                                             "noise_frame_correlation": 0.0}
 
 
 def test_blueprint_t0_max_starts_blueprint_clips_early_and_leaves_refinement_clips():

@@ -79,6 +79,7 @@ from ..config import DiTConfig
 from ..defaults import BLUEPRINT_SHIFT, REFINEMENT_SHIFT
 from ..loading import save_dit
 from ..model import TempoMasterDiT
+from ..noise_prior import correlate_frames, model_frame_correlation
 from ..tiny.builtin import shipped_defaults
 from ..tiny.codec import TinyVideoCodec
 from ..tiny.captions import random_caption
@@ -115,9 +116,12 @@ class TrainConfig:
     ``blueprint_t0_max``: if set, blueprint-case clips start at a scene time drawn from
     ``[0, blueprint_t0_max)`` 24 fps frames, where the caption's motion direction still holds
     (captions name the initial motion; objects bounce later), instead of ``[8, 480)`` like
-    refinement clips. ``None`` (the shipped recipe) keeps ``[8, 480)`` for every clip (a full
-    CPU run with 8 did not count better than the shipped one: see the model card). Fields
-    added after the shipped run default to its behaviour.
+    refinement clips. ``None`` keeps ``[8, 480)`` for every clip (a full
+    CPU run with 8 did not count better than the shipped one: see the model card).
+    ``noise_frame_correlation``: ``rho`` of the progressive noise prior the model is trained from
+    (:mod:`tempomaster_core.noise_prior`; recorded in the DiT's config so sampling draws from the
+    same prior); 0 = i.i.d. noise as Wan. Fields default to the behaviour before they were added;
+    the shipped bundle's command (its model card) sets the ones it uses.
     """
 
     dim: int = 192
@@ -142,12 +146,13 @@ class TrainConfig:
     grad_clip: float = 1.0
     ema: float = 0.997
     blueprint_t0_max: Optional[int] = None
+    noise_frame_correlation: float = 0.0
 
 
 def dit_config_for(codec, text_dim: int, cfg: TrainConfig, text_len: Optional[int] = None) -> DiTConfig:
     """The tiny :class:`DiTConfig` matching a codec: ``out_dim = codec.latent_channels``,
     ``in_dim = 2*C + codec.temporal_factor`` (noisy latent + mask + condition latent),
-    patch (1, 2, 2), sizes from ``cfg``; ``text_len`` the text encoder's ``max_length``
+    patch (1, 2, 2), sizes and the noise prior from ``cfg``; ``text_len`` the text encoder's ``max_length``
     (recorded in the checkpoint, :attr:`DiTConfig.text_len`).
 
     Raises:
@@ -158,6 +163,7 @@ def dit_config_for(codec, text_dim: int, cfg: TrainConfig, text_len: Optional[in
     config = DiTConfig(
         dim=cfg.dim, ffn_dim=cfg.ffn_mult * cfg.dim, num_heads=cfg.heads, num_layers=cfg.layers,
         in_dim=2 * c + tf, out_dim=c, text_dim=int(text_dim), freq_dim=cfg.freq_dim, text_len=text_len,
+        noise_frame_correlation=cfg.noise_frame_correlation,
     )
     TempoMasterDiT(config)  # validates head_dim for RoPE early, with its message
     return config
@@ -421,9 +427,11 @@ def flow_matching_loss(
     ``model(x_sigma, sigma*1000, text_encoder(captions), y, positions)``.
 
     Args:
-        generator: CPU generator for ``u`` ~ U(0,1) and the noise (unless given).
+        generator: CPU generator for ``u`` ~ U(0,1) and the noise (unless given); the noise is
+            drawn from the model's source prior (``model.config.noise_frame_correlation``,
+            :func:`tempomaster_core.noise_prior.correlate_frames`).
         u: optional ``[B]`` fixed schedule positions (validation); sigma = shifted ``u``.
-        noise: optional fixed ``[B, C, T, h, w]`` noise.
+        noise: optional fixed ``[B, C, T, h, w]`` noise (already from the model's prior).
 
     Returns:
         ``(loss, per_sample)``: scalar mean squared error and ``[B]`` per-sample MSE (detached).
@@ -433,7 +441,7 @@ def flow_matching_loss(
     if u is None:
         u = torch.rand(b, generator=generator)
     if noise is None:
-        noise = torch.randn(batch.x0.shape, generator=generator)
+        noise = correlate_frames(torch.randn(batch.x0.shape, generator=generator), model_frame_correlation(model))
     sigma = shifted_sigmas(u, batch.shifts).to(device)
     x0, noise = batch.x0.to(device), noise.to(device)
     s = sigma.view(-1, 1, 1, 1, 1)
@@ -576,7 +584,7 @@ def train(
                      seed_low=HELD_OUT_SEED_BASE, seed_high=HELD_OUT_SEED_BASE + 10_000_000)
     val_gen = torch.Generator().manual_seed(12345)
     val_u = (torch.arange(val_samples, dtype=torch.float32) + 0.5) / val_samples
-    val_noise = torch.randn(val.x0.shape, generator=val_gen)
+    val_noise = correlate_frames(torch.randn(val.x0.shape, generator=val_gen), cfg.noise_frame_correlation)
 
     def validate(m, t) -> dict:
         was = m.training, t.training
@@ -722,7 +730,7 @@ def main(argv: Optional[list] = None) -> None:
     for name in ("dim", "layers", "heads", "ffn_mult", "freq_dim", "text_dim", "text_layers", "frames", "size",
                  "t_max", "batch", "reuse", "pool", "warmup"):
         p.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(defaults, name))
-    for name in ("caption_dropout", "lr", "weight_decay", "min_lr_ratio", "grad_clip", "ema"):
+    for name in ("caption_dropout", "lr", "weight_decay", "min_lr_ratio", "grad_clip", "ema", "noise_frame_correlation"):
         p.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(defaults, name))
     p.add_argument("--blueprint-t0-max", type=int, default=None,
                    help="blueprint-case clips start at scene times [0, N) frames (default: [8, 480) like all clips)")
