@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from tempomaster_core import cli
+from tempomaster_core.defaults import NEGATIVE_PROMPT
 from tempomaster_core.loading import save_dit
 from tempomaster_core.wan import extra
 from tempomaster_core.wan.files import ModelFileError, find_model_files
@@ -120,3 +121,16 @@ def test_a_folder_with_neither_set_names_both(tmp_path, no_model, monkeypatch, c
     code, message = run(["--model-dir", "empty"], capsys)
     assert code == 2 and "neither a TempoMaster-Tiny bundle (missing dit.safetensors" in message
     assert "wan_video_dit_bf16.bin" in message and "umt5_xxl_fp16.safetensors" in message
+
+
+def test_the_14b_set_defaults_to_the_reference_settings(model_set, no_model):
+    args = cli.build_parser().parse_args(["generate", "--prompt", "a fox", "--out", "v.mp4", "--model-dir", "models",
+                                          "--tokenizer", "tok"])
+    job = cli.prepare_generate(args)
+    plan = job.plan
+    assert (plan.blueprint_frames, plan.height, plan.width, plan.final.fps) == (109, 480, 832, 24.0)
+    assert [level.num_chunks for level in plan.levels] == [1, 2, 4] and plan.final.num_frames == 436
+    assert (job.steps, job.shifts, job.cfg, job.guidance) == ([50, 32, 32], [5.0, 3.0, 3.0], [8.0] * 3, "apg")
+    assert job.negative_prompt == NEGATIVE_PROMPT and job.models.wan is not None
+    args.negative_prompt = ""
+    assert cli.prepare_generate(args).negative_prompt == ""
