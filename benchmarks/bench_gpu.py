@@ -74,7 +74,9 @@ def parse_args(argv=None):
     p.add_argument("--compile", choices=("auto", "on", "off"), default="auto",
                    help="time ours with torch.compile on every block too (auto: on CUDA only)")
     p.add_argument("--no-vae", action="store_true", help="skip the VAE rows")
-    p.add_argument("--repeats", type=int, default=1, help="timed guided steps per row (median); 1 warm-up each")
+    p.add_argument("--repeats", type=int, default=1,
+                   help="timed guided steps per row (median), after one warm-up step for the first row of each "
+                        "model/attention pair and for every compiled row")
     p.add_argument("--budget-s", type=float, default=540.0, help="skip the remaining rows after this many seconds")
     p.add_argument("--peak-tflops", type=float, help="bf16 peak for the MFU (default: from the device name)")
     p.add_argument("--json", type=Path, help="write the results here")
@@ -189,13 +191,15 @@ def _sync(device):
 
 
 @torch.no_grad()
-def timed(fn, device, repeats: int):
-    """``(median seconds, peak GiB allocated or None, last result, warm-up seconds)``: one warm-up call
-    (compilation happens there), then ``repeats`` timed calls."""
-    start = time.perf_counter()
-    result = fn()
-    _sync(device)
-    warmup = time.perf_counter() - start
+def timed(fn, device, repeats: int, warmup: bool = True):
+    """``(median seconds, peak GiB allocated or None, last result, warm-up seconds or None)``: one warm-up
+    call if asked (compilation happens there), then ``repeats`` timed calls."""
+    warmup_s = None
+    if warmup:
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        warmup_s = time.perf_counter() - start
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     times = []
@@ -205,7 +209,7 @@ def timed(fn, device, repeats: int):
         _sync(device)
         times.append(time.perf_counter() - start)
     peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
-    return statistics.median(times), peak, result, warmup
+    return statistics.median(times), peak, result, warmup_s
 
 
 def peak_tflops(device: torch.device, override):
@@ -268,7 +272,7 @@ def main(argv=None) -> dict:
             plan += [("ours", name, False, b) for name in backends if name != "sdpa"]
         if use_compile:
             plan.append(("ours", best, True, b))
-    rows, outputs = [], {}
+    rows, outputs, warmed = [], {}, set()
     eager_blocks = ours.blocks
     compiled_blocks = None
     if use_compile:  # one static graph per batch size, compiled in that row's warm-up (reported as warmup_s)
@@ -290,7 +294,10 @@ def main(argv=None) -> dict:
             ours.blocks = compiled_blocks if want_compile else eager_blocks  # same parameters
             fn = lambda: our_step(ours, inp)  # noqa: E731
         try:
-            seconds, peak_gib, out, warmup = timed(fn, device, args.repeats)
+            # a warm-up where it matters: the first step of a model/attention pair, every compiled shape
+            kind = (model_name, backend, want_compile)
+            seconds, peak_gib, out, warmup = timed(fn, device, args.repeats, warmup=want_compile or kind not in warmed)
+            warmed.add(kind)
         except Exception as exc:  # an attention backend or compile that does not run here
             rows.append({**row, "error": f"{type(exc).__name__}: {str(exc)[:300]}"})
             continue
