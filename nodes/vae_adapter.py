@@ -9,8 +9,8 @@ ComfyUI's Wan 2.1 VAE speaks ComfyUI's layouts:
 - ``encode_tiled`` / ``decode_tiled`` do the same by tiles (less memory).
 
 The core wants ``[B, 3, F, H, W]`` in ``[-1, 1]`` and *normalized* latents
-(``(raw - mean) / std`` per channel, Wan 2.1 statistics, the values of ComfyUI's
-``latent_formats.Wan21`` and of the Wan VAE release). :class:`ComfyVAECodec`
+(``(raw - mean) / std`` per channel, Wan 2.1 statistics:
+:mod:`tempomaster_core.wan.latents`). :class:`ComfyVAECodec`
 converts both ways. :func:`as_codec` is what the sampler nodes call: an object
 that already satisfies the core protocol (e.g. a built-in tiny codec offered
 through a VAE socket) is passed through unchanged.
@@ -25,21 +25,11 @@ from typing import Any, Optional
 import torch
 from einops import rearrange
 
+from tempomaster_core.wan import latents as wan_latents
+from tempomaster_core.wan.latents import WAN21_LATENT_CHANNELS, WAN21_SPATIAL_FACTOR, WAN21_TEMPORAL_FACTOR
+
 log = logging.getLogger("TempoMaster")
 
-#: Wan 2.1 VAE per-channel latent mean (normalized = (raw - mean) / std).
-WAN21_LATENT_MEAN = (
-    -0.7571, -0.7089, -0.9113, 0.1075, -0.1745, 0.9653, -0.1517, 1.5508,
-    0.4134, -0.0715, 0.5517, -0.3632, -0.1922, -0.9497, 0.2503, -0.2921,
-)
-#: Wan 2.1 VAE per-channel latent standard deviation.
-WAN21_LATENT_STD = (
-    2.8184, 1.4541, 2.3275, 2.6558, 1.2196, 1.7708, 2.6052, 2.0743,
-    3.2687, 2.1526, 2.8652, 1.5579, 1.6382, 1.1253, 2.8251, 1.9160,
-)
-WAN21_LATENT_CHANNELS = 16
-WAN21_TEMPORAL_FACTOR = 4
-WAN21_SPATIAL_FACTOR = 8
 
 _CODEC_ATTRS = ("latent_channels", "temporal_factor", "spatial_factor", "encode", "decode")
 
@@ -102,8 +92,6 @@ class ComfyVAECodec:
                 f"spatial factor {self.spatial_factor} (Wan 2.1: 16, 4, 8). Load wan_2.1_vae.safetensors "
                 "from models/vae/ with the Load VAE node (the Wan 2.2 VAE has 48 channels and does not fit)."
             )
-        self._mean = torch.tensor(WAN21_LATENT_MEAN, dtype=torch.float32).view(1, -1, 1, 1, 1)
-        self._std = torch.tensor(WAN21_LATENT_STD, dtype=torch.float32).view(1, -1, 1, 1, 1)
 
     @staticmethod
     def _vae_temporal_factor(vae: Any) -> int:
@@ -138,13 +126,11 @@ class ComfyVAECodec:
 
     def normalize(self, raw: torch.Tensor) -> torch.Tensor:
         """Raw Wan 2.1 latents ``[B, 16, T, h, w]`` -> normalized ``(raw - mean) / std`` (float32)."""
-        raw = raw.to(torch.float32)
-        return (raw - self._mean.to(raw.device)) / self._std.to(raw.device)
+        return wan_latents.normalize(raw)
 
     def denormalize(self, latents: torch.Tensor) -> torch.Tensor:
         """Normalized latents ``[B, 16, T, h, w]`` -> raw ``latents * std + mean`` (float32)."""
-        latents = latents.to(torch.float32)
-        return latents * self._std.to(latents.device) + self._mean.to(latents.device)
+        return wan_latents.denormalize(latents)
 
     def encode(self, video: torch.Tensor) -> torch.Tensor:
         """Pixels -> normalized latents.
@@ -159,15 +145,9 @@ class ComfyVAECodec:
         Raises:
             ValueError: wrong shape, or the VAE returned an unexpected latent shape.
         """
-        if video.ndim != 5 or video.shape[1] != 3:
-            raise ValueError(f"expected video [B, 3, F, H, W] in [-1, 1], got shape {tuple(video.shape)}")
-        b, _, f, h, w = video.shape
         tf, sf = self.temporal_factor, self.spatial_factor
-        if (f - 1) % tf or h % sf or w % sf:
-            raise ValueError(
-                f"video of {f} frames at {h}x{w} cannot be encoded: frames must be {tf}*n+1 and the "
-                f"size a multiple of {sf}"
-            )
+        wan_latents.check_pixels(video, tf, sf)
+        b, _, f, h, w = video.shape
         pixels = rearrange(((video.to(torch.float32) + 1.0) * 0.5).clamp(0.0, 1.0), "b c f h w -> b f h w c")
         # One clip [F, H, W, 3] per call: ComfyUI's VAE.encode crops every axis of
         # pixels.shape[1:-1] to a multiple of 8, which for a [B, F, H, W, 3] batch
@@ -199,10 +179,7 @@ class ComfyVAECodec:
         Raises:
             ValueError: wrong shape, or the VAE returned an unexpected frame count/size.
         """
-        if latents.ndim != 5 or latents.shape[1] != self.latent_channels:
-            raise ValueError(
-                f"expected latents [B, {self.latent_channels}, T, h, w], got shape {tuple(latents.shape)}"
-            )
+        wan_latents.check_latents(latents, self.latent_channels)
         b, _, t, h, w = latents.shape
         raw = self.denormalize(latents)
         if self.tiled:

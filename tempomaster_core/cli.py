@@ -2,12 +2,14 @@
 
 Runs the whole next-frame-rate tree (blueprint, then every refinement level) on
 the built-in TempoMaster-Tiny model (or another bundle directory with the same
-layout) and writes a video at the final level's fps; ``--save-levels`` also
-writes every level at its own fps. Defaults come from the bundle's recommended
-settings (``TinyBundle.defaults``); every flag overrides them.
+layout), or on the released 14B set (``--model-dir`` or ``--dit``/``--text-encoder``/
+``--vae``/``--tokenizer``, :mod:`tempomaster_core.cli_models`), and writes a video at the
+final level's fps; ``--save-levels`` also writes every level at its own fps. Defaults
+come from the model's recommended settings (``TinyBundle.defaults``; for the 14B the
+reference's); every flag overrides them.
 
 Everything the arguments alone can show is checked before any model is loaded:
-numbers, the device, the bundle directory, the plan, the output files (allowed
+numbers, the device, the model files (kinds and shapes from their headers), the plan, the output files (allowed
 suffix, not a directory, writable folder, not an input, no existing file without
 ``--overwrite``) and the condition images (readable, one per blueprint frame, index
 inside the blueprint). Output files are written to hidden temporary files and
@@ -35,6 +37,7 @@ from typing import Any, NoReturn, Optional, Sequence
 
 import torch
 
+from .cli_models import ModelChoice, add_model_flags, choose_models, encode_prompts, load_models
 from .defaults import CFG, GUIDANCE, SEED, default_schedule
 from .guidance import GUIDANCE_KINDS
 from .dit_options import configure_dit, parse_lora_spec
@@ -156,12 +159,15 @@ def build_parser() -> argparse.ArgumentParser:
                      description="TempoMaster next-frame-rate long-video generation.")
     sub = parser.add_subparsers(dest="command", required=True)
     g = sub.add_parser("generate", help="generate a video (blueprint + refinement levels)",
-                       description="Generate a video with the built-in TempoMaster-Tiny model "
-                                   "(or --model-dir). Unset options take the model's recommended values. "
+                       description="Generate a video with the built-in TempoMaster-Tiny model, "
+                                   "a TempoMaster-Tiny bundle (--model-dir) or the released 14B set (--model-dir "
+                                   "or --dit/--text-encoder/--vae). Unset options take the model's recommended "
+                                   "values (for the 14B: the reference's). "
                                    "Exit codes: 0 done, 1 failure while loading/generating, 2 bad usage "
                                    "(nothing written), 130 interrupted.")
     g.add_argument("--prompt", required=True, help="what the video shows")
-    g.add_argument("--negative-prompt", default="", help="what to steer away from (default: empty)")
+    g.add_argument("--negative-prompt", help="what to steer away from (default: the model's; empty for the tiny "
+                   "model, the reference's negative prompt for the 14B)")
     g.add_argument("--image", help="condition image for the first frame (image-to-video)")
     g.add_argument("--last-image", help="condition image for the last blueprint frame")
     g.add_argument("--keyframe", action="append", type=_keyframe, default=[], metavar="INDEX=PATH",
@@ -185,14 +191,16 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--width", type=int, help="frame width in pixels (multiple of 16)")
     g.add_argument("--fps", type=float, help="fps of the finest level (frame interval 1)")
     g.add_argument("--max-batch", type=int, help="at most this many chunks per forward (lower memory, same result)")
-    g.add_argument("--weight-dtype", default="fp32", choices=STORAGE_DTYPES,
-                   help="DiT weight dtype (default fp32); fp8_e4m3fn/fp8_e5m2 keep the block weights in one byte "
-                        "and compute in bf16")
+    g.add_argument("--weight-dtype", choices=STORAGE_DTYPES,
+                   help="DiT weight dtype (default: fp32 for the tiny model, bf16 for the 14B); fp8_e4m3fn/fp8_e5m2 "
+                        "keep the block weights in one byte and compute in bf16")
     g.add_argument("--lora", action="append", default=[], metavar="FILE[:STRENGTH]",
                    help="apply a LoRA .safetensors to the DiT at a strength (default 1); repeatable, in order")
     g.add_argument("--blocks-to-swap", type=int, default=0, metavar="N",
                    help="keep the first N DiT blocks in CPU memory and stream them to the device per forward")
-    g.add_argument("--model-dir", help="bundle directory (default: the built-in TempoMaster-Tiny)")
+    g.add_argument("--model-dir", help="a TempoMaster-Tiny bundle directory (default: the built-in one), or a folder "
+                   "holding the 14B set by its usual file names (ComfyUI's models folder, the reference's "
+                   "checkpoints folder, or all in one folder)")
     g.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                    help="torch device: cpu, cuda, cuda:N or mps (default: cuda when available)")
     g.add_argument("--out", required=True,
@@ -201,6 +209,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also write every level at its own fps (<out>_level<i>_<fps>fps.<suffix>)")
     g.add_argument("--overwrite", action="store_true", help="replace existing output files")
     g.add_argument("--debug", action="store_true", help="print the traceback of an error")
+    add_model_flags(g.add_argument_group(
+        "the released 14B set (pip install \"tempomaster[wan]\")",
+        "Each flag names one file and wins over what --model-dir holds; with a folder, files are found by their "
+        "usual names."))
     lg = g.add_argument_group(
         "long video (multi-mask continuation)",
         "With --seconds or --extend the video is made in segments: each segment is a tree in which the last "
@@ -375,13 +387,15 @@ class GenerateJob:
         conditions: ``{non-negative blueprint frame: image float32 [3, H, W] in [-1, 1]}``.
         outputs: ``[(path, level index or None for the final video)]``.
         device: where the model runs.
-        model_dir: bundle directory (``None`` = built-in).
-        temporal_factor: pixel frames per latent frame, from the bundle's ``codec.json``.
+        model_dir: bundle directory (``None`` = built-in, or the 14B set: see ``models``).
+        temporal_factor: pixel frames per latent frame, from the bundle's ``codec.json`` (4 for the 14B).
         defaults: the bundle's recommended settings (as ``TinyBundle.defaults``).
         long: the segments of ``--seconds``/``--extend`` (:class:`~tempomaster_core.cli_long.LongJob`;
             ``None`` = one tree, ``plan``). With segments, ``plan`` is the template tree and
             ``conditions`` belong to the first segment's blueprint.
         loras: ``[(path, strength)]`` from ``--lora`` (files checked to exist).
+        models: the checked model set (:class:`~tempomaster_core.cli_models.ModelChoice`).
+        negative_prompt: ``--negative-prompt``, else the model's default.
     """
 
     plan: TreePlan
@@ -397,6 +411,8 @@ class GenerateJob:
     defaults: dict = field(default_factory=dict)
     long: Any = None
     loras: list = field(default_factory=list)
+    models: Optional[ModelChoice] = None
+    negative_prompt: str = ""
 
 
 def _level_setting(values: Optional[Sequence], default: Any, levels: int, name: str, check) -> list:
@@ -462,8 +478,8 @@ def _condition_images(args: argparse.Namespace, plan: TreePlan) -> dict:
 
 def prepare_generate(args: argparse.Namespace) -> GenerateJob:
     """Check every ``generate`` argument that can be checked without the model, in this order: seed and
-    batch size, device, bundle files (JSON only, no weights), plan, sampler settings per level, output
-    files, condition images (read and resized here).
+    batch size, device, model files (bundle JSON, or the 14B set's headers: no weights), plan, sampler
+    settings per level, output files, condition images (read and resized here).
 
     Args:
         args: parsed ``generate`` arguments.
@@ -491,7 +507,8 @@ def _prepare(args: argparse.Namespace) -> GenerateJob:
     require_int(args.blocks_to_swap, "--blocks-to-swap", minimum=0)
     loras = [parse_lora_spec(spec) for spec in args.lora]
     device = check_device(args.device)
-    model_dir, d, temporal_factor = read_bundle_settings(args.model_dir)
+    models = choose_models(args, UsageError)
+    model_dir, d, temporal_factor = models.tiny_dir, models.defaults, models.temporal_factor
 
     intervals = args.intervals if args.intervals is not None else tuple(d["frame_intervals"])
     chunks = args.chunks
@@ -538,7 +555,9 @@ def _prepare(args: argparse.Namespace) -> GenerateJob:
     conditions = _condition_images(args, long.segments[0].plan if long is not None else plan)
     return GenerateJob(plan=plan, steps=steps, shifts=shifts, cfg=cfg, guidance=guidance, conditions=conditions,
                        outputs=outputs, device=device, model_dir=model_dir, temporal_factor=temporal_factor,
-                       defaults=d, long=long, loras=loras)
+                       defaults=d, long=long, loras=loras, models=models,
+                       negative_prompt=args.negative_prompt if args.negative_prompt is not None
+                       else str(d.get("negative_prompt") or ""))
 
 
 def run_generate(args: argparse.Namespace) -> list[Path]:
@@ -550,11 +569,10 @@ def run_generate(args: argparse.Namespace) -> list[Path]:
         KeyboardInterrupt: Ctrl-C (temporary files are removed; no output file is written or changed).
     """
     from . import video_io
-    from .tiny.builtin import load_builtin
 
     job = prepare_generate(args)
     plan = job.plan
-    bundle = load_builtin(device=job.device, dtype=args.weight_dtype, directory=job.model_dir)
+    bundle = load_models(job.models, device=job.device, weight_dtype=args.weight_dtype)
     configure_dit(bundle.model, loras=job.loras, blocks_to_swap=args.blocks_to_swap, device=job.device,
                   log=lambda line: print(line, file=sys.stderr))
     if int(bundle.codec.temporal_factor) != job.temporal_factor:
@@ -563,12 +581,13 @@ def run_generate(args: argparse.Namespace) -> list[Path]:
 
     for warning in untrained_interval_warnings(plan):
         print(f"warning: {warning}", file=sys.stderr)
-    negative = bundle.encode_prompt(args.negative_prompt)
+    prompts = [args.prompt] + (list(args.segment_prompt) if job.long is not None else [])
+    negative, *contexts = encode_prompts(bundle, [job.negative_prompt] + prompts)
     if job.long is not None:
         from .cli_long import run_long
 
-        return run_long(args, job, bundle, negative)
-    positive = bundle.encode_prompt(args.prompt)
+        return run_long(args, job, bundle, negative, contexts)
+    positive = contexts[0]
     print(plan.describe(), file=sys.stderr)
     conditions = job.conditions
     mode = "text-to-video" if not conditions else f"conditioned on blueprint frames {sorted(conditions)}"

@@ -195,8 +195,11 @@ def _keep_partial(tmp: Path, job: LongJob, written: int, overwrite: bool) -> Non
     print(f"note: the {made} frames finished before the stop are in {job.partial}", file=sys.stderr)
 
 
-def run_long(args: argparse.Namespace, job, bundle, negative: torch.Tensor) -> list[Path]:
+def run_long(args: argparse.Namespace, job, bundle, negative: torch.Tensor, prompts: Optional[list] = None) -> list[Path]:
     """Make the segments of ``job.long`` with ``bundle`` and stream them into ``--out``; returns ``[out]``.
+
+    ``prompts``: the text contexts of ``--prompt`` and every ``--segment-prompt``, in order (default: encoded
+    here with ``bundle.encode_prompt``).
 
     Raises:
         Exception / KeyboardInterrupt: generation failed or was stopped (``--out`` untouched; finished frames
@@ -208,7 +211,8 @@ def run_long(args: argparse.Namespace, job, bundle, negative: torch.Tensor) -> l
 
     long = job.long
     plan = job.plan
-    prompts = [bundle.encode_prompt(args.prompt)] + [bundle.encode_prompt(p) for p in args.segment_prompt]
+    if prompts is None:
+        prompts = [bundle.encode_prompt(text) for text in [args.prompt, *args.segment_prompt]]
     settings = tree_settings(plan.num_levels, steps=job.steps, shifts=job.shifts, cfg=job.cfg, guidance=job.guidance,
                              seed=args.seed, max_batch=args.max_batch)
     out = job.outputs[0][0]

@@ -40,6 +40,14 @@ CFG = 8.0
 """Guidance scale, dimensionless; 1 disables guidance (reference ``inference_configs.json``,
 the same at every level)."""
 
+NEGATIVE_PROMPT = (
+    "jittery, shaky, fliker, unstable, static, ultra slow motion, distorted, blurry details, many people in the "
+    "background worst quality, low quality, ugly, poorly drawn legs, poorly drawn face, three arms, deformed, "
+    "mutilated, disfigured, malformed limbs, fused fingers, three legs"
+)
+"""Negative prompt of the reference's benchmark settings (``inference_configs.json``, spelling as there): the
+default for the 14B model on the command line and in the 14B templates."""
+
 GUIDANCE = "apg"
 """Guidance kind, one of :data:`tempomaster_core.guidance.GUIDANCE_KINDS` (reference: adaptive
 projected guidance)."""
@@ -125,7 +133,8 @@ def default_schedule(levels: Any) -> DefaultSchedule:
 
 __all__ = [
     "APG_ETA", "APG_MOMENTUM", "APG_NORM_THRESHOLD", "BLUEPRINT_FRAMES", "BLUEPRINT_SHIFT", "BLUEPRINT_STEPS",
-    "CFG", "CONTEXT_SECONDS", "DefaultSchedule", "FPS", "FRAME_INTERVALS", "GUIDANCE", "HEIGHT", "REFINEMENT_SHIFT",
+    "CFG", "CONTEXT_SECONDS", "DefaultSchedule", "FPS", "FRAME_INTERVALS", "GUIDANCE", "HEIGHT", "NEGATIVE_PROMPT",
+    "REFINEMENT_SHIFT",
     "REFINEMENT_STEPS", "SEED", "SEGMENT_NEW_FRAMES", "TEXT_LEN", "TRAINED_CHUNK_FRAMES", "TRAINED_FRAME_INTERVALS",
     "TWO_LEVEL_REFINEMENT_STEPS", "WIDTH",
     "default_schedule",

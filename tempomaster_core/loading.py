@@ -299,10 +299,10 @@ class _Source:
         self.close = close or (lambda: None)
 
 
-def _truncated(path: Path, err: Exception) -> CheckpointError:
+def _truncated(path: Path, err: Exception, hint: str = DOWNLOAD_HINT) -> CheckpointError:
     return CheckpointError(
         f"cannot read {path}: the file is truncated or corrupt ({type(err).__name__}: {str(err)[:200]}). "
-        f"Re-download it. {DOWNLOAD_HINT}"
+        f"Re-download it. {hint}".rstrip()
     )
 
 
@@ -317,7 +317,7 @@ def _unwrap(obj, path) -> dict:
     return dict(obj)
 
 
-def _open_safetensors(path: Path) -> _Source:
+def _open_safetensors(path: Path, hint: str = DOWNLOAD_HINT) -> _Source:
     from safetensors import safe_open
 
     try:
@@ -325,18 +325,18 @@ def _open_safetensors(path: Path) -> _Source:
         shapes = {k: tuple(handle.get_slice(k).get_shape()) for k in handle.keys()}
         metadata = handle.metadata() or {}
     except Exception as err:  # SafetensorError, OSError
-        raise _truncated(path, err) from err
+        raise _truncated(path, err, hint) from err
 
     def get(key: str) -> torch.Tensor:
         try:
             return handle.get_tensor(key)
         except Exception as err:
-            raise _truncated(path, err) from err
+            raise _truncated(path, err, hint) from err
 
     return _Source(shapes, get, metadata, close=lambda: None)
 
 
-def _open_torch(path: Path) -> _Source:
+def _open_torch(path: Path, hint: str = DOWNLOAD_HINT) -> _Source:
     use_mmap = zipfile.is_zipfile(path)  # truncated zips and legacy files: no mmap
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True, mmap=use_mmap)
@@ -346,16 +346,21 @@ def _open_torch(path: Path) -> _Source:
                 f"{path} contains pickled Python objects other than tensors; refusing to unpickle them "
                 "(weights_only=True). Save a plain state dict, or convert a trusted file to safetensors."
             ) from err
-        raise _truncated(path, err) from err
+        raise _truncated(path, err, hint) from err
     except (RuntimeError, OSError, EOFError, ValueError) as err:
-        raise _truncated(path, err) from err
+        raise _truncated(path, err, hint) from err
     state = _unwrap(obj, path)
     shapes = _shapes_of(state)
     return _Source(shapes, state.__getitem__)
 
 
-def open_checkpoint(source) -> _Source:
+def open_checkpoint(source, *, hint: str = DOWNLOAD_HINT) -> _Source:
     """Open a checkpoint path or state dict for lazy, tensor-by-tensor reading (used by the converter).
+
+    Args:
+        source: a path (``.safetensors`` or a ``torch.save`` file, judged by content) or a state dict.
+        hint: what to do about a missing or broken file, appended to the messages (default: where the
+            TempoMaster DiT comes from; the text encoder and VAE loaders name their own files).
 
     Raises:
         FileNotFoundError: missing path.
@@ -368,11 +373,11 @@ def open_checkpoint(source) -> _Source:
         raise TypeError(f"checkpoint source must be a path or a state dict, got {type(source).__name__}")
     path = Path(source)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint file not found: {path}. {DOWNLOAD_HINT}")
+        raise FileNotFoundError(f"checkpoint file not found: {path}. {hint}".rstrip())
     kind = sniff_checkpoint_format(path)  # the content decides; the suffix only where it cannot
     suffix = path.suffix.lower()
     if kind == "safetensors" or (kind is None and suffix in SUFFIXES_SAFETENSORS):
-        return _open_safetensors(path)
+        return _open_safetensors(path, hint)
     if kind == "torch" and os.fspath(path).endswith(".safetensors"):
         raise CheckpointError(
             f"{path.name} is a torch.save file, not safetensors, despite its name (torch.load reads every "
@@ -380,7 +385,7 @@ def open_checkpoint(source) -> _Source:
             "`python -m tempomaster_core.convert`"
         )
     if kind == "torch" or (kind is None and suffix in SUFFIXES_TORCH):
-        return _open_torch(path)
+        return _open_torch(path, hint)
     raise CheckpointError(
         f"unsupported checkpoint file type {suffix!r} ({path.name}): the content is neither safetensors "
         "nor a torch.save file; use .safetensors, .bin, .pt or .pth"
@@ -587,12 +592,10 @@ def read_config(source, *, text_len: int | None = None) -> DiTConfig:
     return config if text_len is None else dataclasses.replace(config, text_len=text_len)
 
 
-def check_keys(expected: Mapping[str, tuple], found: Mapping[str, tuple]) -> None:
-    """Compare checkpoint names/shapes with a model's.
-
-    Raises:
-        CheckpointError: naming up to five missing, unexpected or wrongly shaped tensors.
-    """
+def key_problems(expected: Mapping[str, tuple], found: Mapping[str, tuple]) -> list[str]:
+    """What differs between a model's tensor names/shapes and a checkpoint's, one phrase per kind of
+    difference naming up to five tensors (missing, unexpected, wrong shapes); empty when they match.
+    Shared by the DiT (:func:`check_keys`) and the text encoder and VAE loaders (:mod:`tempomaster_core.wan`)."""
     missing = sorted(set(expected) - set(found))
     unexpected = sorted(set(found) - set(expected))
     wrong = sorted(k for k in expected if k in found and tuple(found[k]) != tuple(expected[k]))
@@ -606,6 +609,16 @@ def check_keys(expected: Mapping[str, tuple], found: Mapping[str, tuple]) -> Non
             f"{len(wrong)} tensors with wrong shapes: "
             + ", ".join(f"{k!r} {list(found[k])} != {list(expected[k])}" for k in wrong[:3])
         )
+    return problems
+
+
+def check_keys(expected: Mapping[str, tuple], found: Mapping[str, tuple]) -> None:
+    """Compare checkpoint names/shapes with a model's (:func:`key_problems`).
+
+    Raises:
+        CheckpointError: naming up to five missing, unexpected or wrongly shaped tensors.
+    """
+    problems = key_problems(expected, found)
     if problems:
         raise CheckpointError(
             "checkpoint does not match a TempoMaster Wan DiT: " + "; ".join(problems)

@@ -38,9 +38,10 @@ if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
 from tempomaster_core.defaults import (  # noqa: E402
-    BLUEPRINT_FRAMES, BLUEPRINT_SHIFT, BLUEPRINT_STEPS, CFG, FPS, FRAME_INTERVALS, GUIDANCE, HEIGHT, REFINEMENT_SHIFT,
-    REFINEMENT_STEPS, SEED, WIDTH,
+    BLUEPRINT_FRAMES, BLUEPRINT_SHIFT, BLUEPRINT_STEPS, CFG, FPS, FRAME_INTERVALS, GUIDANCE, HEIGHT, NEGATIVE_PROMPT,
+    REFINEMENT_SHIFT, REFINEMENT_STEPS, SEED, WIDTH,
 )
+from tempomaster_core.wan.files import REPACKAGED_REPO, UMT5_FILE, UMT5_FP8_FILE, VAE_FILE  # noqa: E402
 from nodes.scheduler_schema import PLANNING_DEFAULTS  # noqa: E402
 from nodes.display_names import MULTI_MASK_CONDITION  # noqa: E402
 from tools.workflow_tools import (  # noqa: E402
@@ -50,14 +51,7 @@ from tools.workflow_tools import (  # noqa: E402
 EXAMPLES_DIR = os.path.join(_ROOT, "example_workflows")
 API_DIR = os.path.join(_ROOT, "tests", "workflows_api")
 
-UMT5_FILE = "umt5_xxl_fp16.safetensors"
-VAE_FILE = "wan_2.1_vae.safetensors"
-_REPACKAGED = "https://huggingface.co/Comfy-Org/Wan_2.1_ComfyUI_repackaged/resolve/main/split_files"
-NEGATIVE_PROMPT = (
-    "jittery, shaky, fliker, unstable, static, ultra slow motion, distorted, blurry details, many people in the "
-    "background worst quality, low quality, ugly, poorly drawn legs, poorly drawn face, three arms, deformed, "
-    "mutilated, disfigured, malformed limbs, fused fingers, three legs"
-)  # the reference benchmark's negative prompt
+_REPACKAGED = f"https://huggingface.co/{REPACKAGED_REPO}/resolve/main/split_files"
 PRESET_421 = "6→12→24 fps (4,2,1)"
 
 
@@ -94,8 +88,8 @@ def files_note() -> str:
 | File | Put it in |
 |---|---|
 | TempoMaster DiT: `{RELEASE_FILE}` ({m['weights_gb']:.1f} GB) from the Hugging Face repo **{RELEASE_REPO}**. It loads as it is; to load it faster and safer, convert it once: `python -m tempomaster_core.convert {RELEASE_FILE} tempomaster_dit_bf16.safetensors`, then pick the .safetensors | `ComfyUI/models/diffusion_models/` |
-| `{UMT5_FILE}` (or `umt5_xxl_fp8_e4m3fn_scaled.safetensors`) from **Comfy-Org/Wan_2.1_ComfyUI_repackaged**, `split_files/text_encoders` | `ComfyUI/models/text_encoders/` |
-| `{VAE_FILE}` from **Comfy-Org/Wan_2.1_ComfyUI_repackaged**, `split_files/vae` | `ComfyUI/models/vae/` |
+| `{UMT5_FILE}` (or `{UMT5_FP8_FILE}`) from **{REPACKAGED_REPO}**, `split_files/text_encoders` | `ComfyUI/models/text_encoders/` |
+| `{VAE_FILE}` from **{REPACKAGED_REPO}**, `split_files/vae` | `ComfyUI/models/vae/` |
 
 The *Missing Models* dialog lists all three with their addresses; ComfyUI downloads only `.safetensors` files itself, so fetch the `.bin` in your browser or with `huggingface-cli download {RELEASE_REPO} {RELEASE_FILE}`. Then press **R** (refresh) and pick the files in the three loaders.
 
