@@ -20,6 +20,8 @@ from .types import TEMPO_MODEL
 
 #: ComfyUI model folder the LoRA files live in.
 LORA_FOLDER = "loras"
+#: Range of the node's strength widgets (the core takes any finite strength).
+STRENGTH_RANGE = (-10.0, 10.0)
 
 
 def resolve_lora_path(name: str) -> str:
@@ -61,7 +63,7 @@ class TempoLoraLoader:
                                "I2V-only layers are skipped with a warning).",
                 }),
                 "strength": ("FLOAT", {
-                    "default": 1.0, "min": -10.0, "max": 10.0, "step": 0.01,
+                    "default": 1.0, "min": STRENGTH_RANGE[0], "max": STRENGTH_RANGE[1], "step": 0.01,
                     "tooltip": "Multiplies the LoRA's change of the weights: 1 as trained, 0 off, negative inverts it.",
                 }),
             }
@@ -75,7 +77,7 @@ class TempoLoraLoader:
             tempomaster_core.validation.InputError: a strength that is not a finite number.
             tempomaster_core.lora.LoraError: not a LoRA for this DiT (another model size, no matching key).
         """
-        strength = require_number(strength, "strength", minimum=-10.0, maximum=10.0)
+        strength = require_number(strength, "strength", minimum=STRENGTH_RANGE[0], maximum=STRENGTH_RANGE[1])
         path = resolve_lora_path(lora_name)
         if strength == 0:
             return (model,)

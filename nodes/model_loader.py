@@ -30,8 +30,9 @@ import os
 from typing import Any, Optional
 
 import torch
-from tempomaster_core.attention import BACKENDS
+from tempomaster_core.attention import BACKENDS, DEFAULT_BACKEND
 from tempomaster_core.config import DiTConfig
+from tempomaster_core.defaults import WEIGHT_DTYPE
 from tempomaster_core.loading import (RELEASE_FILE, RELEASE_REPO, RELEASE_URL, STORAGE_DTYPES, load_dit, parse_dtype,
                                       read_config)
 from tempomaster_core.validation import require_choice
@@ -92,9 +93,9 @@ def missing_model_message(name: str) -> str:
     dirs = comfy_env.model_folder_dirs(MODEL_FOLDER)  # ComfyUI lists the legacy models/unet first
     named = [d for d in dirs if os.path.basename(os.path.normpath(d)) == MODEL_FOLDER]
     where = (named or dirs or [f"ComfyUI/models/{MODEL_FOLDER}/"])[0]
-    size = dit_weight_bytes(DiTConfig(), "bf16") / 1e9
+    size = dit_weight_bytes(DiTConfig(), WEIGHT_DTYPE) / 1e9
     text = (f"TempoMaster model {name!r} is not in {where}. Download the TempoMaster DiT {RELEASE_FILE} "
-            f"({size:.1f} GB, bf16) from {RELEASE_URL} into {where}: it loads as it is (or convert it once to "
+            f"({size:.1f} GB, {WEIGHT_DTYPE}) from {RELEASE_URL} into {where}: it loads as it is (or convert it once to "
             f"safetensors with `python -m tempomaster_core.convert {RELEASE_FILE} tempomaster_dit_bf16.safetensors`). "
             f"Then press R (refresh) and pick it in {LOAD_MODEL}.")
     present = comfy_env.model_folder_files(MODEL_FOLDER)
@@ -211,7 +212,7 @@ class LoadTempoModel:
                                f"moving shapes, runs on CPU; use it with '{LOAD_TINY_ENCODERS}' and fp32).",
                 }),
                 "weight_dtype": (list(STORAGE_DTYPES), {
-                    "default": "bf16",
+                    "default": WEIGHT_DTYPE,
                     "tooltip": "Dtype the weights are kept in. bf16 is what the authors ran (28.6 GB for 14B); "
                                "fp8_e4m3fn / fp8_e5m2 keep the block weights in one byte (14.5 GB for 14B, for "
                                "24 GB cards; computed in bf16, e4m3fn is the more precise; *_fp8_e4m3fn_scaled "
@@ -219,7 +220,7 @@ class LoadTempoModel:
                                "CPU debugging).",
                 }),
                 "attention": (list(BACKENDS), {
-                    "default": "sdpa",
+                    "default": DEFAULT_BACKEND,
                     "tooltip": "Attention kernel: sdpa (PyTorch, always available), flash_attn or "
                                "sageattention (faster on supported GPUs; falls back to sdpa with a "
                                "warning when not installed).",
@@ -249,7 +250,7 @@ class LoadTempoModel:
             return True
         return missing_model_message(model_name)
 
-    def load(self, model_name: str, weight_dtype: str = "bf16", attention: str = "sdpa"):
+    def load(self, model_name: str, weight_dtype: str = WEIGHT_DTYPE, attention: str = DEFAULT_BACKEND):
         """Return ``(model,)``; see :func:`load_model_cached`.
 
         Raises:

@@ -41,6 +41,7 @@ import importlib
 import logging
 from typing import Any, Optional
 
+from tempomaster_core.defaults import WEIGHT_DTYPE
 from tempomaster_core.loading import STORAGE_DTYPES
 from tempomaster_core.validation import require_number, require_whole_number
 
@@ -152,7 +153,7 @@ def parse_request(payload: Any) -> tuple[dict, dict]:
     model = payload.get("model")
     if model is not None:
         if isinstance(model, dict):
-            name, dtype = model.get("model_name"), model.get("weight_dtype", "bf16")
+            name, dtype = model.get("model_name"), model.get("weight_dtype", WEIGHT_DTYPE)
             if not isinstance(name, str) or not name:
                 raise RequestError(f"model.model_name must be the Load TempoMaster Model's file name, got {name!r}")
             if dtype not in STORAGE_DTYPES:
@@ -168,12 +169,12 @@ def model_key(config: Any, dtype: Any) -> str:
     """Identity of the model an estimate is for: its shape, text length and weight dtype, e.g.
     ``"5120x40/ffn13824/40h/in36/out16/p1x2x2/text512/bf16"``. A measured time and an estimate
     compare (and predict each other) only when their keys match."""
-    from tempomaster_core.defaults import TEXT_LEN
+    from tempomaster_core.cost import model_text_len
     from tempomaster_core.loading import dtype_name
 
     c = config
     return (f"{c.dim}x{c.num_layers}/ffn{c.ffn_dim}/{c.num_heads}h/in{c.in_dim}/out{c.out_dim}/"
-            f"p{'x'.join(map(str, c.patch_size))}/text{c.text_len or TEXT_LEN}/{dtype_name(dtype)}")
+            f"p{'x'.join(map(str, c.patch_size))}/text{model_text_len(c)}/{dtype_name(dtype)}")
 
 
 def resolve_model(spec: Any) -> tuple[Any, str, dict]:
@@ -196,7 +197,7 @@ def resolve_model(spec: Any) -> tuple[Any, str, dict]:
 
     from .model_loader import MODEL_FOLDER, available_models, model_config
 
-    name, dtype, note = None, "bf16", None
+    name, dtype, note = None, WEIGHT_DTYPE, None
     if spec is None:
         key, note = "14B", "no Load TempoMaster Model feeds the samplers of this plan: priced as the 14B release"
     elif isinstance(spec, str):
@@ -204,7 +205,7 @@ def resolve_model(spec: Any) -> tuple[Any, str, dict]:
             raise RequestError(f"unknown model {spec!r} for the estimate; choose one of {list(KNOWN_CONFIGS)}")
         key = spec
     else:
-        name, dtype, key = spec["model_name"], spec.get("weight_dtype", "bf16"), None
+        name, dtype, key = spec["model_name"], spec.get("weight_dtype", WEIGHT_DTYPE), None
         try:
             if name not in available_models():  # only what the loader offers: no file path from a request
                 raise FileNotFoundError(name)
@@ -315,16 +316,13 @@ def level_time_payload(plan: Any, level_index: int, seconds: float, *, model: An
     from .comfy_env import executing_node
 
     from tempomaster_core.config import DiTConfig
-    from tempomaster_core.cost import PFLOP, LevelWork, level_cost
-    from tempomaster_core.defaults import TEXT_LEN
+    from tempomaster_core.cost import PFLOP, model_text_len, plan_level_cost
 
     level = plan.levels[level_index]
     config = getattr(model, "config", None)
     config = config if isinstance(config, DiTConfig) else DiTConfig()
-    text_len = config.text_len or TEXT_LEN  # a model that takes any length is priced at umT5's
-    work = LevelWork(level.num_chunks, level.frames_per_chunk, int(steps), num_frames=level.num_frames, fps=level.fps)
-    priced = level_cost(work, config, height=plan.height, width=plan.width, cfg=float(cfg), text_len=text_len,
-                        max_batch=max_batch, temporal_factor=plan.temporal_factor)
+    priced = plan_level_cost(plan, level_index, config, steps=int(steps), cfg=float(cfg), max_batch=max_batch,
+                             text_len=model_text_len(config))
     seconds = float(seconds)
     prompt_id, node = executing_node()
     return {
@@ -337,7 +335,7 @@ def level_time_payload(plan: Any, level_index: int, seconds: float, *, model: An
         "estimated_flops": priced.dit_flops,
         "estimated_pflops": priced.dit_flops / PFLOP,
         "achieved_tflops_per_s": priced.dit_flops / seconds / 1e12 if seconds > 0 else None,
-        "model_key": model_key(config, getattr(model, "dtype", "bf16")),
+        "model_key": model_key(config, getattr(model, "dtype", WEIGHT_DTYPE)),
         "prompt_id": prompt_id,
         "node": node,
     }

@@ -56,31 +56,52 @@ def _chosen_status(status: str) -> str:
     return "chosen" if status == "ok" else f"chosen ({status})"
 
 
+_REASONS = {
+    Rule.GIVEN: "{head}: given{status}",
+    Rule.LONGEST_FIT: ("{head}: the reference's {reference} of {reference_frames} frames break the trained length "
+                       "{trained} or the memory budget {budget}; these are the longest chunks that fit ({pflops})"),
+    Rule.ONLY: "{head}: the only count within {within}",
+    Rule.CHEAPEST: "{head}: the cheapest ({pflops}) of {admissible} counts within {within}",
+    Rule.NONE_FIT: "{head}: no count meets every limit; these are the shortest chunks",
+}
+"""The summary's reason per :class:`~tempomaster_core.autoplan.Rule` (:func:`level_reason`)."""
+
+_SENTENCES = {
+    Rule.GIVEN: "{head}, as given",
+    Rule.LONGEST_FIT: "{head}, the longest that fit (the reference's {reference} break the trained length or the "
+                      "memory budget)",
+    Rule.ONLY: "{head}, the only split within the limits",
+    Rule.CHEAPEST: "{head}, the cheapest of {admissible} splits within the limits",
+    Rule.NONE_FIT: "{head}: no split meets every limit, so these are the shortest chunks",
+}
+"""The drawing's sentence per :class:`~tempomaster_core.autoplan.Rule` (:func:`level_sentence`)."""
+
+
+def _told(choice: LevelChoice, wordings: dict, reference_note: str, head: str, **fields: str) -> str:
+    """A level's choice in one of the wordings above, with the note when it is the reference's split.
+
+    The fields every wording may use (``reference``, ``reference_frames``, ``pflops``,
+    ``admissible``) come from ``choice``; ``fields`` adds the wording's own."""
+    best = choice.chosen
+    text = wordings[choice.rule].format(
+        head=head, reference=chunk_word(choice.reference_chunks), reference_frames=choice.reference_frames_per_chunk,
+        pflops=f"{best.dit_flops / PFLOP:.2f} PFLOPs" if best.dit_flops is not None else "",
+        admissible=sum(c.verdict is Verdict.OK for c in choice.candidates), **fields)
+    return text + reference_note if _matches_reference(choice) else text
+
+
 def level_reason(choice: LevelChoice, limits: PlanLimits) -> str:
     """One sentence on why a level's chunk count won, e.g. "2 chunks of 109 frames: the only count within ..."."""
     best = choice.chosen
-    head = f"{chunk_word(best.chunks)} of {best.frames_per_chunk} frames"
-    trained, budget = limits.trained_chunk_frames, limits.memory_budget_bytes
-    within = f"the trained length {trained}, the context floor {choice.context_floor}" + (
-        "" if choice.memory_ignored else f" and the memory budget {gib(budget)}")
-    if choice.rule is Rule.GIVEN:
-        status = candidate_status(best, choice, limits)
-        reason = f"{head}: given" + ("" if status == "ok" else f" ({status})")
-    elif choice.rule is Rule.LONGEST_FIT:
-        reason = (f"{head}: the reference's {chunk_word(choice.reference_chunks)} of "
-                  f"{choice.reference_frames_per_chunk} frames break the trained length {trained} or the memory "
-                  f"budget {gib(budget)}; these are the longest chunks that fit ({best.dit_flops / PFLOP:.2f} PFLOPs)")
-    elif choice.rule is Rule.ONLY:
-        reason = f"{head}: the only count within {within}"
-    elif choice.rule is Rule.CHEAPEST:
-        admissible = sum(c.verdict is Verdict.OK for c in choice.candidates)
-        reason = f"{head}: the cheapest ({best.dit_flops / PFLOP:.2f} PFLOPs) of {admissible} counts within {within}"
-    else:
-        reason = f"{head}: no count meets every limit; these are the shortest chunks"
-    if _matches_reference(choice):
-        reason += " (= the reference rule)"
+    trained, budget = limits.trained_chunk_frames, gib(limits.memory_budget_bytes)
+    status = candidate_status(best, choice, limits)
+    reason = _told(choice, _REASONS, " (= the reference rule)",
+                   f"{chunk_word(best.chunks)} of {best.frames_per_chunk} frames",
+                   status="" if status == "ok" else f" ({status})", trained=str(trained), budget=budget,
+                   within=f"the trained length {trained}, the context floor {choice.context_floor}"
+                          + ("" if choice.memory_ignored else f" and the memory budget {budget}"))
     if choice.memory_ignored:
-        reason += (f"; no chunk count fits the memory budget {gib(budget)} even one chunk per forward, "
+        reason += (f"; no chunk count fits the memory budget {budget} even one chunk per forward, "
                    "so memory was ignored for this choice")
     return reason
 
@@ -93,21 +114,8 @@ def _matches_reference(choice: LevelChoice) -> bool:
 def level_sentence(choice: LevelChoice, fps: float) -> str:
     """The drawing's sentence for one level's choice, e.g. "12 fps: 2 chunks of 109 frames, the only
     split within the limits (as the reference splits it)."; ``fps`` is the level's frame rate."""
-    head = f"{fps:g} fps: {chunk_word(choice.chunks)} of {choice.frames_per_chunk} frames"
-    if choice.rule is Rule.GIVEN:
-        text = f"{head}, as given"
-    elif choice.rule is Rule.LONGEST_FIT:
-        text = (f"{head}, the longest that fit (the reference's {chunk_word(choice.reference_chunks)} break the "
-                "trained length or the memory budget)")
-    elif choice.rule is Rule.ONLY:
-        text = f"{head}, the only split within the limits"
-    elif choice.rule is Rule.CHEAPEST:
-        admissible = sum(c.verdict is Verdict.OK for c in choice.candidates)
-        text = f"{head}, the cheapest of {admissible} splits within the limits"
-    else:
-        text = f"{head}: no split meets every limit, so these are the shortest chunks"
-    if _matches_reference(choice):
-        text += " (as the reference splits it)"
+    text = _told(choice, _SENTENCES, " (as the reference splits it)",
+                 f"{fps:g} fps: {chunk_word(choice.chunks)} of {choice.frames_per_chunk} frames")
     if choice.max_parallel_chunks is not None:
         text += (f"; set max_parallel_chunks to {choice.max_parallel_chunks} on its {FRAME_RATE_REFINER} "
                  "(the peak shown assumes it)")

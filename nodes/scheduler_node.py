@@ -34,7 +34,7 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Any, Optional
 
-from tempomaster_core.defaults import CFG, TRAINED_CHUNK_FRAMES
+from tempomaster_core.defaults import CFG, TRAINED_CHUNK_FRAMES, WEIGHT_DTYPE
 from tempomaster_core.validation import require_number, require_whole_number
 from tempomaster_core.plan import TreePlan, boundary_mode
 
@@ -179,7 +179,7 @@ def build_schedule(blueprint_frames: int, frame_intervals: str, custom_intervals
                    memory_budget_gb: float = PLANNING_DEFAULTS["memory_budget_gb"],
                    trained_chunk_frames: int = TRAINED_CHUNK_FRAMES,
                    boundary_frames: str = PLANNING_DEFAULTS["boundary_frames"],
-                   *, steps: Any = None, cfg: Any = CFG, model: Any = "14B", dtype: str = "bf16") -> Schedule:
+                   *, steps: Any = None, cfg: Any = CFG, model: Any = "14B", dtype: str = WEIGHT_DTYPE) -> Schedule:
     """The plan, its cost and warnings for the node's widget values.
 
     Args:
@@ -226,8 +226,7 @@ def build_schedule(blueprint_frames: int, frame_intervals: str, custom_intervals
         output_frames_for_seconds,
     )
     from tempomaster_core.config import DiTConfig
-    from tempomaster_core.cost import KNOWN_CONFIGS, CostError, estimate_plan_cost
-    from tempomaster_core.defaults import TEXT_LEN
+    from tempomaster_core.cost import KNOWN_CONFIGS, CostError, estimate_plan_cost, model_text_len
 
     from .plan_text import auto_warning, interval_warning, plan_warning
 
@@ -242,7 +241,7 @@ def build_schedule(blueprint_frames: int, frame_intervals: str, custom_intervals
         config = KNOWN_CONFIGS[model]
     else:
         raise ValueError(f"unknown model {model!r} for the estimate; choose one of {list(KNOWN_CONFIGS)}")
-    text_len = config.text_len or TEXT_LEN  # a model that takes any length is priced at umT5's
+    text_len = model_text_len(config)
     intervals = None if frame_intervals == AUTO_LEVELS else TreePlan.check_intervals(
         parse_intervals(frame_intervals, custom_intervals))
     mode, chunk_values = _chunks_mode(chunks, None if intervals is None else len(intervals) - 1)

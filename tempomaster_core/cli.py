@@ -44,6 +44,7 @@ from .pipeline import check_level_settings, generate
 from .plan import BOUNDARY_ALIASES, BOUNDARY_MODES, PlanError, TreePlan
 from .validation import (
     MAX_CFG,
+    MAX_SAMPLER_STEPS,
     InputError,
     require_cfg,
     require_int,
@@ -63,9 +64,9 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 """Ctrl-C (128 + SIGINT, the shell convention)."""
 
-MAX_STEPS = 1000
-"""Most sampling steps per level on the command line (the schedule has 1000 training timesteps; more
-steps only cost time). The guidance bound is :data:`tempomaster_core.validation.MAX_CFG`."""
+MAX_STEPS = MAX_SAMPLER_STEPS
+"""Most sampling steps per level on the command line (:data:`tempomaster_core.validation.MAX_SAMPLER_STEPS`).
+The guidance bound is :data:`tempomaster_core.validation.MAX_CFG`."""
 
 
 class UsageError(Exception):

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch.utils.checkpoint import checkpoint
 
-from .attention import attention, resolve_backend
+from .attention import DEFAULT_BACKEND, attention, resolve_backend
 from .config import DiTConfig
 from .ops import CastOps, check_operations
 from .rope import apply_rope, rope_axis_dims, rope_rotation
@@ -246,7 +246,7 @@ class TempoMasterDiT(nn.Module):
     filled with ``load_state_dict(..., assign=True)``.
     """
 
-    def __init__(self, config: DiTConfig, attention_backend: str = "sdpa", operations=CastOps):
+    def __init__(self, config: DiTConfig, attention_backend: str = DEFAULT_BACKEND, operations=CastOps):
         super().__init__()
         check_operations(operations)
         if config.has_image_input:
@@ -268,7 +268,7 @@ class TempoMasterDiT(nn.Module):
             DiTBlock(dim, config.num_heads, config.ffn_dim, config.eps, ops) for _ in range(config.num_layers)
         )
         self.head = Head(dim, config.out_dim, config.patch_size, config.eps, ops)
-        self.attention_backend = "sdpa"
+        self.attention_backend = DEFAULT_BACKEND
         self.set_attention_backend(attention_backend)
         self.gradient_checkpointing = False
         self._execution_device: torch.device | None = None
