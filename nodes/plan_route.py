@@ -7,9 +7,13 @@
   first, possibly fewer than the levels: the rest keep the reference's default 32 steps /
   cfg 8) and ``model``: the widgets of the Load TempoMaster Model node feeding that chain,
   ``{"model_name": "...", "weight_dtype": "bf16"}`` (the estimate is for that model's shape and
-  dtype, :func:`resolve_model`), or a shape name (``"14B"``, ``"1.3B"``); without it the
-  14B release is priced and the reply says so. Reply 200 = ``plan.to_dict()`` plus
-  ``cost`` (:meth:`~tempomaster_core.cost.PlanCost.to_dict`), ``warnings``,
+  dtype, :func:`resolve_model`), or a shape name (``"14B"``, ``"1.3B"``; ``{"shape": "14B",
+  "weight_dtype": "fp8_e4m3fn"}`` at a dtype); without it the
+  14B release is priced and the reply says so. The estimate keeps the fewest DiT blocks off the
+  GPU that make the plan fit the memory budget (block swap / ComfyUI's partial loading,
+  :func:`nodes.scheduler_node.build_schedule`). Reply 200 = ``plan.to_dict()`` plus
+  ``cost`` (:meth:`~tempomaster_core.cost.PlanCost.to_dict`), ``memory`` (weight dtype, blocks
+  swapped, peak, runnable on the budget, and its sentence: :func:`nodes.scheduler_node.memory_fit`), ``warnings``,
   ``auto`` (the planner's choices and reasons, or null), ``summary``, ``inputs``,
   ``model`` (what was priced, :func:`resolve_model`) and ``plan_key``; bad input -> 400
   ``{"error": "..."}`` (every widget value, number or text,
@@ -153,9 +157,10 @@ def parse_request(payload: Any) -> tuple[dict, dict]:
     model = payload.get("model")
     if model is not None:
         if isinstance(model, dict):
-            name, dtype = model.get("model_name"), model.get("weight_dtype", WEIGHT_DTYPE)
+            name, dtype = model.get("model_name", model.get("shape")), model.get("weight_dtype", WEIGHT_DTYPE)
             if not isinstance(name, str) or not name:
-                raise RequestError(f"model.model_name must be the Load TempoMaster Model's file name, got {name!r}")
+                raise RequestError(f"model.model_name must be the Load TempoMaster Model's file name (or model.shape "
+                                   f"a shape name such as '14B'), got {name!r}")
             if dtype not in STORAGE_DTYPES:
                 raise RequestError(f"model.weight_dtype must be one of {list(STORAGE_DTYPES)}, got {dtype!r}")
         elif not isinstance(model, str):
@@ -181,7 +186,8 @@ def resolve_model(spec: Any) -> tuple[Any, str, dict]:
     """``(config, weight dtype, description)`` of the model a plan request names.
 
     ``spec``: ``None`` (nothing connected: the 14B release, said in the description), a shape
-    name of :data:`tempomaster_core.cost.KNOWN_CONFIGS`, or ``{"model_name", "weight_dtype"}``
+    name of :data:`tempomaster_core.cost.KNOWN_CONFIGS` (or ``{"shape", "weight_dtype"}``: that shape at
+    a weight dtype), or ``{"model_name", "weight_dtype"}``
     of a Load TempoMaster Model node: its checkpoint's shape (:func:`nodes.model_loader.model_config`,
     no weights read), for a name the loader lists (:func:`nodes.model_loader.available_models`; a
     request never names a file path). A file that is missing or unreadable is priced as the 14B release, and the
@@ -204,6 +210,10 @@ def resolve_model(spec: Any) -> tuple[Any, str, dict]:
         if spec not in KNOWN_CONFIGS:
             raise RequestError(f"unknown model {spec!r} for the estimate; choose one of {list(KNOWN_CONFIGS)}")
         key = spec
+    elif "shape" in spec:  # a shape by name at a weight dtype: a what-if estimate
+        if spec["shape"] not in KNOWN_CONFIGS:
+            raise RequestError(f"unknown model shape {spec['shape']!r}; choose one of {list(KNOWN_CONFIGS)}")
+        key, dtype = spec["shape"], spec.get("weight_dtype", WEIGHT_DTYPE)
     else:
         name, dtype, key = spec["model_name"], spec.get("weight_dtype", WEIGHT_DTYPE), None
         try:
@@ -258,6 +268,7 @@ def plan_response(payload: Any) -> tuple[int, dict]:
         auto=None if schedule.auto is None else auto_to_dict(schedule.auto),
         summary=schedule.summary(),
         inputs=dict(schedule.inputs),
+        memory=dict(schedule.memory),
         model=model,
         plan_key=plan_key(schedule.plan),
     )

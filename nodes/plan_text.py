@@ -24,7 +24,7 @@ from tempomaster_core.autoplan import (
     Rule,
     Verdict,
 )
-from tempomaster_core.cost import GIB, PFLOP
+from tempomaster_core.cost import GIB, PCIE_BYTES_PER_S, PFLOP
 from tempomaster_core.plan import TreePlan
 
 from .display_names import FRAME_RATE_REFINER
@@ -154,6 +154,31 @@ def plan_warning(breach: LimitBreach, plan: TreePlan) -> str:
     return f"{name} ({level.fps:g} fps): estimated peak {gib(breach.value)} exceeds the budget {gib(breach.bound)}"
 
 
+def memory_sentence(fit: dict) -> str:
+    """The memory line of the summary and the tree view, from :func:`nodes.scheduler_node.memory_fit`, e.g.
+    "fp8_e4m3fn weights, 16 of 40 blocks swapped (5.2 GiB copied per DiT pass, ~0.22 s at 25 GB/s): peak
+    21.2 GiB, runnable on 22.4 GiB."."""
+    swapped, layers = fit["blocks_to_swap"], fit["num_layers"]
+    text = f"{fit['weight_dtype']} weights, "
+    if swapped:
+        text += (f"{swapped} of {layers} blocks swapped ({gib(fit['swap_bytes_per_pass'])} copied per DiT pass, "
+                 f"~{fit['swap_seconds_per_pass']:.2f} s at {PCIE_BYTES_PER_S / 1e9:g} GB/s; ComfyUI keeps them off "
+                 f"the GPU by partial loading, the command line with --blocks-to-swap {swapped})")
+    else:
+        text += "no blocks swapped"
+    text += f": peak {gib(fit['peak_bytes'])}"
+    if fit["runnable"] is None:
+        return text + " (no memory budget: nothing to check against)."
+    if fit["runnable"]:
+        return text + f", runnable on {gib(fit['budget_bytes'])}."
+    text += f", not runnable on {gib(fit['budget_bytes'])}"
+    if fit["all_swapped_peak_bytes"] is not None:
+        text += f" (with all {layers} blocks swapped still {gib(fit['all_swapped_peak_bytes'])})"
+    advice = "fewer chunks per forward, a smaller size" if str(fit["weight_dtype"]).startswith("fp8") else \
+        "fp8_e4m3fn weights (Load TempoMaster Model), fewer chunks per forward, a smaller size"
+    return text + f"; try {advice} or a larger budget."
+
+
 def _chosen_ladder(auto: AutoPlan) -> Optional[int]:
     """Index of the chosen ladder's row when the levels were chosen (else None: nothing to mark)."""
     if not auto.levels_chosen:
@@ -242,4 +267,4 @@ def auto_to_dict(auto: AutoPlan) -> dict:
 
 
 __all__ = ["auto_reasons", "auto_to_dict", "auto_warning", "candidate_status", "chunk_word", "gib", "interval_warning",
-           "ladder_status", "level_reason", "level_sentence", "plan_warning"]
+           "ladder_status", "level_reason", "level_sentence", "memory_sentence", "plan_warning"]

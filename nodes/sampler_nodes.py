@@ -65,7 +65,7 @@ from tempomaster_core.tiny.builtin import BUILTIN_MODEL_NAME
 from tempomaster_core.validation import MAX_CFG, MAX_SAMPLER_STEPS, MAX_SEED
 
 from . import comfy_env
-from .comfy_model import dit_of, is_patcher, load_for_level
+from .comfy_model import dit_of, for_level, is_patcher, load_for_level
 from .display_names import (BLUEPRINT_SAMPLER, FRAME_RATE_REFINER, LOAD_MODEL, LOAD_TINY_ENCODERS,
                             MULTI_MASK_CONDITION, TREE_SCHEDULER)
 from .plan_route import report_level_time
@@ -291,8 +291,11 @@ def _run_level(model: Any, codec: Any, plan: Any, level_index: int, settings: An
     Frees memory and moves the DiT to the compute device, calls ``run(progress)`` (the core
     level runner with a :class:`NodeProgress`), logs and reports the measured time to the
     tree view, and parks the DiT on the offload device after the plan's last level.
-    ``settings`` is the level's :class:`~tempomaster_core.pipeline.LevelSettings`.
+    ``settings`` is the level's :class:`~tempomaster_core.pipeline.LevelSettings`. A model with
+    per-level LoRA strengths runs as this level's clone (:func:`~nodes.comfy_model.for_level`; a
+    strengths list that does not match the plan is refused here, before anything moves).
     """
+    model = for_level(model, level_index, plan.num_levels)
     _to_compute_device(model, codec, plan, level_index, settings.cfg, settings.max_batch)
     started = time.perf_counter()
     result = run(NodeProgress(settings.steps, codec))

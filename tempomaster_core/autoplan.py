@@ -46,7 +46,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from enum import Enum
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from .config import DiTConfig
 from .cost import (
@@ -54,6 +54,7 @@ from .cost import (
     LevelCost,
     LevelWork,
     PlanCost,
+    SWAP_SLOTS,
     RunSettings,
     default_memory_budget,
     estimate_plan_cost,
@@ -296,6 +297,32 @@ class AutoRequest:
         c = self.costing
         return level_cost(work, c.config, height=self.height, width=self.width, cfg=c.cfg, max_batch=max_batch,
                           temporal_factor=self.temporal_factor, runtime=c)
+
+
+def least_blocks_to_swap(fits: Callable[[int], bool], num_layers: int) -> Optional[int]:
+    """The fewest DiT blocks to keep off the device (block swap, or ComfyUI's partial loading) for
+    which ``fits(count)`` holds: 0 when ``fits(0)``, None when even ``num_layers`` does not.
+
+    Swapping up to :data:`~tempomaster_core.cost.SWAP_SLOTS` blocks frees nothing (they all sit in
+    the device slots), so the counts tried are 0, then ``SWAP_SLOTS + 1 .. num_layers``; a plan's peak
+    falls with every further block, so a binary search asks ``fits`` about ``log2(num_layers)`` times.
+
+    Args:
+        fits: ``count -> bool``, e.g. "the plan priced with ``count`` blocks swapped is within the budget".
+        num_layers: the DiT's blocks (40 for the 14B).
+    """
+    if fits(0):
+        return 0
+    low, high = SWAP_SLOTS + 1, int(num_layers)
+    if low > high or not fits(high):
+        return None
+    while low < high:
+        middle = (low + high) // 2
+        if fits(middle):
+            high = middle
+        else:
+            low = middle + 1
+    return low
 
 
 # -- the result --------------------------------------------------------------------------

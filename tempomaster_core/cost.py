@@ -30,8 +30,9 @@ Memory (an estimate, documented assumptions, for planning):
   per layer (``2 * 2 * dim * ffn_dim`` bytes, added to the activations).
 - block swap (``blocks_to_swap`` = N, :mod:`tempomaster_core.block_swap`): N blocks live in
   host memory; at most two of them are on the device at once (the running one and the
-  prefetched next one), so the resident weights are ``weights - (N - min(N, 2)) * block``; each
-  DiT pass copies ``N * block`` bytes over PCIe (``LevelCost.swap_bytes_per_pass``).
+  prefetched next one, :data:`SWAP_SLOTS`), so the resident weights are ``weights - (N - min(N, 2)) * block``;
+  each DiT pass copies ``N * block`` bytes over PCIe (``LevelCost.swap_bytes_per_pass``; at the assumed
+  :data:`PCIE_BYTES_PER_S`, ``LevelCost.swap_seconds_per_pass``).
 - activations of one forward, inference (no autograd graph), one block at a
   time: the float32 residual stream plus the larger of the self-attention phase
   (float32 LayerNorm output and q/k norm transient, q/k/v, attention output,
@@ -108,6 +109,16 @@ GIB = 1024**3
 MAX_STEPS = 10_000
 """Most denoising steps per level the cost model prices (the sampler nodes allow 1000; the
 reference uses 50 / 32, :mod:`tempomaster_core.defaults`). Bounds the FLOP totals so they stay finite floats."""
+
+SWAP_SLOTS = 2
+"""Device slots of block swap (:class:`tempomaster_core.block_swap.BlockSwap`): the running swapped
+block and the prefetched next one are on the device at once, so swapping ``N`` blocks frees
+``N - min(N, SWAP_SLOTS)`` blocks' bytes."""
+
+PCIE_BYTES_PER_S = 25e9
+"""Host-to-device bandwidth the cost model assumes for block swap's copies, bytes per second
+(pinned memory over PCIe 4.0 x16 moves about 25 GB/s; PCIe 3.0 about half, 5.0 about double).
+An assumption for the estimate's swap time, not a measurement."""
 
 MAX_TEXT_LEN = 65_536
 """Most text tokens of the context the cost model prices (umT5 gives 512,
@@ -519,6 +530,12 @@ class LevelCost:
         """DiT + VAE FLOPs of the level."""
         return self.dit_flops + self.vae_encode_flops + self.vae_decode_flops
 
+    @property
+    def swap_seconds_per_pass(self) -> float:
+        """Seconds block swap's copies take per DiT pass at :data:`PCIE_BYTES_PER_S` (0 without it);
+        with the prefetch they overlap the blocks' compute, so this is a lower bound of a pass."""
+        return self.swap_bytes_per_pass / PCIE_BYTES_PER_S
+
     def to_dict(self) -> dict:
         """Plain-JSON form (FLOPs also in PFLOPs, bytes also in GiB)."""
         w = self.work
@@ -542,6 +559,9 @@ class LevelCost:
             "activation_bytes": self.activation_bytes,
             "peak_bytes": self.peak_bytes,
             "peak_gib": self.peak_bytes / GIB,
+            "blocks_to_swap": self.blocks_to_swap,
+            "swap_bytes_per_pass": self.swap_bytes_per_pass,
+            "swap_seconds_per_pass": self.swap_seconds_per_pass,
         }
 
 
@@ -644,7 +664,7 @@ def _level_cost(work: LevelWork, config: DiTConfig, *, height: int, width: int, 
     state = latent_elems * (6 * config.out_dim + config.condition_channels) * 4
     vae_mem = vae_peak_bytes(height, width)
     block = dit_block_bytes(config, dtype)
-    weights = dit_weight_bytes(config, dtype) - (blocks_to_swap - min(blocks_to_swap, 2)) * block
+    weights = dit_weight_bytes(config, dtype) - (blocks_to_swap - min(blocks_to_swap, SWAP_SLOTS)) * block
     vae_work = (vae_flops(work.frames_per_chunk, height, width, encode=True),
                 vae_flops(work.frames_per_chunk, height, width, encode=False))
     if not all(math.isfinite(v) for v in (per_pass * passes * work.steps, work.chunks * max(vae_work))):

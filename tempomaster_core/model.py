@@ -28,12 +28,14 @@ Differences from the reference, all numerical-only:
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from einops import rearrange
 from torch.utils.checkpoint import checkpoint
+from torch.utils.hooks import RemovableHandle
 
 from .attention import DEFAULT_BACKEND, attention, resolve_backend
 from .config import DiTConfig
@@ -272,6 +274,26 @@ class TempoMasterDiT(nn.Module):
         self.set_attention_backend(attention_backend)
         self.gradient_checkpointing = False
         self._execution_device: torch.device | None = None
+        self._level_hooks: OrderedDict = OrderedDict()
+
+    def register_level_hook(self, hook) -> RemovableHandle:
+        """Call ``hook(level_index, num_levels)`` whenever a level of a tree starts (:meth:`start_level`):
+        e.g. a LoRA's per-level strength (:class:`tempomaster_core.lora.LevelStrengths`).
+
+        Returns:
+            a handle whose ``remove()`` unregisters the hook.
+        """
+        handle = RemovableHandle(self._level_hooks)
+        self._level_hooks[handle.id] = hook
+        return handle
+
+    def start_level(self, level_index: int, num_levels: int) -> None:
+        """Run the level hooks: the level runners call this before a level's first compute
+        (:func:`tempomaster_core.pipeline.run_level`), with the level's index (0 = blueprint) and the
+        number of levels of its tree. A hook may raise to refuse the tree (e.g. a list of per-level
+        LoRA strengths of another length)."""
+        for hook in list(self._level_hooks.values()):
+            hook(level_index, num_levels)
 
     def set_attention_backend(self, name: str) -> str:
         """Select the attention backend; returns the one actually used.

@@ -513,7 +513,8 @@ def run_level(
     and the continuation (:mod:`tempomaster_core.continuation`, whose clips add the known context frames).
 
     Checks that model, codec, plan and text embeddings fit (:func:`check_level_inputs`),
-    builds the level's condition clips with ``make_clips(level)`` (:data:`ClipMaker`; it
+    tells the model the level starts (``model.start_level(index, num_levels)`` when it has one:
+    :meth:`~tempomaster_core.model.TempoMasterDiT.start_level`), builds the level's condition clips with ``make_clips(level)`` (:data:`ClipMaker`; it
     checks the condition frames), encodes them into ``y`` (``settings.max_batch`` clips
     per encode), draws the seeded noise ``[chunks, C, T, h, w]``, denoises all chunks
     (:func:`denoise`) and decodes them to exactly the level's ``num_frames`` frames.
@@ -537,6 +538,9 @@ def run_level(
     if not isinstance(settings, LevelSettings):
         raise TypeError(f"settings must be a LevelSettings (check_level_settings), got {type(settings).__name__}")
     positive, negative = check_level_inputs(model, codec, plan, positive, negative, settings.cfg)
+    start_level = getattr(model, "start_level", None)
+    if callable(start_level):  # level hooks, e.g. per-level LoRA strengths (TempoMasterDiT.register_level_hook)
+        start_level(index, plan.num_levels)
     level = plan.levels[index]
     clips, masks = make_clips(level)
     y = build_condition(codec, clips, masks, batch_size=settings.max_batch)

@@ -50,6 +50,9 @@ from tools.workflow_tools import (  # noqa: E402
     BADGE_SPACE, GROUP_TITLE_HEIGHT, NODE_TITLE_HEIGHT, VIEW_MARGINS, layout_problems, node_spec, ui_to_api, validate_ui,
 )
 
+#: Body height of the Load TempoMaster Model node (five widgets, as the frontend draws them).
+LOADER_HEIGHT = 154
+
 EXAMPLES_DIR = os.path.join(_ROOT, "example_workflows")
 API_DIR = os.path.join(_ROOT, "tests", "workflows_api")
 
@@ -333,8 +336,10 @@ def _common(g: Graph, prompt: str, note: str) -> dict:
     with loaders.group("Models"):
         # the DiT: listed in the Missing Models dialog with its address (the frontend downloads only
         # .safetensors itself, so the note says how to fetch the .bin)
-        ids["model"] = loaders.add(LOAD_MODEL_ID, [RELEASE_FILE, WEIGHT_DTYPE, DEFAULT_BACKEND], 106,
-                                   models=_models(RELEASE_FILE, RELEASE_URL, "diffusion_models"))
+        ids["model"] = loaders.add(LOAD_MODEL_ID, widget_values(
+            LOAD_MODEL_ID, model_name=RELEASE_FILE, weight_dtype=WEIGHT_DTYPE, attention=DEFAULT_BACKEND,
+            fp8_matmul=False, torch_compile=False), LOADER_HEIGHT,
+            models=_models(RELEASE_FILE, RELEASE_URL, "diffusion_models"))
         ids["clip"] = loaders.add("CLIPLoader", [UMT5_FILE, "wan", "default"], 106,
                                   models=_models(UMT5_FILE, f"{_REPACKAGED}/text_encoders/{UMT5_FILE}", "text_encoders"))
         ids["vae"] = loaders.add("VAELoader", [VAE_FILE], 58,
@@ -522,7 +527,8 @@ def tiny_text_to_video() -> dict:
     loaders = Column(g, LOADER_X)
     with loaders.group("Built-in model (no downloads)"):
         model = loaders.add(LOAD_MODEL_ID, widget_values(
-            LOAD_MODEL_ID, model_name=BUILTIN_MODEL_NAME, weight_dtype="fp32", attention=DEFAULT_BACKEND), 106)
+            LOAD_MODEL_ID, model_name=BUILTIN_MODEL_NAME, weight_dtype="fp32", attention=DEFAULT_BACKEND,
+            fp8_matmul=False, torch_compile=False), LOADER_HEIGHT)
         enc = loaders.add(LOAD_TINY_ENCODERS_ID, widget_values(
             LOAD_TINY_ENCODERS_ID, model_name=BUILTIN_MODEL_NAME), 78)
     pos, neg, _column = _prompts(g, TINY_PROMPT, d["negative_prompt"], enc)
