@@ -19,21 +19,22 @@ from .builtin_nodes import LoadTinyEncoders
 from .condition_node import MultiMaskCondition
 from .continue_node import TempoContinue
 from .lora_node import TempoLoraLoader
-from .display_names import DISPLAY_NAMES
+from .display_names import (BLUEPRINT_SAMPLER_ID, CONTINUE_ID, DISPLAY_NAMES, FRAME_RATE_REFINER_ID, LOAD_MODEL_ID,
+                            LOAD_TINY_ENCODERS_ID, LORA_LOADER_ID, MULTI_MASK_CONDITION_ID, TREE_SCHEDULER_ID)
 from .model_loader import LoadTempoModel
 from .sampler_nodes import BlueprintSampler, FrameRateRefiner
 from .scheduler_node import TreeScheduler
 
 #: Node class ids (prefixed so they cannot collide with other packs) -> classes.
 NODE_CLASS_MAPPINGS = {
-    "TempoMasterLoadModel": LoadTempoModel,
-    "TempoMasterTreeScheduler": TreeScheduler,
-    "TempoMasterMultiMaskCondition": MultiMaskCondition,
-    "TempoMasterBlueprintSampler": BlueprintSampler,
-    "TempoMasterFrameRateRefiner": FrameRateRefiner,
-    "TempoMasterLoadTinyEncoders": LoadTinyEncoders,
-    "TempoMasterContinue": TempoContinue,
-    "TempoMasterLoraLoader": TempoLoraLoader,
+    LOAD_MODEL_ID: LoadTempoModel,
+    TREE_SCHEDULER_ID: TreeScheduler,
+    MULTI_MASK_CONDITION_ID: MultiMaskCondition,
+    BLUEPRINT_SAMPLER_ID: BlueprintSampler,
+    FRAME_RATE_REFINER_ID: FrameRateRefiner,
+    LOAD_TINY_ENCODERS_ID: LoadTinyEncoders,
+    CONTINUE_ID: TempoContinue,
+    LORA_LOADER_ID: TempoLoraLoader,
 }
 
 #: Node class ids -> names shown in ComfyUI's menus and search (``nodes/display_names.py``).

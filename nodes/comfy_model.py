@@ -18,7 +18,9 @@ With the patcher, ComfyUI treats the DiT like one of its own models:
   it when another model needs the room;
 * LoRAs (:func:`with_lora`) become ModelPatcher patches: ``comfy.lora.load_lora`` with the core's
   :func:`tempomaster_core.lora.lora_key_map`, then ``clone().add_patches(...)``, so ComfyUI applies
-  them when it loads the weights (and on the fly for partially loaded layers).
+  them when it loads the weights (and on the fly for partially loaded layers). A LoRA with one
+  strength per level is added per level instead (:func:`for_level`: each sampler node loads a clone
+  with that level's strength).
 
 Block swap (:mod:`tempomaster_core.block_swap`) is not used inside ComfyUI: ComfyUI's partial
 loading is its own way of keeping part of the weights off the GPU, and two memory managers on one
@@ -42,12 +44,13 @@ from . import comfy_env
 log = logging.getLogger("TempoMaster")
 
 
-def operations_for(weight_dtype) -> Optional[Any]:
+def operations_for(weight_dtype, *, fp8_matmul: bool = False) -> Optional[Any]:
     """``comfy.ops`` layer classes for a DiT with ``weight_dtype`` weights, or ``None`` outside ComfyUI
     (the core's default :data:`tempomaster_core.ops.CastOps`).
 
-    fp8: ``comfy.ops.scaled_fp8_ops()`` (a Linear with a ``scale_weight``, cast to the compute dtype
-    per layer; no fp8 matmul); otherwise ``comfy.ops.manual_cast`` (weights cast to the input's dtype).
+    fp8: ``comfy.ops.scaled_fp8_ops(fp8_matrix_mult=fp8_matmul)`` (a Linear with a ``scale_weight``,
+    cast to the compute dtype per layer, or multiplied in fp8 with ``fp8_matmul``); otherwise
+    ``comfy.ops.manual_cast`` (weights cast to the input's dtype).
     A ComfyUI without ``scaled_fp8_ops`` gets the core's layers for fp8 (ComfyUI then cannot stream
     them, a warning says so).
     """
@@ -61,7 +64,7 @@ def operations_for(weight_dtype) -> Optional[Any]:
         log.warning("TempoMaster: this ComfyUI has no comfy.ops.scaled_fp8_ops; fp8 weights use TempoMaster's own "
                     "layers, which ComfyUI cannot partially load or LoRA-patch")
         return None
-    return scaled(fp8_matrix_mult=False, scale_input=False, override_dtype=None)
+    return scaled(fp8_matrix_mult=bool(fp8_matmul), scale_input=False, override_dtype=None)
 
 
 def is_patcher(model: Any) -> bool:
@@ -96,14 +99,24 @@ def load_for_level(patcher: Any, inference_bytes: int) -> None:
     mm.load_models_gpu([patcher], memory_required=int(max(0, inference_bytes)))
 
 
-def with_lora(model: Any, lora: dict, strength: float, name: str) -> Any:
+LEVEL_LORAS = "tempomaster_level_loras"
+"""Attribute of a ``ModelPatcher`` made by :func:`with_lora`: ``((patches, strengths, name), ...)``, the
+LoRAs whose strength changes per level (ComfyUI's loaded patches, one strength per level), added
+to a clone per level by :func:`for_level`; the other LoRAs are the patcher's own patches."""
+
+
+def with_lora(model: Any, lora: dict, strength, name: str) -> Any:
     """A ``TEMPO_MODEL`` with a LoRA added (the input model is not changed).
 
     The LoRA is checked first with the core's :func:`tempomaster_core.lora.parse_lora` (a LoRA for
     another model is refused; keys matching no layer are listed in one warning). Inside ComfyUI
     it becomes patches of a clone of the ModelPatcher (``comfy.lora.load_lora`` +
-    ``add_patches``); outside ComfyUI a copy of the DiT gets it from
-    :func:`tempomaster_core.lora.apply_lora`.
+    ``add_patches``) -- or, with one strength per level (a tuple), is kept in :data:`LEVEL_LORAS`
+    for :func:`for_level`; outside ComfyUI a copy of the DiT gets it from
+    :func:`tempomaster_core.lora.apply_lora` (per-level strengths there are the core's level hooks).
+
+    Args:
+        strength: a float, or a tuple with one strength per level of the plan, blueprint first.
 
     Raises:
         tempomaster_core.lora.LoraError: see :func:`~tempomaster_core.lora.parse_lora`.
@@ -116,8 +129,44 @@ def with_lora(model: Any, lora: dict, strength: float, name: str) -> Any:
         comfy_lora = comfy_env._module("comfy.lora")
         loaded = comfy_lora.load_lora(lora, lora_key_map(dit))
         patched = model.clone()
-        patched.add_patches(loaded, float(strength))
+        level_loras = tuple(getattr(model, LEVEL_LORAS, ()))
+        if isinstance(strength, tuple):
+            level_loras += ((loaded, strength, name),)
+        else:
+            patched.add_patches(loaded, float(strength))
+        setattr(patched, LEVEL_LORAS, level_loras)  # carried by every clone this module makes
         return patched
     patched = copy.deepcopy(dit)
     apply_lora(patched, lora, strength, name=name, warn=False)
     return patched
+
+
+def for_level(model: Any, level_index: int, num_levels: int) -> Any:
+    """The ``TEMPO_MODEL`` to run level ``level_index`` of a ``num_levels``-level plan with, checked
+    before any compute.
+
+    A patcher with per-level LoRAs (:data:`LEVEL_LORAS`) gives a clone with each of them added at
+    this level's strength (ComfyUI re-patches the weights when it loads the clone); a bare DiT runs
+    its level hooks (:meth:`tempomaster_core.model.TempoMasterDiT.start_level`: the core's per-level
+    strengths); anything else is returned as it is.
+
+    Raises:
+        tempomaster_core.validation.InputError: a list of per-level strengths of another length than
+            the plan's levels.
+    """
+    from tempomaster_core.level_settings import per_level
+    from tempomaster_core.validation import InputError
+
+    if not is_patcher(model):
+        start_level = getattr(model, "start_level", None)
+        if callable(start_level):
+            start_level(level_index, num_levels)
+        return model
+    level_loras = getattr(model, LEVEL_LORAS, ())
+    if not level_loras:
+        return model
+    clone = model.clone()
+    for loaded, strengths, name in level_loras:
+        strength = per_level(strengths, f"the strengths of the LoRA {name}", num_levels, error=InputError)[level_index]
+        clone.add_patches(loaded, float(strength))
+    return clone

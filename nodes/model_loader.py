@@ -15,12 +15,17 @@ Weight dtypes: bf16 / fp16 / fp32, or fp8_e4m3fn / fp8_e5m2 (the blocks' linear
 weights in one byte with a per-tensor scale, computed in bf16; ComfyUI's
 ``*_fp8_e4m3fn_scaled`` files load too; ``tempomaster_core.fp8``).
 
+Options: ``fp8_matmul`` (fp8_e4m3fn weights multiplied on fp8 tensor cores,
+``tempomaster_core.fp8``; refused before loading where the device has none) and
+``torch_compile`` (torch.compile per block, ``tempomaster_core.compiling``; compilations and
+recompiles logged).
+
 Caching: ComfyUI already re-uses a node's output while its inputs do not
 change. In addition the last loaded model is kept in a one-entry cache keyed
-by (file path, size, modification time, dtype), so a duplicated loader node or
+by (file path, size, modification time, dtype, fp8 matmul), so a duplicated loader node or
 a re-queued graph does not load 28.6 GB twice; loading a different file drops
-the previous model first. A changed attention backend is applied to the cached
-model without reloading.
+the previous model first. A changed attention backend or compile switch is applied to the
+cached model without reloading.
 """
 
 from __future__ import annotations
@@ -30,8 +35,9 @@ import os
 from typing import Any, Optional
 
 import torch
-from tempomaster_core.attention import BACKENDS
+from tempomaster_core.attention import BACKENDS, DEFAULT_BACKEND
 from tempomaster_core.config import DiTConfig
+from tempomaster_core.defaults import WEIGHT_DTYPE
 from tempomaster_core.loading import (RELEASE_FILE, RELEASE_REPO, RELEASE_URL, STORAGE_DTYPES, load_dit, parse_dtype,
                                       read_config)
 from tempomaster_core.validation import require_choice
@@ -92,9 +98,9 @@ def missing_model_message(name: str) -> str:
     dirs = comfy_env.model_folder_dirs(MODEL_FOLDER)  # ComfyUI lists the legacy models/unet first
     named = [d for d in dirs if os.path.basename(os.path.normpath(d)) == MODEL_FOLDER]
     where = (named or dirs or [f"ComfyUI/models/{MODEL_FOLDER}/"])[0]
-    size = dit_weight_bytes(DiTConfig(), "bf16") / 1e9
+    size = dit_weight_bytes(DiTConfig(), WEIGHT_DTYPE) / 1e9
     text = (f"TempoMaster model {name!r} is not in {where}. Download the TempoMaster DiT {RELEASE_FILE} "
-            f"({size:.1f} GB, bf16) from {RELEASE_URL} into {where}: it loads as it is (or convert it once to "
+            f"({size:.1f} GB, {WEIGHT_DTYPE}) from {RELEASE_URL} into {where}: it loads as it is (or convert it once to "
             f"safetensors with `python -m tempomaster_core.convert {RELEASE_FILE} tempomaster_dit_bf16.safetensors`). "
             f"Then press R (refresh) and pick it in {LOAD_MODEL}.")
     present = comfy_env.model_folder_files(MODEL_FOLDER)
@@ -106,7 +112,7 @@ def missing_model_message(name: str) -> str:
 
 
 def load_model_cached(path: str, dtype: torch.dtype, attention_backend: str, device: Any = None, *,
-                      text_len: Optional[int] = None) -> Any:
+                      text_len: Optional[int] = None, fp8_matmul: bool = False, torch_compile: bool = False) -> Any:
     """Load (or re-use) a TempoMaster DiT.
 
     Args:
@@ -116,6 +122,11 @@ def load_model_cached(path: str, dtype: torch.dtype, attention_backend: str, dev
         device: where to place the weights (default: ComfyUI's offload device / CPU).
         text_len: token slots of the text context (``DiTConfig.text_len``, see ``load_dit``);
             ``None`` = as the checkpoint records it.
+        fp8_matmul: fp8 layers multiply in fp8 (ComfyUI's ``scaled_fp8_ops(fp8_matrix_mult=True)``
+            inside ComfyUI, :func:`tempomaster_core.fp8.enable_fp8_matmul` outside); checked by the
+            caller (:func:`tempomaster_core.fp8.require_fp8_matmul`). Part of the cache key.
+        torch_compile: compile each block (:func:`tempomaster_core.compiling.compile_blocks`, every
+            compilation logged); switched on the cached model without reloading, like the backend.
 
     Returns:
         a ``TempoMasterDiT`` in eval mode.
@@ -123,22 +134,31 @@ def load_model_cached(path: str, dtype: torch.dtype, attention_backend: str, dev
     Raises:
         tempomaster_core.loading.CheckpointError: not a (complete) TempoMaster checkpoint.
     """
-    key = _file_key(path) + (str(dtype), text_len)
+    from tempomaster_core.compiling import compile_blocks, is_compiled, uncompile_blocks
+    from tempomaster_core.fp8 import enable_fp8_matmul
+
+    key = _file_key(path) + (str(dtype), text_len, bool(fp8_matmul))
     entry = _cache.get(key)
     if entry is None:
         _cache.clear()  # drop the previous model before loading another one
         comfy_env.soft_empty_cache()
         target = torch.device(device) if device is not None else comfy_env.offload_device()
         log.info("TempoMaster: loading %s as %s on %s", path, dtype, target)
+        operations = operations_for(dtype, fp8_matmul=fp8_matmul)
         model = load_dit(path, dtype=dtype, device=target, attention_backend=attention_backend, text_len=text_len,
-                         operations=operations_for(dtype))
+                         operations=operations)
+        if fp8_matmul and operations is None:  # the core's layers (outside ComfyUI)
+            enable_fp8_matmul(model, comfy_env.compute_device())
         model.eval()
-        _cache[key] = (model, attention_backend)
-        return model
+        entry = _cache[key] = (model, attention_backend)
     model, requested = entry
     if requested != attention_backend:
         model.set_attention_backend(attention_backend)
         _cache[key] = (model, attention_backend)
+    if torch_compile and not is_compiled(model):
+        compile_blocks(model, log=lambda line: log.info("TempoMaster: %s", line))
+    elif not torch_compile and is_compiled(model):
+        uncompile_blocks(model)
     return model
 
 
@@ -211,7 +231,7 @@ class LoadTempoModel:
                                f"moving shapes, runs on CPU; use it with '{LOAD_TINY_ENCODERS}' and fp32).",
                 }),
                 "weight_dtype": (list(STORAGE_DTYPES), {
-                    "default": "bf16",
+                    "default": WEIGHT_DTYPE,
                     "tooltip": "Dtype the weights are kept in. bf16 is what the authors ran (28.6 GB for 14B); "
                                "fp8_e4m3fn / fp8_e5m2 keep the block weights in one byte (14.5 GB for 14B, for "
                                "24 GB cards; computed in bf16, e4m3fn is the more precise; *_fp8_e4m3fn_scaled "
@@ -219,12 +239,27 @@ class LoadTempoModel:
                                "CPU debugging).",
                 }),
                 "attention": (list(BACKENDS), {
-                    "default": "sdpa",
+                    "default": DEFAULT_BACKEND,
                     "tooltip": "Attention kernel: sdpa (PyTorch, always available), flash_attn or "
                                "sageattention (faster on supported GPUs; falls back to sdpa with a "
                                "warning when not installed).",
                 }),
-            }
+            },
+            "optional": {
+                "fp8_matmul": ("BOOLEAN", {
+                    "default": False,
+                    "tooltip": "With fp8_e4m3fn weights: multiply in fp8 on the GPU's fp8 tensor cores "
+                               "(torch._scaled_mm; RTX 40xx / Ada, H100 / Hopper and newer) instead of casting "
+                               "each weight to bf16. Refused before loading on a GPU without fp8 tensor cores. "
+                               "Slightly less precise (the activations are quantised too); speed not measured yet.",
+                }),
+                "torch_compile": ("BOOLEAN", {
+                    "default": False,
+                    "tooltip": "torch.compile each DiT block (dynamic=False): faster steps after a slow first "
+                               "step per level shape (compilations and recompiles are logged). Needs Triton on "
+                               "the GPU (a C++ compiler on the CPU).",
+                }),
+            },
         }
 
     @classmethod
@@ -249,15 +284,23 @@ class LoadTempoModel:
             return True
         return missing_model_message(model_name)
 
-    def load(self, model_name: str, weight_dtype: str = "bf16", attention: str = "sdpa"):
-        """Return ``(model,)``; see :func:`load_model_cached`.
+    def load(self, model_name: str, weight_dtype: str = WEIGHT_DTYPE, attention: str = DEFAULT_BACKEND,
+             fp8_matmul: Optional[bool] = None, torch_compile: Optional[bool] = None):
+        """Return ``(model,)``; see :func:`load_model_cached` (the optional inputs left out, ``None``, are off).
 
         Raises:
-            tempomaster_core.validation.InputError: unknown dtype or backend name (a ``ValueError``).
+            tempomaster_core.validation.InputError: unknown dtype or backend name (a ``ValueError``);
+                fp8 matmul without fp8_e4m3fn weights or on a device without fp8 matmul
+                (:func:`tempomaster_core.fp8.require_fp8_matmul`), before anything is loaded.
         """
+        from tempomaster_core.fp8 import require_fp8_matmul
+
         require_choice(weight_dtype, "weight_dtype", STORAGE_DTYPES)
         require_choice(attention, "attention", BACKENDS)
+        if fp8_matmul:
+            require_fp8_matmul(comfy_env.compute_device(), weight_dtype)
         path = resolve_model_path(model_name)
         # the tiny text encoder's [1, L, text_dim] reaches the DiT unpadded: its L is the model's text_len
         text_len = tiny_text_length() if model_name == BUILTIN_MODEL_NAME else None
-        return (managed(load_model_cached(path, parse_dtype(weight_dtype), attention, text_len=text_len)),)
+        return (managed(load_model_cached(path, parse_dtype(weight_dtype), attention, text_len=text_len,
+                                          fp8_matmul=bool(fp8_matmul), torch_compile=bool(torch_compile))),)

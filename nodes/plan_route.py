@@ -7,9 +7,13 @@
   first, possibly fewer than the levels: the rest keep the reference's default 32 steps /
   cfg 8) and ``model``: the widgets of the Load TempoMaster Model node feeding that chain,
   ``{"model_name": "...", "weight_dtype": "bf16"}`` (the estimate is for that model's shape and
-  dtype, :func:`resolve_model`), or a shape name (``"14B"``, ``"1.3B"``); without it the
-  14B release is priced and the reply says so. Reply 200 = ``plan.to_dict()`` plus
-  ``cost`` (:meth:`~tempomaster_core.cost.PlanCost.to_dict`), ``warnings``,
+  dtype, :func:`resolve_model`), or a shape name (``"14B"``, ``"1.3B"``; ``{"shape": "14B",
+  "weight_dtype": "fp8_e4m3fn"}`` at a dtype); without it the
+  14B release is priced and the reply says so. The estimate keeps the fewest DiT blocks off the
+  GPU that make the plan fit the memory budget (block swap / ComfyUI's partial loading,
+  :func:`nodes.scheduler_node.build_schedule`). Reply 200 = ``plan.to_dict()`` plus
+  ``cost`` (:meth:`~tempomaster_core.cost.PlanCost.to_dict`), ``memory`` (weight dtype, blocks
+  swapped, peak, runnable on the budget, and its sentence: :func:`nodes.scheduler_node.memory_fit`), ``warnings``,
   ``auto`` (the planner's choices and reasons, or null), ``summary``, ``inputs``,
   ``model`` (what was priced, :func:`resolve_model`) and ``plan_key``; bad input -> 400
   ``{"error": "..."}`` (every widget value, number or text,
@@ -41,6 +45,7 @@ import importlib
 import logging
 from typing import Any, Optional
 
+from tempomaster_core.defaults import WEIGHT_DTYPE
 from tempomaster_core.loading import STORAGE_DTYPES
 from tempomaster_core.validation import require_number, require_whole_number
 
@@ -152,9 +157,10 @@ def parse_request(payload: Any) -> tuple[dict, dict]:
     model = payload.get("model")
     if model is not None:
         if isinstance(model, dict):
-            name, dtype = model.get("model_name"), model.get("weight_dtype", "bf16")
+            name, dtype = model.get("model_name", model.get("shape")), model.get("weight_dtype", WEIGHT_DTYPE)
             if not isinstance(name, str) or not name:
-                raise RequestError(f"model.model_name must be the Load TempoMaster Model's file name, got {name!r}")
+                raise RequestError(f"model.model_name must be the Load TempoMaster Model's file name (or model.shape "
+                                   f"a shape name such as '14B'), got {name!r}")
             if dtype not in STORAGE_DTYPES:
                 raise RequestError(f"model.weight_dtype must be one of {list(STORAGE_DTYPES)}, got {dtype!r}")
         elif not isinstance(model, str):
@@ -168,19 +174,20 @@ def model_key(config: Any, dtype: Any) -> str:
     """Identity of the model an estimate is for: its shape, text length and weight dtype, e.g.
     ``"5120x40/ffn13824/40h/in36/out16/p1x2x2/text512/bf16"``. A measured time and an estimate
     compare (and predict each other) only when their keys match."""
-    from tempomaster_core.defaults import TEXT_LEN
+    from tempomaster_core.cost import model_text_len
     from tempomaster_core.loading import dtype_name
 
     c = config
     return (f"{c.dim}x{c.num_layers}/ffn{c.ffn_dim}/{c.num_heads}h/in{c.in_dim}/out{c.out_dim}/"
-            f"p{'x'.join(map(str, c.patch_size))}/text{c.text_len or TEXT_LEN}/{dtype_name(dtype)}")
+            f"p{'x'.join(map(str, c.patch_size))}/text{model_text_len(c)}/{dtype_name(dtype)}")
 
 
 def resolve_model(spec: Any) -> tuple[Any, str, dict]:
     """``(config, weight dtype, description)`` of the model a plan request names.
 
     ``spec``: ``None`` (nothing connected: the 14B release, said in the description), a shape
-    name of :data:`tempomaster_core.cost.KNOWN_CONFIGS`, or ``{"model_name", "weight_dtype"}``
+    name of :data:`tempomaster_core.cost.KNOWN_CONFIGS` (or ``{"shape", "weight_dtype"}``: that shape at
+    a weight dtype), or ``{"model_name", "weight_dtype"}``
     of a Load TempoMaster Model node: its checkpoint's shape (:func:`nodes.model_loader.model_config`,
     no weights read), for a name the loader lists (:func:`nodes.model_loader.available_models`; a
     request never names a file path). A file that is missing or unreadable is priced as the 14B release, and the
@@ -196,15 +203,19 @@ def resolve_model(spec: Any) -> tuple[Any, str, dict]:
 
     from .model_loader import MODEL_FOLDER, available_models, model_config
 
-    name, dtype, note = None, "bf16", None
+    name, dtype, note = None, WEIGHT_DTYPE, None
     if spec is None:
         key, note = "14B", "no Load TempoMaster Model feeds the samplers of this plan: priced as the 14B release"
     elif isinstance(spec, str):
         if spec not in KNOWN_CONFIGS:
             raise RequestError(f"unknown model {spec!r} for the estimate; choose one of {list(KNOWN_CONFIGS)}")
         key = spec
+    elif "shape" in spec:  # a shape by name at a weight dtype: a what-if estimate
+        if spec["shape"] not in KNOWN_CONFIGS:
+            raise RequestError(f"unknown model shape {spec['shape']!r}; choose one of {list(KNOWN_CONFIGS)}")
+        key, dtype = spec["shape"], spec.get("weight_dtype", WEIGHT_DTYPE)
     else:
-        name, dtype, key = spec["model_name"], spec.get("weight_dtype", "bf16"), None
+        name, dtype, key = spec["model_name"], spec.get("weight_dtype", WEIGHT_DTYPE), None
         try:
             if name not in available_models():  # only what the loader offers: no file path from a request
                 raise FileNotFoundError(name)
@@ -257,6 +268,7 @@ def plan_response(payload: Any) -> tuple[int, dict]:
         auto=None if schedule.auto is None else auto_to_dict(schedule.auto),
         summary=schedule.summary(),
         inputs=dict(schedule.inputs),
+        memory=dict(schedule.memory),
         model=model,
         plan_key=plan_key(schedule.plan),
     )
@@ -315,16 +327,13 @@ def level_time_payload(plan: Any, level_index: int, seconds: float, *, model: An
     from .comfy_env import executing_node
 
     from tempomaster_core.config import DiTConfig
-    from tempomaster_core.cost import PFLOP, LevelWork, level_cost
-    from tempomaster_core.defaults import TEXT_LEN
+    from tempomaster_core.cost import PFLOP, model_text_len, plan_level_cost
 
     level = plan.levels[level_index]
     config = getattr(model, "config", None)
     config = config if isinstance(config, DiTConfig) else DiTConfig()
-    text_len = config.text_len or TEXT_LEN  # a model that takes any length is priced at umT5's
-    work = LevelWork(level.num_chunks, level.frames_per_chunk, int(steps), num_frames=level.num_frames, fps=level.fps)
-    priced = level_cost(work, config, height=plan.height, width=plan.width, cfg=float(cfg), text_len=text_len,
-                        max_batch=max_batch, temporal_factor=plan.temporal_factor)
+    priced = plan_level_cost(plan, level_index, config, steps=int(steps), cfg=float(cfg), max_batch=max_batch,
+                             text_len=model_text_len(config))
     seconds = float(seconds)
     prompt_id, node = executing_node()
     return {
@@ -337,7 +346,7 @@ def level_time_payload(plan: Any, level_index: int, seconds: float, *, model: An
         "estimated_flops": priced.dit_flops,
         "estimated_pflops": priced.dit_flops / PFLOP,
         "achieved_tflops_per_s": priced.dit_flops / seconds / 1e12 if seconds > 0 else None,
-        "model_key": model_key(config, getattr(model, "dtype", "bf16")),
+        "model_key": model_key(config, getattr(model, "dtype", WEIGHT_DTYPE)),
         "prompt_id": prompt_id,
         "node": node,
     }

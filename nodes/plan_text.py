@@ -24,7 +24,7 @@ from tempomaster_core.autoplan import (
     Rule,
     Verdict,
 )
-from tempomaster_core.cost import GIB, PFLOP
+from tempomaster_core.cost import GIB, PCIE_BYTES_PER_S, PFLOP
 from tempomaster_core.plan import TreePlan
 
 from .display_names import FRAME_RATE_REFINER
@@ -56,31 +56,52 @@ def _chosen_status(status: str) -> str:
     return "chosen" if status == "ok" else f"chosen ({status})"
 
 
+_REASONS = {
+    Rule.GIVEN: "{head}: given{status}",
+    Rule.LONGEST_FIT: ("{head}: the reference's {reference} of {reference_frames} frames break the trained length "
+                       "{trained} or the memory budget {budget}; these are the longest chunks that fit ({pflops})"),
+    Rule.ONLY: "{head}: the only count within {within}",
+    Rule.CHEAPEST: "{head}: the cheapest ({pflops}) of {admissible} counts within {within}",
+    Rule.NONE_FIT: "{head}: no count meets every limit; these are the shortest chunks",
+}
+"""The summary's reason per :class:`~tempomaster_core.autoplan.Rule` (:func:`level_reason`)."""
+
+_SENTENCES = {
+    Rule.GIVEN: "{head}, as given",
+    Rule.LONGEST_FIT: "{head}, the longest that fit (the reference's {reference} break the trained length or the "
+                      "memory budget)",
+    Rule.ONLY: "{head}, the only split within the limits",
+    Rule.CHEAPEST: "{head}, the cheapest of {admissible} splits within the limits",
+    Rule.NONE_FIT: "{head}: no split meets every limit, so these are the shortest chunks",
+}
+"""The drawing's sentence per :class:`~tempomaster_core.autoplan.Rule` (:func:`level_sentence`)."""
+
+
+def _told(choice: LevelChoice, wordings: dict, reference_note: str, head: str, **fields: str) -> str:
+    """A level's choice in one of the wordings above, with the note when it is the reference's split.
+
+    The fields every wording may use (``reference``, ``reference_frames``, ``pflops``,
+    ``admissible``) come from ``choice``; ``fields`` adds the wording's own."""
+    best = choice.chosen
+    text = wordings[choice.rule].format(
+        head=head, reference=chunk_word(choice.reference_chunks), reference_frames=choice.reference_frames_per_chunk,
+        pflops=f"{best.dit_flops / PFLOP:.2f} PFLOPs" if best.dit_flops is not None else "",
+        admissible=sum(c.verdict is Verdict.OK for c in choice.candidates), **fields)
+    return text + reference_note if _matches_reference(choice) else text
+
+
 def level_reason(choice: LevelChoice, limits: PlanLimits) -> str:
     """One sentence on why a level's chunk count won, e.g. "2 chunks of 109 frames: the only count within ..."."""
     best = choice.chosen
-    head = f"{chunk_word(best.chunks)} of {best.frames_per_chunk} frames"
-    trained, budget = limits.trained_chunk_frames, limits.memory_budget_bytes
-    within = f"the trained length {trained}, the context floor {choice.context_floor}" + (
-        "" if choice.memory_ignored else f" and the memory budget {gib(budget)}")
-    if choice.rule is Rule.GIVEN:
-        status = candidate_status(best, choice, limits)
-        reason = f"{head}: given" + ("" if status == "ok" else f" ({status})")
-    elif choice.rule is Rule.LONGEST_FIT:
-        reason = (f"{head}: the reference's {chunk_word(choice.reference_chunks)} of "
-                  f"{choice.reference_frames_per_chunk} frames break the trained length {trained} or the memory "
-                  f"budget {gib(budget)}; these are the longest chunks that fit ({best.dit_flops / PFLOP:.2f} PFLOPs)")
-    elif choice.rule is Rule.ONLY:
-        reason = f"{head}: the only count within {within}"
-    elif choice.rule is Rule.CHEAPEST:
-        admissible = sum(c.verdict is Verdict.OK for c in choice.candidates)
-        reason = f"{head}: the cheapest ({best.dit_flops / PFLOP:.2f} PFLOPs) of {admissible} counts within {within}"
-    else:
-        reason = f"{head}: no count meets every limit; these are the shortest chunks"
-    if _matches_reference(choice):
-        reason += " (= the reference rule)"
+    trained, budget = limits.trained_chunk_frames, gib(limits.memory_budget_bytes)
+    status = candidate_status(best, choice, limits)
+    reason = _told(choice, _REASONS, " (= the reference rule)",
+                   f"{chunk_word(best.chunks)} of {best.frames_per_chunk} frames",
+                   status="" if status == "ok" else f" ({status})", trained=str(trained), budget=budget,
+                   within=f"the trained length {trained}, the context floor {choice.context_floor}"
+                          + ("" if choice.memory_ignored else f" and the memory budget {budget}"))
     if choice.memory_ignored:
-        reason += (f"; no chunk count fits the memory budget {gib(budget)} even one chunk per forward, "
+        reason += (f"; no chunk count fits the memory budget {budget} even one chunk per forward, "
                    "so memory was ignored for this choice")
     return reason
 
@@ -93,21 +114,8 @@ def _matches_reference(choice: LevelChoice) -> bool:
 def level_sentence(choice: LevelChoice, fps: float) -> str:
     """The drawing's sentence for one level's choice, e.g. "12 fps: 2 chunks of 109 frames, the only
     split within the limits (as the reference splits it)."; ``fps`` is the level's frame rate."""
-    head = f"{fps:g} fps: {chunk_word(choice.chunks)} of {choice.frames_per_chunk} frames"
-    if choice.rule is Rule.GIVEN:
-        text = f"{head}, as given"
-    elif choice.rule is Rule.LONGEST_FIT:
-        text = (f"{head}, the longest that fit (the reference's {chunk_word(choice.reference_chunks)} break the "
-                "trained length or the memory budget)")
-    elif choice.rule is Rule.ONLY:
-        text = f"{head}, the only split within the limits"
-    elif choice.rule is Rule.CHEAPEST:
-        admissible = sum(c.verdict is Verdict.OK for c in choice.candidates)
-        text = f"{head}, the cheapest of {admissible} splits within the limits"
-    else:
-        text = f"{head}: no split meets every limit, so these are the shortest chunks"
-    if _matches_reference(choice):
-        text += " (as the reference splits it)"
+    text = _told(choice, _SENTENCES, " (as the reference splits it)",
+                 f"{fps:g} fps: {chunk_word(choice.chunks)} of {choice.frames_per_chunk} frames")
     if choice.max_parallel_chunks is not None:
         text += (f"; set max_parallel_chunks to {choice.max_parallel_chunks} on its {FRAME_RATE_REFINER} "
                  "(the peak shown assumes it)")
@@ -144,6 +152,31 @@ def plan_warning(breach: LimitBreach, plan: TreePlan) -> str:
         what = "has" if level.is_blueprint else "chunks of"
         return f"{name} ({level.fps:g} fps): {what} {breach.value} frames, more than the trained {breach.bound}"
     return f"{name} ({level.fps:g} fps): estimated peak {gib(breach.value)} exceeds the budget {gib(breach.bound)}"
+
+
+def memory_sentence(fit: dict) -> str:
+    """The memory line of the summary and the tree view, from :func:`nodes.scheduler_node.memory_fit`, e.g.
+    "fp8_e4m3fn weights, 16 of 40 blocks swapped (5.2 GiB copied per DiT pass, ~0.22 s at 25 GB/s): peak
+    21.2 GiB, runnable on 22.4 GiB."."""
+    swapped, layers = fit["blocks_to_swap"], fit["num_layers"]
+    text = f"{fit['weight_dtype']} weights, "
+    if swapped:
+        text += (f"{swapped} of {layers} blocks swapped ({gib(fit['swap_bytes_per_pass'])} copied per DiT pass, "
+                 f"~{fit['swap_seconds_per_pass']:.2f} s at {PCIE_BYTES_PER_S / 1e9:g} GB/s; ComfyUI keeps them off "
+                 f"the GPU by partial loading, the command line with --blocks-to-swap {swapped})")
+    else:
+        text += "no blocks swapped"
+    text += f": peak {gib(fit['peak_bytes'])}"
+    if fit["runnable"] is None:
+        return text + " (no memory budget: nothing to check against)."
+    if fit["runnable"]:
+        return text + f", runnable on {gib(fit['budget_bytes'])}."
+    text += f", not runnable on {gib(fit['budget_bytes'])}"
+    if fit["all_swapped_peak_bytes"] is not None:
+        text += f" (with all {layers} blocks swapped still {gib(fit['all_swapped_peak_bytes'])})"
+    advice = "fewer chunks per forward, a smaller size" if str(fit["weight_dtype"]).startswith("fp8") else \
+        "fp8_e4m3fn weights (Load TempoMaster Model), fewer chunks per forward, a smaller size"
+    return text + f"; try {advice} or a larger budget."
 
 
 def _chosen_ladder(auto: AutoPlan) -> Optional[int]:
@@ -234,4 +267,4 @@ def auto_to_dict(auto: AutoPlan) -> dict:
 
 
 __all__ = ["auto_reasons", "auto_to_dict", "auto_warning", "candidate_status", "chunk_word", "gib", "interval_warning",
-           "ladder_status", "level_reason", "level_sentence", "plan_warning"]
+           "ladder_status", "level_reason", "level_sentence", "memory_sentence", "plan_warning"]

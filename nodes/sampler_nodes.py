@@ -58,14 +58,14 @@ from tempomaster_core.defaults import (
     REFINEMENT_SHIFT,
     REFINEMENT_STEPS,
     SEED,
-    TEXT_LEN,
+    WEIGHT_DTYPE,
 )
 from tempomaster_core.guidance import GUIDANCE_KINDS
 from tempomaster_core.tiny.builtin import BUILTIN_MODEL_NAME
-from tempomaster_core.validation import MAX_CFG, MAX_SEED
+from tempomaster_core.validation import MAX_CFG, MAX_SAMPLER_STEPS, MAX_SEED
 
 from . import comfy_env
-from .comfy_model import dit_of, is_patcher, load_for_level
+from .comfy_model import dit_of, for_level, is_patcher, load_for_level
 from .display_names import (BLUEPRINT_SAMPLER, FRAME_RATE_REFINER, LOAD_MODEL, LOAD_TINY_ENCODERS,
                             MULTI_MASK_CONDITION, TREE_SCHEDULER)
 from .plan_route import report_level_time
@@ -106,14 +106,11 @@ def estimate_level_bytes(model: Any, plan: Any, level_index: int, cfg: float, ma
     config = getattr(model, "config", None)
     if config is None:
         return _model_bytes(model)
-    from tempomaster_core.cost import level_cost, levels_from_plan
+    from tempomaster_core.cost import model_text_len, plan_level_cost
 
-    work = levels_from_plan(plan, steps=1)[level_index]
-    dtype = str(getattr(model, "weight_dtype", None) or getattr(model, "dtype", "bf16"))  # fp8: priced as stored
-    text_len = config.text_len or TEXT_LEN  # a model that takes any length is priced at umT5's
-    priced = level_cost(work, config, height=plan.height, width=plan.width, cfg=float(cfg), text_len=text_len,
-                        dtype=dtype, max_batch=max_batch or None, spatial_factor=spatial_factor,
-                        temporal_factor=plan.temporal_factor)
+    dtype = str(getattr(model, "weight_dtype", None) or getattr(model, "dtype", WEIGHT_DTYPE))  # fp8: priced as stored
+    priced = plan_level_cost(plan, level_index, config, steps=1, cfg=float(cfg), max_batch=max_batch or None,
+                             dtype=dtype, text_len=model_text_len(config), spatial_factor=spatial_factor)
     return int(priced.peak_bytes)
 
 
@@ -287,21 +284,25 @@ def _checked_contexts(model: Any, codec: Any, plan: Any, positive: Any, negative
     return check_level_inputs(model, codec, plan, pos, neg, cfg)
 
 
-def _run_level(model: Any, codec: Any, plan: Any, level_index: int, *, steps: int, cfg: float,
-               max_batch: Optional[int], run: Callable[[NodeProgress], Any]) -> tuple:
+def _run_level(model: Any, codec: Any, plan: Any, level_index: int, settings: Any,
+               run: Callable[[NodeProgress], Any]) -> tuple:
     """Run one level as a sampler node does and return the node outputs.
 
     Frees memory and moves the DiT to the compute device, calls ``run(progress)`` (the core
     level runner with a :class:`NodeProgress`), logs and reports the measured time to the
     tree view, and parks the DiT on the offload device after the plan's last level.
+    ``settings`` is the level's :class:`~tempomaster_core.pipeline.LevelSettings`. A model with
+    per-level LoRA strengths runs as this level's clone (:func:`~nodes.comfy_model.for_level`; a
+    strengths list that does not match the plan is refused here, before anything moves).
     """
-    _to_compute_device(model, codec, plan, level_index, cfg, max_batch)
+    model = for_level(model, level_index, plan.num_levels)
+    _to_compute_device(model, codec, plan, level_index, settings.cfg, settings.max_batch)
     started = time.perf_counter()
-    result = run(NodeProgress(int(steps), codec))
+    result = run(NodeProgress(settings.steps, codec))
     elapsed = time.perf_counter() - started
     log.info("TempoMaster: level %d done in %.1f s", level_index, elapsed)
-    report_level_time(plan, level_index, elapsed, model=dit_of(model), steps=int(steps), cfg=float(cfg),
-                      max_batch=max_batch)
+    report_level_time(plan, level_index, elapsed, model=dit_of(model), steps=settings.steps, cfg=settings.cfg,
+                      max_batch=settings.max_batch)
     if result.is_last:
         _release(model)
     return _outputs(result)
@@ -319,7 +320,7 @@ def _common_inputs(steps: int, shift: float) -> dict:
             "tooltip": f"Noise seed. The reference code uses the same seed at every level ({SEED} by default).",
         }),
         "steps": ("INT", {
-            "default": steps, "min": 1, "max": 1000,
+            "default": steps, "min": 1, "max": MAX_SAMPLER_STEPS,
             "tooltip": f"Denoising steps of this level (the reference code's default: {steps}).",
         }),
         "shift": ("FLOAT", {
@@ -361,14 +362,31 @@ _OUTPUT_TOOLTIPS = (
 )
 
 
-class BlueprintSampler:
-    """ComfyUI node: generate the blueprint (level 0) of the plan."""
+class _LevelNode:
+    """What both sampler nodes share: their outputs (a level, its images, its fps) and their inputs
+    (the model, the level's source, the prompts, the VAE, the sampler widgets, tiled VAE)."""
 
     CATEGORY = "TempoMaster"
-    FUNCTION = "sample"
     RETURN_TYPES = (TEMPO_LEVEL, "IMAGE", "FLOAT")
     RETURN_NAMES = ("level", "images", "fps")
     OUTPUT_TOOLTIPS = _OUTPUT_TOOLTIPS
+
+    @staticmethod
+    def _required(source: str, source_input: tuple, steps: int, shift: float, **extra: tuple) -> dict:
+        """``INPUT_TYPES["required"]``: model, ``source`` (the plan or the level above), positive,
+        negative, vae, the sampler widgets at these defaults, ``extra``, tiled_vae."""
+        required = {"model": _MODEL_IN, source: source_input, "positive": _POSITIVE_IN, "negative": _NEGATIVE_IN,
+                    "vae": _VAE_IN}
+        required.update(_common_inputs(steps, shift))
+        required.update(extra)
+        required["tiled_vae"] = _VAE_TILED
+        return required
+
+
+class BlueprintSampler(_LevelNode):
+    """ComfyUI node: generate the blueprint (level 0) of the plan."""
+
+    FUNCTION = "sample"
     DESCRIPTION = (
         "Generates the low-frame-rate blueprint of the whole video in one pass with full bidirectional "
         f"attention (the reference code's defaults: {BLUEPRINT_FRAMES} frames at {FPS / FRAME_INTERVALS[0]:g} fps, {BLUEPRINT_STEPS} "
@@ -378,17 +396,9 @@ class BlueprintSampler:
 
     @classmethod
     def INPUT_TYPES(cls):
-        required = {
-            "model": _MODEL_IN,
-            "plan": (TEMPO_PLAN, {"tooltip": f"The tree from the {TREE_SCHEDULER}."}),
-            "positive": _POSITIVE_IN,
-            "negative": _NEGATIVE_IN,
-            "vae": _VAE_IN,
-        }
-        required.update(_common_inputs(BLUEPRINT_STEPS, BLUEPRINT_SHIFT))
-        required["tiled_vae"] = _VAE_TILED
+        plan = (TEMPO_PLAN, {"tooltip": f"The tree from the {TREE_SCHEDULER}."})
         return {
-            "required": required,
+            "required": cls._required("plan", plan, BLUEPRINT_STEPS, BLUEPRINT_SHIFT),
             "optional": {
                 "condition": (TEMPO_CONDITION, {
                     "tooltip": f"Known frames from {MULTI_MASK_CONDITION} (first frame, first+last, keyframes). "
@@ -429,24 +439,14 @@ class BlueprintSampler:
         normalize_condition_frames(conditions, level.num_frames, plan.height, plan.width)
         log.info("TempoMaster: blueprint, %d frames at %g fps, %dx%d, %d steps",
                  level.num_frames, level.fps, plan.width, plan.height, settings.steps)
-        return _run_level(
-            model, codec, plan, 0, steps=settings.steps, cfg=settings.cfg, max_batch=None,
-            run=lambda progress: run_blueprint(
-                dit, codec, pos, neg, plan, conditions=conditions,
-                steps=settings.steps, shift=settings.shift, cfg=settings.cfg, guidance=settings.guidance,
-                seed=settings.seed, progress=progress,
-            ),
-        )
+        return _run_level(model, codec, plan, 0, settings, lambda progress: run_blueprint(
+            dit, codec, pos, neg, plan, settings, conditions=conditions, progress=progress))
 
 
-class FrameRateRefiner:
+class FrameRateRefiner(_LevelNode):
     """ComfyUI node: refine the incoming level to the next frame rate of its plan."""
 
-    CATEGORY = "TempoMaster"
     FUNCTION = "refine"
-    RETURN_TYPES = (TEMPO_LEVEL, "IMAGE", "FLOAT")
-    RETURN_NAMES = ("level", "images", "fps")
-    OUTPUT_TOOLTIPS = _OUTPUT_TOOLTIPS
     DESCRIPTION = (
         "Multiplies the frame rate of the incoming level (e.g. 6 -> 12 fps): every frame of the level above "
         "is kept as a condition frame, the in-between frames are generated in chunks denoised in parallel "
@@ -457,26 +457,19 @@ class FrameRateRefiner:
 
     @classmethod
     def INPUT_TYPES(cls):
-        required = {
-            "model": _MODEL_IN,
-            "level": (TEMPO_LEVEL, {
-                "tooltip": f"The level above (from the {BLUEPRINT_SAMPLER} or the previous {FRAME_RATE_REFINER}); "
-                           "this node makes the next level of its plan.",
-            }),
-            "positive": _POSITIVE_IN,
-            "negative": _NEGATIVE_IN,
-            "vae": _VAE_IN,
-        }
-        required.update(_common_inputs(REFINEMENT_STEPS, REFINEMENT_SHIFT))
-        required["max_parallel_chunks"] = ("INT", {
+        level = (TEMPO_LEVEL, {
+            "tooltip": f"The level above (from the {BLUEPRINT_SAMPLER} or the previous {FRAME_RATE_REFINER}); "
+                       "this node makes the next level of its plan.",
+        })
+        max_parallel_chunks = ("INT", {
             "default": 0, "min": 0, "max": 1024,
             "tooltip": "Chunks denoised per forward pass: 0 = all chunks of the level in one batch (fastest, "
                        "most memory); 1 = one chunk at a time (least memory). The frames are the same for every "
                        "value (bit-identical on CPU; on a GPU, matrix kernels chosen per batch size may change "
                        "the last bits).",
         })
-        required["tiled_vae"] = _VAE_TILED
-        return {"required": required}
+        return {"required": cls._required("level", level, REFINEMENT_STEPS, REFINEMENT_SHIFT,
+                                          max_parallel_chunks=max_parallel_chunks)}
 
     def refine(self, model, level, positive, negative, vae, seed: int = SEED, steps: int = REFINEMENT_STEPS,
                shift: float = REFINEMENT_SHIFT, cfg: float = CFG, guidance: str = GUIDANCE,
@@ -520,11 +513,5 @@ class FrameRateRefiner:
         log.info("TempoMaster: level %d of %d, %g -> %g fps, %d frames in %d chunk(s), %d steps",
                  index, plan.num_levels - 1, level.fps, target.fps, target.num_frames, target.num_chunks,
                  settings.steps)
-        return _run_level(
-            model, codec, plan, index, steps=settings.steps, cfg=settings.cfg, max_batch=max_batch,
-            run=lambda progress: run_refinement(
-                dit, codec, level, pos, neg,
-                steps=settings.steps, shift=settings.shift, cfg=settings.cfg, guidance=settings.guidance,
-                seed=settings.seed, max_batch=max_batch, progress=progress,
-            ),
-        )
+        return _run_level(model, codec, plan, index, settings, lambda progress: run_refinement(
+            dit, codec, level, pos, neg, settings, progress=progress))

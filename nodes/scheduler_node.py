@@ -34,7 +34,7 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Any, Optional
 
-from tempomaster_core.defaults import CFG, TRAINED_CHUNK_FRAMES
+from tempomaster_core.defaults import CFG, TRAINED_CHUNK_FRAMES, WEIGHT_DTYPE
 from tempomaster_core.validation import require_number, require_whole_number
 from tempomaster_core.plan import TreePlan, boundary_mode
 
@@ -66,6 +66,7 @@ class Schedule:
         warnings: limits the plan breaks (trained chunk length, memory budget).
         auto: the :class:`~tempomaster_core.autoplan.AutoPlan` when the planner chose, else None.
         inputs: the resolved inputs (mode, output frames asked, budget in bytes, ...).
+        memory: whether it runs within the budget, and with what (:func:`memory_fit`).
     """
 
     plan: Any
@@ -73,6 +74,7 @@ class Schedule:
     warnings: list = field(default_factory=list)
     auto: Any = None
     inputs: dict = field(default_factory=dict)
+    memory: dict = field(default_factory=dict)
 
     def summary(self) -> str:
         """The tree, its cost and memory, the planner's reasons and the warnings, as text."""
@@ -89,6 +91,8 @@ class Schedule:
             text += (f"; one full-sequence pass would cost {self.cost.full_sequence.dit_flops / PFLOP:.1f} PFLOPs "
                      f"({self.cost.saving_vs_full_sequence:.1f}x)")
         lines.append(text)
+        if self.memory:
+            lines.append(self.memory["sentence"])
         if self.auto is not None:
             from .plan_text import auto_reasons
 
@@ -96,6 +100,37 @@ class Schedule:
             lines.extend(f"  - {reason}" for reason in auto_reasons(self.auto))
         lines.extend(f"WARNING: {w}" for w in self.warnings)
         return "\n".join(lines)
+
+
+def memory_fit(cost: Any, *, dtype: str, num_layers: int, budget: Optional[int],
+               all_swapped_peak: Optional[int] = None) -> dict:
+    """Whether a priced plan runs within the memory budget, and with what, for the summary and the
+    tree view (``memory`` of the plan route's reply).
+
+    Args:
+        cost: the :class:`~tempomaster_core.cost.PlanCost` (its ``blocks_to_swap`` setting included).
+        dtype: the weight dtype priced; num_layers: the DiT's blocks.
+        budget: the memory budget in bytes (``None``: no budget, e.g. on the CPU).
+        all_swapped_peak: the peak with every block swapped, when even that does not fit (or ``None``).
+
+    Returns:
+        ``{"weight_dtype", "blocks_to_swap", "num_layers", "peak_bytes", "budget_bytes", "runnable"
+        (None without a budget), "swap_bytes_per_pass", "swap_seconds_per_pass", "all_swapped_peak_bytes",
+        "sentence"}`` (bytes as ints, seconds at :data:`tempomaster_core.cost.PCIE_BYTES_PER_S`).
+    """
+    from .plan_text import memory_sentence
+
+    peak_level = cost.levels[cost.peak_level]
+    fit = {
+        "weight_dtype": str(dtype), "blocks_to_swap": int(peak_level.blocks_to_swap), "num_layers": int(num_layers),
+        "peak_bytes": int(cost.peak_bytes), "budget_bytes": budget,
+        "runnable": None if budget is None else cost.peak_bytes <= budget,
+        "swap_bytes_per_pass": int(peak_level.swap_bytes_per_pass),
+        "swap_seconds_per_pass": peak_level.swap_seconds_per_pass,
+        "all_swapped_peak_bytes": all_swapped_peak,
+    }
+    fit["sentence"] = memory_sentence(fit)
+    return fit
 
 
 def _chunks_mode(chunks: str, refinement_levels: Optional[int]) -> tuple[str, Any]:
@@ -179,7 +214,8 @@ def build_schedule(blueprint_frames: int, frame_intervals: str, custom_intervals
                    memory_budget_gb: float = PLANNING_DEFAULTS["memory_budget_gb"],
                    trained_chunk_frames: int = TRAINED_CHUNK_FRAMES,
                    boundary_frames: str = PLANNING_DEFAULTS["boundary_frames"],
-                   *, steps: Any = None, cfg: Any = CFG, model: Any = "14B", dtype: str = "bf16") -> Schedule:
+                   *, steps: Any = None, cfg: Any = CFG, model: Any = "14B", dtype: str = WEIGHT_DTYPE,
+                   blocks_to_swap: Optional[int] = None) -> Schedule:
     """The plan, its cost and warnings for the node's widget values.
 
     Args:
@@ -206,7 +242,10 @@ def build_schedule(blueprint_frames: int, frame_intervals: str, custom_intervals
             use, e.g. :func:`nodes.model_loader.model_config`) or a key of
             ``tempomaster_core.cost.KNOWN_CONFIGS`` (``"14B"``: the release); its ``text_len``
             (umT5's 512 when it takes any length) sets the text tokens priced.
-        dtype: weight dtype of the estimate (``"bf16"``, ``"fp16"``, ``"fp32"``: LoadTempoModel's weight_dtype).
+        dtype: weight dtype of the estimate (LoadTempoModel's ``weight_dtype``: ``"bf16"``, ``"fp8_e4m3fn"`` ...).
+        blocks_to_swap: DiT blocks the estimate keeps off the GPU (block swap; inside ComfyUI its partial
+            loading); ``None`` = the fewest that make the plan fit the memory budget
+            (:func:`tempomaster_core.autoplan.least_blocks_to_swap`; 0 without a budget, or when none fits).
 
     Raises:
         ValueError: unparsable text (``nodes.parsing``), an impossible plan
@@ -222,12 +261,12 @@ def build_schedule(blueprint_frames: int, frame_intervals: str, custom_intervals
         auto_plan,
         blueprint_for_length,
         interval_breaches,
+        least_blocks_to_swap,
         limit_breaches,
         output_frames_for_seconds,
     )
     from tempomaster_core.config import DiTConfig
-    from tempomaster_core.cost import KNOWN_CONFIGS, CostError, estimate_plan_cost
-    from tempomaster_core.defaults import TEXT_LEN
+    from tempomaster_core.cost import KNOWN_CONFIGS, CostError, estimate_plan_cost, model_text_len
 
     from .plan_text import auto_warning, interval_warning, plan_warning
 
@@ -242,7 +281,7 @@ def build_schedule(blueprint_frames: int, frame_intervals: str, custom_intervals
         config = KNOWN_CONFIGS[model]
     else:
         raise ValueError(f"unknown model {model!r} for the estimate; choose one of {list(KNOWN_CONFIGS)}")
-    text_len = config.text_len or TEXT_LEN  # a model that takes any length is priced at umT5's
+    text_len = model_text_len(config)
     intervals = None if frame_intervals == AUTO_LEVELS else TreePlan.check_intervals(
         parse_intervals(frame_intervals, custom_intervals))
     mode, chunk_values = _chunks_mode(chunks, None if intervals is None else len(intervals) - 1)
@@ -267,24 +306,60 @@ def build_schedule(blueprint_frames: int, frame_intervals: str, custom_intervals
             raise ValueError(f"length must be a whole number of output frames >= 1 in 'output frames' mode, got {length!r}")
         wanted = int(frames)
     scalar_cfg = max(_real(c, "cfg") for c in cfg) if isinstance(cfg, (list, tuple)) and cfg else cfg
-    auto = None
-    try:
-        if mode == "auto":
-            limits = PlanLimits(trained_chunk_frames=trained, memory_budget_bytes=budget)
-            costing = CostSettings(config=config, steps=steps if intervals else None, cfg=scalar_cfg, dtype=dtype,
-                                   text_len=text_len)
-            auto = auto_plan(AutoRequest(wanted, height=height, width=width, fps=fps, intervals=intervals,
-                                         chunks=chunk_values, limits=limits, costing=costing))
-            plan = replace(auto.plan, boundary=boundary_frames)
-        else:
-            if length_mode != LENGTH_BLUEPRINT:
-                blueprint = blueprint_for_length(wanted, intervals)
-            plan = TreePlan(blueprint, intervals, chunk_values, height=height, width=width, fps=fps,
-                            boundary=boundary_frames)
-        cost = estimate_plan_cost(plan, config, steps, cfg, text_len=text_len, dtype=dtype,
-                                  max_batch=list(auto.max_parallel_chunks) if auto is not None else None)
-    except CostError as err:
-        raise ValueError(str(err)) from None
+
+    def make(swapped: int) -> tuple:
+        """``(plan, cost, auto plan or None)`` with ``swapped`` blocks swapped."""
+        auto = None
+        try:
+            if mode == "auto":
+                limits = PlanLimits(trained_chunk_frames=trained, memory_budget_bytes=budget)
+                costing = CostSettings(config=config, steps=steps if intervals else None, cfg=scalar_cfg, dtype=dtype,
+                                       text_len=text_len, blocks_to_swap=swapped)
+                auto = auto_plan(AutoRequest(wanted, height=height, width=width, fps=fps, intervals=intervals,
+                                             chunks=chunk_values, limits=limits, costing=costing))
+                plan = replace(auto.plan, boundary=boundary_frames)
+            else:
+                plan = TreePlan(blueprint if length_mode == LENGTH_BLUEPRINT else blueprint_for_length(wanted, intervals),
+                                intervals, chunk_values, height=height, width=width, fps=fps, boundary=boundary_frames)
+            cost = estimate_plan_cost(plan, config, steps, cfg, text_len=text_len, dtype=dtype, blocks_to_swap=swapped,
+                                      max_batch=list(auto.max_parallel_chunks) if auto is not None else None)
+        except CostError as err:
+            raise ValueError(str(err)) from None
+        return plan, cost, auto
+
+    def make_unbounded() -> Any:
+        """The auto plan without a memory budget (its chunks are the ones memory should not change)."""
+        costing = CostSettings(config=config, steps=steps if intervals else None, cfg=scalar_cfg, dtype=dtype,
+                               text_len=text_len)
+        return auto_plan(AutoRequest(wanted, height=height, width=width, fps=fps, intervals=intervals,
+                                     chunks=chunk_values, costing=costing,
+                                     limits=PlanLimits(trained_chunk_frames=trained, memory_budget_bytes=None)))
+
+    best_peak = None
+    if blocks_to_swap is not None:
+        swapped = _whole(blocks_to_swap, "blocks_to_swap")
+        plan, cost, auto = make(swapped)
+    else:  # the fewest swapped blocks whose plan fits the budget (none when nothing fits)
+        tried = {}
+
+        def fits(count: int, chunks: Any = None) -> bool:
+            if count not in tried:
+                tried[count] = make(count)
+            plan_n, cost_n, _ = tried[count]
+            return (budget is None or cost_n.peak_bytes <= budget) and chunks in (None, plan_n.chunks)
+
+        least = None
+        if mode == "auto" and budget is not None and not fits(0):
+            # first the chunks the planner picks without a memory limit: swapping costs time only,
+            # shorter chunks would change the video
+            free = make_unbounded().plan.chunks
+            least = least_blocks_to_swap(lambda count: fits(count, free), config.num_layers)
+        if least is None:
+            least = least_blocks_to_swap(fits, config.num_layers)
+        swapped = least or 0
+        plan, cost, auto = tried[swapped] if swapped in tried else make(swapped)
+        if least is None and config.num_layers in tried:  # what the most swapping would give
+            best_peak = tried[config.num_layers][1].peak_bytes
     if auto is not None:
         warnings = [auto_warning(breach) for breach in auto.breaches]
     else:
@@ -295,8 +370,9 @@ def build_schedule(blueprint_frames: int, frame_intervals: str, custom_intervals
               "chunks_mode": mode, "levels_mode": "auto" if intervals is None else "fixed",
               "trained_chunk_frames": trained, "memory_budget_bytes": budget,
               "model": model if isinstance(model, str) else None, "weight_dtype": dtype,
-              "boundary_frames": boundary_frames}
-    return Schedule(plan=plan, cost=cost, warnings=warnings, auto=auto, inputs=inputs)
+              "blocks_to_swap": swapped, "boundary_frames": boundary_frames}
+    memory = memory_fit(cost, dtype=dtype, num_layers=config.num_layers, budget=budget, all_swapped_peak=best_peak)
+    return Schedule(plan=plan, cost=cost, warnings=warnings, auto=auto, inputs=inputs, memory=memory)
 
 
 def build_plan(blueprint_frames: int, frame_intervals: str, custom_intervals: str, chunks: str,

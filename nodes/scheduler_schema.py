@@ -164,12 +164,24 @@ JS_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 def javascript_module() -> str:
-    """The text of ``web/scheduler_schema.js``: the schema as an ES module (``TREE_SCHEDULER_WIDGETS``)."""
+    """The text of ``web/scheduler_schema.js``, an ES module of what the web view shares with Python:
+    the schema (``TREE_SCHEDULER_WIDGETS``), the node class ids it looks for (``NODE_IDS``,
+    ``nodes/display_names.py``), the plan route's path and the measured-time event's name
+    (``PLAN_ROUTE``, ``LEVEL_TIME_EVENT``, ``nodes/plan_route.py``)."""
+    from . import display_names, plan_route
+
     rows = ",\n".join("  " + json.dumps(w.to_dict(), ensure_ascii=False) for w in TREE_SCHEDULER_WIDGETS)
+    ids = {"scheduler": display_names.TREE_SCHEDULER_ID, "blueprint": display_names.BLUEPRINT_SAMPLER_ID,
+           "refiner": display_names.FRAME_RATE_REFINER_ID, "loader": display_names.LOAD_MODEL_ID}
     return ("// Generated from nodes/scheduler_schema.py (write_javascript): do not edit.\n"
             "// The TreeScheduler's widgets (names, types, defaults, choices, ranges, tooltips): the schema the\n"
             "// node's INPUT_TYPES and the plan route are made from, for the tree view.\n"
-            f"export const TREE_SCHEDULER_WIDGETS = Object.freeze([\n{rows},\n]);\n")
+            f"export const TREE_SCHEDULER_WIDGETS = Object.freeze([\n{rows},\n]);\n"
+            "// Node class ids the view looks for in the graph (nodes/display_names.py).\n"
+            f"export const NODE_IDS = Object.freeze({json.dumps(ids)});\n"
+            "// The plan route and the measured-time event (nodes/plan_route.py).\n"
+            f"export const PLAN_ROUTE = {json.dumps(plan_route.ROUTE_PATH)};\n"
+            f"export const LEVEL_TIME_EVENT = {json.dumps(plan_route.LEVEL_TIME_EVENT)};\n")
 
 
 def write_javascript(path: str = JS_PATH) -> str:

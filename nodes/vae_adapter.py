@@ -105,24 +105,25 @@ class ComfyVAECodec:
         value = fn() if callable(fn) else None
         return int(value) if value else 0
 
-    @property
-    def latent_rgb_factors(self) -> Optional[list]:
-        """ComfyUI's Wan 2.1 latent->RGB preview factors ``[16][3]``, or ``None`` outside ComfyUI."""
+    @staticmethod
+    def _wan21_format() -> Optional[Any]:
+        """ComfyUI's ``comfy.latent_formats.Wan21()``, or ``None`` outside ComfyUI."""
         try:
             formats = importlib.import_module("comfy.latent_formats")
         except ImportError:
             return None
-        fmt = formats.Wan21()
-        return fmt.latent_rgb_factors
+        return formats.Wan21()
+
+    @property
+    def latent_rgb_factors(self) -> Optional[list]:
+        """ComfyUI's Wan 2.1 latent->RGB preview factors ``[16][3]``, or ``None`` outside ComfyUI."""
+        fmt = self._wan21_format()
+        return None if fmt is None else fmt.latent_rgb_factors
 
     @property
     def latent_rgb_factors_bias(self) -> Optional[list]:
         """Bias ``[3]`` of :attr:`latent_rgb_factors`, or ``None``."""
-        try:
-            formats = importlib.import_module("comfy.latent_formats")
-        except ImportError:
-            return None
-        return getattr(formats.Wan21(), "latent_rgb_factors_bias", None)
+        return getattr(self._wan21_format(), "latent_rgb_factors_bias", None)
 
     def normalize(self, raw: torch.Tensor) -> torch.Tensor:
         """Raw Wan 2.1 latents ``[B, 16, T, h, w]`` -> normalized ``(raw - mean) / std`` (float32)."""

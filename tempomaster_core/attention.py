@@ -28,6 +28,10 @@ from .validation import require_choice
 BACKENDS = ("sdpa", "flash_attn", "sageattention")
 """Names accepted by :func:`resolve_backend` and ``TempoMasterDiT.set_attention_backend``."""
 
+DEFAULT_BACKEND = BACKENDS[0]
+"""The backend a DiT gets unless told otherwise, and the one an uninstalled backend falls back to:
+``"sdpa"`` (PyTorch's, always available)."""
+
 _warned: set[tuple[str, str]] = set()
 
 
@@ -93,7 +97,7 @@ def resolve_backend(name: str) -> str:
     if backend_available(name):
         return name
     _warn_once(name, "is not installed")
-    return "sdpa"
+    return DEFAULT_BACKEND
 
 
 def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -102,7 +106,7 @@ def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     return rearrange(out, "b n s d -> b s n d")
 
 
-def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, backend: str = "sdpa") -> torch.Tensor:
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, backend: str = DEFAULT_BACKEND) -> torch.Tensor:
     """Multi-head softmax attention, no mask, scale ``1/sqrt(D)``.
 
     Args:

@@ -46,7 +46,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from enum import Enum
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from .config import DiTConfig
 from .cost import (
@@ -54,6 +54,8 @@ from .cost import (
     LevelCost,
     LevelWork,
     PlanCost,
+    SWAP_SLOTS,
+    RunSettings,
     default_memory_budget,
     estimate_plan_cost,
     level_cost,
@@ -69,7 +71,7 @@ from .plan import (
     chunks_fit,
     default_chunks,
 )
-from .defaults import CFG, FPS, FRAME_INTERVALS, TEXT_LEN, TRAINED_CHUNK_FRAMES, TRAINED_FRAME_INTERVALS
+from .defaults import CFG, FPS, FRAME_INTERVALS, TRAINED_CHUNK_FRAMES, TRAINED_FRAME_INTERVALS
 from .validation import require_cfg, require_int, require_number
 
 #: Frame-interval ladders tried when the levels are chosen automatically (ratio 2 per level).
@@ -191,33 +193,30 @@ class PlanLimits:
         return self.memory_budget_bytes is None or peak_bytes <= self.memory_budget_bytes
 
 
-@dataclass(frozen=True)
-class CostSettings:
-    """How the auto planner prices a level (:func:`~tempomaster_core.cost.level_cost`).
+@dataclass(frozen=True, kw_only=True)
+class CostSettings(RunSettings):
+    """How the auto planner prices a level (:func:`~tempomaster_core.cost.level_cost`): the
+    :class:`~tempomaster_core.cost.RunSettings` (``dtype``, ``attention``, ``text_len``,
+    ``spatial_factor``, ``blocks_to_swap``; ``dtype="fp8"`` and ``blocks_to_swap`` price fp8
+    weights and block swap) plus the model and the sampler settings.
 
     Attributes:
         config: DiT shape (default, or ``None``: the 14B model).
         steps: ``None`` (the reference's defaults 50/32/...), an int, or one per level; resolved per ladder.
         cfg: guidance scale (``!= 1``: two passes per step and a doubled batch), stored as a float;
             the samplers' range (:func:`~tempomaster_core.validation.require_cfg`).
-        dtype, attention, text_len, spatial_factor, blocks_to_swap: memory/FLOP settings of
-            :func:`~tempomaster_core.cost.level_cost` (checked there; ``dtype="fp8"`` and
-            ``blocks_to_swap`` price fp8 weights and block swap).
 
     Raises:
         PlanError: ``config`` not a :class:`DiTConfig`, ``cfg`` not a finite number in ``(0, MAX_CFG]``.
+        CostError: bad run settings (:class:`~tempomaster_core.cost.RunSettings`).
     """
 
     config: Optional[DiTConfig] = None
     steps: Any = None
     cfg: float = CFG
-    dtype: str = "bf16"
-    attention: str = "flash"
-    text_len: int = TEXT_LEN
-    spatial_factor: int = 8
-    blocks_to_swap: int = 0
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         config = self.config or DiTConfig()
         if not isinstance(config, DiTConfig):
             raise PlanError(f"config must be a DiTConfig, got {type(config).__name__}")
@@ -296,9 +295,34 @@ class AutoRequest:
             CostError: as :func:`~tempomaster_core.cost.level_cost`.
         """
         c = self.costing
-        return level_cost(work, c.config, height=self.height, width=self.width, cfg=c.cfg, text_len=c.text_len,
-                          dtype=c.dtype, max_batch=max_batch, attention=c.attention, spatial_factor=c.spatial_factor,
-                          temporal_factor=self.temporal_factor, blocks_to_swap=c.blocks_to_swap)
+        return level_cost(work, c.config, height=self.height, width=self.width, cfg=c.cfg, max_batch=max_batch,
+                          temporal_factor=self.temporal_factor, runtime=c)
+
+
+def least_blocks_to_swap(fits: Callable[[int], bool], num_layers: int) -> Optional[int]:
+    """The fewest DiT blocks to keep off the device (block swap, or ComfyUI's partial loading) for
+    which ``fits(count)`` holds: 0 when ``fits(0)``, None when even ``num_layers`` does not.
+
+    Swapping up to :data:`~tempomaster_core.cost.SWAP_SLOTS` blocks frees nothing (they all sit in
+    the device slots), so the counts tried are 0, then ``SWAP_SLOTS + 1 .. num_layers``; a plan's peak
+    falls with every further block, so a binary search asks ``fits`` about ``log2(num_layers)`` times.
+
+    Args:
+        fits: ``count -> bool``, e.g. "the plan priced with ``count`` blocks swapped is within the budget".
+        num_layers: the DiT's blocks (40 for the 14B).
+    """
+    if fits(0):
+        return 0
+    low, high = SWAP_SLOTS + 1, int(num_layers)
+    if low > high or not fits(high):
+        return None
+    while low < high:
+        middle = (low + high) // 2
+        if fits(middle):
+            high = middle
+        else:
+            low = middle + 1
+    return low
 
 
 # -- the result --------------------------------------------------------------------------
@@ -628,9 +652,7 @@ def _plan_ladder(request: AutoRequest, intervals: tuple[int, ...], fixed: tuple[
                     width=request.width, fps=request.fps, temporal_factor=tf)
     parallel = (None,) + tuple(c.max_parallel_chunks for c in choices)
     c = request.costing
-    cost = estimate_plan_cost(plan, c.config, steps, c.cfg, max_batch=list(parallel), text_len=c.text_len,
-                              dtype=c.dtype, attention=c.attention, spatial_factor=c.spatial_factor,
-                              blocks_to_swap=c.blocks_to_swap)
+    cost = estimate_plan_cost(plan, c.config, steps, c.cfg, max_batch=list(parallel), runtime=c)
     limits = request.limits
     breaches = limit_breaches(plan, cost, trained_chunk_frames=limits.trained_chunk_frames,
                               memory_budget_bytes=limits.memory_budget_bytes)

@@ -32,6 +32,8 @@ from typing import Optional
 import torch
 import torch.nn as nn
 
+from .cost import SWAP_SLOTS
+
 
 class BlockSwap:
     """Install block swap on a :class:`~tempomaster_core.model.TempoMasterDiT` (see module doc).
@@ -60,7 +62,7 @@ class BlockSwap:
         ValueError: ``blocks_to_swap`` out of range, or swapped blocks of different layouts.
     """
 
-    SLOTS = 2
+    SLOTS = SWAP_SLOTS
 
     def __init__(self, model: nn.Module, blocks_to_swap: int, device, *, pin_memory: Optional[bool] = None,
                  prefetch: bool = True):

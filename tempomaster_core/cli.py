@@ -41,12 +41,14 @@ from .cli_models import ModelChoice, add_model_flags, choose_models, encode_prom
 from .defaults import CFG, GUIDANCE, SEED, default_schedule
 from .guidance import GUIDANCE_KINDS
 from .dit_options import configure_dit, parse_lora_spec
+from .fp8 import require_fp8_matmul
 from .level_settings import per_level
 from .loading import STORAGE_DTYPES
 from .pipeline import check_level_settings, generate
 from .plan import BOUNDARY_ALIASES, BOUNDARY_MODES, PlanError, TreePlan
 from .validation import (
     MAX_CFG,
+    MAX_SAMPLER_STEPS,
     InputError,
     require_cfg,
     require_int,
@@ -66,9 +68,9 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 """Ctrl-C (128 + SIGINT, the shell convention)."""
 
-MAX_STEPS = 1000
-"""Most sampling steps per level on the command line (the schedule has 1000 training timesteps; more
-steps only cost time). The guidance bound is :data:`tempomaster_core.validation.MAX_CFG`."""
+MAX_STEPS = MAX_SAMPLER_STEPS
+"""Most sampling steps per level on the command line (:data:`tempomaster_core.validation.MAX_SAMPLER_STEPS`).
+The guidance bound is :data:`tempomaster_core.validation.MAX_CFG`."""
 
 
 class UsageError(Exception):
@@ -195,9 +197,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="DiT weight dtype (default: fp32 for the tiny model, bf16 for the 14B); fp8_e4m3fn/fp8_e5m2 "
                         "keep the block weights in one byte and compute in bf16")
     g.add_argument("--lora", action="append", default=[], metavar="FILE[:STRENGTH]",
-                   help="apply a LoRA .safetensors to the DiT at a strength (default 1); repeatable, in order")
+                   help="apply a LoRA .safetensors to the DiT at a strength (default 1), or one strength per level "
+                        "(FILE:1,0,0 = the blueprint only); repeatable, in order")
     g.add_argument("--blocks-to-swap", type=int, default=0, metavar="N",
                    help="keep the first N DiT blocks in CPU memory and stream them to the device per forward")
+    g.add_argument("--fp8-matmul", action="store_true",
+                   help="multiply the fp8 block weights in fp8 (torch._scaled_mm; needs --weight-dtype fp8_e4m3fn and "
+                        "a GPU with fp8 tensor cores, compute capability 8.9+, or the CPU)")
+    g.add_argument("--compile", action="store_true",
+                   help="torch.compile each DiT block (dynamic=False; compilations and recompiles are printed; "
+                        "the first forward of each shape is slow; needs a C++ compiler on the CPU)")
     g.add_argument("--model-dir", help="a TempoMaster-Tiny bundle directory (default: the built-in one), or a folder "
                    "holding the 14B set by its usual file names (ComfyUI's models folder, the reference's "
                    "checkpoints folder, or all in one folder)")
@@ -393,7 +402,8 @@ class GenerateJob:
         long: the segments of ``--seconds``/``--extend`` (:class:`~tempomaster_core.cli_long.LongJob`;
             ``None`` = one tree, ``plan``). With segments, ``plan`` is the template tree and
             ``conditions`` belong to the first segment's blueprint.
-        loras: ``[(path, strength)]`` from ``--lora`` (files checked to exist).
+        loras: ``[(path, strength or one per level)]`` from ``--lora`` (files checked to exist, per-level
+            counts checked against the plan).
         models: the checked model set (:class:`~tempomaster_core.cli_models.ModelChoice`).
         negative_prompt: ``--negative-prompt``, else the model's default.
     """
@@ -507,6 +517,8 @@ def _prepare(args: argparse.Namespace) -> GenerateJob:
     require_int(args.blocks_to_swap, "--blocks-to-swap", minimum=0)
     loras = [parse_lora_spec(spec) for spec in args.lora]
     device = check_device(args.device)
+    if args.fp8_matmul:
+        require_fp8_matmul(device, args.weight_dtype)
     models = choose_models(args, UsageError)
     model_dir, d, temporal_factor = models.tiny_dir, models.defaults, models.temporal_factor
 
@@ -526,6 +538,8 @@ def _prepare(args: argparse.Namespace) -> GenerateJob:
     )
 
     levels = plan.num_levels
+    for path, strength in loras:  # one strength, or one per level of this tree
+        per_level(strength, f"--lora {path.name}'s strengths", levels, error=UsageError)
     ref_steps, ref_shifts = default_schedule(plan)
     steps = _level_setting(args.steps, _model_default(plan, d, "steps", list(ref_steps)), levels, "steps",
                            lambda v, n: require_int(require_steps(v, n), n, maximum=MAX_STEPS))
@@ -573,8 +587,9 @@ def run_generate(args: argparse.Namespace) -> list[Path]:
     job = prepare_generate(args)
     plan = job.plan
     bundle = load_models(job.models, device=job.device, weight_dtype=args.weight_dtype)
-    configure_dit(bundle.model, loras=job.loras, blocks_to_swap=args.blocks_to_swap, device=job.device,
-                  log=lambda line: print(line, file=sys.stderr))
+    options = configure_dit(bundle.model, loras=job.loras, blocks_to_swap=args.blocks_to_swap,
+                            fp8_matmul=args.fp8_matmul, torch_compile=args.compile, device=job.device,
+                            log=lambda line: print(line, file=sys.stderr))
     if int(bundle.codec.temporal_factor) != job.temporal_factor:
         raise RuntimeError(f"the bundle's codec has temporal factor {bundle.codec.temporal_factor}, its codec.json "
                            f"says {job.temporal_factor}")
@@ -601,6 +616,9 @@ def run_generate(args: argparse.Namespace) -> list[Path]:
         max_batch=args.max_batch, progress=LevelProgress(plan), return_levels=True,
     )
     elapsed = time.perf_counter() - started
+    if options.compile_stats is not None:
+        print(f"torch.compile: {options.compile_stats.graphs} graph(s) compiled, "
+              f"{options.compile_stats.recompiles} recompile(s)", file=sys.stderr)
 
     by_level = {result.level_index: result for result in levels}
     written = []

@@ -45,6 +45,7 @@ from typing import Callable, Mapping
 import torch
 
 from .config import DiTConfig
+from .defaults import WEIGHT_DTYPE
 from .fp8 import SCALE_SUFFIX, SCALED_FP8_MARKER, is_fp8_dtype, is_fp8_weight, storage_tensor
 from .loading import (
     STORAGE_DTYPES,
@@ -136,7 +137,7 @@ def output_tensors(shapes: Mapping[str, tuple], dtype: torch.dtype) -> dict[str,
     return out
 
 
-def convert_checkpoint(src, dst, *, dtype="bf16", num_heads: int | None = None, overwrite: bool = False) -> DiTConfig:
+def convert_checkpoint(src, dst, *, dtype=WEIGHT_DTYPE, num_heads: int | None = None, overwrite: bool = False) -> DiTConfig:
     """Validate a DiT checkpoint and write it as safetensors in reference key layout.
 
     Args:
@@ -212,7 +213,8 @@ def main(argv=None) -> int:
     )
     parser.add_argument("input", help="input checkpoint, e.g. wan_video_dit_bf16.bin")
     parser.add_argument("output", help="output .safetensors path")
-    parser.add_argument("--dtype", default="bf16", choices=STORAGE_DTYPES, help="output storage dtype (default bf16)")
+    parser.add_argument("--dtype", default=WEIGHT_DTYPE, choices=STORAGE_DTYPES,
+                        help=f"output storage dtype (default {WEIGHT_DTYPE})")
     parser.add_argument("--num-heads", type=int, default=None, help="only for models whose dim is not a multiple of 128")
     parser.add_argument("--force", action="store_true", help="overwrite an existing output file")
     args = parser.parse_args(argv)

@@ -30,8 +30,9 @@ Memory (an estimate, documented assumptions, for planning):
   per layer (``2 * 2 * dim * ffn_dim`` bytes, added to the activations).
 - block swap (``blocks_to_swap`` = N, :mod:`tempomaster_core.block_swap`): N blocks live in
   host memory; at most two of them are on the device at once (the running one and the
-  prefetched next one), so the resident weights are ``weights - (N - min(N, 2)) * block``; each
-  DiT pass copies ``N * block`` bytes over PCIe (``LevelCost.swap_bytes_per_pass``).
+  prefetched next one, :data:`SWAP_SLOTS`), so the resident weights are ``weights - (N - min(N, 2)) * block``;
+  each DiT pass copies ``N * block`` bytes over PCIe (``LevelCost.swap_bytes_per_pass``; at the assumed
+  :data:`PCIE_BYTES_PER_S`, ``LevelCost.swap_seconds_per_pass``).
 - activations of one forward, inference (no autograd graph), one block at a
   time: the float32 residual stream plus the larger of the self-attention phase
   (float32 LayerNorm output and q/k norm transient, q/k/v, attention output,
@@ -66,10 +67,11 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Optional, Sequence
 
 from .config import DiTConfig
-from .defaults import BLUEPRINT_STEPS, CFG, REFINEMENT_STEPS, TEXT_LEN, TWO_LEVEL_REFINEMENT_STEPS, default_schedule
+from .defaults import (BLUEPRINT_STEPS, CFG, REFINEMENT_STEPS, TEXT_LEN, TWO_LEVEL_REFINEMENT_STEPS, WEIGHT_DTYPE,
+                       default_schedule)
 from .flops import dit_flops_breakdown
 from .level_settings import per_level
-from .validation import require_cfg, require_choice, require_int, require_number
+from .validation import require_cfg, require_choice, require_int, require_number, with_fields
 from .plan import (
     MAX_CHUNK_FRAMES,
     MAX_CHUNKS,
@@ -107,6 +109,16 @@ GIB = 1024**3
 MAX_STEPS = 10_000
 """Most denoising steps per level the cost model prices (the sampler nodes allow 1000; the
 reference uses 50 / 32, :mod:`tempomaster_core.defaults`). Bounds the FLOP totals so they stay finite floats."""
+
+SWAP_SLOTS = 2
+"""Device slots of block swap (:class:`tempomaster_core.block_swap.BlockSwap`): the running swapped
+block and the prefetched next one are on the device at once, so swapping ``N`` blocks frees
+``N - min(N, SWAP_SLOTS)`` blocks' bytes."""
+
+PCIE_BYTES_PER_S = 25e9
+"""Host-to-device bandwidth the cost model assumes for block swap's copies, bytes per second
+(pinned memory over PCIe 4.0 x16 moves about 25 GB/s; PCIe 3.0 about half, 5.0 about double).
+An assumption for the estimate's swap time, not a measurement."""
 
 MAX_TEXT_LEN = 65_536
 """Most text tokens of the context the cost model prices (umT5 gives 512,
@@ -310,7 +322,7 @@ def _is_fp8(dtype: str) -> bool:
     return _dtype_bytes(dtype) == 1
 
 
-def dit_block_bytes(config: DiTConfig, dtype: str = "bf16") -> int:
+def dit_block_bytes(config: DiTConfig, dtype: str = WEIGHT_DTYPE) -> int:
     """Bytes of one block's weights in ``dtype`` (fp8: linear weights 1 byte + scales, the rest bf16)."""
     d, f = config.dim, config.ffn_dim
     attention = 4 * (d * d + d) + 2 * d
@@ -321,7 +333,7 @@ def dit_block_bytes(config: DiTConfig, dtype: str = "bf16") -> int:
     return fp8 + 2 * (params - fp8) + 4 * FP8_LAYERS_PER_BLOCK
 
 
-def dit_weight_bytes(config: DiTConfig, dtype: str = "bf16") -> int:
+def dit_weight_bytes(config: DiTConfig, dtype: str = WEIGHT_DTYPE) -> int:
     """Bytes of the DiT weights in ``dtype`` (a key of :data:`DTYPE_BYTES`).
 
     fp8: :func:`dit_fp8_parameter_count` weights in one byte, a float32 scale per fp8 layer, the
@@ -420,6 +432,55 @@ def vae_peak_bytes(height: int, width: int) -> int:
 # -- per-level cost --------------------------------------------------------------------
 
 
+@dataclass(frozen=True, kw_only=True)
+class RunSettings:
+    """How the DiT runs, as the cost model prices it: one value for every level of a plan.
+
+    Attributes:
+        dtype: weight dtype, a key of :data:`DTYPE_BYTES` (``"bf16"``, ``"fp8"``, ``"fp8_e4m3fn"``,
+            ``"torch.float32"`` ...), kept as given.
+        attention: ``"flash"`` or ``"math"`` memory model (:data:`ATTENTION_MODES`).
+        text_len: text tokens of the context (512 for umT5), ``0 .. MAX_TEXT_LEN``.
+        spatial_factor: VAE spatial compression (8).
+        blocks_to_swap: DiT blocks kept in host memory and streamed per forward (block swap); at
+            most the priced model's ``num_layers`` (checked by :func:`level_cost`).
+
+    Raises:
+        CostError: unknown dtype or attention mode, or a count out of range.
+    """
+
+    dtype: str = WEIGHT_DTYPE
+    attention: str = "flash"
+    text_len: int = TEXT_LEN
+    spatial_factor: int = 8
+    blocks_to_swap: int = 0
+
+    def __post_init__(self) -> None:
+        _dtype_bytes(self.dtype)
+        require_choice(self.attention, "attention", ATTENTION_MODES, error=CostError)
+        object.__setattr__(self, "text_len", _positive_int(self.text_len, "text_len", minimum=0, maximum=MAX_TEXT_LEN))
+        object.__setattr__(self, "spatial_factor", _positive_int(self.spatial_factor, "spatial_factor",
+                                                                 maximum=MAX_SIDE))
+        object.__setattr__(self, "blocks_to_swap", _positive_int(self.blocks_to_swap, "blocks_to_swap", minimum=0))
+
+
+def run_settings(runtime: Optional[RunSettings] = None, **overrides: Any) -> RunSettings:
+    """``runtime`` (default: ``RunSettings()``) with the fields named in ``overrides``
+    replaced: the keyword run settings of :func:`level_cost` and the plan estimates.
+
+    Raises:
+        TypeError: ``runtime`` is not a RunSettings, or an override names no run setting.
+        CostError: a bad value (see :class:`RunSettings`).
+    """
+    return with_fields(RunSettings() if runtime is None else runtime, overrides, RunSettings)
+
+
+def model_text_len(config: DiTConfig) -> int:
+    """Text tokens a model is priced at: its ``config.text_len``, or umT5's
+    :data:`~tempomaster_core.defaults.TEXT_LEN` (512) for a model that takes any length."""
+    return config.text_len or TEXT_LEN
+
+
 @dataclass(frozen=True)
 class LevelCost:
     """Cost of one level (see :func:`level_cost`; FLOPs are floats, bytes ints).
@@ -469,6 +530,12 @@ class LevelCost:
         """DiT + VAE FLOPs of the level."""
         return self.dit_flops + self.vae_encode_flops + self.vae_decode_flops
 
+    @property
+    def swap_seconds_per_pass(self) -> float:
+        """Seconds block swap's copies take per DiT pass at :data:`PCIE_BYTES_PER_S` (0 without it);
+        with the prefetch they overlap the blocks' compute, so this is a lower bound of a pass."""
+        return self.swap_bytes_per_pass / PCIE_BYTES_PER_S
+
     def to_dict(self) -> dict:
         """Plain-JSON form (FLOPs also in PFLOPs, bytes also in GiB)."""
         w = self.work
@@ -492,6 +559,9 @@ class LevelCost:
             "activation_bytes": self.activation_bytes,
             "peak_bytes": self.peak_bytes,
             "peak_gib": self.peak_bytes / GIB,
+            "blocks_to_swap": self.blocks_to_swap,
+            "swap_bytes_per_pass": self.swap_bytes_per_pass,
+            "swap_seconds_per_pass": self.swap_seconds_per_pass,
         }
 
 
@@ -500,7 +570,7 @@ def passes_per_step(cfg: float) -> int:
     return 1 if float(cfg) == 1.0 else 2
 
 
-def activation_bytes(config: DiTConfig, tokens: int, batch: int, *, dtype: str = "bf16", text_len: int = TEXT_LEN,
+def activation_bytes(config: DiTConfig, tokens: int, batch: int, *, dtype: str = WEIGHT_DTYPE, text_len: int = TEXT_LEN,
                      attention: str = "flash") -> int:
     """Activation bytes of one DiT forward of ``batch`` items of ``tokens`` video tokens (see module doc).
 
@@ -519,21 +589,9 @@ def activation_bytes(config: DiTConfig, tokens: int, batch: int, *, dtype: str =
     return int(batch * per_item + cast)
 
 
-def level_cost(
-    work: LevelWork,
-    config: DiTConfig,
-    *,
-    height: int,
-    width: int,
-    cfg: float = CFG,
-    text_len: int = TEXT_LEN,
-    dtype: str = "bf16",
-    max_batch: Optional[int] = None,
-    attention: str = "flash",
-    spatial_factor: int = 8,
-    temporal_factor: int = 4,
-    blocks_to_swap: int = 0,
-) -> LevelCost:
+def level_cost(work: LevelWork, config: DiTConfig, *, height: int, width: int, cfg: float = CFG,
+               max_batch: Optional[int] = None, temporal_factor: int = 4, runtime: Optional[RunSettings] = None,
+               **run: Any) -> LevelCost:
     """Price one level: tokens, FLOPs per pass and in total, VAE work, memory.
 
     Args:
@@ -542,19 +600,19 @@ def level_cost(
         height, width: pixel size of the video (multiples of ``spatial_factor * 2``).
         cfg: guidance scale, the samplers' range ``(0, MAX_CFG]``
             (:func:`~tempomaster_core.validation.require_cfg`); ``!= 1`` means two DiT passes per step (CFG/APG).
-        text_len: text tokens of the context (512 for umT5).
-        dtype: weight dtype (:data:`DTYPE_BYTES`).
         max_batch: chunks per forward (``None`` = all, as the runtime's default).
-        attention: ``"flash"`` or ``"math"`` memory model.
-        spatial_factor: VAE spatial compression (8); temporal_factor: 4.
-        blocks_to_swap: DiT blocks kept in host memory and streamed per forward (block swap,
-            0..num_layers).
+        temporal_factor: pixel frames per latent frame (4).
+        runtime: how the DiT runs (:class:`RunSettings`: weight dtype, attention memory model,
+            text length, VAE spatial factor, blocks swapped); default ``RunSettings()``.
+        run: :class:`RunSettings` fields replacing those of ``runtime`` (``dtype="fp8"``,
+            ``blocks_to_swap=16`` ...; :func:`run_settings`).
 
     Raises:
         CostError: size not divisible, above :data:`~tempomaster_core.plan.MAX_SIDE` or
             :data:`~tempomaster_core.plan.MAX_FRAME_PIXELS`, frames not ``tf*n+1``, bad
-            dtype/attention/max_batch/cfg/text_len/spatial_factor, or a model shape whose FLOPs
-            overflow a float.
+            run settings (``blocks_to_swap`` above ``config.num_layers`` included), max_batch or
+            cfg, or a model shape whose FLOPs overflow a float.
+        TypeError: an unknown run setting.
     """
     if not isinstance(work, LevelWork):
         raise CostError(f"work must be a LevelWork, got {type(work).__name__}")
@@ -567,23 +625,21 @@ def level_cost(
     width = _positive_int(width, "width", maximum=MAX_SIDE)
     if height * width > MAX_FRAME_PIXELS:
         raise CostError(f"size {width}x{height} has more than the maximum {MAX_FRAME_PIXELS} pixels per frame")
-    spatial_factor = _positive_int(spatial_factor, "spatial_factor", maximum=MAX_SIDE)
-    text_len = _positive_int(text_len, "text_len", minimum=0, maximum=MAX_TEXT_LEN)
+    runtime = run_settings(runtime, **run)
     cfg = _guidance_scale(cfg)
-    swapped = _positive_int(blocks_to_swap, "blocks_to_swap", minimum=0, maximum=config.num_layers)
+    _positive_int(runtime.blocks_to_swap, "blocks_to_swap", minimum=0, maximum=config.num_layers)
     try:
-        return _level_cost(work, config, height=height, width=width, cfg=cfg, text_len=text_len, dtype=dtype,
-                           max_batch=max_batch, attention=attention, spatial_factor=spatial_factor, tf=tf,
-                           blocks_to_swap=swapped)
+        return _level_cost(work, config, height=height, width=width, cfg=cfg, max_batch=max_batch, tf=tf,
+                           runtime=runtime)
     except OverflowError:
         raise CostError(f"the cost of {work.chunks} chunks of {work.frames_per_chunk} frames overflows a float for "
                         f"the model shape {config.to_dict()}; check the model's sizes") from None
 
 
-def _level_cost(work: LevelWork, config: DiTConfig, *, height: int, width: int, cfg: float, text_len: int,
-                dtype: str, max_batch: Optional[int], attention: str, spatial_factor: int, tf: int,
-                blocks_to_swap: int = 0) -> LevelCost:
+def _level_cost(work: LevelWork, config: DiTConfig, *, height: int, width: int, cfg: float,
+                max_batch: Optional[int], tf: int, runtime: RunSettings) -> LevelCost:
     """:func:`level_cost` after its argument checks."""
+    spatial_factor, dtype, blocks_to_swap = runtime.spatial_factor, runtime.dtype, runtime.blocks_to_swap
     pt, ph, pw = config.patch_size
     step = spatial_factor * ph, spatial_factor * pw
     if height <= 0 or width <= 0 or height % step[0] or width % step[1]:
@@ -595,19 +651,20 @@ def _level_cost(work: LevelWork, config: DiTConfig, *, height: int, width: int, 
     if latent % pt:
         raise CostError(f"{latent} latent frames are not divisible by the temporal patch {pt}")
     tokens = (latent // pt) * (height // step[0]) * (width // step[1])
-    breakdown = dit_flops_breakdown(config, tokens, text_len, batch=work.chunks)
+    breakdown = dit_flops_breakdown(config, tokens, runtime.text_len, batch=work.chunks)
     per_pass = float(breakdown["total"])
     passes = passes_per_step(cfg)
     if max_batch is not None:
         max_batch = _positive_int(max_batch, "max_batch")
     batch = min(work.chunks, max_batch or work.chunks) * passes
-    acts = activation_bytes(config, tokens, batch, dtype=dtype, text_len=text_len, attention=attention)
+    acts = activation_bytes(config, tokens, batch, dtype=dtype, text_len=runtime.text_len,
+                            attention=runtime.attention)
     latent_elems = work.chunks * latent * (height // spatial_factor) * (width // spatial_factor)
     # x, noise, velocity x2, guidance momentum, x0 (out_dim ch) + condition y (in_dim - out_dim ch), float32
     state = latent_elems * (6 * config.out_dim + config.condition_channels) * 4
     vae_mem = vae_peak_bytes(height, width)
     block = dit_block_bytes(config, dtype)
-    weights = dit_weight_bytes(config, dtype) - (blocks_to_swap - min(blocks_to_swap, 2)) * block
+    weights = dit_weight_bytes(config, dtype) - (blocks_to_swap - min(blocks_to_swap, SWAP_SLOTS)) * block
     vae_work = (vae_flops(work.frames_per_chunk, height, width, encode=True),
                 vae_flops(work.frames_per_chunk, height, width, encode=False))
     if not all(math.isfinite(v) for v in (per_pass * passes * work.steps, work.chunks * max(vae_work))):
@@ -722,27 +779,16 @@ def full_sequence_work(final_frames: int, steps: int = BLUEPRINT_STEPS, temporal
     return LevelWork(1, length, steps, num_frames=frames, fps=fps, label="full sequence")
 
 
-def estimate_levels_cost(
-    levels: Sequence[LevelWork],
-    config: Optional[DiTConfig] = None,
-    *,
-    height: int,
-    width: int,
-    cfg: Any = CFG,
-    text_len: int = TEXT_LEN,
-    dtype: str = "bf16",
-    max_batch: Any = None,
-    attention: str = "flash",
-    spatial_factor: int = 8,
-    temporal_factor: int = 4,
-    full_sequence: Optional[LevelWork] = None,
-    blocks_to_swap: int = 0,
-) -> PlanCost:
+def estimate_levels_cost(levels: Sequence[LevelWork], config: Optional[DiTConfig] = None, *, height: int, width: int,
+                         cfg: Any = CFG, max_batch: Any = None, temporal_factor: int = 4,
+                         full_sequence: Optional[LevelWork] = None, runtime: Optional[RunSettings] = None,
+                         **run: Any) -> PlanCost:
     """Price a list of levels (and optionally the full-sequence baseline) with :func:`level_cost`.
 
     ``cfg`` and ``max_batch`` are one value for every level or a sequence with one
     entry per level (``max_batch`` entries may be None = all chunks). The
-    full-sequence baseline uses the first level's ``cfg``.
+    full-sequence baseline uses the first level's ``cfg``. ``runtime`` and ``run``: the
+    :class:`RunSettings` of every level, as :func:`level_cost` takes them.
 
     Raises:
         CostError: empty ``levels``, per-level lists of the wrong length, or any error of :func:`level_cost`.
@@ -751,15 +797,17 @@ def estimate_levels_cost(
     levels = list(levels)
     if not levels:
         raise CostError("no levels to price; give at least the blueprint")
+    runtime = run_settings(runtime, **run)
     batches = per_level(max_batch, "max_batch", len(levels), error=CostError)
     scales = [_guidance_scale(c) for c in per_level(cfg, "cfg", len(levels), error=CostError)]
-    common = dict(height=height, width=width, text_len=text_len, dtype=dtype, attention=attention,
-                  spatial_factor=spatial_factor, temporal_factor=temporal_factor)
-    if blocks_to_swap:  # recorded only when used (the settings of a plan without it stay as they were)
-        common["blocks_to_swap"] = blocks_to_swap
-    priced = tuple(level_cost(w, config, max_batch=b, cfg=c, **common) for w, b, c in zip(levels, batches, scales))
-    full = level_cost(full_sequence, config, cfg=scales[0], **common) if full_sequence is not None else None
-    settings = {**common, "cfg": scales, "max_batch": batches, "config": config.to_dict()}
+    size = dict(height=height, width=width, temporal_factor=temporal_factor, runtime=runtime)
+    priced = tuple(level_cost(w, config, max_batch=b, cfg=c, **size) for w, b, c in zip(levels, batches, scales))
+    full = level_cost(full_sequence, config, cfg=scales[0], **size) if full_sequence is not None else None
+    swapped = {"blocks_to_swap": runtime.blocks_to_swap} if runtime.blocks_to_swap else {}  # recorded when used
+    settings = {"height": height, "width": width, "text_len": runtime.text_len, "dtype": runtime.dtype,
+                "attention": runtime.attention, "spatial_factor": runtime.spatial_factor,
+                "temporal_factor": temporal_factor, **swapped,
+                "cfg": scales, "max_batch": batches, "config": config.to_dict()}
     return PlanCost(levels=priced, full_sequence=full, settings=settings)
 
 
@@ -769,20 +817,9 @@ def _guidance_scale(value: Any) -> float:
     return require_cfg(value, "cfg", parse_text=True, error=CostError)
 
 
-def estimate_plan_cost(
-    plan: Any,
-    config: Optional[DiTConfig] = None,
-    steps: Any = None,
-    cfg: Any = CFG,
-    *,
-    text_len: int = TEXT_LEN,
-    dtype: str = "bf16",
-    max_batch: Any = None,
-    attention: str = "flash",
-    spatial_factor: int = 8,
-    full_sequence: bool = True,
-    blocks_to_swap: int = 0,
-) -> PlanCost:
+def estimate_plan_cost(plan: Any, config: Optional[DiTConfig] = None, steps: Any = None, cfg: Any = CFG, *,
+                       max_batch: Any = None, full_sequence: bool = True, runtime: Optional[RunSettings] = None,
+                       **run: Any) -> PlanCost:
     """Cost of a :class:`~tempomaster_core.plan.TreePlan` (what the runtime computes).
 
     Args:
@@ -791,7 +828,8 @@ def estimate_plan_cost(
         steps: ``None`` (the reference's defaults 50/32/...), an int, or one per level.
         cfg: guidance scale (the reference's default 8 -> two passes per step), or one per level.
         max_batch: chunks per forward, one value or one per level (None = all).
-        text_len, dtype, attention, spatial_factor, blocks_to_swap: see :func:`level_cost`.
+        runtime, run: the :class:`RunSettings` (weight dtype, attention, text length, spatial
+            factor, blocks swapped), as :func:`level_cost` takes them.
         full_sequence: also price the final video as one bidirectional pass
             (blueprint steps) for comparison.
 
@@ -807,11 +845,24 @@ def estimate_plan_cost(
         full_sequence_work(plan.final.num_frames, works[0].steps, plan.temporal_factor, plan.final.fps)
         if full_sequence else None
     )
-    return estimate_levels_cost(
-        works, config, height=plan.height, width=plan.width, cfg=cfg, text_len=text_len, dtype=dtype,
-        max_batch=max_batch, attention=attention, spatial_factor=spatial_factor,
-        temporal_factor=plan.temporal_factor, full_sequence=full, blocks_to_swap=blocks_to_swap,
-    )
+    return estimate_levels_cost(works, config, height=plan.height, width=plan.width, cfg=cfg, max_batch=max_batch,
+                                temporal_factor=plan.temporal_factor, full_sequence=full,
+                                runtime=run_settings(runtime, **run))
+
+
+def plan_level_cost(plan: Any, level_index: int, config: DiTConfig, *, steps: int, cfg: float,
+                    max_batch: Optional[int] = None, runtime: Optional[RunSettings] = None, **run: Any) -> LevelCost:
+    """:func:`level_cost` of one level of a :class:`~tempomaster_core.plan.TreePlan` (its chunks,
+    chunk length, size and temporal factor) at ``steps`` steps: what a sampler node checks before a
+    level and what the tree view compares a measured time with.
+
+    Raises:
+        CostError: as :func:`level_cost`; an index outside the plan's levels.
+    """
+    index = _positive_int(level_index, "level_index", minimum=0, maximum=plan.num_levels - 1)
+    work = levels_from_plan(plan, steps)[index]
+    return level_cost(work, config, height=plan.height, width=plan.width, cfg=cfg, max_batch=max_batch,
+                      temporal_factor=plan.temporal_factor, runtime=runtime, **run)
 
 
 def default_memory_budget() -> Optional[int]:

@@ -105,6 +105,10 @@ SEGMENT_NEW_FRAMES = 480
 TEXT_LEN = 512
 """Text tokens of the context, count (umT5-XXL pads every prompt to 512)."""
 
+WEIGHT_DTYPE = "bf16"
+"""Weight dtype of the released checkpoint (``wan_video_dit_bf16.bin``) and of the authors' runs: the
+model loader's default and the dtype the cost model prices unless told otherwise."""
+
 
 class DefaultSchedule(NamedTuple):
     """Per-level ``steps`` and ``shifts`` of a tree, blueprint first (unpacks as a pair)."""
@@ -136,6 +140,6 @@ __all__ = [
     "CFG", "CONTEXT_SECONDS", "DefaultSchedule", "FPS", "FRAME_INTERVALS", "GUIDANCE", "HEIGHT", "NEGATIVE_PROMPT",
     "REFINEMENT_SHIFT",
     "REFINEMENT_STEPS", "SEED", "SEGMENT_NEW_FRAMES", "TEXT_LEN", "TRAINED_CHUNK_FRAMES", "TRAINED_FRAME_INTERVALS",
-    "TWO_LEVEL_REFINEMENT_STEPS", "WIDTH",
+    "TWO_LEVEL_REFINEMENT_STEPS", "WEIGHT_DTYPE", "WIDTH",
     "default_schedule",
 ]

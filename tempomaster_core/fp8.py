@@ -23,13 +23,23 @@ either way; ``tests/test_fp8.py`` checks the e4m3 gap).
 
 Checkpoint keys of a scaled fp8 file (as ComfyUI writes and reads them): ``<layer>.weight``
 (fp8), ``<layer>.scale_weight`` (float32 scalar) and a ``scaled_fp8`` marker tensor (empty, of
-the fp8 dtype). An fp8 matmul (``torch._scaled_mm``, inputs quantised too) is not used:
-it needs fp8 tensor cores (Ada/Hopper) and has not been measured on this model yet.
+the fp8 dtype).
+
+fp8 matmul (optional, :func:`enable_fp8_matmul`; ``--fp8-matmul`` on the command line, the loader
+node's ``fp8_matmul``): the fp8-stored layers multiply in fp8 instead of casting their weight to
+bf16 (:func:`scaled_linear`: the input quantised per tensor to e4m3fn with a dynamic scale, then
+``torch._scaled_mm`` with both scales). It needs ``fp8_e4m3fn`` weights and a device that runs
+``torch._scaled_mm``: an NVIDIA GPU with fp8 tensor cores (compute capability 8.9, Ada, or 9.0+,
+Hopper and newer) or PyTorch's CPU kernel; anything else is refused before any compute
+(:func:`fp8_matmul_problem`). Quantising the activations adds error on top of the weights'
+(e4m3's 3 mantissa bits); its speed on this model has not been measured yet (benchmarks/).
 """
 
 from __future__ import annotations
 
 import re
+from functools import lru_cache
+from typing import Optional
 
 import torch
 
@@ -126,3 +136,110 @@ def storage_tensor(name: str, tensor: torch.Tensor, scale: torch.Tensor | None, 
     if scale is not None or is_fp8_dtype(tensor.dtype):
         return dequantize(tensor, scale, target), None
     return tensor.to(target), None
+
+
+# -- fp8 matmul ---------------------------------------------------------------------------------
+
+FP8_MATMUL_CAPABILITY = (8, 9)
+"""Lowest CUDA compute capability with fp8 tensor cores (Ada Lovelace; Hopper is 9.0)."""
+
+
+@lru_cache(maxsize=None)
+def _cpu_scaled_mm_problem() -> Optional[str]:
+    """Why PyTorch's CPU ``torch._scaled_mm`` cannot run here, or None (tried once on 16x16)."""
+    try:
+        one = torch.ones((), dtype=torch.float32)
+        a = torch.ones(16, 16).to(torch.float8_e4m3fn)
+        torch._scaled_mm(a, a.t(), scale_a=one, scale_b=one, out_dtype=torch.bfloat16)
+    except Exception as err:  # NotImplementedError / RuntimeError of builds without the kernel
+        return f"this PyTorch {torch.__version__} has no CPU fp8 matmul ({type(err).__name__}: {str(err)[:120]})"
+    return None
+
+
+def fp8_matmul_problem(device) -> Optional[str]:
+    """Why an fp8 matmul cannot run on ``device`` (a sentence), or ``None`` when it can.
+
+    CUDA: compute capability >= :data:`FP8_MATMUL_CAPABILITY`; CPU: PyTorch's kernel, tried once;
+    other devices (MPS, XPU ...): not supported here.
+    """
+    device = torch.device(device)
+    if not hasattr(torch, "_scaled_mm"):
+        return f"this PyTorch {torch.__version__} has no torch._scaled_mm"
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            return "CUDA is not available"
+        major, minor = torch.cuda.get_device_capability(device)
+        if (major, minor) < FP8_MATMUL_CAPABILITY:
+            return (f"{torch.cuda.get_device_name(device)} (compute capability {major}.{minor}) has no fp8 tensor cores "
+                    f"(they start at {FP8_MATMUL_CAPABILITY[0]}.{FP8_MATMUL_CAPABILITY[1]}, Ada; Hopper is 9.0)")
+        return None
+    if device.type == "cpu":
+        return _cpu_scaled_mm_problem()
+    return f"fp8 matmul runs on NVIDIA GPUs with fp8 tensor cores or on the CPU, not on {device.type}"
+
+
+def require_fp8_matmul(device, weight_dtype) -> None:
+    """Refuse an fp8 matmul that cannot run, before anything is loaded or computed.
+
+    Args:
+        device: the compute device.
+        weight_dtype: the DiT's weight dtype (a torch dtype or a name such as ``"fp8_e4m3fn"``).
+
+    Raises:
+        InputError (a ValueError): ``weight_dtype`` is not ``fp8_e4m3fn``, or the device cannot run it
+            (:func:`fp8_matmul_problem`); the message says what to use instead.
+    """
+    from .validation import InputError
+
+    dtype = FP8_DTYPES.get(str(weight_dtype), weight_dtype)
+    if dtype != torch.float8_e4m3fn:
+        raise InputError(f"fp8 matmul needs fp8_e4m3fn weights, got {weight_dtype}; load the DiT with weight dtype "
+                         "fp8_e4m3fn, or turn fp8 matmul off")
+    problem = fp8_matmul_problem(device)
+    if problem is not None:
+        raise InputError(f"fp8 matmul cannot run on {device}: {problem}. Turn fp8 matmul off: the fp8 weights then "
+                         "compute in bf16 (the same memory, no fp8 tensor cores needed)")
+
+
+def enable_fp8_matmul(model: torch.nn.Module, device) -> int:
+    """Switch every fp8-stored linear layer of ``model`` (a :class:`~tempomaster_core.ops.CastLinear`
+    with a ``scale_weight``) to :func:`scaled_linear`; returns how many were switched.
+
+    Raises:
+        InputError: as :func:`require_fp8_matmul` (nothing is switched).
+    """
+    from .ops import CastLinear
+
+    layers = [m for m in model.modules()
+              if isinstance(m, CastLinear) and is_fp8_dtype(m.weight.dtype) and m.scale_weight is not None]
+    require_fp8_matmul(device, layers[0].weight.dtype if layers else getattr(model, "weight_dtype", None))
+    for layer in layers:
+        layer.fp8_matmul = True
+    return len(layers)
+
+
+def scaled_linear(x: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor,
+                  bias: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """``x @ (weight * scale).T + bias`` as an fp8 matmul.
+
+    Args:
+        x: ``[..., in]`` activations in bf16/fp16/fp32 (the output's dtype); quantised per tensor to
+            e4m3fn with ``amax / 448`` as its scale.
+        weight: ``[out, in]`` e4m3fn (any device: moved to ``x``'s), ``in`` and ``out`` multiples of 16 on CUDA.
+        scale: the weight's float32 scalar scale.
+        bias: ``[out]`` in ``x``'s dtype, or None.
+
+    Returns:
+        ``[..., out]`` in ``x``'s dtype.
+    """
+    rows = x.reshape(-1, x.shape[-1])
+    top = torch.finfo(torch.float8_e4m3fn).max
+    amax = rows.abs().amax().float()
+    x_scale = torch.where(amax > 0, amax / top, torch.ones_like(amax))
+    xq = (rows.float() / x_scale).clamp(-top, top).to(torch.float8_e4m3fn)
+    w = weight.to(x.device, non_blocking=x.device.type == "cuda")
+    out = torch._scaled_mm(xq, w.t(), scale_a=x_scale, scale_b=scale.float().to(x.device).reshape(()),
+                           out_dtype=x.dtype)
+    if bias is not None:
+        out = out + bias
+    return out.reshape(*x.shape[:-1], weight.shape[0])

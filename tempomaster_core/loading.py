@@ -46,6 +46,7 @@ from typing import Callable, Mapping, NamedTuple
 
 import torch
 
+from .attention import DEFAULT_BACKEND
 from .config import DiTConfig
 from .noise_prior import check_frame_correlation
 from .fp8 import FP8_DTYPES, INPUT_SCALE_SUFFIX, SCALE_SUFFIX, SCALED_FP8_MARKER, is_fp8_dtype, is_fp8_weight, storage_tensor
@@ -658,7 +659,7 @@ def load_dit(
     *,
     dtype=torch.bfloat16,
     device="cpu",
-    attention_backend: str = "sdpa",
+    attention_backend: str = DEFAULT_BACKEND,
     num_heads: int | None = None,
     text_len: int | None = None,
     compute_dtype=None,

@@ -175,14 +175,14 @@ class LoraReport:
 
     Attributes:
         name: the LoRA's name (file name or ``"LoRA"``).
-        strength: the strength used.
+        strength: the strength used (a float, or one per level as a tuple).
         patched: model parameters changed (sorted).
         unknown: keys of the file that match no layer of the DiT (sorted).
         on_the_fly: parameters whose update runs at every forward (fp8-stored weights).
     """
 
     name: str
-    strength: float
+    strength: object
     patched: tuple
     unknown: tuple
     on_the_fly: tuple = ()
@@ -273,30 +273,74 @@ def parse_lora(lora: Mapping[str, torch.Tensor], model: nn.Module, name: str = "
 
 
 class LoraDelta:
-    """A weight function ``W -> W + factor * up @ down`` for layers with ``weight_functions``
-    (:class:`tempomaster_core.ops.CastLinear`): the LoRA update of an fp8-stored weight, computed
-    at every forward on the cast weight (in its dtype and device).
+    """A weight function ``W -> W + strength * scale * up @ down`` (+ ``strength * diff``) for layers
+    with ``weight_functions`` (:class:`tempomaster_core.ops.CastLinear`): the LoRA update of an
+    fp8-stored weight, or of any weight whose strength changes per level, computed at every forward
+    on the cast weight (in its dtype and device). At strength 0 the weight is returned unchanged.
 
     Args:
         patch: the :class:`LoraPatch`; its factors (or diff) are kept in float32 on ``device``.
-        strength: multiplies the update.
+        strength: multiplies the update (:attr:`strength` may be changed between forwards).
         device: where the factors live (the weight's device).
     """
 
     def __init__(self, patch: LoraPatch, strength: float, device):
-        self.factor = float(strength) * patch.scale
+        self.strength = float(strength)
+        self.scale = patch.scale
         self.up = None if patch.up is None else patch.up.flatten(1).float().to(device)
         self.down = None if patch.down is None else patch.down.flatten(1).float().to(device)
-        self.diff = None if patch.diff is None else (float(strength) * patch.diff.float()).to(device)
+        self.diff = None if patch.diff is None else patch.diff.float().to(device)
 
     def __call__(self, weight: torch.Tensor) -> torch.Tensor:
+        if self.strength == 0:
+            return weight
         delta = 0
         if self.up is not None:
             up, down = self.up.to(weight.device), self.down.to(weight.device)
-            delta = ((up * self.factor) @ down).reshape(weight.shape)
+            delta = ((up * (self.strength * self.scale)) @ down).reshape(weight.shape)
         if self.diff is not None:
-            delta = delta + self.diff.to(weight.device)
+            delta = delta + self.strength * self.diff.to(weight.device)
         return weight + delta.to(weight.dtype)
+
+
+class LevelStrengths:
+    """A LoRA's strength per level of the tree, set when a level starts (a DiT level hook,
+    :meth:`tempomaster_core.model.TempoMasterDiT.register_level_hook`).
+
+    Weights with ``weight_functions`` get a :class:`LoraDelta` whose strength is switched; any
+    other patched parameter (a bias, an adaLN ``modulation`` table: vectors) keeps its original
+    value and is set to ``original + strength * delta`` at each level, so strength 0 gives the
+    original exactly.
+
+    Args:
+        name: the LoRA's name (for messages).
+        strengths: one strength per level, blueprint first, or one for all levels (finite floats).
+        deltas: the :class:`LoraDelta` of the on-the-fly weights.
+        merged: ``[(parameter, original value, float32 delta)]`` of the other parameters.
+    """
+
+    def __init__(self, name: str, strengths, deltas: list, merged: list):
+        self.name = name
+        self.strengths = strengths
+        self.deltas = deltas
+        self.merged = merged
+
+    def __call__(self, level_index: int, num_levels: int) -> None:
+        """Set the strengths of level ``level_index`` of a ``num_levels``-level tree.
+
+        Raises:
+            InputError: the strengths list has another length than ``num_levels``.
+        """
+        from .level_settings import per_level
+        from .validation import InputError
+
+        strength = float(per_level(self.strengths, f"the strengths of the LoRA {self.name}", num_levels,
+                                   error=InputError)[level_index])
+        for delta in self.deltas:
+            delta.strength = strength
+        with torch.no_grad():
+            for param, original, delta in self.merged:
+                param.copy_((original.float() + strength * delta.to(param.device)).to(param.dtype))
 
 
 def unknown_keys_message(name: str, unknown) -> str:
@@ -322,54 +366,89 @@ def load_lora_file(path) -> dict[str, torch.Tensor]:
         raise LoraError(f"cannot read the LoRA {path.name}: {str(err)[:200]}; LoRAs must be .safetensors files") from err
 
 
-def apply_lora(model: nn.Module, lora, strength: float = 1.0, *, name: Optional[str] = None,
+def _strengths(strength, name: str):
+    """A finite float, or a tuple of finite floats (one per level); LoraError otherwise."""
+    values = strength if isinstance(strength, (list, tuple)) else [strength]
+    out = []
+    for value in values:
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            value = float("nan")
+        if not math.isfinite(value):
+            raise LoraError(f"{name}: strength must be a finite number (or one per level), got {strength!r}")
+        out.append(value)
+    if not out:
+        raise LoraError(f"{name}: give at least one strength")
+    return tuple(out) if isinstance(strength, (list, tuple)) else out[0]
+
+
+def apply_lora(model: nn.Module, lora, strength=1.0, *, name: Optional[str] = None,
                warn: bool = True) -> LoraReport:
     """Apply a LoRA to a DiT in place (see the module doc for merged vs on-the-fly).
 
     Args:
         model: a :class:`~tempomaster_core.model.TempoMasterDiT` (any device, dtype, fp8 included).
         lora: a LoRA state dict or a path to a ``.safetensors`` LoRA.
-        strength: multiplies the update (1 = as trained; 0 changes nothing; negative inverts it).
+        strength: multiplies the update (1 = as trained; 0 changes nothing; negative inverts it); or
+            a list with one strength per level of the tree, blueprint first (e.g. ``[1, 0, 0]``: a
+            style LoRA on the blueprint only). Per-level strengths are applied at every forward
+            (:class:`LevelStrengths`, set by the level runners when a level starts); the list must
+            have one entry per level of the plan it runs (checked when the first level starts).
         name: for messages (default: the file name).
         warn: issue one ``UserWarning`` listing the keys that match no layer.
 
     Returns:
-        a :class:`LoraReport`.
+        a :class:`LoraReport` (``strength`` as given: a float or a tuple).
 
     Raises:
-        LoraError: see :func:`parse_lora`; a non-finite strength; fp8 weights in layers that cannot
-            take an update per forward (no ``weight_functions``). Raised before any weight changes.
+        LoraError: see :func:`parse_lora`; a non-finite strength; fp8 weights (or per-level strengths)
+            in layers that cannot take an update per forward (no ``weight_functions``); per-level
+            strengths on a model without level hooks. Raised before any weight changes.
         FileNotFoundError: a missing file.
     """
     if isinstance(lora, (str, os.PathLike)):
         name = name or Path(lora).name
         lora = load_lora_file(lora)
     name = name or "LoRA"
-    try:
-        strength = float(strength)
-    except (TypeError, ValueError):
-        strength = float("nan")
-    if not math.isfinite(strength):
-        raise LoraError(f"{name}: strength must be a finite number, got {strength!r}")
+    strength = _strengths(strength, name)
+    per_level = isinstance(strength, tuple)
+    if per_level and not callable(getattr(model, "register_level_hook", None)):
+        raise LoraError(f"{name}: per-level strengths need a TempoMaster DiT (level hooks); "
+                        f"{type(model).__name__} has none")
     patches, unknown = parse_lora(lora, model, name)
     modules = dict(model.named_modules())
     params = dict(model.named_parameters())
+
+    def functions(target):
+        layer = modules[target.rsplit(".", 1)[0]] if "." in target else model
+        hooks = getattr(layer, "weight_functions", None)
+        return hooks if target.endswith(".weight") and isinstance(hooks, list) else None
+
     on_the_fly = []
     for target in patches:
-        if is_fp8_dtype(params[target].dtype):
-            layer = modules[target.rsplit(".", 1)[0]]
-            if not isinstance(getattr(layer, "weight_functions", None), list):
+        if is_fp8_dtype(params[target].dtype) or (per_level and functions(target) is not None):
+            if functions(target) is None:
+                layer = modules[target.rsplit(".", 1)[0]]
                 raise LoraError(f"{name}: {target} is stored in fp8 in a {type(layer).__name__}, which cannot add "
                                 "a LoRA per forward; load the DiT with tempomaster_core.ops.CastOps")
             on_the_fly.append(target)
+    deltas, merged = [], []
+    first = strength[0] if per_level else strength
     with torch.no_grad():
         for target, patch in patches.items():
             param = params[target]
             if target in on_the_fly:
-                modules[target.rsplit(".", 1)[0]].weight_functions.append(LoraDelta(patch, strength, param.device))
+                delta = LoraDelta(patch, first, param.device)
+                functions(target).append(delta)
+                deltas.append(delta)
                 continue
-            delta = patch.delta().to(param.device).reshape(param.shape)
-            param.copy_((param.float() + strength * delta).to(param.dtype))
+            change = patch.delta().to(param.device).reshape(param.shape)
+            if per_level:
+                merged.append((param, param.detach().clone(), change))
+            param.copy_((param.float() + first * change).to(param.dtype))
+    if per_level:
+        model.register_level_hook(LevelStrengths(name, strength, deltas, merged))
     if unknown and warn:
         warnings.warn(unknown_keys_message(name, unknown), UserWarning, stacklevel=2)
     return LoraReport(name, strength, tuple(sorted(patches)), tuple(unknown), tuple(sorted(on_the_fly)))

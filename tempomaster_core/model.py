@@ -28,14 +28,16 @@ Differences from the reference, all numerical-only:
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from einops import rearrange
 from torch.utils.checkpoint import checkpoint
+from torch.utils.hooks import RemovableHandle
 
-from .attention import attention, resolve_backend
+from .attention import DEFAULT_BACKEND, attention, resolve_backend
 from .config import DiTConfig
 from .ops import CastOps, check_operations
 from .rope import apply_rope, rope_axis_dims, rope_rotation
@@ -246,7 +248,7 @@ class TempoMasterDiT(nn.Module):
     filled with ``load_state_dict(..., assign=True)``.
     """
 
-    def __init__(self, config: DiTConfig, attention_backend: str = "sdpa", operations=CastOps):
+    def __init__(self, config: DiTConfig, attention_backend: str = DEFAULT_BACKEND, operations=CastOps):
         super().__init__()
         check_operations(operations)
         if config.has_image_input:
@@ -268,10 +270,30 @@ class TempoMasterDiT(nn.Module):
             DiTBlock(dim, config.num_heads, config.ffn_dim, config.eps, ops) for _ in range(config.num_layers)
         )
         self.head = Head(dim, config.out_dim, config.patch_size, config.eps, ops)
-        self.attention_backend = "sdpa"
+        self.attention_backend = DEFAULT_BACKEND
         self.set_attention_backend(attention_backend)
         self.gradient_checkpointing = False
         self._execution_device: torch.device | None = None
+        self._level_hooks: OrderedDict = OrderedDict()
+
+    def register_level_hook(self, hook) -> RemovableHandle:
+        """Call ``hook(level_index, num_levels)`` whenever a level of a tree starts (:meth:`start_level`):
+        e.g. a LoRA's per-level strength (:class:`tempomaster_core.lora.LevelStrengths`).
+
+        Returns:
+            a handle whose ``remove()`` unregisters the hook.
+        """
+        handle = RemovableHandle(self._level_hooks)
+        self._level_hooks[handle.id] = hook
+        return handle
+
+    def start_level(self, level_index: int, num_levels: int) -> None:
+        """Run the level hooks: the level runners call this before a level's first compute
+        (:func:`tempomaster_core.pipeline.run_level`), with the level's index (0 = blueprint) and the
+        number of levels of its tree. A hook may raise to refuse the tree (e.g. a list of per-level
+        LoRA strengths of another length)."""
+        for hook in list(self._level_hooks.values()):
+            hook(level_index, num_levels)
 
     def set_attention_backend(self, name: str) -> str:
         """Select the attention backend; returns the one actually used.

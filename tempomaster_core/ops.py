@@ -66,7 +66,15 @@ class _CastWeights:
 
 
 class CastLinear(nn.Linear, _CastWeights):
-    """``torch.nn.Linear`` computing in its input's dtype/device (weights cast per forward)."""
+    """``torch.nn.Linear`` computing in its input's dtype/device (weights cast per forward).
+
+    With ``fp8_matmul`` set (:func:`tempomaster_core.fp8.enable_fp8_matmul`) and an fp8 weight
+    with its scale, the product is an fp8 matmul instead (:func:`tempomaster_core.fp8.scaled_linear`:
+    the input quantised per tensor, ``torch._scaled_mm``); a layer with ``weight_functions`` (a LoRA
+    added per forward) keeps the cast path.
+    """
+
+    fp8_matmul = False
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -74,6 +82,10 @@ class CastLinear(nn.Linear, _CastWeights):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` ``[..., in_features]`` (any float dtype, any device) -> ``[..., out_features]`` in ``x``'s dtype."""
+        if self.fp8_matmul and not self.weight_functions and self.scale_weight is not None:
+            from .fp8 import scaled_linear
+
+            return scaled_linear(x, self.weight, self.scale_weight, _cast(self.bias, x))
         weight, bias = self.cast_weight_bias(x)
         return F.linear(x, weight, bias)
 

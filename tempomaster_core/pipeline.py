@@ -38,7 +38,7 @@ from typing import Any, Callable, Optional, Sequence, Union
 import torch
 
 from .conditioning import blueprint_clip, build_condition, normalize_condition_frames, refinement_clips
-from .defaults import BLUEPRINT_SHIFT, BLUEPRINT_STEPS, CFG, GUIDANCE, REFINEMENT_SHIFT, REFINEMENT_STEPS, SEED
+from .defaults import CFG, GUIDANCE, SEED, default_schedule
 from .guidance import guidance_kind, make_guidance, x0_from_velocity
 from .level_settings import per_level
 from .plan import LevelPlan, TreePlan
@@ -46,12 +46,13 @@ from .protocols import NonFiniteError, check_compatible, check_vae_result, codec
 from .noise_prior import model_frame_correlation
 from .sampling import NUM_TRAIN_TIMESTEPS, euler_step, flow_sigmas, next_sigmas, seeded_noise
 from .validation import (
-    InputError, require_cfg, require_optional_batch, require_seed, require_shift, require_steps,
+    InputError, require_cfg, require_optional_batch, require_seed, require_shift, require_steps, with_fields,
 )
 
 __all__ = [
     "LevelResult", "LevelSettings", "NonFiniteError", "check_level_inputs", "check_level_settings",
-    "denoise", "generate", "guided_cfg", "run_blueprint", "run_level", "run_refinement", "tree_settings",
+    "denoise", "generate", "guided_cfg", "level_settings", "run_blueprint", "run_level", "run_refinement",
+    "tree_settings",
 ]
 
 ProgressCallback = Callable[[int, int, int, torch.Tensor], None]
@@ -232,14 +233,37 @@ def check_level_settings(*, steps: Any, shift: Any, cfg: Any = CFG, guidance: An
                          cfg_batching=cfg_batching)
 
 
-def tree_settings(levels: int, *, steps: Sequence[int], shifts: Sequence[float], cfg: Union[float, Sequence[float]],
-                  guidance: Union[str, Sequence[str]] = GUIDANCE, seed: int = SEED, max_batch: Optional[int] = None,
-                  cfg_batching: bool = True) -> list[LevelSettings]:
+def level_settings(level_index: int, settings: Optional[LevelSettings] = None, **overrides: Any) -> LevelSettings:
+    """The :class:`LevelSettings` a level runs with: ``settings`` (default: the reference's for that
+    level), with the fields named in ``overrides`` replaced -- the level runners' keyword settings.
+
+    Args:
+        level_index: 0 for the blueprint (default steps / shift 50 / 5.0), >= 1 for a refinement
+            (32 / 3.0); :func:`~tempomaster_core.defaults.default_schedule`.
+        settings: a :class:`LevelSettings`, or None.
+        overrides: :class:`LevelSettings` fields (``steps``, ``shift``, ``cfg``, ``guidance``, ``seed``,
+            ``max_batch``, ``cfg_batching``), checked as the dataclass checks them.
+
+    Raises:
+        TypeError: ``settings`` is not a LevelSettings, or an override names no setting
+            (:func:`~tempomaster_core.validation.with_fields`).
+        InputError (a ValueError): a bad value (see :class:`LevelSettings`).
+    """
+    if settings is None:
+        steps, shifts = default_schedule(level_index + 1)
+        settings = LevelSettings(steps=steps[-1], shift=shifts[-1])
+    return with_fields(settings, overrides, LevelSettings)
+
+
+def tree_settings(levels: int, *, steps: Optional[Sequence[int]] = None, shifts: Optional[Sequence[float]] = None,
+                  cfg: Union[float, Sequence[float]] = CFG, guidance: Union[str, Sequence[str]] = GUIDANCE,
+                  seed: int = SEED, max_batch: Optional[int] = None, cfg_batching: bool = True) -> list[LevelSettings]:
     """One :class:`LevelSettings` per level of a tree (blueprint first), checked before any compute.
 
     Args:
         levels: number of levels of the tree.
-        steps, shifts: one per level (no scalar: the blueprint and the refinements differ).
+        steps, shifts: one per level (no scalar: the blueprint and the refinements differ); None =
+            the reference's (:func:`~tempomaster_core.defaults.default_schedule`).
         cfg, guidance: one value for every level, or one per level.
         seed, max_batch, cfg_batching: the same for every level (reference: one seed for all levels).
 
@@ -247,6 +271,9 @@ def tree_settings(levels: int, *, steps: Sequence[int], shifts: Sequence[float],
         ValueError: a list with another number of entries than ``levels``; plus the errors of
             :class:`LevelSettings` (:class:`~tempomaster_core.validation.InputError`).
     """
+    reference = default_schedule(levels)
+    steps = reference.steps if steps is None else steps
+    shifts = reference.shifts if shifts is None else shifts
     return [
         check_level_settings(steps=s, shift=sh, cfg=c, guidance=g, seed=seed, max_batch=max_batch,
                              cfg_batching=cfg_batching)
@@ -487,7 +514,8 @@ def run_level(
     and the continuation (:mod:`tempomaster_core.continuation`, whose clips add the known context frames).
 
     Checks that model, codec, plan and text embeddings fit (:func:`check_level_inputs`),
-    builds the level's condition clips with ``make_clips(level)`` (:data:`ClipMaker`; it
+    tells the model the level starts (``model.start_level(index, num_levels)`` when it has one:
+    :meth:`~tempomaster_core.model.TempoMasterDiT.start_level`), builds the level's condition clips with ``make_clips(level)`` (:data:`ClipMaker`; it
     checks the condition frames), encodes them into ``y`` (``settings.max_batch`` clips
     per encode), draws the seeded noise ``[chunks, C, T, h, w]``, denoises all chunks
     (:func:`denoise`) and decodes them to exactly the level's ``num_frames`` frames.
@@ -511,6 +539,9 @@ def run_level(
     if not isinstance(settings, LevelSettings):
         raise TypeError(f"settings must be a LevelSettings (check_level_settings), got {type(settings).__name__}")
     positive, negative = check_level_inputs(model, codec, plan, positive, negative, settings.cfg)
+    start_level = getattr(model, "start_level", None)
+    if callable(start_level):  # level hooks, e.g. per-level LoRA strengths (TempoMasterDiT.register_level_hook)
+        start_level(index, plan.num_levels)
     level = plan.levels[index]
     clips, masks = make_clips(level)
     y = build_condition(codec, clips, masks, batch_size=settings.max_batch)
@@ -551,26 +582,10 @@ def _next_level_index(previous: Any) -> int:
     return index
 
 
-def run_blueprint(
-    model: Any,
-    codec: Any,
-    positive: torch.Tensor,
-    negative: Optional[torch.Tensor],
-    plan: TreePlan,
-    *,
-    conditions: Optional[dict] = None,
-    steps: int = BLUEPRINT_STEPS,
-    shift: float = BLUEPRINT_SHIFT,
-    cfg: float = CFG,
-    guidance: str = GUIDANCE,
-    seed: int = SEED,
-    cfg_batching: bool = True,
-    progress: Optional[ProgressCallback] = None,
-) -> LevelResult:
+def run_blueprint(model: Any, codec: Any, positive: torch.Tensor, negative: Optional[torch.Tensor], plan: TreePlan,
+                  settings: Optional[LevelSettings] = None, *, conditions: Optional[dict] = None,
+                  progress: Optional[ProgressCallback] = None, **sampling: Any) -> LevelResult:
     """Generate the blueprint (level 0): the whole clip at the lowest frame rate, one chunk.
-
-    The sampler arguments become one :class:`LevelSettings` (checked before any compute);
-    there is no ``max_batch``, since the blueprint is a single chunk.
 
     Args:
         model: TempoMaster DiT (``.config`` a DiTConfig; see :class:`~tempomaster_core.protocols.DenoisingModel`).
@@ -578,48 +593,38 @@ def run_blueprint(
         positive, negative: text embeddings ``[1, L, text_dim]`` of the positive and
             negative prompt (``negative`` may be None when ``cfg == 1``).
         plan: the :class:`TreePlan`.
+        settings: the level's :class:`LevelSettings` (default: the reference's blueprint settings,
+            50 steps, shift 5.0, cfg 8, APG, seed 0; :mod:`tempomaster_core.defaults`).
         conditions: ``{pixel frame index on the blueprint: image [3, H, W] in [-1, 1]}``,
             negative indices from the end; None/empty = text-to-video.
-        steps, shift: sampling schedule (the reference's defaults 50 / 5.0, :mod:`tempomaster_core.defaults`).
-        cfg, guidance: guidance scale (the reference's default 8; 1 disables) and ``"apg"``/``"cfg"``.
-        seed: noise seed (``[1, C, T, h, w]`` from a CPU generator).
-        cfg_batching: one forward for both prompts (default).
         progress: :data:`ProgressCallback`.
+        sampling: :class:`LevelSettings` fields replacing those of ``settings``
+            (:func:`level_settings`), e.g. ``steps=50, cfg=1.0, seed=3``; no ``max_batch``, since
+            the blueprint is a single chunk. The noise ``[1, C, T, h, w]`` comes from a CPU
+            generator seeded with ``seed``; ``cfg_batching`` runs both prompts in one forward.
 
     Returns:
         :class:`LevelResult` with ``plan.levels[0].num_frames`` frames.
 
     Raises:
         ValueError/TypeError: codec/model/plan mismatch, bad text embeddings, bad
-            condition frames, bad sampling settings -- all before any compute
-            (:func:`check_level_settings`, :func:`check_level_inputs`; value errors are
+            condition frames, bad sampling settings (an unknown or ``max_batch`` keyword is a
+            TypeError) -- all before any compute (:func:`level_settings`,
+            :func:`check_level_inputs`; value errors are
             :class:`~tempomaster_core.validation.InputError`). ``cfg`` is at most 100.
         NonFiniteError: the VAE encode, a denoising step or the VAE decode produced
             NaN/inf although the inputs were finite (non-finite weights, an fp16
             overflow, an extreme cfg); the message names the level and the causes.
     """
-    settings = check_level_settings(steps=steps, shift=shift, cfg=cfg, guidance=guidance, seed=seed,
-                                    cfg_batching=cfg_batching)
-    return run_level(model, codec, plan, 0, positive, negative, _blueprint_clips(plan, conditions), settings,
-                     progress)
+    if "max_batch" in sampling:
+        raise TypeError("run_blueprint takes no max_batch: the blueprint is a single chunk")
+    return run_level(model, codec, plan, 0, positive, negative, _blueprint_clips(plan, conditions),
+                     level_settings(0, settings, **sampling), progress)
 
 
-def run_refinement(
-    model: Any,
-    codec: Any,
-    previous: LevelResult,
-    positive: torch.Tensor,
-    negative: Optional[torch.Tensor],
-    *,
-    steps: int = REFINEMENT_STEPS,
-    shift: float = REFINEMENT_SHIFT,
-    cfg: float = CFG,
-    guidance: str = GUIDANCE,
-    seed: int = SEED,
-    max_batch: Optional[int] = None,
-    cfg_batching: bool = True,
-    progress: Optional[ProgressCallback] = None,
-) -> LevelResult:
+def run_refinement(model: Any, codec: Any, previous: LevelResult, positive: torch.Tensor,
+                   negative: Optional[torch.Tensor], settings: Optional[LevelSettings] = None, *,
+                   progress: Optional[ProgressCallback] = None, **sampling: Any) -> LevelResult:
     """Refine the level above to the next frame rate (level ``previous.level_index + 1``).
 
     The frames of ``previous`` become condition frames of every chunk
@@ -637,10 +642,12 @@ def run_refinement(
 
     Args:
         previous: the :class:`LevelResult` of the level above (its ``plan`` is used).
-        steps, shift: sampling schedule (the reference's defaults 32 / 3.0, :mod:`tempomaster_core.defaults`).
-        seed: noise seed; the full ``[chunks, C, T, h, w]`` noise is drawn once from a
-            fresh CPU generator (the reference uses the same seed at every level).
-        max_batch: chunks per DiT forward (``None`` = all; see above for exactness).
+        settings: the level's :class:`LevelSettings` (default: the reference's refinement
+            settings, 32 steps, shift 3.0, cfg 8, APG, seed 0). The full ``[chunks, C, T, h, w]``
+            noise is drawn once from a fresh CPU generator seeded with its ``seed`` (the reference
+            uses the same seed at every level); ``max_batch`` = chunks per DiT forward (``None`` =
+            all; see above for exactness).
+        sampling: :class:`LevelSettings` fields replacing those of ``settings`` (:func:`level_settings`).
         Other arguments as :func:`run_blueprint`.
 
     Returns:
@@ -653,50 +660,33 @@ def run_refinement(
             :func:`run_blueprint` (including :class:`NonFiniteError`).
     """
     index = _next_level_index(previous)
-    settings = check_level_settings(steps=steps, shift=shift, cfg=cfg, guidance=guidance, seed=seed,
-                                    max_batch=max_batch, cfg_batching=cfg_batching)
-    return run_level(model, codec, previous.plan, index, positive, negative, _refinement_clips(previous), settings,
-                     progress)
+    return run_level(model, codec, previous.plan, index, positive, negative, _refinement_clips(previous),
+                     level_settings(index, settings, **sampling), progress)
 
 
-def generate(
-    model: Any,
-    codec: Any,
-    positive: torch.Tensor,
-    negative: Optional[torch.Tensor],
-    plan: TreePlan,
-    *,
-    conditions: Optional[dict] = None,
-    steps: Sequence[int],
-    shifts: Sequence[float],
-    cfg: Union[float, Sequence[float]],
-    guidance: Union[str, Sequence[str]] = GUIDANCE,
-    seed: int = SEED,
-    max_batch: Optional[int] = None,
-    cfg_batching: bool = True,
-    progress: Optional[ProgressCallback] = None,
-    return_levels: bool = False,
-):
+def generate(model: Any, codec: Any, positive: torch.Tensor, negative: Optional[torch.Tensor], plan: TreePlan,
+             settings: Optional[Sequence[LevelSettings]] = None, *, conditions: Optional[dict] = None,
+             progress: Optional[ProgressCallback] = None, return_levels: bool = False, **sampling: Any):
     """Run the blueprint and every refinement of ``plan``.
 
     Args:
-        steps: sampling steps, one per level (the reference's defaults (50, 32, 32);
-            see :func:`tempomaster_core.defaults.default_schedule`).
-        shifts: schedule shifts, one per level (the reference's defaults (5, 3, 3)).
-        cfg: guidance scale, a float or one per level (the reference's default 8).
-        guidance: ``"apg"``/``"cfg"``, or one per level.
-        seed: the same seed for every level (as the reference does).
-        max_batch: chunks per DiT forward of every refinement level (``None`` = all; the
-            blueprint is one chunk).
+        settings: one :class:`LevelSettings` per level, blueprint first; default
+            :func:`tree_settings` of ``sampling``.
+        sampling: the keywords of :func:`tree_settings` (only without ``settings``): ``steps`` and
+            ``shifts`` one per level (the reference's (50, 32, 32) and (5, 3, 3) when left out),
+            ``cfg`` and ``guidance`` one value or one per level (8, APG), ``seed`` the same for
+            every level (as the reference does), ``max_batch`` chunks per DiT forward of every
+            refinement level (``None`` = all; the blueprint is one chunk), ``cfg_batching``.
         return_levels: also return every level's :class:`LevelResult`.
-        Other arguments as :func:`run_blueprint`; each level runs with one
-        :class:`LevelSettings` built from them.
+        Other arguments as :func:`run_blueprint`.
 
     Returns:
         Final frames float32 ``[F, H, W, 3]`` in ``[0, 1]`` (ComfyUI IMAGE layout), or
         ``(frames, [LevelResult, ...])`` when ``return_levels``.
 
     Raises:
+        TypeError: both ``settings`` and ``sampling`` keywords, or ``settings`` not one
+            LevelSettings per level.
         ValueError: ``steps``/``shifts``/``cfg``/``guidance`` lengths differ from the
             number of levels; plus the errors of the level runners. Every level's
             settings, the seed, the text embeddings and the condition frames are checked
@@ -706,8 +696,13 @@ def generate(
     if not isinstance(plan, TreePlan):
         raise TypeError(f"plan must be a TreePlan, got {type(plan).__name__}")
     levels = plan.num_levels
-    settings = tree_settings(levels, steps=steps, shifts=shifts, cfg=cfg, guidance=guidance, seed=seed,
-                             max_batch=max_batch, cfg_batching=cfg_batching)  # every level, before any compute
+    if settings is None:
+        settings = tree_settings(levels, **sampling)  # every level, before any compute
+    elif sampling:
+        raise TypeError(f"give settings or the keywords {', '.join(sorted(sampling))}, not both")
+    settings = list(settings)
+    if len(settings) != levels or not all(isinstance(s, LevelSettings) for s in settings):
+        raise TypeError(f"settings must be one LevelSettings per level ({levels}; tree_settings makes them)")
     check_level_inputs(model, codec, plan, positive, negative, guided_cfg(settings))
     if conditions:
         normalize_condition_frames(conditions, plan.levels[0].num_frames, plan.height, plan.width)

@@ -100,6 +100,9 @@ class DenoisingModel(Protocol):
         y: condition ``[B, mask_channels + C, T, h, w]`` (mask, then condition latent).
         temporal_positions: ``[B, T]`` RoPE temporal positions of the latent frames.
     Returns the velocity ``[B, C, T, h, w]``.
+
+    Optional: ``model.start_level(level_index, num_levels)``, called by the level runners before
+    a level's first compute (:meth:`tempomaster_core.model.TempoMasterDiT.start_level`).
     """
 
     config: Any

@@ -9,6 +9,7 @@ torch-free (the cost model and the web route use it without importing torch).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from pathlib import Path
@@ -159,6 +160,29 @@ refused as a typo rather than silently producing garbage."""
 
 MAX_SEED = 2**64 - 1
 """Largest noise seed (``torch.Generator.manual_seed`` takes ``[0, 2**64)``)."""
+
+MAX_SAMPLER_STEPS = 1000
+"""Most sampling steps per level the command line and the sampler nodes' widgets offer (the schedule
+has 1000 training timesteps; more steps only cost time). The core itself takes any count >= 1."""
+
+
+def with_fields(value: Any, overrides: dict, cls: type) -> Any:
+    """A frozen dataclass ``value`` with the fields named in ``overrides`` replaced (and checked
+    again by its ``__post_init__``): the "settings value plus keyword overrides" rule of the level
+    runners (:func:`tempomaster_core.pipeline.level_settings`) and the cost model
+    (:func:`tempomaster_core.cost.run_settings`).
+
+    Raises:
+        TypeError: ``value`` is not a ``cls`` (a frozen dataclass), or an override names no field
+            of it; plus whatever the dataclass raises for a bad value.
+    """
+    if not isinstance(value, cls):
+        raise TypeError(f"expected a {cls.__name__}, got {type(value).__name__}")
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(overrides) - set(names))
+    if unknown:
+        raise TypeError(f"unknown {cls.__name__} field(s) {', '.join(unknown)}; the fields are {', '.join(names)}")
+    return dataclasses.replace(value, **overrides) if overrides else value
 
 
 def require_steps(value: Any, name: str = "steps") -> int:

@@ -7,6 +7,7 @@ import pytest
 
 from plan_requests import auto as auto_plan
 from tempomaster_core.autoplan import (
+    least_blocks_to_swap,
     Limit,
     LimitBreach,
     Rule,
@@ -220,3 +221,24 @@ def test_fp8_and_block_swap_fit_the_reference_video_into_24_gb():
     again = estimate_plan_cost(auto.plan, max_batch=list(auto.max_parallel_chunks), dtype="fp8", blocks_to_swap=16)
     assert all(level.peak_bytes <= budget for level in again.levels)
     assert auto.plan.final.num_frames >= 436
+
+
+def test_least_blocks_to_swap_searches_the_counts_that_free_memory():
+    """0 when nothing is needed; up to SWAP_SLOTS swapped blocks free nothing, so the answer is 0 or
+    > SWAP_SLOTS; a binary search over the rest; None when even every block does not fit."""
+    from tempomaster_core.cost import SWAP_SLOTS
+
+    asked = []
+
+    def fits_from(threshold):
+        def fits(count):
+            asked.append(count)
+            return count == 0 and threshold == 0 or count >= threshold > 0
+        return fits
+
+    assert least_blocks_to_swap(fits_from(0), 40) == 0 and asked == [0]
+    asked.clear()
+    assert least_blocks_to_swap(fits_from(13), 40) == 13
+    assert all(c == 0 or c > SWAP_SLOTS for c in asked) and len(asked) <= 2 + 6
+    assert least_blocks_to_swap(fits_from(41), 40) is None
+    assert least_blocks_to_swap(fits_from(1), 2) is None  # two blocks: swapping frees nothing

@@ -124,3 +124,17 @@ def test_weight_dtype_lora_and_block_swap_reach_the_dit(tmp_path, monkeypatch, c
     assert "no such file" in capsys.readouterr().err
     assert cli.main(argv[:-2] + ["--blocks-to-swap", "9"]) == 1
     assert "blocks_to_swap (the DiT has 4 blocks) must be <= 4" in capsys.readouterr().err
+
+
+def test_fp8_matmul_and_per_level_lora_strengths_are_checked_before_loading(tmp_path, capsys):
+    from tempomaster_core.dit_options import parse_lora_spec
+
+    lora = tmp_path / "style.safetensors"
+    lora.write_bytes(b"")  # only its existence is checked before loading
+    assert parse_lora_spec(f"{lora}:1,0,0") == (lora, (1.0, 0.0, 0.0))
+    assert parse_lora_spec(f"{lora}:0.5") == (lora, 0.5)
+    base = ["generate", "--prompt", PROMPT, "--out", str(tmp_path / "a.mp4"), "--intervals", "4,2,1"]
+    assert cli.main(base + ["--fp8-matmul"]) == 2  # the default fp32 weights
+    assert "fp8 matmul needs fp8_e4m3fn weights" in capsys.readouterr().err
+    assert cli.main(base + ["--lora", f"{lora}:1,0"]) == 2
+    assert "--lora style.safetensors's strengths has 2 entries but the plan has 3 levels" in capsys.readouterr().err

@@ -13,6 +13,7 @@ from tempomaster_core.cost import (
     KNOWN_CONFIGS,
     CostError,
     LevelWork,
+    RunSettings,
     activation_bytes,
     dit_block_bytes,
     dit_fp8_parameter_count,
@@ -23,6 +24,7 @@ from tempomaster_core.cost import (
     level_cost,
     levels_from_plan,
     paper_ablation_levels,
+    plan_level_cost,
     round_down_frames,
     vae_flops,
 )
@@ -208,3 +210,23 @@ def test_vae_work_scales_with_frames_and_area():
     assert cost.total_flops == pytest.approx(cost.dit_flops + cost.vae_flops)
     assert cost.vae_flops < 0.05 * cost.dit_flops
     assert GIB == 2**30
+
+
+def test_run_settings_are_one_value_or_keywords():
+    """The run settings priced (dtype, block swap ...) given as one RunSettings or as keywords are the
+    same; keywords replace fields of the value; plan_level_cost is the plan's level; bad names refused."""
+    plan = TreePlan(109, (4, 2, 1), height=480, width=832)
+    fp8 = RunSettings(dtype="fp8", blocks_to_swap=16)
+    by_value = estimate_plan_cost(plan, max_batch=1, runtime=fp8)
+    assert by_value.to_dict() == estimate_plan_cost(plan, max_batch=1, dtype="fp8", blocks_to_swap=16).to_dict()
+    assert by_value.settings["blocks_to_swap"] == 16 and "blocks_to_swap" not in estimate_plan_cost(plan).settings
+    resident = estimate_plan_cost(plan, max_batch=1, runtime=fp8, blocks_to_swap=0)
+    assert resident.peak_bytes > by_value.peak_bytes
+    level = plan_level_cost(plan, 2, DiTConfig(), steps=32, cfg=8.0, max_batch=1, runtime=fp8)
+    assert level == by_value.levels[2]
+    with pytest.raises(TypeError, match="blocks_to_sawp"):
+        estimate_plan_cost(plan, blocks_to_sawp=2)
+    with pytest.raises(CostError, match="blocks_to_swap"):
+        level_cost(by_value.levels[0].work, KNOWN_CONFIGS["1.3B"], height=480, width=832, blocks_to_swap=31)
+    with pytest.raises(CostError, match="attention"):
+        RunSettings(attention="paged")

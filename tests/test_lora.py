@@ -198,3 +198,46 @@ def test_bf16_weights_are_merged_in_float32_then_rounded(tiny):
     up, down = parts["blocks.1.ffn.0"]
     want = (weight + 1.5 * (2.0 / RANK) * (up @ down)).to(torch.bfloat16)
     assert torch.equal(model.blocks[1].ffn[0].weight, want)
+
+
+def test_strength_per_level_switches_at_each_level_and_zero_is_the_original(tiny, inputs):
+    """``[1.5, 0]``: level 0 runs the hand-merged weights (within float rounding of the per-forward
+    update), level 1 the original weights exactly -- vectors (a modulation diff) included."""
+    lora, parts = lora_file(tiny, "comfyui", 2.0)
+    gen = torch.Generator().manual_seed(4)
+    modulation = torch.randn(tiny.state_dict()["blocks.0.modulation"].shape, generator=gen)
+    lora["transformer.blocks.0.scale_shift_table.diff"] = modulation
+    model = copy.deepcopy(tiny)
+    report = apply_lora(model, lora, strength=[1.5, 0.0])
+    assert report.strength == (1.5, 0.0) and "head.head.weight" in report.on_the_fly
+    model.start_level(0, 2)
+    want = hand_merged(tiny, parts, 1.5, 2.0)
+    with torch.no_grad():
+        want.blocks[0].modulation += 1.5 * modulation
+    assert torch.allclose(forward(model, inputs), forward(want, inputs), rtol=1e-5, atol=1e-5)
+    model.start_level(1, 2)
+    assert torch.equal(forward(model, inputs), forward(tiny, inputs))
+    assert torch.equal(model.blocks[0].modulation, tiny.blocks[0].modulation)
+    with pytest.raises(ValueError, match="3 levels"):
+        model.start_level(0, 3)  # a list for another tree: refused when its first level starts
+    with pytest.raises(LoraError, match="finite"):
+        apply_lora(copy.deepcopy(tiny), lora, strength=[1.0, float("nan")])
+
+
+def test_the_level_runners_start_each_level_on_the_model(tiny):
+    """generate() tells the DiT each level as it starts, with the tree's level count (before its compute)."""
+    from tempomaster_core.pipeline import generate
+    from tempomaster_core.plan import TreePlan
+    from toy_codec import ToyCodec
+
+    model = copy.deepcopy(tiny)
+    seen = []
+    handle = model.register_level_hook(lambda index, levels: seen.append((index, levels)))
+    gen = torch.Generator().manual_seed(0)
+    text = torch.randn(1, 3, tiny.config.text_dim, generator=gen)
+    plan = TreePlan(5, (2, 1), (1,), height=16, width=16)
+    generate(model, ToyCodec(), text, None, plan, steps=[1, 1], shifts=[5.0, 3.0], cfg=1.0)
+    assert seen == [(0, 2), (1, 2)]
+    handle.remove()
+    model.start_level(0, 2)
+    assert seen == [(0, 2), (1, 2)]

@@ -120,3 +120,56 @@ def test_the_samplers_memory_estimate_prices_fp8_weights_as_stored(files):
                       text_len=512, temporal_factor=plan.temporal_factor)
     assert estimate_level_bytes(fp8, plan, 1, 8.0, None) == want.peak_bytes
     assert estimate_level_bytes(fp8, plan, 1, 8.0, None) < estimate_level_bytes(tiny, plan, 1, 8.0, None)
+
+
+def test_lora_strength_per_level_is_patched_per_level_and_checked_against_the_plan(monkeypatch, files):
+    """'0.6, 0, 0': the patcher keeps the LoRA aside; each level's clone carries it at that level's
+    strength; a list for another number of levels is refused by the sampler before ComfyUI loads anything."""
+    from nodes.comfy_model import LEVEL_LORAS, for_level
+    from tempomaster_core.validation import InputError
+
+    tiny, folders, _ = files
+    fake = install_fake_comfy(monkeypatch, folders=folders, managed=True)
+    (model,) = LOADER().load("tiny.safetensors", "fp32", "sdpa")
+    (styled,) = LORA().load(model, "style.safetensors", 1.0, strength_per_level="0.6, 0, 0")
+    assert styled.patches == {} and [s for _, s, _ in getattr(styled, LEVEL_LORAS)] == [(0.6, 0.0, 0.0)]
+    (both,) = LORA().load(styled, "style.safetensors", 0.5)  # a constant LoRA on top keeps the per-level one
+    assert len(getattr(both, LEVEL_LORAS)) == 1 and [s for s, _ in both.patches["blocks.1.ffn.0.weight"]] == [0.5]
+    strengths = [[s for s, _ in for_level(styled, i, 3).patches["blocks.1.ffn.0.weight"]] for i in range(3)]
+    assert strengths == [[0.6], [0.0], [0.0]]
+    (short,) = LORA().load(model, "style.safetensors", 1.0, strength_per_level="0.6, 0")
+    with pytest.raises(InputError, match="2 entries but the plan has 3 levels"):
+        blueprint(short)
+    assert fake.mm.loads == []
+    assert LORA().load(model, "style.safetensors", 1.0, strength_per_level="0, 0, 0")[0] is model
+    with pytest.raises(ValueError, match="not a number"):
+        LORA().load(model, "style.safetensors", 1.0, strength_per_level="0.6, strong")
+
+
+def test_loader_options_fp8_matmul_and_torch_compile(monkeypatch, files):
+    """fp8 matmul: refused before loading without fp8_e4m3fn weights or on a device without it, and
+    ComfyUI's scaled fp8 layers get fp8_matrix_mult; torch_compile switches the cached model's blocks."""
+    from tempomaster_core import compiling
+    from tempomaster_core.compiling import is_compiled
+    from tempomaster_core.validation import InputError
+
+    tiny, folders, _ = files
+    fake = install_fake_comfy(monkeypatch, folders=folders, managed=True)
+    compiled_models = []  # a stand-in for torch.compile (importing dynamo alone takes a second here)
+    monkeypatch.setattr(compiling, "compile_blocks", lambda model, log=None: compiled_models.append(model) or [
+        setattr(block, "forward", block.forward) for block in model.blocks])
+    with pytest.raises(InputError, match="needs fp8_e4m3fn weights"):
+        LOADER().load("tiny.safetensors", "bf16", "sdpa", fp8_matmul=True)
+    fake.mm.get_torch_device = lambda: torch.device("mps")
+    with pytest.raises(InputError, match="not on mps"):
+        LOADER().load("tiny.safetensors", "fp8_e4m3fn", "sdpa", fp8_matmul=True)
+    assert model_loader.cached_models() == [] and fake.ops.calls == []  # nothing was loaded
+    fake.mm.get_torch_device = lambda: torch.device("cpu")
+    (fp8,) = LOADER().load("tiny.safetensors", "fp8_e4m3fn", "sdpa", fp8_matmul=True)
+    assert fake.ops.calls == [{"fp8_matrix_mult": True, "scale_input": False, "override_dtype": None}]
+    assert not is_compiled(dit_of(fp8))
+    (compiled,) = LOADER().load("tiny.safetensors", "fp8_e4m3fn", "sdpa", fp8_matmul=True, torch_compile=True)
+    assert dit_of(compiled) is dit_of(fp8) and is_compiled(dit_of(fp8))  # the cached model, not reloaded
+    assert compiled_models == [dit_of(fp8)]
+    LOADER().load("tiny.safetensors", "fp8_e4m3fn", "sdpa", fp8_matmul=True)
+    assert not is_compiled(dit_of(fp8))

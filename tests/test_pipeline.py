@@ -3,8 +3,10 @@
 import pytest
 import torch
 
+from tempomaster_core.defaults import default_schedule
 from tempomaster_core.guidance import APG
-from tempomaster_core.pipeline import LevelResult, LevelSettings, denoise, generate, run_blueprint, run_refinement
+from tempomaster_core.pipeline import (LevelResult, LevelSettings, denoise, generate, level_settings, run_blueprint,
+                                       run_refinement)
 from tempomaster_core.validation import InputError
 from tempomaster_core.plan import TreePlan
 from tempomaster_core.sampling import flow_sigmas, next_sigmas
@@ -314,3 +316,20 @@ def test_errors(model, codec, texts, plan):
     assert isinstance(result, LevelResult) and result.is_last
     with pytest.raises(ValueError, match="nothing left to refine"):
         run_refinement(model, codec, result, texts[0], texts[1], steps=1)
+
+
+def test_runners_take_one_settings_value_or_its_fields(model, codec, texts, plan):
+    """A LevelSettings and the same fields as keywords give the same level; keywords replace fields of
+    a given value; a misspelt setting or both forms to generate() are refused before any compute."""
+    settings = LevelSettings(steps=2, shift=5.0, seed=3)
+    by_value = run_blueprint(model, codec, texts[0], texts[1], plan, settings)
+    by_keywords = run_blueprint(model, codec, texts[0], texts[1], plan, steps=2, shift=5.0, seed=3)
+    assert torch.equal(by_value.frames, by_keywords.frames)
+    assert level_settings(0, settings, cfg=1.0) == LevelSettings(steps=2, shift=5.0, seed=3, cfg=1.0)
+    assert level_settings(2).steps == default_schedule(3).steps[2]  # a refinement's reference default
+    with pytest.raises(TypeError, match="stepz"):
+        run_refinement(model, codec, by_value, texts[0], texts[1], stepz=2)
+    with pytest.raises(TypeError, match="not both"):
+        generate(model, codec, texts[0], texts[1], plan, [settings] * 3, steps=[1, 1, 1])
+    with pytest.raises(TypeError, match="one LevelSettings per level"):
+        generate(model, codec, texts[0], texts[1], plan, [settings])

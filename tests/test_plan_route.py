@@ -406,6 +406,9 @@ WEB_FIXTURES = {
     "error": dict(REFERENCE, blueprint_frames=107),
     "bad_chunks": dict(REFERENCE, chunks="abc"),
     "small_model": dict(REFERENCE, model="1.3B", memory_budget_gb=60.0),
+    # a 24 GB card (22.35 GiB) with fp8 weights: runnable with blocks swapped; bf16 in 8 GiB: not runnable
+    "fp8_24gb": dict(REFERENCE, memory_budget_gb=24e9 / 2**30, model={"shape": "14B", "weight_dtype": "fp8_e4m3fn"}),
+    "tight_budget": dict(REFERENCE, memory_budget_gb=8.0),
 }
 FIXTURE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "web", "tests", "fixtures")
 
@@ -447,3 +450,30 @@ if __name__ == "__main__":  # PYTHONPATH=.:tests python3 tests/test_plan_route.p
                 json.dump(_fixture(fixture), fh, ensure_ascii=False, allow_nan=False)
                 fh.write("\n")
             print("wrote", fixture)
+
+
+def test_the_view_prices_the_fewest_swapped_blocks_that_fit_the_budget():
+    """fp8 weights on a 24 GB card: the reference chunks kept, the fewest blocks swapped that fit, said
+    runnable; the reference tree with 16 blocks swapped and one chunk per forward is 21.2 GiB (issue 19's
+    target); bf16 on 8 GiB: not runnable even with every block swapped."""
+    from nodes.scheduler_node import build_schedule
+
+    status, body = plan_response(dict(REFERENCE, memory_budget_gb=24e9 / GIB,
+                                      model={"shape": "14B", "weight_dtype": "fp8_e4m3fn"}))
+    memory = body["memory"]
+    assert status == 200 and body["chunks"] == [2, 4] and memory["runnable"] and memory["weight_dtype"] == "fp8_e4m3fn"
+    swapped = memory["blocks_to_swap"]
+    assert 2 < swapped < 40 and body["cost"]["peak_bytes"] <= 24e9 and body["inputs"]["blocks_to_swap"] == swapped
+    fewer = build_schedule(**{**REFERENCE, "memory_budget_gb": 24e9 / GIB}, dtype="fp8_e4m3fn",
+                           blocks_to_swap=swapped - 1)
+    assert fewer.cost.peak_bytes > 24e9 or fewer.plan.chunks != (2, 4)  # one block fewer does not fit as well
+    target = build_schedule(**{**REFERENCE, "chunks": "2,4", "memory_budget_gb": 24e9 / GIB}, dtype="fp8_e4m3fn",
+                            blocks_to_swap=16)
+    one_at_a_time = estimate_plan_cost(target.plan, dtype="fp8", max_batch=1, blocks_to_swap=16)
+    assert round(one_at_a_time.peak_bytes / GIB, 1) == 21.2
+    assert f"{swapped} of 40 blocks swapped" in memory["sentence"] and "runnable on 22.4 GiB" in memory["sentence"]
+    tight = plan_response(dict(REFERENCE, memory_budget_gb=8.0))[1]["memory"]
+    assert tight["runnable"] is False and tight["blocks_to_swap"] == 0 and tight["all_swapped_peak_bytes"] > 8 * GIB
+    assert "not runnable on 8.0 GiB" in tight["sentence"]
+    unbounded = build_schedule(**REFERENCE, memory_budget_gb=1000.0).memory
+    assert unbounded["runnable"] and unbounded["blocks_to_swap"] == 0

@@ -39,14 +39,20 @@ if _ROOT not in sys.path:
 
 from tempomaster_core.defaults import (  # noqa: E402
     BLUEPRINT_FRAMES, BLUEPRINT_SHIFT, BLUEPRINT_STEPS, CFG, FPS, FRAME_INTERVALS, GUIDANCE, HEIGHT, NEGATIVE_PROMPT,
-    REFINEMENT_SHIFT, REFINEMENT_STEPS, SEED, WIDTH,
+    REFINEMENT_SHIFT, REFINEMENT_STEPS, SEED, WEIGHT_DTYPE, WIDTH,
 )
+from tempomaster_core.attention import DEFAULT_BACKEND  # noqa: E402
 from tempomaster_core.wan.files import REPACKAGED_REPO, UMT5_FILE, UMT5_FP8_FILE, VAE_FILE  # noqa: E402
 from nodes.scheduler_schema import PLANNING_DEFAULTS  # noqa: E402
-from nodes.display_names import MULTI_MASK_CONDITION  # noqa: E402
+from nodes.display_names import (  # noqa: E402
+    BLUEPRINT_SAMPLER_ID, FRAME_RATE_REFINER_ID, LOAD_MODEL_ID, LOAD_TINY_ENCODERS_ID, MULTI_MASK_CONDITION, MULTI_MASK_CONDITION_ID, TREE_SCHEDULER_ID,
+)
 from tools.workflow_tools import (  # noqa: E402
     BADGE_SPACE, GROUP_TITLE_HEIGHT, NODE_TITLE_HEIGHT, VIEW_MARGINS, layout_problems, node_spec, ui_to_api, validate_ui,
 )
+
+#: Body height of the Load TempoMaster Model node (five widgets, as the frontend draws them).
+LOADER_HEIGHT = 154
 
 EXAMPLES_DIR = os.path.join(_ROOT, "example_workflows")
 API_DIR = os.path.join(_ROOT, "tests", "workflows_api")
@@ -278,7 +284,7 @@ def _samplers(g: Graph, level_nodes: list[tuple[str, list, str]], links) -> tupl
     """The blueprint sampler and one refiner per level, left to right in one group, each linked to
     ``links`` (``[(source id, output, input)]``) and the previous level. Returns their ids and the
     column below the last one (for the video output)."""
-    heights = {"TempoMasterBlueprintSampler": 330, "TempoMasterFrameRateRefiner": 350}
+    heights = {BLUEPRINT_SAMPLER_ID: 330, FRAME_RATE_REFINER_ID: 350}
     tallest = max(heights[kind] for kind, _, _ in level_nodes)
     right = SAMPLER_X + SAMPLER_STEP * (len(level_nodes) - 1) + 320
     body = GROUP_TOP + NODE_TOP
@@ -324,21 +330,23 @@ def _common(g: Graph, prompt: str, note: str) -> dict:
     with loaders.group("Models"):
         # the DiT: listed in the Missing Models dialog with its address (the frontend downloads only
         # .safetensors itself, so the note says how to fetch the .bin)
-        ids["model"] = loaders.add("TempoMasterLoadModel", [RELEASE_FILE, "bf16", "sdpa"], 106,
-                                   models=_models(RELEASE_FILE, RELEASE_URL, "diffusion_models"))
+        ids["model"] = loaders.add(LOAD_MODEL_ID, widget_values(
+            LOAD_MODEL_ID, model_name=RELEASE_FILE, weight_dtype=WEIGHT_DTYPE, attention=DEFAULT_BACKEND,
+            fp8_matmul=False, torch_compile=False), LOADER_HEIGHT,
+            models=_models(RELEASE_FILE, RELEASE_URL, "diffusion_models"))
         ids["clip"] = loaders.add("CLIPLoader", [UMT5_FILE, "wan", "default"], 106,
                                   models=_models(UMT5_FILE, f"{_REPACKAGED}/text_encoders/{UMT5_FILE}", "text_encoders"))
         ids["vae"] = loaders.add("VAELoader", [VAE_FILE], 58,
                                  models=_models(VAE_FILE, f"{_REPACKAGED}/vae/{VAE_FILE}", "vae"))
     ids["pos"], ids["neg"], ids["column"] = _prompts(g, prompt, NEGATIVE_PROMPT, ids["clip"])
-    ids["plan"] = loaders.add("TempoMasterTreeScheduler", widget_values(
-        "TempoMasterTreeScheduler", blueprint_frames=BLUEPRINT_FRAMES, frame_intervals=PRESET_421,
+    ids["plan"] = loaders.add(TREE_SCHEDULER_ID, widget_values(
+        TREE_SCHEDULER_ID, blueprint_frames=BLUEPRINT_FRAMES, frame_intervals=PRESET_421,
         custom_intervals=",".join(map(str, FRAME_INTERVALS)), chunks="auto", fps=FPS, width=WIDTH, height=HEIGHT,
         **PLANNING_DEFAULTS), 640)  # tall: the node draws the tree below its widgets (web/tree_view.js)
-    levels = [("TempoMasterBlueprintSampler", [SEED, "fixed", BLUEPRINT_STEPS, BLUEPRINT_SHIFT, CFG, GUIDANCE, False],
+    levels = [(BLUEPRINT_SAMPLER_ID, [SEED, "fixed", BLUEPRINT_STEPS, BLUEPRINT_SHIFT, CFG, GUIDANCE, False],
                "Blueprint 6 fps (TempoMaster)")]
     for fps in (12, 24):
-        levels.append(("TempoMasterFrameRateRefiner",
+        levels.append((FRAME_RATE_REFINER_ID,
                        [SEED, "fixed", REFINEMENT_STEPS, REFINEMENT_SHIFT, CFG, GUIDANCE, 0, False],
                        f"Refine to {fps} fps (TempoMaster)"))
     samplers, below = _samplers(g, levels, [(ids["model"], "model", "model"), (ids["pos"], "CONDITIONING", "positive"),
@@ -355,7 +363,7 @@ def image_to_long_video() -> dict:
     ids = _common(g, "The scene comes to life with natural, continuous motion; the camera slowly follows the "
                      "main subject.", i2v_note())
     image = ids["column"].add("LoadImage", ["example.png", "image"], 330, width=320, title="First frame")
-    cond = ids["column"].add("TempoMasterMultiMaskCondition", ["0", "plan area, first image's aspect (reference)"], 110,
+    cond = ids["column"].add(MULTI_MASK_CONDITION_ID, ["0", "plan area, first image's aspect (reference)"], 110,
                              width=400)
     g.connect(ids["plan"], "plan", cond, "plan")
     g.connect(image, "IMAGE", cond, "images")
@@ -380,7 +388,7 @@ def first_last_frame() -> dict:
     first = column.add("LoadImage", ["example.png", "image"], 320, width=300, title="First frame")
     last = column.add("LoadImage", ["example.png", "image"], 320, width=300, title="Last frame")
     batch = column.add("ImageBatch", [], 46, width=200)
-    cond = column.add("TempoMasterMultiMaskCondition", ["0,-1", "plan size (resize + centre crop)"], 110, width=400)
+    cond = column.add(MULTI_MASK_CONDITION_ID, ["0,-1", "plan size (resize + centre crop)"], 110, width=400)
     g.connect(first, "IMAGE", batch, "image1")
     g.connect(last, "IMAGE", batch, "image2")
     g.connect(ids["plan"], "plan", cond, "plan")
@@ -512,13 +520,14 @@ def tiny_text_to_video() -> dict:
     _note(g, tiny_note(d), "Read me: the built-in model", 520)
     loaders = Column(g, LOADER_X)
     with loaders.group("Built-in model (no downloads)"):
-        model = loaders.add("TempoMasterLoadModel", widget_values(
-            "TempoMasterLoadModel", model_name=BUILTIN_MODEL_NAME, weight_dtype="fp32", attention="sdpa"), 106)
-        enc = loaders.add("TempoMasterLoadTinyEncoders", widget_values(
-            "TempoMasterLoadTinyEncoders", model_name=BUILTIN_MODEL_NAME), 78)
+        model = loaders.add(LOAD_MODEL_ID, widget_values(
+            LOAD_MODEL_ID, model_name=BUILTIN_MODEL_NAME, weight_dtype="fp32", attention=DEFAULT_BACKEND,
+            fp8_matmul=False, torch_compile=False), LOADER_HEIGHT)
+        enc = loaders.add(LOAD_TINY_ENCODERS_ID, widget_values(
+            LOAD_TINY_ENCODERS_ID, model_name=BUILTIN_MODEL_NAME), 78)
     pos, neg, _column = _prompts(g, TINY_PROMPT, d["negative_prompt"], enc)
-    plan = loaders.add("TempoMasterTreeScheduler", widget_values(
-        "TempoMasterTreeScheduler", blueprint_frames=int(d["blueprint_frames"]),
+    plan = loaders.add(TREE_SCHEDULER_ID, widget_values(
+        TREE_SCHEDULER_ID, blueprint_frames=int(d["blueprint_frames"]),
         chunks=",".join(str(int(c)) for c in d["chunks"]), fps=float(d["fps"]), width=int(d["width"]),
         height=int(d["height"]), **_intervals_widgets(d["frame_intervals"]), **{
             **PLANNING_DEFAULTS,
@@ -532,11 +541,11 @@ def tiny_text_to_video() -> dict:
                       cfg=float(_tiny_per_level(d, "cfg")[i]), guidance=_tiny_per_level(d, "guidance")[i],
                       tiled_vae=False)
         if i == 0:
-            levels.append(("TempoMasterBlueprintSampler", widget_values("TempoMasterBlueprintSampler", **common),
+            levels.append((BLUEPRINT_SAMPLER_ID, widget_values(BLUEPRINT_SAMPLER_ID, **common),
                            f"Blueprint {fps:g} fps (TempoMaster)"))
         else:
-            levels.append(("TempoMasterFrameRateRefiner", widget_values(
-                "TempoMasterFrameRateRefiner", max_parallel_chunks=0, **common), f"Refine to {fps:g} fps (TempoMaster)"))
+            levels.append((FRAME_RATE_REFINER_ID, widget_values(
+                FRAME_RATE_REFINER_ID, max_parallel_chunks=0, **common), f"Refine to {fps:g} fps (TempoMaster)"))
     level_ids, below = _samplers(g, levels, [(model, "model", "model"), (pos, "CONDITIONING", "positive"),
                                              (neg, "CONDITIONING", "negative"), (enc, "VAE", "vae")])
     g.connect(plan, "plan", level_ids[0], "plan")
@@ -584,15 +593,11 @@ def tiny_frames_thumbnail(frames, title: str, subtitle: str, plan=None) -> bytes
     """JPEG bytes (512x384): a title and 8 frames of a video (IMAGE ``[F, H, W, 3]`` in 0..1,
     evenly spaced, 4 per row, each scaled to 128x128); ``plan`` (optional) adds its tree line."""
     import numpy as np
-    from PIL import Image, ImageDraw, ImageFont
+    from PIL import Image, ImageFont
 
-    width, height, cell = 512, 384, 128
-    img = Image.new("RGB", (width, height), (22, 24, 30))
-    draw = ImageDraw.Draw(img)
-    big, small = ImageFont.load_default(size=30), ImageFont.load_default(size=17)
-    draw.text((24, 16), "TempoMaster-Tiny", font=big, fill=(240, 240, 245))
-    draw.text((24, 56), title, font=small, fill=(120, 200, 255))
-    draw.text((24, 80), subtitle, font=small, fill=(170, 170, 180))
+    cell = 128
+    img, draw, _ = _card("TempoMaster-Tiny", title, subtitle, top=16)
+    height = img.size[1]
     count = frames.shape[0]
     picks = [round(i * (count - 1) / 7) for i in range(8)]
     tiny = ImageFont.load_default(size=12)
@@ -602,8 +607,27 @@ def tiny_frames_thumbnail(frames, title: str, subtitle: str, plan=None) -> bytes
         x, y = (k % 4) * cell + 2, height - 2 * cell + (k // 4) * cell + 2
         img.paste(tile, (x, y))
         draw.text((x + 4, y + 2), f"frame {index}", font=tiny, fill=(235, 235, 235))
+    return _jpeg(img, quality=90)
+
+
+def _card(brand: str, title: str, subtitle: str, top: int) -> tuple:
+    """A 512x384 thumbnail's background and header: ``brand`` large at ``y = top``, ``title`` and
+    ``subtitle`` below it. Returns ``(image, draw, small font)``."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    img = Image.new("RGB", (512, 384), (22, 24, 30))
+    draw = ImageDraw.Draw(img)
+    big, small = ImageFont.load_default(size=30), ImageFont.load_default(size=17)
+    draw.text((24, top), brand, font=big, fill=(240, 240, 245))
+    draw.text((24, top + 40), title, font=small, fill=(120, 200, 255))
+    draw.text((24, top + 64), subtitle, font=small, fill=(170, 170, 180))
+    return img, draw, small
+
+
+def _jpeg(img, quality: int) -> bytes:
+    """``img`` as JPEG bytes."""
     buf = io.BytesIO()
-    img.save(buf, format="JPEG", quality=90)
+    img.save(buf, format="JPEG", quality=quality)
     return buf.getvalue()
 
 
@@ -652,18 +676,11 @@ def build_tiny(render: bool = False) -> dict[str, bytes]:
 def thumbnail(title: str, subtitle: str, condition_positions: tuple = (), plan=None) -> bytes:
     """JPEG bytes (512x384) drawing a tree (default: the reference's default 109-frame 4,2,1 tree):
     one row per level, chunks as boxes over the same time span, condition frames as ticks."""
-    from PIL import Image, ImageDraw, ImageFont
-
     from tempomaster_core.plan import TreePlan
 
     plan = plan if plan is not None else TreePlan(BLUEPRINT_FRAMES, FRAME_INTERVALS, height=HEIGHT, width=WIDTH)
-    width, height = 512, 384
-    img = Image.new("RGB", (width, height), (22, 24, 30))
-    draw = ImageDraw.Draw(img)
-    big, small = ImageFont.load_default(size=30), ImageFont.load_default(size=17)
-    draw.text((24, 20), "TempoMaster", font=big, fill=(240, 240, 245))
-    draw.text((24, 60), title, font=small, fill=(120, 200, 255))
-    draw.text((24, 84), subtitle, font=small, fill=(170, 170, 180))
+    img, draw, small = _card("TempoMaster", title, subtitle, top=20)
+    width, height = img.size
     left, right, top, row_h = 110, width - 24, 130, 70
     colours = [(235, 160, 60), (110, 190, 120), (90, 150, 235)]
     for row, level in enumerate(plan.levels):
@@ -684,9 +701,7 @@ def thumbnail(title: str, subtitle: str, condition_positions: tuple = (), plan=N
                 xt = left + span * index / level.num_frames
                 draw.polygon([(xt, y0 + 2), (xt - 7, y0 - 10), (xt + 7, y0 - 10)], fill=(255, 80, 80))
     draw.text((24, height - 34), "blueprint -> parallel chunks per level", font=small, fill=(140, 140, 150))
-    buf = io.BytesIO()
-    img.save(buf, format="JPEG", quality=88)
-    return buf.getvalue()
+    return _jpeg(img, quality=88)
 
 
 def _workflow_files(workflow_id: str, ui: dict) -> dict[str, bytes]:

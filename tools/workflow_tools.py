@@ -21,11 +21,12 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
+from nodes.display_names import LOAD_MODEL_ID, TREE_SCHEDULER_ID  # noqa: E402
 from tools.comfy_core_nodes import CORE_NODES, WIDGET_TYPES  # noqa: E402
 
 #: (node type, widget) combos listing the user's model files: any name is valid in a shared
 #: workflow (ComfyUI checks it against the user's folders when the graph is queued).
-MODEL_FILE_WIDGETS = {("TempoMasterLoadModel", "model_name")}
+MODEL_FILE_WIDGETS = {(LOAD_MODEL_ID, "model_name")}
 
 
 def _our_nodes() -> dict:
@@ -221,7 +222,7 @@ NODE_WIDGET_HEIGHT = 20
 BADGE_SPACE = 22
 GROUP_TITLE_HEIGHT = 24 * 1.4
 #: Node types that grow downwards after loading (the tree view, the video preview).
-GROWING_NODES = ("TempoMasterTreeScheduler", "SaveVideo")
+GROWING_NODES = (TREE_SCHEDULER_ID, "SaveVideo")
 #: The graph canvas the first view is checked for, in screen px: what frontend 1.27 leaves for it in a
 #: 1280x720 browser window (headless Chromium, measured: ``app.canvas.visible_area`` x scale), and what is
 #: kept clear inside it (left; top: the workflow tabs bar lies over the canvas's top 38 px).

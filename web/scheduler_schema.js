@@ -15,3 +15,8 @@ export const TREE_SCHEDULER_WIDGETS = Object.freeze([
   {"name": "trained_chunk_frames", "type": "INT", "required": false, "default": 109, "min": 5, "max": 4097, "step": 4, "tooltip": "Longest chunk the model was trained on, in pixel frames (109 = 28 latent frames for the released TempoMaster). 'auto' keeps every chunk within it; longer chunks are drawn in the warning colour."},
   {"name": "boundary_frames", "type": "COMBO", "required": false, "default": "repeat_anchor", "tooltip": "Condition frames at chunk boundaries of refinement levels. 'repeat_anchor' (what the authors ran): the first and last frame of every chunk copy the nearest earlier frame of the level above, so a boundary between two anchors repeats a frame. 'anchors': only the true frames of the level above are conditions; boundary frames are generated (no repeated frame, but only for a model trained for it: TempoMaster-Tiny, trained on both, still has larger seams this way).", "choices": ["repeat_anchor", "anchors"]},
 ]);
+// Node class ids the view looks for in the graph (nodes/display_names.py).
+export const NODE_IDS = Object.freeze({"scheduler": "TempoMasterTreeScheduler", "blueprint": "TempoMasterBlueprintSampler", "refiner": "TempoMasterFrameRateRefiner", "loader": "TempoMasterLoadModel"});
+// The plan route and the measured-time event (nodes/plan_route.py).
+export const PLAN_ROUTE = "/tempomaster/plan";
+export const LEVEL_TIME_EVENT = "tempomaster.level_time";

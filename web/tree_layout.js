@@ -289,6 +289,12 @@ export function layoutTree(plan, options = {}) {
     const text = model.assumed && model.note ? `⚠ ${model.note}.` : `Estimates for ${model.label}, ${model.weight_dtype} weights.`;
     footer.push(...messageLines(text, maxChars, model.assumed ? "warn" : "info"));
   }
+  const memory = plan.memory;
+  if (memory && memory.sentence) {
+    // weight dtype, blocks swapped and whether the peak fits the budget (worded in nodes/plan_text.py)
+    const runnable = memory.runnable === false ? `⚠ ${memory.sentence}` : memory.sentence;
+    footer.push(...messageLines(runnable, maxChars, memory.runnable === false ? "warn" : "info"));
+  }
   const fullPf = plan.cost ? plan.cost.full_sequence_pflops : null;
   if (fullPf != null && totalPf) {
     const ratio = fullPf / totalPf;

@@ -14,14 +14,13 @@
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 import { RunReports } from "./run_reports.js";
+import { LEVEL_TIME_EVENT as EVENT, NODE_IDS, PLAN_ROUTE as ROUTE } from "./scheduler_schema.js";
 import { layoutTree, requestFromWidgets } from "./tree_layout.js";
 
-const NODE_TYPE = "TempoMasterTreeScheduler";
-const BLUEPRINT_TYPE = "TempoMasterBlueprintSampler";
-const REFINER_TYPE = "TempoMasterFrameRateRefiner";
-const LOADER_TYPE = "TempoMasterLoadModel";
-const ROUTE = "/tempomaster/plan";
-const EVENT = "tempomaster.level_time";
+const NODE_TYPE = NODE_IDS.scheduler;
+const BLUEPRINT_TYPE = NODE_IDS.blueprint;
+const REFINER_TYPE = NODE_IDS.refiner;
+const LOADER_TYPE = NODE_IDS.loader;
 const DEBOUNCE_MS = 300;
 const MAX_REPORTS = 64;
 

@@ -235,3 +235,23 @@ test("the request carries the schema's widgets: the ones the route reads", () =>
     if (widget.type === "INT" || widget.type === "FLOAT") assert.ok(widget.min <= widget.default && widget.default <= widget.max);
   }
 });
+
+test("the memory line: weight dtype, blocks swapped, runnable or not on the budget", () => {
+  // fp8 weights on a 24 GB card (22.35 GiB): the route keeps the fewest blocks off the GPU that fit
+  const fit = layoutTree(fixture("fp8_24gb").response, { style: STYLE });
+  const fitText = fit.footer.map((l) => l.text).join(" ");
+  assert.match(fitText, /fp8_e4m3fn weights, \d+ of 40 blocks swapped \(/);
+  assert.match(fitText, /--blocks-to-swap \d+\): peak 2\d\.\d GiB, runnable on 22\.4 GiB\./);
+  const fitLines = fit.footer.filter((l) => /blocks swapped|runnable on/.test(l.text));
+  assert.ok(fitLines.length && fitLines.every((l) => l.tone === "info"), JSON.stringify(fitLines));
+  assert.ok(!fit.footer.some((l) => l.tone === "warn" && /runnable/.test(l.text)));
+  // bf16 weights in 8 GiB: no swap count fits, said in the warning tone with what to change
+  const tight = layoutTree(fixture("tight_budget").response, { style: STYLE });
+  const tightLines = tight.footer.filter((l) => l.tone === "warn").map((l) => l.text).join(" ");
+  assert.ok(tightLines.includes("⚠ bf16 weights, no blocks swapped: peak 38.6 GiB, not runnable on 8.0 GiB"), tightLines);
+  assert.ok(tightLines.includes("with all 40 blocks swapped still 13.5 GiB") && tightLines.includes("fp8_e4m3fn weights"));
+  // without block swap and within the budget: one plain line
+  const reference = layoutTree(fixture("reference").response, { style: STYLE });
+  assert.ok(reference.footer.map((l) => l.text).join(" ").includes(
+    "bf16 weights, no blocks swapped: peak 50.3 GiB, runnable on 60.0 GiB."));
+});
