@@ -15,6 +15,14 @@ suffix, not a directory, writable folder, not an input, no existing file without
 inside the blueprint). Output files are written to hidden temporary files and
 renamed only when every one is complete (:func:`tempomaster_core.video_io.atomic_output`).
 
+Several devices: ``torchrun --nproc-per-node N -m tempomaster_core generate ...`` runs one process per
+device (``--device cuda``: rank ``LOCAL_RANK`` takes ``cuda:LOCAL_RANK``, NCCL; ``--device cpu``: gloo);
+each level's chunks (or the blueprint's guidance passes) are shared over the ranks
+(:mod:`tempomaster_core.distributed`) and the video is the one a single process makes. At start the ranks
+compare the model files, the code and the arguments (a hash from every rank; a difference is exit code 2);
+rank 0 prints and writes the files, the others write nothing; a rank that fails stops every rank with its
+error (exit code 1 on every rank); a rank that hangs makes the others fail after ``--dist-timeout`` seconds.
+
 Exit codes: 0 done; 1 a failure while loading or generating (``error: ...``);
 2 a usage mistake (``error: ...``, nothing loaded, nothing written); 130 interrupted
 (Ctrl-C; no partial file, existing files untouched -- with ``--seconds``/``--extend`` the finished
@@ -42,6 +50,7 @@ from .defaults import CFG, GUIDANCE, SEED, default_schedule
 from .guidance import GUIDANCE_KINDS
 from .dit_options import configure_dit, parse_lora_spec
 from .fp8 import require_fp8_matmul
+from .distributed import DEFAULT_TIMEOUT_S
 from .level_settings import per_level
 from .loading import STORAGE_DTYPES
 from .pipeline import check_level_settings, generate
@@ -52,6 +61,7 @@ from .validation import (
     InputError,
     require_cfg,
     require_int,
+    require_number,
     require_output_path,
     require_seed,
     require_shift,
@@ -218,6 +228,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also write every level at its own fps (<out>_level<i>_<fps>fps.<suffix>)")
     g.add_argument("--overwrite", action="store_true", help="replace existing output files")
     g.add_argument("--debug", action="store_true", help="print the traceback of an error")
+    g.add_argument("--dist-timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="SECONDS",
+                   help="under torchrun: seconds a rank waits for the others at a sync point before it fails "
+                        f"(default {DEFAULT_TIMEOUT_S:g}; longer than the longest chunk share of a level)")
     add_model_flags(g.add_argument_group(
         "the released 14B set (pip install \"tempomaster[wan]\")",
         "Each flag names one file and wins over what --model-dir holds; with a folder, files are found by their "
@@ -515,6 +528,7 @@ def _prepare(args: argparse.Namespace) -> GenerateJob:
     if args.max_batch is not None:  # (require_optional_batch's message would mention None)
         require_int(args.max_batch, "--max-batch", minimum=1)
     require_int(args.blocks_to_swap, "--blocks-to-swap", minimum=0)
+    require_number(args.dist_timeout, "--dist-timeout", minimum=0.0, exclusive_minimum=True)
     loras = [parse_lora_spec(spec) for spec in args.lora]
     device = check_device(args.device)
     if args.fp8_matmul:
@@ -574,28 +588,95 @@ def _prepare(args: argparse.Namespace) -> GenerateJob:
                        else str(d.get("negative_prompt") or ""))
 
 
-def run_generate(args: argparse.Namespace) -> list[Path]:
-    """Run the ``generate`` sub-command; returns the files written.
+def say(line: str) -> None:
+    """Print one line to stderr, from rank 0 only when several ranks run (:mod:`tempomaster_core.distributed`)."""
+    from .distributed import active
+
+    ranks = active()
+    if ranks is None or ranks.is_main:
+        print(line, file=sys.stderr, flush=True)
+
+
+def _start_ranks(args: argparse.Namespace, job: GenerateJob):
+    """Under ``torchrun``: join the process group, take this rank's device and check that every rank has
+    the same model files, code and arguments. ``None`` when not launched by torchrun.
 
     Raises:
-        UsageError: a mistake in the arguments (see :func:`prepare_generate`), before any loading.
-        Exception: loading or generation failed (no output file is written or changed).
+        UsageError: ``--device cuda:N`` with several ranks, more ranks than GPUs, ranks that differ.
+    """
+    from .distributed import (
+        RankMismatch, code_fingerprint, file_fingerprints, init_from_environment, launched_by_torchrun,
+        settings_fingerprint,
+    )
+    from .tiny.builtin import REQUIRED_FILES, builtin_dir
+
+    if not launched_by_torchrun():
+        return None
+    try:
+        ranks, job.device = init_from_environment(job.device, timeout=args.dist_timeout)
+    except InputError as exc:
+        raise UsageError(str(exc)) from None
+    items = {**code_fingerprint(), **settings_fingerprint(vars(args))}
+    if job.models.wan is not None:
+        files = job.models.wan.files
+        paths = [files.dit, files.text_encoder, files.vae]
+    else:
+        root = job.model_dir if job.model_dir is not None else builtin_dir()
+        paths = [root / name for name in (*REQUIRED_FILES, "defaults.json")]
+    items.update(file_fingerprints(paths, "model file"))
+    items.update(file_fingerprints([path for path, _ in job.loras], "LoRA file"))
+    try:
+        ranks.check_same(items)
+    except RankMismatch as exc:
+        ranks.close()
+        raise UsageError(str(exc)) from None
+    say(f"{ranks.world_size} ranks on {job.device.type} ({'NCCL' if job.device.type == 'cuda' else 'gloo'}): "
+        "every level's chunks, or the blueprint's guidance passes, are shared")
+    return ranks
+
+
+def run_generate(args: argparse.Namespace) -> list[Path]:
+    """Run the ``generate`` sub-command; returns the files written (by rank 0; other ranks return ``[]``).
+
+    Raises:
+        UsageError: a mistake in the arguments (see :func:`prepare_generate`), before any loading; under
+            torchrun also ranks that differ (see :func:`_start_ranks`).
+        Exception: loading or generation failed (no output file is written or changed); under torchrun a
+            :class:`~tempomaster_core.distributed.RankFailure` when any rank failed.
         KeyboardInterrupt: Ctrl-C (temporary files are removed; no output file is written or changed).
     """
-    from . import video_io
+    from .distributed import use_ranks
 
     job = prepare_generate(args)
-    plan = job.plan
-    bundle = load_models(job.models, device=job.device, weight_dtype=args.weight_dtype)
-    options = configure_dit(bundle.model, loras=job.loras, blocks_to_swap=args.blocks_to_swap,
-                            fp8_matmul=args.fp8_matmul, torch_compile=args.compile, device=job.device,
-                            log=lambda line: print(line, file=sys.stderr))
-    if int(bundle.codec.temporal_factor) != job.temporal_factor:
-        raise RuntimeError(f"the bundle's codec has temporal factor {bundle.codec.temporal_factor}, its codec.json "
-                           f"says {job.temporal_factor}")
+    ranks = _start_ranks(args, job)
+    try:
+        with use_ranks(ranks):
+            return _generate_job(args, job)
+    finally:
+        if ranks is not None:
+            ranks.close()
 
+
+def _generate_job(args: argparse.Namespace, job: GenerateJob) -> list[Path]:
+    from . import video_io
+    from .distributed import active
+
+    ranks = active()
+    plan = job.plan
+
+    def load():
+        bundle = load_models(job.models, device=job.device, weight_dtype=args.weight_dtype)
+        options = configure_dit(bundle.model, loras=job.loras, blocks_to_swap=args.blocks_to_swap,
+                                fp8_matmul=args.fp8_matmul, torch_compile=args.compile, device=job.device, log=say)
+        if int(bundle.codec.temporal_factor) != job.temporal_factor:
+            raise RuntimeError(f"the bundle's codec has temporal factor {bundle.codec.temporal_factor}, its codec.json "
+                               f"says {job.temporal_factor}")
+        return bundle, options
+
+    # a rank that cannot load stops every rank
+    bundle, options = load() if ranks is None else ranks.guarded(load)
     for warning in untrained_interval_warnings(plan):
-        print(f"warning: {warning}", file=sys.stderr)
+        say(f"warning: {warning}")
     prompts = [args.prompt] + (list(args.segment_prompt) if job.long is not None else [])
     negative, *contexts = encode_prompts(bundle, [job.negative_prompt] + prompts)
     if job.long is not None:
@@ -603,10 +684,10 @@ def run_generate(args: argparse.Namespace) -> list[Path]:
 
         return run_long(args, job, bundle, negative, contexts)
     positive = contexts[0]
-    print(plan.describe(), file=sys.stderr)
+    say(plan.describe())
     conditions = job.conditions
     mode = "text-to-video" if not conditions else f"conditioned on blueprint frames {sorted(conditions)}"
-    print(f"prompt: {args.prompt!r} ({mode}), seed {args.seed}", file=sys.stderr)
+    say(f"prompt: {args.prompt!r} ({mode}), seed {args.seed}")
 
     started = time.perf_counter()
     final, levels = generate(
@@ -617,23 +698,44 @@ def run_generate(args: argparse.Namespace) -> list[Path]:
     )
     elapsed = time.perf_counter() - started
     if options.compile_stats is not None:
-        print(f"torch.compile: {options.compile_stats.graphs} graph(s) compiled, "
-              f"{options.compile_stats.recompiles} recompile(s)", file=sys.stderr)
+        say(f"torch.compile: {options.compile_stats.graphs} graph(s) compiled, "
+            f"{options.compile_stats.recompiles} recompile(s)")
 
     by_level = {result.level_index: result for result in levels}
-    written = []
-    with contextlib.ExitStack() as stack:  # every file complete, then all renamed; on any error none is
-        for path, level_index in job.outputs:
-            tmp = stack.enter_context(video_io.atomic_output(path, overwrite=args.overwrite))
-            if level_index is None:
-                video_io.write_video(tmp, final, plan.final.fps, atomic=False)
-            else:
-                result = by_level[level_index]
-                video_io.write_video(tmp, result.to_images(), result.fps, atomic=False)
-            written.append(path)
-    print(f"done in {elapsed:.1f}s: {final.shape[0]} frames at {plan.final.fps:g} fps "
-          f"({final.shape[0] / plan.final.fps:.2f} s) -> {', '.join(str(p) for p in written)}", file=sys.stderr)
+
+    def write() -> list[Path]:
+        written = []
+        with contextlib.ExitStack() as stack:  # every file complete, then all renamed; on any error none is
+            for path, level_index in job.outputs:
+                tmp = stack.enter_context(video_io.atomic_output(path, overwrite=args.overwrite))
+                if level_index is None:
+                    video_io.write_video(tmp, final, plan.final.fps, atomic=False)
+                else:
+                    result = by_level[level_index]
+                    video_io.write_video(tmp, result.to_images(), result.fps, atomic=False)
+                written.append(path)
+        return written
+
+    if ranks is None:
+        written = write()
+    else:  # rank 0 writes; a failed write fails every rank
+        written = ranks.guarded(lambda: write() if ranks.is_main else [])
+    say(f"done in {elapsed:.1f}s: {final.shape[0]} frames at {plan.final.fps:g} fps "
+        f"({final.shape[0] / plan.final.fps:.2f} s) -> {', '.join(str(p) for p in written)}")
     return written
+
+
+def _error_line(exc: BaseException, debug: bool) -> str:
+    """``error: ...`` for an exception of a loading or generating run; a rank's own failure under torchrun
+    is named by its cause, prefixed with the rank."""
+    from .distributed import RankFailure
+
+    prefix = ""
+    if isinstance(exc, RankFailure) and exc.__cause__ is not None:
+        prefix, exc = f"rank {exc.rank} of {exc.world_size}: ", exc.__cause__
+    message = str(exc) if isinstance(exc, (ValueError, OSError)) and str(exc) else f"{type(exc).__name__}: {exc}"
+    hint = "" if debug else " (run with --debug for the traceback)"
+    return f"error: {prefix}{message}{hint}"
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -669,7 +771,5 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except Exception as exc:
         if debug:
             traceback.print_exc()
-        message = str(exc) if isinstance(exc, (ValueError, OSError)) and str(exc) else f"{type(exc).__name__}: {exc}"
-        hint = "" if debug else " (run with --debug for the traceback)"
-        print(f"error: {message}{hint}", file=sys.stderr)
+        print(_error_line(exc, debug), file=sys.stderr)
         return EXIT_FAILURE

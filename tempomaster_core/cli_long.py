@@ -29,7 +29,7 @@ from typing import Optional
 
 import torch
 
-from .cli import LevelProgress, UsageError
+from .cli import LevelProgress, UsageError, say
 from .continuation import SegmentPlan, check_context, check_fps, context_frame_count
 from .defaults import CONTEXT_SECONDS, SEGMENT_NEW_FRAMES
 from .long_video import plan_segments
@@ -172,6 +172,18 @@ class SegmentProgress:
         self._levels(level_index, step, total_steps, preview)
 
 
+class _Discard:
+    """The output stream of a rank other than 0 under torchrun: counts frames, writes nothing."""
+
+    frames_written = 0
+
+    def write(self, frames) -> None:
+        self.frames_written += len(frames)
+
+    def close(self) -> None:
+        pass
+
+
 def _copy_video(path: Path, stream, context: int) -> torch.Tensor:
     """Write every frame of ``path`` to ``stream``; return its last ``context`` frames ``uint8 [C, H, W, 3]``."""
     from .video_io import iter_video
@@ -200,11 +212,13 @@ def run_long(args: argparse.Namespace, job, bundle, negative: torch.Tensor, prom
 
     ``prompts``: the text contexts of ``--prompt`` and every ``--segment-prompt``, in order (default: encoded
     here with ``bundle.encode_prompt``).
+    Under torchrun only rank 0 writes (the other ranks make the same segments and discard them).
 
     Raises:
         Exception / KeyboardInterrupt: generation failed or was stopped (``--out`` untouched; finished frames
             kept, see the module doc).
     """
+    from .distributed import active
     from .long_video import generate_long
     from .pipeline import tree_settings
     from .video_io import VideoStream, atomic_output
@@ -218,12 +232,14 @@ def run_long(args: argparse.Namespace, job, bundle, negative: torch.Tensor, prom
     out = job.outputs[0][0]
     fps = plan.final.fps
     source = f"extending {long.extend} ({long.extend_frames} frames)" if long.extend else "from scratch"
-    print(f"{len(long.segments)} segment(s), {long.total} new frames ({long.total / fps:.2f} s at {fps:g} fps) "
-          f"{source}; context {long.context_frames} frames, {long.new_frames} new frames per segment, seed "
-          f"{args.seed} + segment index\n{long.segments[-1].describe()}", file=sys.stderr)
+    say(f"{len(long.segments)} segment(s), {long.total} new frames ({long.total / fps:.2f} s at {fps:g} fps) "
+        f"{source}; context {long.context_frames} frames, {long.new_frames} new frames per segment, seed "
+        f"{args.seed} + segment index\n{long.segments[-1].describe()}")
     started = time.perf_counter()
-    with atomic_output(out, overwrite=args.overwrite) as tmp:
-        stream = VideoStream(tmp, fps)
+    ranks = active()
+    writes = ranks is None or ranks.is_main
+    with atomic_output(out, overwrite=args.overwrite) if writes else contextlib.nullcontext() as tmp:
+        stream = VideoStream(tmp, fps) if writes else _Discard()
         try:
             video = _copy_video(long.extend, stream, long.context_frames) if long.extend else None
             generate_long(bundle.model, bundle.codec, prompts, negative, plan, settings,
@@ -231,12 +247,13 @@ def run_long(args: argparse.Namespace, job, bundle, negative: torch.Tensor, prom
                           video=video, conditions=job.conditions or None, sink=stream.write,
                           progress=SegmentProgress(long.segments))
         except BaseException:
-            with contextlib.suppress(Exception):
-                stream.close()
-            _keep_partial(tmp, long, stream.frames_written, args.overwrite)
+            if writes:
+                with contextlib.suppress(Exception):
+                    stream.close()
+                _keep_partial(tmp, long, stream.frames_written, args.overwrite)
             raise
         stream.close()
     elapsed = time.perf_counter() - started
-    print(f"done in {elapsed:.1f}s: {stream.frames_written} frames at {fps:g} fps "
-          f"({stream.frames_written / fps:.2f} s) -> {out}", file=sys.stderr)
-    return [out]
+    say(f"done in {elapsed:.1f}s: {stream.frames_written} frames at {fps:g} fps "
+        f"({stream.frames_written / fps:.2f} s) -> {out}")
+    return [out] if writes else []

@@ -72,6 +72,21 @@ def _layer_norm_fp32(x: torch.Tensor, eps: float) -> torch.Tensor:
     return F.layer_norm(x.float(), (x.shape[-1],), None, None, eps)
 
 
+def per_item(layer, x: torch.Tensor) -> torch.Tensor:
+    """``layer`` applied to each batch item of ``x`` ``[B, ...]`` alone, concatenated: ``[B, ...]``.
+
+    For the layers whose matrix rows per item are few or whose kernel depends on the batch size:
+    CPU BLAS rounds a matmul of fewer than about 16 rows differently for another row count
+    (measured: a text context of 5 tokens), and oneDNN picks the Conv3d algorithm by batch size
+    (measured on the built-in model's patch embedding). Computed item by item, a batch item's
+    result does not depend on what else is in the batch (``max_batch``, cfg batching, ranks of
+    :mod:`tempomaster_core.distributed`). Same FLOPs as one call.
+    """
+    if x.shape[0] == 1:
+        return layer(x)
+    return torch.cat([layer(x[i : i + 1]) for i in range(x.shape[0])])
+
+
 def _param(p: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """A parameter that is no layer's weight (adaLN modulation, RMSNorm scale) as float32 on
     ``like``'s device: it may live elsewhere (block swap, ComfyUI's partial loading)."""
@@ -144,8 +159,9 @@ class CrossAttention(_AttentionLayers):
         dtype = x.dtype
         heads = self.num_heads
         q = rearrange(self.norm_q(self.q(x)).to(dtype), "b s (n d) -> b s n d", n=heads)
-        k = rearrange(self.norm_k(self.k(context)).to(dtype), "b l (n d) -> b l n d", n=heads)
-        v = rearrange(self.v(context), "b l (n d) -> b l n d", n=heads)
+        # per item: a text context has few rows (see per_item)
+        k = rearrange(self.norm_k(per_item(self.k, context)).to(dtype), "b l (n d) -> b l n d", n=heads)
+        v = rearrange(per_item(self.v, context), "b l (n d) -> b l n d", n=heads)
         if k.shape[0] != q.shape[0]:  # one prompt shared by the batch: project once, expand
             k = k.expand(q.shape[0], -1, -1, -1)
             v = v.expand(q.shape[0], -1, -1, -1)
@@ -427,11 +443,11 @@ class TempoMasterDiT(nn.Module):
         t_mod = _linear_fp32(self.time_projection[1], F.silu(t_emb)).unflatten(1, (6, cfg.dim))[item]
         t_emb = t_emb[item]
 
-        context = self.text_embedding(context.to(device=device, dtype=dtype))
+        context = per_item(self.text_embedding, context.to(device=device, dtype=dtype))
 
-        # patchify: Conv3d with stride == kernel is a linear map of each patch
+        # patchify: Conv3d with stride == kernel is a linear map of each patch (item by item, see per_item)
         xin = torch.cat([x.to(device=device, dtype=dtype), y.to(device=device, dtype=dtype)], dim=1)
-        tokens = rearrange(self.patch_embedding(xin), "b c f h w -> b (f h w) c").float()
+        tokens = rearrange(per_item(self.patch_embedding, xin), "b c f h w -> b (f h w) c").float()
 
         rope = rope_rotation(pos, grid, cfg.head_dim, theta=cfg.rope_theta, device=device)
 

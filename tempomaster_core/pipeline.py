@@ -39,6 +39,7 @@ import torch
 
 from .conditioning import blueprint_clip, build_condition, normalize_condition_frames, refinement_clips
 from .defaults import CFG, GUIDANCE, SEED, default_schedule
+from .distributed import level_work
 from .guidance import guidance_kind, make_guidance, x0_from_velocity
 from .level_settings import per_level
 from .plan import LevelPlan, TreePlan
@@ -361,6 +362,12 @@ def _non_finite_latents_error(model: Any, level_index: int, step: int, steps: in
 # -- denoising --------------------------------------------------------------------------
 
 
+def _batched_passes(cfg_batching: bool, positive: torch.Tensor, negative: Optional[torch.Tensor]) -> bool:
+    """True when the positive and negative passes run as one forward of twice the batch: a negative
+    pass, ``cfg_batching`` on, and both embeddings of the same shape."""
+    return negative is not None and bool(cfg_batching) and positive.shape == negative.shape
+
+
 def _velocity(
     model: Any,
     x: torch.Tensor,
@@ -384,15 +391,15 @@ def _velocity(
         y: ``[b, mask_ch + C, T, h, w]`` multi-mask condition in ``dtype``.
         positions: float32 ``[b, T]`` RoPE temporal positions.
         dtype: the model's parameter dtype.
-        cfg_batching: one forward of batch ``2b`` for both prompts when their lengths match,
-            else two forwards.
+        cfg_batching: one forward of batch ``2b`` for both prompts when their lengths match
+            (:func:`_batched_passes`), else two forwards.
     """
     b = x.shape[0]
     xin = x.to(dtype)
     t = timestep.expand(b)
     if negative is None:
         return model(xin, t, positive, y, positions).float(), None
-    if cfg_batching and positive.shape == negative.shape:
+    if _batched_passes(cfg_batching, positive, negative):
         context = torch.cat([positive.expand(b, -1, -1), negative.expand(b, -1, -1)])
         out = model(
             torch.cat([xin, xin]), timestep.expand(2 * b), context, torch.cat([y, y]), torch.cat([positions, positions])
@@ -485,19 +492,27 @@ def denoise(
     return torch.cat([x.to("cpu", torch.float32) for x in xs])
 
 
-def _decode_level(codec: Any, latents: torch.Tensor, level: LevelPlan, height: int, width: int) -> torch.Tensor:
-    """Decode every chunk separately, concatenate in time, drop padding: float32 CPU ``[3, F, H, W]``."""
+def _decode_chunks(codec: Any, latents: torch.Tensor, level: LevelPlan, first: int, height: int,
+                   width: int) -> torch.Tensor:
+    """Decode chunks ``first, first + 1, ...`` (``latents`` ``[k, C, T, h, w]``) one at a time:
+    float32 CPU ``[k, 3, frames_per_chunk, H, W]``, padding frames included."""
     device = codec_device(codec)
-    pieces = []
-    for c in range(level.num_chunks):
-        video = codec.decode(latents[c : c + 1].to(device))
-        expected = (1, 3, level.frames_per_chunk, height, width)
+    expected = (1, 3, level.frames_per_chunk, height, width)
+    out = torch.empty((latents.shape[0], *expected[1:]), dtype=torch.float32)
+    for k in range(latents.shape[0]):
+        video = codec.decode(latents[k : k + 1].to(device))
         if tuple(video.shape) != expected:
             raise ValueError(f"VAE decode returned shape {tuple(video.shape)}; expected {list(expected)}")
-        piece = video[0, :, : level.valid_frames(c)].detach().to("cpu", torch.float32)
-        check_vae_result(piece, f"decode of level {level.index}, chunk {c}")
-        pieces.append(piece)
-    return torch.cat(pieces, dim=1)
+        chunk = first + k
+        out[k] = video[0].detach().to("cpu", torch.float32)
+        check_vae_result(out[k, :, : level.valid_frames(chunk)], f"decode of level {level.index}, chunk {chunk}")
+    return out
+
+
+def _join_chunks(videos: torch.Tensor, level: LevelPlan) -> torch.Tensor:
+    """Decoded chunks ``[chunks, 3, frames_per_chunk, H, W]`` concatenated in time without the padding:
+    float32 ``[3, num_frames, H, W]``."""
+    return torch.cat([videos[c, :, : level.valid_frames(c)] for c in range(level.num_chunks)], dim=1)
 
 
 def _level_noise_shape(plan: TreePlan, level: LevelPlan, codec: Any) -> tuple[int, int, int, int, int]:
@@ -515,12 +530,19 @@ def run_level(
 
     Checks that model, codec, plan and text embeddings fit (:func:`check_level_inputs`),
     tells the model the level starts (``model.start_level(index, num_levels)`` when it has one:
-    :meth:`~tempomaster_core.model.TempoMasterDiT.start_level`), builds the level's condition clips with ``make_clips(level)`` (:data:`ClipMaker`; it
-    checks the condition frames), encodes them into ``y`` (``settings.max_batch`` clips
-    per encode), draws the seeded noise ``[chunks, C, T, h, w]``, denoises all chunks
-    (:func:`denoise`) and decodes them to exactly the level's ``num_frames`` frames.
+    :meth:`~tempomaster_core.model.TempoMasterDiT.start_level`), builds the level's condition clips with
+    ``make_clips(level)`` (:data:`ClipMaker`; it checks the condition frames), draws the seeded noise
+    ``[chunks, C, T, h, w]`` from the model's source prior, encodes the clips into ``y`` (``settings.max_batch``
+    clips per encode), denoises the chunks (:func:`denoise`; this rank's share under
+    :mod:`tempomaster_core.distributed`) and decodes them one by one to exactly the level's ``num_frames`` frames.
     ``settings`` is already validated (a :class:`LevelSettings`), so every check that
     needs no compute has run before the VAE encode.
+
+    Several devices: inside :func:`tempomaster_core.distributed.use_ranks` each rank encodes,
+    denoises and decodes its share of the chunks (or of each forward's guidance passes) and
+    every rank returns the whole level (:func:`tempomaster_core.distributed.level_work`);
+    the noise is still drawn once here for the whole level and sliced, so the result does
+    not depend on the number of ranks. ``progress`` is called on rank 0 only.
 
     Args:
         model, codec, plan, positive, negative: as :func:`run_blueprint`.
@@ -535,6 +557,8 @@ def run_level(
     Raises:
         TypeError: ``settings`` is not a :class:`LevelSettings`; plus the errors of
             :func:`run_blueprint` (:class:`NonFiniteError` included).
+        tempomaster_core.distributed.RankFailure: with several ranks, one of them failed
+            (every rank raises it).
     """
     if not isinstance(settings, LevelSettings):
         raise TypeError(f"settings must be a LevelSettings (check_level_settings), got {type(settings).__name__}")
@@ -544,12 +568,22 @@ def run_level(
         start_level(index, plan.num_levels)
     level = plan.levels[index]
     clips, masks = make_clips(level)
-    y = build_condition(codec, clips, masks, batch_size=settings.max_batch)
     noise = seeded_noise(_level_noise_shape(plan, level, codec), settings.seed, model_frame_correlation(model))
-    latents = denoise(model, noise, y, level.temporal_positions, positive, negative, settings,
-                      progress=progress, level_index=index)
-    frames = _decode_level(codec, latents, level, plan.height, plan.width)
-    return LevelResult(plan=plan, level_index=index, frames=frames, latents=latents, fps=level.fps)
+    passes = 2 if settings.guided and _batched_passes(settings.cfg_batching, positive, negative) else 1
+    work = level_work(index, level.num_chunks, passes)
+    (start, stop), (first, last) = work.denoise, work.decode
+
+    def compute() -> tuple[torch.Tensor, torch.Tensor]:
+        y = build_condition(codec, clips[start:stop], masks[start:stop], batch_size=settings.max_batch)
+        latents = denoise(work.model(model), noise[start:stop], y, level.temporal_positions[start:stop], positive,
+                          negative, settings, progress=work.progress(progress), level_index=index)
+        videos = _decode_chunks(codec, latents[first - start : last - start], level, first, plan.height, plan.width)
+        return latents, videos
+
+    video_shape = (3, level.frames_per_chunk, plan.height, plan.width)
+    latents, videos = work.run(compute, noise.shape[1:], video_shape)
+    return LevelResult(plan=plan, level_index=index, frames=_join_chunks(videos, level), latents=latents,
+                       fps=level.fps)
 
 
 def _blueprint_clips(plan: TreePlan, conditions: Optional[dict]) -> ClipMaker:
@@ -634,11 +668,12 @@ def run_refinement(model: Any, codec: Any, previous: LevelResult, positive: torc
     ``num_frames``.
 
     ``max_batch`` and exactness: the noise, the condition, the guidance state and the
-    Euler updates are per chunk, and the DiT embeds each distinct timestep once (its only
-    layer whose matrix rows are batch items), so slicing changes no number: every
+    Euler updates are per chunk, and the DiT embeds each distinct timestep once and runs its
+    few-row layers (patch and text embedding, cross-attention keys/values) item by item
+    (:func:`tempomaster_core.model.per_item`), so slicing changes no number: every
     ``max_batch`` gives bit-identical latents and frames on CPU in float32 and bfloat16
-    (``tests/test_bad_inputs_core.py``). On a GPU, cuBLAS may choose other kernels for
-    another batch size, which can change the last bits (not measured).
+    (``tests/test_bad_inputs_core.py``; the built-in model too, measured). On a GPU, cuBLAS may
+    choose other kernels for another batch size, which can change the last bits (not measured).
 
     Args:
         previous: the :class:`LevelResult` of the level above (its ``plan`` is used).

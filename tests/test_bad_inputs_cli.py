@@ -101,6 +101,7 @@ BAD_GENERATE = [
     ("huge-seed", ["--seed", str(2**64), "--out", "v.mp4"], 2, "--seed must be <="),
     ("negative-seed", ["--seed", "-1", "--out", "v.mp4"], 2, "--seed must be >= 0"),
     ("zero-max-batch", ["--max-batch", "0", "--out", "v.mp4"], 2, "--max-batch must be >= 1"),
+    ("zero-dist-timeout", ["--dist-timeout", "0", "--out", "v.mp4"], 2, "--dist-timeout must be > 0"),
     ("bad-guidance", ["--guidance", "pag", "--out", "v.mp4"], 2, "invalid choice: 'pag'"),
     # the plan
     ("absurd-frames", ["--frames", "1000001", "--out", "v.mp4"], 2, "1000001"),
