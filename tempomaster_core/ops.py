@@ -48,9 +48,12 @@ def _cast(tensor: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor | Non
 
 
 class _CastWeights:
-    """Mixin for layers whose forward casts ``weight``/``bias`` to the input (see module doc)."""
+    """Base (before the ``torch.nn`` layer in the bases) of layers whose forward casts ``weight``/``bias``
+    to the input (see module doc): the layer's own constructor, then an empty ``scale_weight`` slot and
+    ``weight_functions`` list."""
 
-    def _init_cast(self) -> None:
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
         self.register_parameter("scale_weight", None)
         self.weight_functions: list = []
 
@@ -65,7 +68,7 @@ class _CastWeights:
         return weight, _cast(self.bias, x)
 
 
-class CastLinear(nn.Linear, _CastWeights):
+class CastLinear(_CastWeights, nn.Linear):
     """``torch.nn.Linear`` computing in its input's dtype/device (weights cast per forward).
 
     With ``fp8_matmul`` set (:func:`tempomaster_core.fp8.enable_fp8_matmul`) and an fp8 weight
@@ -75,10 +78,6 @@ class CastLinear(nn.Linear, _CastWeights):
     """
 
     fp8_matmul = False
-
-    def __init__(self, *args: Any, **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        self._init_cast()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` ``[..., in_features]`` (any float dtype, any device) -> ``[..., out_features]`` in ``x``'s dtype."""
@@ -90,12 +89,8 @@ class CastLinear(nn.Linear, _CastWeights):
         return F.linear(x, weight, bias)
 
 
-class CastConv3d(nn.Conv3d, _CastWeights):
+class CastConv3d(_CastWeights, nn.Conv3d):
     """``torch.nn.Conv3d`` computing in its input's dtype/device (weights cast per forward)."""
-
-    def __init__(self, *args: Any, **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        self._init_cast()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` ``[B, C_in, T, H, W]`` -> ``[B, C_out, T', H', W']`` in ``x``'s dtype."""
@@ -103,12 +98,8 @@ class CastConv3d(nn.Conv3d, _CastWeights):
         return self._conv_forward(x, weight, bias)
 
 
-class CastLayerNorm(nn.LayerNorm, _CastWeights):
+class CastLayerNorm(_CastWeights, nn.LayerNorm):
     """``torch.nn.LayerNorm`` computing in its input's dtype/device (affine weights cast per forward)."""
-
-    def __init__(self, *args: Any, **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        self._init_cast()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """LayerNorm over the trailing ``normalized_shape`` dims, in ``x``'s dtype."""

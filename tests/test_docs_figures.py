@@ -49,3 +49,19 @@ def test_the_templates_notes_quote_the_cost_model():
         ui = json.loads(_read("example_workflows", template_file_name(name) + ".json"))
         note = next(n for n in ui["nodes"] if n["type"] == "MarkdownNote")["widgets_values"][0]
         assert _gib(m["peak_gib"]) in note and _gib(m["one_chunk_gib"]) in note and _gib(m["weights_gib"]) in note
+
+
+def test_readme_quotes_the_tree_views_memory_line_for_a_24_gb_card():
+    """The README's and the planning doc's example of the tree view's memory line is what the route says
+    for the reference tree with fp8 weights on a 24 GB card."""
+    from nodes.plan_route import plan_response
+    from nodes.scheduler_schema import TREE_SCHEDULER_WIDGETS
+
+    request = {w.name: w.default for w in TREE_SCHEDULER_WIDGETS if w.required}
+    request.update(memory_budget_gb=24e9 / GIB, model={"shape": "14B", "weight_dtype": "fp8_e4m3fn"})
+    memory = plan_response(request)[1]["memory"]
+    readme = _read("README.md")
+    assert (f"fp8_e4m3fn weights, {memory['blocks_to_swap']} of 40 blocks swapped (…): peak "
+            f"{_gib(memory['peak_bytes'] / GIB)}, runnable on {_gib(memory['budget_bytes'] / GIB)}.") in readme
+    assert (f"{memory['blocks_to_swap']} of 40 blocks swapped, one chunk per forward,\npeak "
+            f"{_gib(memory['peak_bytes'] / GIB)}, runnable") in _read("docs", "planning.md")
