@@ -51,12 +51,15 @@ class ModelChoice:
 
 def add_model_flags(group: argparse._ArgumentGroup) -> None:
     """The 14B set's file flags (``--dit``, ``--text-encoder``, ``--vae``, ``--tokenizer``) on ``group``."""
-    group.add_argument("--dit", metavar="FILE", help="TempoMaster DiT checkpoint (wan_video_dit_bf16.bin, a converted "
+    from .wan.files import (RELEASE_FILE, REFERENCE_UMT5_FILE, REFERENCE_VAE_FILE, TOKENIZER_DIR, UMT5_FILE,
+                            VAE_FILE)
+
+    group.add_argument("--dit", metavar="FILE", help=f"TempoMaster DiT checkpoint ({RELEASE_FILE}, a converted "
                        ".safetensors, or a scaled fp8 file)")
-    group.add_argument("--text-encoder", metavar="FILE", help="umT5-XXL encoder: umt5_xxl_fp16.safetensors (ComfyUI; "
-                       "the tokenizer is inside) or models_t5_umt5-xxl-enc-bf16.pth (the Wan 2.1 release)")
-    group.add_argument("--vae", metavar="FILE", help="Wan 2.1 VAE: wan_2.1_vae.safetensors or Wan2.1_VAE.pth")
-    group.add_argument("--tokenizer", metavar="DIR", help="umT5 tokenizer folder (the release's google/umt5-xxl; "
+    group.add_argument("--text-encoder", metavar="FILE", help=f"umT5-XXL encoder: {UMT5_FILE} (ComfyUI; the tokenizer "
+                       f"is inside) or {REFERENCE_UMT5_FILE} (the Wan 2.1 release)")
+    group.add_argument("--vae", metavar="FILE", help=f"Wan 2.1 VAE: {VAE_FILE} or {REFERENCE_VAE_FILE}")
+    group.add_argument("--tokenizer", metavar="DIR", help=f"umT5 tokenizer folder (the release's {TOKENIZER_DIR}; "
                        "default: beside the text encoder, or the one inside ComfyUI's file)")
 
 

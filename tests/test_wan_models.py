@@ -1,7 +1,8 @@
 """The 14B set's loaders on tiny random models built by the libraries themselves (transformers' UMT5EncoderModel,
 diffusers' AutoencoderKLWan), saved in ComfyUI's and the reference's file layouts: what loads back computes what
 the library model computes, and ``generate --model-dir`` writes a video. Needs the `wan` extra (skipped without
-it); marked slow (importing both libraries takes seconds), run by .ci/run's slow step."""
+it, found without importing it, so collecting this file in the default run costs nothing); marked slow (importing
+both libraries takes seconds), run by .ci/run's slow step."""
 
 import math
 import subprocess
@@ -12,22 +13,21 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-pytest.importorskip("transformers")
-pytest.importorskip("diffusers")
-pytest.importorskip("sentencepiece")
-pytest.importorskip("ftfy")
+from safetensors.torch import save_file
 
-from safetensors.torch import save_file  # noqa: E402
+from tempomaster_core import cli
+from tempomaster_core.fp8 import quantize
+from tempomaster_core.video_io import read_video
+from tempomaster_core.wan import latents
+from tempomaster_core.wan.extra import missing_libraries
+from tempomaster_core.wan.files import ModelFileError
+from tempomaster_core.wan.text_encoder import UMT5TextEncoder, load_tokenizer, load_umt5_encoder
+from tempomaster_core.wan.vae import WanVAECodec, load_wan_vae
+import wan_models as wm
 
-from tempomaster_core import cli  # noqa: E402
-from tempomaster_core.fp8 import quantize  # noqa: E402
-from tempomaster_core.video_io import read_video  # noqa: E402
-from tempomaster_core.wan import latents  # noqa: E402
-from tempomaster_core.wan.text_encoder import UMT5TextEncoder, load_tokenizer, load_umt5_encoder  # noqa: E402
-from tempomaster_core.wan.vae import WanVAECodec, load_wan_vae  # noqa: E402
-import wan_models as wm  # noqa: E402
-
-pytestmark = pytest.mark.slow
+MISSING = missing_libraries()
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(bool(MISSING), reason=f"the wan extra is not installed: {', '.join(MISSING)}")]
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -115,6 +115,11 @@ def test_both_tokenizers_agree_and_the_context_is_the_reference_one(tmp_path, um
     assert context.shape == (1, 40, 24) and 10 < len(ids) < 40
     assert torch.equal(context[:, : len(ids)], hidden(umt5, torch.tensor([ids])))
     assert not context[:, len(ids):].any()
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    small = UMT5EncoderModel(UMT5Config(vocab_size=8, feed_forward_proj="gated-gelu", **wm.T5_SIZES))
+    with pytest.raises(ModelFileError, match="outside the text encoder's vocabulary of 8"):
+        UMT5TextEncoder(small, embedded).encode("a red fox")
     with pytest.warns(UserWarning, match="umT5 keeps the first 39"):
         long_ids = embedded(" ".join(wm.CAPTIONS[:4]), 40)
     assert long_ids[:39] == embedded(" ".join(wm.CAPTIONS[:4]), 1000)[:39] and long_ids[39:] == [1]

@@ -48,7 +48,11 @@ def missing_libraries() -> list[str]:
     bound, found without importing any of them (``importlib`` metadata only); empty when all are there."""
     problems = []
     for module, (distribution, lowest) in WAN_EXTRA.items():
-        if importlib.util.find_spec(module) is None:
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):  # a broken install, or a module blocked in sys.modules
+            found = False
+        if not found:
             problems.append(f"{distribution} (not installed)")
             continue
         try:

@@ -231,7 +231,7 @@ class PromptTokenizer:
     Attributes:
         encode: ``text -> list of ids`` (end token included, not truncated).
         eos_id: the end token's id (1 for umT5).
-        vocab_size: ids the tokenizer can return.
+        vocab_size: tokens the tokenizer knows (its ids are below this).
         source: where it was read from (for messages).
     """
 
@@ -324,15 +324,9 @@ class UMT5TextEncoder:
         tokenizer: :class:`PromptTokenizer` (:func:`load_tokenizer`).
         text_len: rows of the context (512, :data:`~tempomaster_core.defaults.TEXT_LEN`).
 
-    Raises:
-        ModelFileError: the tokenizer's ids do not fit the model's vocabulary (another model's tokenizer).
     """
 
     def __init__(self, model, tokenizer: PromptTokenizer, text_len: int = TEXT_LEN):
-        vocab = int(model.config.vocab_size)
-        if tokenizer.vocab_size > vocab:
-            raise ModelFileError(f"the tokenizer ({tokenizer.source}) has {tokenizer.vocab_size} tokens, more than "
-                                 f"the text encoder's {vocab}: it belongs to another model")
         self.model = model
         self.tokenizer = tokenizer
         self.text_len = int(text_len)
@@ -349,10 +343,15 @@ class UMT5TextEncoder:
 
         Raises:
             TypeError: ``text`` is not a string.
+            ModelFileError: the tokenizer gave an id outside the encoder's vocabulary (another model's tokenizer).
         """
         if not isinstance(text, str):
             raise TypeError(f"prompt must be a string, got {type(text).__name__}")
         ids = self.tokenizer(text, self.text_len)
+        vocab = int(self.model.config.vocab_size)
+        if max(ids) >= vocab:
+            raise ModelFileError(f"the tokenizer ({self.tokenizer.source}) gave token id {max(ids)}, outside the text "
+                                 f"encoder's vocabulary of {vocab}: it belongs to another model")
         device = self.model.shared.weight.device
         input_ids = torch.tensor([ids], dtype=torch.long, device=device)
         hidden = self.model(input_ids=input_ids, attention_mask=torch.ones_like(input_ids)).last_hidden_state
