@@ -1,7 +1,7 @@
 """Tests of the TempoMaster-Tiny DiT trainer (tempomaster_core/training/train_dit.py, masks.py).
 
 Micro sizes throughout (random micro codec, 1-layer DiT, 9-frame 32x32 clips): the file runs in
-about 20 s on a 2-core CPU (the ``torch.compile`` check is marked ``slow`` and runs separately).
+about 12 s on a 2-core CPU (the ``torch.compile`` check and the two render-process checks are marked ``slow`` and run separately).
 """
 
 import json
@@ -221,6 +221,7 @@ def test_replay_pool_fifo_and_sampling():
         pool.sample(4, torch.Generator())
 
 
+@pytest.mark.slow  # spawns render processes (seconds of start-up each)
 def test_rendered_chunks_do_not_depend_on_the_worker_count():
     """The accelerator path's data stream is fixed by the seed: chunk i is the same whether rendered
     in this process or by two worker processes, and matches render_batch from its own generator."""
@@ -238,6 +239,7 @@ def test_rendered_chunks_do_not_depend_on_the_worker_count():
     assert not torch.equal(inline[0].clips, inline[1].clips)
 
 
+@pytest.mark.slow  # spawns render processes (seconds of start-up each)
 def test_train_with_render_workers_is_reproducible(monkeypatch):
     """``train(workers=N)`` learns from the seed's :class:`RenderedChunks` stream whatever N is: a run with
     a worker process gives the losses of a ``workers=2`` run whose loader renders the same stream in
