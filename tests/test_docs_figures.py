@@ -49,3 +49,19 @@ def test_the_templates_notes_quote_the_cost_model():
         ui = json.loads(_read("example_workflows", template_file_name(name) + ".json"))
         note = next(n for n in ui["nodes"] if n["type"] == "MarkdownNote")["widgets_values"][0]
         assert _gib(m["peak_gib"]) in note and _gib(m["one_chunk_gib"]) in note and _gib(m["weights_gib"]) in note
+
+
+def test_planning_doc_scaling_table_is_the_cost_model():
+    """The 1/2/4/8-GPU table of docs/planning.md, recomputed row by row."""
+    from tempomaster_core.cost_devices import plan_on_devices
+
+    cost = estimate_plan_cost(TreePlan(BLUEPRINT_FRAMES, FRAME_INTERVALS, height=HEIGHT, width=WIDTH))
+    doc = _read("docs", "planning.md")
+    single = sum(lv.seconds for lv in plan_on_devices(cost, 1, flops_per_second=4e14, link_bytes_per_second=1e11))
+    for n in (1, 2, 4, 8):
+        levels = plan_on_devices(cost, n, flops_per_second=4e14, link_bytes_per_second=1e11)
+        total = sum(lv.seconds for lv in levels)
+        cells = [f"{lv.seconds / 60:.1f} min ({lv.mode}, {max(lv.items)} item{'s' if max(lv.items) > 1 else ''})"
+                 for lv in levels]
+        row = f"| {n} | " + " | ".join(cells) + f" | {total / 60:.1f} min | {single / total:.2f}x |"
+        assert row in doc, row
