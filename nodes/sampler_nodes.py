@@ -66,6 +66,7 @@ from tempomaster_core.validation import MAX_CFG, MAX_SAMPLER_STEPS, MAX_SEED
 
 from . import comfy_env
 from .comfy_model import dit_of, for_level, is_patcher, load_for_level
+from .multi_device import DEVICES_INPUT, parse_devices, replicas, run_on_devices
 from .display_names import (BLUEPRINT_SAMPLER, FRAME_RATE_REFINER, LOAD_MODEL, LOAD_TINY_ENCODERS,
                             MULTI_MASK_CONDITION, TREE_SCHEDULER)
 from .plan_route import report_level_time
@@ -284,21 +285,44 @@ def _checked_contexts(model: Any, codec: Any, plan: Any, positive: Any, negative
     return check_level_inputs(model, codec, plan, pos, neg, cfg)
 
 
-def _run_level(model: Any, codec: Any, plan: Any, level_index: int, settings: Any,
-               run: Callable[[NodeProgress], Any]) -> tuple:
+def _check_devices(model: Any, codec: Any, plan: Any, level_index: int, cfg: float, max_batch: Optional[int],
+                   devices: list) -> None:
+    """Free memory and check the level's share on every listed GPU (:func:`check_device_memory`, priced
+    with the chunks one device denoises at once)."""
+    chunks = plan.levels[level_index].num_chunks
+    share = -(-chunks // len(devices))
+    per_device = min(max_batch or share, share)
+    dit = dit_of(model)
+    needed = estimate_level_bytes(dit, plan, level_index, cfg, per_device, int(getattr(codec, "spatial_factor", 8)))
+    for device in devices:
+        if device.type != "cpu":
+            comfy_env.free_memory(needed, device)
+            check_device_memory(dit, codec, plan, level_index, cfg, per_device, device, needed)
+
+
+def _run_level(model: Any, codec: Any, plan: Any, level_index: int, settings: Any, devices: list,
+               run: Callable[[Any, Any, Optional[NodeProgress]], Any]) -> tuple:
     """Run one level as a sampler node does and return the node outputs.
 
-    Frees memory and moves the DiT to the compute device, calls ``run(progress)`` (the core
-    level runner with a :class:`NodeProgress`), logs and reports the measured time to the
-    tree view, and parks the DiT on the offload device after the plan's last level.
+    Frees memory and moves the DiT to the compute device, calls ``run(dit, codec, progress)`` (the
+    core level runner with a :class:`NodeProgress`) -- with two or more ``devices`` once per device
+    in threads, each with its model replica (:mod:`nodes.multi_device`) --, logs and reports the
+    measured time to the tree view, and parks the DiT on the offload device after the plan's last level.
     ``settings`` is the level's :class:`~tempomaster_core.pipeline.LevelSettings`. A model with
     per-level LoRA strengths runs as this level's clone (:func:`~nodes.comfy_model.for_level`; a
     strengths list that does not match the plan is refused here, before anything moves).
     """
     model = for_level(model, level_index, plan.num_levels)
     _to_compute_device(model, codec, plan, level_index, settings.cfg, settings.max_batch)
+    if devices:
+        _check_devices(model, codec, plan, level_index, settings.cfg, settings.max_batch, devices)
     started = time.perf_counter()
-    result = run(NodeProgress(settings.steps, codec))
+    progress = NodeProgress(settings.steps, codec)
+    if len(devices) > 1:
+        result = run_on_devices(dit_of(model), codec, devices,
+                                lambda dit, shared, first: run(dit, shared, progress if first else None))
+    else:
+        result = run(replicas(dit_of(model), devices)[0] if devices else dit_of(model), codec, progress)
     elapsed = time.perf_counter() - started
     log.info("TempoMaster: level %d done in %.1f s", level_index, elapsed)
     report_level_time(plan, level_index, elapsed, model=dit_of(model), steps=settings.steps, cfg=settings.cfg,
@@ -404,12 +428,13 @@ class BlueprintSampler(_LevelNode):
                     "tooltip": f"Known frames from {MULTI_MASK_CONDITION} (first frame, first+last, keyframes). "
                                "Leave unconnected for text-to-video.",
                 }),
+                "devices": DEVICES_INPUT,
             },
         }
 
     def sample(self, model, plan, positive, negative, vae, seed: int = SEED, steps: int = BLUEPRINT_STEPS,
                shift: float = BLUEPRINT_SHIFT, cfg: float = CFG, guidance: str = GUIDANCE, tiled_vae: bool = False,
-               condition: Optional[TempoCondition] = None):
+               condition: Optional[TempoCondition] = None, devices: Optional[str] = None):
         """Return ``(level, images [F, H, W, 3] in [0, 1], fps)`` for the blueprint.
 
         Every input is checked before the VAE encode and before the DiT is moved
@@ -418,8 +443,9 @@ class BlueprintSampler(_LevelNode):
         Raises:
             ValueError/TypeError: wrong VAE/text encoder for the model, condition from
                 another plan, bad settings (seed, steps, shift, cfg <= 100, guidance), NaN/inf
-                text embeddings or condition frames (messages from the adapters and the core;
-                value errors are ``tempomaster_core.validation.InputError``).
+                text embeddings or condition frames, an unknown or repeated GPU in ``devices``
+                (messages from the adapters and the core; value errors are
+                ``tempomaster_core.validation.InputError``).
             NotEnoughMemoryError: the level's estimate exceeds the GPU's free memory.
             tempomaster_core.pipeline.NonFiniteError: the run produced NaN/inf (non-finite
                 weights, fp16 overflow, extreme cfg).
@@ -430,6 +456,7 @@ class BlueprintSampler(_LevelNode):
         if condition is not None and not isinstance(condition, TempoCondition):
             raise TypeError(f"condition must come from {MULTI_MASK_CONDITION}, got {type(condition).__name__}")
         settings = _check_settings(seed, steps, shift, cfg, guidance)
+        device_list = parse_devices(devices)
         plan = plan_for_condition(plan, condition)
         codec = as_codec(vae, tiled=tiled_vae)
         dit = dit_of(model)
@@ -439,7 +466,7 @@ class BlueprintSampler(_LevelNode):
         normalize_condition_frames(conditions, level.num_frames, plan.height, plan.width)
         log.info("TempoMaster: blueprint, %d frames at %g fps, %dx%d, %d steps",
                  level.num_frames, level.fps, plan.width, plan.height, settings.steps)
-        return _run_level(model, codec, plan, 0, settings, lambda progress: run_blueprint(
+        return _run_level(model, codec, plan, 0, settings, device_list, lambda dit, codec, progress: run_blueprint(
             dit, codec, pos, neg, plan, settings, conditions=conditions, progress=progress))
 
 
@@ -469,11 +496,12 @@ class FrameRateRefiner(_LevelNode):
                        "the last bits).",
         })
         return {"required": cls._required("level", level, REFINEMENT_STEPS, REFINEMENT_SHIFT,
-                                          max_parallel_chunks=max_parallel_chunks)}
+                                          max_parallel_chunks=max_parallel_chunks),
+                "optional": {"devices": DEVICES_INPUT}}
 
     def refine(self, model, level, positive, negative, vae, seed: int = SEED, steps: int = REFINEMENT_STEPS,
                shift: float = REFINEMENT_SHIFT, cfg: float = CFG, guidance: str = GUIDANCE,
-               max_parallel_chunks: int = 0, tiled_vae: bool = False):
+               max_parallel_chunks: int = 0, tiled_vae: bool = False, devices: Optional[str] = None):
         """Return ``(level, images [F, H, W, 3] in [0, 1], fps)`` for the next level.
 
         Every input is checked before the VAE encode and before the DiT is moved
@@ -482,7 +510,8 @@ class FrameRateRefiner(_LevelNode):
         Raises:
             TypeError: ``level`` is not a TEMPO_LEVEL.
             ValueError: ``level`` is already the plan's last level, bad settings (as the
-                BlueprintSampler, plus ``max_parallel_chunks`` an int >= 0), or the adapters/core refuse.
+                BlueprintSampler, plus ``max_parallel_chunks`` an int >= 0, and ``devices``), or the
+                adapters/core refuse.
             NotEnoughMemoryError: the level's estimate exceeds the GPU's free memory.
             tempomaster_core.pipeline.NonFiniteError: the run produced NaN/inf.
         """
@@ -504,6 +533,7 @@ class FrameRateRefiner(_LevelNode):
             )
         max_batch = require_int(max_parallel_chunks, "max_parallel_chunks", minimum=0) or None
         settings = _check_settings(seed, steps, shift, cfg, guidance, max_batch)
+        device_list = parse_devices(devices)
         if not bool(torch.isfinite(level.frames).all()):
             raise InputError(f"the incoming level {level.level_index} has NaN or infinite frames; re-run it")
         codec = as_codec(vae, tiled=tiled_vae)
@@ -513,5 +543,5 @@ class FrameRateRefiner(_LevelNode):
         log.info("TempoMaster: level %d of %d, %g -> %g fps, %d frames in %d chunk(s), %d steps",
                  index, plan.num_levels - 1, level.fps, target.fps, target.num_frames, target.num_chunks,
                  settings.steps)
-        return _run_level(model, codec, plan, index, settings, lambda progress: run_refinement(
+        return _run_level(model, codec, plan, index, settings, device_list, lambda dit, codec, progress: run_refinement(
             dit, codec, level, pos, neg, settings, progress=progress))

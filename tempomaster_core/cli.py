@@ -309,7 +309,8 @@ def _model_default(plan: TreePlan, defaults: dict, key: str, fallback: Any) -> A
 
 
 def check_device(text: str) -> torch.device:
-    """Parse ``--device`` and check that this PyTorch can use it, without allocating anything.
+    """Parse ``--device`` and check that this PyTorch can use it, without allocating anything
+    (:func:`tempomaster_core.device_threads.require_device`).
 
     Args:
         text: ``cpu``, ``cuda``, ``cuda:N``, ``mps`` (or another backend with ``is_available``).
@@ -320,28 +321,12 @@ def check_device(text: str) -> torch.device:
     Raises:
         UsageError: not a device name, or the device is not available here.
     """
+    from .device_threads import require_device
+
     try:
-        device = torch.device(text)
-    except (RuntimeError, TypeError, ValueError):
-        raise UsageError(f"--device must be a torch device such as cpu, cuda or cuda:0, got {text!r}") from None
-    if device.type == "cpu":
-        return device
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise UsageError(f"--device {text}: no CUDA GPU is available to this PyTorch "
-                             "(torch.cuda.is_available() is False); use --device cpu")
-        count = torch.cuda.device_count()
-        if device.index is not None and device.index >= count:
-            raise UsageError(f"--device {text}: only {count} CUDA device(s) (cuda:0..cuda:{count - 1})")
-        return device
-    if device.type == "mps":
-        available = torch.backends.mps.is_available()
-    else:
-        backend = getattr(torch, device.type, None)
-        available = bool(getattr(backend, "is_available", lambda: False)())
-    if not available:
-        raise UsageError(f"--device {text}: this PyTorch has no usable {device.type!r} device; use --device cpu")
-    return device
+        return require_device(text, "--device")
+    except InputError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def read_bundle_settings(model_dir: Optional[str]) -> tuple[Optional[Path], dict, int]:

@@ -17,10 +17,80 @@ from typing import Any, Callable, Optional, TypeVar
 import torch
 
 from .distributed import DEFAULT_TIMEOUT_S, RankFailure, RankGroup, use_ranks
+from .validation import InputError
 
-__all__ = ["ThreadTransport", "run_in_threads"]
+__all__ = ["ThreadTransport", "parse_device_list", "require_device", "run_in_threads"]
 
 T = TypeVar("T")
+
+
+def require_device(text: str, name: str = "device") -> torch.device:
+    """Parse a torch device name and check that this PyTorch can use it, without allocating anything.
+
+    Args:
+        text: ``cpu``, ``cuda``, ``cuda:N``, ``mps`` (or another backend with ``is_available``).
+        name: what the message calls it (e.g. ``--device``).
+
+    Raises:
+        InputError: not a device name, or the device is not available here (no CUDA, index past the
+            last GPU, no such backend).
+    """
+    return _available(_parse_device(text, name), text, name)
+
+
+def _parse_device(text: str, name: str) -> torch.device:
+    try:
+        return torch.device(text)
+    except (RuntimeError, TypeError, ValueError):
+        raise InputError(f"{name} must be a torch device such as cpu, cuda or cuda:0, got {text!r}") from None
+
+
+def _available(device: torch.device, text: str, name: str) -> torch.device:
+    if device.type == "cpu":
+        return device
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise InputError(f"{name} {text}: no CUDA GPU is available to this PyTorch "
+                             "(torch.cuda.is_available() is False); use cpu")
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise InputError(f"{name} {text}: only {count} CUDA device(s) (cuda:0..cuda:{count - 1})")
+        return device
+    if device.type == "mps":
+        available = torch.backends.mps.is_available()
+    else:
+        backend = getattr(torch, device.type, None)
+        available = bool(getattr(backend, "is_available", lambda: False)())
+    if not available:
+        raise InputError(f"{name} {text}: this PyTorch has no usable {device.type!r} device; use cpu")
+    return device
+
+
+def parse_device_list(text: str, name: str = "devices") -> list[torch.device]:
+    """A comma-separated device list (``"cuda:0,cuda:1"``) as devices, one model replica each.
+
+    Empty text gives ``[]`` (the caller's one device). ``cpu`` may repeat (replicas sharing the
+    CPU's cores: a test setup); any other device may appear once (``cuda`` is ``cuda:0``).
+
+    Raises:
+        InputError: an empty entry, an unknown or unavailable device (:func:`require_device`),
+            a device listed twice.
+    """
+    if not isinstance(text, str):
+        raise InputError(f"{name} must be text such as 'cuda:0,cuda:1', got {type(text).__name__}")
+    entries = [part.strip() for part in text.split(",")]
+    if entries == [""]:
+        return []
+    if "" in entries:
+        raise InputError(f"{name} {text!r} has an empty entry; list devices separated by commas, e.g. cuda:0,cuda:1")
+    devices, seen = [_parse_device(entry, f"{name} entry") for entry in entries], {}
+    for device, entry in zip(devices, entries):
+        key = device if device.type == "cpu" or device.index is not None else torch.device(device.type, 0)
+        if key.type != "cpu" and key in seen:
+            raise InputError(f"{name} {text!r} lists {key} twice ({seen[key]!r} and {entry!r}); each GPU takes one "
+                             "model replica")
+        seen[key] = entry
+    return [_available(device, entry, f"{name} entry") for device, entry in zip(devices, entries)]
 
 
 class _Hub:

@@ -59,6 +59,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequenc
 
 import torch
 
+from .sharing import shares, split_mode
 from .validation import InputError
 
 __all__ = [
@@ -185,38 +186,6 @@ def init_from_environment(device: torch.device, *, timeout: float = DEFAULT_TIME
 
 def _stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
-
-
-def shares(total: int, world_size: int) -> list[tuple[int, int]]:
-    """Contiguous balanced ``(start, stop)`` shares of ``total`` items over ``world_size`` ranks:
-    the first ``total % world_size`` ranks get one item more; ranks beyond ``total`` get none
-    (``start == stop``). Rank 0 always starts at 0."""
-    base, extra = divmod(int(total), int(world_size))
-    out, start = [], 0
-    for r in range(int(world_size)):
-        stop = start + base + (1 if r < extra else 0)
-        out.append((start, stop))
-        start = stop
-    return out
-
-
-def split_mode(num_chunks: int, world_size: int, passes: int) -> str:
-    """``"chunks"`` or ``"batch"`` for a level (see the module doc).
-
-    Args:
-        num_chunks: the level's chunks.
-        world_size: ranks.
-        passes: DiT batch items per chunk and forward: 2 when the positive and negative
-            passes run as one forward, else 1.
-
-    Returns:
-        ``"batch"`` when splitting each forward's ``passes * num_chunks`` items puts fewer
-        on the busiest rank than splitting the chunks does (e.g. the blueprint with
-        guidance on 2 ranks, or 3 guided chunks on 2 ranks), else ``"chunks"``.
-    """
-    chunk_load = math.ceil(num_chunks / world_size) * passes
-    batch_load = math.ceil(num_chunks * passes / world_size)
-    return "batch" if passes > 1 and batch_load < chunk_load else "chunks"
 
 
 def _describe(error: BaseException) -> str:

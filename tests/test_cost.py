@@ -230,3 +230,35 @@ def test_run_settings_are_one_value_or_keywords():
         level_cost(by_value.levels[0].work, KNOWN_CONFIGS["1.3B"], height=480, width=832, blocks_to_swap=31)
     with pytest.raises(CostError, match="attention"):
         RunSettings(attention="paged")
+
+
+def test_levels_on_devices_follow_the_runtime_split():
+    """By hand: the reference tree's levels and a 3-chunk level, on 1, 2 and 8 devices."""
+    from tempomaster_core.cost_devices import plan_on_devices
+
+    plan = TreePlan(109, (4, 2, 1), height=480, width=832)
+    cost = estimate_plan_cost(plan)
+    rate, link = 4e14, 1e11
+    one = plan_on_devices(cost, 1, flops_per_second=rate, link_bytes_per_second=link)
+    assert [lv.mode for lv in one] == ["single"] * 3 and all(lv.speedup == 1.0 for lv in one)
+    assert one[2].seconds == pytest.approx(cost.levels[2].total_flops / rate)
+    two = plan_on_devices(cost, 2, flops_per_second=rate, link_bytes_per_second=link)
+    assert [(lv.mode, lv.items) for lv in two] == [("batch", (1, 1)), ("chunks", (2, 2)), ("chunks", (4, 4))]
+    blueprint = cost.levels[0]
+    latent = 4 * 16 * 28 * 60 * 104  # float32 velocity of one item, [16, 28, 60, 104]
+    video = 4 * 3 * 109 * 480 * 832  # float32 decoded chunk
+    assert two[0].comm_bytes == 50 * latent + video  # a velocity per step, the decoded chunk once
+    assert two[0].seconds == pytest.approx((blueprint.dit_flops / 2 + blueprint.vae_encode_flops
+                                            + blueprint.vae_decode_flops) / rate + two[0].comm_bytes / link)
+    eight = plan_on_devices(cost, 8, flops_per_second=rate, link_bytes_per_second=link)
+    assert eight[0].items == (1, 1, 0, 0, 0, 0, 0, 0) and eight[2].items == (1,) * 8
+    assert eight[0].speedup < 2.0 < eight[2].speedup
+    # 3 chunks on 2 devices: guided -> 3 items each (batch); cfg 1 -> chunks 2 + 1, the slower share is 2/3
+    uneven = estimate_plan_cost(TreePlan(13, (4, 1), (3,), height=32, width=32), steps=[2, 2], cfg=[1.0, 4.0])
+    assert plan_on_devices(uneven, 2, flops_per_second=rate, link_bytes_per_second=link)[1].items == (3, 3)
+    unguided = estimate_plan_cost(TreePlan(13, (4, 1), (3,), height=32, width=32), steps=[2, 2], cfg=1.0)
+    level = plan_on_devices(unguided, 2, flops_per_second=rate, link_bytes_per_second=1e30)[1]
+    assert level.mode == "chunks" and level.items == (2, 1)
+    assert level.seconds == pytest.approx(unguided.levels[1].total_flops * 2 / 3 / rate)
+    with pytest.raises(CostError, match="devices must be >= 1"):
+        plan_on_devices(cost, 0, flops_per_second=rate, link_bytes_per_second=link)

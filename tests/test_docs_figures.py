@@ -65,3 +65,19 @@ def test_readme_quotes_the_tree_views_memory_line_for_a_24_gb_card():
             f"{_gib(memory['peak_bytes'] / GIB)}, runnable on {_gib(memory['budget_bytes'] / GIB)}.") in readme
     assert (f"{memory['blocks_to_swap']} of 40 blocks swapped, one chunk per forward,\npeak "
             f"{_gib(memory['peak_bytes'] / GIB)}, runnable") in _read("docs", "planning.md")
+
+
+def test_planning_doc_scaling_table_is_the_cost_model():
+    """The 1/2/4/8-GPU table of docs/planning.md, recomputed row by row."""
+    from tempomaster_core.cost_devices import plan_on_devices
+
+    cost = estimate_plan_cost(TreePlan(BLUEPRINT_FRAMES, FRAME_INTERVALS, height=HEIGHT, width=WIDTH))
+    doc = _read("docs", "planning.md")
+    single = sum(lv.seconds for lv in plan_on_devices(cost, 1, flops_per_second=4e14, link_bytes_per_second=1e11))
+    for n in (1, 2, 4, 8):
+        levels = plan_on_devices(cost, n, flops_per_second=4e14, link_bytes_per_second=1e11)
+        total = sum(lv.seconds for lv in levels)
+        cells = [f"{lv.seconds / 60:.1f} min ({lv.mode}, {max(lv.items)} item{'s' if max(lv.items) > 1 else ''})"
+                 for lv in levels]
+        row = f"| {n} | " + " | ".join(cells) + f" | {total / 60:.1f} min | {single / total:.2f}x |"
+        assert row in doc, row

@@ -343,11 +343,11 @@ def _common(g: Graph, prompt: str, note: str) -> dict:
         TREE_SCHEDULER_ID, blueprint_frames=BLUEPRINT_FRAMES, frame_intervals=PRESET_421,
         custom_intervals=",".join(map(str, FRAME_INTERVALS)), chunks="auto", fps=FPS, width=WIDTH, height=HEIGHT,
         **PLANNING_DEFAULTS), 640)  # tall: the node draws the tree below its widgets (web/tree_view.js)
-    levels = [(BLUEPRINT_SAMPLER_ID, [SEED, "fixed", BLUEPRINT_STEPS, BLUEPRINT_SHIFT, CFG, GUIDANCE, False],
+    levels = [(BLUEPRINT_SAMPLER_ID, [SEED, "fixed", BLUEPRINT_STEPS, BLUEPRINT_SHIFT, CFG, GUIDANCE, False, ""],
                "Blueprint 6 fps (TempoMaster)")]
     for fps in (12, 24):
         levels.append((FRAME_RATE_REFINER_ID,
-                       [SEED, "fixed", REFINEMENT_STEPS, REFINEMENT_SHIFT, CFG, GUIDANCE, 0, False],
+                       [SEED, "fixed", REFINEMENT_STEPS, REFINEMENT_SHIFT, CFG, GUIDANCE, 0, False, ""],
                        f"Refine to {fps} fps (TempoMaster)"))
     samplers, below = _samplers(g, levels, [(ids["model"], "model", "model"), (ids["pos"], "CONDITIONING", "positive"),
                                             (ids["neg"], "CONDITIONING", "negative"), (ids["vae"], "VAE", "vae")])
@@ -539,7 +539,7 @@ def tiny_text_to_video() -> dict:
         fps = float(d["fps"]) / int(interval)
         common = dict(seed=SEED, steps=int(d["steps"][i]), shift=float(d["shifts"][i]),
                       cfg=float(_tiny_per_level(d, "cfg")[i]), guidance=_tiny_per_level(d, "guidance")[i],
-                      tiled_vae=False)
+                      tiled_vae=False, devices="")
         if i == 0:
             levels.append((BLUEPRINT_SAMPLER_ID, widget_values(BLUEPRINT_SAMPLER_ID, **common),
                            f"Blueprint {fps:g} fps (TempoMaster)"))
