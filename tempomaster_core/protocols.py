@@ -15,6 +15,7 @@ layout, so that a wrong VAE for a model is reported before any compute.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import torch
@@ -108,6 +109,26 @@ class DenoisingModel(Protocol):
     config: Any
 
     def __call__(self, x, timestep, context, y, temporal_positions) -> torch.Tensor: ...
+
+
+@dataclass
+class ModelBundle:
+    """What a generate run needs of a loaded model set: the DiT, its codec and its text encoder.
+
+    Subclassed by :class:`~tempomaster_core.tiny.builtin.TinyBundle` (the built-in model) and
+    :class:`~tempomaster_core.wan.bundle.WanBundle` (the released 14B set), which add where the files
+    came from, the model's recommended settings (``defaults``) and ``encode_prompt(text) -> [1, L,
+    text_dim]`` float32 on the DiT's device.
+
+    Attributes:
+        model: a :class:`DenoisingModel` (a :class:`~tempomaster_core.model.TempoMasterDiT`).
+        codec: a :class:`VideoCodec` that fits the model (:func:`check_compatible`).
+        text_encoder: the prompt encoder the model was trained with.
+    """
+
+    model: Any
+    codec: Any
+    text_encoder: Any
 
 
 def codec_device(codec: Any) -> torch.device:

@@ -22,9 +22,8 @@ from typing import Optional, Union
 import torch
 
 from ..loading import load_dit, parse_dtype
-from ..model import TempoMasterDiT
 from ..plan import TreePlan
-from ..protocols import check_compatible
+from ..protocols import ModelBundle, check_compatible
 from .codec import TinyVideoCodec
 from .text_encoder import TinyTextEncoder
 
@@ -127,7 +126,7 @@ def is_available(directory: Union[str, Path, None] = None) -> bool:
 
 
 @dataclass
-class TinyBundle:
+class TinyBundle(ModelBundle):
     """A loaded TempoMaster-Tiny model.
 
     Attributes:
@@ -145,9 +144,6 @@ class TinyBundle:
         name: display name.
     """
 
-    model: TempoMasterDiT
-    codec: TinyVideoCodec
-    text_encoder: TinyTextEncoder
     defaults: dict = field(default_factory=dict)
     directory: Optional[Path] = None
     name: str = BUILTIN_MODEL_NAME

@@ -28,7 +28,7 @@ from ..defaults import (
 )
 from ..loading import CheckpointError, load_dit, parse_dtype, read_config
 from ..plan import BOUNDARY_MODES
-from ..protocols import check_compatible
+from ..protocols import ModelBundle, check_compatible
 from .extra import require_wan_extra
 from .files import ROLE_NAMES, ModelFileError, ModelFiles, checkpoint_kind
 
@@ -128,7 +128,7 @@ def check_model_set(files: ModelFiles, labels: Optional[dict] = None) -> Checked
 
 
 @dataclass
-class WanBundle:
+class WanBundle(ModelBundle):
     """The loaded 14B set (same interface as :class:`~tempomaster_core.tiny.builtin.TinyBundle`).
 
     Attributes:
@@ -140,9 +140,6 @@ class WanBundle:
         name: display name.
     """
 
-    model: Any
-    codec: Any
-    text_encoder: Any
     defaults: dict = field(default_factory=reference_settings)
     files: Optional[ModelFiles] = None
     name: str = WAN_MODEL_NAME
