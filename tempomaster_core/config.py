@@ -60,8 +60,8 @@ class DiTConfig:
     the source distribution the model was trained from (:mod:`tempomaster_core.noise_prior`, the
     progressive prior of PYoCo). 0 = i.i.d. Gaussian noise: Wan 2.x and the released 14B. Not a
     weight shape: recorded in the safetensors metadata (``tempomaster_config``) and ``dit.json`` of
-    models trained with another prior (the built-in TempoMaster-Tiny); every level's noise is drawn
-    from it (:func:`tempomaster_core.sampling.seeded_noise`)."""
+    models trained with another prior (``train_dit --noise-frame-correlation``; the shipped built-in model
+    uses 0); every level's noise is drawn from it (:func:`tempomaster_core.sampling.seeded_noise`)."""
 
     def __post_init__(self) -> None:
         for name in ("dim", "ffn_dim", "num_heads", "num_layers", "in_dim", "out_dim", "text_dim", "freq_dim"):

@@ -12,9 +12,10 @@ ICCV 2023): along the latent frame axis the noise is a stationary AR(1) process
 so every element stays N(0, 1) and two latent frames ``k`` apart have correlation ``rho**k``.
 Neighbouring latent frames then start from similar noise, and what the DiT has to learn across
 time is how a frame *differs* from its neighbours, not where to put each frame's content from
-scratch. The built-in TempoMaster-Tiny is trained this way (its ``dit.json`` records
-``noise_frame_correlation``; see its model card); the correlation is a property of the trained
-model (:attr:`tempomaster_core.config.DiTConfig.noise_frame_correlation`), never a sampler knob.
+scratch. The correlation is a property of the trained model, recorded with its weights
+(:attr:`tempomaster_core.config.DiTConfig.noise_frame_correlation`), never a sampler knob. The shipped
+TempoMaster-Tiny uses i.i.d. noise: a run trained from this prior (rho 0.9) did not move more smoothly,
+see its model card (session 11); ``train_dit --noise-frame-correlation`` repeats it.
 """
 
 from __future__ import annotations
