@@ -19,6 +19,8 @@ Modules (one concept each):
 - ``sampling``      flow-matching schedule, Euler step, seeded noise.
 - ``guidance``      CFG and APG guidance in x0 space.
 - ``pipeline``      blueprint / refinement level runners and :func:`generate`.
+- ``distributed``   a level's chunks (or guidance passes) shared over ranks: ``torchrun`` or one thread
+                    per device (``device_threads``); the split rule in ``sharing``, its cost in ``cost_devices``.
 - ``protocols``     the VAE (codec) protocol the runtime expects.
 
 This package never imports ComfyUI.

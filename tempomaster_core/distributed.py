@@ -65,7 +65,7 @@ from .validation import InputError
 __all__ = [
     "BatchSplitModel", "DEFAULT_TIMEOUT_S", "LevelWork", "RankFailure", "RankGroup", "RankMismatch",
     "TorchDistributed", "active", "code_fingerprint", "file_fingerprints", "init_from_environment",
-    "launched_by_torchrun", "level_work", "shares", "split_mode", "use_ranks",
+    "launched_by_torchrun", "level_work", "settings_fingerprint", "shares", "split_mode", "use_ranks",
 ]
 
 DEFAULT_TIMEOUT_S = 1800.0
@@ -375,9 +375,8 @@ class LevelWork:
             return compute()
 
         latents, videos = self.ranks.guarded(local)
-        if self.mode == "chunks":
+        if self.mode == "chunks":  # (in batch mode every rank already holds every chunk's latents)
             latents = self.ranks.gather_chunks(latents, self.parts)
-            return latents, self.ranks.gather_chunks(videos, self.parts)
         return latents, self.ranks.gather_chunks(videos, self.parts)
 
 
@@ -421,8 +420,10 @@ def level_work(level_index: int, num_chunks: int, passes: int) -> LevelWork:
             ranks.log(f"level {level_index}: {items} forward items for {world} ranks; ranks {items}..{world - 1} wait")
         return LevelWork((0, num_chunks), mine, "batch", ranks, chunk_parts)
     if num_chunks < world:
-        ranks.log(f"level {level_index}: {num_chunks} chunk(s) for {world} ranks and no guidance passes to split "
-                  f"(cfg 1, cfg batching off or prompts of different lengths); ranks {num_chunks}..{world - 1} wait")
+        why = ("splitting the guidance passes would not be faster" if passes > 1 else
+               "no guidance passes to split (cfg 1, cfg batching off or prompts of different lengths)")
+        ranks.log(f"level {level_index}: {num_chunks} chunk(s) for {world} ranks and {why}; "
+                  f"ranks {num_chunks}..{world - 1} wait")
     return LevelWork(mine, mine, "chunks", ranks, chunk_parts)
 
 
