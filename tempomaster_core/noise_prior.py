@@ -58,13 +58,13 @@ def correlate_frames(noise: torch.Tensor, frame_correlation: float) -> torch.Ten
         Each element is N(0, 1); frames ``k`` apart have correlation ``rho**k``.
 
     Raises:
-        ValueError: ``noise`` is not 5-D, or ``frame_correlation`` is outside ``[0, 1)``.
+        ValueError: ``frame_correlation`` is outside ``[0, 1)``, or it is > 0 and ``noise`` is not 5-D.
     """
     rho = check_frame_correlation(frame_correlation)
-    if noise.dim() != 5:
-        raise ValueError(f"noise must be [B, C, T, h, w], got shape {list(noise.shape)}")
     if rho == 0.0:
         return noise
+    if noise.dim() != 5:
+        raise ValueError(f"noise must be [B, C, T, h, w], got shape {list(noise.shape)}")
     innovation = math.sqrt(1.0 - rho * rho)
     frames = [noise.select(FRAME_AXIS, 0)]
     for t in range(1, noise.shape[FRAME_AXIS]):

@@ -93,4 +93,4 @@ def seeded_noise(shape: Sequence[int], seed: int, frame_correlation: float = 0.0
     seed = require_seed(seed)
     generator = torch.Generator("cpu").manual_seed(seed)
     noise = torch.randn(tuple(int(s) for s in shape), generator=generator, dtype=torch.float32)
-    return correlate_frames(noise, frame_correlation) if frame_correlation else noise
+    return correlate_frames(noise, frame_correlation)
