@@ -1,4 +1,4 @@
-"""Reading images and writing videos (imageio with the PyAV plugin), and atomic output files.
+"""Reading images and writing videos (PyAV writes, imageio's PyAV plugin reads), and atomic output files.
 
 Frames cross this module in the ComfyUI IMAGE layout: float ``[F, H, W, 3]``
 in ``[0, 1]``.
@@ -14,6 +14,7 @@ import contextlib
 import os
 import secrets
 import stat
+from fractions import Fraction
 from pathlib import Path
 from typing import Iterator, Optional
 
@@ -38,6 +39,16 @@ VIDEO_SUFFIXES = tuple(DEFAULT_CODECS)
 
 _PIXEL_FORMATS = {"libx264": "yuv420p", "libvpx-vp9": "yuv420p", "libvpx": "yuv420p", "gif": "rgb8"}
 """Encoder pixel format per codec (other codecs: ``yuv420p``)."""
+
+ENCODER_OPTIONS = {"libx264": {"x264-params": "cpu-independent=1"}}
+"""FFmpeg encoder options per codec (others: the encoder's defaults), so the same frames give the same bytes.
+
+libx264: ``cpu-independent`` (x264's "force canonical behavior rather than cpu-dependent optimal
+algorithms") turns off its CPU-specific intra analysis (the ``x9`` SIMD functions). With them, x264
+0.165 in PyAV 18's FFmpeg on an AVX-512 CPU wrote the same frames to different bytes in about 1 of
+3 writes (4 sets of 30 random 90x50 frames written 8 times each: 11 distinct files, not 4), at any
+thread count; with it, or with AVX-512 off (``asm=AVX2``), every write was identical. x264's
+``deterministic`` (same output for any thread timing) is its default already."""
 
 
 @contextlib.contextmanager
@@ -107,9 +118,8 @@ def codec_for(path: str | Path) -> str:
 
 def _encode(path: Path, pixels: np.ndarray, fps: float, codec: str, pixel_format: str) -> None:
     """Encode ``uint8 [F, H, W, 3]`` pixels into ``path`` (overwritten)."""
-    import imageio.v3 as iio
-
-    iio.imwrite(path, pixels, plugin="pyav", fps=float(fps), codec=codec, out_pixel_format=pixel_format)
+    with VideoStream(path, fps, codec=codec) as stream:
+        stream.write(torch.from_numpy(pixels))
 
 
 def _stream_format(path: Path, fps: float, codec: Optional[str], height: int, width: int) -> tuple[str, str]:
@@ -146,7 +156,8 @@ def write_video(
         fps: frames per second of the file (e.g. 24.0 for the final level); finite, > 0.
         codec: an FFmpeg encoder name known to PyAV; default per container
             (:data:`DEFAULT_CODECS`: H.264 for .mp4/.mkv/.mov, VP9 for .webm, GIF for .gif),
-            with the encoder's defaults (e.g. x264 CRF 23).
+            with the encoder's defaults (e.g. x264 CRF 23) plus :data:`ENCODER_OPTIONS` (the same frames
+            give the same bytes).
         overwrite: replace an existing file (default); false raises ``FileExistsError``
             if ``path`` exists when the video is complete.
         atomic: write through :func:`atomic_output` (default), so ``path`` is either the
@@ -191,7 +202,7 @@ def read_video(path: str | Path) -> tuple[torch.Tensor, float]:
 class VideoStream:
     """Write a video batch by batch: memory holds one batch of frames, never the whole video.
 
-    The file is opened (imageio's PyAV plugin, the encoder of :func:`write_video`) at the first
+    The file is opened (PyAV, with :data:`ENCODER_OPTIONS`; :func:`write_video` writes through this class) at the first
     :meth:`write`, which fixes the frame size; :meth:`close` (or leaving the ``with`` block, also on an
     exception or Ctrl-C) finishes the file, so the frames written so far form a playable video. Write
     to a temporary path of :func:`atomic_output` to publish the file only when it is complete.
@@ -219,28 +230,41 @@ class VideoStream:
 
     def write(self, frames: torch.Tensor) -> None:
         """Encode ``frames``: ``uint8 [F, H, W, 3]`` (0..255) or float ``[F, H, W, 3]`` in ``[0, 1]`` (clipped)."""
-        import imageio.v3 as iio
+        import av
 
         if frames.ndim != 4 or frames.shape[-1] != 3:
             raise ValueError(f"expected frames [F, H, W, 3], got shape {tuple(frames.shape)}")
         size = (int(frames.shape[1]), int(frames.shape[2]))
         if self._file is None:
             _stream_format(self.path, self.fps, self.codec, *size)
-            self._file = iio.imopen(self.path, "w", plugin="pyav")
-            self._file.init_video_stream(self.codec, fps=self.fps, pixel_format=self.pixel_format)
+            self._file = av.open(str(self.path), "w")
+            try:
+                self._stream = self._file.add_stream(self.codec, rate=Fraction(self.fps).limit_denominator(65535),
+                                                     options=dict(ENCODER_OPTIONS.get(self.codec, {})))
+                self._stream.height, self._stream.width = size
+                self._stream.pix_fmt = self.pixel_format
+            except BaseException:
+                self._file.close()
+                self._file = None
+                raise
             self._size = size
         elif size != self._size:
             raise ValueError(f"frames of {size[1]}x{size[0]} pixels in a {self._size[1]}x{self._size[0]} video")
         pixels = frames if frames.dtype == torch.uint8 else to_uint8(frames)
         for frame in pixels.detach().cpu().numpy():
-            self._file.write_frame(np.ascontiguousarray(frame))
-        self.frames_written += int(frames.shape[0])
+            picture = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+            picture.pts = self.frames_written
+            self._file.mux(self._stream.encode(picture))
+            self.frames_written += 1
 
     def close(self) -> None:
         """Finish the file (flush the encoder, write the container index); idempotent."""
         if self._file is not None:
-            self._file.close()
-            self._file = None
+            try:
+                self._file.mux(self._stream.encode(None))
+            finally:
+                self._file.close()
+                self._file = None
 
     def __enter__(self) -> "VideoStream":
         return self
