@@ -9,12 +9,18 @@
   ``{"model_name": "...", "weight_dtype": "bf16"}`` (the estimate is for that model's shape and
   dtype, :func:`resolve_model`), or a shape name (``"14B"``, ``"1.3B"``; ``{"shape": "14B",
   "weight_dtype": "fp8_e4m3fn"}`` at a dtype); without it the
-  14B release is priced and the reply says so. The estimate keeps the fewest DiT blocks off the
+  14B release is priced and the reply says so. Devices: ``samplers.devices`` holds the samplers'
+  ``devices`` texts (``"cuda:0,cuda:1"``, ``""`` = ComfyUI's one device; checked as the samplers check
+  them, :func:`nodes.multi_device.parse_devices`), or ``devices`` a count or one per level (a what-if,
+  e.g. 8 GPUs this machine lacks); each level is priced on its devices
+  (:func:`tempomaster_core.cost_devices.plan_on_devices`). The estimate keeps the fewest DiT blocks off the
   GPU that make the plan fit the memory budget (block swap / ComfyUI's partial loading,
   :func:`nodes.scheduler_node.build_schedule`). Reply 200 = ``plan.to_dict()`` plus
   ``cost`` (:meth:`~tempomaster_core.cost.PlanCost.to_dict`), ``memory`` (weight dtype, blocks
   swapped, peak, runnable on the budget, and its sentence: :func:`nodes.scheduler_node.memory_fit`), ``warnings``,
-  ``auto`` (the planner's choices and reasons, or null), ``summary``, ``inputs``,
+  ``auto`` (the planner's choices and reasons, or null), ``devices`` (each level's share per device,
+  its time as the slowest device plus communication and the speed-up, with sentences:
+  :func:`nodes.plan_text.devices_to_dict`; null when every level runs on one device), ``summary``, ``inputs``,
   ``model`` (what was priced, :func:`resolve_model`) and ``plan_key``; bad input -> 400
   ``{"error": "..."}`` (every widget value, number or text,
   and every size beyond the plan's limits in :mod:`tempomaster_core.plan`, e.g.
@@ -91,6 +97,23 @@ def _numbers(value: Any, name: str, kind: type) -> Any:
     return _number(value, name, kind)
 
 
+def _device_count(value: Any, name: str) -> int:
+    """Devices of a level: a count, or a sampler's ``devices`` text counted as the sampler reads it."""
+    from tempomaster_core.cost_devices import MAX_DEVICES
+
+    if isinstance(value, str):
+        from .multi_device import parse_devices
+
+        try:
+            return max(1, len(parse_devices(value)))
+        except ValueError as err:
+            raise RequestError(f"{name}: {err}") from None
+    count = _number(value, name, int)
+    if not 1 <= count <= MAX_DEVICES:
+        raise RequestError(f"{name} must be between 1 and {MAX_DEVICES} devices, got {value!r}")
+    return count
+
+
 def _sampler_range(name: str) -> tuple[float, float]:
     """``(min, max)`` of the samplers' ``steps``/``cfg`` widgets."""
     from .sampler_nodes import BlueprintSampler
@@ -137,6 +160,14 @@ def parse_request(payload: Any) -> tuple[dict, dict]:
             raise RequestError(f"{name} must be between {low:g} and {high:g} (the samplers' range), got "
                                f"{payload[name]!r}")
         options[name] = value
+    if payload.get("devices") is not None:
+        devices = payload["devices"]
+        if isinstance(devices, list):
+            if not devices:
+                raise RequestError("devices is an empty list; give one count per level or one count")
+            options["devices"] = [_device_count(v, "devices") for v in devices]
+        else:
+            options["devices"] = _device_count(devices, "devices")
     samplers = payload.get("samplers")
     if samplers is not None:
         if not isinstance(samplers, dict):
@@ -153,6 +184,10 @@ def parse_request(payload: Any) -> tuple[dict, dict]:
             if any(not low <= v <= high for v in value):
                 raise RequestError(f"samplers.{name} must be between {low:g} and {high:g}, got {samplers[name]!r}")
             partial[name] = value
+        if samplers.get("devices") is not None:
+            if not isinstance(samplers["devices"], list):
+                raise RequestError(f"samplers.devices must be a list (blueprint first), got {samplers['devices']!r}")
+            partial["devices"] = [_device_count(v, f"samplers.devices[{i}]") for i, v in enumerate(samplers["devices"])]
         options["samplers"] = partial
     model = payload.get("model")
     if model is not None:
@@ -241,7 +276,7 @@ def plan_response(payload: Any) -> tuple[int, dict]:
     from tempomaster_core.defaults import CFG, default_schedule
     from tempomaster_core.level_settings import per_level_prefix
 
-    from .plan_text import auto_to_dict
+    from .plan_text import auto_to_dict, devices_to_dict
     from .scheduler_node import build_schedule
 
     try:
@@ -255,6 +290,7 @@ def plan_response(payload: Any) -> tuple[int, dict]:
             count = schedule.plan.num_levels
             options.setdefault("steps", per_level_prefix(samplers.get("steps", []), default_schedule(count).steps))
             options.setdefault("cfg", per_level_prefix(samplers.get("cfg", []), [CFG] * count))
+            options.setdefault("devices", per_level_prefix(samplers.get("devices", []), [1] * count))
             schedule = build_schedule(**values, **options)
     except (ValueError, TypeError) as err:  # PlanError, CostError and RequestError are ValueErrors
         return 400, {"error": str(err)}
@@ -266,6 +302,7 @@ def plan_response(payload: Any) -> tuple[int, dict]:
         cost=schedule.cost.to_dict(),
         warnings=list(schedule.warnings),
         auto=None if schedule.auto is None else auto_to_dict(schedule.auto),
+        devices=devices_to_dict(schedule.plan, schedule.devices),
         summary=schedule.summary(),
         inputs=dict(schedule.inputs),
         memory=dict(schedule.memory),

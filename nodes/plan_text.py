@@ -25,6 +25,7 @@ from tempomaster_core.autoplan import (
     Verdict,
 )
 from tempomaster_core.cost import GIB, PCIE_BYTES_PER_S, PFLOP
+from tempomaster_core.cost_devices import ASSUMED_FLOPS_PER_S, ASSUMED_LINK_BYTES_PER_S, LevelOnDevices
 from tempomaster_core.plan import TreePlan
 
 from .display_names import FRAME_RATE_REFINER
@@ -179,6 +180,79 @@ def memory_sentence(fit: dict) -> str:
     return text + f"; try {advice} or a larger budget."
 
 
+def duration(seconds: float) -> str:
+    """Seconds for a reader: ``"0.35 s"``, ``"12.0 s"``, ``"5.5 min"``, ``"1.2 h"``."""
+    if seconds < 1:
+        return f"{seconds:.2g} s"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    return f"{seconds / 60:.1f} min" if seconds < 3600 else f"{seconds / 3600:.1f} h"
+
+
+def _shares(values: tuple) -> str:
+    """Per-device counts: ``"2 + 2"``; past 8 devices grouped, ``"4 x 1 + 4 x 0"``."""
+    if len(values) <= 8:
+        return " + ".join(map(str, values))
+    groups: list[list] = []
+    for value in values:
+        if groups and groups[-1][1] == value:
+            groups[-1][0] += 1
+        else:
+            groups.append([1, value])
+    return " + ".join(f"{count} x {value}" for count, value in groups)
+
+
+def device_sentence(on: LevelOnDevices, fps: float) -> str:
+    """One level on its devices (:func:`tempomaster_core.cost_devices.plan_on_devices`), for the summary and the
+    tree view: each device's share, the level time as the slowest device plus communication, the speed-up, e.g.
+    "24 fps on 2 devices: 2 + 2 chunks (4 + 4 DiT items per step); 14.1 min = slowest device 14.1 min +
+    communication 0.33 s; 2.00x one device (28.1 min)." Times at the assumed rates (:func:`device_lines`)."""
+    head = f"{fps:g} fps on {on.devices} device{'s' if on.devices > 1 else ''}"
+    if on.devices == 1:
+        return f"{head}: {duration(on.seconds)}."
+    items = f"{_shares(on.items)} DiT items per step"
+    if on.mode == "chunks":
+        share = f"{_shares(on.chunks)} chunks ({items})"
+    else:
+        one = sum(on.chunks) == 1
+        what = "the positive and negative passes" if one and on.passes == 2 else \
+            f"each step's {sum(on.chunks) * on.passes} chunk passes"
+        share = f"{what} split, {items} (every device runs {'the' if one else 'each'} chunk's steps)"
+    return (f"{head}: {share}; {duration(on.seconds)} = slowest device {duration(on.compute_seconds)} + "
+            f"communication {duration(on.comm_seconds)}; {on.speedup:.2f}x one device ({duration(on.single_seconds)}).")
+
+
+def _device_total(levels: tuple) -> tuple[float, float]:
+    return sum(on.seconds for on in levels), sum(on.single_seconds for on in levels)
+
+
+def devices_total_sentence(levels: tuple) -> str:
+    """The tree on its devices against one device, with the rates assumed, e.g. "Shared over devices: 26.6 min for
+    the tree, 53.2 min on one device (2.00x), at an assumed 400 TFLOP/s per device and 100 GB/s links."."""
+    seconds, single = _device_total(levels)
+    return (f"Shared over devices: {duration(seconds)} for the tree, {duration(single)} on one device "
+            f"({single / seconds:.2f}x), at an assumed {ASSUMED_FLOPS_PER_S / 1e12:g} TFLOP/s per device and "
+            f"{ASSUMED_LINK_BYTES_PER_S / 1e9:g} GB/s links.")
+
+
+def device_lines(plan: TreePlan, levels: tuple) -> list[str]:
+    """The summary's device lines: :func:`devices_total_sentence`, then :func:`device_sentence` per level."""
+    return [devices_total_sentence(levels)] + [f"  {device_sentence(on, lv.fps)}" for on, lv in zip(levels, plan.levels)]
+
+
+def devices_to_dict(plan: TreePlan, levels: tuple) -> Optional[dict]:
+    """Plain-JSON form of the levels on their devices for the tree view, or ``None`` when every level runs
+    on one device: ``{"levels": [LevelOnDevices.to_dict() + "sentence"], "seconds", "single_seconds",
+    "speedup", "flops_per_second", "link_bytes_per_second", "sentence"}`` (seconds at the assumed rates)."""
+    if all(on.devices == 1 for on in levels):
+        return None
+    seconds, single = _device_total(levels)
+    return {"levels": [dict(on.to_dict(), sentence=device_sentence(on, lv.fps)) for on, lv in zip(levels, plan.levels)],
+            "seconds": seconds, "single_seconds": single, "speedup": single / seconds,
+            "flops_per_second": ASSUMED_FLOPS_PER_S, "link_bytes_per_second": ASSUMED_LINK_BYTES_PER_S,
+            "sentence": devices_total_sentence(levels)}
+
+
 def _chosen_ladder(auto: AutoPlan) -> Optional[int]:
     """Index of the chosen ladder's row when the levels were chosen (else None: nothing to mark)."""
     if not auto.levels_chosen:
@@ -266,5 +340,6 @@ def auto_to_dict(auto: AutoPlan) -> dict:
     }
 
 
-__all__ = ["auto_reasons", "auto_to_dict", "auto_warning", "candidate_status", "chunk_word", "gib", "interval_warning",
+__all__ = ["auto_reasons", "auto_to_dict", "auto_warning", "candidate_status", "chunk_word", "device_lines",
+           "device_sentence", "devices_to_dict", "devices_total_sentence", "duration", "gib", "interval_warning",
            "ladder_status", "level_reason", "level_sentence", "memory_sentence", "plan_warning"]

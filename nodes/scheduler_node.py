@@ -67,6 +67,9 @@ class Schedule:
         auto: the :class:`~tempomaster_core.autoplan.AutoPlan` when the planner chose, else None.
         inputs: the resolved inputs (mode, output frames asked, budget in bytes, ...).
         memory: whether it runs within the budget, and with what (:func:`memory_fit`).
+        devices: each level on its device count, blueprint first
+            (:class:`~tempomaster_core.cost_devices.LevelOnDevices`: each device's share, the level time as the
+            slowest device plus communication, the speed-up against one device).
     """
 
     plan: Any
@@ -75,6 +78,7 @@ class Schedule:
     auto: Any = None
     inputs: dict = field(default_factory=dict)
     memory: dict = field(default_factory=dict)
+    devices: tuple = ()
 
     def summary(self) -> str:
         """The tree, its cost and memory, the planner's reasons and the warnings, as text."""
@@ -93,6 +97,10 @@ class Schedule:
         lines.append(text)
         if self.memory:
             lines.append(self.memory["sentence"])
+        if any(level.devices > 1 for level in self.devices):
+            from .plan_text import device_lines
+
+            lines.extend(device_lines(self.plan, self.devices))
         if self.auto is not None:
             from .plan_text import auto_reasons
 
@@ -215,7 +223,7 @@ def build_schedule(blueprint_frames: int, frame_intervals: str, custom_intervals
                    trained_chunk_frames: int = TRAINED_CHUNK_FRAMES,
                    boundary_frames: str = PLANNING_DEFAULTS["boundary_frames"],
                    *, steps: Any = None, cfg: Any = CFG, model: Any = "14B", dtype: str = WEIGHT_DTYPE,
-                   blocks_to_swap: Optional[int] = None) -> Schedule:
+                   blocks_to_swap: Optional[int] = None, devices: Any = 1) -> Schedule:
     """The plan, its cost and warnings for the node's widget values.
 
     Args:
@@ -246,6 +254,9 @@ def build_schedule(blueprint_frames: int, frame_intervals: str, custom_intervals
         blocks_to_swap: DiT blocks the estimate keeps off the GPU (block swap; inside ComfyUI its partial
             loading); ``None`` = the fewest that make the plan fit the memory budget
             (:func:`tempomaster_core.autoplan.least_blocks_to_swap`; 0 without a budget, or when none fits).
+        devices: devices each level is shared over (the samplers' ``devices`` lists, ``torchrun``'s ranks):
+            one count or one per level, 1.. :data:`tempomaster_core.cost_devices.MAX_DEVICES`; priced by
+            :func:`tempomaster_core.cost_devices.plan_on_devices` at its assumed throughput and bandwidth.
 
     Raises:
         ValueError: unparsable text (``nodes.parsing``), an impossible plan
@@ -267,6 +278,7 @@ def build_schedule(blueprint_frames: int, frame_intervals: str, custom_intervals
     )
     from tempomaster_core.config import DiTConfig
     from tempomaster_core.cost import KNOWN_CONFIGS, CostError, estimate_plan_cost, model_text_len
+    from tempomaster_core.cost_devices import plan_on_devices
 
     from .plan_text import auto_warning, interval_warning, plan_warning
 
@@ -366,13 +378,19 @@ def build_schedule(blueprint_frames: int, frame_intervals: str, custom_intervals
         breaches = limit_breaches(plan, cost, trained_chunk_frames=trained, memory_budget_bytes=budget)
         warnings = [plan_warning(breach, plan) for breach in breaches]
     warnings += [interval_warning(breach, plan) for breach in interval_breaches(plan)]
+    try:
+        on_devices = plan_on_devices(cost, devices)
+    except CostError as err:
+        raise ValueError(str(err)) from None
     inputs = {"length_mode": length_mode, "output_frames_wanted": wanted, "output_fps": output_fps,
               "chunks_mode": mode, "levels_mode": "auto" if intervals is None else "fixed",
               "trained_chunk_frames": trained, "memory_budget_bytes": budget,
               "model": model if isinstance(model, str) else None, "weight_dtype": dtype,
-              "blocks_to_swap": swapped, "boundary_frames": boundary_frames}
+              "blocks_to_swap": swapped, "boundary_frames": boundary_frames,
+              "devices": [level.devices for level in on_devices]}
     memory = memory_fit(cost, dtype=dtype, num_layers=config.num_layers, budget=budget, all_swapped_peak=best_peak)
-    return Schedule(plan=plan, cost=cost, warnings=warnings, auto=auto, inputs=inputs, memory=memory)
+    return Schedule(plan=plan, cost=cost, warnings=warnings, auto=auto, inputs=inputs, memory=memory,
+                    devices=on_devices)
 
 
 def build_plan(blueprint_frames: int, frame_intervals: str, custom_intervals: str, chunks: str,

@@ -166,9 +166,14 @@ JS_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 def javascript_module() -> str:
     """The text of ``web/scheduler_schema.js``, an ES module of what the web view shares with Python:
     the schema (``TREE_SCHEDULER_WIDGETS``), the node class ids it looks for (``NODE_IDS``,
-    ``nodes/display_names.py``), the plan route's path and the measured-time event's name
+    ``nodes/display_names.py``), the name of the samplers' device-list widget (``DEVICES_WIDGET``, the
+    input of ``nodes/multi_device.DEVICES_INPUT``), the plan route's path and the measured-time event's name
     (``PLAN_ROUTE``, ``LEVEL_TIME_EVENT``, ``nodes/plan_route.py``)."""
     from . import display_names, plan_route
+    from .multi_device import DEVICES_INPUT
+    from .sampler_nodes import BlueprintSampler
+
+    devices = next(name for name, spec in BlueprintSampler.INPUT_TYPES()["optional"].items() if spec is DEVICES_INPUT)
 
     rows = ",\n".join("  " + json.dumps(w.to_dict(), ensure_ascii=False) for w in TREE_SCHEDULER_WIDGETS)
     ids = {"scheduler": display_names.TREE_SCHEDULER_ID, "blueprint": display_names.BLUEPRINT_SAMPLER_ID,
@@ -179,6 +184,8 @@ def javascript_module() -> str:
             f"export const TREE_SCHEDULER_WIDGETS = Object.freeze([\n{rows},\n]);\n"
             "// Node class ids the view looks for in the graph (nodes/display_names.py).\n"
             f"export const NODE_IDS = Object.freeze({json.dumps(ids)});\n"
+            "// The samplers' device-list widget (nodes/multi_device.py): its text goes with the plan request.\n"
+            f"export const DEVICES_WIDGET = {json.dumps(devices)};\n"
             "// The plan route and the measured-time event (nodes/plan_route.py).\n"
             f"export const PLAN_ROUTE = {json.dumps(plan_route.ROUTE_PATH)};\n"
             f"export const LEVEL_TIME_EVENT = {json.dumps(plan_route.LEVEL_TIME_EVENT)};\n")

@@ -260,5 +260,10 @@ def test_levels_on_devices_follow_the_runtime_split():
     level = plan_on_devices(unguided, 2, flops_per_second=rate, link_bytes_per_second=1e30)[1]
     assert level.mode == "chunks" and level.items == (2, 1)
     assert level.seconds == pytest.approx(unguided.levels[1].total_flops * 2 / 3 / rate)
+    # one count per level (each sampler its own device list): each level as on that many devices
+    mixed = plan_on_devices(cost, [2, 1, 8], flops_per_second=rate, link_bytes_per_second=link)
+    assert mixed == (two[0], one[1], eight[2])
+    with pytest.raises(CostError, match="one per level"):
+        plan_on_devices(cost, [2, 2], flops_per_second=rate, link_bytes_per_second=link)
     with pytest.raises(CostError, match="devices must be >= 1"):
         plan_on_devices(cost, 0, flops_per_second=rate, link_bytes_per_second=link)

@@ -68,14 +68,15 @@ def test_readme_quotes_the_tree_views_memory_line_for_a_24_gb_card():
 
 
 def test_planning_doc_scaling_table_is_the_cost_model():
-    """The 1/2/4/8-GPU table of docs/planning.md, recomputed row by row."""
+    """The 1/2/4/8-GPU table of docs/planning.md, recomputed row by row (at the cost model's assumed rates, the
+    ones the tree view uses)."""
     from tempomaster_core.cost_devices import plan_on_devices
 
     cost = estimate_plan_cost(TreePlan(BLUEPRINT_FRAMES, FRAME_INTERVALS, height=HEIGHT, width=WIDTH))
     doc = _read("docs", "planning.md")
-    single = sum(lv.seconds for lv in plan_on_devices(cost, 1, flops_per_second=4e14, link_bytes_per_second=1e11))
+    single = sum(lv.seconds for lv in plan_on_devices(cost, 1))
     for n in (1, 2, 4, 8):
-        levels = plan_on_devices(cost, n, flops_per_second=4e14, link_bytes_per_second=1e11)
+        levels = plan_on_devices(cost, n)
         total = sum(lv.seconds for lv in levels)
         cells = [f"{lv.seconds / 60:.1f} min ({lv.mode}, {max(lv.items)} item{'s' if max(lv.items) > 1 else ''})"
                  for lv in levels]

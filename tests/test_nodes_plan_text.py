@@ -57,3 +57,21 @@ def test_manual_plan_warnings_name_level_fps_value_and_limit():
     assert warnings[0] == "blueprint (6 fps): has 121 frames, more than the trained 109"
     assert "level 2 (24 fps): chunks of 121 frames, more than the trained 109" in warnings
     assert any("estimated peak" in w and "exceeds the budget 40.0 GiB" in w for w in warnings)
+
+
+def test_levels_on_many_devices_are_worded_with_grouped_shares():
+    """The 24 fps level's 4 guided chunks on 16 devices: 8 passes, one each on 8 devices (batch mode), as the
+    cost model splits them; one device for the other levels; the tree's total first."""
+    from nodes.plan_text import device_lines, duration
+    from nodes.scheduler_node import build_schedule
+
+    schedule = build_schedule(109, "6→12→24 fps (4,2,1)", "4,2,1", "2,4", 24, 832, 480, memory_budget_gb=1000,
+                              devices=[1, 1, 16])
+    top = schedule.devices[2]
+    assert top.mode == "batch" and top.items == (1,) * 8 + (0,) * 8
+    lines = device_lines(schedule.plan, schedule.devices)
+    assert lines[0].startswith("Shared over devices: ") and "at an assumed 400 TFLOP/s per device" in lines[0]
+    assert lines[1] == f"  6 fps on 1 device: {duration(schedule.devices[0].seconds)}."
+    assert lines[3].startswith("  24 fps on 16 devices: each step's 8 chunk passes split, 8 x 1 + 8 x 0 DiT items")
+    assert f"{top.speedup:.2f}x one device" in lines[3] and lines[3] in schedule.summary()
+    assert [duration(s) for s in (0.35, 12.04, 330.0, 4320.0)] == ["0.35 s", "12.0 s", "5.5 min", "1.2 h"]

@@ -101,6 +101,40 @@ def test_a_partial_sampler_chain_keeps_the_reference_settings_for_the_rest():
     assert status == 200 and len(longer["cost"]["levels"]) == 3
 
 
+def test_the_samplers_devices_price_each_level_on_its_devices():
+    """Two devices on every sampler: each level's share, time and speed-up are the cost model's, by hand for
+    the 24 fps level (4 guided chunks split 2 + 2: half the FLOPs, one gather of 2 chunks' latents and frames)."""
+    from tempomaster_core.cost_devices import ASSUMED_FLOPS_PER_S, ASSUMED_LINK_BYTES_PER_S
+
+    status, body = plan_response(dict(REFERENCE, memory_budget_gb=1000,
+                                      samplers={"devices": ["cpu,cpu", "cpu, cpu", "cpu,cpu"]}))
+    assert status == 200 and body["inputs"]["devices"] == [2, 2, 2]
+    levels = body["devices"]["levels"]
+    assert [(lv["mode"], lv["chunks"], lv["items"]) for lv in levels] == [
+        ("batch", [1, 0], [1, 1]), ("chunks", [1, 1], [2, 2]), ("chunks", [2, 2], [4, 4])]
+    cost = estimate_plan_cost(TreePlan(109, (4, 2, 1), (2, 4), height=480, width=832))
+    top = cost.levels[2]
+    gathered = 2 * (4 * 16 * 28 * 60 * 104 + 4 * 3 * 109 * 480 * 832)  # the other device's 2 chunks, float32
+    compute = (top.dit_flops + top.vae_encode_flops + top.vae_decode_flops) / 2 / ASSUMED_FLOPS_PER_S
+    assert levels[2]["comm_bytes"] == gathered
+    assert levels[2]["compute_seconds"] == pytest.approx(compute)
+    assert levels[2]["seconds"] == pytest.approx(compute + gathered / ASSUMED_LINK_BYTES_PER_S)
+    assert levels[2]["speedup"] == pytest.approx(2 * compute / levels[2]["seconds"])
+    assert body["devices"]["speedup"] == pytest.approx(sum(lv["single_seconds"] for lv in levels)
+                                                       / sum(lv["seconds"] for lv in levels))
+    assert levels[2]["sentence"].startswith("24 fps on 2 devices: 2 + 2 chunks (4 + 4 DiT items per step); 14.1 min")
+    assert "positive and negative passes split, 1 + 1 DiT items" in levels[0]["sentence"]
+    assert body["devices"]["sentence"] in body["summary"] and levels[2]["sentence"] in body["summary"]
+    # a chain of one sampler: the refinement levels on one device; no device listed: no device lines at all
+    _, partial = plan_response(dict(REFERENCE, samplers={"devices": ["cpu,cpu"]}))
+    assert partial["inputs"]["devices"] == [2, 1, 1] and partial["devices"]["levels"][2]["mode"] == "single"
+    _, single = plan_response(dict(REFERENCE, samplers={"devices": ["", ""]}))
+    assert single["devices"] is None and "devices" not in single["summary"]
+    # a what-if count for machines not at hand: the route's devices, one count or one per level
+    _, eight = plan_response(dict(REFERENCE, devices=8))
+    assert eight["inputs"]["devices"] == [8, 8, 8] and eight["devices"]["levels"][0]["items"] == [1, 1, 0, 0, 0, 0, 0, 0]
+
+
 @pytest.mark.parametrize("payload, needle", [
     ("not a dict", "JSON object"),
     ({}, "missing widget"),
@@ -130,6 +164,12 @@ def test_a_partial_sampler_chain_keeps_the_reference_settings_for_the_rest():
     (dict(REFERENCE, samplers=[50]), "samplers must be an object"),
     (dict(REFERENCE, samplers={"steps": 50}), "must be a list"),
     (dict(REFERENCE, samplers={"cfg": [8, 99]}), "samplers.cfg must be between"),
+    (dict(REFERENCE, samplers={"devices": "cpu,cpu"}), "samplers.devices must be a list"),
+    (dict(REFERENCE, samplers={"devices": ["cpu,,cpu"]}), "samplers.devices[0]: devices 'cpu,,cpu' has an empty entry"),
+    (dict(REFERENCE, samplers={"devices": ["gpu7"]}), "torch device"),
+    (dict(REFERENCE, devices=0), "between 1 and 4096 devices"),
+    (dict(REFERENCE, devices=[2, 2]), "one per level (3)"),
+    (dict(REFERENCE, devices=[]), "empty list"),
 ])
 def test_bad_inputs_give_an_error_payload(payload, needle):
     status, body = plan_response(payload)
@@ -409,6 +449,8 @@ WEB_FIXTURES = {
     # a 24 GB card (22.35 GiB) with fp8 weights: runnable with blocks swapped; bf16 in 8 GiB: not runnable
     "fp8_24gb": dict(REFERENCE, memory_budget_gb=24e9 / 2**30, model={"shape": "14B", "weight_dtype": "fp8_e4m3fn"}),
     "tight_budget": dict(REFERENCE, memory_budget_gb=8.0),
+    # the samplers list two devices each (cpu may repeat: the same request on any machine)
+    "two_devices": dict(REFERENCE, memory_budget_gb=80.0, samplers={"devices": ["cpu,cpu", "cpu,cpu", "cpu,cpu"]}),
 }
 FIXTURE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "web", "tests", "fixtures")
 

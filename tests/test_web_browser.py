@@ -8,7 +8,8 @@ TreeScheduler node is added to the graph, the tree view appears on it (the
 route was called, the rows are laid out and the tree's colours are painted on
 the canvas), and it changes when a widget changes (chunks "2,8" -> eight boxes
 at 24 fps, different pixels; a shorter trained chunk length -> the warning
-colour); a sampler's measured-time message shows on its level. A second test
+colour); a sampler's measured-time message shows on its level; a sampler's devices list
+("cpu,cpu") puts that level's device share, time and speed-up under the tree. A second test
 loads every template the pack ships (no missing node type; no two nodes, badges
 and title bars included, overlapping; no group title under a node; the note in
 the first view), types an invalid ``chunks`` and finds the error drawn as text in
@@ -64,6 +65,8 @@ def comfy_web(tmp_path_factory):
 def test_plan_route_and_view_files_are_served(comfy_web):
     status, body = post_json(comfy_web + "/api/tempomaster/plan", REFERENCE)
     assert status == 200 and body["chunks"] == [2, 4] and body["cost"]["dit_pflops"] > 0
+    status, body = post_json(comfy_web + "/api/tempomaster/plan", dict(REFERENCE, samplers={"devices": ["cpu,cpu"]}))
+    assert status == 200 and body["inputs"]["devices"] == [2, 1, 1] and body["devices"]["levels"][0]["items"] == [1, 1]
     status, body = post_json(comfy_web + "/tempomaster/plan", dict(REFERENCE, blueprint_frames=107))
     assert status == 400 and "105 or 109" in body["error"]
     status, view = http_get(comfy_web + "/extensions/tempomaster/tree_view.js")
@@ -232,6 +235,17 @@ async def _drive_tree_view(cdp: "_DevTools") -> None:
         api.dispatchCustomEvent('executing', String(_bp.id));
         app.graph.setDirtyCanvas(true, true); return true; })()""")
     await cdp.wait_for("(() => _tm.tempoTreeView.layout.rows[0].measured === null)()", "the old time cleared")
+
+    # the sampler lists two devices (its devices widget): the view prices the blueprint on them, the
+    # refinement levels (no refiner connected) on one; the footer has each level's share, time and speed-up
+    await cdp.evaluate("""(() => { const w = _bp.widgets.find(w => w.name === 'devices'); w.value = 'cpu,cpu';
+        w.callback && w.callback(w.value, app.canvas, _bp); app.graph.setDirtyCanvas(true, true); return true; })()""")
+    footer = await cdp.wait_for("""(() => { const l = _tm.tempoTreeView.layout;
+        return l && l.rows.length && l.rows[0].devicesText === '2 dev' && l.footer.map(f => f.text).join(' '); })()""",
+                                "the blueprint on two devices")
+    assert "6 fps on 2 devices: the positive and negative passes split" in footer and "12 fps on 1 device" in footer
+    assert "x one device" in footer and "slowest device" in footer
+    assert await cdp.evaluate("_tm.tempoTreeView.layout.rows[1].devicesText === null")
 
     # the view's widget is not a workflow value and not sent with the prompt
     serialized = await cdp.evaluate("JSON.stringify(_tm.serialize().widgets_values)")

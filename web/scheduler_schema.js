@@ -17,6 +17,8 @@ export const TREE_SCHEDULER_WIDGETS = Object.freeze([
 ]);
 // Node class ids the view looks for in the graph (nodes/display_names.py).
 export const NODE_IDS = Object.freeze({"scheduler": "TempoMasterTreeScheduler", "blueprint": "TempoMasterBlueprintSampler", "refiner": "TempoMasterFrameRateRefiner", "loader": "TempoMasterLoadModel"});
+// The samplers' device-list widget (nodes/multi_device.py): its text goes with the plan request.
+export const DEVICES_WIDGET = "devices";
 // The plan route and the measured-time event (nodes/plan_route.py).
 export const PLAN_ROUTE = "/tempomaster/plan";
 export const LEVEL_TIME_EVENT = "tempomaster.level_time";

@@ -98,8 +98,10 @@ export const WIDGET_NAMES = Object.freeze(TREE_SCHEDULER_WIDGETS.map((widget) =>
 /**
  * The route's request body from the TreeScheduler's widget values (only the schema's widgets are sent).
  * @param {Object<string, any>} widgets name -> value (the node's widgets)
- * @param {{steps?: number[], cfg?: number[]}} [samplers] settings of the connected sampler chain, blueprint
- *   first (may cover fewer levels than the plan; the route fills in the reference's default steps and cfg)
+ * @param {{steps?: number[], cfg?: number[], devices?: string[]}} [samplers] settings of the connected sampler
+ *   chain, blueprint first (may cover fewer levels than the plan; the route fills in the reference's default
+ *   steps and cfg, and one device); `devices` are the samplers' device lists ("cuda:0,cuda:1", "" = one device),
+ *   sent only when one names devices
  * @param {{model_name: string, weight_dtype?: string}|null} [model] the widgets of the Load TempoMaster Model
  *   node that feeds the chain: the route prices that model's shape and dtype (without it, the 14B release)
  */
@@ -111,6 +113,9 @@ export function requestFromWidgets(widgets, samplers = {}, model = null) {
   const chain = {};
   if (Array.isArray(samplers.steps) && samplers.steps.length) chain.steps = samplers.steps.slice();
   if (Array.isArray(samplers.cfg) && samplers.cfg.length) chain.cfg = samplers.cfg.slice();
+  if (Array.isArray(samplers.devices) && samplers.devices.some((text) => typeof text === "string" && text.trim())) {
+    chain.devices = samplers.devices.map((text) => (typeof text === "string" ? text : ""));
+  }
   if (Object.keys(chain).length) body.samplers = chain;
   if (model && typeof model.model_name === "string" && model.model_name) {
     body.model = { model_name: model.model_name };
@@ -176,7 +181,8 @@ function placeLines(lines, top, lineHeight) {
  * @param {object} plan the route's JSON (or {error: "..."} or null while loading)
  * @param {{style?: object, reports?: object[]}} [options]
  * @returns {{width, height, error, header, rows, footer, axis}}
- *   rows[i] = {level, y, label, sublabel ("436 f · 18.2 s · 4×109"), note (measured time or first warning),
+ *   rows[i] = {level, y, label, sublabel ("436 f · 18.2 s · 4×109", "· 2 dev" on several devices), note (measured
+ *              time or first warning), devices (the level on its devices, plan.devices.levels[i], or null), devicesText,
  *              noteX, noteMaxWidth (px before the right column), noteTone, right (PFLOPs), rightSub (peak), tone ("ok"/"warn"), warnings, barY, barHeight,
  *              boxes: [{chunk, x, w, validW, y, h, start, stop, tone}], marks: [{x, y, h, frame, source}],
  *              measured, measuredText}
@@ -256,7 +262,10 @@ export function layoutTree(plan, options = {}) {
     } else if (predicted[i] != null) {
       measuredText = `~${formatSeconds(predicted[i])} at the measured rate`;
     }
-    const sublabel = `${level.num_frames} f · ${formatSeconds(level.duration_s)} · ${chunkText}`;
+    const onDevices = plan.devices && Array.isArray(plan.devices.levels) ? plan.devices.levels[i] || null : null;
+    const devicesText = onDevices && onDevices.devices > 1 ? `${onDevices.devices} dev` : null;
+    const sublabel = `${level.num_frames} f · ${formatSeconds(level.duration_s)} · ${chunkText}` +
+      (devicesText ? ` · ${devicesText}` : "");
     // the row's note: a measured time, else the first warning, else the predicted time
     const note = (report && measuredText) || warnings[0] || measuredText || null;
     return {
@@ -280,6 +289,8 @@ export function layoutTree(plan, options = {}) {
       marks,
       measured: report,
       measuredText,
+      devices: onDevices,
+      devicesText,
     };
   });
 
@@ -299,6 +310,12 @@ export function layoutTree(plan, options = {}) {
   if (fullPf != null && totalPf) {
     const ratio = fullPf / totalPf;
     footer.push({ text: `one full-sequence pass: ${formatPflops(fullPf)} (${ratio.toFixed(1)}× the tree)`, tone: "info" });
+  }
+  const devices = plan.devices;
+  if (devices && Array.isArray(devices.levels)) {
+    // the levels shared over the samplers' devices: each device's share, slowest device + communication, speed-up
+    footer.push(...messageLines(devices.sentence, maxChars, "info"));
+    for (const level of devices.levels) footer.push(...messageLines(level.sentence, maxChars, "info"));
   }
   const auto = plan.auto;
   if (auto && Array.isArray(auto.levels)) {

@@ -1,12 +1,13 @@
 // TempoMaster: the live tree view drawn on the TreeScheduler node.
 //
-// Whenever a widget of the node (or the steps/cfg of the samplers it feeds) changes,
+// Whenever a widget of the node (or the steps/cfg/devices of the samplers it feeds) changes,
 // the widget values are sent, debounced, to POST /tempomaster/plan (nodes/plan_route.py),
 // which plans with the same Python code as the node and answers the plan, its cost and
 // warnings as JSON. This file only draws that answer (layout: ./tree_layout.js):
 // one row per level labelled with its fps, the chunks as boxes on a shared time axis,
 // condition frames as ticks, frames/seconds/PFLOPs/peak memory per level, warning colour
-// over the trained chunk length or the memory budget. The estimates are for the model the chain
+// over the trained chunk length or the memory budget, and, when the samplers list several devices, each
+// level's share per device, its time (slowest device + communication) and speed-up. The estimates are for the model the chain
 // uses: the widgets of the Load TempoMaster Model node feeding the samplers go with the request.
 // During and after a run, the samplers' "tempomaster.level_time" messages add the measured time
 // per level; they are kept on this node, only from the samplers of its own chain, and a new run
@@ -14,7 +15,7 @@
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 import { RunReports } from "./run_reports.js";
-import { LEVEL_TIME_EVENT as EVENT, NODE_IDS, PLAN_ROUTE as ROUTE } from "./scheduler_schema.js";
+import { DEVICES_WIDGET, LEVEL_TIME_EVENT as EVENT, NODE_IDS, PLAN_ROUTE as ROUTE } from "./scheduler_schema.js";
 import { layoutTree, requestFromWidgets } from "./tree_layout.js";
 
 const NODE_TYPE = NODE_IDS.scheduler;
@@ -76,11 +77,12 @@ function samplerChain(node) {
   return chain;
 }
 
-/** steps/cfg of the chain's samplers, blueprint first. */
+/** steps/cfg and device lists of the chain's samplers, blueprint first. */
 function samplerSettings(chain) {
   const steps = chain.map((sampler) => Number(widgetValue(sampler, "steps")));
   const cfg = chain.map((sampler) => Number(widgetValue(sampler, "cfg")));
-  return { steps: steps.filter(Number.isFinite), cfg: cfg.filter(Number.isFinite) };
+  const devices = chain.map((sampler) => widgetValue(sampler, DEVICES_WIDGET) ?? "");
+  return { steps: steps.filter(Number.isFinite), cfg: cfg.filter(Number.isFinite), devices };
 }
 
 /** The node an input of `node` is linked from, through legacy Reroute nodes (null when unlinked). */

@@ -255,3 +255,33 @@ test("the memory line: weight dtype, blocks swapped, runnable or not on the budg
   assert.ok(reference.footer.map((l) => l.text).join(" ").includes(
     "bf16 weights, no blocks swapped: peak 50.3 GiB, runnable on 60.0 GiB."));
 });
+
+test("the samplers' device lists go with the request only when one names devices", () => {
+  const widgets = { width: 832 };
+  assert.deepEqual(requestFromWidgets(widgets, { steps: [50], devices: ["", ""] }), { width: 832, samplers: { steps: [50] } });
+  assert.deepEqual(requestFromWidgets(widgets, { devices: ["cuda:0,cuda:1", undefined] }),
+    { width: 832, samplers: { devices: ["cuda:0,cuda:1", ""] } });
+  // the fixture's request is what the view sends for a chain whose samplers each list two devices
+  const { request } = fixture("two_devices");
+  const { samplers, ...values } = request;
+  assert.deepEqual(requestFromWidgets(values, samplers), request);
+});
+
+test("levels on several devices: each device's share, slowest device + communication, speed-up", () => {
+  const { response } = fixture("two_devices");
+  const layout = layoutTree(response, { style: STYLE });
+  assert.deepEqual(layout.rows.map((r) => r.devicesText), ["2 dev", "2 dev", "2 dev"]);
+  assert.ok(layout.rows.every((r) => r.sublabel.endsWith(" · 2 dev")), layout.rows.map((r) => r.sublabel).join("|"));
+  assert.deepEqual(layout.rows[2].devices.items, [4, 4]);
+  const text = layout.footer.map((l) => l.text).join(" ");
+  // the route's sentences, wrapped: the tree's total, then one per level (blueprint first)
+  assert.ok(/Shared over devices: 26\.6 min for the tree, 53\.2 min on one device \(2\.00x\)/.test(text), text);
+  assert.ok(/24 fps on 2 devices: 2 \+ 2 chunks \(4 \+ 4 DiT items per step\); 14\.1 min = slowest device 14\.1 min \+ communication [0-9.]+ s; 2\.00x one device \(28\.1 min\)\./.test(text), text);
+  assert.ok(/6 fps on 2 devices: the positive and negative passes split, 1 \+ 1 DiT items per step/.test(text), text);
+  assert.ok(text.indexOf("6 fps on 2") < text.indexOf("12 fps on 2") && text.indexOf("12 fps on 2") < text.indexOf("24 fps on 2"));
+  assert.ok(layout.footer.every((l) => l.text.length <= (STYLE.width - 2 * STYLE.padding) / STYLE.charWidth));
+  // one device everywhere: no device text at all
+  const single = layoutTree(fixture("reference").response, { style: STYLE });
+  assert.ok(single.rows.every((r) => r.devicesText === null && r.devices === null));
+  assert.ok(!single.footer.some((l) => /devices?:|dev\b/.test(l.text)));
+});
