@@ -102,6 +102,11 @@ SEGMENT_NEW_FRAMES = 480
 """New pixel frames at the output frame rate each continuation segment adds (paper: 480 frames per step,
 20 s at 24 fps)."""
 
+ANTI_DRIFT = "none"
+"""Anti-drift option of long video (:data:`tempomaster_core.anti_drift.ANTI_DRIFT_MODES`): the paper's
+multi-mask continuation as it is, unless ``benchmarks/long_video.py`` measures an option better (see
+``benchmarks/README.md``)."""
+
 TEXT_LEN = 512
 """Text tokens of the context, count (umT5-XXL pads every prompt to 512)."""
 
@@ -136,7 +141,7 @@ def default_schedule(levels: Any) -> DefaultSchedule:
 
 
 __all__ = [
-    "APG_ETA", "APG_MOMENTUM", "APG_NORM_THRESHOLD", "BLUEPRINT_FRAMES", "BLUEPRINT_SHIFT", "BLUEPRINT_STEPS",
+    "ANTI_DRIFT", "APG_ETA", "APG_MOMENTUM", "APG_NORM_THRESHOLD", "BLUEPRINT_FRAMES", "BLUEPRINT_SHIFT", "BLUEPRINT_STEPS",
     "CFG", "CONTEXT_SECONDS", "DefaultSchedule", "FPS", "FRAME_INTERVALS", "GUIDANCE", "HEIGHT", "NEGATIVE_PROMPT",
     "REFINEMENT_SHIFT",
     "REFINEMENT_STEPS", "SEED", "SEGMENT_NEW_FRAMES", "TEXT_LEN", "TRAINED_CHUNK_FRAMES", "TRAINED_FRAME_INTERVALS",

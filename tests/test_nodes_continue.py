@@ -39,6 +39,13 @@ def test_continue_returns_the_joined_video_the_new_part_and_fps(model, plan):
     assert torch.equal(joined[12:], new)
     again, _, _ = extend(model, plan, joined)  # chains: joined -> the next Continue's images
     assert again.shape[0] == 36 and torch.equal(again[:24], joined)
+    matched, new_matched, _ = extend(model, plan, joined, anti_drift="anchor+colour_match")
+    assert torch.equal(matched[:24], joined) and not torch.equal(new_matched, again[24:])
+    first = (joined[:20] * 255).round().reshape(-1, 3)  # the first segment.frames (8 + 12) frames: the reference
+    def off(frames):  # largest per-channel mean difference to the reference, 8-bit levels
+        return float(((frames * 255).reshape(-1, 3).mean(0) - first.mean(0)).abs().max())
+
+    assert off(new_matched) < 2 and off(new_matched) < off(again[24:]) / 3  # (2: clipping to 0..255)
 
 
 def test_continue_refuses_bad_inputs_before_compute(plan):
@@ -50,7 +57,9 @@ def test_continue_refuses_bad_inputs_before_compute(plan):
                       ({"context_seconds": 1.0}, "context is 24 frames .* images has only 12"),
                       ({"steps": "2,2"}, "steps has 2 entries but the plan has 3 levels"),
                       ({"shift": "5,x"}, "shift: 'x' is not a number"),
-                      ({"new_frames": 0}, "new_frames must be >= 1")):
+                      ({"new_frames": 0}, "new_frames must be >= 1"),
+                      ({"context_seconds": 4 / 24, "anti_drift": "anchor"}, "covers only 1 blueprint frame"),
+                      ({"anti_drift": "first"}, "anti_drift must be one of")):
         with pytest.raises(ValueError, match=match):
             extend(model, plan, images, **kw)
     with pytest.raises(ValueError, match="is 16x16 but the segments are planned at 32x32"):
