@@ -256,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help=f"what later segments take from the start of the video against drift: none (the paper's "
                          f"setting), anchor (the first frame in the oldest context slot of each blueprint), "
                          f"colour_match (new frames get the first segment's colour statistics), or both "
-                         f"(default: {ANTI_DRIFT})")
+                         f"(default: the model's, else {ANTI_DRIFT})")
     return parser
 
 

@@ -126,6 +126,9 @@ def _probe_segment(plan: TreePlan, context: int) -> SegmentPlan:
 def prepare_long(args: argparse.Namespace, plan: TreePlan, defaults: dict) -> LongJob:
     """Check the long-video arguments against the template tree ``plan`` (before the model loads).
 
+    ``defaults``: the model's recommended settings; its ``context_seconds``, ``segment_new_frames`` and
+    ``anti_drift`` (when present) replace the paper's for flags not given.
+
     Raises:
         UsageError: a bad flag value, a segment tree outside the plan limits, or a bad ``--extend`` video.
     """
@@ -147,7 +150,8 @@ def prepare_long(args: argparse.Namespace, plan: TreePlan, defaults: dict) -> Lo
         extend_frames = _extension(args, plan, context) if args.extend is not None else 0
         segments = plan_segments(plan, total, context, new, extend=args.extend is not None)
         continuing = [segment.known_frames(0) for segment in segments if segment.context_frames]
-        anti_drift = check_anti_drift(args.anti_drift if args.anti_drift is not None else ANTI_DRIFT,
+        anti_drift = check_anti_drift(args.anti_drift if args.anti_drift is not None
+                                      else defaults.get("anti_drift", ANTI_DRIFT),
                                       min(continuing, default=None), "--anti-drift")
     except (InputError, PlanError) as exc:
         raise UsageError(str(exc)) from None

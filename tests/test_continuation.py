@@ -94,7 +94,8 @@ def test_every_level_knows_the_context_at_its_true_positions(model, codec, text,
     seg = segment_plan(template, 10, 20)  # levels of 8, 16, 32 frames; chunks of 11 and 13 frames
     assert seg.plan.chunks == (2, 3) and seg.plan.levels[1].frames_per_chunk == 11
     video = cell_video(14)
-    result = continue_video(model, codec, text, None, video, seg, settings(seg.plan), return_levels=True)
+    result = continue_video(model, codec, text, None, video, seg, settings(seg.plan), anti_drift="none",
+                            return_levels=True)
     context = level_frames(video[-10:])
     for k, level in enumerate(result.levels):
         expected = torch.zeros_like(level.frames)  # unknown frames come out grey (0)
@@ -107,13 +108,14 @@ def test_every_level_knows_the_context_at_its_true_positions(model, codec, text,
 def test_overlap_is_reproduced_and_the_join_keeps_the_known_frames(model, codec, text, template):
     seg = segment_plan(template, 10, 20)
     video = cell_video(14)
-    result = continue_video(model, codec, text, None, video, seg, settings(seg.plan))
+    result = continue_video(model, codec, text, None, video, seg, settings(seg.plan), anti_drift="none")
     assert torch.equal(result.overlap, video[-10:])
     assert result.new_frames.shape == (20, SIZE, SIZE, 3)
     assert bool(((result.new_frames.float() - 127.5).abs() <= 1).all())  # unknown frames: grey
     assert torch.equal(result.joined, torch.cat([video, result.new_frames]))
     # a float [0, 1] video gives the same segment; join=False skips the copy
-    again = continue_video(model, codec, text, None, video.float() / 255, seg, settings(seg.plan), join=False)
+    again = continue_video(model, codec, text, None, video.float() / 255, seg, settings(seg.plan), anti_drift="none",
+                           join=False)
     assert torch.equal(again.frames, result.frames) and again.joined is None
 
 
@@ -225,8 +227,8 @@ def test_long_loop_streams_segments_and_passes_the_true_context(monkeypatch, mod
     prompts = [text, text + 1]
     batches, reports = [], []
     result = generate_long(model, codec, prompts, None, template, settings(template, seed=5),
-                           seconds=70 / 24, context_frames=10, new_frames=20, sink=batches.append,
-                           progress=lambda *a: reports.append(a[:3]))
+                           seconds=70 / 24, context_frames=10, new_frames=20, anti_drift="none",
+                           sink=batches.append, progress=lambda *a: reports.append(a[:3]))
     assert result.frames is None and result.num_frames == 70 and result.seeds == (5, 6, 7)
     assert [b.shape[0] for b in batches] == [30, 20, 20]
     stream = torch.cat(batches)[:, 0, 0, 0]
@@ -242,7 +244,7 @@ def test_long_loop_streams_segments_and_passes_the_true_context(monkeypatch, mod
     fake.calls.clear()
     video = torch.arange(40, dtype=torch.uint8).reshape(40, 1, 1, 1).expand(40, SIZE, SIZE, 3)
     out = generate_long(model, codec, text, None, template, settings(template), seconds=25 / 24, context_frames=10,
-                        new_frames=20, video=video)
+                        new_frames=20, video=video, anti_drift="none")
     assert out.frames.shape == (25, SIZE, SIZE, 3) and len(fake.calls) == 2
     assert fake.calls[0].context[:, 0, 0, 0].tolist() == list(range(30, 40))
 
@@ -270,6 +272,10 @@ def test_long_loop_colour_matches_later_segments_to_the_first_and_anchors_them(m
         generate_long(model, codec, text, None, template, settings(template), seconds=70 / 24, context_frames=3,
                       new_frames=20, anti_drift="anchor")
     assert len(fake.calls) == 3
+    video = cell_video(12)  # extending: the anchor is the first frame of the video given, in every segment
+    generate_long(model, codec, text, None, template, settings(template), seconds=25 / 24, context_frames=10,
+                  new_frames=20, video=video, anti_drift="anchor")
+    assert len(fake.calls) == 5 and all(torch.equal(c.anchor, video[0]) for c in fake.calls[3:])
 
 
 def test_bad_long_inputs_are_refused_before_compute(monkeypatch, model, codec, text, template):
