@@ -22,6 +22,7 @@ from tempomaster_core.guidance import GUIDANCE_KINDS
 from tempomaster_core.plan import MAX_OUTPUT_FRAMES
 from tempomaster_core.validation import MAX_SEED
 
+from .comfy_model import LEVEL_LORAS, dit_of
 from .parsing import parse_int_list, parse_number_list
 from .progress import NodeProgress
 from .sampler_nodes import (
@@ -133,7 +134,8 @@ class TempoContinue:
 
         Raises:
             TypeError: ``plan`` is not a TEMPO_PLAN.
-            ValueError: bad widget text or values (an ``anti_drift`` anchor with a context shorter than two
+            ValueError: a model with per-level LoRA strengths (one strength only: a segment runs its levels in
+                one call), bad widget text or values (an ``anti_drift`` anchor with a context shorter than two
                 blueprint frames included), ``images`` of another size or fps than the plan's,
                 fewer frames than the context, a wrong VAE / text encoder for the model
                 (``tempomaster_core.validation.InputError`` for value errors) -- all before any compute.
@@ -158,14 +160,19 @@ class TempoContinue:
         check_fps(fps, segment.fps, "images")
         check_context(*frames.shape[:3], segment, "images")
         codec = as_codec(vae, tiled=tiled_vae)
-        pos, neg = _checked_contexts(model, codec, segment.plan, positive, negative, guided_cfg(settings))
+        if getattr(model, LEVEL_LORAS, ()):
+            raise ValueError("TempoMaster Continue runs all levels of a segment in one call and cannot change LoRA "
+                             "strengths between levels; give the TempoMaster LoRA node one strength for every level "
+                             "(e.g. 0.8) when its model feeds a Continue node")
+        dit = dit_of(model)  # the core runs the DiT; ComfyUI's patcher (model) loads and releases it
+        pos, neg = _checked_contexts(dit, codec, segment.plan, positive, negative, guided_cfg(settings))
         for index, level in enumerate(settings):
             _to_compute_device(model, codec, segment.plan, index, level.cfg, max_batch)
         log.info("TempoMaster: %s", segment.describe())
         bar = NodeProgress(sum(level.steps for level in settings), codec)
         total = bar.total_steps
         try:
-            result = continue_video(model, codec, pos, neg, frames, segment, settings, anti_drift=mode,
+            result = continue_video(dit, codec, pos, neg, frames, segment, settings, anti_drift=mode,
                                     progress=lambda level, step, steps_, preview: bar(level, step, total, preview))
         finally:
             _release(model)

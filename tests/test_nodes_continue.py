@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from comfy_fakes import FakeWanVAE, conditioning
+from comfy_fakes import FakeModelPatcher, FakeWanVAE, conditioning, install_fake_comfy
 from nodes import NODE_CLASS_MAPPINGS as NODES
 from nodes.continue_node import level_settings_from_widgets
 from tiny_models import make_tiny_dit
@@ -46,6 +46,22 @@ def test_continue_returns_the_joined_video_the_new_part_and_fps(model, plan):
         return float(((frames * 255).reshape(-1, 3).mean(0) - first.mean(0)).abs().max())
 
     assert off(new_matched) < 2 and off(new_matched) < off(again[24:]) / 3  # (2: clipping to 0..255)
+
+
+def test_inside_comfyui_continue_runs_the_patchers_dit_and_has_comfyui_load_it(model, plan, monkeypatch):
+    """The loader's TEMPO_MODEL is a ModelPatcher inside ComfyUI: the core gets its DiT (the same frames as
+    the bare DiT), ComfyUI loads the patcher; per-level LoRA strengths are refused before compute."""
+    from nodes.comfy_model import LEVEL_LORAS
+
+    fake = install_fake_comfy(monkeypatch, managed=True)
+    images = torch.rand(12, 32, 32, 3, generator=torch.Generator().manual_seed(0))
+    bare, _, _ = extend(model, plan, images)
+    patcher = FakeModelPatcher(model, torch.device("cpu"), torch.device("cpu"))
+    joined, _, _ = extend(patcher, plan, images)
+    assert torch.equal(joined, bare) and [p for p, _ in fake.mm.loads] == [patcher] * plan.num_levels
+    setattr(patcher, LEVEL_LORAS, ((None, (1.0, 0.5, 0.0), "style.safetensors"),))
+    with pytest.raises(ValueError, match="one strength for every level"):
+        extend(patcher, plan, images)
 
 
 def test_continue_refuses_bad_inputs_before_compute(plan):
