@@ -4,17 +4,18 @@ Usage (from the repository root)::
 
     python3 tools/make_workflows.py            # write example_workflows/*.json + *.jpg, tests/workflows_api/*.json
     python3 tools/make_workflows.py --check    # exit 1 if the files on disk differ from what would be written
-    python3 tools/make_workflows.py --tiny-thumbnail   # also redraw tiny_text_to_video.jpg from real frames
+    python3 tools/make_workflows.py --tiny-thumbnail   # also redraw the built-in model's thumbnails from real frames
 
 The built-in-model workflow ``tiny_text_to_video`` takes its settings from the
 shipped bundle's ``tempomaster_core/builtin/defaults.json`` (read with
 ``tempomaster_core.tiny.builtin.bundle_defaults``), so regenerate after the
 defaults change. The 14B-model workflows take the reference's settings from
 ``tempomaster_core.defaults``, and every workflow takes the TreeScheduler widgets it does
-not set from ``nodes.scheduler_schema.PLANNING_DEFAULTS``. The tiny workflow's thumbnail
-is a placeholder (the tiny tree) until it is rendered from frames of the built-in model
-with ``--tiny-thumbnail`` (about a minute on CPU); an existing ``tiny_text_to_video.jpg``
-is otherwise kept.
+not set from ``nodes.scheduler_schema.PLANNING_DEFAULTS``. The built-in-model workflows'
+thumbnails (``tiny_text_to_video``, ``tiny_continue``: :data:`TINY_WORKFLOWS`) are placeholders
+(the tree, the segments) until they are rendered from the workflows' own output with
+``--tiny-thumbnail`` (runs both on the CPU: about 1 + 2.5 minutes on an idle 2-core VM); existing
+ones are otherwise kept. The 14B thumbnails draw the tree (or the minute's segments).
 
 The workflows are laid out here in code (one function per workflow) so that
 link ids, slot indices and widget orders always match the node definitions
