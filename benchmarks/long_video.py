@@ -4,9 +4,11 @@ Usage::
 
     python benchmarks/long_video.py [--seconds 24] [--prompts 4] [--context-seconds 1.5] [--segment-frames 64]
                                     [--threads 1] [--sheet DIR] [--json out.json] [--ar]
+                                    [--anti-drift none|anchor|colour_match|anchor+colour_match]
 
 For each held-out scene caption (``eval_tiny.EVAL_SEED_BASE + k``) a video of ``--seconds`` is made by
-:func:`tempomaster_core.long_video.generate_long` with the bundle's settings (frames collected as uint8).
+:func:`tempomaster_core.long_video.generate_long` with the bundle's settings (frames collected as uint8)
+and ``--anti-drift`` (:mod:`tempomaster_core.anti_drift`; default: the shipped default).
 Measured, frames in [0, 1]:
 
 * **time**: wall-clock and process CPU seconds per video, peak RSS of the process;
@@ -42,6 +44,8 @@ for path in (ROOT, ROOT / "benchmarks"):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
+from tempomaster_core.anti_drift import ANTI_DRIFT_MODES  # noqa: E402
+from tempomaster_core.defaults import ANTI_DRIFT  # noqa: E402
 from tempomaster_core.long_video import generate_long  # noqa: E402
 from tempomaster_core.pipeline import tree_settings  # noqa: E402
 from tempomaster_core.tiny.builtin import default_plan, load_builtin  # noqa: E402
@@ -131,6 +135,7 @@ def main(argv=None) -> dict:
     p.add_argument("--sheet", help="directory for join contact sheets")
     p.add_argument("--json")
     p.add_argument("--ar", action="store_true", help="also measure chunk-by-chunk autoregressive generation")
+    p.add_argument("--anti-drift", default=ANTI_DRIFT, choices=ANTI_DRIFT_MODES)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -151,7 +156,8 @@ def main(argv=None) -> dict:
         wall, cpu = time.perf_counter(), time.process_time()
         video = generate_long(bundle.model, bundle.codec, positive, negative, template,
                               [dataclasses.replace(s, seed=k * 1000) for s in settings],
-                              seconds=args.seconds, context_frames=context, new_frames=new)
+                              seconds=args.seconds, context_frames=context, new_frames=new,
+                              anti_drift=args.anti_drift)
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         frames = video.frames.float() / 255
         diffs = mean_frame_diff(frames)
@@ -179,8 +185,9 @@ def main(argv=None) -> dict:
             out.mkdir(parents=True, exist_ok=True)
             j = joins[0] + 1  # first new frame of segment 1
             sheet(out / f"join_{k}.png", [video.frames[j - 6: j + 6]])
+    drifts = [r["drift"] for r in results]
     summary = {
-        "seconds": args.seconds, "context_frames": context, "new_frames": new,
+        "seconds": args.seconds, "context_frames": context, "new_frames": new, "anti_drift": args.anti_drift,
         "mean_wall_s": sum(r["wall_s"] for r in results) / len(results),
         "mean_cpu_s": sum(r["cpu_s"] for r in results) / len(results),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -188,6 +195,11 @@ def main(argv=None) -> dict:
         "seam_ratio": sum(r["seam_ratio"] for r in results) / len(results),
         "own_jump_ratio": sum(r["own_jump_ratio"] for r in results) / len(results),
         "overlap_psnr_min": min(r["overlap_psnr_min"] for r in results),
+        "area_ratios": [round(d["area_ratio"], 3) for d in drifts],
+        "colour_shift": sum(d["colour_shift"] for d in drifts) / len(drifts),
+        "background_shift": sum(d["background_shift"] for d in drifts) / len(drifts),
+        "background_shifts": [round(d["background_shift"], 3) for d in drifts],
+        "count_kept": sum(d["count_first"] == d["count_last"] for d in drifts),
     }
     print(json.dumps(summary))
     if args.json:

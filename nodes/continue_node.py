@@ -16,11 +16,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from tempomaster_core.defaults import CFG, CONTEXT_SECONDS, FPS, GUIDANCE, SEED, SEGMENT_NEW_FRAMES, default_schedule
+from tempomaster_core.anti_drift import ANTI_DRIFT_MODES
+from tempomaster_core.defaults import ANTI_DRIFT, CFG, CONTEXT_SECONDS, FPS, GUIDANCE, SEED, SEGMENT_NEW_FRAMES, default_schedule
 from tempomaster_core.guidance import GUIDANCE_KINDS
 from tempomaster_core.plan import MAX_OUTPUT_FRAMES
 from tempomaster_core.validation import MAX_SEED
 
+from .comfy_model import LEVEL_LORAS, dit_of
 from .parsing import parse_int_list, parse_number_list
 from .progress import NodeProgress
 from .sampler_nodes import (
@@ -114,20 +116,32 @@ class TempoContinue:
                                             "tooltip": "Chunks per forward pass of every refinement level "
                                                        "(0 = all; same frames, less memory when lower)."}),
             "tiled_vae": _VAE_TILED,
+            "anti_drift": (list(ANTI_DRIFT_MODES), {
+                "default": ANTI_DRIFT,
+                "tooltip": "What this segment takes from the start of images against drift over a minute: none "
+                           "(the paper's setting); anchor (images' first frame in the slot of the oldest context "
+                           "frame of the blueprint); colour_match (the new frames get the colour statistics of "
+                           "the first segment of images: stops tints adding up, but also undoes wanted colour "
+                           "changes); or both. benchmarks/README.md has the measurements.",
+            }),
         }}
 
     def extend(self, model, plan, images, fps, positive, negative, vae, context_seconds: float = CONTEXT_SECONDS,
                new_frames: int = SEGMENT_NEW_FRAMES, seed: int = SEED, steps: str = "", shift: str = "",
-               cfg: str = "", guidance: str = GUIDANCE, max_parallel_chunks: int = 0, tiled_vae: bool = False):
+               cfg: str = "", guidance: str = GUIDANCE, max_parallel_chunks: int = 0, tiled_vae: bool = False,
+               anti_drift: str = ANTI_DRIFT):
         """Return ``(joined [F+N, H, W, 3], new [N, H, W, 3], fps)``, float32 in ``[0, 1]``.
 
         Raises:
             TypeError: ``plan`` is not a TEMPO_PLAN.
-            ValueError: bad widget text or values, ``images`` of another size or fps than the plan's,
+            ValueError: a model with per-level LoRA strengths (one strength only: a segment runs its levels in
+                one call), bad widget text or values (an ``anti_drift`` anchor with a context shorter than two
+                blueprint frames included), ``images`` of another size or fps than the plan's,
                 fewer frames than the context, a wrong VAE / text encoder for the model
                 (``tempomaster_core.validation.InputError`` for value errors) -- all before any compute.
             NotEnoughMemoryError: a level's estimate exceeds the GPU's free memory.
         """
+        from tempomaster_core.anti_drift import check_anti_drift
         from tempomaster_core.continuation import (
             check_context, check_fps, context_frame_count, continue_video, segment_plan, video_frames,
         )
@@ -139,20 +153,26 @@ class TempoContinue:
             raise TypeError(f"plan must be a TEMPO_PLAN from TreeScheduler, got {type(plan).__name__}")
         max_batch = require_int(max_parallel_chunks, "max_parallel_chunks", minimum=0) or None
         segment = segment_plan(plan, context_frame_count(context_seconds, plan.final.fps), new_frames)
+        mode = check_anti_drift(anti_drift, segment.known_frames(0))
         settings = level_settings_from_widgets(segment.plan, steps=steps, shift=shift, cfg=cfg, guidance=guidance,
                                                seed=seed, max_batch=max_batch)
         frames = video_frames(images, "images")
         check_fps(fps, segment.fps, "images")
         check_context(*frames.shape[:3], segment, "images")
         codec = as_codec(vae, tiled=tiled_vae)
-        pos, neg = _checked_contexts(model, codec, segment.plan, positive, negative, guided_cfg(settings))
+        if getattr(model, LEVEL_LORAS, ()):
+            raise ValueError("TempoMaster Continue runs all levels of a segment in one call and cannot change LoRA "
+                             "strengths between levels; give the TempoMaster LoRA node one strength for every level "
+                             "(e.g. 0.8) when its model feeds a Continue node")
+        dit = dit_of(model)  # the core runs the DiT; ComfyUI's patcher (model) loads and releases it
+        pos, neg = _checked_contexts(dit, codec, segment.plan, positive, negative, guided_cfg(settings))
         for index, level in enumerate(settings):
             _to_compute_device(model, codec, segment.plan, index, level.cfg, max_batch)
         log.info("TempoMaster: %s", segment.describe())
         bar = NodeProgress(sum(level.steps for level in settings), codec)
         total = bar.total_steps
         try:
-            result = continue_video(model, codec, pos, neg, frames, segment, settings,
+            result = continue_video(dit, codec, pos, neg, frames, segment, settings, anti_drift=mode,
                                     progress=lambda level, step, steps_, preview: bar(level, step, total, preview))
         finally:
             _release(model)

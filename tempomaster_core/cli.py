@@ -46,7 +46,8 @@ from typing import Any, NoReturn, Optional, Sequence
 import torch
 
 from .cli_models import ModelChoice, add_model_flags, choose_models, encode_prompts, load_models
-from .defaults import CFG, GUIDANCE, SEED, default_schedule
+from .anti_drift import ANTI_DRIFT_MODES
+from .defaults import ANTI_DRIFT, CFG, GUIDANCE, SEED, default_schedule
 from .guidance import GUIDANCE_KINDS
 from .dit_options import configure_dit, parse_lora_spec
 from .fp8 import require_fp8_matmul
@@ -251,6 +252,11 @@ def build_parser() -> argparse.ArgumentParser:
     lg.add_argument("--segment-prompt", action="append", default=[], metavar="TEXT",
                     help="prompt of the next segment (repeatable: segments 2, 3, ...; --prompt is segment 1's, "
                          "the last one holds for the remaining segments)")
+    lg.add_argument("--anti-drift", choices=ANTI_DRIFT_MODES, default=None,
+                    help=f"what later segments take from the start of the video against drift: none (the paper's "
+                         f"setting), anchor (the first frame in the oldest context slot of each blueprint), "
+                         f"colour_match (new frames get the first segment's colour statistics), or both "
+                         f"(default: the model's, else {ANTI_DRIFT})")
     return parser
 
 

@@ -30,13 +30,14 @@ from typing import Optional
 import torch
 
 from .cli import LevelProgress, UsageError, say
+from .anti_drift import check_anti_drift
 from .continuation import SegmentPlan, check_context, check_fps, context_frame_count
-from .defaults import CONTEXT_SECONDS, SEGMENT_NEW_FRAMES
+from .defaults import ANTI_DRIFT, CONTEXT_SECONDS, SEGMENT_NEW_FRAMES
 from .long_video import plan_segments
 from .plan import PlanError, TreePlan
 from .validation import InputError, require_int, require_number
 
-LONG_FLAGS = ("context_seconds", "segment_frames", "segment_prompt")
+LONG_FLAGS = ("context_seconds", "segment_frames", "segment_prompt", "anti_drift")
 """``generate`` flags that only mean something with ``--seconds`` or ``--extend``."""
 
 
@@ -51,6 +52,7 @@ class LongJob:
         extend: the video to continue, or ``None``.
         extend_frames: its frame count (0 without ``extend``).
         partial: where the finished frames go on Ctrl-C or an error.
+        anti_drift: the checked ``--anti-drift`` option (:mod:`~tempomaster_core.anti_drift`).
     """
 
     segments: tuple
@@ -60,6 +62,7 @@ class LongJob:
     extend: Optional[Path]
     extend_frames: int
     partial: Path
+    anti_drift: str = ANTI_DRIFT
 
 
 def is_long(args: argparse.Namespace) -> bool:
@@ -123,6 +126,9 @@ def _probe_segment(plan: TreePlan, context: int) -> SegmentPlan:
 def prepare_long(args: argparse.Namespace, plan: TreePlan, defaults: dict) -> LongJob:
     """Check the long-video arguments against the template tree ``plan`` (before the model loads).
 
+    ``defaults``: the model's recommended settings; its ``context_seconds``, ``segment_new_frames`` and
+    ``anti_drift`` (when present) replace the paper's for flags not given.
+
     Raises:
         UsageError: a bad flag value, a segment tree outside the plan limits, or a bad ``--extend`` video.
     """
@@ -143,11 +149,15 @@ def prepare_long(args: argparse.Namespace, plan: TreePlan, defaults: dict) -> Lo
             total = new  # --extend alone: one segment
         extend_frames = _extension(args, plan, context) if args.extend is not None else 0
         segments = plan_segments(plan, total, context, new, extend=args.extend is not None)
+        continuing = [segment.known_frames(0) for segment in segments if segment.context_frames]
+        anti_drift = check_anti_drift(args.anti_drift if args.anti_drift is not None
+                                      else defaults.get("anti_drift", ANTI_DRIFT),
+                                      min(continuing, default=None), "--anti-drift")
     except (InputError, PlanError) as exc:
         raise UsageError(str(exc)) from None
     return LongJob(segments=tuple(segments), total=total, context_frames=context, new_frames=new,
                    extend=Path(args.extend) if args.extend is not None else None, extend_frames=extend_frames,
-                   partial=partial_path(Path(args.out)))
+                   partial=partial_path(Path(args.out)), anti_drift=anti_drift)
 
 
 class SegmentProgress:
@@ -233,7 +243,8 @@ def run_long(args: argparse.Namespace, job, bundle, negative: torch.Tensor, prom
     fps = plan.final.fps
     source = f"extending {long.extend} ({long.extend_frames} frames)" if long.extend else "from scratch"
     say(f"{len(long.segments)} segment(s), {long.total} new frames ({long.total / fps:.2f} s at {fps:g} fps) "
-        f"{source}; context {long.context_frames} frames, {long.new_frames} new frames per segment, seed "
+        f"{source}; context {long.context_frames} frames, {long.new_frames} new frames per segment, anti-drift "
+        f"{long.anti_drift}, seed "
         f"{args.seed} + segment index\n{long.segments[-1].describe()}")
     started = time.perf_counter()
     ranks = active()
@@ -244,7 +255,8 @@ def run_long(args: argparse.Namespace, job, bundle, negative: torch.Tensor, prom
             video = _copy_video(long.extend, stream, long.context_frames) if long.extend else None
             generate_long(bundle.model, bundle.codec, prompts, negative, plan, settings,
                           seconds=long.total / fps, context_frames=long.context_frames, new_frames=long.new_frames,
-                          video=video, conditions=job.conditions or None, sink=stream.write,
+                          video=video, conditions=job.conditions or None, anti_drift=long.anti_drift,
+                          sink=stream.write,
                           progress=SegmentProgress(long.segments))
         except BaseException:
             if writes:

@@ -36,7 +36,9 @@ from typing import Any, Optional, Sequence
 
 import torch
 
+from .anti_drift import check_anti_drift, drift_reference
 from .conditioning import blueprint_clip, refinement_clips
+from .defaults import ANTI_DRIFT
 from .images import check_image_batch
 from .pipeline import (
     LevelResult, LevelSettings, ProgressCallback, check_level_inputs, guided_cfg, run_level,
@@ -271,7 +273,8 @@ def _context_refinement_clips(segment: SegmentPlan, previous: LevelResult, conte
 
 def run_segment(model: Any, codec: Any, positive: torch.Tensor, negative: Optional[torch.Tensor],
                 segment: SegmentPlan, context: Optional[torch.Tensor], settings: Sequence[LevelSettings], *,
-                conditions: Optional[dict] = None, progress: Optional[ProgressCallback] = None) -> list[LevelResult]:
+                conditions: Optional[dict] = None, anchor: Optional[torch.Tensor] = None,
+                progress: Optional[ProgressCallback] = None) -> list[LevelResult]:
     """Run every level of a segment with the context known (no input checks beyond the pipeline's).
 
     Args:
@@ -281,6 +284,9 @@ def run_segment(model: Any, codec: Any, positive: torch.Tensor, negative: Option
         settings: one :class:`~tempomaster_core.pipeline.LevelSettings` per level.
         conditions: extra blueprint condition frames ``{blueprint frame: [3, H, W] in [-1, 1]}`` (a first
             segment's image-to-video frame); positions inside the context are taken by the context.
+        anchor: a global anchor frame ``uint8 [H, W, 3]`` put at blueprint position 0 in place of the oldest
+            context frame (:mod:`~tempomaster_core.anti_drift`, option ``"anchor"``); the refinement levels
+            still know the true context frame there. Ignored without context.
         progress: :data:`~tempomaster_core.pipeline.ProgressCallback`.
 
     Returns:
@@ -291,6 +297,8 @@ def run_segment(model: Any, codec: Any, positive: torch.Tensor, negative: Option
     known = dict(conditions or {})
     if ctx is not None:
         known.update({p: ctx[:, f] for p, f in segment.known_positions(0)})
+        if anchor is not None:
+            known[0] = _core_frames(anchor[None])[:, 0]
     blueprint = run_level(model, codec, plan, 0, positive, negative,
                           lambda level: blueprint_clip(level, known, plan.height, plan.width), settings[0], progress)
     results = [blueprint]
@@ -333,7 +341,7 @@ class Continuation:
 
 def continue_video(model: Any, codec: Any, positive: torch.Tensor, negative: Optional[torch.Tensor], video: Any,
                    segment: SegmentPlan, settings: Sequence[LevelSettings], *,
-                   progress: Optional[ProgressCallback] = None, join: bool = True,
+                   anti_drift: str = ANTI_DRIFT, progress: Optional[ProgressCallback] = None, join: bool = True,
                    return_levels: bool = False) -> Continuation:
     """Generate the next segment of ``video``: its last ``segment.context_frames`` frames are known at
     every level, and ``segment.new_frames`` frames continue them.
@@ -347,6 +355,10 @@ def continue_video(model: Any, codec: Any, positive: torch.Tensor, negative: Opt
         segment: from :func:`segment_plan` (``context_frames >= 1``).
         settings: one :class:`~tempomaster_core.pipeline.LevelSettings` per level of ``segment.plan``
             (:func:`~tempomaster_core.pipeline.tree_settings`); the seed inside is used at every level.
+        anti_drift: one of :data:`~tempomaster_core.anti_drift.ANTI_DRIFT_MODES`, taken from the start of
+            ``video``: the anchor is its frame 0, the colour reference its first ``segment.frames`` frames
+            (in a chain of Continue nodes: the first tree's output). The new frames are colour-matched, the
+            regenerated overlap is not.
         progress: :data:`~tempomaster_core.pipeline.ProgressCallback`.
         join: also return the joined video (a copy of ``video`` plus the new frames).
         return_levels: keep every level's result in :attr:`Continuation.levels`.
@@ -356,7 +368,8 @@ def continue_video(model: Any, codec: Any, positive: torch.Tensor, negative: Opt
 
     Raises:
         InputError: a bad video (:func:`video_frames`), a context of 0 frames, a context longer than the
-            video or another size (:func:`check_context`), settings that are not one per level; plus the
+            video or another size (:func:`check_context`), settings that are not one per level, a bad
+            ``anti_drift`` (:func:`~tempomaster_core.anti_drift.check_anti_drift`); plus the
             pipeline's checks of model, codec, plan and text embeddings -- all before any compute.
         NonFiniteError: see :func:`tempomaster_core.pipeline.run_blueprint`.
     """
@@ -365,12 +378,16 @@ def continue_video(model: Any, codec: Any, positive: torch.Tensor, negative: Opt
     if segment.context_frames < 1:
         raise InputError("a continuation needs at least one context frame; for a video without context use "
                          "tempomaster_core.pipeline.generate")
+    mode = check_anti_drift(anti_drift, segment.known_frames(0))
     frames = video_frames(video)
     check_context(*frames.shape[:3], segment)
     settings = _check_settings(settings, segment.plan)
     positive, negative = check_level_inputs(model, codec, segment.plan, positive, negative, guided_cfg(settings))
+    reference = drift_reference(mode, frames[: segment.frames])
     context = frames[frames.shape[0] - segment.context_frames:]
-    levels = run_segment(model, codec, positive, negative, segment, context, settings, progress=progress)
+    levels = run_segment(model, codec, positive, negative, segment, context, settings, anchor=reference.anchor,
+                         progress=progress)
     made = to_uint8(levels[-1].to_images()[: segment.frames])
+    made = torch.cat([made[: segment.context_frames], reference.correct(made[segment.context_frames:])])
     joined = torch.cat([frames, made[segment.context_frames:]]) if join else None
     return Continuation(segment=segment, frames=made, joined=joined, levels=tuple(levels) if return_levels else ())

@@ -28,8 +28,10 @@ from typing import Any, Callable, Optional, Sequence, Union
 
 import torch
 
+from .anti_drift import check_anti_drift, drift_reference
 from .conditioning import normalize_condition_frames
 from .continuation import SegmentPlan, check_context, run_segment, segment_plan, video_frames
+from .defaults import ANTI_DRIFT
 from .pipeline import LevelSettings, check_level_inputs, guided_cfg
 from .plan import MAX_OUTPUT_FRAMES, PlanError, TreePlan
 from .validation import MAX_SEED, InputError, require_int, require_number
@@ -135,7 +137,8 @@ def _prompts(positive: Any) -> list:
 def generate_long(model: Any, codec: Any, positive: Union[torch.Tensor, Sequence[torch.Tensor]],
                   negative: Optional[torch.Tensor], template: TreePlan, settings: Sequence[LevelSettings], *,
                   seconds: Any, context_frames: Any, new_frames: Any, video: Any = None,
-                  conditions: Optional[dict] = None, sink: Optional[Callable[[torch.Tensor], Any]] = None,
+                  conditions: Optional[dict] = None, anti_drift: str = ANTI_DRIFT,
+                  sink: Optional[Callable[[torch.Tensor], Any]] = None,
                   progress: Optional[LongProgress] = None) -> LongVideo:
     """Generate ``seconds`` of video segment by segment (see the module doc), or extend ``video`` by that much.
 
@@ -156,6 +159,10 @@ def generate_long(model: Any, codec: Any, positive: Union[torch.Tensor, Sequence
             ``context_frames`` frames are used. ``None`` = from scratch.
         conditions: blueprint condition frames of segment 0 from scratch (``{blueprint frame: [3, H, W]
             in [-1, 1]}``, e.g. ``{0: first frame}``); not with ``video``.
+        anti_drift: one of :data:`~tempomaster_core.anti_drift.ANTI_DRIFT_MODES`: what every continuation
+            segment takes from the start (from scratch: segment 0's frames; extending: the first
+            ``segments[0].frames`` frames of ``video`` as given -- the command line passes its last context
+            frames). Segment 0 from scratch is never changed.
         sink: called with every segment's new frames ``uint8 [n, H, W, 3]`` in order; ``None`` = collect.
         progress: :data:`LongProgress`.
 
@@ -166,7 +173,8 @@ def generate_long(model: Any, codec: Any, positive: Union[torch.Tensor, Sequence
         InputError: ``seconds`` not > 0 or more than :data:`~tempomaster_core.plan.MAX_OUTPUT_FRAMES`
             frames, bad counts, a bad ``video`` (:func:`~tempomaster_core.continuation.video_frames`,
             shorter than the context, another size), ``conditions`` with ``video``, settings not one per
-            level, an empty prompt list; plus the pipeline's checks of model, codec, plans, text
+            level, an empty prompt list, a bad ``anti_drift`` (:func:`~tempomaster_core.anti_drift.check_anti_drift`
+            against the continuation segments); plus the pipeline's checks of model, codec, plans, text
             embeddings and condition frames -- all before the first segment's compute.
         PlanError: a segment tree outside the plan limits.
         NonFiniteError: see :func:`tempomaster_core.pipeline.run_blueprint`.
@@ -181,6 +189,8 @@ def generate_long(model: Any, codec: Any, positive: Union[torch.Tensor, Sequence
                          f"({seconds * fps:.1f} frames)")
     extend = video is not None
     segments = plan_segments(template, total, context_frames, new_frames, extend=extend)
+    continuing = [segment for segment in segments if segment.context_frames]
+    mode = check_anti_drift(anti_drift, min((seg.known_frames(0) for seg in continuing), default=None))
     settings = list(settings)
     if len(settings) != template.num_levels or not all(isinstance(s, LevelSettings) for s in settings):
         raise InputError(f"settings must be one LevelSettings per level of the template ({template.num_levels})")
@@ -189,7 +199,7 @@ def generate_long(model: Any, codec: Any, positive: Union[torch.Tensor, Sequence
     cfg = guided_cfg(settings)
     for prompt in prompts:  # every prompt against the first segment's tree (all share size and codec)
         check_level_inputs(model, codec, segments[0].plan, prompt, negative, cfg)
-    context = None
+    context = reference = None  # from scratch, the reference is taken from segment 0 once it is made
     if extend:
         if conditions:
             raise InputError("conditions are blueprint frames of a video made from scratch; a continuation's "
@@ -197,6 +207,7 @@ def generate_long(model: Any, codec: Any, positive: Union[torch.Tensor, Sequence
         frames = video_frames(video)
         check_context(*frames.shape[:3], segments[0])
         context = frames[frames.shape[0] - segments[0].context_frames:].clone()
+        reference = drift_reference(mode, frames[: segments[0].frames])
         del frames
     elif conditions:
         first = segments[0].plan
@@ -211,10 +222,15 @@ def generate_long(model: Any, codec: Any, positive: Union[torch.Tensor, Sequence
             report = (lambda level, step, steps, preview, s=s: progress(s, len(segments), level, step, steps, preview))
         levels = run_segment(model, codec, prompts[min(s, len(prompts) - 1)], negative, segment,
                              context if segment.context_frames else None, level_settings,
-                             conditions=conditions if s == 0 and not extend else None, progress=report)
+                             conditions=conditions if s == 0 and not extend else None,
+                             anchor=reference.anchor if segment.context_frames else None, progress=report)
         made = to_uint8(levels[-1].to_images()[: segment.frames])
         del levels
         new = made[segment.context_frames:]
+        if reference is None:  # segment 0 from scratch: the reference of the later segments, itself unchanged
+            reference = drift_reference(mode, new)
+        else:
+            new = reference.correct(new)
         overlaps.append(_psnr8(made[: segment.context_frames], context) if segment.context_frames else None)
         if s + 1 < len(segments):  # the next context: the last frames of (context so far + new frames)
             history = new if context is None else torch.cat([context, new])

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from tempomaster_core import cli, long_video
+from tempomaster_core.defaults import ANTI_DRIFT
 from tempomaster_core.video_io import read_video, video_properties, write_video
 
 PROMPT = "a red ball bouncing from left to right"
@@ -41,6 +42,10 @@ BAD = [
     (["--seconds", "10", "--segment-frames", "0"], "--segment-frames must be >= 1"),
     (["--context-seconds", "2"], "--context-seconds needs --seconds or --extend"),
     (["--segment-prompt", "two blue squares falling"], "--segment-prompt needs --seconds or --extend"),
+    (["--anti-drift", "anchor"], "--anti-drift needs --seconds or --extend"),
+    (["--seconds", "10", "--anti-drift", "first"], "invalid choice: 'first'"),
+    (["--seconds", "10", "--context-seconds", "0.1", "--anti-drift", "anchor"],
+     "--anti-drift 'anchor' .* covers only 1 blueprint frame"),
     (["--seconds", "10", "--save-levels"], "--save-levels writes one tree's levels"),
     (["--seconds", "10", "--keyframe", "3=x.png"], "only --image"),
     (["--extend", "clip.mp4", "--image", "x.png"], "--image conditions a video made from scratch"),
@@ -92,6 +97,10 @@ def test_seconds_streams_the_whole_length_with_the_models_continuation_defaults(
     assert video_properties(workdir / "long.mp4") == (168, 64, 64, pytest.approx(24.0))
     assert (fake_long.kwargs["context_frames"], fake_long.kwargs["new_frames"]) == (36, 64)  # the built-in model's
     assert fake_long.prompts == [PROMPT, "two blue squares falling"]
+    assert fake_long.kwargs["anti_drift"] == ANTI_DRIFT
+    assert cli.main(["generate", "--prompt", PROMPT, "--seconds", "3", "--anti-drift", "colour_match", "--out",
+                     "drift.mp4"]) == 0
+    assert fake_long.kwargs["anti_drift"] == "colour_match"
     assert [p.name for p in workdir.iterdir() if p.name.startswith(".")] == []
 
 

@@ -205,7 +205,8 @@ def test_example_workflows_are_served_as_templates(comfy):
 
     url, _, _ = comfy
     templates = json.loads(_get(url + "/workflow_templates")[1])
-    ids = ["first_last_frame", "image_to_long_video", "text_to_video", "tiny_text_to_video"]
+    ids = ["first_last_frame", "image_to_long_video", "text_to_video", "image_to_minute", "tiny_text_to_video",
+           "tiny_continue"]
     assert sorted(templates["tempomaster"]) == sorted(template_file_name(i) for i in ids)
     for name in templates["tempomaster"]:
         status, body = _get(f"{url}/api/workflow_templates/tempomaster/{quote(name)}.json")
@@ -231,6 +232,8 @@ def _tiny_api_workflow(name: str) -> dict:
             inputs.update(blueprint_frames=5, width=32, height=32, chunks="2,2")
         elif kind in ("TempoMasterBlueprintSampler", "TempoMasterFrameRateRefiner"):
             inputs["steps"] = 2
+        elif kind == "TempoMasterContinue":  # 8 frames of context, 12 new frames
+            inputs.update(context_seconds=8 / 24, new_frames=12, steps="2")
         elif kind == "LoadImage":
             inputs["image"] = "first_frame.png"
         elif kind == "SaveVideo":
@@ -250,12 +253,14 @@ def _wait_history(url: str, prompt_id: str) -> dict:
     pytest.fail(f"the prompt did not finish in {RUN_TIMEOUT_S} s")
 
 
-@pytest.mark.parametrize("name", ["image_to_long_video", "first_last_frame"])
+@pytest.mark.parametrize("name", ["image_to_long_video", "first_last_frame", "image_to_minute"])
 def test_api_workflow_runs_and_saves_the_planned_video(comfy, name):
     import av
 
     url, base, log_path = comfy
-    status, reply = _post_json(url + "/prompt", {"prompt": _tiny_api_workflow(name), "client_id": str(uuid.uuid4())})
+    api = _tiny_api_workflow(name)
+    continues = sum(node["class_type"] == "TempoMasterContinue" for node in api.values())
+    status, reply = _post_json(url + "/prompt", {"prompt": api, "client_id": str(uuid.uuid4())})
     assert status == 200, reply
     entry = _wait_history(url, reply["prompt_id"])
     assert entry["status"]["status_str"] == "success", json.dumps(entry["status"])[-3000:] + log_path.read_text()[-3000:]
@@ -266,7 +271,8 @@ def test_api_workflow_runs_and_saves_the_planned_video(comfy, name):
         stream = container.streams.video[0]
         frames = sum(1 for _ in container.decode(stream))
         rate = float(stream.average_rate)
-    assert frames == 20  # 5 blueprint frames x (4 / 1)
+    assert frames == 20 + 12 * continues  # 5 blueprint frames x (4 / 1), then 12 per Continue node
+    assert continues == (3 if name == "image_to_minute" else 0)
     assert abs(rate - 24.0) < 1e-6
     assert (stream.codec_context.width, stream.codec_context.height) == (32, 32)
 
@@ -359,6 +365,30 @@ def test_builtin_tiny_workflow_runs_as_shipped_and_saves_the_planned_video(comfy
     assert frames == planned
     assert abs(fps - 24.0) < 1e-6
     assert (width, height) == (sched["width"], sched["height"])
+
+
+def test_builtin_continuation_workflow_runs_to_the_length_its_name_says(comfy):
+    """The built-in model's continuation template with 2 steps per level (as shipped it is nine trees of
+    full steps: minutes on a CPU); the frame count does not depend on the steps."""
+    import re
+
+    from tools.make_workflows import template_file_name
+
+    url, base, log_path = comfy
+    with open(os.path.join(TESTS, "workflows_api", "tiny_continue.json"), encoding="utf-8") as fh:
+        api = json.load(fh)
+    for node in api.values():
+        if node["class_type"] in ("TempoMasterBlueprintSampler", "TempoMasterFrameRateRefiner"):
+            node["inputs"]["steps"] = 2
+        if node["class_type"] == "TempoMasterContinue":
+            node["inputs"]["steps"] = "2"
+    named = int(re.search(r"(\d+) frames \(", template_file_name("tiny_continue")).group(1))
+    status, reply = _post_json(url + "/prompt", {"prompt": api, "client_id": str(uuid.uuid4())})
+    assert status == 200, reply
+    entry = _wait_history(url, reply["prompt_id"])
+    assert entry["status"]["status_str"] == "success", json.dumps(entry["status"])[-3000:] + log_path.read_text()[-3000:]
+    frames, fps, width, height = _saved_video(entry, base)
+    assert frames == named == 612 and abs(fps - 24.0) < 1e-6 and (width, height) == (64, 64)
 
 
 def test_comfyui_vae_decode_refuses_the_tiny_codec_with_a_clear_message(comfy):

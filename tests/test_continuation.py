@@ -94,7 +94,8 @@ def test_every_level_knows_the_context_at_its_true_positions(model, codec, text,
     seg = segment_plan(template, 10, 20)  # levels of 8, 16, 32 frames; chunks of 11 and 13 frames
     assert seg.plan.chunks == (2, 3) and seg.plan.levels[1].frames_per_chunk == 11
     video = cell_video(14)
-    result = continue_video(model, codec, text, None, video, seg, settings(seg.plan), return_levels=True)
+    result = continue_video(model, codec, text, None, video, seg, settings(seg.plan), anti_drift="none",
+                            return_levels=True)
     context = level_frames(video[-10:])
     for k, level in enumerate(result.levels):
         expected = torch.zeros_like(level.frames)  # unknown frames come out grey (0)
@@ -107,14 +108,50 @@ def test_every_level_knows_the_context_at_its_true_positions(model, codec, text,
 def test_overlap_is_reproduced_and_the_join_keeps_the_known_frames(model, codec, text, template):
     seg = segment_plan(template, 10, 20)
     video = cell_video(14)
-    result = continue_video(model, codec, text, None, video, seg, settings(seg.plan))
+    result = continue_video(model, codec, text, None, video, seg, settings(seg.plan), anti_drift="none")
     assert torch.equal(result.overlap, video[-10:])
     assert result.new_frames.shape == (20, SIZE, SIZE, 3)
     assert bool(((result.new_frames.float() - 127.5).abs() <= 1).all())  # unknown frames: grey
     assert torch.equal(result.joined, torch.cat([video, result.new_frames]))
     # a float [0, 1] video gives the same segment; join=False skips the copy
-    again = continue_video(model, codec, text, None, video.float() / 255, seg, settings(seg.plan), join=False)
+    again = continue_video(model, codec, text, None, video.float() / 255, seg, settings(seg.plan), anti_drift="none",
+                           join=False)
     assert torch.equal(again.frames, result.frames) and again.joined is None
+
+
+def test_anchor_takes_the_oldest_blueprint_slot_and_the_refiners_keep_the_true_context(model, codec, text, template):
+    seg = segment_plan(template, 10, 20)
+    video = cell_video(14)
+    result = continue_video(model, codec, text, None, video, seg, settings(seg.plan), anti_drift="anchor",
+                            return_levels=True)
+    context, first = level_frames(video[-10:]), level_frames(video[:1])[:, 0]
+    for k, level in enumerate(result.levels):
+        expected = torch.zeros_like(level.frames)
+        for p, f in seg.known_positions(k):
+            expected[:, p] = context[:, f]
+        if k == 0:
+            expected[:, 0] = first  # the video's first frame, in the slot of context frame 0
+        torch.testing.assert_close(level.frames, expected, atol=2e-5, rtol=0)
+    assert torch.equal(result.overlap, video[-10:])  # the output never shows the anchor out of its time
+
+
+def test_colour_match_gives_the_new_frames_the_references_statistics():
+    from tempomaster_core.anti_drift import colour_match, drift_reference
+
+    video = cell_video(6).clone()
+    video[:, :8] //= 2  # a darker top half: contrast the transfer must keep
+    tinted = (video.int() + torch.tensor([30, -20, 5])).clamp(0, 255).to(torch.uint8)
+    reference = drift_reference("colour_match", video)
+    assert reference.anchor is None and drift_reference("anchor", video).mean is None
+    back = reference.correct(tinted)
+    assert back.dtype == torch.uint8 and back.shape == video.shape
+    pixels, ref = back.reshape(-1, 3).double(), video.reshape(-1, 3).double()
+    torch.testing.assert_close(pixels.mean(0), ref.mean(0), atol=0.6, rtol=0)
+    torch.testing.assert_close(pixels.std(0, correction=0), ref.std(0, correction=0), atol=0.6, rtol=0.01)
+    assert (back.int() - video.int()).abs().float().mean() < (tinted.int() - video.int()).abs().float().mean() / 4
+    flat = torch.full((2, 4, 4, 3), 90, dtype=torch.uint8)  # one colour: shifted to the mean, not stretched
+    out = colour_match(flat, torch.tensor([10.0, 20.0, 30.0]), torch.tensor([5.0, 5.0, 5.0]))
+    assert out[0, 0, 0].tolist() == [10, 20, 30] and bool((out == out[0, 0, 0]).all())
 
 
 def test_bad_continuation_inputs_are_refused_before_compute(codec, text, template):
@@ -134,6 +171,11 @@ def test_bad_continuation_inputs_are_refused_before_compute(codec, text, templat
         run(cell_video(12), segment_plan(template, 0, 20))
     with pytest.raises(InputError, match="one LevelSettings per level"):
         run(cell_video(12), settings=settings(seg.plan)[:2])
+    with pytest.raises(InputError, match="anti_drift must be one of 'none', 'anchor'"):
+        continue_video(model, codec, text, None, cell_video(12), seg, settings(seg.plan), anti_drift="first")
+    short = segment_plan(template, 3, 20)  # 3 context frames: one blueprint frame (interval 4)
+    with pytest.raises(InputError, match="covers only 1 blueprint frame.*longer context"):
+        continue_video(model, codec, text, None, cell_video(12), short, settings(short.plan), anti_drift="anchor")
     assert model.calls == 0
     with pytest.raises(InputError, match="is 30 fps but the segments are made at 24 fps; resample"):
         check_fps(30.0, 24.0)
@@ -163,11 +205,11 @@ class FakeSegments:
         self.calls = []
 
     def __call__(self, model, codec, positive, negative, segment, context, settings, *, conditions=None,
-                 progress=None):
+                 anchor=None, progress=None):
         s = len(self.calls)
         self.calls.append(SimpleNamespace(segment=segment, context=None if context is None else context.clone(),
                                           positive=positive, seeds={lv.seed for lv in settings},
-                                          conditions=conditions))
+                                          conditions=conditions, anchor=anchor))
         plan = segment.plan
         values = torch.arange(plan.final.num_frames, dtype=torch.float32) + s * 50
         if context is not None:  # a copy model: the context comes back as it was given
@@ -185,8 +227,8 @@ def test_long_loop_streams_segments_and_passes_the_true_context(monkeypatch, mod
     prompts = [text, text + 1]
     batches, reports = [], []
     result = generate_long(model, codec, prompts, None, template, settings(template, seed=5),
-                           seconds=70 / 24, context_frames=10, new_frames=20, sink=batches.append,
-                           progress=lambda *a: reports.append(a[:3]))
+                           seconds=70 / 24, context_frames=10, new_frames=20, anti_drift="none",
+                           sink=batches.append, progress=lambda *a: reports.append(a[:3]))
     assert result.frames is None and result.num_frames == 70 and result.seeds == (5, 6, 7)
     assert [b.shape[0] for b in batches] == [30, 20, 20]
     stream = torch.cat(batches)[:, 0, 0, 0]
@@ -202,9 +244,38 @@ def test_long_loop_streams_segments_and_passes_the_true_context(monkeypatch, mod
     fake.calls.clear()
     video = torch.arange(40, dtype=torch.uint8).reshape(40, 1, 1, 1).expand(40, SIZE, SIZE, 3)
     out = generate_long(model, codec, text, None, template, settings(template), seconds=25 / 24, context_frames=10,
-                        new_frames=20, video=video)
+                        new_frames=20, video=video, anti_drift="none")
     assert out.frames.shape == (25, SIZE, SIZE, 3) and len(fake.calls) == 2
     assert fake.calls[0].context[:, 0, 0, 0].tolist() == list(range(30, 40))
+
+
+def test_long_loop_colour_matches_later_segments_to_the_first_and_anchors_them(monkeypatch, model, codec, text,
+                                                                              template):
+    fake = FakeSegments()  # frame f of segment s has value s*50+f: the later segments are brighter
+    monkeypatch.setattr(long_video, "run_segment", fake)
+    result = generate_long(model, codec, text, None, template, settings(template), seconds=70 / 24,
+                           context_frames=10, new_frames=20, anti_drift="anchor+colour_match")
+    values = result.frames[:, 0, 0, 0].double()
+    assert values[:30].tolist() == list(range(30))  # segment 0 is never changed
+    for start in (30, 50):  # each later segment: segment 0's mean and spread, no offset
+        assert abs(float(values[start:start + 20].mean()) - float(values[:30].mean())) < 0.6
+        assert abs(float(values[start:start + 20].std(correction=0)) - float(values[:30].std(correction=0))) < 0.6
+    assert fake.calls[0].anchor is None
+    assert all(torch.equal(c.anchor, result.frames[0]) for c in fake.calls[1:])  # the video's first frame
+    fake = FakeSegments()
+    monkeypatch.setattr(long_video, "run_segment", fake)
+    plain = generate_long(model, codec, text, None, template, settings(template), seconds=70 / 24,
+                          context_frames=10, new_frames=20, anti_drift="none")
+    assert plain.frames[30:, 0, 0, 0].tolist() == list(range(60, 80)) + list(range(110, 130))
+    assert [c.anchor for c in fake.calls] == [None] * 3
+    with pytest.raises(InputError, match="covers only 1 blueprint frame"):  # checked before segment 0
+        generate_long(model, codec, text, None, template, settings(template), seconds=70 / 24, context_frames=3,
+                      new_frames=20, anti_drift="anchor")
+    assert len(fake.calls) == 3
+    video = cell_video(12)  # extending: the anchor is the first frame of the video given, in every segment
+    generate_long(model, codec, text, None, template, settings(template), seconds=25 / 24, context_frames=10,
+                  new_frames=20, video=video, anti_drift="anchor")
+    assert len(fake.calls) == 5 and all(torch.equal(c.anchor, video[0]) for c in fake.calls[3:])
 
 
 def test_bad_long_inputs_are_refused_before_compute(monkeypatch, model, codec, text, template):

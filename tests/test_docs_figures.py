@@ -45,10 +45,17 @@ def test_planning_doc_quotes_the_cost_model():
 
 def test_the_templates_notes_quote_the_cost_model():
     m = reference_memory()
-    for name in ("image_to_long_video", "text_to_video", "first_last_frame"):
+    for name in ("image_to_long_video", "text_to_video", "first_last_frame", "image_to_minute"):
         ui = json.loads(_read("example_workflows", template_file_name(name) + ".json"))
         note = next(n for n in ui["nodes"] if n["type"] == "MarkdownNote")["widgets_values"][0]
         assert _gib(m["peak_gib"]) in note and _gib(m["one_chunk_gib"]) in note and _gib(m["weights_gib"]) in note
+    from tempomaster_core.continuation import segment_plan  # the minute's segments: 120 + 480 frames
+
+    segment = segment_plan(TreePlan(BLUEPRINT_FRAMES, FRAME_INTERVALS, height=HEIGHT, width=WIDTH), 120, 480).plan
+    ui = json.loads(_read("example_workflows", template_file_name("image_to_minute") + ".json"))
+    note = next(n for n in ui["nodes"] if n["type"] == "MarkdownNote")["widgets_values"][0]
+    assert f"{_gib(estimate_plan_cost(segment).peak_bytes / GIB)} with all chunks together" in note
+    assert f"{_gib(estimate_plan_cost(segment, max_batch=1).peak_bytes / GIB)} with *max_parallel_chunks* = 1" in note
 
 
 def test_readme_quotes_the_tree_views_memory_line_for_a_24_gb_card():

@@ -221,3 +221,29 @@ def test_tiny_workflow_runs_in_process_and_returns_the_planned_frames(use_bundle
     blueprint = next(results[i] for i, n in api.items() if n["class_type"] == "TempoMasterBlueprintSampler")
     assert blueprint[1].shape[0] == sched["blueprint_frames"] and blueprint[2] == 6.0
     assert lengths and set(lengths) == {TEXT_LEN}  # the encoder's length reached the DiT unchanged
+
+
+@pytest.mark.slow  # nine segments of the built-in tree (seconds)
+def test_tiny_continuation_workflow_runs_in_process_to_the_length_its_name_says(use_bundle):
+    """The built-in model's continuation template through the same in-process runner as its thumbnail: the
+    tree, then every Continue node, gives the frame count and fps of the template's name."""
+    import re
+
+    from tools.make_workflows import run_api_in_process, template_file_name
+
+    with open(os.path.join(ROOT, "tests", "workflows_api", "tiny_continue.json"), encoding="utf-8") as fh:
+        api = json.load(fh)
+    frames, seconds, fps = re.search(r"(\d+) frames \(([\d.]+) s\) at ([\d.]+) fps",
+                                     template_file_name("tiny_continue")).groups()
+    for node in api.values():  # one step per level: the random model only has to run
+        if node["class_type"] in ("TempoMasterBlueprintSampler", "TempoMasterFrameRateRefiner"):
+            node["inputs"]["steps"] = 1
+        if node["class_type"] == "TempoMasterContinue":
+            node["inputs"]["steps"] = "1"
+    results = run_api_in_process(api)
+    video = next(results[i][0] for i, n in api.items() if n["class_type"] == "CreateVideo")
+    assert video["images"].shape == (int(frames), 64, 64, 3) and video["fps"] == float(fps) == 24.0
+    assert round(int(frames) / video["fps"], 1) == float(seconds)
+    tree = next(results[i][1] for i, n in api.items() if n["class_type"] == "TempoMasterFrameRateRefiner"
+                and not any(v["inputs"].get("level", [None])[0] == i for v in api.values()))
+    assert torch.equal(video["images"][: tree.shape[0]], (tree * 255).round() / 255)  # the tree's frames come first

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from comfy_fakes import FakeWanVAE, conditioning
+from comfy_fakes import FakeModelPatcher, FakeWanVAE, conditioning, install_fake_comfy
 from nodes import NODE_CLASS_MAPPINGS as NODES
 from nodes.continue_node import level_settings_from_widgets
 from tiny_models import make_tiny_dit
@@ -37,8 +37,31 @@ def test_continue_returns_the_joined_video_the_new_part_and_fps(model, plan):
     assert joined.dtype == torch.float32 and 0 <= float(joined.min()) and float(joined.max()) <= 1
     assert (joined[:12] - images).abs().max() <= 0.5 / 255 + 1e-6  # the frames so far, kept (8-bit)
     assert torch.equal(joined[12:], new)
-    again, _, _ = extend(model, plan, joined)  # chains: joined -> the next Continue's images
+    again, _, _ = extend(model, plan, joined, anti_drift="none")  # chains: joined -> the next Continue's images
     assert again.shape[0] == 36 and torch.equal(again[:24], joined)
+    matched, new_matched, _ = extend(model, plan, joined, anti_drift="anchor+colour_match")
+    assert torch.equal(matched[:24], joined) and not torch.equal(new_matched, again[24:])
+    first = (joined[:20] * 255).round().reshape(-1, 3)  # the first segment.frames (8 + 12) frames: the reference
+    def off(frames):  # largest per-channel mean difference to the reference, 8-bit levels
+        return float(((frames * 255).reshape(-1, 3).mean(0) - first.mean(0)).abs().max())
+
+    assert off(new_matched) < 2 and off(new_matched) < off(again[24:]) / 3  # (2: clipping to 0..255)
+
+
+def test_inside_comfyui_continue_runs_the_patchers_dit_and_has_comfyui_load_it(model, plan, monkeypatch):
+    """The loader's TEMPO_MODEL is a ModelPatcher inside ComfyUI: the core gets its DiT (the same frames as
+    the bare DiT), ComfyUI loads the patcher; per-level LoRA strengths are refused before compute."""
+    from nodes.comfy_model import LEVEL_LORAS
+
+    fake = install_fake_comfy(monkeypatch, managed=True)
+    images = torch.rand(12, 32, 32, 3, generator=torch.Generator().manual_seed(0))
+    bare, _, _ = extend(model, plan, images)
+    patcher = FakeModelPatcher(model, torch.device("cpu"), torch.device("cpu"))
+    joined, _, _ = extend(patcher, plan, images)
+    assert torch.equal(joined, bare) and [p for p, _ in fake.mm.loads] == [patcher] * plan.num_levels
+    setattr(patcher, LEVEL_LORAS, ((None, (1.0, 0.5, 0.0), "style.safetensors"),))
+    with pytest.raises(ValueError, match="one strength for every level"):
+        extend(patcher, plan, images)
 
 
 def test_continue_refuses_bad_inputs_before_compute(plan):
@@ -50,7 +73,9 @@ def test_continue_refuses_bad_inputs_before_compute(plan):
                       ({"context_seconds": 1.0}, "context is 24 frames .* images has only 12"),
                       ({"steps": "2,2"}, "steps has 2 entries but the plan has 3 levels"),
                       ({"shift": "5,x"}, "shift: 'x' is not a number"),
-                      ({"new_frames": 0}, "new_frames must be >= 1")):
+                      ({"new_frames": 0}, "new_frames must be >= 1"),
+                      ({"context_seconds": 4 / 24, "anti_drift": "anchor"}, "covers only 1 blueprint frame"),
+                      ({"anti_drift": "first"}, "anti_drift must be one of")):
         with pytest.raises(ValueError, match=match):
             extend(model, plan, images, **kw)
     with pytest.raises(ValueError, match="is 16x16 but the segments are planned at 32x32"):

@@ -45,7 +45,8 @@ def _by_type(ui, node_type):
 
 
 def test_the_examples_exist_with_thumbnails():
-    assert set(NAMES) == {"image_to_long_video", "text_to_video", "first_last_frame", "tiny_text_to_video"}
+    assert set(NAMES) == {"image_to_long_video", "text_to_video", "first_last_frame", "image_to_minute",
+                          "tiny_text_to_video", "tiny_continue"}
     for name in NAMES:
         with Image.open(_example(name, ".jpg")) as img:
             assert img.format == "JPEG" and img.size[0] >= 256
@@ -58,11 +59,14 @@ def test_the_examples_exist_with_thumbnails():
 
 def test_template_names_say_what_they_make_and_need():
     """Frontend 1.27 shows a pack's template with its file name as title and as description."""
-    tiny = template_file_name("tiny_text_to_video")
-    assert "Tiny" in tiny and "CPU" in tiny and "no downloads" in tiny
+    for name in ("tiny_text_to_video", "tiny_continue"):
+        tiny = template_file_name(name)
+        assert "Tiny" in tiny and "CPU" in tiny and "no downloads" in tiny
+    assert "612 frames (25.5 s) at 24 fps" in template_file_name("tiny_continue")
     for name in REAL_MODEL_NAMES:
         title = template_file_name(name)
-        assert title.startswith("TempoMaster 14B - ") and "436 frames (18.2 s) at 24 fps" in title
+        length = "1440 frames (60.0 s)" if name == "image_to_minute" else "436 frames (18.2 s)"
+        assert title.startswith("TempoMaster 14B - ") and f"{length} at 24 fps" in title
         assert not set(title) & set('/\\:*?"<>|'), title  # a file name on every system
     assert len({template_file_name(n) for n in NAMES}) == len(NAMES)
 
@@ -260,7 +264,8 @@ def run_api_workflow(api, model):
     return results
 
 
-@pytest.mark.parametrize("name", REAL_MODEL_NAMES)
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n == "image_to_minute" else n
+                                  for n in REAL_MODEL_NAMES])  # the minute: four trees (seconds)
 def test_api_workflow_runs_on_a_tiny_model(name):
     api = _load(os.path.join(API, name + ".json"))
     for node in api.values():
@@ -268,10 +273,45 @@ def test_api_workflow_runs_on_a_tiny_model(name):
             node["inputs"].update(blueprint_frames=5, width=32, height=32, chunks="2,2")
         if node["class_type"] in ("TempoMasterBlueprintSampler", "TempoMasterFrameRateRefiner"):
             node["inputs"]["steps"] = 1
+        if node["class_type"] == "TempoMasterContinue":  # 8 frames of context, 12 new frames, 1 step per level
+            node["inputs"].update(context_seconds=8 / 24, new_frames=12, steps="1")
+    continues = sum(node["class_type"] == "TempoMasterContinue" for node in api.values())
     results = run_api_workflow(api, make_tiny_dit(seed=0))
     video = next(results[i][0] for i, n in api.items() if n["class_type"] == "CreateVideo")
     assert video.fps == 24.0
-    assert video.images.shape[0] == 20 and video.images.shape[-1] == 3  # 5 frames x 4
+    assert video.images.shape[0] == 20 + 12 * continues and video.images.shape[-1] == 3  # 5 frames x 4, + 12 each
+    assert continues == (3 if name == "image_to_minute" else 0)
+
+
+def _continue_chain(api):
+    """The Continue nodes of an API workflow in chain order (each one's images = the previous one's joined)."""
+    nodes = {i: n for i, n in api.items() if n["class_type"] == "TempoMasterContinue"}
+    chain = [i for i, n in nodes.items() if n["inputs"]["images"][0] not in nodes]
+    while len(chain) < len(nodes):
+        chain.append(next(i for i, n in nodes.items() if n["inputs"]["images"] == [chain[-1], 0]))
+    return [nodes[i]["inputs"] for i in chain]
+
+
+@pytest.mark.parametrize("name,seconds,context", [("image_to_minute", 60.0, 5.0), ("tiny_continue", 25.5, 1.5)])
+def test_continuation_workflows_chain_to_the_length_their_names_say(name, seconds, context):
+    from tempomaster_core.defaults import SEED
+
+    api = ui_to_api(_load(_example(name)))
+    sched = next(v for v in api.values() if v["class_type"] == "TempoMasterTreeScheduler")["inputs"]
+    chain = _continue_chain(api)
+    first = sched["blueprint_frames"] * 4  # (4, 2, 1) tree: 4 output frames per blueprint frame
+    frames = first + sum(c["new_frames"] for c in chain)
+    assert f"{frames} frames ({seconds:.1f} s) at 24 fps" in template_file_name(name)
+    assert round(frames / 24, 1) == seconds and all(c["context_seconds"] == context for c in chain)
+    assert [c["seed"] for c in chain] == [SEED + k for k in range(1, len(chain) + 1)]  # generate_long's seeds
+    for c in chain:
+        assert c["plan"][0] == next(i for i, v in api.items() if v["class_type"] == "TempoMasterTreeScheduler")
+        assert c["fps"][1] == 2  # the fps output of the node before (refiner or Continue)
+    video = next(v for v in api.values() if v["class_type"] == "CreateVideo")["inputs"]
+    last = next(i for i, v in api.items() if v["inputs"] is chain[-1])
+    assert video["images"] == [last, 0] and video["fps"] == [last, 2]
+    if name == "image_to_minute":  # the paper's step: 480 new frames; the last one ends the minute
+        assert [c["new_frames"] for c in chain] == [480, 480, 44] and frames == 1440
 
 
 # -- the built-in TempoMaster-Tiny workflow (its run: tests/test_nodes_builtin.py) -----------

@@ -4,17 +4,18 @@ Usage (from the repository root)::
 
     python3 tools/make_workflows.py            # write example_workflows/*.json + *.jpg, tests/workflows_api/*.json
     python3 tools/make_workflows.py --check    # exit 1 if the files on disk differ from what would be written
-    python3 tools/make_workflows.py --tiny-thumbnail   # also redraw tiny_text_to_video.jpg from real frames
+    python3 tools/make_workflows.py --tiny-thumbnail   # also redraw the built-in model's thumbnails from real frames
 
 The built-in-model workflow ``tiny_text_to_video`` takes its settings from the
 shipped bundle's ``tempomaster_core/builtin/defaults.json`` (read with
 ``tempomaster_core.tiny.builtin.bundle_defaults``), so regenerate after the
 defaults change. The 14B-model workflows take the reference's settings from
 ``tempomaster_core.defaults``, and every workflow takes the TreeScheduler widgets it does
-not set from ``nodes.scheduler_schema.PLANNING_DEFAULTS``. The tiny workflow's thumbnail
-is a placeholder (the tiny tree) until it is rendered from frames of the built-in model
-with ``--tiny-thumbnail`` (about a minute on CPU); an existing ``tiny_text_to_video.jpg``
-is otherwise kept.
+not set from ``nodes.scheduler_schema.PLANNING_DEFAULTS``. The built-in-model workflows'
+thumbnails (``tiny_text_to_video``, ``tiny_continue``: :data:`TINY_WORKFLOWS`) are placeholders
+(the tree, the segments) until they are rendered from the workflows' own output with
+``--tiny-thumbnail`` (runs both on the CPU: about 1 + 2.5 minutes on an idle 2-core VM); existing
+ones are otherwise kept. The 14B thumbnails draw the tree (or the minute's segments).
 
 The workflows are laid out here in code (one function per workflow) so that
 link ids, slot indices and widget orders always match the node definitions
@@ -38,14 +39,15 @@ if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
 from tempomaster_core.defaults import (  # noqa: E402
-    BLUEPRINT_FRAMES, BLUEPRINT_SHIFT, BLUEPRINT_STEPS, CFG, FPS, FRAME_INTERVALS, GUIDANCE, HEIGHT, NEGATIVE_PROMPT,
-    REFINEMENT_SHIFT, REFINEMENT_STEPS, SEED, WEIGHT_DTYPE, WIDTH,
+    ANTI_DRIFT, BLUEPRINT_FRAMES, BLUEPRINT_SHIFT, BLUEPRINT_STEPS, CFG, CONTEXT_SECONDS, FPS, FRAME_INTERVALS, GUIDANCE,
+    HEIGHT, NEGATIVE_PROMPT, REFINEMENT_SHIFT, REFINEMENT_STEPS, SEED, SEGMENT_NEW_FRAMES, WEIGHT_DTYPE, WIDTH,
+    default_schedule,
 )
 from tempomaster_core.attention import DEFAULT_BACKEND  # noqa: E402
 from tempomaster_core.wan.files import REPACKAGED_REPO, UMT5_FILE, UMT5_FP8_FILE, VAE_FILE  # noqa: E402
 from nodes.scheduler_schema import PLANNING_DEFAULTS  # noqa: E402
 from nodes.display_names import (  # noqa: E402
-    BLUEPRINT_SAMPLER_ID, FRAME_RATE_REFINER_ID, LOAD_MODEL_ID, LOAD_TINY_ENCODERS_ID, MULTI_MASK_CONDITION, MULTI_MASK_CONDITION_ID, TREE_SCHEDULER_ID,
+    BLUEPRINT_SAMPLER_ID, CONTINUE_ID, FRAME_RATE_REFINER_ID, LOAD_MODEL_ID, LOAD_TINY_ENCODERS_ID, MULTI_MASK_CONDITION, MULTI_MASK_CONDITION_ID, TREE_SCHEDULER_ID,
 )
 from tools.workflow_tools import (  # noqa: E402
     BADGE_SPACE, GROUP_TITLE_HEIGHT, NODE_TITLE_HEIGHT, VIEW_MARGINS, layout_problems, node_spec, ui_to_api, validate_ui,
@@ -301,11 +303,12 @@ def _samplers(g: Graph, level_nodes: list[tuple[str, list, str]], links) -> tupl
     return ids, Column(g, right - 320, top=bottom + GAP, width=320)
 
 
-def _video_output(g: Graph, column: Column, last: int, fps: float, prefix: str) -> None:
-    """Create Video (at the last level's fps) -> Save Video, below the last refiner."""
+def _video_output(g: Graph, column: Column, last: int, fps: float, prefix: str, images: str = "images") -> None:
+    """Create Video (at the last node's fps) -> Save Video, below the last refiner (or Continue node: its
+    ``joined`` output as ``images``)."""
     video = column.add("CreateVideo", [fps], 78, width=270)
     save = column.add("SaveVideo", [prefix, "auto", "auto"], 420, width=460)  # grows with its preview: last
-    g.connect(last, "images", video, "images")
+    g.connect(last, images, video, "images")
     g.connect(last, "fps", video, "fps")
     g.connect(video, "VIDEO", save, "video")
 
@@ -320,9 +323,10 @@ def _prompts(g: Graph, prompt: str, negative: str, clip: int) -> tuple[int, int,
     return pos, neg, column
 
 
-def _common(g: Graph, prompt: str, note: str) -> dict:
-    """Note, loaders, prompts, plan, the three level nodes and the video output; returns node ids
-    (``"column"``: the prompt column, for the condition nodes)."""
+def _common(g: Graph, prompt: str, note: str, video_output: bool = True) -> dict:
+    """Note, loaders, prompts, plan, the three level nodes and (``video_output``) the video output; returns
+    node ids (``"column"``: the prompt column, for the condition nodes; ``"below"``: the column under the
+    samplers; ``"links"``: the model, prompt and VAE links every sampler takes)."""
     from tempomaster_core.loading import RELEASE_FILE, RELEASE_URL
 
     ids = {"note": _note(g, note, "Read me: files and memory", 560)}
@@ -349,26 +353,35 @@ def _common(g: Graph, prompt: str, note: str) -> dict:
         levels.append((FRAME_RATE_REFINER_ID,
                        [SEED, "fixed", REFINEMENT_STEPS, REFINEMENT_SHIFT, CFG, GUIDANCE, 0, False, ""],
                        f"Refine to {fps} fps (TempoMaster)"))
-    samplers, below = _samplers(g, levels, [(ids["model"], "model", "model"), (ids["pos"], "CONDITIONING", "positive"),
-                                            (ids["neg"], "CONDITIONING", "negative"), (ids["vae"], "VAE", "vae")])
+    ids["links"] = [(ids["model"], "model", "model"), (ids["pos"], "CONDITIONING", "positive"),
+                    (ids["neg"], "CONDITIONING", "negative"), (ids["vae"], "VAE", "vae")]
+    samplers, ids["below"] = _samplers(g, levels, ids["links"])
     ids["blueprint"], ids["refine12"], ids["refine24"] = samplers
     g.connect(ids["plan"], "plan", ids["blueprint"], "plan")
-    _video_output(g, below, ids["refine24"], FPS, "video/TempoMaster")
+    if video_output:
+        _video_output(g, ids["below"], ids["refine24"], FPS, "video/TempoMaster")
     return ids
+
+
+#: Prompt of the image-to-video templates.
+I2V_PROMPT = "The scene comes to life with natural, continuous motion; the camera slowly follows the main subject."
 
 
 def image_to_long_video() -> dict:
     """(1) Image-to-long-video with the reference's default settings (109 @ 6 fps -> 436 @ 24 fps)."""
     g = Graph("image_to_long_video")
-    ids = _common(g, "The scene comes to life with natural, continuous motion; the camera slowly follows the "
-                     "main subject.", i2v_note())
+    _first_frame(g, _common(g, I2V_PROMPT, i2v_note()))
+    return g.to_json()
+
+
+def _first_frame(g: Graph, ids: dict) -> None:
+    """Load Image -> Multi-Mask Condition at blueprint frame 0 (the reference's size rule) -> the blueprint."""
     image = ids["column"].add("LoadImage", ["example.png", "image"], 330, width=320, title="First frame")
     cond = ids["column"].add(MULTI_MASK_CONDITION_ID, ["0", "plan area, first image's aspect (reference)"], 110,
                              width=400)
     g.connect(ids["plan"], "plan", cond, "plan")
     g.connect(image, "IMAGE", cond, "images")
     g.connect(cond, "condition", ids["blueprint"], "condition")
-    return g.to_json()
 
 
 def text_to_video() -> dict:
@@ -397,21 +410,25 @@ def first_last_frame() -> dict:
     return g.to_json()
 
 
-def _reference_length() -> str:
-    """``"436 frames (18.2 s) at 24 fps"``: the reference tree's output, for the template names."""
+def _reference_tree():
+    """The reference's default tree: ``TreePlan(109, (4, 2, 1))`` at 832x480."""
     from tempomaster_core.plan import TreePlan
 
-    final = TreePlan(BLUEPRINT_FRAMES, FRAME_INTERVALS, height=HEIGHT, width=WIDTH).final
+    return TreePlan(BLUEPRINT_FRAMES, FRAME_INTERVALS, height=HEIGHT, width=WIDTH)
+
+
+def _reference_length() -> str:
+    """``"436 frames (18.2 s) at 24 fps"``: the reference tree's output, for the template names."""
+    final = _reference_tree().final
     return f"{final.num_frames} frames ({final.duration_s:.1f} s) at {final.fps:g} fps"
 
 
-#: id -> (builder, thumbnail title, thumbnail subtitle). The API copies in tests/workflows_api/ are named
-#: by id; the files in example_workflows/ by :func:`template_file_name`.
-WORKFLOWS = {
-    "image_to_long_video": (image_to_long_video, "Image to long video", "109 frames @ 6 fps -> 436 @ 24 fps"),
-    "text_to_video": (text_to_video, "Text to video", "blueprint 6 fps -> 12 -> 24 fps"),
-    "first_last_frame": (first_last_frame, "First + last frame", "keyframes at 0 and -1"),
-}
+def _minute_frames() -> tuple[int, list[int]]:
+    """``(first tree's frames, new frames per Continue node)`` of the 14B minute template."""
+    first = _reference_tree().final.num_frames
+    return first, continue_lengths(first, SEGMENT_NEW_FRAMES, round(MINUTE_SECONDS * FPS))
+
+
 
 
 def template_file_name(workflow_id: str) -> str:
@@ -423,6 +440,14 @@ def template_file_name(workflow_id: str) -> str:
     the template makes and what it needs.
     """
     length = _reference_length()
+    if workflow_id == TINY_CONTINUE_NAME:
+        first, lengths, fps = tiny_continue_plan(tiny_defaults())
+        return (f"TempoMaster-Tiny - text to a long video by continuation, {_length(first + sum(lengths), fps)} at "
+                f"{fps:g} fps, on the CPU, no downloads")
+    if workflow_id == "image_to_minute":
+        first, lengths = _minute_frames()
+        return (f"TempoMaster 14B - image to a one-minute video by continuation, "
+                f"{_length(first + sum(lengths), FPS)} at {FPS:g} fps")
     return {
         "tiny_text_to_video": "TempoMaster-Tiny - text to video on the CPU, no downloads",
         "image_to_long_video": f"TempoMaster 14B - image to long video, {length}",
@@ -434,6 +459,7 @@ def template_file_name(workflow_id: str) -> str:
 # -- the built-in TempoMaster-Tiny workflow ---------------------------------------------
 
 TINY_NAME = "tiny_text_to_video"
+TINY_CONTINUE_NAME = "tiny_continue"
 TINY_PROMPT = "a red ball bouncing from left to right"
 
 
@@ -508,16 +534,16 @@ For the real 14B model use the other TempoMaster templates.
 """
 
 
-def tiny_text_to_video() -> dict:
-    """(4) Text-to-video on the built-in TempoMaster-Tiny model, with the bundle's recommended settings."""
+def _tiny_tree(g: Graph, d: dict, note: str, note_height: float) -> dict:
+    """Note, built-in model loaders, prompts, plan and one sampler per level of the built-in model's tree
+    (settings ``d`` = :func:`tiny_defaults`); returns node ids (``"levels"``: the samplers, blueprint
+    first; ``"below"``: the column under the last one; ``"links"``: what every sampler takes)."""
     from tempomaster_core.tiny.builtin import BUILTIN_MODEL_NAME
 
-    d = tiny_defaults()
     if len(d["steps"]) != len(d["frame_intervals"]) or len(d["shifts"]) != len(d["frame_intervals"]):
         raise SystemExit(f"tiny defaults: steps {d['steps']} / shifts {d['shifts']} need one value per level "
                          f"of {d['frame_intervals']}")
-    g = Graph(TINY_NAME)
-    _note(g, tiny_note(d), "Read me: the built-in model", 520)
+    _note(g, note, "Read me: the built-in model", note_height)
     loaders = Column(g, LOADER_X)
     with loaders.group("Built-in model (no downloads)"):
         model = loaders.add(LOAD_MODEL_ID, widget_values(
@@ -546,10 +572,168 @@ def tiny_text_to_video() -> dict:
         else:
             levels.append((FRAME_RATE_REFINER_ID, widget_values(
                 FRAME_RATE_REFINER_ID, max_parallel_chunks=0, **common), f"Refine to {fps:g} fps (TempoMaster)"))
-    level_ids, below = _samplers(g, levels, [(model, "model", "model"), (pos, "CONDITIONING", "positive"),
-                                             (neg, "CONDITIONING", "negative"), (enc, "VAE", "vae")])
+    links = [(model, "model", "model"), (pos, "CONDITIONING", "positive"), (neg, "CONDITIONING", "negative"),
+             (enc, "VAE", "vae")]
+    level_ids, below = _samplers(g, levels, links)
     g.connect(plan, "plan", level_ids[0], "plan")
-    _video_output(g, below, level_ids[-1], float(d["fps"]), "video/TempoMaster-Tiny")
+    return {"plan": plan, "levels": level_ids, "below": below, "links": links}
+
+
+def tiny_text_to_video() -> dict:
+    """(4) Text-to-video on the built-in TempoMaster-Tiny model, with the bundle's recommended settings."""
+    d = tiny_defaults()
+    g = Graph(TINY_NAME)
+    ids = _tiny_tree(g, d, tiny_note(d), 520)
+    _video_output(g, ids["below"], ids["levels"][-1], float(d["fps"]), "video/TempoMaster-Tiny")
+    return g.to_json()
+
+
+# -- continuation: a tree, then TempoMaster Continue nodes (multi-mask continuation) -----------
+
+#: Continue nodes per row in the templates (left to right, then the next row).
+CONTINUE_ROW = 4
+#: Body height of a Continue node (six sockets, twelve widget rows, as the frontend draws them).
+CONTINUE_HEIGHT = 470
+#: Length the built-in model's continuation template aims at, seconds (its name says what it reaches).
+TINY_CONTINUE_SECONDS = 24.0
+#: Length of the 14B minute template, seconds.
+MINUTE_SECONDS = 60.0
+
+
+def continue_lengths(first: int, new: int, total: int) -> list[int]:
+    """New frames of each Continue node after a first tree of ``first`` frames: ``new`` each, the last one
+    only what is missing to ``total`` (``generate_long``'s rule). Example: 436, 480, 1440 -> [480, 480, 44]."""
+    lengths, made = [], first
+    while made < total:
+        lengths.append(min(new, total - made))
+        made += lengths[-1]
+    return lengths
+
+
+def _continue_chain(g: Graph, first: int, first_frames: int, plan: int, links, lengths: list[int], fps: float,
+                    top: float, widgets: dict, title: str) -> tuple[int, Column]:
+    """Continue nodes in rows of :data:`CONTINUE_ROW` in one group from ``top`` down, each fed the previous
+    one's ``joined`` and ``fps`` (the first: the sampler ``first``'s ``images`` and ``fps``, ``first_frames``
+    frames); ``widgets``: the widget values they share (``seed`` = ``SEED`` + segment index, as
+    ``generate_long``). Returns the last node and a column to the right of the group (for the video output)."""
+    body = top + GROUP_TOP + NODE_TOP
+    row_step = NODE_TOP + CONTINUE_HEIGHT + GAP
+    previous, images, made = first, "images", first_frames
+    for k, new in enumerate(lengths):
+        made += new
+        x, y = SAMPLER_X + SAMPLER_STEP * (k % CONTINUE_ROW), body + row_step * (k // CONTINUE_ROW)
+        node = g.add(CONTINUE_ID, (x, y), widget_values(CONTINUE_ID, **{**widgets, "new_frames": new, "seed": SEED + k + 1}),
+                     size=[320, CONTINUE_HEIGHT],
+                     title=f"Continue {k + 2}/{len(lengths) + 1}: +{new} -> {made} frames ({made / fps:.1f} s)")
+        for src, out, name in links:
+            g.connect(src, out, node, name)
+        g.connect(plan, "plan", node, "plan")
+        g.connect(previous, images, node, "images")
+        g.connect(previous, "fps", node, "fps")
+        previous, images = node, "joined"
+    columns = min(len(lengths), CONTINUE_ROW)
+    rows = -(-len(lengths) // CONTINUE_ROW)
+    bottom = body + row_step * rows - GAP + PAD
+    g.group(title, [SAMPLER_X - PAD, top, SAMPLER_STEP * (columns - 1) + 320 + 2 * PAD, bottom - top])
+    return previous, Column(g, SAMPLER_X + SAMPLER_STEP * columns, top=top, width=320)
+
+
+def tiny_continue_plan(d: dict) -> tuple[int, list[int], float]:
+    """``(first tree's frames, new frames per Continue node, fps)`` of the built-in model's continuation
+    template: its own tree, then segments of its recommended continuation (``d``: :func:`tiny_defaults`)
+    until :data:`TINY_CONTINUE_SECONDS`."""
+    from tempomaster_core.tiny.builtin import default_plan
+
+    final = default_plan(d).final
+    new = int(d["segment_new_frames"])
+    count = max(1, math.ceil((TINY_CONTINUE_SECONDS * final.fps - final.num_frames) / new))
+    return final.num_frames, [new] * count, final.fps
+
+
+def _length(frames: int, fps: float) -> str:
+    """``"612 frames (25.5 s)"``."""
+    return f"{frames} frames ({frames / fps:.1f} s)"
+
+
+def _anti_drift_sentence() -> str:
+    """What the templates' notes say about the Continue nodes' *anti_drift* widget."""
+    return (f"*anti_drift* = `{ANTI_DRIFT}` (the default, measured best over a minute on the built-in model, "
+            "benchmarks/README.md): the video's first frame is an extra known blueprint frame of every segment and "
+            "the new frames keep the first segment's colours; `none` is the paper's setting as it is (pick it, or "
+            "`anchor`, when the colours should change).")
+
+
+def tiny_continue_note(d: dict) -> str:
+    """Markdown note of the built-in model's continuation template."""
+    from tempomaster_core.tiny.builtin import BUILTIN_MODEL_NAME
+
+    first, lengths, fps = tiny_continue_plan(d)
+    total = first + sum(lengths)
+    return f"""## TempoMaster-Tiny: a long video by continuation
+
+**No downloads**, CPU is enough (*{BUILTIN_MODEL_NAME}*, see the text-to-video template for the model).
+
+**This workflow**: the model's own tree ({_length(first, fps)} at {fps:g} fps, the same settings as the text-to-video template), then **{len(lengths)} TempoMaster Continue nodes**, each adding {lengths[0]} frames: every segment is again the model's tree, in which the last {d['context_seconds']:g} s of the video so far are known frames at every frame rate (the paper's multi-mask continuation). Result: **{_length(total, fps)}** at {fps:g} fps, saved as mp4.
+
+**Chain more**: copy a Continue node, connect the last one's *joined* and *fps* to its *images* and *fps*, and give it another seed. {_anti_drift_sentence()}
+
+**Memory**: *joined* holds the whole video (float32: {total * d['width'] * d['height'] * 3 * 4 / 1e6:.0f} MB here). The command line makes the same in one call and streams it to the file: `python -m tempomaster_core generate --prompt "{TINY_PROMPT}" --seconds 60 --out long.mp4`.
+"""
+
+
+def tiny_continue() -> dict:
+    """(5) The built-in model's tree, then Continue nodes to about :data:`TINY_CONTINUE_SECONDS`."""
+    d = tiny_defaults()
+    g = Graph(TINY_CONTINUE_NAME)
+    ids = _tiny_tree(g, d, tiny_continue_note(d), 460)
+    first, lengths, fps = tiny_continue_plan(d)
+    shared = dict(fps=fps, context_seconds=float(d["context_seconds"]),
+                  steps=",".join(str(int(v)) for v in d["steps"]), shift=",".join(f"{float(v):g}" for v in d["shifts"]),
+                  cfg=",".join(f"{float(v):g}" for v in _tiny_per_level(d, "cfg")),
+                  guidance=_tiny_per_level(d, "guidance")[0], max_parallel_chunks=0, tiled_vae=False,
+                  anti_drift=ANTI_DRIFT)
+    last, column = _continue_chain(g, ids["levels"][-1], first, ids["plan"], ids["links"], lengths, fps,
+                                   ids["below"].y, shared,
+                                   f"Continue: +{lengths[0]} frames each, knowing the last {d['context_seconds']:g} s")
+    _video_output(g, column, last, fps, "video/TempoMaster-Tiny-long", images="joined")
+    return g.to_json()
+
+
+def minute_note() -> str:
+    """Note of the 14B minute template (figures from the cost model and the plan rules)."""
+    from tempomaster_core.continuation import context_frame_count, segment_plan
+    from tempomaster_core.cost import GIB, estimate_plan_cost
+
+    tree = _reference_tree()
+    _, lengths = _minute_frames()
+    context = context_frame_count(CONTEXT_SECONDS, FPS)
+    segment = segment_plan(tree, context, SEGMENT_NEW_FRAMES).plan
+    levels = " → ".join(f"{lv.num_frames} at {lv.fps:g} fps" + (f" ({lv.num_chunks} chunks)" if i else "")
+                        for i, lv in enumerate(segment.levels))
+    peak = estimate_plan_cost(segment).peak_bytes / GIB
+    one = estimate_plan_cost(segment, max_batch=1).peak_bytes / GIB
+    total = tree.final.num_frames + sum(lengths)
+    return files_note() + f"""
+**This workflow**: a minute, the paper's multi-mask continuation (5 s of context, 480 new frames per step). The reference tree makes the first {_length(tree.final.num_frames, FPS)} from your image (as the image-to-long-video template); then **{len(lengths)} TempoMaster Continue nodes** add {" + ".join(map(str, lengths))} frames: each segment is a tree shaped like the plan (for {SEGMENT_NEW_FRAMES} new frames: {levels}) in which the last {CONTEXT_SECONDS:g} s ({context} frames) are known at every frame rate. Result: **{_length(total, FPS)}** at {FPS:g} fps, 832x480. {_anti_drift_sentence()}
+
+**Memory of a Continue segment** (cost model): {peak:.1f} GiB with all chunks together, {one:.1f} GiB with *max_parallel_chunks* = 1. *joined* holds the whole video in RAM (float32: {total * WIDTH * HEIGHT * 3 * 4 / 1e9:.1f} GB at the end); the command line streams a minute to the file instead: `python -m tempomaster_core generate --seconds 60 ...`.
+"""
+
+
+def image_to_minute() -> dict:
+    """(6) 14B: image to a minute: the reference tree, then Continue nodes (5 s context, 480 new frames)."""
+    g = Graph("image_to_minute")
+    ids = _common(g, I2V_PROMPT, minute_note(), video_output=False)
+    _first_frame(g, ids)
+    first, lengths = _minute_frames()
+    steps, shifts = default_schedule(len(FRAME_INTERVALS))
+    shared = dict(fps=FPS, context_seconds=CONTEXT_SECONDS, steps=",".join(map(str, steps)),
+                  shift=",".join(f"{v:g}" for v in shifts), cfg=f"{CFG:g}", guidance=GUIDANCE, max_parallel_chunks=0,
+                  tiled_vae=False, anti_drift=ANTI_DRIFT)
+    last, column = _continue_chain(g, ids["refine24"], first, ids["plan"], ids["links"], lengths, FPS,
+                                   ids["below"].y, shared,
+                                   f"Continue: +{SEGMENT_NEW_FRAMES} frames each, knowing the last {CONTEXT_SECONDS:g} s")
+    _video_output(g, column, last, FPS, "video/TempoMaster-minute", images="joined")
     return g.to_json()
 
 
@@ -652,25 +836,81 @@ def render_tiny_thumbnail(ui: dict) -> bytes:
                                  f"{video['images'].shape[0]} frames at {video['fps']:g} fps, CPU, no downloads")
 
 
-def build_tiny(render: bool = False) -> dict[str, bytes]:
-    """Files of the built-in-model workflow: UI JSON, API copy and, when ``render`` is set
-    (real frames) or no thumbnail exists yet (placeholder tree), the ``.jpg``."""
+#: Built-in-model workflows: id -> (builder, placeholder thumbnail until rendered from real frames).
+TINY_WORKFLOWS = {
+    TINY_NAME: (lambda: tiny_text_to_video(), lambda: _tiny_tree_thumbnail()),
+    TINY_CONTINUE_NAME: (lambda: tiny_continue(), lambda: _tiny_continue_thumbnail()),
+}
+
+
+def _tiny_tree_thumbnail() -> bytes:
+    """Placeholder thumbnail of the tiny text-to-video template: its tree."""
     from tempomaster_core.tiny.builtin import default_plan
 
-    ui = tiny_text_to_video()
-    files = _workflow_files(TINY_NAME, ui)
-    jpg = os.path.join(EXAMPLES_DIR, template_file_name(TINY_NAME) + ".jpg")
-    if render:
-        files[jpg] = render_tiny_thumbnail(ui)
-    elif os.path.exists(jpg):  # kept as it is (rendered from real frames)
-        with open(jpg, "rb") as fh:
-            files[jpg] = fh.read()
-    else:
-        plan = default_plan(tiny_defaults())
-        files[jpg] = thumbnail("Built-in TempoMaster-Tiny: text to video",
-                               f"{plan.blueprint_frames} @ {plan.levels[0].fps:g} fps -> "
-                               f"{plan.levels[-1].num_frames} @ {plan.levels[-1].fps:g} fps, no downloads", (), plan)
+    plan = default_plan(tiny_defaults())
+    return thumbnail("Built-in TempoMaster-Tiny: text to video",
+                     f"{plan.blueprint_frames} @ {plan.levels[0].fps:g} fps -> "
+                     f"{plan.levels[-1].num_frames} @ {plan.levels[-1].fps:g} fps, no downloads", (), plan)
+
+
+def _tiny_continue_thumbnail() -> bytes:
+    """Placeholder thumbnail of the tiny continuation template: its segments."""
+    d = tiny_defaults()
+    first, lengths, fps = tiny_continue_plan(d)
+    return segments_thumbnail("TempoMaster-Tiny", "Built-in model: a long video by continuation",
+                              f"{_length(first + sum(lengths), fps)}, no downloads", first, lengths,
+                              round(float(d["context_seconds"]) * fps), fps)
+
+
+def build_tiny(render: bool = False) -> dict[str, bytes]:
+    """Files of the built-in-model workflows (:data:`TINY_WORKFLOWS`): UI JSON, API copy and, when
+    ``render`` is set (real frames: the workflow run on the CPU) or no thumbnail exists yet (placeholder),
+    the ``.jpg``; an existing one is kept otherwise."""
+    files: dict[str, bytes] = {}
+    for name, (make, placeholder) in TINY_WORKFLOWS.items():
+        ui = make()
+        files.update(_workflow_files(name, ui))
+        jpg = os.path.join(EXAMPLES_DIR, template_file_name(name) + ".jpg")
+        if render:
+            files[jpg] = render_tiny_thumbnail(ui)
+        elif os.path.exists(jpg):  # kept as it is (rendered from real frames)
+            with open(jpg, "rb") as fh:
+                files[jpg] = fh.read()
+        else:
+            files[jpg] = placeholder()
     return files
+
+
+def segments_thumbnail(brand: str, title: str, subtitle: str, first: int, lengths: list, context: int,
+                       fps: float) -> bytes:
+    """JPEG bytes (512x384) drawing a video made by continuation on one time axis: the first tree
+    (``first`` frames), then one row per Continue segment (its ``context`` known frames dark, its new
+    frames light), and the length in seconds under the axis."""
+    img, draw, small = _card(brand, title, subtitle, top=20)
+    width, height = img.size
+    total = first + sum(lengths)
+    left, right, top, bottom = 24, width - 40, 120, height - 72
+    row = min(36, (bottom - top) / (len(lengths) + 1))
+    x = lambda frame: left + (right - left) * frame / total  # noqa: E731
+    draw.rectangle([x(0), top, x(first) - 1, top + row - 4], fill=(235, 160, 60), outline=(20, 20, 20))
+    start = first
+    for k, new in enumerate(lengths, start=1):
+        y = top + k * row
+        draw.rectangle([x(start - context), y, x(start), y + row - 4], fill=(60, 90, 150), outline=(20, 20, 20))
+        draw.rectangle([x(start), y, x(start + new) - 1, y + row - 4], fill=(90, 150, 235), outline=(20, 20, 20))
+        start += new
+    for seconds in range(0, int(total / fps) + 1, 10 if total / fps > 30 else 5):
+        draw.line([x(seconds * fps), bottom + 4, x(seconds * fps), bottom + 10], fill=(200, 200, 205))
+        draw.text((x(seconds * fps) - 6, bottom + 12), f"{seconds}s", font=small, fill=(170, 170, 180))
+    draw.text((24, height - 22), "tree, then segments: known context (dark) + new frames", font=small,
+              fill=(140, 140, 150))
+    return _jpeg(img, quality=88)
+
+
+def minute_thumbnail(title: str, subtitle: str) -> bytes:
+    """Thumbnail of the 14B minute template (:func:`segments_thumbnail`; no frames without the weights)."""
+    first, lengths = _minute_frames()
+    return segments_thumbnail("TempoMaster", title, subtitle, first, lengths, round(CONTEXT_SECONDS * FPS), FPS)
 
 
 def thumbnail(title: str, subtitle: str, condition_positions: tuple = (), plan=None) -> bytes:
@@ -721,13 +961,24 @@ def _workflow_files(workflow_id: str, ui: dict) -> dict[str, bytes]:
     }
 
 
+#: id -> (builder, thumbnail title, thumbnail subtitle). The API copies in tests/workflows_api/ are named
+#: by id; the files in example_workflows/ by :func:`template_file_name`.
+WORKFLOWS = {
+    "image_to_long_video": (image_to_long_video, "Image to long video", "109 frames @ 6 fps -> 436 @ 24 fps"),
+    "text_to_video": (text_to_video, "Text to video", "blueprint 6 fps -> 12 -> 24 fps"),
+    "first_last_frame": (first_last_frame, "First + last frame", "keyframes at 0 and -1"),
+    "image_to_minute": (image_to_minute, "Image to a minute", "436-frame tree + Continue (5 s context, 480 new)"),
+}
+
+
 def build(render_tiny: bool = False) -> dict[str, bytes]:
     """All files to write: ``{path: bytes}`` (``render_tiny``: see :func:`build_tiny`)."""
     files: dict[str, bytes] = {}
     marks = {"image_to_long_video": (0,), "text_to_video": (), "first_last_frame": (0, -1)}
     for name, (make, title, subtitle) in WORKFLOWS.items():
         files.update(_workflow_files(name, make()))
-        files[os.path.join(EXAMPLES_DIR, template_file_name(name) + ".jpg")] = thumbnail(title, subtitle, marks[name])
+        files[os.path.join(EXAMPLES_DIR, template_file_name(name) + ".jpg")] = (
+            minute_thumbnail(title, subtitle) if name == "image_to_minute" else thumbnail(title, subtitle, marks[name]))
     files.update(build_tiny(render=render_tiny))
     return files
 
