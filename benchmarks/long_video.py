@@ -8,7 +8,7 @@ Usage::
 
 For each held-out scene caption (``eval_tiny.EVAL_SEED_BASE + k``) a video of ``--seconds`` is made by
 :func:`tempomaster_core.long_video.generate_long` with the bundle's settings (frames collected as uint8)
-and ``--anti-drift`` (:mod:`tempomaster_core.anti_drift`; default: the shipped default).
+and ``--anti-drift`` (:mod:`tempomaster_core.anti_drift`; default: the built-in model's, ``BUILTIN_ANTI_DRIFT``).
 Measured, frames in [0, 1]:
 
 * **time**: wall-clock and process CPU seconds per video, peak RSS of the process;
@@ -45,7 +45,7 @@ for path in (ROOT, ROOT / "benchmarks"):
         sys.path.insert(0, str(path))
 
 from tempomaster_core.anti_drift import ANTI_DRIFT_MODES  # noqa: E402
-from tempomaster_core.defaults import ANTI_DRIFT  # noqa: E402
+from tempomaster_core.defaults import BUILTIN_ANTI_DRIFT  # noqa: E402
 from tempomaster_core.long_video import generate_long  # noqa: E402
 from tempomaster_core.pipeline import tree_settings  # noqa: E402
 from tempomaster_core.tiny.builtin import default_plan, load_builtin  # noqa: E402
@@ -135,7 +135,7 @@ def main(argv=None) -> dict:
     p.add_argument("--sheet", help="directory for join contact sheets")
     p.add_argument("--json")
     p.add_argument("--ar", action="store_true", help="also measure chunk-by-chunk autoregressive generation")
-    p.add_argument("--anti-drift", default=ANTI_DRIFT, choices=ANTI_DRIFT_MODES)
+    p.add_argument("--anti-drift", default=BUILTIN_ANTI_DRIFT, choices=ANTI_DRIFT_MODES)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
 

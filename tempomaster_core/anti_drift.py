@@ -23,7 +23,8 @@ background tints by 0.14 RGB over 60 s). The options, chosen per long video (``a
 * ``"anchor+colour_match"`` -- both.
 
 Frames here are ``uint8 [F, H, W, 3]`` (0..255, channels last), as the long loop holds them.
-:data:`~tempomaster_core.defaults.ANTI_DRIFT` is the default (chosen by ``benchmarks/long_video.py``
+:data:`~tempomaster_core.defaults.ANTI_DRIFT` (the paper's ``"none"``) is the default of models that name none;
+:data:`~tempomaster_core.defaults.BUILTIN_ANTI_DRIFT` is the built-in model's (chosen by ``benchmarks/long_video.py``
 on the built-in model, see ``benchmarks/README.md``).
 """
 

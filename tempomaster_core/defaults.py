@@ -102,13 +102,18 @@ SEGMENT_NEW_FRAMES = 480
 """New pixel frames at the output frame rate each continuation segment adds (paper: 480 frames per step,
 20 s at 24 fps)."""
 
-ANTI_DRIFT = "anchor+colour_match"
-"""Anti-drift option of long video (:data:`tempomaster_core.anti_drift.ANTI_DRIFT_MODES`): the video's first
-frame as a blueprint anchor of every later segment, and every later segment colour-matched to the first one.
-Chosen by ``benchmarks/long_video.py --seconds 60 --prompts 4`` on the built-in model (``benchmarks/README.md``):
-the only option meeting the issue's drift targets over a minute (object area 1.00-1.11 of the first 10 s,
-background shift 0.002 against the paper setting's 0.137, count kept 4 of 4), at joins 6 % above the
-paper setting's. Not measured on the 14B model; ``"none"`` is the paper's setting as it is."""
+ANTI_DRIFT = "none"
+"""Anti-drift option of long video (:data:`tempomaster_core.anti_drift.ANTI_DRIFT_MODES`) for a model that
+names none of its own: ``"none"``, the paper's multi-mask continuation as it is (the 14B: no other option has
+been measured on it). The built-in model names its measured best, ``"anchor+colour_match"``
+(:data:`tempomaster_core.tiny.builtin.CONTINUATION_DEFAULTS`; ``benchmarks/README.md``)."""
+
+BUILTIN_ANTI_DRIFT = "anchor+colour_match"
+"""The built-in model's anti-drift option, chosen by ``benchmarks/long_video.py --seconds 60 --prompts 4``
+(``benchmarks/README.md``): the video's first frame as a blueprint anchor of every later segment, and every
+later segment colour-matched to the first one -- the only option meeting issue 20's drift targets over a
+minute on that model (object area 1.00-1.11 of the first 10 s, background shift 0.002 against the paper
+setting's 0.137, count kept 4 of 4), at joins 6 % above the paper setting's."""
 
 TEXT_LEN = 512
 """Text tokens of the context, count (umT5-XXL pads every prompt to 512)."""
@@ -144,7 +149,7 @@ def default_schedule(levels: Any) -> DefaultSchedule:
 
 
 __all__ = [
-    "ANTI_DRIFT", "APG_ETA", "APG_MOMENTUM", "APG_NORM_THRESHOLD", "BLUEPRINT_FRAMES", "BLUEPRINT_SHIFT", "BLUEPRINT_STEPS",
+    "ANTI_DRIFT", "APG_ETA", "BUILTIN_ANTI_DRIFT", "APG_MOMENTUM", "APG_NORM_THRESHOLD", "BLUEPRINT_FRAMES", "BLUEPRINT_SHIFT", "BLUEPRINT_STEPS",
     "CFG", "CONTEXT_SECONDS", "DefaultSchedule", "FPS", "FRAME_INTERVALS", "GUIDANCE", "HEIGHT", "NEGATIVE_PROMPT",
     "REFINEMENT_SHIFT",
     "REFINEMENT_STEPS", "SEED", "SEGMENT_NEW_FRAMES", "TEXT_LEN", "TRAINED_CHUNK_FRAMES", "TRAINED_FRAME_INTERVALS",

@@ -655,12 +655,16 @@ def _length(frames: int, fps: float) -> str:
     return f"{frames} frames ({frames / fps:.1f} s)"
 
 
-def _anti_drift_sentence() -> str:
-    """What the templates' notes say about the Continue nodes' *anti_drift* widget."""
-    return (f"*anti_drift* = `{ANTI_DRIFT}` (the default, measured best over a minute on the built-in model, "
-            "benchmarks/README.md): the video's first frame is an extra known blueprint frame of every segment and "
-            "the new frames keep the first segment's colours; `none` is the paper's setting as it is (pick it, or "
-            "`anchor`, when the colours should change).")
+def _anti_drift_sentence(mode: str) -> str:
+    """What the templates' notes say about the Continue nodes' *anti_drift* widget set to ``mode``."""
+    if mode == "none":
+        return ("*anti_drift* = `none`: the paper's setting as it is (the other options were measured only on the "
+                "built-in model, benchmarks/README.md; `colour_match` keeps the first segment's colours, `anchor` "
+                "shows the blueprint the video's first frame).")
+    return (f"*anti_drift* = `{mode}` (measured best over a minute on this model, benchmarks/README.md): the "
+            "video's first frame is an extra known blueprint frame of every segment and the new frames keep the first "
+            "segment's colours; `none` is the paper's setting as it is (pick it, or `anchor`, when the colours should "
+            "change).")
 
 
 def tiny_continue_note(d: dict) -> str:
@@ -675,7 +679,7 @@ def tiny_continue_note(d: dict) -> str:
 
 **This workflow**: the model's own tree ({_length(first, fps)} at {fps:g} fps, the same settings as the text-to-video template), then **{len(lengths)} TempoMaster Continue nodes**, each adding {lengths[0]} frames: every segment is again the model's tree, in which the last {d['context_seconds']:g} s of the video so far are known frames at every frame rate (the paper's multi-mask continuation). Result: **{_length(total, fps)}** at {fps:g} fps, saved as mp4.
 
-**Chain more**: copy a Continue node, connect the last one's *joined* and *fps* to its *images* and *fps*, and give it another seed. {_anti_drift_sentence()}
+**Chain more**: copy a Continue node, connect the last one's *joined* and *fps* to its *images* and *fps*, and give it another seed. {_anti_drift_sentence(d['anti_drift'])}
 
 **Memory**: *joined* holds the whole video (float32: {total * d['width'] * d['height'] * 3 * 4 / 1e6:.0f} MB here). The command line makes the same in one call and streams it to the file: `python -m tempomaster_core generate --prompt "{TINY_PROMPT}" --seconds 60 --out long.mp4`.
 """
@@ -691,7 +695,7 @@ def tiny_continue() -> dict:
                   steps=",".join(str(int(v)) for v in d["steps"]), shift=",".join(f"{float(v):g}" for v in d["shifts"]),
                   cfg=",".join(f"{float(v):g}" for v in _tiny_per_level(d, "cfg")),
                   guidance=_tiny_per_level(d, "guidance")[0], max_parallel_chunks=0, tiled_vae=False,
-                  anti_drift=ANTI_DRIFT)
+                  anti_drift=d["anti_drift"])
     last, column = _continue_chain(g, ids["levels"][-1], first, ids["plan"], ids["links"], lengths, fps,
                                    ids["below"].y, shared,
                                    f"Continue: +{lengths[0]} frames each, knowing the last {d['context_seconds']:g} s")
@@ -714,7 +718,7 @@ def minute_note() -> str:
     one = estimate_plan_cost(segment, max_batch=1).peak_bytes / GIB
     total = tree.final.num_frames + sum(lengths)
     return files_note() + f"""
-**This workflow**: a minute, the paper's multi-mask continuation (5 s of context, 480 new frames per step). The reference tree makes the first {_length(tree.final.num_frames, FPS)} from your image (as the image-to-long-video template); then **{len(lengths)} TempoMaster Continue nodes** add {" + ".join(map(str, lengths))} frames: each segment is a tree shaped like the plan (for {SEGMENT_NEW_FRAMES} new frames: {levels}) in which the last {CONTEXT_SECONDS:g} s ({context} frames) are known at every frame rate. Result: **{_length(total, FPS)}** at {FPS:g} fps, 832x480. {_anti_drift_sentence()}
+**This workflow**: a minute, the paper's multi-mask continuation (5 s of context, 480 new frames per step). The reference tree makes the first {_length(tree.final.num_frames, FPS)} from your image (as the image-to-long-video template); then **{len(lengths)} TempoMaster Continue nodes** add {" + ".join(map(str, lengths))} frames: each segment is a tree shaped like the plan (for {SEGMENT_NEW_FRAMES} new frames: {levels}) in which the last {CONTEXT_SECONDS:g} s ({context} frames) are known at every frame rate. Result: **{_length(total, FPS)}** at {FPS:g} fps, 832x480. {_anti_drift_sentence(ANTI_DRIFT)}
 
 **Memory of a Continue segment** (cost model): {peak:.1f} GiB with all chunks together, {one:.1f} GiB with *max_parallel_chunks* = 1. *joined* holds the whole video in RAM (float32: {total * WIDTH * HEIGHT * 3 * 4 / 1e9:.1f} GB at the end); the command line streams a minute to the file instead: `python -m tempomaster_core generate --seconds 60 ...`.
 """

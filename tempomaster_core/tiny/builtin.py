@@ -21,6 +21,7 @@ from typing import Optional, Union
 
 import torch
 
+from ..defaults import BUILTIN_ANTI_DRIFT
 from ..loading import load_dit, parse_dtype
 from ..plan import TreePlan
 from ..protocols import ModelBundle, check_compatible
@@ -60,21 +61,22 @@ def _read_defaults_file(directory: Union[str, Path]) -> dict:
     return settings
 
 
-CONTINUATION_DEFAULTS: dict = {"context_seconds": 1.5, "segment_new_frames": 64}
+CONTINUATION_DEFAULTS: dict = {"context_seconds": 1.5, "segment_new_frames": 64, "anti_drift": BUILTIN_ANTI_DRIFT}
 """The built-in model's continuation settings (:mod:`tempomaster_core.continuation`), for bundles whose
 ``defaults.json`` has none: 1.5 s of context (36 frames at 24 fps: 9 known blueprint frames, the longest
 known prefix the model was trained on) and 64 new frames, so every segment is the model's own 100-frame
 tree (25-frame blueprint at 6 fps). The paper's 5 s + 480 frames (:data:`tempomaster_core.defaults.CONTEXT_SECONDS`,
 :data:`~tempomaster_core.defaults.SEGMENT_NEW_FRAMES`) would give this model a 129-frame blueprint, five times
-the 25-frame clips it was trained on."""
+the 25-frame clips it was trained on. Anti-drift: :data:`tempomaster_core.defaults.BUILTIN_ANTI_DRIFT`,
+measured best on this model."""
 
 FALLBACK_DEFAULTS: dict = {**CONTINUATION_DEFAULTS, **_read_defaults_file(builtin_dir())}
 """The recommended inference settings of the shipped model, read from the shipped bundle's
 ``defaults.json`` (the one copy; chosen on held-out tuning scenes, see MODEL_CARD.md): ``height``,
 ``width`` (pixels), ``fps`` (of interval 1), ``blueprint_frames`` (pixel frames, 4n+1),
 ``frame_intervals``, ``chunks`` (per refinement level), ``boundary``, ``steps`` and ``shifts``
-(per level), ``cfg``, ``guidance``, ``negative_prompt``; plus ``context_seconds`` and
-``segment_new_frames`` (:data:`CONTINUATION_DEFAULTS` where ``defaults.json`` lacks them). Used for any key missing from another
+(per level), ``cfg``, ``guidance``, ``negative_prompt``; plus ``context_seconds``,
+``segment_new_frames`` and ``anti_drift`` (:data:`CONTINUATION_DEFAULTS` where ``defaults.json`` lacks them). Used for any key missing from another
 bundle's ``defaults.json``, and written to ``defaults.json`` by ``train_dit`` so a model retrained
 from scratch runs with the settings its quality was measured with. Empty only when the package
 lacks its ``builtin/defaults.json`` (a broken install): then :func:`bundle_defaults`,
