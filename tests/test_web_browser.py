@@ -30,6 +30,7 @@ import shutil
 import subprocess
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -58,6 +59,11 @@ def comfy_web(tmp_path_factory):
     """ComfyUI with only this pack: yields its base URL."""
     base = tmp_path_factory.mktemp("comfyui_web")
     link_pack(base)
+    # a returning user: a new one gets ComfyUI's "Get Started with a Template" dialog on the first page load,
+    # which would stay open over whichever test loads the page first
+    settings = base / "user" / "default" / "comfy.settings.json"
+    settings.parent.mkdir(parents=True, exist_ok=True)
+    settings.write_text(json.dumps({"Comfy.TutorialCompleted": True}))
     with running_comfyui(base) as (url, _log):
         yield url
 
@@ -320,7 +326,8 @@ def _load_template(name: str) -> str:
 
 async def _drive_templates(cdp: "_DevTools", url: str) -> None:
     templates = json.loads(urllib.request.urlopen(url + "/workflow_templates", timeout=30).read())["tempomaster"]
-    assert len(templates) == 4
+    shipped = sorted(path.stem for path in (Path(__file__).resolve().parents[1] / "example_workflows").glob("*.json"))
+    assert sorted(templates) == shipped  # every shipped example workflow is served, and nothing else
     dialogs = "JSON.stringify(Array.from(document.querySelectorAll('.p-dialog')).map((d) => d.innerText.slice(0, 200)))"
     for name in templates:
         await cdp.wait_for(f"{dialogs} === '[]'", "no dialog open")
