@@ -421,13 +421,22 @@ def _decoded_frames(entry: dict, base):
 
 
 def _save_losslessly(api: dict, prefix: str) -> None:
-    """Save ``api``'s frames as one animated PNG (ComfyUI's SaveAnimatedPNG) instead of its mp4: x264 on an
-    AVX-512 CPU can encode the same frames differently from one run to the next (decoded up to 0.24 apart,
-    see tempomaster_core.video_io), too coarse for comparing two runs' frames."""
+    """Save ``api``'s frames as PNG files (ComfyUI's SaveImage) instead of its mp4: x264 on an AVX-512 CPU can
+    encode the same frames differently from one run to the next (decoded up to 0.24 apart, see
+    tempomaster_core.video_io), too coarse for comparing two runs' frames (and an animated PNG merges equal frames)."""
     save = next(k for k, n in api.items() if n["class_type"] == "SaveVideo")
     create = api[api[save]["inputs"]["video"][0]]
-    api[save] = {"class_type": "SaveAnimatedPNG", "inputs": {
-        "images": create["inputs"]["images"], "filename_prefix": prefix, "fps": create["inputs"]["fps"], "compress_level": 1}}
+    api[save] = {"class_type": "SaveImage", "inputs": {"images": create["inputs"]["images"], "filename_prefix": prefix}}
+
+
+def _saved_pngs(entry: dict, base):
+    """float32 ``[F, H, W, 3]`` in 0..1 of the PNG frames a finished prompt saved (:func:`_save_losslessly`)."""
+    import numpy as np
+    from PIL import Image
+
+    saved = [item for out in entry["outputs"].values() for item in out.get("images", [])]
+    return np.stack([np.asarray(Image.open(base / "output" / item["subfolder"] / item["filename"]).convert("RGB"))
+                     for item in saved]) / 255.0
 
 
 def _run(url, api, log_path):
@@ -455,10 +464,28 @@ def test_lora_node_changes_the_video_as_the_hand_merged_weights_do(comfy):
     merged[loader_id]["inputs"]["model_name"] = "tiny_tempomaster_merged.safetensors"
     for api, prefix in ((plain, "plain"), (with_lora, "lora"), (merged, "merged")):
         _save_losslessly(api, f"video/{prefix}")
-    frames = {name: _decoded_frames(_run(url, api, log_path), base)
+    frames = {name: _saved_pngs(_run(url, api, log_path), base)
               for name, api in (("plain", plain), ("lora", with_lora), ("merged", merged))}
+    assert frames["plain"].shape == (20, 32, 32, 3)
     assert abs(frames["lora"] - frames["merged"]).max() <= 2 / 255
     assert abs(frames["lora"] - frames["plain"]).mean() > 5 * abs(frames["lora"] - frames["merged"]).mean() + 1e-3
+
+
+def test_samplers_on_two_devices_give_the_frames_of_one(comfy):
+    """Issue 23 in a real ComfyUI: every sampler's ``devices`` = ``cpu,cpu`` (one replica per device, in
+    threads) gives the frames of the same graph on one device."""
+    url, base, log_path = comfy
+    one = _tiny_api_workflow("text_to_video")
+    two = json.loads(json.dumps(one))
+    for node in two.values():
+        if node["class_type"] in ("TempoMasterBlueprintSampler", "TempoMasterFrameRateRefiner"):
+            node["inputs"]["devices"] = "cpu,cpu"
+    _save_losslessly(one, "video/one_device")
+    _save_losslessly(two, "video/two_devices")
+    frames_one = _saved_pngs(_run(url, one, log_path), base)
+    frames_two = _saved_pngs(_run(url, two, log_path), base)
+    assert frames_one.shape == (20, 32, 32, 3) and (frames_one == frames_two).all()
+    assert log_path.read_text().count("this level runs on 2 devices (cpu, cpu)") >= 3  # all three levels
 
 
 def test_fp8_weights_load_with_comfyuis_scaled_fp8_ops_and_run(comfy):
