@@ -20,7 +20,9 @@
   swapped, peak, runnable on the budget, and its sentence: :func:`nodes.scheduler_node.memory_fit`), ``warnings``,
   ``auto`` (the planner's choices and reasons, or null), ``devices`` (each level's share per device,
   its time as the slowest device plus communication and the speed-up, with sentences:
-  :func:`nodes.plan_text.devices_to_dict`; null when every level runs on one device), ``summary``, ``inputs``,
+  :func:`nodes.plan_text.devices_to_dict`; null when every level runs on one device), ``continuation`` (for a
+  length beyond one trained tree: its segments and their cost against one big tree and a full-sequence pass,
+  with the view's lines, :func:`nodes.plan_text.continuation_to_dict`; else null), ``summary``, ``inputs``,
   ``model`` (what was priced, :func:`resolve_model`) and ``plan_key``; bad input -> 400
   ``{"error": "..."}`` (every widget value, number or text,
   and every size beyond the plan's limits in :mod:`tempomaster_core.plan`, e.g.
@@ -276,7 +278,7 @@ def plan_response(payload: Any) -> tuple[int, dict]:
     from tempomaster_core.defaults import CFG, default_schedule
     from tempomaster_core.level_settings import per_level_prefix
 
-    from .plan_text import auto_to_dict, devices_to_dict
+    from .plan_text import auto_to_dict, continuation_to_dict, devices_to_dict
     from .scheduler_node import build_schedule
 
     try:
@@ -303,6 +305,7 @@ def plan_response(payload: Any) -> tuple[int, dict]:
         warnings=list(schedule.warnings),
         auto=None if schedule.auto is None else auto_to_dict(schedule.auto),
         devices=devices_to_dict(schedule.plan, schedule.devices),
+        continuation=continuation_to_dict(schedule.continuation),
         summary=schedule.summary(),
         inputs=dict(schedule.inputs),
         memory=dict(schedule.memory),

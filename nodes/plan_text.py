@@ -26,6 +26,7 @@ from tempomaster_core.autoplan import (
 )
 from tempomaster_core.cost import GIB, PCIE_BYTES_PER_S, PFLOP
 from tempomaster_core.cost_devices import ASSUMED_FLOPS_PER_S, ASSUMED_LINK_BYTES_PER_S, LevelOnDevices
+from tempomaster_core.long_cost import Approach, LongCost
 from tempomaster_core.plan import TreePlan
 
 from .display_names import FRAME_RATE_REFINER
@@ -253,6 +254,55 @@ def devices_to_dict(plan: TreePlan, levels: tuple) -> Optional[dict]:
             "sentence": devices_total_sentence(levels)}
 
 
+def _untrained(approach: Approach, fps: float) -> str:
+    """What of the model's training an approach leaves (``""`` when nothing), e.g. " (untrained: 1.5 fps, the
+    model knows 6 fps and finer)" or " (untrained: chunks of 153 frames, trained 109)"; ``fps`` = interval 1's."""
+    parts = []
+    lengths = [b for b in approach.breaches if b.limit is Limit.TRAINED_LENGTH]
+    intervals = [b for b in approach.breaches if b.limit is Limit.TRAINED_INTERVAL]
+    if intervals:
+        coarsest = max(intervals, key=lambda b: b.value)
+        parts.append(f"{fps / coarsest.value:g} fps, the model knows {fps / coarsest.bound:g} fps and finer")
+    if lengths:
+        longest = max(lengths, key=lambda b: b.value)
+        parts.append(f"chunks of {longest.value} frames, trained {longest.bound}")
+    return f" (untrained: {'; '.join(parts)})" if parts else ""
+
+
+def continuation_lines(long: LongCost) -> list[str]:
+    """The continuation proposal for a length beyond one trained tree
+    (:func:`tempomaster_core.long_cost.long_video_cost`), for the summary and the tree view, e.g.
+    "60.0 s is longer than one trained tree (436 frames, 18.2 s): make it as 3 segments of 600 + 600 + 480
+    frames at the trained frame rates (after the first: 5 s of context + up to 480 new frames each; TempoMaster
+    Continue, command line --seconds 60)." and
+    "Cost of the 60.0 s at an assumed 400 TFLOP/s on one device: continuation 5095 PFLOPs ~3.5 h; one tree
+    (16, 8, 4, 2, 1) 4530 PFLOPs ~3.2 h (untrained: 1.5 fps ...); full-sequence pass 27351 PFLOPs ~19.0 h ..."."""
+    seconds, template = long.seconds_of_video, long.template.final
+    count = len(long.segments)
+    head = (f"{seconds:.1f} s is longer than one trained tree ({template.num_frames} frames, "
+            f"{template.duration_s:.1f} s): make it as {count} segment{'s' if count > 1 else ''} of "
+            f"{_shares(long.segment_frames)} frames at the trained frame rates (after the first: "
+            f"{long.context_frames / long.fps:g} s of context + up to {long.new_frames} new frames each; "
+            f"TempoMaster Continue, command line --seconds {seconds:g}).")
+
+    def told(approach: Approach, name: str) -> str:
+        return (f"{name} {approach.dit_pflops:.0f} PFLOPs ~{duration(approach.seconds)}"
+                f"{_untrained(approach, long.fps)}")
+
+    cost = (f"Cost of the {seconds:.1f} s at an assumed {long.flops_per_second / 1e12:g} TFLOP/s on one device: "
+            + "; ".join((told(long.continuation, "continuation"),
+                         "no single tree this long" if long.one_tree is None else
+                         told(long.one_tree, f"one tree {tuple(long.one_tree_plan.frame_intervals)}"),
+                         told(long.full_sequence, "full-sequence pass"))) + ".")
+    return [head, cost]
+
+
+def continuation_to_dict(long: Optional[LongCost]) -> Optional[dict]:
+    """Plain-JSON form of the continuation proposal for the tree view (``LongCost.to_dict()`` plus its
+    ``lines``, :func:`continuation_lines`), or ``None`` when the length fits one trained tree."""
+    return None if long is None else dict(long.to_dict(), lines=continuation_lines(long))
+
+
 def _chosen_ladder(auto: AutoPlan) -> Optional[int]:
     """Index of the chosen ladder's row when the levels were chosen (else None: nothing to mark)."""
     if not auto.levels_chosen:
@@ -340,6 +390,7 @@ def auto_to_dict(auto: AutoPlan) -> dict:
     }
 
 
-__all__ = ["auto_reasons", "auto_to_dict", "auto_warning", "candidate_status", "chunk_word", "device_lines",
+__all__ = ["auto_reasons", "auto_to_dict", "auto_warning", "candidate_status", "chunk_word", "continuation_lines",
+           "continuation_to_dict", "device_lines",
            "device_sentence", "devices_to_dict", "devices_total_sentence", "duration", "gib", "interval_warning",
            "ladder_status", "level_reason", "level_sentence", "memory_sentence", "plan_warning"]

@@ -70,6 +70,8 @@ class Schedule:
         devices: each level on its device count, blueprint first
             (:class:`~tempomaster_core.cost_devices.LevelOnDevices`: each device's share, the level time as the
             slowest device plus communication, the speed-up against one device).
+        continuation: for a length beyond one trained tree, the continuation proposal priced against one
+            big tree and a full-sequence pass (:class:`~tempomaster_core.long_cost.LongCost`), else None.
     """
 
     plan: Any
@@ -79,6 +81,7 @@ class Schedule:
     inputs: dict = field(default_factory=dict)
     memory: dict = field(default_factory=dict)
     devices: tuple = ()
+    continuation: Any = None
 
     def summary(self) -> str:
         """The tree, its cost and memory, the planner's reasons and the warnings, as text."""
@@ -101,6 +104,10 @@ class Schedule:
             from .plan_text import device_lines
 
             lines.extend(device_lines(self.plan, self.devices))
+        if self.continuation is not None:
+            from .plan_text import continuation_lines
+
+            lines.extend(continuation_lines(self.continuation))
         if self.auto is not None:
             from .plan_text import auto_reasons
 
@@ -389,8 +396,39 @@ def build_schedule(blueprint_frames: int, frame_intervals: str, custom_intervals
               "blocks_to_swap": swapped, "boundary_frames": boundary_frames,
               "devices": [level.devices for level in on_devices]}
     memory = memory_fit(cost, dtype=dtype, num_layers=config.num_layers, budget=budget, all_swapped_peak=best_peak)
+    continuation = _continuation(wanted / output_fps, plan, trained, config, steps, cfg, dtype=dtype,
+                                 text_len=text_len)
     return Schedule(plan=plan, cost=cost, warnings=warnings, auto=auto, inputs=inputs, memory=memory,
-                    devices=on_devices)
+                    devices=on_devices, continuation=continuation)
+
+
+def _continuation(seconds: float, plan: TreePlan, trained: int, config: Any, steps: Any, cfg: Any, **run: Any) -> Any:
+    """The continuation proposal (:func:`tempomaster_core.long_cost.long_video_cost` on the longest trained tree at
+    the plan's size, fps and boundary) when the ``seconds`` asked for are more than that tree makes, else None.
+    The plan's steps and cfg are priced when they are one value or one per level of that tree, the reference's
+    otherwise."""
+    from tempomaster_core.cost import CostError
+    from tempomaster_core.long_cost import long_video_cost, trained_tree
+    from tempomaster_core.plan import PlanError
+
+    try:
+        template = trained_tree(height=plan.height, width=plan.width, fps=plan.fps, trained_chunk_frames=trained,
+                                boundary=plan.boundary)
+    except PlanError:  # a trained length too short for a tree at this size: nothing to propose
+        return None
+    total = round(seconds * template.final.fps)
+    if total <= template.final.num_frames:
+        return None
+
+    def fitting(value: Any, default: Any) -> Any:
+        several = isinstance(value, (list, tuple))
+        return value if not several or len(value) == template.num_levels else default
+
+    try:
+        return long_video_cost(template, total, config=config, steps=fitting(steps, None), cfg=fitting(cfg, CFG),
+                               trained_chunk_frames=trained, **run)
+    except CostError as err:
+        raise ValueError(str(err)) from None
 
 
 def build_plan(blueprint_frames: int, frame_intervals: str, custom_intervals: str, chunks: str,

@@ -29,7 +29,7 @@ from .cost import CostError, PlanCost
 from .sharing import shares, split_mode
 from .validation import require_int, require_number
 
-__all__ = ["ASSUMED_FLOPS_PER_S", "ASSUMED_LINK_BYTES_PER_S", "LevelOnDevices", "plan_on_devices"]
+__all__ = ["ASSUMED_FLOPS_PER_S", "ASSUMED_LINK_BYTES_PER_S", "LevelOnDevices", "level_seconds", "plan_on_devices"]
 
 MAX_DEVICES = 4096
 """Most devices the model prices."""
@@ -40,6 +40,12 @@ assumption, not a measurement; the tree view and ``docs/planning.md``'s table us
 
 ASSUMED_LINK_BYTES_PER_S = 1e11
 """All-gather bandwidth each device receives at when nothing better is known: NVLink (PCIe 4 is ~2e10)."""
+
+
+def level_seconds(level: Any, flops_per_second: float = ASSUMED_FLOPS_PER_S) -> float:
+    """Time of one priced level (:class:`~tempomaster_core.cost.LevelCost`) on one device: its DiT and VAE
+    FLOPs at ``flops_per_second`` (default :data:`ASSUMED_FLOPS_PER_S`, an assumption), seconds."""
+    return (level.dit_flops + level.vae_encode_flops + level.vae_decode_flops) / flops_per_second
 
 
 @dataclass(frozen=True)
@@ -132,7 +138,7 @@ def _level(lv: Any, world: int, rate: float, link: float, height: int, width: in
     n, passes, steps = lv.work.chunks, lv.passes_per_step, lv.work.steps
     per_item = lv.flops_per_pass / n  # one chunk, one pass
     encode, decode = lv.vae_encode_flops / n, lv.vae_decode_flops / n
-    single = (lv.dit_flops + lv.vae_encode_flops + lv.vae_decode_flops) / rate
+    single = level_seconds(lv, rate)
     latent_bytes = 4 * out_dim * lv.latent_frames_per_chunk * (height // sf) * (width // sf)
     video_bytes = 4 * 3 * lv.work.frames_per_chunk * height * width
     if world == 1:

@@ -89,3 +89,48 @@ def test_planning_doc_scaling_table_is_the_cost_model():
                  for lv in levels]
         row = f"| {n} | " + " | ".join(cells) + f" | {total / 60:.1f} min | {single / total:.2f}x |"
         assert row in doc, row
+
+
+def test_planning_doc_minute_table_is_the_cost_model():
+    """docs/planning.md's "one minute at 480p on the 14B" table: continuation, one tree and a full-sequence pass,
+    recomputed (tempomaster_core.long_cost, the function the tree view and the summary use)."""
+    from tempomaster_core.cost_devices import ASSUMED_FLOPS_PER_S
+    from tempomaster_core.long_cost import long_video_cost, trained_tree
+
+    minute = long_video_cost(trained_tree(height=HEIGHT, width=WIDTH), 1440)
+    doc = _read("docs", "planning.md")
+    assert "One minute at 480p (832x480, 1440 frames at 24 fps) on the 14B" in doc
+    assert f"`cost_devices.ASSUMED_FLOPS_PER_S` = {ASSUMED_FLOPS_PER_S / 1e12:g} TFLOP/s" in doc
+    assert "3 segments of " + " + ".join(map(str, minute.segment_frames)) + " frames" in doc
+    assert f"intervals {minute.one_tree_plan.frame_intervals}: a {minute.one_tree_plan.blueprint_frames}-frame" in doc
+    for approach in (minute.continuation, minute.one_tree, minute.full_sequence):
+        cells = f"| {approach.dit_pflops:.0f} | {approach.seconds / 3600:.1f} h | {_gib(approach.peak_bytes / GIB)} |"
+        assert cells in doc, (approach.name, cells)
+    one_chunk = max(estimate_plan_cost(s.plan, max_batch=1).peak_bytes for s in minute.segments)
+    assert f"its segments peak at {_gib(one_chunk / GIB)}, within an 80 GB H100 ({_gib(80e9 / GIB)})" in doc
+    assert f"one H200 (141 GB = {_gib(141e9 / GIB)})" in doc
+    ratio = minute.continuation.dit_flops / minute.one_tree.dit_flops - 1
+    assert f"Continuation costs {ratio * 100:.0f} % more than the one tree" in doc.replace("\n", " ")
+    assert f"costs {minute.full_sequence.dit_flops / minute.continuation.dit_flops:.1f}x continuation" in \
+        doc.replace("\n", " ")
+
+
+def test_the_docs_quote_the_tree_views_continuation_lines_for_a_minute():
+    """planning.md's example of the view's continuation lines and the README's minute figures are what the route
+    and the cost model say for 60 s with auto levels."""
+    from nodes.plan_route import plan_response
+    from nodes.scheduler_node import AUTO_LEVELS
+    from nodes.scheduler_schema import TREE_SCHEDULER_WIDGETS
+
+    request = {w.name: w.default for w in TREE_SCHEDULER_WIDGETS if w.required}
+    request.update(frame_intervals=AUTO_LEVELS, length_mode="seconds", length=60.0, memory_budget_gb=80.0)
+    proposal = plan_response(request)[1]["continuation"]
+    doc = " ".join(_read("docs", "planning.md").split())
+    for line in proposal["lines"]:
+        assert line in doc, line
+    readme = " ".join(_read("README.md").split())
+    frames = " + ".join(str(s["frames"]) for s in proposal["segments"])
+    assert f"60 s: {len(proposal['segments'])} segments of {frames} frames" in readme
+    assert (f"A minute at 480p: {proposal['continuation']['dit_pflops']:.0f} PFLOPs by continuation "
+            f"(≈ {proposal['continuation']['seconds'] / 3600:.1f} h on one H100") in readme
+    assert f"{proposal['full_sequence']['dit_pflops']:.0f} PFLOPs as one full-sequence pass" in readme

@@ -75,3 +75,18 @@ def test_levels_on_many_devices_are_worded_with_grouped_shares():
     assert lines[3].startswith("  24 fps on 16 devices: each step's 8 chunk passes split, 8 x 1 + 8 x 0 DiT items")
     assert f"{top.speedup:.2f}x one device" in lines[3] and lines[3] in schedule.summary()
     assert [duration(s) for s in (0.35, 12.04, 330.0, 4320.0)] == ["0.35 s", "12.0 s", "5.5 min", "1.2 h"]
+
+
+def test_the_continuation_proposal_is_worded():
+    from nodes.plan_text import continuation_lines
+    from tempomaster_core.long_cost import long_video_cost, trained_tree
+
+    tree = trained_tree(**SIZE)
+    head, cost = continuation_lines(long_video_cost(tree, 480))  # 20 s: one segment of 480 frames
+    assert "make it as 1 segment of 480 frames at the trained frame rates" in head and "--seconds 20)" in head
+    assert cost.startswith("Cost of the 20.0 s at an assumed 400 TFLOP/s on one device: continuation ")
+    # the one tree for 20 s is (8, 4, 2, 1): its 3 fps blueprint is outside the trained 6 fps and finer
+    assert "one tree (8, 4, 2, 1)" in cost and "(untrained: 3 fps, the model knows 6 fps and finer)" in cost
+    head, cost = continuation_lines(long_video_cost(tree, 14400))  # 10 min: runs of equal segments grouped
+    assert "30 segments of 29 x 600 + 1 x 480 frames" in head
+    assert "untrained: 1.5 fps, the model knows 6 fps and finer; chunks of 901 frames, trained 109" in cost

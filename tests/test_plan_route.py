@@ -436,6 +436,42 @@ def test_level_time_goes_to_the_browser_that_queued_the_run(fake_server):
     assert fake_server.sids == ["tab-1"]
 
 
+def test_a_minute_shows_the_continuation_proposal_and_its_cost():
+    """60 s on the reference tree: 1440 frames = a 600-frame first tree (no context) + 480 new frames after 120
+    of context + the last 360 after 120: 3 segments (issue 20); their PFLOPs are the cost model's of those trees,
+    built here by hand, against the auto planner's one tree and a full-sequence pass of 1441 frames."""
+    from tempomaster_core.config import DiTConfig
+    from tempomaster_core.cost_devices import ASSUMED_FLOPS_PER_S
+
+    status, body = plan_response(dict(REFERENCE, frame_intervals=AUTO_LEVELS, length_mode="seconds", length=60.0,
+                                      memory_budget_gb=80.0))
+    assert status == 200
+    proposal = body["continuation"]
+    assert [(s["context_frames"], s["new_frames"]) for s in proposal["segments"]] == [(0, 600), (120, 480), (120, 360)]
+    first = TreePlan(153, (4, 2, 1), (3, 6), height=480, width=832)  # 600 frames: 612 made, chunks <= 109
+    last = TreePlan(121, (4, 2, 1), (3, 5), height=480, width=832)  # 480 frames: 484 made
+    tree_pflops = [estimate_plan_cost(p, full_sequence=False).dit_flops / 1e15 for p in (first, first, last)]
+    assert [s["dit_pflops"] for s in proposal["segments"]] == pytest.approx(tree_pflops, rel=1e-12)
+    assert proposal["continuation"]["dit_pflops"] == pytest.approx(sum(tree_pflops), rel=1e-12)
+    assert proposal["one_tree_intervals"] == [16, 8, 4, 2, 1] and not proposal["one_tree"]["trained"]
+    assert proposal["one_tree"]["dit_pflops"] == pytest.approx(body["cost"]["dit_pflops"], rel=1e-12)  # the same tree
+    full = level_cost(LevelWork(1, 1441, 50), DiTConfig(), height=480, width=832)  # 14B, cfg 8
+    assert proposal["full_sequence"]["dit_pflops"] == pytest.approx(full.dit_flops / 1e15, rel=1e-12)
+    assert proposal["full_sequence"]["seconds"] == pytest.approx(
+        (full.dit_flops + full.vae_encode_flops + full.vae_decode_flops) / ASSUMED_FLOPS_PER_S)
+    for line in proposal["lines"]:
+        assert line in body["summary"]
+    assert "3 segments of 600 + 600 + 480 frames" in proposal["lines"][0]
+    assert f"continuation {sum(tree_pflops):.0f} PFLOPs" in proposal["lines"][1]
+
+
+def test_no_continuation_proposal_within_one_trained_tree():
+    status, body = plan_response(dict(REFERENCE))  # 436 frames: the trained tree itself
+    assert status == 200 and body["continuation"] is None and "segments" not in body["summary"]
+    status, body = plan_response(dict(REFERENCE, blueprint_frames=361))  # a manual 60 s tree: proposed too
+    assert status == 200 and len(body["continuation"]["segments"]) == 3
+
+
 # -- fixtures of the web view's tests (web/tests/*.test.mjs read real route output) ------------
 
 WEB_FIXTURES = {
@@ -451,6 +487,9 @@ WEB_FIXTURES = {
     "tight_budget": dict(REFERENCE, memory_budget_gb=8.0),
     # the samplers list two devices each (cpu may repeat: the same request on any machine)
     "two_devices": dict(REFERENCE, memory_budget_gb=80.0, samplers={"devices": ["cpu,cpu", "cpu,cpu", "cpu,cpu"]}),
+    # a minute, levels by cost: beyond one trained tree, so the continuation proposal is drawn
+    "sixty_seconds": dict(REFERENCE, frame_intervals=AUTO_LEVELS, length_mode="seconds", length=60.0,
+                          memory_budget_gb=80.0),
 }
 FIXTURE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "web", "tests", "fixtures")
 

@@ -3,8 +3,9 @@
 // Input: the JSON of POST /tempomaster/plan (nodes/plan_route.py): the plan's
 // levels (fps, frames, chunks with start/stop and condition frames), its cost
 // (PFLOPs and peak memory per level), the limits used (trained chunk length,
-// memory budget) and warnings. Output: rows, boxes, marks and text lines with
-// pixel coordinates and "tone" flags; web/tree_view.js only paints them.
+// memory budget), warnings and, for a length beyond one trained tree, the
+// continuation proposal (segments and their cost). Output: rows, boxes, marks and
+// text lines with pixel coordinates and "tone" flags; web/tree_view.js only paints them.
 //
 // The time axis is shared by all levels: pixel frame f of a level at `fps`
 // frames per second sits at time f / fps seconds, so the blueprint's frames and
@@ -310,6 +311,11 @@ export function layoutTree(plan, options = {}) {
   if (fullPf != null && totalPf) {
     const ratio = fullPf / totalPf;
     footer.push({ text: `one full-sequence pass: ${formatPflops(fullPf)} (${ratio.toFixed(1)}× the tree)`, tone: "info" });
+  }
+  const continuation = plan.continuation;
+  if (continuation && Array.isArray(continuation.lines)) {
+    // beyond one trained tree: the segments and their cost against one big tree and a full-sequence pass
+    for (const line of continuation.lines) footer.push(...messageLines(line, maxChars, "info"));
   }
   const devices = plan.devices;
   if (devices && Array.isArray(devices.levels)) {

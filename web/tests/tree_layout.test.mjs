@@ -96,6 +96,25 @@ test("a plan over the trained length is drawn in the warning tone", () => {
   close(last.validW / last.w, 96 / 97);
 });
 
+test("a minute shows the continuation proposal: segments, frames each, cost against one tree and a full pass", () => {
+  const { response } = fixture("sixty_seconds");
+  const layout = layoutTree(response, { style: STYLE });
+  const proposal = response.continuation;
+  assert.deepEqual(proposal.segments.map((s) => s.frames), [600, 600, 480]);
+  const text = layout.footer.map((l) => l.text).join(" ");
+  assert.match(text, /make it as 3 segments of 600 \+ 600 \+ 480 frames/);
+  // the PFLOPs drawn are the route's, rounded as the line words them
+  for (const key of ["continuation", "one_tree", "full_sequence"]) {
+    assert.ok(text.includes(`${Math.round(proposal[key].dit_pflops)} PFLOPs`), key);
+  }
+  assert.match(text, /one tree \(16, 8, 4, 2, 1\) \d+ PFLOPs ~[\d.]+ h \(untrained: 1\.5 fps/);
+  assert.ok(layout.footer.filter((l) => /segments of|assumed 400 TFLOP\/s/.test(l.text)).every((l) => l.tone === "info"));
+  // the reference tree (18.2 s) fits one trained tree: no proposal
+  const reference = layoutTree(fixture("reference").response, { style: STYLE });
+  assert.equal(fixture("reference").response.continuation, null);
+  assert.ok(!reference.footer.some((l) => /segments of/.test(l.text)));
+});
+
 test("memory over the budget is a warning too", () => {
   const { response } = fixture("reference");
   const tight = { ...response, inputs: { ...response.inputs, memory_budget_bytes: 40 * 1024 ** 3 } };
