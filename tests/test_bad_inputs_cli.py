@@ -275,6 +275,7 @@ def test_debug_shows_the_traceback_of_a_usage_error(workdir, no_model, capsys):
     assert "Traceback" in err and "error: --out must be a new file" in err
 
 
+@pytest.mark.slow  # a full built-in run, ~4 s
 @pytest.mark.skipif(not is_available(), reason="the built-in TempoMaster-Tiny files are missing from tempomaster_core/builtin/")
 def test_real_tiny_run_with_first_and_last_image(workdir, capsys):
     assert cli.main(["generate", "--prompt", PROMPT, "--steps", "1,1,1", "--image", "a.png",
@@ -283,6 +284,7 @@ def test_real_tiny_run_with_first_and_last_image(workdir, capsys):
     assert read_video(workdir / "old.mp4")[0].shape == (100, 64, 64, 3)
 
 
+@pytest.mark.slow  # a fresh interpreter, ~5 s
 def test_the_real_command_line_parses_a_negative_keyframe_and_reports_without_traceback(tmp_path):
     """One subprocess: the documented ``--keyframe -1=IMG`` through the real sys.argv, and the exit code."""
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}

@@ -189,6 +189,7 @@ def test_training_batches():
     assert torch.equal(sample_groups(np.random.default_rng(0), 12, crop=32, static_fraction=0.5), x)
 
 
+@pytest.mark.slow  # ~2.5 s of codec training
 def test_trainer_smoke(tmp_path):
     from tempomaster_core.training.train_codec import train
 
