@@ -47,7 +47,7 @@ import torch
 
 from .cli_models import ModelChoice, add_model_flags, choose_models, encode_prompts, load_models
 from .anti_drift import ANTI_DRIFT_MODES
-from .defaults import ANTI_DRIFT, CFG, GUIDANCE, SEED, default_schedule
+from .defaults import ANTI_DRIFT, CFG, GUIDANCE, SEED, TRAINED_CHUNK_FRAMES, TRAINED_FRAME_INTERVALS, default_schedule
 from .guidance import GUIDANCE_KINDS
 from .dit_options import configure_dit, parse_lora_spec
 from .fp8 import require_fp8_matmul
@@ -374,14 +374,30 @@ def read_bundle_settings(model_dir: Optional[str]) -> tuple[Optional[Path], dict
     return (root if model_dir is not None else None), defaults, int(temporal_factor)
 
 
-def untrained_interval_warnings(plan: TreePlan) -> list[str]:
-    """One line per level at a frame interval coarser than the model was trained on
-    (:func:`tempomaster_core.autoplan.interval_breaches`), pointing to ``--seconds``."""
+def untrained_warnings(plan: TreePlan, defaults: Optional[dict] = None) -> list[str]:
+    """One line per level outside what the model was trained on, pointing to ``--seconds``: a frame interval
+    coarser than its trained ones (:func:`tempomaster_core.autoplan.interval_breaches`) or chunks longer than its
+    trained clips (pixel frames).
+
+    Args:
+        defaults: the model's settings (``GenerateJob.defaults``, read before loading); it declares ``trained_frame_intervals`` and
+            ``trained_chunk_frames`` (the built-in model: (4, 2, 1) and 25; the 14B: (4, 2, 1) and 109). Absent
+            keys: the released model's, :data:`~tempomaster_core.defaults.TRAINED_FRAME_INTERVALS` and
+            :data:`~tempomaster_core.defaults.TRAINED_CHUNK_FRAMES`.
+    """
     from .autoplan import interval_breaches
 
-    return [f"level {b.level} ({plan.levels[b.level].fps:g} fps, interval {b.value}) is coarser than the model was "
-            f"trained on (interval {b.bound}); for a long video use --seconds (segments at trained frame rates)"
-            for b in interval_breaches(plan)]
+    defaults = defaults or {}
+    intervals = defaults.get("trained_frame_intervals", TRAINED_FRAME_INTERVALS)
+    longest = int(defaults.get("trained_chunk_frames", TRAINED_CHUNK_FRAMES))
+    lines = [f"level {b.level} ({plan.levels[b.level].fps:g} fps, interval {b.value}) is coarser than the model was "
+             f"trained on (interval {b.bound}); for a long video use --seconds (segments at trained frame rates)"
+             for b in interval_breaches(plan, intervals)]
+    lines += [f"level {level.index} ({level.fps:g} fps) has chunks of {level.frames_per_chunk} frames, longer than the "
+              f"model's training clips ({longest} frames); use fewer frames per chunk (--frames, --chunks) "
+              "or --seconds (segments of a trained tree)"
+              for level in plan.levels if level.frames_per_chunk > longest]
+    return lines
 
 
 def level_paths(out: Path, plan: TreePlan) -> list[Path]:
@@ -666,7 +682,7 @@ def _generate_job(args: argparse.Namespace, job: GenerateJob) -> list[Path]:
 
     # a rank that cannot load stops every rank
     bundle, options = load() if ranks is None else ranks.guarded(load)
-    for warning in untrained_interval_warnings(plan):
+    for warning in untrained_warnings(plan, job.defaults):
         say(f"warning: {warning}")
     prompts = [args.prompt] + (list(args.segment_prompt) if job.long is not None else [])
     negative, *contexts = encode_prompts(bundle, [job.negative_prompt] + prompts)

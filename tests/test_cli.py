@@ -138,3 +138,22 @@ def test_fp8_matmul_and_per_level_lora_strengths_are_checked_before_loading(tmp_
     assert "fp8 matmul needs fp8_e4m3fn weights" in capsys.readouterr().err
     assert cli.main(base + ["--lora", f"{lora}:1,0"]) == 2
     assert "--lora style.safetensors's strengths has 2 entries but the plan has 3 levels" in capsys.readouterr().err
+
+
+def test_untrained_warnings_use_the_limits_the_model_declares():
+    from tempomaster_core.cli import untrained_warnings
+    from tempomaster_core.plan import TreePlan
+    from tempomaster_core.wan.bundle import reference_settings
+
+    tiny = {"trained_frame_intervals": [4, 2, 1], "trained_chunk_frames": 25}  # the built-in model's declaration
+    assert untrained_warnings(TreePlan(25, (4, 2, 1), (2, 4), height=64, width=64), tiny) == []
+    long_blueprint = untrained_warnings(TreePlan(49, (4, 2, 1), (4, 8), height=64, width=64), tiny)
+    assert len(long_blueprint) == 1 and "level 0 (6 fps) has chunks of 49 frames" in long_blueprint[0]
+    coarse = untrained_warnings(TreePlan(25, (8, 4, 2, 1), (2, 4, 8), height=64, width=64), tiny)
+    assert len(coarse) == 1 and "interval 8) is coarser than the model was trained on (interval 4)" in coarse[0]
+    # the 14B declares the reference's 109-frame chunks: the same 49-frame blueprint is inside its training
+    assert untrained_warnings(TreePlan(49, (4, 2, 1), None, height=64, width=64), reference_settings()) == []
+    if is_available():
+        from tempomaster_core.tiny.builtin import load_builtin
+
+        assert {k: load_builtin().defaults[k] for k in tiny} == tiny

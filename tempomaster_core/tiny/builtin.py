@@ -61,6 +61,10 @@ def _read_defaults_file(directory: Union[str, Path]) -> dict:
     return settings
 
 
+TRAINING_LIMITS: dict = {"trained_frame_intervals": [4, 2, 1], "trained_chunk_frames": 25}
+"""What the built-in model was trained on (``training/train_dit.py``: 25-pixel-frame clips at frame intervals 4, 2
+and 1): the CLI warns on a tree outside it (:func:`tempomaster_core.cli.untrained_warnings`)."""
+
 CONTINUATION_DEFAULTS: dict = {"context_seconds": 1.5, "segment_new_frames": 64, "anti_drift": BUILTIN_ANTI_DRIFT}
 """The built-in model's continuation settings (:mod:`tempomaster_core.continuation`), for bundles whose
 ``defaults.json`` has none: 1.5 s of context (36 frames at 24 fps: 9 known blueprint frames, the longest
@@ -70,13 +74,14 @@ tree (25-frame blueprint at 6 fps). The paper's 5 s + 480 frames (:data:`tempoma
 the 25-frame clips it was trained on. Anti-drift: :data:`tempomaster_core.defaults.BUILTIN_ANTI_DRIFT`,
 measured best on this model."""
 
-FALLBACK_DEFAULTS: dict = {**CONTINUATION_DEFAULTS, **_read_defaults_file(builtin_dir())}
+FALLBACK_DEFAULTS: dict = {**TRAINING_LIMITS, **CONTINUATION_DEFAULTS, **_read_defaults_file(builtin_dir())}
 """The recommended inference settings of the shipped model, read from the shipped bundle's
 ``defaults.json`` (the one copy; chosen on held-out tuning scenes, see MODEL_CARD.md): ``height``,
 ``width`` (pixels), ``fps`` (of interval 1), ``blueprint_frames`` (pixel frames, 4n+1),
 ``frame_intervals``, ``chunks`` (per refinement level), ``boundary``, ``steps`` and ``shifts``
 (per level), ``cfg``, ``guidance``, ``negative_prompt``; plus ``context_seconds``,
-``segment_new_frames`` and ``anti_drift`` (:data:`CONTINUATION_DEFAULTS` where ``defaults.json`` lacks them). Used for any key missing from another
+``segment_new_frames`` and ``anti_drift`` (:data:`CONTINUATION_DEFAULTS`), ``trained_frame_intervals`` and
+``trained_chunk_frames`` (:data:`TRAINING_LIMITS`) where ``defaults.json`` lacks them). Used for any key missing from another
 bundle's ``defaults.json``, and written to ``defaults.json`` by ``train_dit`` so a model retrained
 from scratch runs with the settings its quality was measured with. Empty only when the package
 lacks its ``builtin/defaults.json`` (a broken install): then :func:`bundle_defaults`,
@@ -239,5 +244,5 @@ def load_builtin(
                       directory=root)
 
 
-__all__ = ["BUILTIN_MODEL_NAME", "CONTINUATION_DEFAULTS", "REQUIRED_FILES", "FALLBACK_DEFAULTS", "SETTING_KEYS", "TinyBundle",
+__all__ = ["BUILTIN_MODEL_NAME", "CONTINUATION_DEFAULTS", "TRAINING_LIMITS", "REQUIRED_FILES", "FALLBACK_DEFAULTS", "SETTING_KEYS", "TinyBundle",
            "builtin_dir", "bundle_defaults", "default_plan", "is_available", "load_builtin", "shipped_defaults"]

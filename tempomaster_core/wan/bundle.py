@@ -24,7 +24,7 @@ import torch
 
 from ..defaults import (
     BLUEPRINT_FRAMES, CFG, CONTEXT_SECONDS, FPS, FRAME_INTERVALS, GUIDANCE, HEIGHT, NEGATIVE_PROMPT,
-    SEGMENT_NEW_FRAMES, TEXT_LEN, WIDTH,
+    SEGMENT_NEW_FRAMES, TEXT_LEN, TRAINED_CHUNK_FRAMES, TRAINED_FRAME_INTERVALS, WIDTH,
 )
 from ..loading import CheckpointError, load_dit, parse_dtype, read_config
 from ..plan import BOUNDARY_MODES
@@ -45,12 +45,14 @@ def reference_settings() -> dict:
     :attr:`TinyBundle.defaults <tempomaster_core.tiny.builtin.TinyBundle>`), from
     :mod:`tempomaster_core.defaults`: 480x832, 24 fps, a 109-frame blueprint, intervals (4, 2, 1) with the
     reference's chunk rule (``chunks`` ``None``), ``repeat_anchor`` boundaries, cfg 8 with APG, the reference
-    negative prompt, and the paper's continuation (5 s context, 480 new frames). ``steps``/``shifts`` are
+    negative prompt, the paper's continuation (5 s context, 480 new frames) and what the model was trained on
+    (intervals (4, 2, 1), 109-frame chunks). ``steps``/``shifts`` are
     absent: the caller takes :func:`~tempomaster_core.defaults.default_schedule` for its plan."""
     return {"height": HEIGHT, "width": WIDTH, "fps": FPS, "blueprint_frames": BLUEPRINT_FRAMES,
             "frame_intervals": list(FRAME_INTERVALS), "chunks": None, "boundary": BOUNDARY_MODES[0], "cfg": CFG,
             "guidance": GUIDANCE, "negative_prompt": NEGATIVE_PROMPT, "context_seconds": CONTEXT_SECONDS,
-            "segment_new_frames": SEGMENT_NEW_FRAMES}
+            "segment_new_frames": SEGMENT_NEW_FRAMES, "trained_frame_intervals": list(TRAINED_FRAME_INTERVALS),
+            "trained_chunk_frames": TRAINED_CHUNK_FRAMES}
 
 
 @dataclass(frozen=True)
