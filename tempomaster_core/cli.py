@@ -47,7 +47,7 @@ import torch
 
 from .cli_models import ModelChoice, add_model_flags, choose_models, encode_prompts, load_models
 from .anti_drift import ANTI_DRIFT_MODES
-from .defaults import ANTI_DRIFT, CFG, GUIDANCE, SEED, TRAINED_CHUNK_FRAMES, TRAINED_FRAME_INTERVALS, default_schedule
+from .defaults import ANTI_DRIFT, CFG, GUIDANCE, SEED, default_schedule
 from .guidance import GUIDANCE_KINDS
 from .dit_options import configure_dit, parse_lora_spec
 from .fp8 import require_fp8_matmul
@@ -353,6 +353,7 @@ def read_bundle_settings(model_dir: Optional[str]) -> tuple[Optional[Path], dict
     """
     from .tiny.builtin import REQUIRED_FILES, builtin_dir, bundle_defaults
     from .tiny.codec import CodecConfig
+    from .trained_limits import TrainedLimits
 
     root = Path(model_dir) if model_dir is not None else builtin_dir()
     where = f"--model-dir {model_dir}" if model_dir is not None else f"the built-in model ({root})"
@@ -368,6 +369,7 @@ def read_bundle_settings(model_dir: Optional[str]) -> tuple[Optional[Path], dict
         raise UsageError(message)
     try:
         defaults = bundle_defaults(root)
+        TrainedLimits.from_settings(defaults)  # checked here, before anything is loaded (used by untrained_warnings)
         temporal_factor = CodecConfig.from_dict(json.loads((root / "codec.json").read_text())).temporal_factor
     except (OSError, ValueError, TypeError) as exc:
         raise UsageError(f"{where}: cannot read the bundle settings ({exc})") from None
@@ -381,18 +383,20 @@ def untrained_warnings(plan: TreePlan, defaults: Optional[dict] = None) -> list[
 
     Args:
         defaults: the model's settings (``GenerateJob.defaults``, read before loading); it declares ``trained_frame_intervals`` and
-            ``trained_chunk_frames`` (the built-in model: (4, 2, 1) and 25; the 14B: (4, 2, 1) and 109). Absent
-            keys: the released model's, :data:`~tempomaster_core.defaults.TRAINED_FRAME_INTERVALS` and
-            :data:`~tempomaster_core.defaults.TRAINED_CHUNK_FRAMES`.
+            ``trained_chunk_frames`` (the built-in model: (4, 2, 1) and 25; the 14B: (4, 2, 1) and 109), read by
+            :meth:`~tempomaster_core.trained_limits.TrainedLimits.from_settings` (absent keys: the released model's).
+
+    Raises:
+        ValueError: the settings declare limits that are not valid.
     """
     from .autoplan import interval_breaches
+    from .trained_limits import TrainedLimits
 
-    defaults = defaults or {}
-    intervals = defaults.get("trained_frame_intervals", TRAINED_FRAME_INTERVALS)
-    longest = int(defaults.get("trained_chunk_frames", TRAINED_CHUNK_FRAMES))
+    trained = TrainedLimits.from_settings(defaults)
+    longest = trained.chunk_frames
     lines = [f"level {b.level} ({plan.levels[b.level].fps:g} fps, interval {b.value}) is coarser than the model was "
              f"trained on (interval {b.bound}); for a long video use --seconds (segments at trained frame rates)"
-             for b in interval_breaches(plan, intervals)]
+             for b in interval_breaches(plan, trained.frame_intervals)]
     lines += [f"level {level.index} ({level.fps:g} fps) has chunks of {level.frames_per_chunk} frames, longer than the "
               f"model's training clips ({longest} frames); use fewer frames per chunk (--frames, --chunks) "
               "or --seconds (segments of a trained tree)"

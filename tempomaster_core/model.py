@@ -254,6 +254,10 @@ class TempoMasterDiT(nn.Module):
         attention_backend: the backend actually used.
         gradient_checkpointing: recompute blocks in backward when training (default False).
         device: where the forward computes (see :attr:`device`).
+        trained_limits: what the model was trained on, a
+            :class:`~tempomaster_core.trained_limits.TrainedLimits` (frame intervals, clip length), set by
+            whoever loads it with its settings (:func:`tempomaster_core.tiny.builtin.load_builtin`, ComfyUI's
+            Load TempoMaster Model); ``None`` (the class default) = not declared.
 
     Raises:
         ValueError: ``config.has_image_input`` (the CLIP image branch is not part of
@@ -263,6 +267,8 @@ class TempoMasterDiT(nn.Module):
     The module holds no buffers, so it can be built on the meta device and
     filled with ``load_state_dict(..., assign=True)``.
     """
+
+    trained_limits = None
 
     def __init__(self, config: DiTConfig, attention_backend: str = DEFAULT_BACKEND, operations=CastOps):
         super().__init__()

@@ -98,6 +98,10 @@ def test_shapes_agree(bundle):
     assert len(cfgs) == len(guidances) == plan.num_levels
     assert all(g in ("cfg", "apg") for g in guidances) and all(c >= 1 for c in cfgs)
     assert plan.boundary == d["boundary"] and plan.levels[-1].num_frames == 100
+    # the loaded model declares what it was trained on (its defaults.json): the default plan's chunks are within it
+    limits = bundle.model.trained_limits
+    assert (limits.frame_intervals, limits.chunk_frames) == (tuple(d["trained_frame_intervals"]), 25)
+    assert max(level.frames_per_chunk for level in plan.levels) <= limits.chunk_frames
 
 
 @needs_weights

@@ -7,8 +7,10 @@ training scripts:
   loaded with :func:`tempomaster_core.loading.load_dit`), ``dit.json`` its config;
 * ``codec.safetensors`` / ``codec.json`` -- :class:`~tempomaster_core.tiny.codec.TinyVideoCodec`;
 * ``text_encoder.safetensors`` / ``text_encoder.json`` -- :class:`~tempomaster_core.tiny.text_encoder.TinyTextEncoder`;
-* ``defaults.json`` -- recommended inference settings (plan, steps, shifts, guidance); the
-  shipped bundle's file is the one copy of the built-in model's settings (:data:`FALLBACK_DEFAULTS`);
+* ``defaults.json`` -- recommended inference settings (plan, steps, shifts, guidance) and what the
+  model was trained on (``trained_frame_intervals``, ``trained_chunk_frames``, written by the training
+  run: :mod:`tempomaster_core.trained_limits`); the shipped bundle's file is the one copy of the
+  built-in model's settings (:data:`FALLBACK_DEFAULTS`);
 * ``MODEL_CARD.md`` -- data, recipe and measured quality.
 """
 
@@ -25,6 +27,7 @@ from ..defaults import BUILTIN_ANTI_DRIFT
 from ..loading import load_dit, parse_dtype
 from ..plan import TreePlan
 from ..protocols import ModelBundle, check_compatible
+from ..trained_limits import TrainedLimits
 from .codec import TinyVideoCodec
 from .text_encoder import TinyTextEncoder
 
@@ -45,7 +48,7 @@ def builtin_dir() -> Path:
     return Path(__file__).resolve().parents[1] / "builtin"
 
 
-def _read_defaults_file(directory: Union[str, Path]) -> dict:
+def read_defaults_file(directory: Union[str, Path]) -> dict:
     """The JSON object in ``directory/defaults.json``, or ``{}`` when there is no such file.
 
     Raises:
@@ -61,10 +64,6 @@ def _read_defaults_file(directory: Union[str, Path]) -> dict:
     return settings
 
 
-TRAINING_LIMITS: dict = {"trained_frame_intervals": [4, 2, 1], "trained_chunk_frames": 25}
-"""What the built-in model was trained on (``training/train_dit.py``: 25-pixel-frame clips at frame intervals 4, 2
-and 1): the CLI warns on a tree outside it (:func:`tempomaster_core.cli.untrained_warnings`)."""
-
 CONTINUATION_DEFAULTS: dict = {"context_seconds": 1.5, "segment_new_frames": 64, "anti_drift": BUILTIN_ANTI_DRIFT}
 """The built-in model's continuation settings (:mod:`tempomaster_core.continuation`), for bundles whose
 ``defaults.json`` has none: 1.5 s of context (36 frames at 24 fps: 9 known blueprint frames, the longest
@@ -74,16 +73,19 @@ tree (25-frame blueprint at 6 fps). The paper's 5 s + 480 frames (:data:`tempoma
 the 25-frame clips it was trained on. Anti-drift: :data:`tempomaster_core.defaults.BUILTIN_ANTI_DRIFT`,
 measured best on this model."""
 
-FALLBACK_DEFAULTS: dict = {**TRAINING_LIMITS, **CONTINUATION_DEFAULTS, **_read_defaults_file(builtin_dir())}
+FALLBACK_DEFAULTS: dict = {**CONTINUATION_DEFAULTS, **read_defaults_file(builtin_dir())}
 """The recommended inference settings of the shipped model, read from the shipped bundle's
 ``defaults.json`` (the one copy; chosen on held-out tuning scenes, see MODEL_CARD.md): ``height``,
 ``width`` (pixels), ``fps`` (of interval 1), ``blueprint_frames`` (pixel frames, 4n+1),
 ``frame_intervals``, ``chunks`` (per refinement level), ``boundary``, ``steps`` and ``shifts``
 (per level), ``cfg``, ``guidance``, ``negative_prompt``; plus ``context_seconds``,
-``segment_new_frames`` and ``anti_drift`` (:data:`CONTINUATION_DEFAULTS`), ``trained_frame_intervals`` and
-``trained_chunk_frames`` (:data:`TRAINING_LIMITS`) where ``defaults.json`` lacks them). Used for any key missing from another
-bundle's ``defaults.json``, and written to ``defaults.json`` by ``train_dit`` so a model retrained
-from scratch runs with the settings its quality was measured with. Empty only when the package
+``segment_new_frames`` and ``anti_drift`` (:data:`CONTINUATION_DEFAULTS`) where ``defaults.json`` lacks them;
+``trained_frame_intervals`` and ``trained_chunk_frames``, what the shipped run trained on (written by
+``train_dit`` from its configuration: 25-frame clips at intervals 4, 2, 1). Used for any key missing from another
+bundle's ``defaults.json`` (so a bundle written before the training run recorded its limits declares the shipped
+model's), and written to ``defaults.json`` by ``train_dit`` so a model retrained
+from scratch runs with the settings its quality was measured with (its own training limits replacing the
+shipped ones). Empty only when the package
 lacks its ``builtin/defaults.json`` (a broken install): then :func:`bundle_defaults`,
 :func:`default_plan` and :func:`shipped_defaults` raise an error naming that file."""
 
@@ -146,7 +148,8 @@ class TinyBundle(ModelBundle):
             ``blueprint_frames`` (pixel frames, 4n+1), ``frame_intervals``, ``chunks`` (per
             refinement level), ``boundary`` (chunk-boundary conditions, see
             :data:`tempomaster_core.plan.BOUNDARY_MODES`), ``steps`` and ``shifts`` (per level),
-            ``cfg``, ``guidance`` (``"cfg"``/``"apg"``), ``negative_prompt``.
+            ``cfg``, ``guidance`` (``"cfg"``/``"apg"``), ``negative_prompt``; and what it was trained on,
+            ``trained_frame_intervals`` and ``trained_chunk_frames`` (also ``model.trained_limits``).
         directory: where the files were read from.
         name: display name.
     """
@@ -202,8 +205,19 @@ def bundle_defaults(directory: Union[str, Path]) -> dict:
         FileNotFoundError, ValueError: a key of :data:`SETTING_KEYS` missing from both files
             (see :func:`shipped_defaults`; the message names the shipped file).
     """
-    return _complete({**FALLBACK_DEFAULTS, **_read_defaults_file(directory)},
+    return _complete({**FALLBACK_DEFAULTS, **read_defaults_file(directory)},
                      f"the recommended settings of {Path(directory)}")
+
+
+def bundle_limits(directory: Union[str, Path]) -> TrainedLimits:
+    """What the bundle in ``directory`` was trained on: the ``trained_frame_intervals`` and
+    ``trained_chunk_frames`` of :func:`bundle_defaults` (read without loading any weights).
+
+    Raises:
+        OSError, ValueError, FileNotFoundError: as :func:`bundle_defaults`; ValueError also for values
+            :class:`~tempomaster_core.trained_limits.TrainedLimits` refuses (the message names the file).
+    """
+    return TrainedLimits.from_settings(bundle_defaults(directory), f"{Path(directory) / DEFAULTS_FILE}")
 
 
 def load_builtin(
@@ -222,7 +236,8 @@ def load_builtin(
     Raises:
         FileNotFoundError: a required file is missing (the message says how to get it).
         ValueError: the codec and the DiT do not fit together (latent channels / temporal
-            factor), or the text encoder's width differs from the DiT's ``text_dim``.
+            factor), the text encoder's width differs from the DiT's ``text_dim``, or the bundle's settings
+            declare training limits that are not valid (:func:`bundle_limits`).
         tempomaster_core.loading.CheckpointError: a broken DiT file.
     """
     root = Path(directory) if directory is not None else builtin_dir()
@@ -240,9 +255,11 @@ def load_builtin(
             f"text encoder width {text_encoder.text_dim} differs from the DiT's text_dim "
             f"{model.config.text_dim} in {root}: the files come from different training runs"
         )
+    model.trained_limits = bundle_limits(root)
     return TinyBundle(model=model, codec=codec, text_encoder=text_encoder, defaults=bundle_defaults(root),
                       directory=root)
 
 
-__all__ = ["BUILTIN_MODEL_NAME", "CONTINUATION_DEFAULTS", "TRAINING_LIMITS", "REQUIRED_FILES", "FALLBACK_DEFAULTS", "SETTING_KEYS", "TinyBundle",
-           "builtin_dir", "bundle_defaults", "default_plan", "is_available", "load_builtin", "shipped_defaults"]
+__all__ = ["BUILTIN_MODEL_NAME", "CONTINUATION_DEFAULTS", "DEFAULTS_FILE", "REQUIRED_FILES", "FALLBACK_DEFAULTS",
+           "SETTING_KEYS", "TinyBundle", "builtin_dir", "bundle_defaults", "bundle_limits", "default_plan",
+           "is_available", "load_builtin", "read_defaults_file", "shipped_defaults"]

@@ -24,11 +24,12 @@ import torch
 
 from ..defaults import (
     BLUEPRINT_FRAMES, CFG, CONTEXT_SECONDS, FPS, FRAME_INTERVALS, GUIDANCE, HEIGHT, NEGATIVE_PROMPT,
-    SEGMENT_NEW_FRAMES, TEXT_LEN, TRAINED_CHUNK_FRAMES, TRAINED_FRAME_INTERVALS, WIDTH,
+    SEGMENT_NEW_FRAMES, TEXT_LEN, WIDTH,
 )
 from ..loading import CheckpointError, load_dit, parse_dtype, read_config
 from ..plan import BOUNDARY_MODES
 from ..protocols import ModelBundle, check_compatible
+from ..trained_limits import TrainedLimits
 from .extra import require_wan_extra
 from .files import ROLE_NAMES, ModelFileError, ModelFiles, checkpoint_kind
 
@@ -51,8 +52,7 @@ def reference_settings() -> dict:
     return {"height": HEIGHT, "width": WIDTH, "fps": FPS, "blueprint_frames": BLUEPRINT_FRAMES,
             "frame_intervals": list(FRAME_INTERVALS), "chunks": None, "boundary": BOUNDARY_MODES[0], "cfg": CFG,
             "guidance": GUIDANCE, "negative_prompt": NEGATIVE_PROMPT, "context_seconds": CONTEXT_SECONDS,
-            "segment_new_frames": SEGMENT_NEW_FRAMES, "trained_frame_intervals": list(TRAINED_FRAME_INTERVALS),
-            "trained_chunk_frames": TRAINED_CHUNK_FRAMES}
+            "segment_new_frames": SEGMENT_NEW_FRAMES, **TrainedLimits().to_settings()}
 
 
 @dataclass(frozen=True)
@@ -204,7 +204,9 @@ def load_wan(checked: Union[CheckedFiles, ModelFiles], *, device: Union[str, tor
     model = load_dit(files.dit, dtype=parse_dtype(dtype), device=device, attention_backend=attention_backend,
                      text_len=TEXT_LEN)
     check_compatible(codec, model.config)
-    return WanBundle(model=model, codec=codec, text_encoder=text_encoder, defaults=reference_settings(), files=files)
+    defaults = reference_settings()
+    model.trained_limits = TrainedLimits.from_settings(defaults)
+    return WanBundle(model=model, codec=codec, text_encoder=text_encoder, defaults=defaults, files=files)
 
 
 __all__ = ["CheckedFiles", "KIND_NAMES", "WAN_MODEL_NAME", "WanBundle", "check_model_set", "companion_dtype",

@@ -1,0 +1,76 @@
+"""What a model declares it was trained on (tempomaster_core/trained_limits.py) and where it is read:
+a bundle's defaults.json (tiny/builtin.py), the command line's checks (cli.py)."""
+
+import json
+import shutil
+
+import pytest
+
+from tempomaster_core.tiny.builtin import REQUIRED_FILES, builtin_dir, bundle_limits
+from tempomaster_core.trained_limits import TrainedLimits, model_limits
+from tiny_models import make_tiny_dit
+
+
+def test_settings_declare_the_limits_and_missing_keys_are_the_released_models():
+    declared = TrainedLimits.from_settings({"trained_frame_intervals": [1, 2, 4, 2], "trained_chunk_frames": 25})
+    assert declared == TrainedLimits((4, 2, 1), 25) and declared.frame_intervals == (4, 2, 1)  # coarsest first
+    assert TrainedLimits.from_settings({"trained_chunk_frames": 33}) == TrainedLimits((4, 2, 1), 33)
+    assert TrainedLimits.from_settings(None) == TrainedLimits.from_settings({}) == TrainedLimits((4, 2, 1), 109)
+    assert declared.to_settings() == {"trained_frame_intervals": [4, 2, 1], "trained_chunk_frames": 25}
+    assert declared.describe() == "frame intervals 4, 2, 1, chunks up to 25 frames"
+
+
+@pytest.mark.parametrize("settings,needle", [
+    ({"trained_chunk_frames": 0}, "trained_chunk_frames must be >= 1, got 0"),
+    ({"trained_chunk_frames": 25.5}, "trained_chunk_frames must be an integer"),
+    ({"trained_frame_intervals": []}, "trained_frame_intervals is empty"),
+    ({"trained_frame_intervals": "4,2,1"}, "must be a list of frame intervals"),
+    ({"trained_frame_intervals": 4}, "must be a list of frame intervals"),
+    ({"trained_frame_intervals": [4, 0]}, "a value of trained_frame_intervals must be >= 1"),
+    ({"trained_frame_intervals": [4, True]}, "a value of trained_frame_intervals must be an integer"),
+])
+def test_bad_declarations_are_refused_naming_where_and_what(settings, needle):
+    with pytest.raises(ValueError) as err:
+        TrainedLimits.from_settings(settings, "DIR/defaults.json")
+    assert str(err.value).startswith("DIR/defaults.json: ") and needle in str(err.value)
+
+
+def test_a_dit_declares_what_its_loader_gave_it():
+    model = make_tiny_dit(seed=0)
+    assert model_limits(model) is None  # built without its settings: declares nothing
+    model.trained_limits = TrainedLimits((2, 1), 9)
+    assert model_limits(model) == TrainedLimits((2, 1), 9)
+    model.trained_limits = {"trained_chunk_frames": 9}  # not a declaration
+    assert model_limits(model) is None
+
+
+def test_bundles_declare_their_limits_in_defaults_json(tmp_path):
+    """The shipped bundle's file holds what its run trained on (25-frame clips at intervals 4, 2, 1); another
+    bundle's file overrides it key by key (a bundle written before runs recorded them declares the shipped
+    model's); a bad value names the file."""
+    assert bundle_limits(builtin_dir()) == TrainedLimits((4, 2, 1), 25)
+    assert json.loads((builtin_dir() / "defaults.json").read_text())["trained_chunk_frames"] == 25
+    (tmp_path / "defaults.json").write_text('{"cfg": 2.5}')
+    assert bundle_limits(tmp_path) == TrainedLimits((4, 2, 1), 25)
+    (tmp_path / "defaults.json").write_text('{"trained_chunk_frames": 33, "trained_frame_intervals": [2, 1]}')
+    assert bundle_limits(tmp_path) == TrainedLimits((2, 1), 33)
+    (tmp_path / "defaults.json").write_text('{"trained_chunk_frames": -1}')
+    with pytest.raises(ValueError, match=f"{tmp_path / 'defaults.json'}: trained_chunk_frames must be >= 1"):
+        bundle_limits(tmp_path)
+
+
+def test_the_command_line_refuses_a_bad_declaration_before_loading(tmp_path):
+    from tempomaster_core.cli import UsageError, read_bundle_settings
+
+    for name in REQUIRED_FILES:  # only the JSON files are read before loading
+        target = tmp_path / name
+        if name.endswith(".json"):
+            shutil.copy(builtin_dir() / name, target)
+        else:
+            target.write_bytes(b"")
+    (tmp_path / "defaults.json").write_text('{"trained_frame_intervals": []}')
+    with pytest.raises(UsageError, match="trained_frame_intervals is empty"):
+        read_bundle_settings(str(tmp_path))
+    (tmp_path / "defaults.json").write_text('{"trained_frame_intervals": [2, 1], "trained_chunk_frames": 13}')
+    _, defaults, _ = read_bundle_settings(str(tmp_path))
+    assert TrainedLimits.from_settings(defaults) == TrainedLimits((2, 1), 13)
