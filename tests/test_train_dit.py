@@ -330,12 +330,22 @@ def test_compiled_training_follows_the_eager_run():
 def test_train_writes_a_bundle_and_continues_from_it(tmp_path):
     from tempomaster_core.loading import load_dit
 
+    from tempomaster_core.tiny.builtin import load_builtin
+    from tempomaster_core.trained_limits import TrainedLimits
+
     codec = micro_codec()
     cfg = micro_cfg(pool=8, noise_frame_correlation=0.5)
+    # a settings file already there keeps its keys; what the run trained on replaces its training limits
+    (tmp_path / "defaults.json").write_text('{"cfg": 2.5, "trained_chunk_frames": 999}')
     train(tmp_path, codec=codec, cfg=cfg, seed=0, steps=2, val_samples=2, checkpoint_minutes=0)
     for name in ("dit.safetensors", "dit.json", "text_encoder.safetensors", "text_encoder.json",
                  "dit_train.json", "defaults.json"):
         assert (tmp_path / name).is_file()
+    written = json.loads((tmp_path / "defaults.json").read_text())
+    assert written == {"cfg": 2.5, "trained_frame_intervals": [4, 2, 1], "trained_chunk_frames": 9}  # 9-frame clips
+    codec.save(tmp_path)
+    bundle = load_builtin(directory=tmp_path)  # the bundle loaded from that directory declares them
+    assert bundle.model.trained_limits == TrainedLimits((4, 2, 1), 9) and bundle.defaults["cfg"] == 2.5
     saved = load_dit(tmp_path / "dit.safetensors", dtype=torch.float32)
     assert saved.config.in_dim == 2 * 4 + 4 and saved.config.text_dim == cfg.text_dim
     # the source prior it was trained from travels with the weights, so sampling draws from it
@@ -348,6 +358,23 @@ def test_train_writes_a_bundle_and_continues_from_it(tmp_path):
     assert summary["init"] == str(tmp_path) and summary["schedule_steps"] == 50
     for (name, a), (_, b) in zip(sorted(model.state_dict().items()), sorted(saved.state_dict().items())):
         assert torch.equal(a, b), name
+
+
+def test_trained_limits_are_the_runs_clip_length_and_the_intervals_it_draws():
+    from tempomaster_core.tiny.builtin import builtin_dir, bundle_limits
+    from tempomaster_core.trained_limits import TrainedLimits
+    from tempomaster_core.training.train_dit import trained_limits
+
+    assert trained_limits(TrainConfig(), 4) == TrainedLimits((4, 2, 1), 25)
+    # refinement patterns only: the levels of the (4,2,1) and (4,1) trees below the blueprint, intervals 2 and 1
+    assert trained_limits(micro_cfg(kind_probs={"refine": 1.0}), 4) == TrainedLimits((2, 1), 9)
+    assert trained_limits(micro_cfg(kind_probs={"t2v": 1.0, "refine": 0.0}), 4) == TrainedLimits((4, 2, 1), 9)
+    with pytest.raises(ValueError, match="no pattern kind"):
+        trained_limits(micro_cfg(kind_probs={"t2v": 0.0, "refine": 0.0}), 4)
+    # the shipped bundle declares what its recorded run trained on
+    recorded = json.loads((builtin_dir() / "dit_train.json").read_text())
+    shipped = TrainConfig(**recorded["config"])
+    assert trained_limits(shipped, recorded["codec"]["temporal_factor"]) == bundle_limits(builtin_dir())
 
 
 def test_shipped_weights_were_trained_with_the_default_recipe():

@@ -56,8 +56,9 @@ different stream from ``--workers 0``.
 Output (``--out``): ``dit.safetensors`` (EMA weights, config in the metadata,
 :func:`tempomaster_core.loading.save_dit`), ``dit.json`` (DiTConfig),
 ``text_encoder.safetensors`` / ``.json``, ``dit_train.json`` (recipe, loss
-curve, validation losses), ``defaults.json`` (recommended inference settings).
-Checkpoints are written every ``--checkpoint-minutes`` too.
+curve, validation losses), ``defaults.json`` (recommended inference settings, with what the run trained
+on: ``trained_frame_intervals`` and ``trained_chunk_frames`` from its configuration, :func:`trained_limits`;
+an existing file keeps its other keys). Checkpoints are written every ``--checkpoint-minutes`` too.
 """
 
 from __future__ import annotations
@@ -80,12 +81,14 @@ from ..defaults import BLUEPRINT_SHIFT, REFINEMENT_SHIFT
 from ..loading import save_dit
 from ..model import TempoMasterDiT
 from ..noise_prior import correlate_frames, model_frame_correlation
-from ..tiny.builtin import shipped_defaults
+from ..tiny.builtin import DEFAULTS_FILE, read_defaults_file, shipped_defaults
 from ..tiny.codec import TinyVideoCodec
 from ..tiny.captions import random_caption
 from ..tiny.scenes import render_frames, sample_scene
 from ..tiny.text_encoder import TextEncoderConfig, TinyTextEncoder
-from .masks import DEFAULT_KIND_PROBS, ConditionDraw, draw_condition
+from ..trained_limits import TrainedLimits
+from .masks import (BLUEPRINT_INTERVAL_PROBS, BLUEPRINT_KINDS, DEFAULT_KIND_PROBS, ConditionDraw, draw_condition,
+                    refinement_patterns)
 
 HELD_OUT_SEED_BASE = 1_000_000_000
 """Scene seeds at or above this value are held out (validation, ``benchmarks/eval_tiny.py``)."""
@@ -147,6 +150,29 @@ class TrainConfig:
     ema: float = 0.997
     blueprint_t0_max: Optional[int] = None
     noise_frame_correlation: float = 0.0
+
+
+def trained_limits(cfg: TrainConfig, temporal_factor: int) -> TrainedLimits:
+    """What a run with ``cfg`` trains on, from the draws it makes (:func:`~tempomaster_core.training.masks.draw_condition`):
+    clips of ``cfg.frames`` pixel frames; the frame intervals of the blueprint-case clips
+    (:data:`~tempomaster_core.training.masks.BLUEPRINT_INTERVAL_PROBS` with weight > 0) when a blueprint kind has
+    weight > 0 in ``cfg.kind_probs``, and those of the refinement patterns
+    (:func:`~tempomaster_core.training.masks.refinement_patterns` at this clip length and ``temporal_factor``,
+    pixel frames per latent frame of the codec) when ``"refine"`` has. The default recipe gives intervals
+    (4, 2, 1) and 25 frames, what the built-in bundle's ``defaults.json`` declares.
+
+    Raises:
+        ValueError: no pattern kind has weight > 0.
+        tempomaster_core.plan.PlanError: ``cfg.frames`` is not ``temporal_factor*n + 1``.
+    """
+    intervals: set[int] = set()
+    if any(cfg.kind_probs.get(kind, 0) > 0 for kind in BLUEPRINT_KINDS):
+        intervals |= {interval for interval, weight in BLUEPRINT_INTERVAL_PROBS.items() if weight > 0}
+    if cfg.kind_probs.get("refine", 0) > 0:
+        intervals |= {pattern.interval for pattern in refinement_patterns(cfg.frames, temporal_factor)}
+    if not intervals:
+        raise ValueError(f"kind_probs {cfg.kind_probs} gives no pattern kind a weight > 0: nothing would be trained")
+    return TrainedLimits(tuple(intervals), cfg.frames)
 
 
 def dit_config_for(codec, text_dim: int, cfg: TrainConfig, text_len: Optional[int] = None) -> DiTConfig:
@@ -471,17 +497,21 @@ def ema_update(ema: torch.nn.Module, live: torch.nn.Module, decay: float) -> Non
 
 
 def save_bundle(out: Path, model: TempoMasterDiT, text_encoder: TinyTextEncoder, summary: dict,
-                defaults: Optional[dict] = None) -> None:
-    """Write ``dit.safetensors``/``dit.json``, ``text_encoder.*``, ``dit_train.json`` and
-    (if absent, or when ``defaults`` is given) ``defaults.json`` into ``out``.
+                defaults: Optional[dict] = None, trained: Optional[TrainedLimits] = None) -> None:
+    """Write ``dit.safetensors``/``dit.json``, ``text_encoder.*``, ``dit_train.json`` and ``defaults.json``
+    into ``out``.
 
-    ``defaults.json`` holds ``defaults``, or else the shipped bundle's recommended settings
-    (:func:`tempomaster_core.tiny.builtin.shipped_defaults`, the one copy, which the CLI and the
-    nodes read through :func:`~tempomaster_core.tiny.builtin.bundle_defaults`).
+    ``defaults.json`` holds ``defaults`` when given, else the file already in ``out`` (its keys kept), else
+    the shipped bundle's recommended settings (:func:`tempomaster_core.tiny.builtin.shipped_defaults`, the
+    one copy, which the CLI and the nodes read through :func:`~tempomaster_core.tiny.builtin.bundle_defaults`);
+    ``trained`` (what the run trained on, :func:`trained_limits`) replaces its ``trained_frame_intervals`` and
+    ``trained_chunk_frames``. The file is replaced whole (written next to it, then renamed).
 
     Raises:
-        FileNotFoundError: no ``defaults`` and the shipped ``defaults.json`` is missing (after the
-            weights are written; the message names the file).
+        FileNotFoundError: no ``defaults``, no file in ``out`` and the shipped ``defaults.json`` is missing (after
+            the weights are written; the message names the file).
+        ValueError: the ``defaults.json`` in ``out`` is not a JSON object (after the weights are written; the file
+            is left as it was).
     """
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / "dit.safetensors.tmp"
@@ -490,9 +520,16 @@ def save_bundle(out: Path, model: TempoMasterDiT, text_encoder: TinyTextEncoder,
     (out / "dit.json").write_text(json.dumps(model.config.to_dict(), indent=1) + "\n")
     text_encoder.save(out)
     (out / "dit_train.json").write_text(json.dumps(summary, indent=1) + "\n")
-    path = out / "defaults.json"
-    if defaults is not None or not path.exists():
-        path.write_text(json.dumps(defaults or shipped_defaults(), indent=1) + "\n")
+    path = out / DEFAULTS_FILE
+    if defaults is not None:
+        settings = dict(defaults)
+    else:
+        settings = read_defaults_file(out) if path.exists() else shipped_defaults()
+    if trained is not None:
+        settings.update(trained.to_settings())
+    tmp = out / (DEFAULTS_FILE + ".tmp")
+    tmp.write_text(json.dumps(settings, indent=1) + "\n")
+    tmp.replace(path)
 
 
 # -- training loop ------------------------------------------------------------------
@@ -549,7 +586,8 @@ def train(
         the EMA modules are attached as ``summary["_ema"] = (model, text_encoder)``.
 
     Raises:
-        ValueError: neither ``steps`` nor ``minutes`` given, or ``workers < 0``.
+        ValueError: neither ``steps`` nor ``minutes`` given, ``workers < 0``, or a ``cfg`` that trains on no
+            pattern kind (:func:`trained_limits`, checked before any step).
     """
     if steps is None and minutes is None:
         raise ValueError("give steps (exact, reproducible) or minutes (time budget)")
@@ -559,6 +597,7 @@ def train(
     out = Path(out)
     device = torch.device(device)
     codec = codec.eval().requires_grad_(False).to(device)
+    limits = trained_limits(cfg, codec.temporal_factor)
     model, text_encoder = build_models(codec, cfg, seed)
     if init is not None:
         from ..loading import load_dit
@@ -688,7 +727,7 @@ def train(
         if save and checkpoint_minutes and time.time() - last_ckpt > checkpoint_minutes * 60:
             summary["steps"] = step
             summary["train_seconds"] = round(time.time() - t_start, 1)
-            save_bundle(out, ema_model, ema_text, summary)
+            save_bundle(out, ema_model, ema_text, summary, trained=limits)
             last_ckpt = time.time()
             print(f"    checkpoint written to {out}", flush=True)
 
@@ -700,7 +739,7 @@ def train(
     print(f"done: {step} steps in {summary['train_seconds']:.0f} s; held-out validation loss (EMA) "
           f"{v['all']:.4f}", flush=True)
     if save:
-        save_bundle(out, ema_model, ema_text, summary)
+        save_bundle(out, ema_model, ema_text, summary, trained=limits)
         print(f"wrote {out / 'dit.safetensors'}, {out / 'text_encoder.safetensors'}", flush=True)
     summary["_ema"] = (ema_model, ema_text)
     return summary
