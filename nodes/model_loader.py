@@ -40,10 +40,11 @@ from tempomaster_core.config import DiTConfig
 from tempomaster_core.defaults import WEIGHT_DTYPE
 from tempomaster_core.loading import (RELEASE_FILE, RELEASE_REPO, RELEASE_URL, STORAGE_DTYPES, load_dit, parse_dtype,
                                       read_config)
+from tempomaster_core.trained_limits import TrainedLimits
 from tempomaster_core.validation import require_choice
 
 from . import comfy_env
-from .builtin_nodes import BUILTIN_MODEL_NAME, tiny_available, tiny_dit_path, tiny_text_length
+from .builtin_nodes import BUILTIN_MODEL_NAME, tiny_available, tiny_directory, tiny_dit_path, tiny_text_length
 from .comfy_model import managed, operations_for
 from .display_names import LOAD_MODEL, LOAD_TINY_ENCODERS
 from .types import TEMPO_MODEL
@@ -177,6 +178,24 @@ def _file_key(path: str) -> tuple:
     return os.path.realpath(path), stat.st_size, stat.st_mtime_ns
 
 
+def declared_limits(model_name: str) -> Optional[TrainedLimits]:
+    """What the model ``model_name`` (a LoadTempoModel choice) declares it was trained on, read without loading
+    weights: for :data:`BUILTIN_MODEL_NAME` the bundle's ``trained_frame_intervals`` / ``trained_chunk_frames``
+    (:func:`tempomaster_core.tiny.builtin.bundle_limits` of :func:`~nodes.builtin_nodes.tiny_directory`), a
+    :class:`~tempomaster_core.trained_limits.TrainedLimits`; ``None`` for a checkpoint file, which declares none
+    (the planner then uses the released TempoMaster's). The loader gives its output these
+    (:attr:`tempomaster_core.model.TempoMasterDiT.trained_limits`); the tree view's route reads the same.
+
+    Raises:
+        FileNotFoundError, OSError, ValueError: the built-in bundle's settings are missing or unreadable.
+    """
+    if model_name != BUILTIN_MODEL_NAME:
+        return None
+    from tempomaster_core.tiny.builtin import bundle_limits
+
+    return bundle_limits(tiny_directory())
+
+
 def model_config(model_name: str) -> DiTConfig:
     """The shape of the DiT that ``model_name`` (a LoadTempoModel choice) names, without loading it.
 
@@ -288,10 +307,13 @@ class LoadTempoModel:
              fp8_matmul: Optional[bool] = None, torch_compile: Optional[bool] = None):
         """Return ``(model,)``; see :func:`load_model_cached` (the optional inputs left out, ``None``, are off).
 
+        The model carries what it declares it was trained on (:func:`declared_limits`) for the Tree Scheduler.
+
         Raises:
             tempomaster_core.validation.InputError: unknown dtype or backend name (a ``ValueError``);
                 fp8 matmul without fp8_e4m3fn weights or on a device without fp8 matmul
                 (:func:`tempomaster_core.fp8.require_fp8_matmul`), before anything is loaded.
+            ValueError: the built-in bundle's training limits are not valid (before loading).
         """
         from tempomaster_core.fp8 import require_fp8_matmul
 
@@ -300,7 +322,10 @@ class LoadTempoModel:
         if fp8_matmul:
             require_fp8_matmul(comfy_env.compute_device(), weight_dtype)
         path = resolve_model_path(model_name)
+        limits = declared_limits(model_name)  # before loading: a damaged bundle stops here
         # the tiny text encoder's [1, L, text_dim] reaches the DiT unpadded: its L is the model's text_len
         text_len = tiny_text_length() if model_name == BUILTIN_MODEL_NAME else None
-        return (managed(load_model_cached(path, parse_dtype(weight_dtype), attention, text_len=text_len,
-                                          fp8_matmul=bool(fp8_matmul), torch_compile=bool(torch_compile))),)
+        dit = load_model_cached(path, parse_dtype(weight_dtype), attention, text_len=text_len,
+                                fp8_matmul=bool(fp8_matmul), torch_compile=bool(torch_compile))
+        dit.trained_limits = limits  # what the Tree Scheduler plans with when this model is connected to it
+        return (managed(dit),)

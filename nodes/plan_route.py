@@ -9,7 +9,12 @@
   ``{"model_name": "...", "weight_dtype": "bf16"}`` (the estimate is for that model's shape and
   dtype, :func:`resolve_model`), or a shape name (``"14B"``, ``"1.3B"``; ``{"shape": "14B",
   "weight_dtype": "fp8_e4m3fn"}`` at a dtype); without it the
-  14B release is priced and the reply says so. Devices: ``samplers.devices`` holds the samplers'
+  14B release is priced and the reply says so. ``limits_model``: what is linked to the scheduler's own ``model``
+  socket, whose training limits the node plans with (``nodes/plan_limits.py``): absent or null = nothing linked
+  (the ``trained_chunk_frames`` widget, as the node does), ``{"model_name": "..."}`` = a Load TempoMaster Model
+  (through Reroutes and TempoMaster LoRA nodes): its declared limits, read without weights
+  (:func:`nodes.plan_limits.from_model_name`), ``{}`` = linked to something the view cannot read (the widget's
+  limits are drawn, and the reply says the node will use the model's). Devices: ``samplers.devices`` holds the samplers'
   ``devices`` texts (``"cuda:0,cuda:1"``, ``""`` = ComfyUI's one device; checked as the samplers check
   them, :func:`nodes.multi_device.parse_devices`), or ``devices`` a count or one per level (a what-if,
   e.g. 8 GPUs this machine lacks); each level is priced on its devices
@@ -22,7 +27,8 @@
   its time as the slowest device plus communication and the speed-up, with sentences:
   :func:`nodes.plan_text.devices_to_dict`; null when every level runs on one device), ``continuation`` (for a
   length beyond one trained tree: its segments and their cost against one big tree and a full-sequence pass,
-  with the view's lines, :func:`nodes.plan_text.continuation_to_dict`; else null), ``summary``, ``inputs``,
+  with the view's lines, :func:`nodes.plan_text.continuation_to_dict`; else null), ``summary``, ``inputs`` (with
+  ``trained_limits``: the limits planned with, their source and sentence, :meth:`nodes.plan_limits.LimitsUsed.to_dict`),
   ``model`` (what was priced, :func:`resolve_model`) and ``plan_key``; bad input -> 400
   ``{"error": "..."}`` (every widget value, number or text,
   and every size beyond the plan's limits in :mod:`tempomaster_core.plan`, e.g.
@@ -204,7 +210,27 @@ def parse_request(payload: Any) -> tuple[dict, dict]:
             raise RequestError("model must be an object like {\"model_name\": \"...\", \"weight_dtype\": \"bf16\"} "
                                f"or a shape name such as '14B', got {model!r}")
         options["model"] = model
+    linked = payload.get("limits_model")
+    if linked is not None:
+        name = linked.get("model_name") if isinstance(linked, dict) else None
+        if not isinstance(linked, dict) or not (name is None or (isinstance(name, str) and name)):
+            raise RequestError("limits_model must be {\"model_name\": \"...\"} (the Load TempoMaster Model linked to "
+                               f"the scheduler's model input) or {{}} (linked, model unknown), got {linked!r}")
+        options["limits_model"] = name
     return values, options
+
+
+def _limits(options: dict, values: dict) -> Any:
+    """The :class:`~nodes.plan_limits.LimitsUsed` of a request's ``limits_model`` (popped from ``options``), or
+    ``None`` when nothing is linked to the scheduler's model socket (the node's own default then applies)."""
+    from .plan_limits import from_model_name, pending
+    from .scheduler_schema import LIMIT_WIDGET, PLANNING_DEFAULTS
+
+    if "limits_model" not in options:
+        return None
+    name = options.pop("limits_model")
+    widget = values.get(LIMIT_WIDGET, PLANNING_DEFAULTS[LIMIT_WIDGET])
+    return pending(widget) if name is None else from_model_name(name, widget)
 
 
 def model_key(config: Any, dtype: Any) -> str:
@@ -285,7 +311,7 @@ def plan_response(payload: Any) -> tuple[int, dict]:
         values, options = parse_request(payload)
         samplers = options.pop("samplers", None)
         config, dtype, model = resolve_model(options.pop("model", None))
-        options.update(model=config, dtype=dtype)
+        options.update(model=config, dtype=dtype, limits=_limits(options, values))
         schedule = build_schedule(**values, **options)
         if samplers:
             # the connected samplers may cover only some levels: the others keep the reference's defaults

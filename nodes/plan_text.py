@@ -30,6 +30,7 @@ from tempomaster_core.long_cost import Approach, LongCost
 from tempomaster_core.plan import TreePlan
 
 from .display_names import FRAME_RATE_REFINER
+from .scheduler_schema import LIMIT_WIDGET
 
 
 def gib(value: Optional[int]) -> str:
@@ -134,6 +135,30 @@ def interval_warning(breach: LimitBreach, plan: TreePlan) -> str:
     return (f"{name} at {level.fps:g} fps (interval {breach.value}): coarser than the model was trained on "
             f"({plan.fps / breach.bound:g} fps, interval {breach.bound}); for a video longer than one trained tree, "
             "generate it in segments with TempoMaster Continue (command line: --seconds)")
+
+
+def limits_sentence(used) -> str:
+    """Which training limits a plan was made with and why (a :class:`nodes.plan_limits.LimitsUsed`), for the
+    summary and the tree view, e.g. "Training limits from the connected model: frame intervals 4, 2, 1, chunks up
+    to 25 frames (the trained_chunk_frames widget is not used)."""
+    from .plan_limits import FROM_MODEL, FROM_WIDGET
+
+    limits = used.limits
+    if used.source == FROM_MODEL:
+        unused = f"(the {LIMIT_WIDGET} widget is not used)"
+        if used.declared:
+            return f"Training limits from the connected model: {limits.describe()} {unused}."
+        return (f"Training limits: the connected model declares none, so the released TempoMaster's: "
+                f"{limits.describe()} {unused}.")
+    intervals = ", ".join(map(str, limits.frame_intervals))
+    if used.source == FROM_WIDGET:
+        return (f"Training limits: chunks up to {limits.chunk_frames} frames ({LIMIT_WIDGET} widget), frame "
+                f"intervals {intervals} (the released TempoMaster's); connect the model to this node's model input "
+                "to plan with the limits it was trained on.")
+    why = f" ({used.note})" if used.note else ""
+    return (f"Training limits drawn from the {LIMIT_WIDGET} widget (chunks up to {limits.chunk_frames} frames, "
+            f"frame intervals {intervals}): the model connected to this node replaces them when the graph runs; "
+            f"the view cannot read its limits here{why}.")
 
 
 def auto_warning(breach: LimitBreach) -> str:
@@ -393,4 +418,4 @@ def auto_to_dict(auto: AutoPlan) -> dict:
 __all__ = ["auto_reasons", "auto_to_dict", "auto_warning", "candidate_status", "chunk_word", "continuation_lines",
            "continuation_to_dict", "device_lines",
            "device_sentence", "devices_to_dict", "devices_total_sentence", "duration", "gib", "interval_warning",
-           "ladder_status", "level_reason", "level_sentence", "memory_sentence", "plan_warning"]
+           "ladder_status", "level_reason", "level_sentence", "limits_sentence", "memory_sentence", "plan_warning"]

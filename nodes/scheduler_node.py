@@ -22,7 +22,10 @@ Widgets added for planning (all optional, so older API workflows still run):
   fit), ``"reference"`` = the reference's rule ``max(4 / interval, 1)``, or counts.
 - ``frame_intervals``: :data:`AUTO_LEVELS` lets the planner choose the levels too.
 - ``memory_budget_gb`` (0 = the GPU's free memory, :func:`auto_memory_budget`; no limit on the CPU) and
-  ``trained_chunk_frames`` (109): the limits of the auto mode and of the warnings.
+  ``trained_chunk_frames`` (109): the limits of the auto mode and of the warnings. The training limits
+  (chunk length and frame intervals) come from the model when one is connected to the optional ``model``
+  socket (its declared ones; the widget is then not used), else from the widget and the released model's
+  intervals: ``nodes/plan_limits.py``; the summary says which.
 - ``boundary_frames``: ``"repeat_anchor"`` (default) or ``"anchors"``, the plan's chunk-boundary
   conditions (:data:`tempomaster_core.plan.BOUNDARY_MODES`; the former name ``"reference"`` of
   ``"repeat_anchor"`` is accepted, so workflows saved before the rename still run).
@@ -49,6 +52,7 @@ from .scheduler_schema import (
     input_types,
 )
 from .display_names import BLUEPRINT_SAMPLER
+from .plan_limits import from_model, from_widget
 from .types import TEMPO_PLAN
 
 #: ``chunks`` keyword for the reference's chunk rule (``"auto"`` means the cost-based choice).
@@ -72,6 +76,7 @@ class Schedule:
             slowest device plus communication, the speed-up against one device).
         continuation: for a length beyond one trained tree, the continuation proposal priced against one
             big tree and a full-sequence pass (:class:`~tempomaster_core.long_cost.LongCost`), else None.
+        limits: the training limits planned with and their source (:class:`nodes.plan_limits.LimitsUsed`).
     """
 
     plan: Any
@@ -82,6 +87,7 @@ class Schedule:
     memory: dict = field(default_factory=dict)
     devices: tuple = ()
     continuation: Any = None
+    limits: Any = None
 
     def summary(self) -> str:
         """The tree, its cost and memory, the planner's reasons and the warnings, as text."""
@@ -113,6 +119,10 @@ class Schedule:
 
             lines.append("Auto plan:")
             lines.extend(f"  - {reason}" for reason in auto_reasons(self.auto))
+        if self.limits is not None:
+            from .plan_text import limits_sentence
+
+            lines.append(limits_sentence(self.limits))
         lines.extend(f"WARNING: {w}" for w in self.warnings)
         return "\n".join(lines)
 
@@ -230,7 +240,7 @@ def build_schedule(blueprint_frames: int, frame_intervals: str, custom_intervals
                    trained_chunk_frames: int = TRAINED_CHUNK_FRAMES,
                    boundary_frames: str = PLANNING_DEFAULTS["boundary_frames"],
                    *, steps: Any = None, cfg: Any = CFG, model: Any = "14B", dtype: str = WEIGHT_DTYPE,
-                   blocks_to_swap: Optional[int] = None, devices: Any = 1) -> Schedule:
+                   blocks_to_swap: Optional[int] = None, devices: Any = 1, limits: Any = None) -> Schedule:
     """The plan, its cost and warnings for the node's widget values.
 
     Args:
@@ -247,7 +257,8 @@ def build_schedule(blueprint_frames: int, frame_intervals: str, custom_intervals
         length: seconds (``"seconds"``) or pixel frames (``"output frames"``) of the
             output, at the output frame rate ``fps / last interval``.
         memory_budget_gb: GiB the plan may use (0 = :func:`auto_memory_budget`, unbounded on the CPU).
-        trained_chunk_frames: longest chunk the model was trained on, pixel frames (109).
+        trained_chunk_frames: longest chunk the model was trained on, pixel frames (109); used when ``limits``
+            is ``None`` (no model connected), with the released model's frame intervals.
         boundary_frames: chunk-boundary condition frames, one of
             :data:`tempomaster_core.plan.BOUNDARY_MODES` (``"repeat_anchor"``: as the authors ran it),
             or a former name (:data:`tempomaster_core.plan.BOUNDARY_ALIASES`).
@@ -264,6 +275,10 @@ def build_schedule(blueprint_frames: int, frame_intervals: str, custom_intervals
         devices: devices each level is shared over (the samplers' ``devices`` lists, ``torchrun``'s ranks):
             one count or one per level, 1.. :data:`tempomaster_core.cost_devices.MAX_DEVICES`; priced by
             :func:`tempomaster_core.cost_devices.plan_on_devices` at its assumed throughput and bandwidth.
+        limits: the training limits to plan with, a :class:`nodes.plan_limits.LimitsUsed` (the connected model's,
+            :func:`~nodes.plan_limits.from_model`); ``None`` = :func:`~nodes.plan_limits.from_widget` of
+            ``trained_chunk_frames``. Its clip length is the auto planner's trained length and the warnings'; its
+            intervals are the warnings' and the continuation proposal's trained tree.
 
     Raises:
         ValueError: unparsable text (``nodes.parsing``), an impossible plan
@@ -305,7 +320,9 @@ def build_schedule(blueprint_frames: int, frame_intervals: str, custom_intervals
         parse_intervals(frame_intervals, custom_intervals))
     mode, chunk_values = _chunks_mode(chunks, None if intervals is None else len(intervals) - 1)
     budget = _budget_bytes(memory_budget_gb)
-    trained = _whole(trained_chunk_frames, "trained_chunk_frames")
+    widget_limit = _whole(trained_chunk_frames, "trained_chunk_frames")
+    used = limits if limits is not None else from_widget(widget_limit)
+    trained, trained_intervals = used.limits.chunk_frames, used.limits.frame_intervals
     fps = TreePlan.check_fps(_real(fps, "fps"))
     width, height = _whole(width, "width"), _whole(height, "height")
     output_fps = fps / (intervals[-1] if intervals else 1)
@@ -384,27 +401,29 @@ def build_schedule(blueprint_frames: int, frame_intervals: str, custom_intervals
     else:
         breaches = limit_breaches(plan, cost, trained_chunk_frames=trained, memory_budget_bytes=budget)
         warnings = [plan_warning(breach, plan) for breach in breaches]
-    warnings += [interval_warning(breach, plan) for breach in interval_breaches(plan)]
+    warnings += [interval_warning(breach, plan) for breach in interval_breaches(plan, trained_intervals)]
     try:
         on_devices = plan_on_devices(cost, devices)
     except CostError as err:
         raise ValueError(str(err)) from None
     inputs = {"length_mode": length_mode, "output_frames_wanted": wanted, "output_fps": output_fps,
               "chunks_mode": mode, "levels_mode": "auto" if intervals is None else "fixed",
-              "trained_chunk_frames": trained, "memory_budget_bytes": budget,
+              "trained_chunk_frames": trained, "trained_limits": used.to_dict(), "memory_budget_bytes": budget,
               "model": model if isinstance(model, str) else None, "weight_dtype": dtype,
               "blocks_to_swap": swapped, "boundary_frames": boundary_frames,
               "devices": [level.devices for level in on_devices]}
     memory = memory_fit(cost, dtype=dtype, num_layers=config.num_layers, budget=budget, all_swapped_peak=best_peak)
-    continuation = _continuation(wanted / output_fps, plan, trained, config, steps, cfg, dtype=dtype,
+    continuation = _continuation(wanted / output_fps, plan, used.limits, config, steps, cfg, dtype=dtype,
                                  text_len=text_len)
     return Schedule(plan=plan, cost=cost, warnings=warnings, auto=auto, inputs=inputs, memory=memory,
-                    devices=on_devices, continuation=continuation)
+                    devices=on_devices, continuation=continuation, limits=used)
 
 
-def _continuation(seconds: float, plan: TreePlan, trained: int, config: Any, steps: Any, cfg: Any, **run: Any) -> Any:
+def _continuation(seconds: float, plan: TreePlan, limits: Any, config: Any, steps: Any, cfg: Any, **run: Any) -> Any:
     """The continuation proposal (:func:`tempomaster_core.long_cost.long_video_cost` on the longest trained tree at
-    the plan's size, fps and boundary) when the ``seconds`` asked for are more than that tree makes, else None.
+    the plan's size, fps and boundary, for the training ``limits``, a
+    :class:`~tempomaster_core.trained_limits.TrainedLimits`) when the ``seconds`` asked for are more than that tree
+    makes, else None.
     The plan's steps and cfg are priced when they are one value or one per level of that tree, the reference's
     otherwise."""
     from tempomaster_core.cost import CostError
@@ -412,7 +431,8 @@ def _continuation(seconds: float, plan: TreePlan, trained: int, config: Any, ste
     from tempomaster_core.plan import PlanError
 
     try:
-        template = trained_tree(height=plan.height, width=plan.width, fps=plan.fps, trained_chunk_frames=trained,
+        template = trained_tree(height=plan.height, width=plan.width, fps=plan.fps,
+                                trained_chunk_frames=limits.chunk_frames, intervals=limits.frame_intervals,
                                 boundary=plan.boundary)
     except PlanError:  # a trained length too short for a tree at this size: nothing to propose
         return None
@@ -426,7 +446,8 @@ def _continuation(seconds: float, plan: TreePlan, trained: int, config: Any, ste
 
     try:
         return long_video_cost(template, total, config=config, steps=fitting(steps, None), cfg=fitting(cfg, CFG),
-                               trained_chunk_frames=trained, **run)
+                               trained_chunk_frames=limits.chunk_frames, trained_intervals=limits.frame_intervals,
+                               **run)
     except CostError as err:
         raise ValueError(str(err)) from None
 
@@ -457,7 +478,10 @@ class TreeScheduler:
         "refinement levels that each multiply the frame rate (12, then 24 fps), every level split into chunks "
         "denoised in parallel. Give the length in blueprint frames (the reference code's default: 109 -> 436 "
         "frames at 24 fps) or in seconds; 'auto' chunks pick the cheapest split that keeps chunks within the trained length and the "
-        "memory budget. The drawing on the node shows the tree, its cost and memory before you queue."
+        "memory budget. Connect the model to the optional model input to plan with what it was trained on (its frame "
+        "intervals and clip length replace the trained_chunk_frames widget; without it, the widget and intervals "
+        "4,2,1); the summary says which limits were used. The drawing on the node shows the tree, its cost and "
+        "memory before you queue."
     )
 
     @classmethod
@@ -491,16 +515,18 @@ class TreeScheduler:
     def plan(self, blueprint_frames: int, frame_intervals: str, custom_intervals: str, chunks: str,
              fps: float, width: int, height: int, length_mode: Optional[str] = None, length: Optional[float] = None,
              memory_budget_gb: Optional[float] = None, trained_chunk_frames: Optional[int] = None,
-             boundary_frames: Optional[str] = None):
+             boundary_frames: Optional[str] = None, model: Any = None):
         """Return ``(plan, summary)``; see :func:`build_schedule` (raises its errors).
 
-        Optional planning inputs left out (``None``) take :data:`PLANNING_DEFAULTS`.
+        Optional planning inputs left out (``None``) take :data:`PLANNING_DEFAULTS`. ``model``: the optional
+        ``TEMPO_MODEL``; connected, its training limits replace ``trained_chunk_frames``
+        (:func:`nodes.plan_limits.from_model`).
         """
         given = dict(length_mode=length_mode, length=length, memory_budget_gb=memory_budget_gb,
                      trained_chunk_frames=trained_chunk_frames, boundary_frames=boundary_frames)
         planning = {k: PLANNING_DEFAULTS[k] if v is None else v for k, v in given.items()}
         schedule = build_schedule(blueprint_frames, frame_intervals, custom_intervals, chunks, fps, width, height,
-                                  **planning)
+                                  **planning, limits=None if model is None else from_model(model))
         return (schedule.plan, schedule.summary())
 
 

@@ -21,6 +21,8 @@ from tempomaster_core.defaults import BLUEPRINT_FRAMES, FPS, FRAME_INTERVALS, HE
 from tempomaster_core.plan import BOUNDARY_MODES, MAX_BLUEPRINT_FRAMES, MAX_FPS, MAX_SIDE
 
 from .parsing import PRESET_NAMES
+from .plan_limits import MODEL_INPUT
+from .types import TEMPO_MODEL
 
 #: ``frame_intervals`` choice that lets the planner pick the levels (ratio-2 ladders ending at the output fps).
 AUTO_LEVELS = "auto: levels chosen by cost"
@@ -29,6 +31,9 @@ INTERVAL_CHOICES: tuple[str, ...] = PRESET_NAMES + (AUTO_LEVELS,)
 #: ``length_mode`` choices.
 LENGTH_BLUEPRINT, LENGTH_SECONDS, LENGTH_FRAMES = "blueprint frames", "seconds", "output frames"
 LENGTH_MODES: tuple[str, ...] = (LENGTH_BLUEPRINT, LENGTH_SECONDS, LENGTH_FRAMES)
+
+#: The widget of the trained chunk length, used when no model is connected (``nodes/plan_limits.py``).
+LIMIT_WIDGET = "trained_chunk_frames"
 
 #: Widget kinds: ComfyUI's ``INT``/``FLOAT``/``STRING`` and ``COMBO`` (one of ``choices``).
 KINDS = ("INT", "FLOAT", "STRING", "COMBO")
@@ -120,10 +125,11 @@ TREE_SCHEDULER_WIDGETS: tuple[Widget, ...] = (
                    "is free on the GPU now (counting a TempoMaster model already there as free; no "
                    "limit on the CPU). Models of other nodes still loaded are not free: type the "
                    "card's size to plan for a clean start."),
-    Widget("trained_chunk_frames", "INT", TRAINED_CHUNK_FRAMES, minimum=5, maximum=MAX_BLUEPRINT_FRAMES, step=4, required=False,
+    Widget(LIMIT_WIDGET, "INT", TRAINED_CHUNK_FRAMES, minimum=5, maximum=MAX_BLUEPRINT_FRAMES, step=4, required=False,
            tooltip="Longest chunk the model was trained on, in pixel frames (109 = 28 latent frames "
-                   "for the released TempoMaster). 'auto' keeps every chunk within it; longer chunks "
-                   "are drawn in the warning colour."),
+                   "for the released TempoMaster, 25 for TempoMaster-Tiny). Used only when nothing is connected "
+                   "to the model input: a connected model's own training limits replace it. 'auto' keeps every "
+                   "chunk within it; longer chunks are drawn in the warning colour."),
     Widget("boundary_frames", "COMBO", "repeat_anchor", choices=BOUNDARY_MODES, required=False,
            tooltip="Condition frames at chunk boundaries of refinement levels. 'repeat_anchor' (what the "
                    "authors ran): the first and last frame of every chunk copy the nearest earlier "
@@ -151,11 +157,23 @@ def widget(name: str) -> Widget:
     return _BY_NAME[name]
 
 
+#: The optional ``TEMPO_MODEL`` socket (not a widget: no ``widgets_values`` entry, so adding it left the
+#: widgets of saved workflows where they were); its rule is ``nodes/plan_limits.py``'s.
+MODEL_SOCKET = (TEMPO_MODEL, {
+    "tooltip": "Optional: the TempoMaster model (Load TempoMaster Model, or a LoRA after it). Connected, the plan "
+               "uses what that model was trained on: its frame intervals for the warnings and its clip length for "
+               "'auto' chunks and the warnings, instead of the trained_chunk_frames widget (TempoMaster-Tiny: "
+               "intervals 4,2,1 and 25 frames; the 14B: 4,2,1 and 109). Not connected: the widget and the "
+               "released model's intervals 4,2,1. The summary says which were used."})
+
+
 def input_types() -> dict:
-    """The node's ``INPUT_TYPES``: ``{"required": {name: entry}, "optional": {name: entry}}``."""
+    """The node's ``INPUT_TYPES``: ``{"required": {name: entry}, "optional": {name: entry, ..., "model":
+    MODEL_SOCKET}}`` (the widgets in schema order, then the model socket)."""
     return {
         "required": {w.name: w.input_type() for w in TREE_SCHEDULER_WIDGETS if w.required},
-        "optional": {w.name: w.input_type() for w in TREE_SCHEDULER_WIDGETS if not w.required},
+        "optional": {**{w.name: w.input_type() for w in TREE_SCHEDULER_WIDGETS if not w.required},
+                     MODEL_INPUT: MODEL_SOCKET},
     }
 
 
@@ -167,7 +185,7 @@ def javascript_module() -> str:
     """The text of ``web/scheduler_schema.js``, an ES module of what the web view shares with Python:
     the schema (``TREE_SCHEDULER_WIDGETS``), the node class ids it looks for (``NODE_IDS``,
     ``nodes/display_names.py``), the name of the samplers' device-list widget (``DEVICES_WIDGET``, the
-    input of ``nodes/multi_device.DEVICES_INPUT``), the plan route's path and the measured-time event's name
+    input of ``nodes/multi_device.DEVICES_INPUT``), the scheduler's model socket (``MODEL_INPUT``), the plan route's path and the measured-time event's name
     (``PLAN_ROUTE``, ``LEVEL_TIME_EVENT``, ``nodes/plan_route.py``)."""
     from . import display_names, plan_route
     from .multi_device import DEVICES_INPUT
@@ -177,7 +195,8 @@ def javascript_module() -> str:
 
     rows = ",\n".join("  " + json.dumps(w.to_dict(), ensure_ascii=False) for w in TREE_SCHEDULER_WIDGETS)
     ids = {"scheduler": display_names.TREE_SCHEDULER_ID, "blueprint": display_names.BLUEPRINT_SAMPLER_ID,
-           "refiner": display_names.FRAME_RATE_REFINER_ID, "loader": display_names.LOAD_MODEL_ID}
+           "refiner": display_names.FRAME_RATE_REFINER_ID, "loader": display_names.LOAD_MODEL_ID,
+           "lora": display_names.LORA_LOADER_ID}
     return ("// Generated from nodes/scheduler_schema.py (write_javascript): do not edit.\n"
             "// The TreeScheduler's widgets (names, types, defaults, choices, ranges, tooltips): the schema the\n"
             "// node's INPUT_TYPES and the plan route are made from, for the tree view.\n"
@@ -186,6 +205,8 @@ def javascript_module() -> str:
             f"export const NODE_IDS = Object.freeze({json.dumps(ids)});\n"
             "// The samplers' device-list widget (nodes/multi_device.py): its text goes with the plan request.\n"
             f"export const DEVICES_WIDGET = {json.dumps(devices)};\n"
+            "// The scheduler's model socket (nodes/plan_limits.py): the linked model's training limits go with it.\n"
+            f"export const MODEL_INPUT = {json.dumps(MODEL_INPUT)};\n"
             "// The plan route and the measured-time event (nodes/plan_route.py).\n"
             f"export const PLAN_ROUTE = {json.dumps(plan_route.ROUTE_PATH)};\n"
             f"export const LEVEL_TIME_EVENT = {json.dumps(plan_route.LEVEL_TIME_EVENT)};\n")
@@ -202,6 +223,7 @@ def write_javascript(path: str = JS_PATH) -> str:
     return path
 
 
-__all__ = ["AUTO_LEVELS", "INTERVAL_CHOICES", "LENGTH_MODES", "PLANNING_DEFAULTS", "REQUIRED_NAMES",
+__all__ = ["AUTO_LEVELS", "INTERVAL_CHOICES", "LENGTH_MODES", "LIMIT_WIDGET", "MODEL_SOCKET", "PLANNING_DEFAULTS",
+           "REQUIRED_NAMES",
            "TREE_SCHEDULER_WIDGETS", "WIDGET_NAMES", "Widget", "input_types", "javascript_module", "widget",
            "write_javascript"]

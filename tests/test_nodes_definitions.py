@@ -155,6 +155,31 @@ def test_tree_scheduler_builds_the_reference_tree():
         TreeScheduler().plan(100, "6→24 fps (4,1)", "", "auto", 24.0, 832, 480)
 
 
+def test_tree_scheduler_plans_with_the_training_limits_of_the_connected_model():
+    """A model connected to the model input declaring 25-frame clips at intervals 2, 1 (trained without 6 fps):
+    auto chunks stay within 25 frames, the 6 fps blueprint of a (4,2,1) tree is warned about, the
+    trained_chunk_frames widget is not used and the summary says so; through a ModelPatcher the same. Not
+    connected: the widget's 109 frames and intervals 4, 2, 1, no warning; a model declaring none: the release's."""
+    from comfy_fakes import FakeModelPatcher
+    from tempomaster_core.trained_limits import TrainedLimits
+    from tiny_models import make_tiny_dit
+
+    model = make_tiny_dit(seed=0)
+    args = (25, "6→12→24 fps (4,2,1)", "", "auto", 24.0, 64, 64)
+    plain, text = TreeScheduler().plan(*args, trained_chunk_frames=109)
+    assert plain.chunks == (1, 1) and "WARNING" not in text and "(trained_chunk_frames widget)" in text
+    undeclared, text = TreeScheduler().plan(*args, trained_chunk_frames=25, model=model)
+    assert undeclared.chunks == (1, 1) and "declares none" in text and "chunks up to 109 frames" in text
+    model.trained_limits = TrainedLimits((2, 1), 25)
+    for connected in (model, FakeModelPatcher(model, "cpu", "cpu")):
+        plan, summary = TreeScheduler().plan(*args, trained_chunk_frames=109, model=connected)
+        assert plan.chunks == (2, 4)
+        assert ("Training limits from the connected model: frame intervals 2, 1, chunks up to 25 frames (the "
+                "trained_chunk_frames widget is not used).") in summary
+        assert ("WARNING: blueprint at 6 fps (interval 4): coarser than the model was trained on (12 fps, "
+                "interval 2)") in summary
+
+
 def test_model_list_without_comfyui_is_only_the_builtin_model():
     from nodes.builtin_nodes import tiny_available
     from tempomaster_core.tiny.builtin import BUILTIN_MODEL_NAME

@@ -170,6 +170,9 @@ def test_the_samplers_devices_price_each_level_on_its_devices():
     (dict(REFERENCE, devices=0), "between 1 and 4096 devices"),
     (dict(REFERENCE, devices=[2, 2]), "one per level (3)"),
     (dict(REFERENCE, devices=[]), "empty list"),
+    (dict(REFERENCE, limits_model="TempoMaster-Tiny (built-in)"), "limits_model must be"),
+    (dict(REFERENCE, limits_model={"model_name": ""}), "limits_model must be"),
+    (dict(REFERENCE, limits_model={"model_name": 7}), "limits_model must be"),
 ])
 def test_bad_inputs_give_an_error_payload(payload, needle):
     status, body = plan_response(payload)
@@ -179,7 +182,7 @@ def test_bad_inputs_give_an_error_payload(payload, needle):
 
 def test_garbage_never_crashes_the_handler():
     values = [None, True, -1, 0, 1, 2.5, 1e308, "", "auto", "x", [], [1], {}, {"a": 1}]
-    for name in plan_route.WIDGETS + ("steps", "cfg", "model", "samplers"):
+    for name in plan_route.WIDGETS + ("steps", "cfg", "model", "samplers", "limits_model"):
         for value in values:
             status, body = plan_response(dict(REFERENCE, **{name: value}))
             assert status in (200, 400), (name, value, body)
@@ -472,6 +475,48 @@ def test_no_continuation_proposal_within_one_trained_tree():
     assert status == 200 and len(body["continuation"]["segments"]) == 3
 
 
+#: The built-in model's tree (its defaults.json): 25 blueprint frames at 64x64, intervals 4, 2, 1.
+TINY_TREE = dict(REFERENCE, blueprint_frames=25, width=64, height=64, memory_budget_gb=1000.0)
+
+
+def test_the_view_plans_with_the_limits_of_the_model_linked_to_the_scheduler():
+    """The scheduler's model input linked to a Load TempoMaster Model set to the built-in model: the route reads
+    the limits that model declares (25-frame clips) and draws the plan the node makes with the loaded model, whose
+    summary has the same sentence; the widget is then not used. Nothing linked: the widget's 109 frames, as the
+    node without a model. Linked to something the view cannot read: the widget's limits, said in the reply."""
+    from nodes.builtin_nodes import tiny_available
+    from tempomaster_core.tiny.builtin import BUILTIN_MODEL_NAME
+
+    if not tiny_available():
+        pytest.skip("the built-in TempoMaster-Tiny files are missing")
+    scheduler = NODES["TempoMasterTreeScheduler"]()
+    (model,) = NODES["TempoMasterLoadModel"]().load(BUILTIN_MODEL_NAME, "fp32")
+    status, linked = plan_response(dict(TINY_TREE, limits_model={"model_name": BUILTIN_MODEL_NAME}))
+    limits = linked["inputs"]["trained_limits"]
+    assert status == 200 and linked["chunks"] == [2, 4] and linked["inputs"]["trained_chunk_frames"] == 25
+    assert (limits["source"], limits["frame_intervals"], limits["chunk_frames"]) == ("model", [4, 2, 1], 25)
+    for widget in (109, 9):  # a connected model's limits win over the widget
+        plan, summary = scheduler.plan(**dict(TINY_TREE, trained_chunk_frames=widget), model=model)
+        assert plan.chunks == (2, 4) and limits["sentence"] in summary
+    status, unlinked = plan_response(TINY_TREE)
+    plan, summary = scheduler.plan(**TINY_TREE)
+    assert status == 200 and unlinked["chunks"] == [1, 1] and plan.chunks == (1, 1)  # 101-frame chunks <= 109
+    assert unlinked["inputs"]["trained_limits"]["source"] == "widget"
+    assert unlinked["inputs"]["trained_limits"]["sentence"] in summary and "109 frames" in summary
+    status, pending = plan_response(dict(TINY_TREE, limits_model={}))
+    assert status == 200 and pending["chunks"] == [1, 1] and pending["inputs"]["trained_limits"]["source"] == "pending"
+    assert "replaces them when the graph runs" in pending["inputs"]["trained_limits"]["sentence"]
+
+
+def test_a_checkpoint_file_linked_to_the_scheduler_plans_with_the_released_models_limits():
+    """A file in diffusion_models declares no training limits (the 14B release's settings are the pack's): the
+    route, without reading the file, plans with the release's 109 frames and says the model declares none."""
+    status, body = plan_response(dict(TINY_TREE, trained_chunk_frames=9, limits_model={"model_name": "x.safetensors"}))
+    limits = body["inputs"]["trained_limits"]
+    assert status == 200 and body["chunks"] == [1, 1] and (limits["chunk_frames"], limits["declared"]) == (109, False)
+    assert "declares none" in limits["sentence"]
+
+
 # -- fixtures of the web view's tests (web/tests/*.test.mjs read real route output) ------------
 
 WEB_FIXTURES = {
@@ -490,6 +535,10 @@ WEB_FIXTURES = {
     # a minute, levels by cost: beyond one trained tree, so the continuation proposal is drawn
     "sixty_seconds": dict(REFERENCE, frame_intervals=AUTO_LEVELS, length_mode="seconds", length=60.0,
                           memory_budget_gb=80.0),
+    # the built-in model's tree, its Load TempoMaster Model linked to the scheduler's model input (25-frame limit);
+    # then linked to a node the view cannot read (the widget's 109 frames drawn, said as a warning)
+    "tiny_model_limits": dict(TINY_TREE, limits_model={"model_name": "TempoMaster-Tiny (built-in)"}),
+    "limits_pending": dict(TINY_TREE, limits_model={}),
 }
 FIXTURE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "web", "tests", "fixtures")
 
@@ -513,8 +562,11 @@ def test_the_web_view_has_the_schema_of_the_node_and_the_route():
     with open(scheduler_schema.JS_PATH, encoding="utf-8") as fh:
         assert fh.read() == scheduler_schema.javascript_module(), (
             "web/scheduler_schema.js is stale: run PYTHONPATH=.:tests python3 tests/test_plan_route.py --write-fixtures")
+    from nodes.plan_limits import MODEL_INPUT
+
     types = TreeScheduler.INPUT_TYPES()
-    assert list(types["required"]) + list(types["optional"]) == list(plan_route.WIDGETS)
+    # the widgets in schema order, then the model socket (no widget value: saved workflows keep their positions)
+    assert list(types["required"]) + list(types["optional"]) == list(plan_route.WIDGETS) + [MODEL_INPUT]
     assert tuple(types["required"]) == plan_route.REQUIRED
     for widget in scheduler_schema.TREE_SCHEDULER_WIDGETS:  # the route refuses what the widget cannot hold
         if widget.kind in ("INT", "FLOAT"):

@@ -209,7 +209,45 @@ def test_workflows_saved_with_the_former_boundary_name_still_plan_the_same(name)
     assert old == {**new, "boundary_frames": "reference"}
     node = NODE_CLASS_MAPPINGS["TempoMasterTreeScheduler"]
     assert comfyui_validation_errors(node, old) == []  # ComfyUI's own choice check would refuse "reference"
-    assert node().plan(**old) == node().plan(**new)
+    widgets = {k: v for k, v in old.items() if k != "model"}  # the model link (its own test below)
+    assert node().plan(**widgets) == node().plan(**{**widgets, "boundary_frames": "repeat_anchor"})
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_scheduler_plans_with_the_limits_of_the_workflows_model(name):
+    """Every example links its Load TempoMaster Model to the Tree Scheduler's model input, so the plan uses what
+    that model was trained on. A workflow saved before the input existed (no such socket, the same widget values)
+    still plans, with the widget: the same tree, since the examples' widget holds their model's clip length."""
+    from tempomaster_core.tiny.builtin import builtin_dir, bundle_limits
+    from tempomaster_core.trained_limits import TrainedLimits
+
+    ui = _load(_example(name))
+    api = ui_to_api(ui)
+    (loader,) = [i for i, n in api.items() if n["class_type"] == "TempoMasterLoadModel"]
+    (scheduler,) = _by_type(ui, "TempoMasterTreeScheduler")
+    inputs = api[str(scheduler["id"])]["inputs"]
+    assert inputs["model"] == [loader, 0]
+    model = make_tiny_dit(seed=0)  # what the loader gives: the built-in bundle's limits, or none for a file
+    model.trained_limits = bundle_limits(builtin_dir()) if name.startswith("tiny_") else None
+    node = NODE_CLASS_MAPPINGS["TempoMasterTreeScheduler"]()
+    linked_plan, linked_summary = node.plan(**{**inputs, "model": model})
+    assert "Training limits from the connected model" in linked_summary or "declares none" in linked_summary
+    expected = bundle_limits(builtin_dir()) if name.startswith("tiny_") else TrainedLimits()
+    assert f"chunks up to {expected.chunk_frames} frames" in linked_summary
+    # saved before the socket existed: no model input, no link
+    old = copy.deepcopy(ui)
+    (old_scheduler,) = _by_type(old, "TempoMasterTreeScheduler")
+    link = old_scheduler["inputs"].pop(next(i for i, s in enumerate(old_scheduler["inputs"]) if s["name"] == "model"))["link"]
+    old["links"] = [row for row in old["links"] if row[0] != link]
+    for node_ui in old["nodes"]:
+        for out in node_ui["outputs"]:
+            if out.get("links") and link in out["links"]:
+                out["links"].remove(link)
+    assert validate_ui(old) == []
+    old_inputs = ui_to_api(old)[str(scheduler["id"])]["inputs"]
+    assert "model" not in old_inputs and old_inputs == {k: v for k, v in inputs.items() if k != "model"}
+    old_plan, old_summary = node.plan(**old_inputs)
+    assert old_plan == linked_plan and "trained_chunk_frames widget" in old_summary
 
 
 # -- in-process run of the API workflows -------------------------------------------------

@@ -44,7 +44,9 @@ from tempomaster_core.defaults import (  # noqa: E402
     default_schedule,
 )
 from tempomaster_core.attention import DEFAULT_BACKEND  # noqa: E402
+from tempomaster_core.trained_limits import TrainedLimits  # noqa: E402
 from tempomaster_core.wan.files import REPACKAGED_REPO, UMT5_FILE, UMT5_FP8_FILE, VAE_FILE  # noqa: E402
+from nodes.plan_limits import MODEL_INPUT  # noqa: E402
 from nodes.scheduler_schema import PLANNING_DEFAULTS  # noqa: E402
 from nodes.display_names import (  # noqa: E402
     BLUEPRINT_SAMPLER_ID, CONTINUE_ID, FRAME_RATE_REFINER_ID, LOAD_MODEL_ID, LOAD_TINY_ENCODERS_ID, MULTI_MASK_CONDITION, MULTI_MASK_CONDITION_ID, TREE_SCHEDULER_ID,
@@ -358,6 +360,7 @@ def _common(g: Graph, prompt: str, note: str, video_output: bool = True) -> dict
     samplers, ids["below"] = _samplers(g, levels, ids["links"])
     ids["blueprint"], ids["refine12"], ids["refine24"] = samplers
     g.connect(ids["plan"], "plan", ids["blueprint"], "plan")
+    g.connect(ids["model"], "model", ids["plan"], MODEL_INPUT)  # the plan uses what the model was trained on
     if video_output:
         _video_output(g, ids["below"], ids["refine24"], FPS, "video/TempoMaster")
     return ids
@@ -557,7 +560,8 @@ def _tiny_tree(g: Graph, d: dict, note: str, note_height: float) -> dict:
         chunks=",".join(str(int(c)) for c in d["chunks"]), fps=float(d["fps"]), width=int(d["width"]),
         height=int(d["height"]), **_intervals_widgets(d["frame_intervals"]), **{
             **PLANNING_DEFAULTS,
-            "trained_chunk_frames": int(d.get("trained_chunk_frames", d["blueprint_frames"])),
+            # the widget, used if the model link is removed: what the bundle declares
+            "trained_chunk_frames": TrainedLimits.from_settings(d).chunk_frames,
             "boundary_frames": d["boundary"]}), 640)
 
     levels = []
@@ -576,6 +580,7 @@ def _tiny_tree(g: Graph, d: dict, note: str, note_height: float) -> dict:
              (enc, "VAE", "vae")]
     level_ids, below = _samplers(g, levels, links)
     g.connect(plan, "plan", level_ids[0], "plan")
+    g.connect(model, "model", plan, MODEL_INPUT)  # the plan uses the built-in model's 25-frame training limit
     return {"plan": plan, "levels": level_ids, "below": below, "links": links}
 
 

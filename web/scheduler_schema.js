@@ -12,13 +12,15 @@ export const TREE_SCHEDULER_WIDGETS = Object.freeze([
   {"name": "length_mode", "type": "COMBO", "required": false, "default": "blueprint frames", "tooltip": "'blueprint frames': the reference code's only mode, blueprint_frames sets the length exactly. 'seconds' / 'output frames': length is the output length at the output frame rate; the smallest blueprint that covers it is used (the video may be a few frames longer; the drawing shows the exact length).", "choices": ["blueprint frames", "seconds", "output frames"]},
   {"name": "length", "type": "FLOAT", "required": false, "default": 20.0, "min": 0.05, "max": 600.0, "step": 0.5, "tooltip": "Output length: seconds in 'seconds' mode, frames in 'output frames' mode (ignored in 'blueprint frames' mode)."},
   {"name": "memory_budget_gb", "type": "FLOAT", "required": false, "default": 0.0, "min": 0.0, "max": 4096.0, "step": 1.0, "tooltip": "GPU memory the plan may use, in GiB, for 'auto' chunks and the warnings. 0 = what is free on the GPU now (counting a TempoMaster model already there as free; no limit on the CPU). Models of other nodes still loaded are not free: type the card's size to plan for a clean start."},
-  {"name": "trained_chunk_frames", "type": "INT", "required": false, "default": 109, "min": 5, "max": 4097, "step": 4, "tooltip": "Longest chunk the model was trained on, in pixel frames (109 = 28 latent frames for the released TempoMaster). 'auto' keeps every chunk within it; longer chunks are drawn in the warning colour."},
+  {"name": "trained_chunk_frames", "type": "INT", "required": false, "default": 109, "min": 5, "max": 4097, "step": 4, "tooltip": "Longest chunk the model was trained on, in pixel frames (109 = 28 latent frames for the released TempoMaster, 25 for TempoMaster-Tiny). Used only when nothing is connected to the model input: a connected model's own training limits replace it. 'auto' keeps every chunk within it; longer chunks are drawn in the warning colour."},
   {"name": "boundary_frames", "type": "COMBO", "required": false, "default": "repeat_anchor", "tooltip": "Condition frames at chunk boundaries of refinement levels. 'repeat_anchor' (what the authors ran): the first and last frame of every chunk copy the nearest earlier frame of the level above, so a boundary between two anchors repeats a frame. 'anchors': only the true frames of the level above are conditions; boundary frames are generated (no repeated frame, but only for a model trained for it: TempoMaster-Tiny, trained on both, still has larger seams this way).", "choices": ["repeat_anchor", "anchors"]},
 ]);
 // Node class ids the view looks for in the graph (nodes/display_names.py).
-export const NODE_IDS = Object.freeze({"scheduler": "TempoMasterTreeScheduler", "blueprint": "TempoMasterBlueprintSampler", "refiner": "TempoMasterFrameRateRefiner", "loader": "TempoMasterLoadModel"});
+export const NODE_IDS = Object.freeze({"scheduler": "TempoMasterTreeScheduler", "blueprint": "TempoMasterBlueprintSampler", "refiner": "TempoMasterFrameRateRefiner", "loader": "TempoMasterLoadModel", "lora": "TempoMasterLoraLoader"});
 // The samplers' device-list widget (nodes/multi_device.py): its text goes with the plan request.
 export const DEVICES_WIDGET = "devices";
+// The scheduler's model socket (nodes/plan_limits.py): the linked model's training limits go with it.
+export const MODEL_INPUT = "model";
 // The plan route and the measured-time event (nodes/plan_route.py).
 export const PLAN_ROUTE = "/tempomaster/plan";
 export const LEVEL_TIME_EVENT = "tempomaster.level_time";

@@ -2,8 +2,8 @@
 //
 // Input: the JSON of POST /tempomaster/plan (nodes/plan_route.py): the plan's
 // levels (fps, frames, chunks with start/stop and condition frames), its cost
-// (PFLOPs and peak memory per level), the limits used (trained chunk length,
-// memory budget), warnings and, for a length beyond one trained tree, the
+// (PFLOPs and peak memory per level), the limits used (trained chunk length and
+// where it comes from, memory budget), warnings and, for a length beyond one trained tree, the
 // continuation proposal (segments and their cost). Output: rows, boxes, marks and
 // text lines with pixel coordinates and "tone" flags; web/tree_view.js only paints them.
 //
@@ -105,8 +105,12 @@ export const WIDGET_NAMES = Object.freeze(TREE_SCHEDULER_WIDGETS.map((widget) =>
  *   sent only when one names devices
  * @param {{model_name: string, weight_dtype?: string}|null} [model] the widgets of the Load TempoMaster Model
  *   node that feeds the chain: the route prices that model's shape and dtype (without it, the 14B release)
+ * @param {{model_name?: string}|null} [limitsModel] what is linked to the scheduler's own model input, whose
+ *   training limits the node plans with: null = nothing (the trained_chunk_frames widget), {model_name} = a
+ *   Load TempoMaster Model (its declared limits), {} = something the view cannot read (the route draws the
+ *   widget's limits and says the node will use the model's)
  */
-export function requestFromWidgets(widgets, samplers = {}, model = null) {
+export function requestFromWidgets(widgets, samplers = {}, model = null, limitsModel = null) {
   const body = {};
   for (const name of WIDGET_NAMES) {
     if (widgets[name] !== undefined) body[name] = widgets[name];
@@ -121,6 +125,10 @@ export function requestFromWidgets(widgets, samplers = {}, model = null) {
   if (model && typeof model.model_name === "string" && model.model_name) {
     body.model = { model_name: model.model_name };
     if (typeof model.weight_dtype === "string") body.model.weight_dtype = model.weight_dtype;
+  }
+  if (limitsModel) {
+    const name = limitsModel.model_name;
+    body.limits_model = typeof name === "string" && name ? { model_name: name } : {};
   }
   return body;
 }
@@ -300,6 +308,13 @@ export function layoutTree(plan, options = {}) {
   if (model) {
     const text = model.assumed && model.note ? `⚠ ${model.note}.` : `Estimates for ${model.label}, ${model.weight_dtype} weights.`;
     footer.push(...messageLines(text, maxChars, model.assumed ? "warn" : "info"));
+  }
+  const limits = inputs.trained_limits;
+  if (limits && limits.sentence) {
+    // which training limits the plan uses (the connected model's or the widget's), worded in nodes/plan_text.py;
+    // in the warning tone while the node will use a model's limits the view could not read
+    const pending = limits.source === "pending";
+    footer.push(...messageLines(pending ? `⚠ ${limits.sentence}` : limits.sentence, maxChars, pending ? "warn" : "info"));
   }
   const memory = plan.memory;
   if (memory && memory.sentence) {

@@ -8,20 +8,22 @@
 // condition frames as ticks, frames/seconds/PFLOPs/peak memory per level, warning colour
 // over the trained chunk length or the memory budget, and, when the samplers list several devices, each
 // level's share per device, its time (slowest device + communication) and speed-up. The estimates are for the model the chain
-// uses: the widgets of the Load TempoMaster Model node feeding the samplers go with the request.
+// uses: the widgets of the Load TempoMaster Model node feeding the samplers go with the request, and the
+// model linked to the scheduler's own model input (whose training limits the node plans with).
 // During and after a run, the samplers' "tempomaster.level_time" messages add the measured time
 // per level; they are kept on this node, only from the samplers of its own chain, and a new run
 // of that chain clears the previous run's.
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 import { RunReports } from "./run_reports.js";
-import { DEVICES_WIDGET, LEVEL_TIME_EVENT as EVENT, NODE_IDS, PLAN_ROUTE as ROUTE } from "./scheduler_schema.js";
+import { DEVICES_WIDGET, LEVEL_TIME_EVENT as EVENT, MODEL_INPUT, NODE_IDS, PLAN_ROUTE as ROUTE } from "./scheduler_schema.js";
 import { layoutTree, requestFromWidgets } from "./tree_layout.js";
 
 const NODE_TYPE = NODE_IDS.scheduler;
 const BLUEPRINT_TYPE = NODE_IDS.blueprint;
 const REFINER_TYPE = NODE_IDS.refiner;
 const LOADER_TYPE = NODE_IDS.loader;
+const LORA_TYPE = NODE_IDS.lora;
 const DEBOUNCE_MS = 300;
 const MAX_REPORTS = 64;
 
@@ -110,6 +112,22 @@ function modelOfChain(chain) {
   return null;
 }
 
+/**
+ * What is linked to the scheduler's model input: null when nothing, the Load TempoMaster Model's name when the
+ * link comes from one (through Reroutes and TempoMaster LoRA nodes, which keep the model's training), else {}.
+ */
+function limitsModel(node) {
+  const input = node.inputs?.find((i) => i.name === MODEL_INPUT);
+  if (!input || input.link == null) return null;
+  let source = inputSource(node, MODEL_INPUT);
+  const seen = new Set();
+  while (source && source.type === LORA_TYPE && !seen.has(source.id)) {
+    seen.add(source.id);
+    source = inputSource(source, "model");
+  }
+  return source && source.type === LOADER_TYPE ? { model_name: widgetValue(source, "model_name") } : {};
+}
+
 function widgetValues(node) {
   const values = {};
   for (const widget of node.widgets ?? []) {
@@ -149,7 +167,8 @@ async function fetchPlan(node, body) {
 function maybeReplan(node) {
   const state = node.tempoTreeView;
   const chain = samplerChain(node);
-  const body = JSON.stringify(requestFromWidgets(widgetValues(node), samplerSettings(chain), modelOfChain(chain)));
+  const body = JSON.stringify(requestFromWidgets(widgetValues(node), samplerSettings(chain), modelOfChain(chain),
+    limitsModel(node)));
   if (body === state.sentBody || body === state.pendingBody || state.inFlight) return;
   state.pendingBody = body;
   clearTimeout(state.timer);

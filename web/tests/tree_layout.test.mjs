@@ -96,6 +96,22 @@ test("a plan over the trained length is drawn in the warning tone", () => {
   close(last.validW / last.w, 96 / 97);
 });
 
+test("the model linked to the scheduler sets the training limits the rows are drawn against, and the footer says so", () => {
+  // the built-in model's tree: with its 25-frame clips the 12 and 24 fps levels take 2 and 4 chunks of 25 frames
+  const linked = layoutTree(fixture("tiny_model_limits").response, { style: STYLE });
+  assert.deepEqual(linked.rows.map((r) => r.chunkText), ["1×25", "2×25", "4×25"]);
+  assert.ok(linked.rows.every((r) => r.tone === "ok"));
+  const said = linked.footer.filter((l) => l.text.startsWith("Training limits from the connected model"));
+  assert.equal(said.length, 1);
+  assert.equal(said[0].tone, "info");
+  // linked to a node the view cannot read: the widget's 109 frames are drawn (one chunk per level), in the warning tone
+  const pending = layoutTree(fixture("limits_pending").response, { style: STYLE });
+  assert.deepEqual(pending.rows.map((r) => r.chunkText), ["1×25", "1×53", "1×101"]);
+  const text = pending.footer.map((l) => l.text).join(" ");
+  assert.ok(text.includes("⚠ Training limits drawn from the trained_chunk_frames widget"), text);
+  assert.ok(pending.footer.some((l) => l.tone === "warn" && l.text.startsWith("⚠ Training limits")));
+});
+
 test("a minute shows the continuation proposal: segments, frames each, cost against one tree and a full pass", () => {
   const { response } = fixture("sixty_seconds");
   const layout = layoutTree(response, { style: STYLE });
@@ -195,6 +211,12 @@ test("request body from widget values", () => {
   const tiny = requestFromWidgets({ width: 64 }, {}, { model_name: "TempoMaster-Tiny (built-in)", weight_dtype: "fp32" });
   assert.deepEqual(tiny, { width: 64, model: { model_name: "TempoMaster-Tiny (built-in)", weight_dtype: "fp32" } });
   assert.deepEqual(requestFromWidgets({ width: 64 }, {}, { model_name: "" }), { width: 64 });
+  // what is linked to the scheduler's own model input: a loader's name, or {} when the view cannot tell
+  const linked = requestFromWidgets({ width: 64 }, {}, null, { model_name: "TempoMaster-Tiny (built-in)" });
+  assert.deepEqual(linked, { width: 64, limits_model: { model_name: "TempoMaster-Tiny (built-in)" } });
+  assert.deepEqual(requestFromWidgets({ width: 64 }, {}, null, {}), { width: 64, limits_model: {} });
+  assert.deepEqual(requestFromWidgets({ width: 64 }, {}, null, { model_name: "" }), { width: 64, limits_model: {} });
+  assert.deepEqual(requestFromWidgets({ width: 64 }, {}, null, null), { width: 64 });
 });
 
 test("the estimates are of the model the plan names; another model's time predicts nothing", () => {
