@@ -32,7 +32,8 @@ import torch
 from .cli import LevelProgress, UsageError, say
 from .anti_drift import check_anti_drift
 from .continuation import SegmentPlan, check_context, check_fps, context_frame_count
-from .defaults import ANTI_DRIFT, CONTEXT_SECONDS, SEGMENT_NEW_FRAMES
+from .continuation_settings import ContinuationSettings
+from .defaults import ANTI_DRIFT
 from .long_video import plan_segments
 from .plan import PlanError, TreePlan
 from .validation import InputError, require_int, require_number
@@ -126,20 +127,24 @@ def _probe_segment(plan: TreePlan, context: int) -> SegmentPlan:
 def prepare_long(args: argparse.Namespace, plan: TreePlan, defaults: dict) -> LongJob:
     """Check the long-video arguments against the template tree ``plan`` (before the model loads).
 
-    ``defaults``: the model's recommended settings; its ``context_seconds``, ``segment_new_frames`` and
+    ``defaults``: the model's recommended settings; its continuation settings (``context_seconds``,
+    ``segment_new_frames``: :meth:`~tempomaster_core.continuation_settings.ContinuationSettings.from_settings`) and
     ``anti_drift`` (when present) replace the paper's for flags not given.
 
     Raises:
-        UsageError: a bad flag value, a segment tree outside the plan limits, or a bad ``--extend`` video.
+        UsageError: a bad flag value, continuation settings in ``defaults`` that are not valid, a segment tree
+            outside the plan limits, or a bad ``--extend`` video.
     """
     fps = plan.final.fps
     try:
-        context = context_frame_count(
-            args.context_seconds if args.context_seconds is not None else defaults.get("context_seconds",
-                                                                                      CONTEXT_SECONDS),
-            fps, "--context-seconds")
-        new = require_int(args.segment_frames if args.segment_frames is not None
-                          else defaults.get("segment_new_frames", SEGMENT_NEW_FRAMES), "--segment-frames", minimum=1)
+        declared = ContinuationSettings.from_settings(defaults, "the model's recommended settings")
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    try:
+        context = context_frame_count(args.context_seconds if args.context_seconds is not None
+                                      else declared.context_seconds, fps, "--context-seconds")
+        new = require_int(args.segment_frames if args.segment_frames is not None else declared.new_frames,
+                          "--segment-frames", minimum=1)
         if args.seconds is not None:
             seconds = require_number(args.seconds, "--seconds", minimum=0.0, exclusive_minimum=True)
             total = round(seconds * fps)

@@ -258,6 +258,10 @@ class TempoMasterDiT(nn.Module):
             :class:`~tempomaster_core.trained_limits.TrainedLimits` (frame intervals, clip length), set by
             whoever loads it with its settings (:func:`tempomaster_core.tiny.builtin.load_builtin`, ComfyUI's
             Load TempoMaster Model); ``None`` (the class default) = not declared.
+        continuation_settings: how the model continues a video, a
+            :class:`~tempomaster_core.continuation_settings.ContinuationSettings` (seconds of context, new frames
+            per segment), set by ComfyUI's Load TempoMaster Model from the model's settings; ``None`` (the class
+            default) = not declared.
 
     Raises:
         ValueError: ``config.has_image_input`` (the CLIP image branch is not part of
@@ -269,6 +273,7 @@ class TempoMasterDiT(nn.Module):
     """
 
     trained_limits = None
+    continuation_settings = None
 
     def __init__(self, config: DiTConfig, attention_backend: str = DEFAULT_BACKEND, operations=CastOps):
         super().__init__()
