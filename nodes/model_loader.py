@@ -32,11 +32,12 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 import torch
 from tempomaster_core.attention import BACKENDS, DEFAULT_BACKEND
 from tempomaster_core.config import DiTConfig
+from tempomaster_core.continuation_settings import ContinuationSettings
 from tempomaster_core.defaults import WEIGHT_DTYPE
 from tempomaster_core.loading import (RELEASE_FILE, RELEASE_REPO, RELEASE_URL, STORAGE_DTYPES, load_dit, parse_dtype,
                                       read_config)
@@ -178,22 +179,44 @@ def _file_key(path: str) -> tuple:
     return os.path.realpath(path), stat.st_size, stat.st_mtime_ns
 
 
-def declared_limits(model_name: str) -> Optional[TrainedLimits]:
-    """What the model ``model_name`` (a LoadTempoModel choice) declares it was trained on, read without loading
-    weights: for :data:`BUILTIN_MODEL_NAME` the bundle's ``trained_frame_intervals`` / ``trained_chunk_frames``
-    (:func:`tempomaster_core.tiny.builtin.bundle_limits` of :func:`~nodes.builtin_nodes.tiny_directory`), a
-    :class:`~tempomaster_core.trained_limits.TrainedLimits`; ``None`` for a checkpoint file, which declares none
-    (the planner then uses the released TempoMaster's). The loader gives its output these
-    (:attr:`tempomaster_core.model.TempoMasterDiT.trained_limits`); the tree view's route reads the same.
+class DeclaredSettings(NamedTuple):
+    """What a model declares in its settings for planning (:func:`declared_settings`).
+
+    Attributes:
+        limits: what it was trained on (:class:`~tempomaster_core.trained_limits.TrainedLimits`: frame
+            intervals, clip length in pixel frames).
+        continuation: how it continues a video
+            (:class:`~tempomaster_core.continuation_settings.ContinuationSettings`: seconds of context, new
+            frames per segment).
+    """
+
+    limits: TrainedLimits
+    continuation: ContinuationSettings
+
+
+def declared_settings(model_name: str) -> Optional[DeclaredSettings]:
+    """What the model ``model_name`` (a LoadTempoModel choice) declares in its settings, read without loading
+    weights: for :data:`BUILTIN_MODEL_NAME` the bundle's ``defaults.json``
+    (:func:`tempomaster_core.tiny.builtin.bundle_defaults` of :func:`~nodes.builtin_nodes.tiny_directory`): its
+    training limits (``trained_frame_intervals`` / ``trained_chunk_frames``,
+    :func:`tempomaster_core.tiny.builtin.bundle_limits`) and continuation settings (``context_seconds`` /
+    ``segment_new_frames``; the built-in model's 1.5 s and 64 frames where the file has none); ``None`` for a
+    checkpoint file, which declares none (the planner then uses the released TempoMaster's: its limits and the
+    paper's continuation). The loader gives its output these
+    (:attr:`tempomaster_core.model.TempoMasterDiT.trained_limits`,
+    :attr:`~tempomaster_core.model.TempoMasterDiT.continuation_settings`); the tree view's route reads the same.
 
     Raises:
-        FileNotFoundError, OSError, ValueError: the built-in bundle's settings are missing or unreadable.
+        FileNotFoundError, OSError, ValueError: the built-in bundle's settings are missing, unreadable or not
+            valid (the message names the file).
     """
     if model_name != BUILTIN_MODEL_NAME:
         return None
-    from tempomaster_core.tiny.builtin import bundle_limits
+    from tempomaster_core.tiny.builtin import DEFAULTS_FILE, bundle_defaults, bundle_limits
 
-    return bundle_limits(tiny_directory())
+    directory = tiny_directory()
+    continuation = ContinuationSettings.from_settings(bundle_defaults(directory), str(directory / DEFAULTS_FILE))
+    return DeclaredSettings(bundle_limits(directory), continuation)
 
 
 def model_config(model_name: str) -> DiTConfig:
@@ -307,13 +330,15 @@ class LoadTempoModel:
              fp8_matmul: Optional[bool] = None, torch_compile: Optional[bool] = None):
         """Return ``(model,)``; see :func:`load_model_cached` (the optional inputs left out, ``None``, are off).
 
-        The model carries what it declares it was trained on (:func:`declared_limits`) for the Tree Scheduler.
+        The model carries what it declares (:func:`declared_settings`: its training limits and continuation
+        settings) for the Tree Scheduler.
 
         Raises:
             tempomaster_core.validation.InputError: unknown dtype or backend name (a ``ValueError``);
                 fp8 matmul without fp8_e4m3fn weights or on a device without fp8 matmul
                 (:func:`tempomaster_core.fp8.require_fp8_matmul`), before anything is loaded.
-            ValueError: the built-in bundle's training limits are not valid (before loading).
+            ValueError: the built-in bundle's training limits or continuation settings are not valid (before
+                loading).
         """
         from tempomaster_core.fp8 import require_fp8_matmul
 
@@ -322,10 +347,11 @@ class LoadTempoModel:
         if fp8_matmul:
             require_fp8_matmul(comfy_env.compute_device(), weight_dtype)
         path = resolve_model_path(model_name)
-        limits = declared_limits(model_name)  # before loading: a damaged bundle stops here
+        declared = declared_settings(model_name)  # before loading: a damaged bundle stops here
         # the tiny text encoder's [1, L, text_dim] reaches the DiT unpadded: its L is the model's text_len
         text_len = tiny_text_length() if model_name == BUILTIN_MODEL_NAME else None
         dit = load_model_cached(path, parse_dtype(weight_dtype), attention, text_len=text_len,
                                 fp8_matmul=bool(fp8_matmul), torch_compile=bool(torch_compile))
-        dit.trained_limits = limits  # what the Tree Scheduler plans with when this model is connected to it
+        # what the Tree Scheduler plans with when this model is connected to it (None: declares none)
+        dit.trained_limits, dit.continuation_settings = declared if declared is not None else (None, None)
         return (managed(dit),)

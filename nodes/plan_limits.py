@@ -1,21 +1,26 @@
-"""Which training limits the Tree Scheduler plans with, and where they come from.
+"""Which training limits and continuation settings the Tree Scheduler plans with, and where they come from.
 
 The limits are what the model was trained on (:class:`tempomaster_core.trained_limits.TrainedLimits`:
 frame intervals and clip length in pixel frames). The auto chunks keep every chunk within the clip length
-and the warnings flag longer chunks and coarser intervals (``nodes/scheduler_node.py``). How the node's
-inputs decide them (the rule the node's description and tooltips state):
+and the warnings flag longer chunks and coarser intervals (``nodes/scheduler_node.py``). The continuation
+settings (:class:`tempomaster_core.continuation_settings.ContinuationSettings`: seconds of context, new frames
+per segment) shape the continuation proposal for a length beyond one trained tree. How the node's inputs decide
+them (the rule the node's description and tooltips state):
 
-- a model connected to the scheduler's ``model`` input (:data:`MODEL_INPUT`) gives its declared limits
-  (:attr:`tempomaster_core.model.TempoMasterDiT.trained_limits`, set by Load TempoMaster Model from the
-  model's settings, :func:`nodes.model_loader.declared_limits`), and the ``trained_chunk_frames`` widget is
-  not used; a model that declares none (a checkpoint file: the 14B release) gets the released TempoMaster's;
-- no model connected: the ``trained_chunk_frames`` widget and the released TempoMaster's intervals (4, 2, 1),
-  as before the input existed (older workflows plan as they did).
+- a model connected to the scheduler's ``model`` input (:data:`MODEL_INPUT`) gives what it declares
+  (:attr:`tempomaster_core.model.TempoMasterDiT.trained_limits` and
+  :attr:`~tempomaster_core.model.TempoMasterDiT.continuation_settings`, set by Load TempoMaster Model from the
+  model's settings, :func:`nodes.model_loader.declared_settings`), and the ``trained_chunk_frames`` widget is
+  not used; a model that declares none (a checkpoint file: the 14B release) gets the released TempoMaster's
+  limits and the paper's continuation (5 s of context, 480 new frames);
+- no model connected: the ``trained_chunk_frames`` widget, the released TempoMaster's intervals (4, 2, 1) and
+  the paper's continuation, as before the input existed (older workflows plan as they did).
 
-The tree view's route (``nodes/plan_route.py``) cannot see the model object: it reads the declared limits
+The tree view's route (``nodes/plan_route.py``) cannot see the model object: it reads the declared settings
 from the linked loader's ``model_name`` (:func:`from_model_name`, no weights read), or, when the view cannot
-tell which model is linked, draws the widget's limits and says the node will use the model's
-(:func:`pending`). The sentence saying which limits were used is :func:`nodes.plan_text.limits_sentence`.
+tell which model is linked, draws the widget's limits and the paper's continuation and says the node will use
+the model's (:func:`pending`). The sentences saying which were used are :func:`nodes.plan_text.limits_sentence`
+and :func:`nodes.plan_text.continuation_source`.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from tempomaster_core.continuation_settings import ContinuationSettings, model_continuation
 from tempomaster_core.trained_limits import TrainedLimits, model_limits
 
 #: Name of the Tree Scheduler's optional ``TEMPO_MODEL`` input.
@@ -34,16 +40,20 @@ FROM_MODEL, FROM_WIDGET, PENDING = "model", "widget", "pending"
 
 @dataclass(frozen=True)
 class LimitsUsed:
-    """The training limits a plan is made with, and their source.
+    """The training limits and continuation settings a plan is made with, and their source.
 
     Attributes:
         limits: the :class:`~tempomaster_core.trained_limits.TrainedLimits` used.
         source: :data:`FROM_MODEL` (the connected model's), :data:`FROM_WIDGET` (no model connected: the
-            ``trained_chunk_frames`` widget and the released model's intervals) or :data:`PENDING` (route only:
-            a model is connected but the view cannot tell which, so the widget's are drawn until the graph runs).
-        declared: with :data:`FROM_MODEL`, False when the model declares none (the released model's are used).
+            ``trained_chunk_frames`` widget, the released model's intervals and the paper's continuation) or
+            :data:`PENDING` (route only: a model is connected but the view cannot tell which, so the widget's
+            limits and the paper's continuation are drawn until the graph runs).
+        declared: with :data:`FROM_MODEL`, False when the model declares no limits (the released model's are used).
         model_name: the Load TempoMaster Model's ``model_name`` the route read them for (``None`` elsewhere).
         note: why the route could not read them (``None`` when it could).
+        continuation: the :class:`~tempomaster_core.continuation_settings.ContinuationSettings` of the
+            continuation proposal (the paper's unless the connected model declares its own).
+        continuation_declared: True when ``continuation`` is the connected model's own (False: the paper's).
     """
 
     limits: TrainedLimits
@@ -51,6 +61,8 @@ class LimitsUsed:
     declared: bool = True
     model_name: Optional[str] = None
     note: Optional[str] = None
+    continuation: ContinuationSettings = ContinuationSettings()
+    continuation_declared: bool = False
 
     def to_dict(self) -> dict:
         """Plain JSON for the route: ``{"frame_intervals", "chunk_frames", "source", "declared", "model_name",
@@ -72,33 +84,40 @@ def from_widget(trained_chunk_frames: int) -> LimitsUsed:
 
 
 def from_model(model: Any) -> LimitsUsed:
-    """The limits a connected ``TEMPO_MODEL`` (a ModelPatcher or a bare DiT) declares, or the released model's
-    when it declares none."""
+    """The limits and continuation settings a connected ``TEMPO_MODEL`` (a ModelPatcher or a bare DiT) declares;
+    the released model's limits and the paper's continuation for what it does not declare."""
     from .comfy_model import dit_of
 
-    declared = model_limits(dit_of(model))
-    return LimitsUsed(declared or TrainedLimits(), FROM_MODEL, declared=declared is not None)
+    dit = dit_of(model)
+    declared, continuation = model_limits(dit), model_continuation(dit)
+    return LimitsUsed(declared or TrainedLimits(), FROM_MODEL, declared=declared is not None,
+                      continuation=continuation or ContinuationSettings(),
+                      continuation_declared=continuation is not None)
 
 
 def from_model_name(model_name: str, trained_chunk_frames: int) -> LimitsUsed:
     """What :func:`from_model` gives for the output of a Load TempoMaster Model set to ``model_name``, read
-    without loading weights (:func:`nodes.model_loader.declared_limits`); :func:`pending` with the reason
+    without loading weights (:func:`nodes.model_loader.declared_settings`); :func:`pending` with the reason
     when the model's settings cannot be read.
 
     Raises:
         ValueError: ``trained_chunk_frames`` (the widget, used when the settings cannot be read) is not an int >= 1.
     """
-    from .model_loader import declared_limits
+    from .model_loader import declared_settings
 
     try:
-        declared = declared_limits(model_name)
+        declared = declared_settings(model_name)
     except (OSError, ValueError) as err:  # a missing or damaged built-in bundle: FileNotFoundError is an OSError
         return pending(trained_chunk_frames, model_name=model_name, note=f"cannot read the settings of {model_name}: {err}")
-    return LimitsUsed(declared or TrainedLimits(), FROM_MODEL, declared=declared is not None, model_name=model_name)
+    if declared is None:
+        return LimitsUsed(TrainedLimits(), FROM_MODEL, declared=False, model_name=model_name)
+    return LimitsUsed(declared.limits, FROM_MODEL, model_name=model_name, continuation=declared.continuation,
+                      continuation_declared=True)
 
 
 def pending(trained_chunk_frames: int, *, model_name: Optional[str] = None, note: Optional[str] = None) -> LimitsUsed:
-    """A model is connected but its limits are not known here: the widget's are drawn until the graph runs.
+    """A model is connected but its settings are not known here: the widget's limits and the paper's continuation
+    are drawn until the graph runs.
 
     Raises:
         ValueError: ``trained_chunk_frames`` is not an int >= 1.

@@ -10,9 +10,9 @@
   dtype, :func:`resolve_model`), or a shape name (``"14B"``, ``"1.3B"``; ``{"shape": "14B",
   "weight_dtype": "fp8_e4m3fn"}`` at a dtype); without it the
   14B release is priced and the reply says so. ``limits_model``: what is linked to the scheduler's own ``model``
-  socket, whose training limits the node plans with (``nodes/plan_limits.py``): absent or null = nothing linked
-  (the ``trained_chunk_frames`` widget, as the node does), ``{"model_name": "..."}`` = a Load TempoMaster Model
-  (through Reroutes and TempoMaster LoRA nodes): its declared limits, read without weights
+  socket, whose training limits and continuation settings the node plans with (``nodes/plan_limits.py``): absent
+  or null = nothing linked (the ``trained_chunk_frames`` widget, as the node does), ``{"model_name": "..."}`` = a
+  Load TempoMaster Model (through Reroutes and TempoMaster LoRA nodes): its declared settings, read without weights
   (:func:`nodes.plan_limits.from_model_name`), ``{}`` = linked to something the view cannot read (the widget's
   limits are drawn, and the reply says the node will use the model's). Devices: ``samplers.devices`` holds the samplers'
   ``devices`` texts (``"cuda:0,cuda:1"``, ``""`` = ComfyUI's one device; checked as the samplers check
@@ -26,8 +26,10 @@
   ``auto`` (the planner's choices and reasons, or null), ``devices`` (each level's share per device,
   its time as the slowest device plus communication and the speed-up, with sentences:
   :func:`nodes.plan_text.devices_to_dict`; null when every level runs on one device), ``continuation`` (for a
-  length beyond one trained tree: its segments and their cost against one big tree and a full-sequence pass,
-  with the view's lines, :func:`nodes.plan_text.continuation_to_dict`; else null), ``summary``, ``inputs`` (with
+  length beyond one trained tree: its segments and their cost against one big tree and a full-sequence pass, in
+  segments of the continuation settings of the model linked to the scheduler (``limits_model``; the paper's 5 s
+  of context and 480 new frames when none is linked or it declares none), which ``settings`` names, with the
+  view's lines, :func:`nodes.plan_text.continuation_to_dict`; else null), ``summary``, ``inputs`` (with
   ``trained_limits``: the limits planned with, their source and sentence, :meth:`nodes.plan_limits.LimitsUsed.to_dict`),
   ``model`` (what was priced, :func:`resolve_model`) and ``plan_key``; bad input -> 400
   ``{"error": "..."}`` (every widget value, number or text,
@@ -331,7 +333,7 @@ def plan_response(payload: Any) -> tuple[int, dict]:
         warnings=list(schedule.warnings),
         auto=None if schedule.auto is None else auto_to_dict(schedule.auto),
         devices=devices_to_dict(schedule.plan, schedule.devices),
-        continuation=continuation_to_dict(schedule.continuation),
+        continuation=continuation_to_dict(schedule.continuation, schedule.limits),
         summary=schedule.summary(),
         inputs=dict(schedule.inputs),
         memory=dict(schedule.memory),

@@ -11,7 +11,7 @@ memory is shown in GiB, FLOPs in PFLOPs, frame rates in frames per second.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 from tempomaster_core.autoplan import (
     AutoPlan,
@@ -294,21 +294,41 @@ def _untrained(approach: Approach, fps: float) -> str:
     return f" (untrained: {'; '.join(parts)})" if parts else ""
 
 
-def continuation_lines(long: LongCost) -> list[str]:
+def continuation_source(used: Any = None) -> str:
+    """Which continuation settings a proposal uses and why (``used``: the plan's
+    :class:`nodes.plan_limits.LimitsUsed`; ``None`` = no model connected), e.g. "the connected model's
+    continuation settings" or "the paper's continuation settings, as no model is connected to this node"."""
+    from .plan_limits import FROM_MODEL, PENDING
+
+    source = None if used is None else used.source
+    if source == FROM_MODEL:
+        return ("the connected model's continuation settings" if used.continuation_declared
+                else "the paper's continuation settings, as the connected model declares none")
+    if source == PENDING:
+        return ("the paper's continuation settings, drawn until the graph runs: the connected model's replace "
+                "them")
+    return "the paper's continuation settings, as no model is connected to this node"
+
+
+def continuation_lines(long: LongCost, used: Any = None) -> list[str]:
     """The continuation proposal for a length beyond one trained tree
-    (:func:`tempomaster_core.long_cost.long_video_cost`), for the summary and the tree view, e.g.
+    (:func:`tempomaster_core.long_cost.long_video_cost`), for the summary and the tree view; ``used`` says whose
+    continuation settings it was priced with (:func:`continuation_source`), e.g.
     "60.0 s is longer than one trained tree (436 frames, 18.2 s): make it as 3 segments of 600 + 600 + 480
-    frames at the trained frame rates (after the first: 5 s of context + up to 480 new frames each; TempoMaster
-    Continue, command line --seconds 60)." and
+    frames at the trained frame rates (after the first: 5 s of context + up to 480 new frames each, the paper's
+    continuation settings, as no model is connected to this node; TempoMaster Continue with context_seconds 5
+    and new_frames 480, command line --seconds 60)." and
     "Cost of the 60.0 s at an assumed 400 TFLOP/s on one device: continuation 5095 PFLOPs ~3.5 h; one tree
     (16, 8, 4, 2, 1) 4530 PFLOPs ~3.2 h (untrained: 1.5 fps ...); full-sequence pass 27351 PFLOPs ~19.0 h ..."."""
     seconds, template = long.seconds_of_video, long.template.final
     count = len(long.segments)
+    context = long.context_frames / long.fps
     head = (f"{seconds:.1f} s is longer than one trained tree ({template.num_frames} frames, "
             f"{template.duration_s:.1f} s): make it as {count} segment{'s' if count > 1 else ''} of "
             f"{_shares(long.segment_frames)} frames at the trained frame rates (after the first: "
-            f"{long.context_frames / long.fps:g} s of context + up to {long.new_frames} new frames each; "
-            f"TempoMaster Continue, command line --seconds {seconds:g}).")
+            f"{context:g} s of context + up to {long.new_frames} new frames each, {continuation_source(used)}; "
+            f"TempoMaster Continue with context_seconds {context:g} and new_frames {long.new_frames}, command line "
+            f"--seconds {seconds:g}).")
 
     def told(approach: Approach, name: str) -> str:
         return (f"{name} {approach.dit_pflops:.0f} PFLOPs ~{duration(approach.seconds)}"
@@ -322,10 +342,20 @@ def continuation_lines(long: LongCost) -> list[str]:
     return [head, cost]
 
 
-def continuation_to_dict(long: Optional[LongCost]) -> Optional[dict]:
-    """Plain-JSON form of the continuation proposal for the tree view (``LongCost.to_dict()`` plus its
-    ``lines``, :func:`continuation_lines`), or ``None`` when the length fits one trained tree."""
-    return None if long is None else dict(long.to_dict(), lines=continuation_lines(long))
+def continuation_to_dict(long: Optional[LongCost], used: Any = None) -> Optional[dict]:
+    """Plain-JSON form of the continuation proposal for the tree view (``LongCost.to_dict()`` plus ``settings``:
+    ``{"context_seconds", "new_frames", "source", "declared"}``, the continuation settings priced and whose they are
+    (``source`` as :attr:`nodes.plan_limits.LimitsUsed.source`, ``"widget"`` when ``used`` is ``None``;
+    ``declared``: the connected model's own), and its ``lines``, :func:`continuation_lines`), or ``None`` when the
+    length fits one trained tree."""
+    if long is None:
+        return None
+    from .plan_limits import FROM_WIDGET
+
+    settings = {"context_seconds": long.context_frames / long.fps, "new_frames": long.new_frames,
+                "source": FROM_WIDGET if used is None else used.source,
+                "declared": bool(used is not None and used.continuation_declared)}
+    return dict(long.to_dict(), settings=settings, lines=continuation_lines(long, used))
 
 
 def _chosen_ladder(auto: AutoPlan) -> Optional[int]:
@@ -416,6 +446,6 @@ def auto_to_dict(auto: AutoPlan) -> dict:
 
 
 __all__ = ["auto_reasons", "auto_to_dict", "auto_warning", "candidate_status", "chunk_word", "continuation_lines",
-           "continuation_to_dict", "device_lines",
+           "continuation_source", "continuation_to_dict", "device_lines",
            "device_sentence", "devices_to_dict", "devices_total_sentence", "duration", "gib", "interval_warning",
            "ladder_status", "level_reason", "level_sentence", "limits_sentence", "memory_sentence", "plan_warning"]

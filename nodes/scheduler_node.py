@@ -25,7 +25,10 @@ Widgets added for planning (all optional, so older API workflows still run):
   ``trained_chunk_frames`` (109): the limits of the auto mode and of the warnings. The training limits
   (chunk length and frame intervals) come from the model when one is connected to the optional ``model``
   socket (its declared ones; the widget is then not used), else from the widget and the released model's
-  intervals: ``nodes/plan_limits.py``; the summary says which.
+  intervals: ``nodes/plan_limits.py``; the summary says which. So do the continuation settings of the
+  continuation proposal (the connected model's, else the paper's 5 s of context + 480 new frames), and a
+  connected model's shape and weight dtype are what the cost and memory are estimated for (:func:`priced_as`;
+  else the 14B release).
 - ``boundary_frames``: ``"repeat_anchor"`` (default) or ``"anchors"``, the plan's chunk-boundary
   conditions (:data:`tempomaster_core.plan.BOUNDARY_MODES`; the former name ``"reference"`` of
   ``"repeat_anchor"`` is accepted, so workflows saved before the rename still run).
@@ -76,7 +79,8 @@ class Schedule:
             slowest device plus communication, the speed-up against one device).
         continuation: for a length beyond one trained tree, the continuation proposal priced against one
             big tree and a full-sequence pass (:class:`~tempomaster_core.long_cost.LongCost`), else None.
-        limits: the training limits planned with and their source (:class:`nodes.plan_limits.LimitsUsed`).
+        limits: the training limits and continuation settings planned with and their source
+            (:class:`nodes.plan_limits.LimitsUsed`).
     """
 
     plan: Any
@@ -113,7 +117,7 @@ class Schedule:
         if self.continuation is not None:
             from .plan_text import continuation_lines
 
-            lines.extend(continuation_lines(self.continuation))
+            lines.extend(continuation_lines(self.continuation, self.limits))
         if self.auto is not None:
             from .plan_text import auto_reasons
 
@@ -278,7 +282,8 @@ def build_schedule(blueprint_frames: int, frame_intervals: str, custom_intervals
         limits: the training limits to plan with, a :class:`nodes.plan_limits.LimitsUsed` (the connected model's,
             :func:`~nodes.plan_limits.from_model`); ``None`` = :func:`~nodes.plan_limits.from_widget` of
             ``trained_chunk_frames``. Its clip length is the auto planner's trained length and the warnings'; its
-            intervals are the warnings' and the continuation proposal's trained tree.
+            intervals are the warnings' and the continuation proposal's trained tree; its continuation settings
+            (context seconds, new frames per segment) are the proposal's segments.
 
     Raises:
         ValueError: unparsable text (``nodes.parsing``), an impossible plan
@@ -413,23 +418,24 @@ def build_schedule(blueprint_frames: int, frame_intervals: str, custom_intervals
               "blocks_to_swap": swapped, "boundary_frames": boundary_frames,
               "devices": [level.devices for level in on_devices]}
     memory = memory_fit(cost, dtype=dtype, num_layers=config.num_layers, budget=budget, all_swapped_peak=best_peak)
-    continuation = _continuation(wanted / output_fps, plan, used.limits, config, steps, cfg, dtype=dtype,
+    continuation = _continuation(wanted / output_fps, plan, used, config, steps, cfg, dtype=dtype,
                                  text_len=text_len)
     return Schedule(plan=plan, cost=cost, warnings=warnings, auto=auto, inputs=inputs, memory=memory,
                     devices=on_devices, continuation=continuation, limits=used)
 
 
-def _continuation(seconds: float, plan: TreePlan, limits: Any, config: Any, steps: Any, cfg: Any, **run: Any) -> Any:
+def _continuation(seconds: float, plan: TreePlan, used: Any, config: Any, steps: Any, cfg: Any, **run: Any) -> Any:
     """The continuation proposal (:func:`tempomaster_core.long_cost.long_video_cost` on the longest trained tree at
-    the plan's size, fps and boundary, for the training ``limits``, a
-    :class:`~tempomaster_core.trained_limits.TrainedLimits`) when the ``seconds`` asked for are more than that tree
-    makes, else None.
+    the plan's size, fps and boundary, in segments of the continuation settings, for ``used``, a
+    :class:`~nodes.plan_limits.LimitsUsed`: its training limits and continuation settings) when the ``seconds``
+    asked for are more than that tree makes, else None.
     The plan's steps and cfg are priced when they are one value or one per level of that tree, the reference's
     otherwise."""
     from tempomaster_core.cost import CostError
     from tempomaster_core.long_cost import long_video_cost, trained_tree
     from tempomaster_core.plan import PlanError
 
+    limits, settings = used.limits, used.continuation
     try:
         template = trained_tree(height=plan.height, width=plan.width, fps=plan.fps,
                                 trained_chunk_frames=limits.chunk_frames, intervals=limits.frame_intervals,
@@ -445,11 +451,27 @@ def _continuation(seconds: float, plan: TreePlan, limits: Any, config: Any, step
         return value if not several or len(value) == template.num_levels else default
 
     try:
-        return long_video_cost(template, total, config=config, steps=fitting(steps, None), cfg=fitting(cfg, CFG),
-                               trained_chunk_frames=limits.chunk_frames, trained_intervals=limits.frame_intervals,
-                               **run)
+        return long_video_cost(template, total, context_frames=settings.context_frames(template.final.fps),
+                               new_frames=settings.new_frames, config=config, steps=fitting(steps, None),
+                               cfg=fitting(cfg, CFG), trained_chunk_frames=limits.chunk_frames,
+                               trained_intervals=limits.frame_intervals, **run)
     except CostError as err:
         raise ValueError(str(err)) from None
+
+
+def priced_as(model: Any) -> dict:
+    """``{"model": config, "dtype": name}`` for :func:`build_schedule`: the shape of a connected ``TEMPO_MODEL``'s
+    DiT (a ModelPatcher or a bare DiT; its :class:`~tempomaster_core.config.DiTConfig`, text length included) and
+    the storage dtype of its block weights (a :data:`~tempomaster_core.loading.STORAGE_DTYPES` name such as
+    ``"fp32"`` or ``"fp8_e4m3fn"``; ``"fp32"`` for a float64 test model), so the node's summary prices the model
+    in use as the tree view prices the Load TempoMaster Model it reads (``nodes/plan_route.py``)."""
+    from tempomaster_core.loading import STORAGE_DTYPES, parse_dtype
+
+    from .comfy_model import dit_of
+
+    dit = dit_of(model)
+    weights = dit.weight_dtype
+    return {"model": dit.config, "dtype": next((n for n in STORAGE_DTYPES if parse_dtype(n) == weights), "fp32")}
 
 
 def build_plan(blueprint_frames: int, frame_intervals: str, custom_intervals: str, chunks: str,
@@ -480,8 +502,9 @@ class TreeScheduler:
         "frames at 24 fps) or in seconds; 'auto' chunks pick the cheapest split that keeps chunks within the trained length and the "
         "memory budget. Connect the model to the optional model input to plan with what it was trained on (its frame "
         "intervals and clip length replace the trained_chunk_frames widget; without it, the widget and intervals "
-        "4,2,1); the summary says which limits were used. The drawing on the node shows the tree, its cost and "
-        "memory before you queue."
+        "4,2,1), to propose a longer video in segments of its continuation settings (without it, the paper's 5 s of "
+        "context + 480 new frames) and to estimate its cost and memory (without it, the 14B's); the summary says "
+        "which were used. The drawing on the node shows the tree, its cost and memory before you queue."
     )
 
     @classmethod
@@ -519,16 +542,18 @@ class TreeScheduler:
         """Return ``(plan, summary)``; see :func:`build_schedule` (raises its errors).
 
         Optional planning inputs left out (``None``) take :data:`PLANNING_DEFAULTS`. ``model``: the optional
-        ``TEMPO_MODEL``; connected, its training limits replace ``trained_chunk_frames``
-        (:func:`nodes.plan_limits.from_model`).
+        ``TEMPO_MODEL``; connected, its training limits replace ``trained_chunk_frames`` and its continuation
+        settings shape the continuation proposal (:func:`nodes.plan_limits.from_model`), and the cost and memory
+        are estimated for its shape and weight dtype (:func:`priced_as`); not connected, for the 14B release.
         """
         given = dict(length_mode=length_mode, length=length, memory_budget_gb=memory_budget_gb,
                      trained_chunk_frames=trained_chunk_frames, boundary_frames=boundary_frames)
         planning = {k: PLANNING_DEFAULTS[k] if v is None else v for k, v in given.items()}
+        connected = {} if model is None else dict(priced_as(model), limits=from_model(model))
         schedule = build_schedule(blueprint_frames, frame_intervals, custom_intervals, chunks, fps, width, height,
-                                  **planning, limits=None if model is None else from_model(model))
+                                  **planning, **connected)
         return (schedule.plan, schedule.summary())
 
 
-__all__ = ["TreeScheduler", "build_plan", "build_schedule", "Schedule", "INTERVAL_PRESETS", "INTERVAL_CHOICES",
-           "AUTO_LEVELS", "LENGTH_MODES"]
+__all__ = ["TreeScheduler", "build_plan", "build_schedule", "priced_as", "Schedule", "INTERVAL_PRESETS",
+           "INTERVAL_CHOICES", "AUTO_LEVELS", "LENGTH_MODES"]

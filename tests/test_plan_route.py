@@ -13,10 +13,12 @@ from comfy_fakes import FakeWanVAE, conditioning
 from nodes import NODE_CLASS_MAPPINGS as NODES
 from nodes import plan_route, scheduler_schema
 from nodes.plan_route import LEVEL_TIME_EVENT, ROUTE_PATH, plan_key, plan_response, report_level_time
+from nodes.comfy_model import dit_of
 from nodes.scheduler_node import AUTO_LEVELS
 from nodes.plan_text import auto_reasons, auto_warning
 from plan_requests import auto as auto_plan
 from tempomaster_core.autoplan import output_frames_for_seconds
+from tempomaster_core.continuation_settings import ContinuationSettings
 from tempomaster_core.cost import GIB, LevelWork, estimate_plan_cost, level_cost
 from tempomaster_core.plan import TreePlan
 from tiny_models import make_tiny_dit
@@ -506,6 +508,15 @@ def test_the_view_plans_with_the_limits_of_the_model_linked_to_the_scheduler():
     status, pending = plan_response(dict(TINY_TREE, limits_model={}))
     assert status == 200 and pending["chunks"] == [1, 1] and pending["inputs"]["trained_limits"]["source"] == "pending"
     assert "replaces them when the graph runs" in pending["inputs"]["trained_limits"]["sentence"]
+    # beyond one trained tree: the loaded model carries its continuation settings and its shape, and the route,
+    # sent what the view sends (that loader feeding the samplers and linked to the scheduler), makes the node's summary
+    assert dit_of(model).continuation_settings == ContinuationSettings(1.5, 64)
+    minute = dict(TINY_TREE, length_mode="seconds", length=25.5)
+    _plan, summary = scheduler.plan(**minute, model=model)
+    status, body = plan_response(dict(minute, limits_model={"model_name": BUILTIN_MODEL_NAME},
+                                      model={"model_name": BUILTIN_MODEL_NAME, "weight_dtype": "fp32"}))
+    assert status == 200 and body["summary"] == summary and "fp32 weights" in summary
+    assert "the connected model's continuation settings" in summary
 
 
 def test_a_checkpoint_file_linked_to_the_scheduler_plans_with_the_released_models_limits():
@@ -515,6 +526,72 @@ def test_a_checkpoint_file_linked_to_the_scheduler_plans_with_the_released_model
     limits = body["inputs"]["trained_limits"]
     assert status == 200 and body["chunks"] == [1, 1] and (limits["chunk_frames"], limits["declared"]) == (109, False)
     assert "declares none" in limits["sentence"]
+
+
+def _segments(proposal):
+    return [(s["context_frames"], s["new_frames"], s["blueprint_frames"], s["chunks"]) for s in proposal["segments"]]
+
+
+def test_the_continuation_proposal_takes_the_continuation_settings_of_the_model_linked_to_the_scheduler():
+    """25.5 s at the built-in model's 64x64 tree, its Load TempoMaster Model linked to the scheduler: segments of
+    its own 100-frame tree (1.5 s of context + 64 new frames), the segments `generate --seconds 25.5` runs on that
+    model, and the line says whose settings they are and what to set on TempoMaster Continue. Nothing linked, a
+    checkpoint file (it declares none) or a link the view cannot read: the paper's 5 s + 480 frames, and why."""
+    from types import SimpleNamespace
+
+    from tempomaster_core.cli_long import prepare_long
+    from tempomaster_core.tiny.builtin import BUILTIN_MODEL_NAME, builtin_dir, bundle_defaults, default_plan
+
+    request = dict(TINY_TREE, length_mode="seconds", length=25.5)
+    status, body = plan_response(dict(request, limits_model={"model_name": BUILTIN_MODEL_NAME}))
+    proposal = body["continuation"]
+    defaults = bundle_defaults(builtin_dir())
+    job = prepare_long(SimpleNamespace(seconds=25.5, context_seconds=None, segment_frames=None, extend=None,
+                                       anti_drift=None, out="long.mp4"), default_plan(defaults), defaults)
+    assert status == 200 and _segments(proposal) == [(s.context_frames, s.new_frames, s.plan.blueprint_frames,
+                                                      list(s.plan.chunks)) for s in job.segments]
+    assert [s["frames"] for s in proposal["segments"]] == [100] * 9 and proposal["total_frames"] == 612
+    assert proposal["settings"] == {"context_seconds": 1.5, "new_frames": 64, "source": "model", "declared": True}
+    assert ("after the first: 1.5 s of context + up to 64 new frames each, the connected model's continuation "
+            "settings; TempoMaster Continue with context_seconds 1.5 and new_frames 64") in proposal["lines"][0]
+    assert proposal["lines"][0] in body["summary"]
+    for linked, why in ((None, "as no model is connected"), ({"model_name": "x.safetensors"}, "declares none"),
+                        ({}, "drawn until the graph runs")):
+        status, paper = plan_response(request if linked is None else dict(request, limits_model=linked))
+        proposal = paper["continuation"]
+        assert status == 200 and (proposal["context_frames"], proposal["new_frames"]) == (120, 480)
+        assert [s["frames"] for s in proposal["segments"]] == [600, 132] and not proposal["settings"]["declared"]
+        assert "5 s of context + up to 480 new frames each, the paper's continuation settings, " in proposal["lines"][0]
+        assert why in proposal["lines"][0]
+
+
+def test_the_node_proposes_with_its_models_continuation_settings_and_prices_that_model():
+    """A connected DiT that declares 2 s of context + 40 new frames: 10 s (240 frames) is a first tree of 88 frames
+    and four more segments of 48 known + up to 40 new; the cost and memory are the DiT's own (fp32, a few MiB of
+    weights), not the 14B's (bf16, tens of GiB). A DiT that declares limits but no continuation: the paper's."""
+    import re
+
+    from tempomaster_core.trained_limits import TrainedLimits
+
+    scheduler = NODES["TempoMasterTreeScheduler"]()
+    request = dict(TINY_TREE, length_mode="seconds", length=10.0)
+    model = make_tiny_dit(seed=0)
+    model.trained_limits = TrainedLimits((4, 2, 1), 25)
+    model.continuation_settings = ContinuationSettings(2.0, 40)
+    _plan, summary = scheduler.plan(**request, model=model)
+    assert ("make it as 5 segments of 88 + 88 + 88 + 88 + 80 frames at the trained frame rates (after the first: 2 s "
+            "of context + up to 40 new frames each, the connected model's continuation settings") in summary
+
+    def peak_gib(text):
+        return float(re.search(r"peak memory ~([\d.]+) GiB", text).group(1))
+
+    _plan, unconnected = scheduler.plan(**request)
+    assert "fp32 weights" in summary and peak_gib(summary) < 0.5
+    assert "bf16 weights" in unconnected and peak_gib(unconnected) > 10
+    model.continuation_settings = None
+    _plan, summary = scheduler.plan(**request, model=model)
+    assert "5 s of context + up to 480 new frames each, the paper's continuation settings, as the connected model " \
+           "declares none" in summary
 
 
 # -- fixtures of the web view's tests (web/tests/*.test.mjs read real route output) ------------
@@ -538,6 +615,9 @@ WEB_FIXTURES = {
     # the built-in model's tree, its Load TempoMaster Model linked to the scheduler's model input (25-frame limit);
     # then linked to a node the view cannot read (the widget's 109 frames drawn, said as a warning)
     "tiny_model_limits": dict(TINY_TREE, limits_model={"model_name": "TempoMaster-Tiny (built-in)"}),
+    # 25.5 s on it: the continuation proposal in segments of its own continuation settings (1.5 s + 64 frames)
+    "tiny_model_continuation": dict(TINY_TREE, length_mode="seconds", length=25.5,
+                                    limits_model={"model_name": "TempoMaster-Tiny (built-in)"}),
     "limits_pending": dict(TINY_TREE, limits_model={}),
 }
 FIXTURE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "web", "tests", "fixtures")
