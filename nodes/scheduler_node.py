@@ -464,14 +464,18 @@ def priced_as(model: Any) -> dict:
     DiT (a ModelPatcher or a bare DiT; its :class:`~tempomaster_core.config.DiTConfig`, text length included) and
     the storage dtype of its block weights (a :data:`~tempomaster_core.loading.STORAGE_DTYPES` name such as
     ``"fp32"`` or ``"fp8_e4m3fn"``; ``"fp32"`` for a float64 test model), so the node's summary prices the model
-    in use as the tree view prices the Load TempoMaster Model it reads (``nodes/plan_route.py``)."""
+    in use as the tree view prices the Load TempoMaster Model it reads (``nodes/plan_route.py``). ``{}`` (the 14B
+    release is priced) for an object without a DiT's config and weight dtype."""
+    from tempomaster_core.config import DiTConfig
     from tempomaster_core.loading import STORAGE_DTYPES, parse_dtype
 
     from .comfy_model import dit_of
 
     dit = dit_of(model)
-    weights = dit.weight_dtype
-    return {"model": dit.config, "dtype": next((n for n in STORAGE_DTYPES if parse_dtype(n) == weights), "fp32")}
+    config, weights = getattr(dit, "config", None), getattr(dit, "weight_dtype", None)
+    if not isinstance(config, DiTConfig) or weights is None:
+        return {}
+    return {"model": config, "dtype": next((n for n in STORAGE_DTYPES if parse_dtype(n) == weights), "fp32")}
 
 
 def build_plan(blueprint_frames: int, frame_intervals: str, custom_intervals: str, chunks: str,
