@@ -215,8 +215,9 @@ def declared_settings(model_name: str) -> Optional[DeclaredSettings]:
     from tempomaster_core.tiny.builtin import DEFAULTS_FILE, bundle_defaults, bundle_limits
 
     directory = tiny_directory()
-    continuation = ContinuationSettings.from_settings(bundle_defaults(directory), str(directory / DEFAULTS_FILE))
-    return DeclaredSettings(bundle_limits(directory), continuation)
+    defaults = bundle_defaults(directory)
+    continuation = ContinuationSettings.from_settings(defaults, str(directory / DEFAULTS_FILE))
+    return DeclaredSettings(bundle_limits(directory, defaults), continuation)
 
 
 def model_config(model_name: str) -> DiTConfig:

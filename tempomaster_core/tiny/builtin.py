@@ -209,15 +209,17 @@ def bundle_defaults(directory: Union[str, Path]) -> dict:
                      f"the recommended settings of {Path(directory)}")
 
 
-def bundle_limits(directory: Union[str, Path]) -> TrainedLimits:
+def bundle_limits(directory: Union[str, Path], defaults: Optional[dict] = None) -> TrainedLimits:
     """What the bundle in ``directory`` was trained on: the ``trained_frame_intervals`` and
-    ``trained_chunk_frames`` of :func:`bundle_defaults` (read without loading any weights).
+    ``trained_chunk_frames`` of :func:`bundle_defaults` (read without loading any weights), or of ``defaults``
+    when the caller has already read them with :func:`bundle_defaults`.
 
     Raises:
         OSError, ValueError, FileNotFoundError: as :func:`bundle_defaults`; ValueError also for values
             :class:`~tempomaster_core.trained_limits.TrainedLimits` refuses (the message names the file).
     """
-    return TrainedLimits.from_settings(bundle_defaults(directory), f"{Path(directory) / DEFAULTS_FILE}")
+    settings = bundle_defaults(directory) if defaults is None else defaults
+    return TrainedLimits.from_settings(settings, f"{Path(directory) / DEFAULTS_FILE}")
 
 
 def load_builtin(
@@ -255,9 +257,9 @@ def load_builtin(
             f"text encoder width {text_encoder.text_dim} differs from the DiT's text_dim "
             f"{model.config.text_dim} in {root}: the files come from different training runs"
         )
-    model.trained_limits = bundle_limits(root)
-    return TinyBundle(model=model, codec=codec, text_encoder=text_encoder, defaults=bundle_defaults(root),
-                      directory=root)
+    defaults = bundle_defaults(root)
+    model.trained_limits = bundle_limits(root, defaults)
+    return TinyBundle(model=model, codec=codec, text_encoder=text_encoder, defaults=defaults, directory=root)
 
 
 __all__ = ["BUILTIN_MODEL_NAME", "CONTINUATION_DEFAULTS", "DEFAULTS_FILE", "REQUIRED_FILES", "FALLBACK_DEFAULTS",
