@@ -91,6 +91,29 @@ def largest_step(tracks: list[list[FrameObject]]) -> float:
     return float(max(steps)) if steps else float("nan")
 
 
+def latent_frame_steps(tracks: list[list[FrameObject]], frames_per_latent: int) -> tuple[float, float]:
+    """Mean object step (pixels) between consecutive frames *inside* a latent frame and *across* a
+    latent-frame boundary, for a clip in the codec's temporal layout (frame 0 is latent frame 0 alone,
+    then ``frames_per_latent`` frames per latent frame, so the pair ``(f, f+1)`` crosses a boundary when
+    ``f % frames_per_latent == 0``).
+
+    This is the signature of the issue-16 defect: a DiT that denoises latent frames independently
+    keeps an object nearly still inside a latent frame and moves it far across a boundary (the
+    shipped model before session 14: 2.2 vs 14.0 px on the blueprint, ground truth 4.3 vs 4.2 px);
+    a coherent video has both close to the ground truth's. Each step is an object's distance to the
+    nearest object of the previous frame; pairs where either frame has no object are skipped, and a
+    kind with no pair gives ``nan``.
+    """
+    if frames_per_latent < 1:
+        raise ValueError(f"frames_per_latent must be >= 1, got {frames_per_latent}")
+    inside, across = [], []
+    for f, (prev, cur) in enumerate(zip(tracks[:-1], tracks[1:])):
+        if prev and cur:
+            (across if f % frames_per_latent == 0 else inside).extend(_nearest(o, prev) for o in cur)
+    mean = lambda values: float(np.mean(values)) if values else float("nan")  # noqa: E731
+    return mean(inside), mean(across)
+
+
 def pop_events(tracks: list[list[FrameObject]], radius: float) -> int:
     """Objects that appear or vanish away from the frame edge.
 
@@ -115,7 +138,7 @@ def frame_diff_ratio(frames: torch.Tensor) -> float:
 
 
 def coherence(frames: torch.Tensor, colour_mask: torch.Tensor, gt_tracks: list[list[FrameObject]], count: int,
-              min_area: int) -> dict:
+              min_area: int, frames_per_latent: int | None = None) -> dict:
     """All video measures of one video against its ground-truth tracks.
 
     Args:
@@ -124,21 +147,29 @@ def coherence(frames: torch.Tensor, colour_mask: torch.Tensor, gt_tracks: list[l
         gt_tracks: :func:`frame_objects` of the ground-truth render (same frames).
         count: the prompt's object count.
         min_area: smallest component counted as an object (pixels).
+        frames_per_latent: when the frames are one clip in the codec's temporal layout (a
+            blueprint), its pixel frames per latent frame: adds :func:`latent_frame_steps` of the video
+            and of the ground truth.
 
     Returns:
         ``{"largest_step", "gt_largest_step", "step_ok" (largest step <= 2 * ground truth's + 2 px),
         "pops", "gt_pops", "frame_count_ok" (share of frames with the prompt's count),
-        "frame_diff_ratio"}``.
+        "frame_diff_ratio"}``, plus ``"step_inside_latent"``, ``"step_across_latent"``,
+        ``"gt_step_inside_latent"``, ``"gt_step_across_latent"`` with ``frames_per_latent``.
     """
     tracks = frame_objects(colour_mask, min_area)
     step, gt_step = largest_step(tracks), largest_step(gt_tracks)
     tolerance = 2 * gt_step + 2
-    return {
+    result = {
         "largest_step": step, "gt_largest_step": gt_step, "step_ok": bool(step <= tolerance),
         "pops": pop_events(tracks, tolerance), "gt_pops": pop_events(gt_tracks, tolerance),
         "frame_count_ok": float(np.mean([len(t) == count for t in tracks])),
         "frame_diff_ratio": frame_diff_ratio(frames),
     }
+    if frames_per_latent:
+        result["step_inside_latent"], result["step_across_latent"] = latent_frame_steps(tracks, frames_per_latent)
+        result["gt_step_inside_latent"], result["gt_step_across_latent"] = latent_frame_steps(gt_tracks, frames_per_latent)
+    return result
 
 
 @torch.no_grad()
@@ -184,4 +215,4 @@ def cross_frame_sensitivity(model, x0: torch.Tensor, y: torch.Tensor, context: t
 
 
 __all__ = ["EDGE_MARGIN", "FrameObject", "coherence", "cross_frame_sensitivity", "frame_diff_ratio", "frame_objects",
-           "label_components", "largest_step", "pop_events"]
+           "label_components", "largest_step", "latent_frame_steps", "pop_events"]

@@ -253,19 +253,22 @@ def centroid_speed(det: dict) -> float:
     return float(d.mean()) if d.numel() else float("nan")
 
 
-def video_coherence(frames: torch.Tensor, spec, interval: int) -> dict:
+def video_coherence(frames: torch.Tensor, spec, interval: int, frames_per_latent: int | None = None) -> dict:
     """Temporal-coherence measures (:func:`coherence.coherence`) of a video of ``spec``'s scene whose
-    frame ``j`` shows 24 fps time ``j * interval``, against the ground-truth render of the same frames."""
+    frame ``j`` shows 24 fps time ``j * interval``, against the ground-truth render of the same frames;
+    ``frames_per_latent`` (the codec's temporal factor, for a blueprint: one clip in the codec's layout)
+    adds the steps inside and across latent frames."""
     gt = to01(render(spec, frames.shape[0], start_frame=0, interval=interval))
     target = COLOUR_NAMES.index(spec.colour)
     gt_tracks = frame_objects(classify_pixels(gt) == target, MIN_AREA)
-    return coherence(frames, classify_pixels(frames) == target, gt_tracks, spec.count, MIN_AREA)
+    return coherence(frames, classify_pixels(frames) == target, gt_tracks, spec.count, MIN_AREA, frames_per_latent)
 
 
 def coherence_summary(entries: list, prefix: str = "") -> dict:
-    """Means of :func:`video_coherence` results (issue targets: single-object step ok, no pops, diff ratio)."""
+    """Means of :func:`video_coherence` results (issue targets: single-object step ok, no pops, diff ratio),
+    plus the medians of the steps inside / across latent frames when the entries have them."""
     single = [e for e in entries if e["count"] == 1]
-    return {
+    out = {
         f"{prefix}single_object_step_ok": _mean([e["step_ok"] for e in single]),
         f"{prefix}largest_step_px_median": float(np.median([e["largest_step"] for e in entries])),
         f"{prefix}gt_largest_step_px_median": float(np.median([e["gt_largest_step"] for e in entries])),
@@ -275,6 +278,10 @@ def coherence_summary(entries: list, prefix: str = "") -> dict:
         f"{prefix}frame_diff_ratio_max": float(np.max([e["frame_diff_ratio"] for e in entries])),
         f"{prefix}frame_diff_ratio_ok": _mean([e["frame_diff_ratio"] <= 3 for e in entries]),
     }
+    if entries and "step_across_latent" in entries[0]:
+        for key in ("step_inside_latent", "step_across_latent", "gt_step_inside_latent", "gt_step_across_latent"):
+            out[f"{prefix}{key}_px_median"] = float(np.nanmedian([e[key] for e in entries]))
+    return out
 
 
 SENSITIVITY_CLIPS = 8
@@ -342,7 +349,7 @@ def evaluate_blueprints(args) -> dict:
                              shift=shift, cfg=cfg, guidance=guidance, seed=k)
         frames = to01(blue.frames)
         adh = adherence(analyse(frames, spec.colour), spec.colour, spec.count)
-        coh = video_coherence(frames, spec, plan.levels[0].interval)
+        coh = video_coherence(frames, spec, plan.levels[0].interval, int(bundle.codec.temporal_factor))
         videos.append({"k": k, "prompt": prompt, **adh, "coherence": {**coh, "count": spec.count}})
         if args.save_videos:
             _save(args.save_videos, f"{k:03d}_blueprint", frames, int(round(plan.levels[0].fps)))
@@ -421,7 +428,8 @@ def evaluate(args) -> dict:
             "adherence": adh, "blueprint_adherence": adh_blue, **presence(det, fps),
             "tm_drift": drift(det, spec.colour, spec.count, fps),
             "coherence": {**video_coherence(video, spec, plan.frame_intervals[-1]), "count": spec.count},
-            "blueprint_coherence": {**video_coherence(blue, spec, plan.frame_intervals[0]), "count": spec.count},
+            "blueprint_coherence": {**video_coherence(blue, spec, plan.frame_intervals[0], int(bundle.codec.temporal_factor)),
+                                    "count": spec.count},
         }
         if not args.no_ar:
             ar = autoregressive(bundle, positive, negative, total=final.num_frames, chunk=chunk,

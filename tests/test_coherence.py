@@ -8,7 +8,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-from coherence import coherence, frame_diff_ratio, frame_objects, largest_step, pop_events  # noqa: E402
+from coherence import (coherence, frame_diff_ratio, frame_objects, largest_step, latent_frame_steps,  # noqa: E402
+                       pop_events)
 
 from tempomaster_core.tiny.scenes import render, sample_scene  # noqa: E402
 
@@ -71,3 +72,19 @@ def test_frame_diff_ratio_of_even_motion_is_near_one():
     spec = _single_red_scene()
     assert frame_diff_ratio(_frames01(render(spec, 25, 0, 1))) < 1.5
     assert frame_diff_ratio(torch.zeros(4, 8, 8, 3)) == pytest.approx(float("inf"))
+
+
+def test_latent_frame_steps_separate_the_steps_at_latent_boundaries():
+    """Codec layout: frame 0 alone, then 4 frames per latent frame. An object that stands still inside
+    each latent frame and jumps between them (the issue-16 defect) has steps only across boundaries;
+    even motion has the same step inside and across."""
+    jumpy = _square_video([10] + [20] * 4 + [40] * 4)
+    inside, across = latent_frame_steps(frame_objects(_red_mask(jumpy), 12), 4)
+    assert inside == pytest.approx(0.0) and across == pytest.approx(15.0)
+    even = _square_video(list(range(10, 19)))
+    inside, across = latent_frame_steps(frame_objects(_red_mask(even), 12), 4)
+    assert inside == pytest.approx(1.0) and across == pytest.approx(1.0)
+    result = coherence(jumpy, _red_mask(jumpy), frame_objects(_red_mask(even), 12), 1, 12, frames_per_latent=4)
+    assert result["step_across_latent"] == pytest.approx(15.0) and result["gt_step_across_latent"] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="frames_per_latent"):
+        latent_frame_steps([], 0)

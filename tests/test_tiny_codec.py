@@ -201,3 +201,52 @@ def test_trainer_smoke(tmp_path):
     with torch.no_grad():
         z = codec.encode(S.render(S.sample_scene(5), 17, interval=2)[None])
     assert 0.2 < float(z.std()) < 5
+
+
+def test_shift_interpolate_reads_a_linear_field_at_the_offset():
+    from tempomaster_core.training.train_codec import shift_interpolate
+
+    rows = torch.arange(5.0).view(1, 1, 5, 1).expand(2, 3, 5, 5)
+    cols = torch.arange(5.0).view(1, 1, 1, 5).expand(2, 3, 5, 5)
+    field = 2.0 * rows - 0.5 * cols + 1.0  # exactly reproduced by bilinear interpolation
+    out = shift_interpolate(field, 0.25, 0.625)
+    expected = 2.0 * (rows[:, :, :4, :4] + 0.25) - 0.5 * (cols[:, :, :4, :4] + 0.625) + 1.0
+    assert out.shape == (2, 3, 4, 4)
+    assert torch.allclose(out, expected, atol=1e-6)
+    assert torch.equal(shift_interpolate(field, 0.0, 0.0), field[:, :, :4, :4])
+
+
+def test_equivariance_penalty_does_not_reward_shrinking_the_latent():
+    """The latent term is a ratio to the latent variance with the variance *in* the gradient: scaling
+    the whole latent changes neither its value nor (to first order) the loss. With a detached variance
+    the gradient pushed every channel towards 0, and a codec trained that way kept one live channel."""
+    from einops import rearrange
+
+    from tempomaster_core.training.train_codec import equivariance_losses, sample_groups
+
+    torch.manual_seed(0)
+    codec = TinyVideoCodec(SMALL)
+    window = rearrange(sample_groups(np.random.default_rng(3), 6, crop=40, grid=8), "b c t h w -> b (t c) h w")
+    values = []
+    for factor in (1.0, 3.0):
+        scale = torch.tensor(factor, requires_grad=True)
+        scaled = _Scaled(codec, scale)
+        latent_term, decoder_term = equivariance_losses(scaled, window, scaled.encoder(window), np.random.default_rng(0))
+        latent_term.backward()
+        values.append(float(latent_term))
+        assert abs(float(scale.grad)) < 1e-4 * float(latent_term)
+        assert float(latent_term) > 0 and float(decoder_term) > 0
+    assert values[1] == pytest.approx(values[0], rel=1e-4)
+
+
+class _Scaled(nn.Module):
+    """A codec whose encoder output is multiplied by ``factor`` (decoder unchanged)."""
+
+    def __init__(self, codec: TinyVideoCodec, factor: torch.Tensor) -> None:
+        super().__init__()
+        self.codec, self.factor = codec, factor
+        self.spatial_factor = codec.spatial_factor
+        self.decoder = codec.decoder
+
+    def encoder(self, x: torch.Tensor) -> torch.Tensor:
+        return self.factor * self.codec.encoder(x)

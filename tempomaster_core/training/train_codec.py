@@ -89,6 +89,46 @@ def sample_groups(rng: np.random.Generator, batch: int, temporal_factor: int = 4
     return out
 
 
+def shift_interpolate(z: torch.Tensor, dy: float, dx: float) -> torch.Tensor:
+    """Bilinear samples of latent maps at a fractional offset: ``[N, C, h+1, w+1]`` → ``[N, C, h, w]``.
+
+    Output cell ``(i, j)`` is ``z`` read at ``(i + dy, j + dx)`` (latent cells, ``0 <= dy, dx < 1``), i.e.
+    the latent of the same content moved by ``(-dy, -dx)`` cells if the latent space is equivariant to
+    translation.
+    """
+    rows = (1 - dy) * z[:, :, :-1] + dy * z[:, :, 1:]
+    return (1 - dx) * rows[:, :, :, :-1] + dx * rows[:, :, :, 1:]
+
+
+def equivariance_losses(codec: TinyVideoCodec, window: torch.Tensor, z_window: torch.Tensor,
+                        rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Translation-equivariance penalties of the latent space (after EQ-VAE, Kouzelis et al. 2025,
+    which regularises a VAE so that a transformed latent decodes to the transformed image).
+
+    ``window``: pixel groups ``[N, 3*tf, S+sf, S+sf]`` in [-1, 1] (``S`` a multiple of ``sf``);
+    ``z_window``: their raw latents ``[N, C, S/sf+1, S/sf+1]``. A random sub-cell pixel offset
+    ``(oy, ox)`` in ``[0, sf)`` (not both 0) cuts the crop ``window[oy:oy+S, ox:ox+S]``; its latent
+    should be the window's latent read bilinearly at ``(oy, ox) / sf`` cells, and that interpolated latent
+    should decode to the crop. Returns ``(latent term, decoder term)``: the latent MSE divided by the
+    per-channel latent variance, and the pixel MSE of the decoded interpolation. A latent space with
+    these properties changes smoothly when an object moves by less than a cell, which the DiT needs
+    to relate a moving object's latent frames (issue 16).
+    """
+    sf = codec.spatial_factor
+    size = window.shape[-1] - sf
+    oy, ox = 0, 0
+    while oy == 0 and ox == 0:
+        oy, ox = (int(v) for v in rng.integers(0, sf, 2))
+    crop = window[:, :, oy:oy + size, ox:ox + size]
+    target = shift_interpolate(z_window, oy / sf, ox / sf)
+    z_crop = codec.encoder(crop)
+    # Not detached: the ratio is then scale-free (a detached variance rewards shrinking channels to 0).
+    variance = z_window.var(dim=(0, 2, 3)).clamp_min(1e-6).view(1, -1, 1, 1)
+    latent_term = torch.mean((z_crop - target) ** 2 / variance)
+    decoder_term = torch.mean((codec.decoder(target) - crop) ** 2)
+    return latent_term, decoder_term
+
+
 def held_out_clips(count: int = 12, frames: int = 17, size: int = 64) -> list[torch.Tensor]:
     """Deterministic evaluation clips ``[1, 3, frames, size, size]`` from held-out scene
     seeds ``HELD_OUT_SEED_BASE + k``, cycling through intervals 4, 2, 1."""
@@ -138,13 +178,14 @@ def _lr_at(step: int, total: int, base: float, warmup: int) -> float:
 def train(out: str | Path, *, seed: int = 0, steps: int | None = None, minutes: float | None = None,
           batch: int = 32, crop: int | None = 32, lr: float = 1e-3, latent_noise: float = 0.05,
           config: CodecConfig | None = None, threads: int | None = None, log_every: int = 25,
-          pca_samples: int = 256, eval_every: int = 500) -> dict:
+          pca_samples: int = 256, eval_every: int = 500, equivariance: float = 0.0) -> dict:
     """Train a codec and write ``codec.safetensors``/``codec.json``/``codec_train.json`` into ``out``.
 
     ``steps`` (exact) or ``minutes`` (a budget turned into a step count after
     timing the first steps) must be given. ``latent_noise`` is the std of the
     Gaussian noise added to latents before decoding, relative to the batch's
-    latent std. ``eval_every`` steps the held-out PSNR is printed. Returns the summary dict also written to ``codec_train.json``.
+    latent std. ``eval_every`` steps the held-out PSNR is printed. ``equivariance`` > 0 adds
+    :func:`equivariance_losses` (both terms, that weight) on crops ``sf`` pixels larger than ``crop``. Returns the summary dict also written to ``codec_train.json``.
     """
     if steps is None and minutes is None:
         raise ValueError("give --steps (exact, reproducible) or --minutes (time budget)")
@@ -172,14 +213,19 @@ def train(out: str | Path, *, seed: int = 0, steps: int | None = None, minutes: 
     while step < total:
         for group in opt.param_groups:
             group["lr"] = _lr_at(step, total, lr, warmup)
-        x = sample_groups(rng, batch, codec.temporal_factor, crop=crop, grid=codec.spatial_factor)
+        sample_crop = crop + codec.spatial_factor if (equivariance and crop) else crop
+        x = sample_groups(rng, batch, codec.temporal_factor, crop=sample_crop, grid=codec.spatial_factor)
         groups = rearrange(x, "b c t h w -> b (t c) h w")  # same layout as TinyVideoCodec.group_frames
-        z = codec.encoder(groups)
+        z_clean = codec.encoder(groups)
+        z = z_clean
         if latent_noise > 0:
             z = z + latent_noise * z.detach().std() * torch.randn_like(z)
         rec = codec.decoder(z)
         mse = torch.mean((rec - groups) ** 2)
         loss = mse + 0.1 * torch.mean((rec - groups).abs())
+        if equivariance:
+            latent_term, decoder_term = equivariance_losses(codec, groups, z_clean, rng)
+            loss = loss + equivariance * (latent_term + decoder_term)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(codec.parameters(), 1.0)
@@ -211,6 +257,7 @@ def train(out: str | Path, *, seed: int = 0, steps: int | None = None, minutes: 
     out = Path(out)
     codec.save(out)
     summary = {"seed": seed, "steps": step, "batch": batch, "crop": crop, "lr": lr, "latent_noise": latent_noise,
+               "equivariance": equivariance,
                "parameters": n_params, "train_seconds": round(elapsed, 1),
                "threads": torch.get_num_threads(), "held_out_psnr": result,
                "config": codec.config.to_dict(), "curve": curve}
@@ -236,6 +283,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--latent-channels", type=int, default=16)
     p.add_argument("--spatial-factor", type=int, default=8)
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--equivariance", type=float, default=0.0,
+                   help="weight of the translation-equivariance penalties (0 = off, the shipped codec's recipe)")
     a = p.parse_args(argv)
     kw = {"latent_channels": a.latent_channels, "spatial_factor": a.spatial_factor,
           "pixel_shuffle": a.pixel_shuffle}
@@ -246,7 +295,7 @@ def main(argv: list[str] | None = None) -> None:
     if a.steps is None and a.minutes is None:
         p.error("give --steps or --minutes")
     train(a.out, seed=a.seed, steps=a.steps, minutes=a.minutes, batch=a.batch, crop=a.crop or None, lr=a.lr,
-          latent_noise=a.latent_noise, config=CodecConfig(**kw), threads=a.threads)
+          latent_noise=a.latent_noise, config=CodecConfig(**kw), threads=a.threads, equivariance=a.equivariance)
 
 
 if __name__ == "__main__":
