@@ -250,3 +250,21 @@ class _Scaled(nn.Module):
 
     def encoder(self, x: torch.Tensor) -> torch.Tensor:
         return self.factor * self.codec.encoder(x)
+
+
+@pytest.mark.slow  # ~2 s of codec training
+def test_decoder_fine_tune_keeps_the_latents(tmp_path):
+    """``decoder_of``: only the decoder trains; encoder weights and latent normalisation (so the latents a
+    DiT was trained on) stay exactly as they were."""
+    from tempomaster_core.training.train_codec import train
+
+    train(tmp_path / "first", seed=0, steps=2, batch=4, config=SMALL, pca_samples=16, log_every=1)
+    before = TinyVideoCodec.load(tmp_path / "first")
+    train(tmp_path / "tuned", seed=1, steps=3, batch=4, latent_noise=0.3, decoder_of=tmp_path / "first", log_every=1)
+    after = TinyVideoCodec.load(tmp_path / "tuned")
+    assert after.config == before.config
+    clip = S.render(S.sample_scene(5), 9, interval=2)[None]
+    with torch.no_grad():
+        assert torch.equal(after.encode(clip), before.encode(clip))
+        changed = [not torch.equal(a, b) for a, b in zip(after.decoder.parameters(), before.decoder.parameters())]
+    assert any(changed)

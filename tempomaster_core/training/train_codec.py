@@ -178,14 +178,18 @@ def _lr_at(step: int, total: int, base: float, warmup: int) -> float:
 def train(out: str | Path, *, seed: int = 0, steps: int | None = None, minutes: float | None = None,
           batch: int = 32, crop: int | None = 32, lr: float = 1e-3, latent_noise: float = 0.05,
           config: CodecConfig | None = None, threads: int | None = None, log_every: int = 25,
-          pca_samples: int = 256, eval_every: int = 500, equivariance: float = 0.0) -> dict:
+          pca_samples: int = 256, eval_every: int = 500, equivariance: float = 0.0,
+          decoder_of: str | Path | None = None) -> dict:
     """Train a codec and write ``codec.safetensors``/``codec.json``/``codec_train.json`` into ``out``.
 
     ``steps`` (exact) or ``minutes`` (a budget turned into a step count after
     timing the first steps) must be given. ``latent_noise`` is the std of the
     Gaussian noise added to latents before decoding, relative to the batch's
     latent std. ``eval_every`` steps the held-out PSNR is printed. ``equivariance`` > 0 adds
-    :func:`equivariance_losses` (both terms, that weight) on crops ``sf`` pixels larger than ``crop``. Returns the summary dict also written to ``codec_train.json``.
+    :func:`equivariance_losses` (both terms, that weight) on crops ``sf`` pixels larger than ``crop``.
+    ``decoder_of``: a codec directory whose encoder (and latent normalisation) is kept frozen while only
+    its decoder is trained further (e.g. with a larger ``latent_noise``, so that it tolerates a DiT's
+    errors); the latents, and so a DiT trained on them, are unchanged. ``config`` is then ignored. Returns the summary dict also written to ``codec_train.json``.
     """
     if steps is None and minutes is None:
         raise ValueError("give --steps (exact, reproducible) or --minutes (time budget)")
@@ -193,16 +197,19 @@ def train(out: str | Path, *, seed: int = 0, steps: int | None = None, minutes: 
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    codec = TinyVideoCodec(config or CodecConfig())
-    opt = torch.optim.Adam(codec.parameters(), lr=lr)
+    codec = TinyVideoCodec.load(decoder_of).train() if decoder_of else TinyVideoCodec(config or CodecConfig())
+    if decoder_of:
+        codec.encoder.requires_grad_(False)
+    opt = torch.optim.Adam([p for p in codec.parameters() if p.requires_grad], lr=lr)
     n_params = sum(p.numel() for p in codec.parameters())
     print(f"codec: {n_params / 1e6:.2f} M parameters, config {codec.config.to_dict()}", flush=True)
     eval_clips = held_out_clips()
     t0 = time.time()
-    pca_groups = rearrange(sample_groups(rng, pca_samples, codec.temporal_factor), "b c t h w -> b (t c) h w")
-    codec.init_linear_pca(pca_groups)
-    del pca_groups
-    print(f"PCA initialisation on {pca_samples} full-frame groups: held-out PSNR "
+    if not decoder_of:
+        pca_groups = rearrange(sample_groups(rng, pca_samples, codec.temporal_factor), "b c t h w -> b (t c) h w")
+        codec.init_linear_pca(pca_groups)
+        del pca_groups
+    print(f"{'start' if decoder_of else f'PCA initialisation on {pca_samples} full-frame groups'}: held-out PSNR "
           f"{evaluate(codec, eval_clips)['pooled']:.2f} dB", flush=True)
     total = steps if steps is not None else 10 ** 9
     t_loop = time.time()
@@ -249,7 +256,8 @@ def train(out: str | Path, *, seed: int = 0, steps: int | None = None, minutes: 
             print(f"step {step:5d}  held-out PSNR {evaluate(codec, eval_clips)['pooled']:.2f} dB "
                   "(before normalisation fit)", flush=True)
     codec.eval()
-    fit_normalization(codec, np.random.default_rng(seed + 1))
+    if not decoder_of:  # a frozen encoder keeps its normalisation: the latents must not change
+        fit_normalization(codec, np.random.default_rng(seed + 1))
     result = evaluate(codec, eval_clips)
     elapsed = time.time() - t0
     print(f"held-out PSNR (encode->decode, {len(eval_clips)} clips of 17 frames at intervals 4/2/1): "
@@ -257,7 +265,7 @@ def train(out: str | Path, *, seed: int = 0, steps: int | None = None, minutes: 
     out = Path(out)
     codec.save(out)
     summary = {"seed": seed, "steps": step, "batch": batch, "crop": crop, "lr": lr, "latent_noise": latent_noise,
-               "equivariance": equivariance,
+               "equivariance": equivariance, "decoder_of": str(decoder_of) if decoder_of else None,
                "parameters": n_params, "train_seconds": round(elapsed, 1),
                "threads": torch.get_num_threads(), "held_out_psnr": result,
                "config": codec.config.to_dict(), "curve": curve}
@@ -284,7 +292,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--spatial-factor", type=int, default=8)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--equivariance", type=float, default=0.0,
-                   help="weight of the translation-equivariance penalties (0 = off, the shipped codec's recipe)")
+                   help="weight of the translation-equivariance penalties (0 = off)")
+    p.add_argument("--decoder-of", default=None,
+                   help="codec directory: keep its encoder frozen and train only its decoder further")
     a = p.parse_args(argv)
     kw = {"latent_channels": a.latent_channels, "spatial_factor": a.spatial_factor,
           "pixel_shuffle": a.pixel_shuffle}
@@ -295,7 +305,8 @@ def main(argv: list[str] | None = None) -> None:
     if a.steps is None and a.minutes is None:
         p.error("give --steps or --minutes")
     train(a.out, seed=a.seed, steps=a.steps, minutes=a.minutes, batch=a.batch, crop=a.crop or None, lr=a.lr,
-          latent_noise=a.latent_noise, config=CodecConfig(**kw), threads=a.threads, equivariance=a.equivariance)
+          latent_noise=a.latent_noise, config=CodecConfig(**kw), threads=a.threads, equivariance=a.equivariance,
+          decoder_of=a.decoder_of)
 
 
 if __name__ == "__main__":
