@@ -270,8 +270,8 @@ def coherence_summary(entries: list, prefix: str = "") -> dict:
     single = [e for e in entries if e["count"] == 1]
     out = {
         f"{prefix}single_object_step_ok": _mean([e["step_ok"] for e in single]),
-        f"{prefix}largest_step_px_median": float(np.median([e["largest_step"] for e in entries])),
-        f"{prefix}gt_largest_step_px_median": float(np.median([e["gt_largest_step"] for e in entries])),
+        f"{prefix}largest_step_px_median": float(np.nanmedian([e["largest_step"] for e in entries])),
+        f"{prefix}gt_largest_step_px_median": float(np.nanmedian([e["gt_largest_step"] for e in entries])),
         f"{prefix}videos_without_pops": _mean([e["pops"] == 0 for e in entries]),
         f"{prefix}gt_videos_without_pops": _mean([e["gt_pops"] == 0 for e in entries]),
         f"{prefix}frame_count_ok": _mean([e["frame_count_ok"] for e in entries]),

@@ -268,3 +268,20 @@ def test_decoder_fine_tune_keeps_the_latents(tmp_path):
         assert torch.equal(after.encode(clip), before.encode(clip))
         changed = [not torch.equal(a, b) for a, b in zip(after.decoder.parameters(), before.decoder.parameters())]
     assert any(changed)
+
+
+def test_shipped_codec_was_trained_with_the_default_recipe():
+    """The model card's command (`train_codec --out DIR --seed 0 --steps 1500 --threads 1`) relies on
+    train()'s defaults being the recipe recorded with the shipped codec."""
+    import inspect
+    import json
+
+    from tempomaster_core.training.train_codec import SHIPPED_EQUIVARIANCE, train
+
+    recorded = json.loads((BUILTIN / "codec_train.json").read_text())
+    defaults = {k: v.default for k, v in inspect.signature(train).parameters.items()}
+    assert recorded["seed"] == 0 and recorded["steps"] == 1500 and recorded.get("decoder_of") is None
+    for key in ("batch", "crop", "lr", "latent_noise", "equivariance"):
+        assert recorded[key] == defaults[key], key
+    assert recorded["equivariance"] == SHIPPED_EQUIVARIANCE > 0
+    assert recorded["held_out_psnr"]["pooled"] >= 30.0

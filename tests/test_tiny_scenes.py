@@ -64,8 +64,9 @@ def test_every_motion_moves(motion):
     diff = (video[:, 1:] - video[:, :-1]).abs().mean(dim=(0, 2, 3))
     # Every step of 2 frames changes the picture (no frame where the object stops for good).
     assert float(diff.mean()) > 1e-3
-    # Every object's centre travels at least 10 px over one second (24 frames).
-    pos = S.object_positions(spec, np.arange(25))
+    # Every object's centre travels at least 10 px over the default 100-frame video (4.2 s; the world is
+    # slow so that an object moves a fraction of a DiT token per blueprint latent frame, issue 16).
+    pos = S.object_positions(spec, np.arange(100))
     travelled = np.linalg.norm(np.diff(pos, axis=0), axis=-1).sum(axis=0)
     assert travelled.min() > 10
 

@@ -389,10 +389,7 @@ def test_shipped_weights_were_trained_with_the_default_recipe():
     assert recorded["init"] is None, "the shipped weights must come from one run from scratch"
     assert recorded["seed"] == 0
     defaults = asdict(TrainConfig())
-    assert recorded["config"] == {k: defaults[k] for k in recorded["config"]}
-    # options added after the shipped run default to what it did
-    assert {k: v for k, v in defaults.items() if k not in recorded["config"]} == {"blueprint_t0_max": None,
-                                                                             "noise_frame_correlation": 0.0}
+    assert recorded["config"] == defaults
 
 
 def test_blueprint_t0_max_starts_blueprint_clips_early_and_leaves_refinement_clips():

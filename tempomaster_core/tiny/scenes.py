@@ -37,11 +37,16 @@ FPS = 24
 BACKGROUND_MAX = 0.2
 """Upper bound of every background channel (RGB in [0, 1])."""
 
-SPEED_RANGE = (0.6, 1.4)
-"""Speed of constant-velocity motions, pixels per 24 fps frame on a 64-pixel frame (scaled with the frame)."""
+SPEED_RANGE = (0.15, 0.35)
+"""Speed of constant-velocity motions, pixels per 24 fps frame on a 64-pixel frame (scaled with the frame).
 
-FALL_TIME_RANGE = (0.8, 1.4)
-"""Apex-to-floor time of falling objects, seconds."""
+3.6–8.4 px/s: an object crosses 15–35 px (a quarter to half of the frame) in the default 4.2 s video, and
+moves 2.4–5.6 px per latent frame of the 6 fps blueprint, a fraction of one 16-px DiT token. Until
+session 14 the world was 4 × faster (0.6–1.4 px/frame: about one token per blueprint latent frame), and no
+DiT trained within the CPU budget related a moving object across latent frames (issue 16, model card)."""
+
+FALL_TIME_RANGE = (3.2, 5.6)
+"""Apex-to-floor time of falling objects, seconds (4 × the pre-session-14 world's, like :data:`SPEED_RANGE`)."""
 
 SIZE_RANGE_SINGLE = (4.5, 7.5)
 """Size (ball radius; see :class:`SceneObject`) of a lone object, pixels on a 64-pixel frame."""
