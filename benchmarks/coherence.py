@@ -83,11 +83,18 @@ def _nearest(obj: FrameObject, others: list[FrameObject]) -> float:
     return min((((obj.x - o.x) ** 2 + (obj.y - o.y) ** 2) ** 0.5 for o in others), default=float("inf"))
 
 
+def _object_steps(tracks: list[list[FrameObject]]) -> list[tuple[int, float]]:
+    """``(f, step)`` for every object of frame ``f + 1``: its distance (pixels) to the nearest object of
+    frame ``f``, over consecutive frames that both have objects."""
+    return [(f, _nearest(o, prev)) for f, (prev, cur) in enumerate(zip(tracks[:-1], tracks[1:])) if prev and cur
+            for o in cur]
+
+
 def largest_step(tracks: list[list[FrameObject]]) -> float:
     """Largest distance (pixels) from an object to the nearest object of the previous frame, over
     consecutive frames that both have objects (``nan`` when no such pair exists). A video whose
     objects move smoothly has a step close to the ground truth's; one that teleports has a large one."""
-    steps = [_nearest(o, prev) for prev, cur in zip(tracks[:-1], tracks[1:]) if prev and cur for o in cur]
+    steps = [step for _, step in _object_steps(tracks)]
     return float(max(steps)) if steps else float("nan")
 
 
@@ -106,12 +113,10 @@ def latent_frame_steps(tracks: list[list[FrameObject]], frames_per_latent: int) 
     """
     if frames_per_latent < 1:
         raise ValueError(f"frames_per_latent must be >= 1, got {frames_per_latent}")
-    inside, across = [], []
-    for f, (prev, cur) in enumerate(zip(tracks[:-1], tracks[1:])):
-        if prev and cur:
-            (across if f % frames_per_latent == 0 else inside).extend(_nearest(o, prev) for o in cur)
-    mean = lambda values: float(np.mean(values)) if values else float("nan")  # noqa: E731
-    return mean(inside), mean(across)
+    steps = _object_steps(tracks)
+    inside = [step for f, step in steps if f % frames_per_latent]
+    across = [step for f, step in steps if not f % frames_per_latent]
+    return (float(np.mean(inside)) if inside else float("nan"), float(np.mean(across)) if across else float("nan"))
 
 
 def pop_events(tracks: list[list[FrameObject]], radius: float) -> int:

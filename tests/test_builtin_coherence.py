@@ -27,7 +27,7 @@ PROMPT = "a red ball bouncing from left to right"
 def test_readme_prompt_blueprint_moves_the_ball_across_latent_frames_without_jumps():
     bundle = load_builtin()
     d = bundle.defaults  # the model's recommended blueprint settings
-    plan = default_plan(bundle.defaults, int(bundle.codec.temporal_factor))
+    plan = default_plan(d, int(bundle.codec.temporal_factor))
     positive, negative = bundle.encode_prompt(PROMPT), bundle.encode_prompt("")
     across, present = [], []
     for seed in range(3):
