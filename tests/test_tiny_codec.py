@@ -193,8 +193,9 @@ def test_training_batches():
 def test_trainer_smoke(tmp_path):
     from tempomaster_core.training.train_codec import train
 
-    summary = train(tmp_path, seed=0, steps=3, batch=4, config=SMALL, pca_samples=16, log_every=1)
-    assert summary["steps"] == 3 and len(summary["curve"]) == 3
+    summary = train(tmp_path, seed=0, steps=3, batch=4, config=SMALL, pca_samples=16, log_every=1, decoder_steps=2)
+    assert summary["steps"] == 3 and len(summary["curve"]) == 3 + 2  # both phases log
+    assert [c.get("phase") for c in summary["curve"]] == [None] * 3 + ["decoder"] * 2
     codec = TinyVideoCodec.load(tmp_path)
     assert len(codec.config.latent_std) == 16
     # Fitted normalisation: raw latents of training-like clips are centred and scaled.
@@ -258,11 +259,13 @@ def test_decoder_fine_tune_keeps_the_latents(tmp_path):
     DiT was trained on) stay exactly as they were."""
     from tempomaster_core.training.train_codec import train
 
-    train(tmp_path / "first", seed=0, steps=2, batch=4, config=SMALL, pca_samples=16, log_every=1)
+    train(tmp_path / "first", seed=0, steps=2, batch=4, config=SMALL, pca_samples=16, log_every=1, decoder_steps=0)
     before = TinyVideoCodec.load(tmp_path / "first")
-    train(tmp_path / "tuned", seed=1, steps=3, batch=4, latent_noise=0.3, decoder_of=tmp_path / "first", log_every=1)
+    assert before.config.decoder_context == 0
+    train(tmp_path / "tuned", seed=1, latent_noise=0.3, decoder_of=tmp_path / "first", decoder_steps=3, log_every=1)
     after = TinyVideoCodec.load(tmp_path / "tuned")
-    assert after.config == before.config
+    assert after.config.decoder_context == 1
+    assert {**after.config.to_dict(), "decoder_context": 0} == before.config.to_dict()
     clip = S.render(S.sample_scene(5), 9, interval=2)[None]
     with torch.no_grad():
         assert torch.equal(after.encode(clip), before.encode(clip))
@@ -271,7 +274,7 @@ def test_decoder_fine_tune_keeps_the_latents(tmp_path):
 
 
 def test_shipped_codec_was_trained_with_the_default_recipe():
-    """The model card's command (`train_codec --out DIR --seed 0 --steps 1500 --threads 1`) relies on
+    """The model card's command (`train_codec --out DIR --seed 0 --steps 1500 --threads 1`, both phases) relies on
     train()'s defaults being the recipe recorded with the shipped codec."""
     import inspect
     import json
@@ -281,7 +284,7 @@ def test_shipped_codec_was_trained_with_the_default_recipe():
     recorded = json.loads((BUILTIN / "codec_train.json").read_text())
     defaults = {k: v.default for k, v in inspect.signature(train).parameters.items()}
     assert recorded["seed"] == 0 and recorded["steps"] == 1500 and recorded.get("decoder_of") is None
-    for key in ("batch", "crop", "lr", "latent_noise", "equivariance"):
+    for key in ("batch", "crop", "lr", "latent_noise", "equivariance", "decoder_context", "decoder_steps"):
         assert recorded[key] == defaults[key], key
     assert recorded["equivariance"] == SHIPPED_EQUIVARIANCE > 0
     assert recorded["held_out_psnr"]["pooled"] >= 30.0

@@ -6,9 +6,13 @@ to ``n + 1`` latent frames — pixel frame 0 alone gives latent frame 0, then
 each group of ``temporal_factor`` (4) consecutive pixel frames gives one latent
 frame — and space is downsampled by ``spatial_factor``.
 
-Implementation: every latent frame is coded independently by a small 2-D
-convolutional auto-encoder whose input is its pixel-frame group stacked on the
-channel axis (``4 frames × RGB = 12`` channels). Encoder and decoder are each a
+Implementation: every latent frame is encoded independently by a small 2-D
+convolutional network whose input is its pixel-frame group stacked on the
+channel axis (``4 frames × RGB = 12`` channels); the decoder of a latent frame
+also reads its ``decoder_context`` neighbouring latent frames on each side (1 in
+the shipped codec, a temporal receptive field like that of Wan's VAE decoder), so
+the motion inside a group can follow from where the content is in the frames
+around it. Encoder and decoder are each a
 linear patch transform (initialised by the trainer to the PCA of
 ``sf``×``sf``×group patches, a good codec on its own) plus a residual
 convolutional network that learns the non-linear part (sharp moving edges). Latent frame 0 is coded as a
@@ -46,7 +50,11 @@ class CodecConfig:
     convolution runs at full resolution. ``channels[i]`` is the width at
     resolution ``H / (pixel_shuffle * 2**i)`` (``len(channels) =
     log2(spatial_factor / pixel_shuffle) + 1``); ``blocks[i]`` the number of
-    residual blocks at that resolution in both encoder and decoder. ``latent_mean`` / ``latent_std``
+    residual blocks at that resolution in both encoder and decoder. ``decoder_context``: how many
+    latent frames on each side of a latent frame its decoder also reads (0: each latent frame is
+    decoded alone; 1: also the previous and the next, like the temporal receptive field of Wan's
+    VAE decoder, so motion inside a pixel-frame group can follow from where the content is in the
+    neighbouring latent frames). ``latent_mean`` / ``latent_std``
     (one float per latent channel) normalise raw latents; identity until
     fitted on data by the trainer.
     """
@@ -57,6 +65,7 @@ class CodecConfig:
     pixel_shuffle: int = 2
     channels: tuple[int, ...] = (32, 64, 128)
     blocks: tuple[int, ...] = (1, 1, 2)
+    decoder_context: int = 0
     latent_mean: tuple[float, ...] = field(default=())
     latent_std: tuple[float, ...] = field(default=())
 
@@ -72,6 +81,8 @@ class CodecConfig:
                 f"and blocks (one per resolution), got {len(self.channels)} and {len(self.blocks)}")
         if self.temporal_factor < 1 or self.latent_channels < 1:
             raise ValueError("temporal_factor and latent_channels must be >= 1")
+        if self.decoder_context < 0:
+            raise ValueError(f"decoder_context must be >= 0, got {self.decoder_context}")
         for name in ("latent_mean", "latent_std"):
             v = getattr(self, name)
             if v and len(v) != self.latent_channels:
@@ -151,7 +162,10 @@ class _Encoder(nn.Module):
 
 class _Decoder(nn.Module):
     """Linear patch synthesis (C → ``sf``×``sf`` patches of the frame group) plus a
-    convolutional correction whose last layer starts at zero."""
+    convolutional correction whose last layer starts at zero. With ``decoder_context`` k > 0 the
+    correction also reads the neighbouring latent frames (``context``: ``[N, 2k(C+1), h, w]``, see
+    :meth:`TinyVideoCodec.decoder_context_of`) through ``context_in``, zero-initialised so that a
+    decoder fine-tuned from one without context starts exactly where it was."""
 
     def __init__(self, cfg: CodecConfig) -> None:
         super().__init__()
@@ -159,6 +173,8 @@ class _Decoder(nn.Module):
         sf, group = cfg.spatial_factor, 3 * cfg.temporal_factor
         self.linear = nn.ConvTranspose2d(cfg.latent_channels, group, sf, stride=sf)
         self.conv_in = nn.Conv2d(cfg.latent_channels, ch[-1], 3, padding=1)
+        k = cfg.decoder_context
+        self.context_in = nn.Conv2d(2 * k * (cfg.latent_channels + 1), ch[-1], 3, padding=1) if k else None
         self.levels = nn.ModuleList()
         for i in reversed(range(len(ch))):
             blocks: list[nn.Module] = [_ResBlock(ch[i]) for _ in range(cfg.blocks[i])]
@@ -171,9 +187,17 @@ class _Decoder(nn.Module):
         _init_deep(self)
         nn.init.zeros_(self.conv_out.weight)
         nn.init.zeros_(self.conv_out.bias)
+        if self.context_in is not None:
+            nn.init.zeros_(self.context_in.weight)
+            nn.init.zeros_(self.context_in.bias)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         h = self.conv_in(z)
+        if self.context_in is not None:
+            if context is None:
+                raise ValueError("this decoder reads neighbouring latent frames: pass context "
+                                 "(TinyVideoCodec.decoder_context_of)")
+            h = h + self.context_in(context)
         for level in self.levels:
             h = level(F.silu(h))
         return self.linear(z) + self.shuffle(self.conv_out(F.silu(h)))
@@ -267,10 +291,28 @@ class TinyVideoCodec(nn.Module):
         z = self.encoder(self.group_frames(video))
         return rearrange(z, "(b n) c h w -> b c n h w", b=batch)
 
+    def decoder_context_of(self, z: torch.Tensor) -> torch.Tensor | None:
+        """What the decoder reads besides each latent frame: ``None`` without ``decoder_context``; else, for
+        raw latents ``[B, C, T, h, w]``, ``[B*T, 2k(C+1), h, w]`` (row ``b*T + t`` for latent frame t of
+        clip b): the latent frames ``t-k .. t-1, t+1 .. t+k`` on channels, each followed by a presence
+        channel (1 where that frame exists in the clip, else 0 with a zero latent). A clip is decoded
+        on its own, so its first and last latent frames see no frames beyond its ends."""
+        k = self.config.decoder_context
+        if not k:
+            return None
+        frames = z.shape[2]
+        padded = F.pad(z, (0, 0, 0, 0, k, k))
+        present = F.pad(torch.ones_like(z[:, :1]), (0, 0, 0, 0, k, k))
+        parts = []
+        for offset in [*range(-k, 0), *range(1, k + 1)]:
+            window = slice(k + offset, k + offset + frames)
+            parts += [padded[:, :, window], present[:, :, window]]
+        return rearrange(torch.cat(parts, 1), "b c n h w -> (b n) c h w")
+
     def decode_raw(self, z: torch.Tensor) -> torch.Tensor:
         """Video ``[B, 3, 4(T-1)+1, H, W]`` (unclamped) from unnormalised latents ``[B, C, T, h, w]``."""
         batch = z.shape[0]
-        groups = self.decoder(rearrange(z, "b c n h w -> (b n) c h w"))
+        groups = self.decoder(rearrange(z, "b c n h w -> (b n) c h w"), self.decoder_context_of(z))
         return self.ungroup_frames(groups, batch)
 
     # -- protocol ---------------------------------------------------------------

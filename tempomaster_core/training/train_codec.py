@@ -1,7 +1,6 @@
 """Train the tiny video codec on the procedural scenes.
 
-Usage (the shipped weights; 9.4 min on one core of the 2-core development CPU, which ran a DiT probe
-on the other)::
+Usage (the shipped weights, both phases; about 16 min on one core of the 2-core development CPU)::
 
     python -m tempomaster_core.training.train_codec --out tempomaster_core/builtin/ --seed 0 --steps 1500 --threads 1
 
@@ -23,7 +22,12 @@ A translation-equivariance penalty (:func:`equivariance_losses`, weight
 of a latent cell the bilinear interpolation of the unmoved latent, so a slowly
 moving object changes its latent smoothly from one latent frame to the next —
 what the DiT needs to learn coherent motion (issue 16, model card).
-After training, per-channel latent mean/std are measured on fresh training
+Second phase (:func:`train_context_decoder`, ``--decoder-steps``): on the frozen encoder, a decoder that
+also reads the neighbouring latent frames (``--decoder-context``) is trained on whole 13-frame clips, half
+of them with *held* input groups (no motion inside a latent frame, the DiT's failure mode), with a loss
+on the frame-to-frame changes besides the frames (:func:`temporal_difference_loss`), so that decoded motion
+is continuous across latent frames; the latents stay those of the first phase.
+After the first phase, per-channel latent mean/std are measured on fresh training
 clips (normalisation, like Wan's), and PSNR is measured through the public
 ``encode``/``decode`` on held-out scene seeds (never used in training: training
 scenes use seeds below ``HELD_OUT_SEED_BASE``). Prints step, loss, crop PSNR
@@ -56,6 +60,24 @@ HELD_OUT_SEED_BASE = 1_000_000_000
 SHIPPED_EQUIVARIANCE = 0.03
 """Weight of :func:`equivariance_losses` in the shipped codec's recipe: held-out PSNR 31.2 dB (≥ 30 needed)
 with a latent 35 × closer to translation-equivariant than without it (model card, issue 16); 0.1 cost 2.7 dB."""
+
+SHIPPED_DECODER_CONTEXT = 1
+"""Latent frames on each side that the shipped codec's decoder reads (:class:`CodecConfig` ``decoder_context``)."""
+
+SHIPPED_DECODER_STEPS = 1500
+"""Steps of the context-decoder phase (:func:`train_context_decoder`) in the shipped recipe."""
+
+HELD_FRACTION = 0.5
+"""Share of the context decoder's training clips whose input groups are *held* (see :func:`sample_clips`)."""
+
+TEMPORAL_WEIGHT = 1.0
+"""Weight of :func:`temporal_difference_loss` in the context-decoder phase."""
+
+BOUNDARY_WEIGHT = 4.0
+"""Extra weight of the frame pairs that cross a latent-frame boundary inside :func:`temporal_difference_loss`."""
+
+CLIP_FRAMES = 13
+"""Pixel frames of a context-decoder training clip (4 latent frames: the first alone, then 3 groups)."""
 
 INTERVALS = (4, 2, 1)
 """24 fps frame intervals of the clips the codec is trained and evaluated on (6/12/24 fps)."""
@@ -97,6 +119,106 @@ def sample_groups(rng: np.random.Generator, batch: int, temporal_factor: int = 4
             video = video[:, :, y0:y0 + crop, x0:x0 + crop]
         out[i] = video
     return out
+
+
+def sample_clips(rng: np.random.Generator, batch: int, frames: int = CLIP_FRAMES, temporal_factor: int = 4,
+                 size: int = 64, held_fraction: float = HELD_FRACTION) -> tuple[torch.Tensor, torch.Tensor]:
+    """Training clips of the context decoder: ``(inputs, targets)``, each ``[batch, 3, frames, size, size]``
+    in [-1, 1] (``frames = 4n + 1``, full frames: a decoder trained on small crops codes whole frames
+    ~3 dB worse, as most of a crop's latent cells lie on its zero-padded border).
+
+    Each clip is a new random training scene (seed < ``HELD_OUT_SEED_BASE``) at a random interval in
+    :data:`INTERVALS` from a random start in [0, 480). ``targets`` is the clip. ``inputs`` is the clip too,
+    except for a share ``held_fraction`` of the clips in which every pixel-frame group is *held*: its
+    ``temporal_factor`` frames all show the group's middle instant (frame 0, a group of its own, is
+    unchanged). A held group has a latent without motion inside it — what the DiT generates when it
+    places an object per latent frame but not its motion within the frame (issue 16: 0.23 px per 6 fps
+    frame inside a latent frame vs 3.3 px across) — so the decoder learns to draw that motion from where
+    the content sits in the neighbouring latent frames, as Wan's VAE decoder can through its temporal
+    receptive field.
+    """
+    if frames < 1 or (frames - 1) % temporal_factor:
+        raise ValueError(f"frames must be {temporal_factor}n+1, got {frames}")
+    inputs = torch.empty(batch, 3, frames, size, size)
+    targets = torch.empty_like(inputs)
+    for i in range(batch):
+        spec = sample_scene(int(rng.integers(HELD_OUT_SEED_BASE)), height=size, width=size)
+        start = float(rng.integers(480))
+        interval = INTERVALS[int(rng.integers(len(INTERVALS)))]
+        targets[i] = render_frames(spec, [start + k * interval for k in range(frames)])
+        if rng.random() < held_fraction:
+            middle = (temporal_factor + 1) / 2  # group g covers frames (g-1)*tf + 1 .. g*tf
+            held = [start] + [start + ((k - 1) // temporal_factor * temporal_factor + middle) * interval
+                              for k in range(1, frames)]
+            inputs[i] = render_frames(spec, held)
+        else:
+            inputs[i] = targets[i]
+    return inputs, targets
+
+
+def temporal_difference_loss(video: torch.Tensor, target: torch.Tensor, temporal_factor: int = 4,
+                             boundary_weight: float = BOUNDARY_WEIGHT) -> torch.Tensor:
+    """Mean absolute error of the frame-to-frame differences of ``video`` against ``target`` (both
+    ``[B, 3, 4n+1, H, W]``), the pairs ``(f, f+1)`` that cross a latent-frame boundary (``f`` a multiple of
+    ``temporal_factor``) weighted ``boundary_weight`` (weights normalised to mean 1). A decoder that codes
+    every latent frame well but differently flickers at those pairs; this term asks for the ground
+    truth's changes between frames, not only for its frames."""
+    pairs = video.shape[2] - 1
+    weight = torch.ones(pairs, dtype=video.dtype, device=video.device)
+    weight[0::temporal_factor] = boundary_weight
+    error = ((video[:, :, 1:] - video[:, :, :-1]) - (target[:, :, 1:] - target[:, :, :-1])).abs()
+    return torch.mean(error * (weight / weight.mean()).view(1, 1, -1, 1, 1))
+
+
+def train_context_decoder(codec: TinyVideoCodec, rng: np.random.Generator, steps: int, *,
+                          decoder_context: int = SHIPPED_DECODER_CONTEXT, batch: int = 8, lr: float = 2e-4,
+                          latent_noise: float = 0.05, held_fraction: float = HELD_FRACTION,
+                          temporal_weight: float = TEMPORAL_WEIGHT, log_every: int = 25,
+                          curve: list | None = None) -> TinyVideoCodec:
+    """Second phase of the codec recipe: a decoder reading ``decoder_context`` neighbouring latent frames
+    on each side, trained on the frozen encoder of ``codec`` (so its latents, and a DiT trained on
+    them, do not change).
+
+    The new decoder starts as ``codec``'s (its context input zero-initialised, so step 0 decodes
+    exactly as before) and trains ``steps`` Adam steps (``lr`` peak, 50 warm-up steps, cosine decay) on
+    :func:`sample_clips` batches (``batch`` clips of :data:`CLIP_FRAMES` frames): MSE + 0.1·L1 + ``temporal_weight`` ×
+    :func:`temporal_difference_loss`, Gaussian noise (``latent_noise`` × the latent std) on the decoder's
+    input. Returns a new codec (same config and normalisation, ``decoder_context`` set) in eval mode;
+    appends ``{"step", "loss", "phase": "decoder"}`` to ``curve`` every ``log_every`` steps.
+    """
+    config = CodecConfig.from_dict({**codec.config.to_dict(), "decoder_context": decoder_context})
+    out = TinyVideoCodec(config)
+    unexpected = out.load_state_dict(codec.state_dict(), strict=False).unexpected_keys
+    if unexpected:
+        raise ValueError(f"decoder weights that the context decoder has no place for: {unexpected}")
+    out.train()
+    out.encoder.requires_grad_(False)
+    params = list(out.decoder.parameters())
+    opt = torch.optim.Adam(params, lr=lr)
+    t0 = time.time()
+    for step in range(steps):
+        for group in opt.param_groups:
+            group["lr"] = _lr_at(step, steps, lr, 50)
+        inputs, targets = sample_clips(rng, batch, temporal_factor=out.temporal_factor, held_fraction=held_fraction)
+        with torch.no_grad():
+            z = out.encode_raw(inputs)
+        if latent_noise > 0:
+            z = z + latent_noise * z.std() * torch.randn_like(z)
+        video = out.decode_raw(z)
+        loss = torch.mean((video - targets) ** 2) + 0.1 * torch.mean((video - targets).abs())
+        if temporal_weight:
+            loss = loss + temporal_weight * temporal_difference_loss(video, targets, out.temporal_factor)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        if (step + 1) % log_every == 0 or step + 1 == steps:
+            if curve is not None:
+                curve.append({"step": step + 1, "loss": float(loss.detach()), "phase": "decoder",
+                              "seconds": round(time.time() - t0, 1)})
+            print(f"decoder step {step + 1:5d}/{steps}  loss {float(loss.detach()):.5f}  "
+                  f"lr {opt.param_groups[0]['lr']:.2e}  {time.time() - t0:6.1f} s", flush=True)
+    return out.eval()
 
 
 def shift_interpolate(z: torch.Tensor, dy: float, dx: float) -> torch.Tensor:
@@ -189,7 +311,8 @@ def train(out: str | Path, *, seed: int = 0, steps: int | None = None, minutes: 
           batch: int = 32, crop: int | None = 32, lr: float = 1e-3, latent_noise: float = 0.05,
           config: CodecConfig | None = None, threads: int | None = None, log_every: int = 25,
           pca_samples: int = 256, eval_every: int = 500, equivariance: float = SHIPPED_EQUIVARIANCE,
-          decoder_of: str | Path | None = None) -> dict:
+          decoder_of: str | Path | None = None, decoder_context: int = SHIPPED_DECODER_CONTEXT,
+          decoder_steps: int = SHIPPED_DECODER_STEPS) -> dict:
     """Train a codec and write ``codec.safetensors``/``codec.json``/``codec_train.json`` into ``out``.
 
     ``steps`` (exact) or ``minutes`` (a budget turned into a step count after
@@ -197,22 +320,25 @@ def train(out: str | Path, *, seed: int = 0, steps: int | None = None, minutes: 
     Gaussian noise added to latents before decoding, relative to the batch's
     latent std. ``eval_every`` steps the held-out PSNR is printed. ``equivariance`` > 0 adds
     :func:`equivariance_losses` (both terms, that weight) on crops ``sf`` pixels larger than ``crop``.
-    ``decoder_of``: a codec directory whose encoder (and latent normalisation) is kept frozen while only
-    its decoder is trained further (e.g. with a larger ``latent_noise``, so that it tolerates a DiT's
-    errors); the latents, and so a DiT trained on them, are unchanged. ``config`` is then ignored. Returns the summary dict also written to ``codec_train.json``.
+    Then, with ``decoder_steps`` > 0, the second phase (:func:`train_context_decoder`) trains a decoder
+    reading ``decoder_context`` neighbouring latent frames on each side on the frozen encoder.
+    ``decoder_of``: a codec directory whose encoder and latent normalisation are kept as they are (the
+    first phase is skipped, ``steps``/``minutes``/``config`` are ignored) and only the second phase runs:
+    the latents, and so a DiT trained on them, are unchanged. Returns the summary dict also written
+    to ``codec_train.json``.
     """
-    if steps is None and minutes is None:
+    if steps is None and minutes is None and decoder_of is None:
         raise ValueError("give --steps (exact, reproducible) or --minutes (time budget)")
+    if decoder_of is not None and decoder_steps < 1:
+        raise ValueError("--decoder-of trains only the decoder: give --decoder-steps >= 1")
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     codec = TinyVideoCodec.load(decoder_of).train() if decoder_of else TinyVideoCodec(config or CodecConfig())
-    if decoder_of:
-        codec.encoder.requires_grad_(False)
-    opt = torch.optim.Adam([p for p in codec.parameters() if p.requires_grad], lr=lr)
-    n_params = sum(p.numel() for p in codec.parameters())
-    print(f"codec: {n_params / 1e6:.2f} M parameters, config {codec.config.to_dict()}", flush=True)
+    opt = torch.optim.Adam(codec.parameters(), lr=lr)
+    print(f"codec: {sum(p.numel() for p in codec.parameters()) / 1e6:.2f} M parameters, "
+          f"config {codec.config.to_dict()}", flush=True)
     eval_clips = held_out_clips()
     t0 = time.time()
     if not decoder_of:
@@ -221,7 +347,7 @@ def train(out: str | Path, *, seed: int = 0, steps: int | None = None, minutes: 
         del pca_groups
     print(f"{'start' if decoder_of else f'PCA initialisation on {pca_samples} full-frame groups'}: held-out PSNR "
           f"{evaluate(codec, eval_clips)['pooled']:.2f} dB", flush=True)
-    total = steps if steps is not None else 10 ** 9
+    total = 0 if decoder_of else steps if steps is not None else 10 ** 9
     t_loop = time.time()
     warmup = 50
     calibrate_at = (warmup, 4 * warmup)  # during warm-up the LR does not depend on the total
@@ -266,8 +392,14 @@ def train(out: str | Path, *, seed: int = 0, steps: int | None = None, minutes: 
             print(f"step {step:5d}  held-out PSNR {evaluate(codec, eval_clips)['pooled']:.2f} dB "
                   "(before normalisation fit)", flush=True)
     codec.eval()
-    if not decoder_of:  # a frozen encoder keeps its normalisation: the latents must not change
+    if not decoder_of:  # a kept encoder keeps its normalisation: the latents must not change
         fit_normalization(codec, np.random.default_rng(seed + 1))
+        print(f"first phase: held-out PSNR {evaluate(codec, eval_clips)['pooled']:.2f} dB", flush=True)
+    if decoder_steps:
+        codec = train_context_decoder(codec, np.random.default_rng(seed + 2), decoder_steps,
+                                      decoder_context=decoder_context, latent_noise=latent_noise, log_every=log_every,
+                                      curve=curve)
+    n_params = sum(p.numel() for p in codec.parameters())
     result = evaluate(codec, eval_clips)
     elapsed = time.time() - t0
     print(f"held-out PSNR (encode->decode, {len(eval_clips)} clips of 17 frames at intervals 4/2/1): "
@@ -276,6 +408,7 @@ def train(out: str | Path, *, seed: int = 0, steps: int | None = None, minutes: 
     codec.save(out)
     summary = {"seed": seed, "steps": step, "batch": batch, "crop": crop, "lr": lr, "latent_noise": latent_noise,
                "equivariance": equivariance, "decoder_of": str(decoder_of) if decoder_of else None,
+               "decoder_context": decoder_context, "decoder_steps": decoder_steps,
                "parameters": n_params, "train_seconds": round(elapsed, 1),
                "threads": torch.get_num_threads(), "held_out_psnr": result,
                "config": codec.config.to_dict(), "curve": curve}
@@ -304,8 +437,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--equivariance", type=float, default=SHIPPED_EQUIVARIANCE,
                    help=f"weight of the translation-equivariance penalties (default {SHIPPED_EQUIVARIANCE}, "
                         "the shipped codec's; 0 = off, the recipe before session 14)")
+    p.add_argument("--decoder-context", type=int, default=SHIPPED_DECODER_CONTEXT,
+                   help=f"latent frames on each side the decoder reads (default {SHIPPED_DECODER_CONTEXT}, the shipped codec's)")
+    p.add_argument("--decoder-steps", type=int, default=SHIPPED_DECODER_STEPS,
+                   help=f"steps of the second phase, the decoder on the frozen encoder (default {SHIPPED_DECODER_STEPS}; "
+                        "0 = none, the recipe before session 15)")
     p.add_argument("--decoder-of", default=None,
-                   help="codec directory: keep its encoder frozen and train only its decoder further")
+                   help="codec directory: keep its encoder and train only a new decoder (the second phase)")
     a = p.parse_args(argv)
     kw = {"latent_channels": a.latent_channels, "spatial_factor": a.spatial_factor,
           "pixel_shuffle": a.pixel_shuffle}
@@ -313,11 +451,11 @@ def main(argv: list[str] | None = None) -> None:
         kw["channels"] = tuple(int(v) for v in a.channels.split(","))
     if a.blocks:
         kw["blocks"] = tuple(int(v) for v in a.blocks.split(","))
-    if a.steps is None and a.minutes is None:
+    if a.steps is None and a.minutes is None and a.decoder_of is None:
         p.error("give --steps or --minutes")
     train(a.out, seed=a.seed, steps=a.steps, minutes=a.minutes, batch=a.batch, crop=a.crop or None, lr=a.lr,
           latent_noise=a.latent_noise, config=CodecConfig(**kw), threads=a.threads, equivariance=a.equivariance,
-          decoder_of=a.decoder_of)
+          decoder_of=a.decoder_of, decoder_context=a.decoder_context, decoder_steps=a.decoder_steps)
 
 
 if __name__ == "__main__":
