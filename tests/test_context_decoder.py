@@ -1,29 +1,15 @@
 """The codec's context decoder (``decoder_context``) and its training phase (issue 16, session 15)."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from torch import nn
+
+from test_tiny_codec import BUILTIN, SMALL, _random_codec
 
 from tempomaster_core.tiny import scenes as S
 from tempomaster_core.tiny.codec import CodecConfig, TinyVideoCodec
-
-BUILTIN = Path(__file__).resolve().parents[1] / "tempomaster_core" / "builtin"
-SMALL = CodecConfig(latent_channels=16, spatial_factor=8, pixel_shuffle=2, channels=(8, 8, 16), blocks=(1, 0, 1))
-
-
-def _randomised(codec: TinyVideoCodec, seed: int = 0) -> TinyVideoCodec:
-    """``codec`` with random weights in every layer, the zero-initialised ones included."""
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        for m in codec.modules():
-            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
-                m.weight.normal_(0, 0.5 / m.weight[0].numel() ** 0.5)
-                m.bias.normal_(0, 0.05)
-    return codec.eval()
 
 
 def _with_context(config: CodecConfig = SMALL, k: int = 1) -> TinyVideoCodec:
@@ -50,7 +36,7 @@ def test_context_layout_neighbours_and_presence():
 
 def test_zero_context_input_decodes_like_the_decoder_without_context():
     """The context input starts at zero, so a context decoder made from a trained one starts where it was."""
-    plain = _randomised(TinyVideoCodec(SMALL))
+    plain = _random_codec()
     ctx = _with_context()
     ctx.load_state_dict(plain.state_dict(), strict=False)
     assert not ctx.decoder.context_in.weight.any()
@@ -61,7 +47,7 @@ def test_zero_context_input_decodes_like_the_decoder_without_context():
 
 def test_receptive_field_is_one_latent_frame_each_side():
     """Changing latent frame 3 of a 6-frame clip changes the pixel groups of latent frames 2, 3 and 4 only."""
-    codec = _randomised(_with_context())
+    codec = _random_codec(config=_with_context().config)
     z = torch.randn(1, 16, 6, 8, 8)
     bumped = z.clone()
     bumped[:, :, 3] += torch.randn(16, 8, 8)
@@ -120,7 +106,7 @@ def test_temporal_difference_loss_weighs_latent_boundaries():
 def test_context_phase_keeps_the_encoder_and_starts_from_the_decoder():
     from tempomaster_core.training.train_codec import train_context_decoder
 
-    codec = _randomised(TinyVideoCodec(SMALL))
+    codec = _random_codec()
     tuned = train_context_decoder(codec, np.random.default_rng(0), 2, batch=2, log_every=1)
     assert tuned.config.decoder_context == 1 and not tuned.training
     for name, value in codec.encoder.state_dict().items():

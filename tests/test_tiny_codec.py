@@ -14,10 +14,10 @@ BUILTIN = Path(__file__).resolve().parents[1] / "tempomaster_core" / "builtin"
 SMALL = CodecConfig(latent_channels=16, spatial_factor=8, pixel_shuffle=2, channels=(8, 8, 16), blocks=(1, 0, 1))
 
 
-def _random_codec(seed: int = 0) -> TinyVideoCodec:
+def _random_codec(seed: int = 0, config: CodecConfig = SMALL) -> TinyVideoCodec:
     """A codec whose every layer (also the zero-initialised ones) has random weights."""
     torch.manual_seed(seed)
-    codec = TinyVideoCodec(SMALL)
+    codec = TinyVideoCodec(config)
     with torch.no_grad():
         for m in codec.modules():
             if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
