@@ -1,6 +1,6 @@
 """Train the tiny video codec on the procedural scenes.
 
-Usage (the shipped weights, both phases; about 16 min on one core of the 2-core development CPU)::
+Usage (the shipped weights, both phases; 18.5 min (9.4 + 9.9) on one core of the 2-core development CPU)::
 
     python -m tempomaster_core.training.train_codec --out tempomaster_core/builtin/ --seed 0 --steps 1500 --threads 1
 
@@ -58,8 +58,9 @@ HELD_OUT_SEED_BASE = 1_000_000_000
 """Scene seeds at or above this value are reserved for evaluation."""
 
 SHIPPED_EQUIVARIANCE = 0.03
-"""Weight of :func:`equivariance_losses` in the shipped codec's recipe: held-out PSNR 31.2 dB (≥ 30 needed)
-with a latent 35 × closer to translation-equivariant than without it (model card, issue 16); 0.1 cost 2.7 dB."""
+"""Weight of :func:`equivariance_losses` in the shipped codec's recipe: held-out PSNR 31.2 dB after the first
+phase (≥ 30 needed) with a latent 35 × closer to translation-equivariant than without it (model card, issue 16);
+0.1 cost 2.7 dB."""
 
 SHIPPED_DECODER_CONTEXT = 1
 """Latent frames on each side that the shipped codec's decoder reads (:class:`CodecConfig` ``decoder_context``)."""
@@ -438,9 +439,11 @@ def main(argv: list[str] | None = None) -> None:
                    help=f"weight of the translation-equivariance penalties (default {SHIPPED_EQUIVARIANCE}, "
                         "the shipped codec's; 0 = off, the recipe before session 14)")
     p.add_argument("--decoder-context", type=int, default=SHIPPED_DECODER_CONTEXT,
-                   help=f"latent frames on each side the decoder reads (default {SHIPPED_DECODER_CONTEXT}, the shipped codec's)")
+                   help=f"latent frames on each side the decoder reads "
+                        f"(default {SHIPPED_DECODER_CONTEXT}, the shipped codec's)")
     p.add_argument("--decoder-steps", type=int, default=SHIPPED_DECODER_STEPS,
-                   help=f"steps of the second phase, the decoder on the frozen encoder (default {SHIPPED_DECODER_STEPS}; "
+                   help="steps of the second phase, the decoder on the frozen encoder "
+                        f"(default {SHIPPED_DECODER_STEPS}; "
                         "0 = none, the recipe before session 15)")
     p.add_argument("--decoder-of", default=None,
                    help="codec directory: keep its encoder and train only a new decoder (the second phase)")
