@@ -122,6 +122,20 @@ def sample_groups(rng: np.random.Generator, batch: int, temporal_factor: int = 4
     return out
 
 
+def reconstruction_loss(video: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The codec's reconstruction loss on pixels in [-1, 1], both phases: ``(MSE + 0.1·L1, MSE)``."""
+    mse = torch.mean((video - target) ** 2)
+    return mse + 0.1 * torch.mean((video - target).abs()), mse
+
+
+def with_latent_noise(z: torch.Tensor, latent_noise: float) -> torch.Tensor:
+    """``z`` plus Gaussian noise of ``latent_noise`` × its std (the decoder's input in training, so that it
+    tolerates a diffusion model's imperfect latents); ``z`` itself for ``latent_noise`` <= 0."""
+    if latent_noise <= 0:
+        return z
+    return z + latent_noise * z.detach().std() * torch.randn_like(z)
+
+
 def sample_clips(rng: np.random.Generator, batch: int, frames: int = CLIP_FRAMES, temporal_factor: int = 4,
                  size: int = 64, held_fraction: float = HELD_FRACTION) -> tuple[torch.Tensor, torch.Tensor]:
     """Training clips of the context decoder: ``(inputs, targets)``, each ``[batch, 3, frames, size, size]``
@@ -182,10 +196,10 @@ def train_context_decoder(codec: TinyVideoCodec, rng: np.random.Generator, steps
 
     The new decoder starts as ``codec``'s (its context input zero-initialised, so step 0 decodes
     exactly as before) and trains ``steps`` Adam steps (``lr`` peak, 50 warm-up steps, cosine decay) on
-    :func:`sample_clips` batches (``batch`` clips of :data:`CLIP_FRAMES` frames): MSE + 0.1·L1 + ``temporal_weight`` ×
-    :func:`temporal_difference_loss`, Gaussian noise (``latent_noise`` × the latent std) on the decoder's
-    input. Returns a new codec (same config and normalisation, ``decoder_context`` set) in eval mode;
-    appends ``{"step", "loss", "phase": "decoder"}`` to ``curve`` every ``log_every`` steps.
+    :func:`sample_clips` batches (``batch`` clips of :data:`CLIP_FRAMES` frames): :func:`reconstruction_loss` +
+    ``temporal_weight`` × :func:`temporal_difference_loss`, with :func:`with_latent_noise` on the decoder's input.
+    Returns a new codec (same config and normalisation, ``decoder_context`` set) in eval mode; appends
+    ``{"step", "loss", "phase": "decoder"}`` to ``curve`` every ``log_every`` steps.
     """
     config = CodecConfig.from_dict({**codec.config.to_dict(), "decoder_context": decoder_context})
     out = TinyVideoCodec(config)
@@ -203,10 +217,8 @@ def train_context_decoder(codec: TinyVideoCodec, rng: np.random.Generator, steps
         inputs, targets = sample_clips(rng, batch, temporal_factor=out.temporal_factor, held_fraction=held_fraction)
         with torch.no_grad():
             z = out.encode_raw(inputs)
-        if latent_noise > 0:
-            z = z + latent_noise * z.std() * torch.randn_like(z)
-        video = out.decode_raw(z)
-        loss = torch.mean((video - targets) ** 2) + 0.1 * torch.mean((video - targets).abs())
+        video = out.decode_raw(with_latent_noise(z, latent_noise))
+        loss, _ = reconstruction_loss(video, targets)
         if temporal_weight:
             loss = loss + temporal_weight * temporal_difference_loss(video, targets, out.temporal_factor)
         opt.zero_grad(set_to_none=True)
@@ -361,12 +373,8 @@ def train(out: str | Path, *, seed: int = 0, steps: int | None = None, minutes: 
         x = sample_groups(rng, batch, codec.temporal_factor, crop=sample_crop, grid=codec.spatial_factor)
         groups = rearrange(x, "b c t h w -> b (t c) h w")  # same layout as TinyVideoCodec.group_frames
         z_clean = codec.encoder(groups)
-        z = z_clean
-        if latent_noise > 0:
-            z = z + latent_noise * z.detach().std() * torch.randn_like(z)
-        rec = codec.decoder(z)
-        mse = torch.mean((rec - groups) ** 2)
-        loss = mse + 0.1 * torch.mean((rec - groups).abs())
+        rec = codec.decoder(with_latent_noise(z_clean, latent_noise))
+        loss, mse = reconstruction_loss(rec, groups)
         if equivariance:
             latent_term, decoder_term = equivariance_losses(codec, groups, z_clean, rng)
             loss = loss + equivariance * (latent_term + decoder_term)
