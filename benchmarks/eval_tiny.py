@@ -59,6 +59,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from tempomaster_core.anchor_correction import ANCHOR_CORRECTION  # noqa: E402
 from tempomaster_core.pipeline import generate, run_blueprint  # noqa: E402
 from tempomaster_core.plan import BOUNDARY_MODES, TreePlan  # noqa: E402
 from tempomaster_core.tiny.builtin import default_plan, load_builtin  # noqa: E402
@@ -338,7 +339,9 @@ def evaluate_blueprints(args) -> dict:
     steps, shift = all_steps[0], shifts[0]
     plan = default_plan(d, int(bundle.codec.temporal_factor))
     negative = bundle.encode_prompt(d.get("negative_prompt", ""))
-    settings = {"steps": steps, "shift": shift, "cfg": cfg, "guidance": guidance, "prompts": args.prompts,
+    anchor_correction = bool(d.get("anchor_correction", ANCHOR_CORRECTION)) if args.anchor_correction is None \
+        else args.anchor_correction
+    settings = {"steps": steps, "anchor_correction": anchor_correction, "shift": shift, "cfg": cfg, "guidance": guidance, "prompts": args.prompts,
                 "scene_offset": args.scene_offset, "blueprint_frames": plan.levels[0].num_frames, "blueprint_fps": plan.levels[0].fps}
     print(f"settings: {json.dumps(settings)}", flush=True)
     videos = []
@@ -380,7 +383,9 @@ def evaluate(args) -> dict:
     ar_chunks = 1 + math.ceil((final.num_frames - chunk) / (chunk - args.ar_overlap))
     ar_steps = max(1, round(budget / ar_chunks))
     negative = bundle.encode_prompt(d.get("negative_prompt", ""))
-    settings = {"steps": steps, "shifts": shifts, "cfg": cfg, "guidance": guidance, "boundary": plan.boundary,
+    anchor_correction = bool(d.get("anchor_correction", ANCHOR_CORRECTION)) if args.anchor_correction is None \
+        else args.anchor_correction
+    settings = {"steps": steps, "anchor_correction": anchor_correction, "shifts": shifts, "cfg": cfg, "guidance": guidance, "boundary": plan.boundary,
                 "plan": plan.describe(),
                 "chunk_steps_budget": budget, "ar_chunks": ar_chunks, "ar_steps_per_chunk": ar_steps,
                 "ar_overlap": args.ar_overlap, "prompts": args.prompts}
@@ -397,7 +402,8 @@ def evaluate(args) -> dict:
         t0 = time.time()
         positive = bundle.encode_prompt(prompt)
         images, levels = generate(bundle.model, bundle.codec, positive, negative, plan, steps=steps, shifts=shifts,
-                                  cfg=cfg, guidance=guidance, seed=k, return_levels=True)
+                                  cfg=cfg, guidance=guidance, seed=k, anchor_correction=anchor_correction,
+                                  return_levels=True)
         blue = to01(levels[0].frames)
         mid = to01(levels[1].frames) if len(levels) > 2 else None
         video = images  # [F, H, W, 3]
@@ -535,6 +541,8 @@ def main(argv=None) -> dict:
     p.add_argument("--guidance", choices=("cfg", "apg"), default=None)
     p.add_argument("--boundary", choices=BOUNDARY_MODES, default=None,
                    help="chunk-boundary condition frames (default: the bundle's)")
+    p.add_argument("--anchor-correction", action=argparse.BooleanOptionalAction, default=None,
+                   help="anchor correction of the refinement levels (default: the bundle's defaults.json)")
     p.add_argument("--ar-overlap", type=int, default=5, help="frames of the previous chunk given to the next (AR)")
     p.add_argument("--no-ar", action="store_true", help="skip the autoregressive baseline")
     p.add_argument("--threads", type=int, default=None)

@@ -47,6 +47,7 @@ import torch
 
 from .cli_models import ModelChoice, add_model_flags, choose_models, encode_prompts, load_models
 from .anti_drift import ANTI_DRIFT_MODES
+from .anchor_correction import ANCHOR_CORRECTION
 from .defaults import ANTI_DRIFT, CFG, GUIDANCE, SEED, default_schedule
 from .guidance import GUIDANCE_KINDS
 from .dit_options import configure_dit, parse_lora_spec
@@ -61,6 +62,7 @@ from .validation import (
     MAX_SAMPLER_STEPS,
     InputError,
     require_cfg,
+    require_flag,
     require_int,
     require_number,
     require_output_path,
@@ -195,6 +197,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="chunk-boundary condition frames: 'repeat_anchor' (copy the previous anchor, as the "
                         "authors ran it; the former name 'reference' is accepted) or 'anchors' (only true frames "
                         "of the level above); default: the model's")
+    g.add_argument("--anchor-correction", action=argparse.BooleanOptionalAction, default=None,
+                   help="after decoding each refinement level, remove the error each chunk leaves on the frames "
+                        "of the level above, interpolated in time (smooth chunk seams; not in the reference); "
+                        "default: the model's (on for the built-in model, off for the 14B)")
     g.add_argument("--steps", type=_int_list, help=f"sampling steps per level (1..{MAX_STEPS}), e.g. 50,32,32")
     g.add_argument("--shift", type=_float_list, help="sigma shift per level (> 0), e.g. 5,3,3")
     g.add_argument("--cfg", type=_float_list, help=f"guidance scale in (0, {MAX_CFG:g}] (one, or one per level)")
@@ -430,6 +436,8 @@ class GenerateJob:
             counts checked against the plan).
         models: the checked model set (:class:`~tempomaster_core.cli_models.ModelChoice`).
         negative_prompt: ``--negative-prompt``, else the model's default.
+        anchor_correction: ``--anchor-correction``/``--no-anchor-correction``, else the model's
+            ``defaults.json`` (:mod:`tempomaster_core.anchor_correction`).
     """
 
     plan: TreePlan
@@ -447,6 +455,7 @@ class GenerateJob:
     loras: list = field(default_factory=list)
     models: Optional[ModelChoice] = None
     negative_prompt: str = ""
+    anchor_correction: bool = ANCHOR_CORRECTION
 
 
 def _level_setting(values: Optional[Sequence], default: Any, levels: int, name: str, check) -> list:
@@ -572,6 +581,12 @@ def _prepare(args: argparse.Namespace) -> GenerateJob:
                             require_shift)
     cfg = _level_setting(args.cfg, _model_default(plan, d, "cfg", CFG), levels, "cfg", require_cfg)
     guidance = args.guidance or _model_default(plan, d, "guidance", GUIDANCE)
+    anchor_correction = args.anchor_correction
+    if anchor_correction is None:
+        try:
+            anchor_correction = require_flag(d.get("anchor_correction", ANCHOR_CORRECTION), "anchor_correction")
+        except InputError as exc:
+            raise UsageError(f"the model's defaults.json: {exc}") from None
     for i in range(levels):  # what the core checks per level too (e.g. a float32 schedule that overflows)
         try:
             check_level_settings(steps=steps[i], shift=shifts[i], cfg=cfg[i], guidance=guidance, seed=args.seed,
@@ -596,7 +611,7 @@ def _prepare(args: argparse.Namespace) -> GenerateJob:
                        outputs=outputs, device=device, model_dir=model_dir, temporal_factor=temporal_factor,
                        defaults=d, long=long, loras=loras, models=models,
                        negative_prompt=args.negative_prompt if args.negative_prompt is not None
-                       else str(d.get("negative_prompt") or ""))
+                       else str(d.get("negative_prompt") or ""), anchor_correction=anchor_correction)
 
 
 def say(line: str) -> None:
@@ -704,7 +719,7 @@ def _generate_job(args: argparse.Namespace, job: GenerateJob) -> list[Path]:
     final, levels = generate(
         bundle.model, bundle.codec, positive, negative, plan,
         conditions=conditions or None, steps=job.steps, shifts=job.shifts, cfg=job.cfg,
-        guidance=job.guidance, seed=args.seed,
+        guidance=job.guidance, seed=args.seed, anchor_correction=job.anchor_correction,
         max_batch=args.max_batch, progress=LevelProgress(plan), return_levels=True,
     )
     elapsed = time.perf_counter() - started

@@ -243,7 +243,7 @@ def run_long(args: argparse.Namespace, job, bundle, negative: torch.Tensor, prom
     if prompts is None:
         prompts = [bundle.encode_prompt(text) for text in [args.prompt, *args.segment_prompt]]
     settings = tree_settings(plan.num_levels, steps=job.steps, shifts=job.shifts, cfg=job.cfg, guidance=job.guidance,
-                             seed=args.seed, max_batch=args.max_batch)
+                             seed=args.seed, max_batch=args.max_batch, anchor_correction=job.anchor_correction)
     out = job.outputs[0][0]
     fps = plan.final.fps
     source = f"extending {long.extend} ({long.extend_frames} frames)" if long.extend else "from scratch"

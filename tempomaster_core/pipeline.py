@@ -37,6 +37,7 @@ from typing import Any, Callable, Optional, Sequence, Union
 
 import torch
 
+from .anchor_correction import ANCHOR_CORRECTION, correct_level
 from .conditioning import blueprint_clip, build_condition, normalize_condition_frames, refinement_clips
 from .defaults import CFG, GUIDANCE, SEED, default_schedule
 from .distributed import level_work
@@ -47,7 +48,7 @@ from .protocols import NonFiniteError, check_compatible, check_vae_result, codec
 from .noise_prior import model_frame_correlation
 from .sampling import NUM_TRAIN_TIMESTEPS, euler_step, flow_sigmas, next_sigmas, seeded_noise
 from .validation import (
-    InputError, require_cfg, require_optional_batch, require_seed, require_shift, require_steps, with_fields,
+    InputError, require_cfg, require_flag, require_optional_batch, require_seed, require_shift, require_steps, with_fields,
 )
 
 __all__ = [
@@ -183,12 +184,15 @@ class LevelSettings:
         cfg_batching: run the positive and negative passes as one forward of twice the batch
             (when both embeddings have the same length); results do not depend on it beyond
             float rounding of batched kernels.
+        anchor_correction: after decoding a refinement level, remove from each chunk the error it
+            leaves on its anchors, interpolated in time (:mod:`tempomaster_core.anchor_correction`;
+            not in the reference, default off); ignored on the blueprint.
 
     Raises:
         InputError (a ValueError): ``steps`` not an int >= 1; ``shift`` not finite > 0 (or
             a non-finite schedule); ``cfg`` not finite, <= 0 or > 100; unknown
             ``guidance``; ``seed`` not an int in ``[0, 2**64)``; ``max_batch`` not None or
-            an int >= 1. Messages name the setting, the rule and the value.
+            an int >= 1; ``anchor_correction`` not a bool. Messages name the setting, the rule and the value.
     """
 
     steps: int
@@ -198,6 +202,7 @@ class LevelSettings:
     seed: int = SEED
     max_batch: Optional[int] = None
     cfg_batching: bool = True
+    anchor_correction: bool = ANCHOR_CORRECTION
 
     def __post_init__(self) -> None:
         steps = require_steps(self.steps)
@@ -207,7 +212,8 @@ class LevelSettings:
         key = guidance_kind(self.guidance)
         for name, value in (("steps", steps), ("shift", shift), ("cfg", cfg), ("guidance", key),
                             ("seed", require_seed(self.seed)), ("max_batch", require_optional_batch(self.max_batch)),
-                            ("cfg_batching", bool(self.cfg_batching))):
+                            ("cfg_batching", bool(self.cfg_batching)),
+                            ("anchor_correction", require_flag(self.anchor_correction, "anchor_correction"))):
             object.__setattr__(self, name, value)
 
     @property
@@ -217,7 +223,8 @@ class LevelSettings:
 
 
 def check_level_settings(*, steps: Any, shift: Any, cfg: Any = CFG, guidance: Any = GUIDANCE, seed: Any = SEED,
-                         max_batch: Any = None, cfg_batching: bool = True) -> LevelSettings:
+                         max_batch: Any = None, cfg_batching: bool = True,
+                         anchor_correction: bool = ANCHOR_CORRECTION) -> LevelSettings:
     """Validate one level's sampling settings before any compute (torch-light, no model needed).
 
     The public level runners call this first; the ComfyUI sampler nodes and the command
@@ -231,7 +238,7 @@ def check_level_settings(*, steps: Any, shift: Any, cfg: Any = CFG, guidance: An
         InputError (a ValueError): see :class:`LevelSettings`.
     """
     return LevelSettings(steps=steps, shift=shift, cfg=cfg, guidance=guidance, seed=seed, max_batch=max_batch,
-                         cfg_batching=cfg_batching)
+                         cfg_batching=cfg_batching, anchor_correction=anchor_correction)
 
 
 def level_settings(level_index: int, settings: Optional[LevelSettings] = None, **overrides: Any) -> LevelSettings:
@@ -243,7 +250,7 @@ def level_settings(level_index: int, settings: Optional[LevelSettings] = None, *
             (32 / 3.0); :func:`~tempomaster_core.defaults.default_schedule`.
         settings: a :class:`LevelSettings`, or None.
         overrides: :class:`LevelSettings` fields (``steps``, ``shift``, ``cfg``, ``guidance``, ``seed``,
-            ``max_batch``, ``cfg_batching``), checked as the dataclass checks them.
+            ``max_batch``, ``cfg_batching``, ``anchor_correction``), checked as the dataclass checks them.
 
     Raises:
         TypeError: ``settings`` is not a LevelSettings, or an override names no setting
@@ -258,7 +265,8 @@ def level_settings(level_index: int, settings: Optional[LevelSettings] = None, *
 
 def tree_settings(levels: int, *, steps: Optional[Sequence[int]] = None, shifts: Optional[Sequence[float]] = None,
                   cfg: Union[float, Sequence[float]] = CFG, guidance: Union[str, Sequence[str]] = GUIDANCE,
-                  seed: int = SEED, max_batch: Optional[int] = None, cfg_batching: bool = True) -> list[LevelSettings]:
+                  seed: int = SEED, max_batch: Optional[int] = None, cfg_batching: bool = True,
+                  anchor_correction: bool = ANCHOR_CORRECTION) -> list[LevelSettings]:
     """One :class:`LevelSettings` per level of a tree (blueprint first), checked before any compute.
 
     Args:
@@ -266,7 +274,8 @@ def tree_settings(levels: int, *, steps: Optional[Sequence[int]] = None, shifts:
         steps, shifts: one per level (no scalar: the blueprint and the refinements differ); None =
             the reference's (:func:`~tempomaster_core.defaults.default_schedule`).
         cfg, guidance: one value for every level, or one per level.
-        seed, max_batch, cfg_batching: the same for every level (reference: one seed for all levels).
+        seed, max_batch, cfg_batching, anchor_correction: the same for every level (reference: one seed
+            for all levels; anchor correction acts on the refinement levels only).
 
     Raises:
         ValueError: a list with another number of entries than ``levels``; plus the errors of
@@ -277,7 +286,7 @@ def tree_settings(levels: int, *, steps: Optional[Sequence[int]] = None, shifts:
     shifts = reference.shifts if shifts is None else shifts
     return [
         check_level_settings(steps=s, shift=sh, cfg=c, guidance=g, seed=seed, max_batch=max_batch,
-                             cfg_batching=cfg_batching)
+                             cfg_batching=cfg_batching, anchor_correction=anchor_correction)
         for s, sh, c, g in zip(per_level(steps, "steps", levels, allow_scalar=False),
                                per_level(shifts, "shifts", levels, allow_scalar=False),
                                per_level(cfg, "cfg", levels, allow_scalar=True),
@@ -534,7 +543,9 @@ def run_level(
     ``make_clips(level)`` (:data:`ClipMaker`; it checks the condition frames), draws the seeded noise
     ``[chunks, C, T, h, w]`` from the model's source prior, encodes the clips into ``y`` (``settings.max_batch``
     clips per encode), denoises the chunks (:func:`denoise`; this rank's share under
-    :mod:`tempomaster_core.distributed`) and decodes them one by one to exactly the level's ``num_frames`` frames.
+    :mod:`tempomaster_core.distributed`) and decodes them one by one to exactly the level's ``num_frames`` frames;
+    with ``settings.anchor_correction`` a refinement level's frames are then corrected to their anchors
+    (:func:`~tempomaster_core.anchor_correction.correct_level`; the latents stay as denoised).
     ``settings`` is already validated (a :class:`LevelSettings`), so every check that
     needs no compute has run before the VAE encode.
 
@@ -582,8 +593,10 @@ def run_level(
 
     video_shape = (3, level.frames_per_chunk, plan.height, plan.width)
     latents, videos = work.run(compute, noise.shape[1:], video_shape)
-    return LevelResult(plan=plan, level_index=index, frames=_join_chunks(videos, level), latents=latents,
-                       fps=level.fps)
+    frames = _join_chunks(videos, level)
+    if settings.anchor_correction and not level.is_blueprint:
+        frames = correct_level(frames, level, clips)
+    return LevelResult(plan=plan, level_index=index, frames=frames, latents=latents, fps=level.fps)
 
 
 def _blueprint_clips(plan: TreePlan, conditions: Optional[dict]) -> ClipMaker:

@@ -245,6 +245,17 @@ def require_optional_batch(value: Any, name: str = "max_batch") -> Optional[int]
     return int(value.__index__())
 
 
+def require_flag(value: Any, name: str) -> bool:
+    """An on/off setting: ``True`` or ``False`` (numpy bools too), nothing else.
+
+    Raises:
+        InputError: any other value (``1``, ``"false"``, ``None``): a truthy string must not turn an option on.
+    """
+    if type(value).__name__ not in ("bool", "bool_"):
+        raise InputError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
 # -- output files: one check for every command that writes a file ----------------------------------------
 
 
@@ -318,6 +329,6 @@ def require_output_path(
     return target
 
 
-__all__ = ["MAX_CFG", "MAX_SEED", "InputError", "is_integer", "require_cfg", "require_choice", "require_int",
+__all__ = ["MAX_CFG", "MAX_SEED", "InputError", "is_integer", "require_cfg", "require_choice", "require_flag", "require_int",
            "require_number", "require_optional_batch", "require_output_path", "require_seed", "require_shift", "require_steps",
            "require_whole_number", "resolve_frame_index"]
