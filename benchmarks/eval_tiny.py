@@ -67,7 +67,7 @@ from tempomaster_core.tiny.codec import psnr  # noqa: E402
 from tempomaster_core.tiny.captions import COLOURS, caption  # noqa: E402
 from tempomaster_core.tiny.scenes import render, sample_scene  # noqa: E402
 from tempomaster_core.conditioning import build_condition, encode_clips  # noqa: E402
-from tempomaster_core.training.train_dit import HELD_OUT_SEED_BASE  # noqa: E402
+from tempomaster_core.tiny.scenes import HELD_OUT_SEED_BASE  # noqa: E402
 
 from coherence import coherence, cross_frame_sensitivity, frame_objects, label_components  # noqa: E402
 

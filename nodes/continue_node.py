@@ -14,8 +14,9 @@ the offload device.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Optional
 
+from tempomaster_core.anchor_correction import ANCHOR_CORRECTION
 from tempomaster_core.anti_drift import ANTI_DRIFT_MODES
 from tempomaster_core.defaults import ANTI_DRIFT, CFG, CONTEXT_SECONDS, FPS, GUIDANCE, SEED, SEGMENT_NEW_FRAMES, default_schedule
 from tempomaster_core.guidance import GUIDANCE_KINDS
@@ -26,7 +27,7 @@ from .comfy_model import LEVEL_LORAS, dit_of
 from .parsing import parse_int_list, parse_number_list
 from .progress import NodeProgress
 from .sampler_nodes import (
-    _MODEL_IN, _NEGATIVE_IN, _POSITIVE_IN, _VAE_IN, _VAE_TILED, _checked_contexts, _release, _to_compute_device,
+    ANCHOR_CORRECTION_IN, _MODEL_IN, _NEGATIVE_IN, _POSITIVE_IN, _VAE_IN, _VAE_TILED, _checked_contexts, _release, _to_compute_device,
 )
 from .types import TEMPO_PLAN
 from .vae_adapter import as_codec
@@ -43,7 +44,7 @@ def _per_level(text: str, default: list, levels: int, name: str, parse) -> list:
 
 
 def level_settings_from_widgets(plan: Any, *, steps: str, shift: str, cfg: str, guidance: str, seed: int,
-                                max_batch: Any) -> list:
+                                max_batch: Any, anchor_correction: Any = ANCHOR_CORRECTION) -> list:
     """One ``LevelSettings`` per level of ``plan`` from the node's text widgets (empty = the reference's:
     steps 50 / 32, shifts 5 / 3, cfg 8).
 
@@ -58,7 +59,7 @@ def level_settings_from_widgets(plan: Any, *, steps: str, shift: str, cfg: str, 
     return tree_settings(levels, steps=_per_level(steps, list(ref_steps), levels, "steps", parse_int_list),
                          shifts=_per_level(shift, list(ref_shifts), levels, "shift", parse_number_list),
                          cfg=_per_level(cfg, [CFG], levels, "cfg", parse_number_list), guidance=guidance,
-                         seed=seed, max_batch=max_batch)
+                         seed=seed, max_batch=max_batch, anchor_correction=anchor_correction)
 
 
 class TempoContinue:
@@ -124,12 +125,12 @@ class TempoContinue:
                            "the first segment of images: stops tints adding up, but also undoes wanted colour "
                            "changes); or both. benchmarks/README.md has the measurements.",
             }),
-        }}
+        }, "optional": {"anchor_correction": ANCHOR_CORRECTION_IN}}
 
     def extend(self, model, plan, images, fps, positive, negative, vae, context_seconds: float = CONTEXT_SECONDS,
                new_frames: int = SEGMENT_NEW_FRAMES, seed: int = SEED, steps: str = "", shift: str = "",
                cfg: str = "", guidance: str = GUIDANCE, max_parallel_chunks: int = 0, tiled_vae: bool = False,
-               anti_drift: str = ANTI_DRIFT):
+               anti_drift: str = ANTI_DRIFT, anchor_correction: Optional[bool] = None):
         """Return ``(joined [F+N, H, W, 3], new [N, H, W, 3], fps)``, float32 in ``[0, 1]``.
 
         Raises:
@@ -155,7 +156,9 @@ class TempoContinue:
         segment = segment_plan(plan, context_frame_count(context_seconds, plan.final.fps), new_frames)
         mode = check_anti_drift(anti_drift, segment.known_frames(0))
         settings = level_settings_from_widgets(segment.plan, steps=steps, shift=shift, cfg=cfg, guidance=guidance,
-                                               seed=seed, max_batch=max_batch)
+                                               seed=seed, max_batch=max_batch,
+                                               anchor_correction=ANCHOR_CORRECTION if anchor_correction is None
+                                               else anchor_correction)
         frames = video_frames(images, "images")
         check_fps(fps, segment.fps, "images")
         check_context(*frames.shape[:3], segment, "images")

@@ -44,6 +44,7 @@ from typing import Any, Callable, Optional
 
 import torch
 
+from tempomaster_core.anchor_correction import ANCHOR_CORRECTION
 from tempomaster_core.cost import GIB
 from tempomaster_core.defaults import (
     APG_MOMENTUM,
@@ -265,15 +266,18 @@ def _contexts(model: Any, positive: Any, negative: Any, cfg: float) -> tuple:
     return pos, neg
 
 
-def _check_settings(seed: Any, steps: Any, shift: Any, cfg: Any, guidance: Any, max_batch: Optional[int] = None):
+def _check_settings(seed: Any, steps: Any, shift: Any, cfg: Any, guidance: Any, max_batch: Optional[int] = None,
+                    anchor_correction: Any = ANCHOR_CORRECTION):
     """The core's :func:`~tempomaster_core.pipeline.check_level_settings` (one rule set for every layer).
 
     Raises:
-        tempomaster_core.validation.InputError: a bad seed, steps, shift, cfg, guidance or max_batch.
+        tempomaster_core.validation.InputError: a bad seed, steps, shift, cfg, guidance, max_batch or
+            anchor_correction (not a bool).
     """
     from tempomaster_core.pipeline import check_level_settings
 
-    return check_level_settings(steps=steps, shift=shift, cfg=cfg, guidance=guidance, seed=seed, max_batch=max_batch)
+    return check_level_settings(steps=steps, shift=shift, cfg=cfg, guidance=guidance, seed=seed, max_batch=max_batch,
+                                anchor_correction=anchor_correction)
 
 
 def _checked_contexts(model: Any, codec: Any, plan: Any, positive: Any, negative: Any, cfg: float) -> tuple:
@@ -371,6 +375,15 @@ _VAE_TILED = ("BOOLEAN", {
     "tooltip": "Encode/decode with ComfyUI's tiled VAE (512 px tiles, 64 frames): much less VRAM for long "
                "high-resolution levels, slower, may show faint seams.",
 })
+ANCHOR_CORRECTION_IN = ("BOOLEAN", {
+    "default": ANCHOR_CORRECTION,
+    "tooltip": "After decoding, remove from each chunk the smooth part (tint, shading) of the error it leaves on "
+               "the frames of the level above, interpolated in time: the background's tint no longer steps at the "
+               "chunk seams. Not in the reference (off = its behaviour); on is recommended for "
+               f"{BUILTIN_MODEL_NAME} (its defaults.json; measured in its model card).",
+})
+"""The refinement nodes' ``anchor_correction`` input (:mod:`tempomaster_core.anchor_correction`); optional, so a
+workflow saved before it existed loads with the reference's behaviour."""
 _MODEL_IN = (TEMPO_MODEL, {"tooltip": f"The TempoMaster DiT from {LOAD_MODEL}."})
 _VAE_IN = ("VAE", {"tooltip": "The video VAE of the model: for the 14B model the Wan 2.1 VAE from Load VAE "
                               f"(wan_2.1_vae.safetensors); for {BUILTIN_MODEL_NAME} the codec from "
@@ -497,11 +510,12 @@ class FrameRateRefiner(_LevelNode):
         })
         return {"required": cls._required("level", level, REFINEMENT_STEPS, REFINEMENT_SHIFT,
                                           max_parallel_chunks=max_parallel_chunks),
-                "optional": {"devices": DEVICES_INPUT}}
+                "optional": {"devices": DEVICES_INPUT, "anchor_correction": ANCHOR_CORRECTION_IN}}
 
     def refine(self, model, level, positive, negative, vae, seed: int = SEED, steps: int = REFINEMENT_STEPS,
                shift: float = REFINEMENT_SHIFT, cfg: float = CFG, guidance: str = GUIDANCE,
-               max_parallel_chunks: int = 0, tiled_vae: bool = False, devices: Optional[str] = None):
+               max_parallel_chunks: int = 0, tiled_vae: bool = False, devices: Optional[str] = None,
+               anchor_correction: Optional[bool] = None):
         """Return ``(level, images [F, H, W, 3] in [0, 1], fps)`` for the next level.
 
         Every input is checked before the VAE encode and before the DiT is moved
@@ -532,7 +546,8 @@ class FrameRateRefiner(_LevelNode):
                 f"refiner, or add a frame interval in the {TREE_SCHEDULER} (e.g. 4,2,1 instead of 4,2)."
             )
         max_batch = require_int(max_parallel_chunks, "max_parallel_chunks", minimum=0) or None
-        settings = _check_settings(seed, steps, shift, cfg, guidance, max_batch)
+        settings = _check_settings(seed, steps, shift, cfg, guidance, max_batch,
+                                   ANCHOR_CORRECTION if anchor_correction is None else anchor_correction)
         device_list = parse_devices(devices)
         if not bool(torch.isfinite(level.frames).all()):
             raise InputError(f"the incoming level {level.level_index} has NaN or infinite frames; re-run it")

@@ -198,8 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "authors ran it; the former name 'reference' is accepted) or 'anchors' (only true frames "
                         "of the level above); default: the model's")
     g.add_argument("--anchor-correction", action=argparse.BooleanOptionalAction, default=None,
-                   help="after decoding each refinement level, remove the error each chunk leaves on the frames "
-                        "of the level above, interpolated in time (smooth chunk seams; not in the reference); "
+                   help="after decoding each refinement level, remove the smooth part of the error each chunk "
+                        "leaves on the frames of the level above, interpolated in time (no tint step at chunk "
+                        "seams; not in the reference); "
                         "default: the model's (on for the built-in model, off for the 14B)")
     g.add_argument("--steps", type=_int_list, help=f"sampling steps per level (1..{MAX_STEPS}), e.g. 50,32,32")
     g.add_argument("--shift", type=_float_list, help="sigma shift per level (> 0), e.g. 5,3,3")

@@ -184,9 +184,9 @@ class LevelSettings:
         cfg_batching: run the positive and negative passes as one forward of twice the batch
             (when both embeddings have the same length); results do not depend on it beyond
             float rounding of batched kernels.
-        anchor_correction: after decoding a refinement level, remove from each chunk the error it
-            leaves on its anchors, interpolated in time (:mod:`tempomaster_core.anchor_correction`;
-            not in the reference, default off); ignored on the blueprint.
+        anchor_correction: after decoding a refinement level, remove from each chunk the smooth (low
+            spatial frequency) part of the error it leaves on its anchors, interpolated in time
+            (:mod:`tempomaster_core.anchor_correction`; not in the reference, default off); ignored on the blueprint.
 
     Raises:
         InputError (a ValueError): ``steps`` not an int >= 1; ``shift`` not finite > 0 (or

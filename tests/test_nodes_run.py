@@ -228,3 +228,22 @@ def test_load_model_from_the_diffusion_models_folder(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="weight_dtype"):
         loader().load("tiny_tempomaster.safetensors", "int8", "sdpa")
     model_loader.clear_cache()
+
+
+def test_refiner_anchor_correction_input_reaches_the_core_and_takes_only_a_bool(model):
+    plan = _plan(frames=9, preset="12→24 fps (2,1)", chunks="2")
+    vae = FakeWanVAE()
+    level, _, _ = _blueprint(model, plan, vae)
+    pos, neg = _texts()
+    refiner = NODES["TempoMasterFrameRateRefiner"]()
+    runs = {}
+    for value in (None, False, True):  # None: a workflow saved before the input existed
+        out, _, _ = refiner.refine(model, level, pos, neg, vae, seed=0, steps=STEPS, shift=3.0, cfg=1.0,
+                                   anchor_correction=value)
+        runs[value] = out.frames
+    assert torch.equal(runs[None], runs[False])  # the reference's behaviour
+    gap = {v: float(runs[v][:, 0::2].mean(dim=(0, 2, 3)).sub(level.frames.mean(dim=(0, 2, 3))).abs().mean())
+           for v in (False, True)}
+    assert gap[True] < 0.5 * gap[False], gap  # the anchors' tint follows the level above
+    with pytest.raises(ValueError, match="anchor_correction must be True or False"):
+        refiner.refine(model, level, pos, neg, vae, seed=0, steps=STEPS, shift=3.0, cfg=1.0, anchor_correction="yes")

@@ -23,8 +23,8 @@ from tempomaster_core.training.masks import (
     refinement_patterns,
 )
 from tempomaster_core.training import train_dit
+from tempomaster_core.tiny.scenes import HELD_OUT_SEED_BASE
 from tempomaster_core.training.train_dit import (
-    HELD_OUT_SEED_BASE,
     Batch,
     ReplayPool,
     TrainConfig,

@@ -43,6 +43,7 @@ from tempomaster_core.defaults import (  # noqa: E402
     HEIGHT, NEGATIVE_PROMPT, REFINEMENT_SHIFT, REFINEMENT_STEPS, SEED, SEGMENT_NEW_FRAMES, WEIGHT_DTYPE, WIDTH,
     default_schedule,
 )
+from tempomaster_core.anchor_correction import ANCHOR_CORRECTION  # noqa: E402
 from tempomaster_core.attention import DEFAULT_BACKEND  # noqa: E402
 from tempomaster_core.trained_limits import TrainedLimits  # noqa: E402
 from tempomaster_core.wan.files import REPACKAGED_REPO, UMT5_FILE, UMT5_FP8_FILE, VAE_FILE  # noqa: E402
@@ -288,7 +289,7 @@ def _samplers(g: Graph, level_nodes: list[tuple[str, list, str]], links) -> tupl
     """The blueprint sampler and one refiner per level, left to right in one group, each linked to
     ``links`` (``[(source id, output, input)]``) and the previous level. Returns their ids and the
     column below the last one (for the video output)."""
-    heights = {BLUEPRINT_SAMPLER_ID: 330, FRAME_RATE_REFINER_ID: 350}
+    heights = {BLUEPRINT_SAMPLER_ID: 330, FRAME_RATE_REFINER_ID: 360}
     tallest = max(heights[kind] for kind, _, _ in level_nodes)
     right = SAMPLER_X + SAMPLER_STEP * (len(level_nodes) - 1) + 320
     body = GROUP_TOP + NODE_TOP
@@ -349,12 +350,13 @@ def _common(g: Graph, prompt: str, note: str, video_output: bool = True) -> dict
         TREE_SCHEDULER_ID, blueprint_frames=BLUEPRINT_FRAMES, frame_intervals=PRESET_421,
         custom_intervals=",".join(map(str, FRAME_INTERVALS)), chunks="auto", fps=FPS, width=WIDTH, height=HEIGHT,
         **PLANNING_DEFAULTS), 640)  # tall: the node draws the tree below its widgets (web/tree_view.js)
-    levels = [(BLUEPRINT_SAMPLER_ID, [SEED, "fixed", BLUEPRINT_STEPS, BLUEPRINT_SHIFT, CFG, GUIDANCE, False, ""],
-               "Blueprint 6 fps (TempoMaster)")]
+    common = dict(seed=SEED, cfg=CFG, guidance=GUIDANCE, tiled_vae=False, devices="")
+    levels = [(BLUEPRINT_SAMPLER_ID, widget_values(BLUEPRINT_SAMPLER_ID, steps=BLUEPRINT_STEPS, shift=BLUEPRINT_SHIFT,
+                                                   **common), "Blueprint 6 fps (TempoMaster)")]
     for fps in (12, 24):
-        levels.append((FRAME_RATE_REFINER_ID,
-                       [SEED, "fixed", REFINEMENT_STEPS, REFINEMENT_SHIFT, CFG, GUIDANCE, 0, False, ""],
-                       f"Refine to {fps} fps (TempoMaster)"))
+        levels.append((FRAME_RATE_REFINER_ID, widget_values(
+            FRAME_RATE_REFINER_ID, steps=REFINEMENT_STEPS, shift=REFINEMENT_SHIFT, max_parallel_chunks=0,
+            anchor_correction=ANCHOR_CORRECTION, **common), f"Refine to {fps} fps (TempoMaster)"))
     ids["links"] = [(ids["model"], "model", "model"), (ids["pos"], "CONDITIONING", "positive"),
                     (ids["neg"], "CONDITIONING", "negative"), (ids["vae"], "VAE", "vae")]
     samplers, ids["below"] = _samplers(g, levels, ids["links"])
@@ -575,7 +577,8 @@ def _tiny_tree(g: Graph, d: dict, note: str, note_height: float) -> dict:
                            f"Blueprint {fps:g} fps (TempoMaster)"))
         else:
             levels.append((FRAME_RATE_REFINER_ID, widget_values(
-                FRAME_RATE_REFINER_ID, max_parallel_chunks=0, **common), f"Refine to {fps:g} fps (TempoMaster)"))
+                FRAME_RATE_REFINER_ID, max_parallel_chunks=0, anchor_correction=bool(d["anchor_correction"]),
+                **common), f"Refine to {fps:g} fps (TempoMaster)"))
     links = [(model, "model", "model"), (pos, "CONDITIONING", "positive"), (neg, "CONDITIONING", "negative"),
              (enc, "VAE", "vae")]
     level_ids, below = _samplers(g, levels, links)
@@ -597,7 +600,7 @@ def tiny_text_to_video() -> dict:
 
 #: Continue nodes per row in the templates (left to right, then the next row).
 CONTINUE_ROW = 4
-#: Body height of a Continue node (six sockets, twelve widget rows, as the frontend draws them).
+#: Body height of a Continue node (six sockets, thirteen widget rows, as the frontend draws them).
 CONTINUE_HEIGHT = 470
 #: Length the built-in model's continuation template aims at, seconds (its name says what it reaches).
 TINY_CONTINUE_SECONDS = 24.0
@@ -700,7 +703,7 @@ def tiny_continue() -> dict:
                   steps=",".join(str(int(v)) for v in d["steps"]), shift=",".join(f"{float(v):g}" for v in d["shifts"]),
                   cfg=",".join(f"{float(v):g}" for v in _tiny_per_level(d, "cfg")),
                   guidance=_tiny_per_level(d, "guidance")[0], max_parallel_chunks=0, tiled_vae=False,
-                  anti_drift=d["anti_drift"])
+                  anti_drift=d["anti_drift"], anchor_correction=bool(d["anchor_correction"]))
     last, column = _continue_chain(g, ids["levels"][-1], first, ids["plan"], ids["links"], lengths, fps,
                                    ids["below"].y, shared,
                                    f"Continue: +{lengths[0]} frames each, knowing the last {d['context_seconds']:g} s")
@@ -738,7 +741,7 @@ def image_to_minute() -> dict:
     steps, shifts = default_schedule(len(FRAME_INTERVALS))
     shared = dict(fps=FPS, context_seconds=CONTEXT_SECONDS, steps=",".join(map(str, steps)),
                   shift=",".join(f"{v:g}" for v in shifts), cfg=f"{CFG:g}", guidance=GUIDANCE, max_parallel_chunks=0,
-                  tiled_vae=False, anti_drift=ANTI_DRIFT)
+                  tiled_vae=False, anti_drift=ANTI_DRIFT, anchor_correction=ANCHOR_CORRECTION)
     last, column = _continue_chain(g, ids["refine24"], first, ids["plan"], ids["links"], lengths, FPS,
                                    ids["below"].y, shared,
                                    f"Continue: +{SEGMENT_NEW_FRAMES} frames each, knowing the last {CONTEXT_SECONDS:g} s")

@@ -34,6 +34,10 @@ from .captions import COLOURS, MOTIONS, SHAPES, PromptSpec, parse_prompt
 FPS = 24
 """Frame rate of the procedural videos (frames per second)."""
 
+HELD_OUT_SEED_BASE = 1_000_000_000
+"""Scene seeds at or above this value are never trained on: both training scripts draw below it, validation and
+``benchmarks/eval_tiny.py`` at or above it."""
+
 BACKGROUND_MAX = 0.2
 """Upper bound of every background channel (RGB in [0, 1])."""
 

@@ -52,10 +52,8 @@ import torch
 from einops import rearrange
 
 from ..tiny.codec import CodecConfig, TinyVideoCodec, psnr
-from ..tiny.scenes import object_positions, render, render_frames, sample_scene
+from ..tiny.scenes import HELD_OUT_SEED_BASE, object_positions, render, render_frames, sample_scene
 
-HELD_OUT_SEED_BASE = 1_000_000_000
-"""Scene seeds at or above this value are reserved for evaluation."""
 
 SHIPPED_EQUIVARIANCE = 0.03
 """Weight of :func:`equivariance_losses` in the shipped codec's recipe: held-out PSNR 31.2 dB after the first

@@ -84,14 +84,12 @@ from ..noise_prior import correlate_frames, model_frame_correlation
 from ..tiny.builtin import DEFAULTS_FILE, read_defaults_file, shipped_defaults
 from ..tiny.codec import TinyVideoCodec
 from ..tiny.captions import random_caption
-from ..tiny.scenes import render_frames, sample_scene
+from ..tiny.scenes import HELD_OUT_SEED_BASE, render_frames, sample_scene
 from ..tiny.text_encoder import TextEncoderConfig, TinyTextEncoder
 from ..trained_limits import TrainedLimits
 from .masks import (BLUEPRINT_INTERVAL_PROBS, BLUEPRINT_KINDS, DEFAULT_KIND_PROBS, ConditionDraw, draw_condition,
                     refinement_patterns)
 
-HELD_OUT_SEED_BASE = 1_000_000_000
-"""Scene seeds at or above this value are held out (validation, ``benchmarks/eval_tiny.py``)."""
 
 CLIP_START_RANGE = (8, 480)
 """Scene times (24 fps frames, ``[low, high)``) a training clip starts at (the shipped recipe)."""
