@@ -318,52 +318,30 @@ def _lr_at(step: int, total: int, base: float, warmup: int) -> float:
     return base * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
 
 
-def train(out: str | Path, *, seed: int = 0, steps: int | None = None, minutes: float | None = None,
-          batch: int = 32, crop: int | None = 32, lr: float = 1e-3, latent_noise: float = 0.05,
-          config: CodecConfig | None = None, threads: int | None = None, log_every: int = 25,
-          pca_samples: int = 256, eval_every: int = 500, equivariance: float = SHIPPED_EQUIVARIANCE,
-          decoder_of: str | Path | None = None, decoder_context: int = SHIPPED_DECODER_CONTEXT,
-          decoder_steps: int = SHIPPED_DECODER_STEPS) -> dict:
-    """Train a codec and write ``codec.safetensors``/``codec.json``/``codec_train.json`` into ``out``.
+def train_first_phase(codec: TinyVideoCodec, seed: int, *, steps: int | None, minutes: float | None,
+                      batch: int, crop: int | None, lr: float, latent_noise: float, equivariance: float,
+                      pca_samples: int, log_every: int, eval_every: int, eval_clips: list, curve: list,
+                      started: float) -> int:
+    """Phase 1 of :func:`train`: encoder and per-frame decoder from a PCA initialisation, on crops.
 
-    ``steps`` (exact) or ``minutes`` (a budget turned into a step count after
-    timing the first steps) must be given. ``latent_noise`` is the std of the
-    Gaussian noise added to latents before decoding, relative to the batch's
-    latent std. ``eval_every`` steps the held-out PSNR is printed. ``equivariance`` > 0 adds
-    :func:`equivariance_losses` (both terms, that weight) on crops ``sf`` pixels larger than ``crop``.
-    Then, with ``decoder_steps`` > 0, the second phase (:func:`train_context_decoder`) trains a decoder
-    reading ``decoder_context`` neighbouring latent frames on each side on the frozen encoder.
-    ``decoder_of``: a codec directory whose encoder and latent normalisation are kept as they are (the
-    first phase is skipped, ``steps``/``minutes``/``config`` are ignored) and only the second phase runs:
-    the latents, and so a DiT trained on them, are unchanged. Returns the summary dict also written
-    to ``codec_train.json``.
+    Fits the PCA initialisation on ``pca_samples`` full-frame groups, trains ``steps`` steps (or the steps that
+    fit in ``minutes``, counted from ``started``, a ``time.time()``) of MSE + 0.1 L1 on the decoded noisy
+    latents plus ``equivariance`` x :func:`equivariance_losses`, then fits the latent normalisation. Appends
+    log entries to ``curve``; returns the number of steps made. ``numpy.random.default_rng(seed)`` draws
+    every training group (PCA groups, then one batch per step), ``seed + 1`` the normalisation's groups.
     """
-    if steps is None and minutes is None and decoder_of is None:
-        raise ValueError("give --steps (exact, reproducible) or --minutes (time budget)")
-    if decoder_of is not None and decoder_steps < 1:
-        raise ValueError("--decoder-of trains only the decoder: give --decoder-steps >= 1")
-    if threads:
-        torch.set_num_threads(threads)
-    torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    codec = TinyVideoCodec.load(decoder_of).train() if decoder_of else TinyVideoCodec(config or CodecConfig())
     opt = torch.optim.Adam(codec.parameters(), lr=lr)
-    print(f"codec: {sum(p.numel() for p in codec.parameters()) / 1e6:.2f} M parameters, "
-          f"config {codec.config.to_dict()}", flush=True)
-    eval_clips = held_out_clips()
-    t0 = time.time()
-    if not decoder_of:
-        pca_groups = rearrange(sample_groups(rng, pca_samples, codec.temporal_factor), "b c t h w -> b (t c) h w")
-        codec.init_linear_pca(pca_groups)
-        del pca_groups
-    print(f"{'start' if decoder_of else f'PCA initialisation on {pca_samples} full-frame groups'}: held-out PSNR "
+    pca_groups = rearrange(sample_groups(rng, pca_samples, codec.temporal_factor), "b c t h w -> b (t c) h w")
+    codec.init_linear_pca(pca_groups)
+    del pca_groups
+    print(f"PCA initialisation on {pca_samples} full-frame groups: held-out PSNR "
           f"{evaluate(codec, eval_clips)['pooled']:.2f} dB", flush=True)
-    total = 0 if decoder_of else steps if steps is not None else 10 ** 9
+    total = steps if steps is not None else 10 ** 9
     t_loop = time.time()
     warmup = 50
     calibrate_at = (warmup, 4 * warmup)  # during warm-up the LR does not depend on the total
     step = 0
-    curve = []
     while step < total:
         for group in opt.param_groups:
             group["lr"] = _lr_at(step, total, lr, warmup)
@@ -386,22 +364,71 @@ def train(out: str | Path, *, seed: int = 0, steps: int | None = None, minutes: 
             # cosine schedule, because a shared CPU's speed varies).
             per_step = (time.time() - t_loop) / step
             budget = minutes * 60 - 45  # leave time for normalisation + evaluation
-            total = max(step + 1, step + int((budget - (time.time() - t0)) / per_step))
+            total = max(step + 1, step + int((budget - (time.time() - started)) / per_step))
             print(f"{per_step:.3f} s/step -> {total} steps fit in {minutes} min "
                   f"(repeat exactly with --steps {total})", flush=True)
         if step % log_every == 0 or step == total:
             train_psnr = 10 * math.log10(4.0 / max(float(mse.detach()), 1e-20))
             curve.append({"step": step, "loss": float(loss.detach()), "psnr": train_psnr,
-                          "seconds": round(time.time() - t0, 1)})
+                          "seconds": round(time.time() - started, 1)})
             print(f"step {step:5d}/{total}  loss {float(loss.detach()):.5f}  crop PSNR {train_psnr:5.2f} dB  "
-                  f"lr {opt.param_groups[0]['lr']:.2e}  {time.time() - t0:6.1f} s", flush=True)
+                  f"lr {opt.param_groups[0]['lr']:.2e}  {time.time() - started:6.1f} s", flush=True)
         if eval_every and step % eval_every == 0 and step < total:
             print(f"step {step:5d}  held-out PSNR {evaluate(codec, eval_clips)['pooled']:.2f} dB "
                   "(before normalisation fit)", flush=True)
     codec.eval()
-    if not decoder_of:  # a kept encoder keeps its normalisation: the latents must not change
-        fit_normalization(codec, np.random.default_rng(seed + 1))
-        print(f"first phase: held-out PSNR {evaluate(codec, eval_clips)['pooled']:.2f} dB", flush=True)
+    fit_normalization(codec, np.random.default_rng(seed + 1))
+    print(f"first phase: held-out PSNR {evaluate(codec, eval_clips)['pooled']:.2f} dB", flush=True)
+    return step
+
+
+def train(out: str | Path, *, seed: int = 0, steps: int | None = None, minutes: float | None = None,
+          batch: int = 32, crop: int | None = 32, lr: float = 1e-3, latent_noise: float = 0.05,
+          config: CodecConfig | None = None, threads: int | None = None, log_every: int = 25,
+          pca_samples: int = 256, eval_every: int = 500, equivariance: float = SHIPPED_EQUIVARIANCE,
+          decoder_of: str | Path | None = None, decoder_context: int = SHIPPED_DECODER_CONTEXT,
+          decoder_steps: int = SHIPPED_DECODER_STEPS) -> dict:
+    """Train a codec and write ``codec.safetensors``/``codec.json``/``codec_train.json`` into ``out``.
+
+    ``steps`` (exact) or ``minutes`` (a budget turned into a step count after
+    timing the first steps) must be given. ``latent_noise`` is the std of the
+    Gaussian noise added to latents before decoding, relative to the batch's
+    latent std. ``eval_every`` steps the held-out PSNR is printed. ``equivariance`` > 0 adds
+    :func:`equivariance_losses` (both terms, that weight) on crops ``sf`` pixels larger than ``crop``
+    (phase 1: :func:`train_first_phase`).
+    Then, with ``decoder_steps`` > 0, the second phase (:func:`train_context_decoder`) trains a decoder
+    reading ``decoder_context`` neighbouring latent frames on each side on the frozen encoder.
+    ``decoder_of``: a codec directory whose encoder and latent normalisation are kept as they are (the
+    first phase is skipped, ``steps``/``minutes``/``config`` are ignored) and only the second phase runs:
+    the latents, and so a DiT trained on them, are unchanged. Returns the summary dict also written
+    to ``codec_train.json``.
+
+    Raises:
+        ValueError: neither ``steps`` nor ``minutes`` (without ``decoder_of``), or ``decoder_of`` with
+            ``decoder_steps < 1``.
+    """
+    if steps is None and minutes is None and decoder_of is None:
+        raise ValueError("give --steps (exact, reproducible) or --minutes (time budget)")
+    if decoder_of is not None and decoder_steps < 1:
+        raise ValueError("--decoder-of trains only the decoder: give --decoder-steps >= 1")
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    codec = TinyVideoCodec.load(decoder_of).train() if decoder_of else TinyVideoCodec(config or CodecConfig())
+    print(f"codec: {sum(p.numel() for p in codec.parameters()) / 1e6:.2f} M parameters, "
+          f"config {codec.config.to_dict()}", flush=True)
+    eval_clips = held_out_clips()
+    t0 = time.time()
+    curve: list = []
+    step = 0
+    if decoder_of:  # a kept encoder keeps its normalisation: the latents must not change
+        print(f"start: held-out PSNR {evaluate(codec, eval_clips)['pooled']:.2f} dB", flush=True)
+        codec.eval()
+    else:
+        step = train_first_phase(codec, seed, steps=steps, minutes=minutes, batch=batch,
+                                 crop=crop, lr=lr, latent_noise=latent_noise, equivariance=equivariance,
+                                 pca_samples=pca_samples, log_every=log_every, eval_every=eval_every,
+                                 eval_clips=eval_clips, curve=curve, started=t0)
     if decoder_steps:
         codec = train_context_decoder(codec, np.random.default_rng(seed + 2), decoder_steps,
                                       decoder_context=decoder_context, latent_noise=latent_noise, log_every=log_every,
