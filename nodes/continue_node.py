@@ -27,7 +27,8 @@ from .comfy_model import LEVEL_LORAS, dit_of
 from .parsing import parse_int_list, parse_number_list
 from .progress import NodeProgress
 from .sampler_nodes import (
-    ANCHOR_CORRECTION_IN, _MODEL_IN, _NEGATIVE_IN, _POSITIVE_IN, _VAE_IN, _VAE_TILED, _checked_contexts, _release, _to_compute_device,
+    ANCHOR_CORRECTION_IN, _MODEL_IN, _NEGATIVE_IN, _POSITIVE_IN, _VAE_IN, _VAE_TILED, _checked_contexts, _release,
+    _to_compute_device,
 )
 from .types import TEMPO_PLAN
 from .vae_adapter import as_codec

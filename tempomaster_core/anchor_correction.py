@@ -133,7 +133,8 @@ def correct_chunk(frames: torch.Tensor, anchors: list[int], anchor_frames: torch
     return (frames - torch.einsum("ta,cahw->cthw", weights, error)).clamp(-1.0, 1.0)
 
 
-def correct_level(frames: torch.Tensor, level: LevelPlan, clips: torch.Tensor, blur: float = ERROR_BLUR) -> torch.Tensor:
+def correct_level(frames: torch.Tensor, level: LevelPlan, clips: torch.Tensor,
+                  blur: float = ERROR_BLUR) -> torch.Tensor:
     """A whole refinement level's frames corrected chunk by chunk (:func:`correct_chunk`).
 
     Args:

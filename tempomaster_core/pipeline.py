@@ -48,7 +48,8 @@ from .protocols import NonFiniteError, check_compatible, check_vae_result, codec
 from .noise_prior import model_frame_correlation
 from .sampling import NUM_TRAIN_TIMESTEPS, euler_step, flow_sigmas, next_sigmas, seeded_noise
 from .validation import (
-    InputError, require_cfg, require_flag, require_optional_batch, require_seed, require_shift, require_steps, with_fields,
+    InputError, require_cfg, require_flag, require_optional_batch, require_seed, require_shift, require_steps,
+    with_fields,
 )
 
 __all__ = [
