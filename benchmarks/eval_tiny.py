@@ -59,7 +59,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tempomaster_core.anchor_correction import ANCHOR_CORRECTION  # noqa: E402
+from tempomaster_core.anchor_correction import model_default  # noqa: E402
 from tempomaster_core.pipeline import generate, run_blueprint  # noqa: E402
 from tempomaster_core.plan import BOUNDARY_MODES, TreePlan  # noqa: E402
 from tempomaster_core.tiny.builtin import default_plan, load_builtin  # noqa: E402
@@ -339,9 +339,7 @@ def evaluate_blueprints(args) -> dict:
     steps, shift = all_steps[0], shifts[0]
     plan = default_plan(d, int(bundle.codec.temporal_factor))
     negative = bundle.encode_prompt(d.get("negative_prompt", ""))
-    anchor_correction = bool(d.get("anchor_correction", ANCHOR_CORRECTION)) if args.anchor_correction is None \
-        else args.anchor_correction
-    settings = {"steps": steps, "anchor_correction": anchor_correction, "shift": shift, "cfg": cfg, "guidance": guidance, "prompts": args.prompts,
+    settings = {"steps": steps, "shift": shift, "cfg": cfg, "guidance": guidance, "prompts": args.prompts,
                 "scene_offset": args.scene_offset, "blueprint_frames": plan.levels[0].num_frames, "blueprint_fps": plan.levels[0].fps}
     print(f"settings: {json.dumps(settings)}", flush=True)
     videos = []
@@ -383,8 +381,7 @@ def evaluate(args) -> dict:
     ar_chunks = 1 + math.ceil((final.num_frames - chunk) / (chunk - args.ar_overlap))
     ar_steps = max(1, round(budget / ar_chunks))
     negative = bundle.encode_prompt(d.get("negative_prompt", ""))
-    anchor_correction = bool(d.get("anchor_correction", ANCHOR_CORRECTION)) if args.anchor_correction is None \
-        else args.anchor_correction
+    anchor_correction = model_default(d) if args.anchor_correction is None else args.anchor_correction
     settings = {"steps": steps, "anchor_correction": anchor_correction, "shifts": shifts, "cfg": cfg, "guidance": guidance, "boundary": plan.boundary,
                 "plan": plan.describe(),
                 "chunk_steps_budget": budget, "ar_chunks": ar_chunks, "ar_steps_per_chunk": ar_steps,

@@ -27,7 +27,7 @@ from .comfy_model import LEVEL_LORAS, dit_of
 from .parsing import parse_int_list, parse_number_list
 from .progress import NodeProgress
 from .sampler_nodes import (
-    ANCHOR_CORRECTION_IN, _MODEL_IN, _NEGATIVE_IN, _POSITIVE_IN, _VAE_IN, _VAE_TILED, _checked_contexts, _release,
+    ANCHOR_CORRECTION_IN, anchor_correction_of, _MODEL_IN, _NEGATIVE_IN, _POSITIVE_IN, _VAE_IN, _VAE_TILED, _checked_contexts, _release,
     _to_compute_device,
 )
 from .types import TEMPO_PLAN
@@ -158,8 +158,7 @@ class TempoContinue:
         mode = check_anti_drift(anti_drift, segment.known_frames(0))
         settings = level_settings_from_widgets(segment.plan, steps=steps, shift=shift, cfg=cfg, guidance=guidance,
                                                seed=seed, max_batch=max_batch,
-                                               anchor_correction=ANCHOR_CORRECTION if anchor_correction is None
-                                               else anchor_correction)
+                                               anchor_correction=anchor_correction_of(anchor_correction))
         frames = video_frames(images, "images")
         check_fps(fps, segment.fps, "images")
         check_context(*frames.shape[:3], segment, "images")

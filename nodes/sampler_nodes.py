@@ -383,7 +383,13 @@ ANCHOR_CORRECTION_IN = ("BOOLEAN", {
                f"{BUILTIN_MODEL_NAME} (its defaults.json; measured in its model card).",
 })
 """The refinement nodes' ``anchor_correction`` input (:mod:`tempomaster_core.anchor_correction`); optional, so a
-workflow saved before it existed loads with the reference's behaviour."""
+workflow saved before it existed loads with the reference's behaviour (:func:`anchor_correction_of`)."""
+
+
+def anchor_correction_of(value: Any) -> Any:
+    """The ``anchor_correction`` input's value, :data:`~tempomaster_core.anchor_correction.ANCHOR_CORRECTION` when
+    the workflow has none (``None``); anything else is passed on for the core to check."""
+    return ANCHOR_CORRECTION if value is None else value
 _MODEL_IN = (TEMPO_MODEL, {"tooltip": f"The TempoMaster DiT from {LOAD_MODEL}."})
 _VAE_IN = ("VAE", {"tooltip": "The video VAE of the model: for the 14B model the Wan 2.1 VAE from Load VAE "
                               f"(wan_2.1_vae.safetensors); for {BUILTIN_MODEL_NAME} the codec from "
@@ -546,8 +552,7 @@ class FrameRateRefiner(_LevelNode):
                 f"refiner, or add a frame interval in the {TREE_SCHEDULER} (e.g. 4,2,1 instead of 4,2)."
             )
         max_batch = require_int(max_parallel_chunks, "max_parallel_chunks", minimum=0) or None
-        settings = _check_settings(seed, steps, shift, cfg, guidance, max_batch,
-                                   ANCHOR_CORRECTION if anchor_correction is None else anchor_correction)
+        settings = _check_settings(seed, steps, shift, cfg, guidance, max_batch, anchor_correction_of(anchor_correction))
         device_list = parse_devices(devices)
         if not bool(torch.isfinite(level.frames).all()):
             raise InputError(f"the incoming level {level.level_index} has NaN or infinite frames; re-run it")

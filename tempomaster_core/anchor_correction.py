@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from .plan import LevelPlan
+from .validation import require_flag
 
 ANCHOR_CORRECTION = False
 """Default of the option everywhere (the reference's behaviour: decoded chunks as they are)."""
@@ -43,6 +44,16 @@ ERROR_BLUR = 1.0 / 8.0
 / 1.3 px; unblurred: 3.1, 38 %, 2.5 px; no correction: 4.8, 46 %, 1.3 px): the largest blur that keeps most of the
 seam gain. An object drawn 30 px away from its anchor's (64 x 64 frame, 8 px object) leaves a ghost of 14 % of
 its contrast (unblurred: 100 %, a full copy)."""
+
+
+def model_default(defaults: dict) -> bool:
+    """Whether a model runs with anchor correction: its recommended settings' ``anchor_correction`` (a bundle's
+    ``defaults.json``; the built-in model's says ``true``), else :data:`ANCHOR_CORRECTION`.
+
+    Raises:
+        InputError: the setting is there but not ``true``/``false``.
+    """
+    return require_flag(defaults.get("anchor_correction", ANCHOR_CORRECTION), "defaults.json anchor_correction")
 
 
 def low_pass(error: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -168,4 +179,4 @@ def correct_level(frames: torch.Tensor, level: LevelPlan, clips: torch.Tensor,
 
 
 __all__ = ["ANCHOR_CORRECTION", "ERROR_BLUR", "anchor_offsets", "correct_chunk", "correct_level",
-           "interpolation_weights", "low_pass"]
+           "interpolation_weights", "low_pass", "model_default"]

@@ -47,7 +47,7 @@ import torch
 
 from .cli_models import ModelChoice, add_model_flags, choose_models, encode_prompts, load_models
 from .anti_drift import ANTI_DRIFT_MODES
-from .anchor_correction import ANCHOR_CORRECTION
+from .anchor_correction import ANCHOR_CORRECTION, model_default as anchor_correction_default
 from .defaults import ANTI_DRIFT, CFG, GUIDANCE, SEED, default_schedule
 from .guidance import GUIDANCE_KINDS
 from .dit_options import configure_dit, parse_lora_spec
@@ -62,7 +62,6 @@ from .validation import (
     MAX_SAMPLER_STEPS,
     InputError,
     require_cfg,
-    require_flag,
     require_int,
     require_number,
     require_output_path,
@@ -585,7 +584,7 @@ def _prepare(args: argparse.Namespace) -> GenerateJob:
     anchor_correction = args.anchor_correction
     if anchor_correction is None:
         try:
-            anchor_correction = require_flag(d.get("anchor_correction", ANCHOR_CORRECTION), "anchor_correction")
+            anchor_correction = anchor_correction_default(d)
         except InputError as exc:
             raise UsageError(f"the model's defaults.json: {exc}") from None
     for i in range(levels):  # what the core checks per level too (e.g. a float32 schedule that overflows)

@@ -43,7 +43,7 @@ from tempomaster_core.defaults import (  # noqa: E402
     HEIGHT, NEGATIVE_PROMPT, REFINEMENT_SHIFT, REFINEMENT_STEPS, SEED, SEGMENT_NEW_FRAMES, WEIGHT_DTYPE, WIDTH,
     default_schedule,
 )
-from tempomaster_core.anchor_correction import ANCHOR_CORRECTION  # noqa: E402
+from tempomaster_core.anchor_correction import ANCHOR_CORRECTION, model_default as anchor_correction_default  # noqa: E402
 from tempomaster_core.attention import DEFAULT_BACKEND  # noqa: E402
 from tempomaster_core.trained_limits import TrainedLimits  # noqa: E402
 from tempomaster_core.wan.files import REPACKAGED_REPO, UMT5_FILE, UMT5_FP8_FILE, VAE_FILE  # noqa: E402
@@ -577,7 +577,7 @@ def _tiny_tree(g: Graph, d: dict, note: str, note_height: float) -> dict:
                            f"Blueprint {fps:g} fps (TempoMaster)"))
         else:
             levels.append((FRAME_RATE_REFINER_ID, widget_values(
-                FRAME_RATE_REFINER_ID, max_parallel_chunks=0, anchor_correction=bool(d["anchor_correction"]),
+                FRAME_RATE_REFINER_ID, max_parallel_chunks=0, anchor_correction=anchor_correction_default(d),
                 **common), f"Refine to {fps:g} fps (TempoMaster)"))
     links = [(model, "model", "model"), (pos, "CONDITIONING", "positive"), (neg, "CONDITIONING", "negative"),
              (enc, "VAE", "vae")]
@@ -703,7 +703,7 @@ def tiny_continue() -> dict:
                   steps=",".join(str(int(v)) for v in d["steps"]), shift=",".join(f"{float(v):g}" for v in d["shifts"]),
                   cfg=",".join(f"{float(v):g}" for v in _tiny_per_level(d, "cfg")),
                   guidance=_tiny_per_level(d, "guidance")[0], max_parallel_chunks=0, tiled_vae=False,
-                  anti_drift=d["anti_drift"], anchor_correction=bool(d["anchor_correction"]))
+                  anti_drift=d["anti_drift"], anchor_correction=anchor_correction_default(d))
     last, column = _continue_chain(g, ids["levels"][-1], first, ids["plan"], ids["links"], lengths, fps,
                                    ids["below"].y, shared,
                                    f"Continue: +{lengths[0]} frames each, knowing the last {d['context_seconds']:g} s")
