@@ -40,6 +40,7 @@ from tempomaster_core.fp8 import is_fp8_dtype
 from tempomaster_core.lora import apply_lora, lora_key_map, parse_lora, unknown_keys_message
 
 from . import comfy_env
+from .native_model import NativeWanDiT, is_native_model
 
 log = logging.getLogger("TempoMaster")
 
@@ -73,7 +74,16 @@ def is_patcher(model: Any) -> bool:
 
 
 def dit_of(model: Any) -> Any:
-    """The :class:`~tempomaster_core.model.TempoMasterDiT` of a ``TEMPO_MODEL`` (patcher or bare DiT)."""
+    """The denoising model the core runs for a sampler's ``model`` input: the
+    :class:`~tempomaster_core.model.TempoMasterDiT` of a ``TEMPO_MODEL`` (patcher or bare DiT), or, for ComfyUI's
+    native Wan ``MODEL``, a :class:`~nodes.native_model.NativeWanDiT` around its patcher.
+
+    Raises:
+        tempomaster_core.validation.InputError: a native ``MODEL`` that is not a TempoMaster-shaped Wan 2.1 DiT
+            (:func:`~nodes.native_model.native_config`).
+    """
+    if is_native_model(model):
+        return NativeWanDiT(model)
     return model.model if is_patcher(model) else model
 
 

@@ -63,10 +63,11 @@ from tempomaster_core.defaults import (
 )
 from tempomaster_core.guidance import GUIDANCE_KINDS
 from tempomaster_core.tiny.builtin import BUILTIN_MODEL_NAME
-from tempomaster_core.validation import MAX_CFG, MAX_SAMPLER_STEPS, MAX_SEED
+from tempomaster_core.validation import MAX_CFG, MAX_SAMPLER_STEPS, MAX_SEED, InputError
 
 from . import comfy_env
 from .comfy_model import dit_of, for_level, is_patcher, load_for_level
+from .native_model import is_native_model
 from .multi_device import DEVICES_INPUT, parse_devices, replicas, run_on_devices
 from .display_names import (BLUEPRINT_SAMPLER, FRAME_RATE_REFINER, LOAD_MODEL, LOAD_TINY_ENCODERS,
                             MULTI_MASK_CONDITION, TREE_SCHEDULER)
@@ -316,6 +317,9 @@ def _run_level(model: Any, codec: Any, plan: Any, level_index: int, settings: An
     per-level LoRA strengths runs as this level's clone (:func:`~nodes.comfy_model.for_level`; a
     strengths list that does not match the plan is refused here, before anything moves).
     """
+    if devices and is_native_model(model):
+        raise InputError(f"the devices input runs replicas of a {TEMPO_MODEL}; with ComfyUI's native MODEL leave it "
+                         f"empty (ComfyUI's device), or load the checkpoint with {LOAD_MODEL}")
     model = for_level(model, level_index, plan.num_levels)
     _to_compute_device(model, codec, plan, level_index, settings.cfg, settings.max_batch)
     if devices:
@@ -390,7 +394,11 @@ def anchor_correction_of(value: Any) -> Any:
     """The ``anchor_correction`` input's value, :data:`~tempomaster_core.anchor_correction.ANCHOR_CORRECTION` when
     the workflow has none (``None``); anything else is passed on for the core to check."""
     return ANCHOR_CORRECTION if value is None else value
-_MODEL_IN = (TEMPO_MODEL, {"tooltip": f"The TempoMaster DiT from {LOAD_MODEL}."})
+MODEL_TYPES = f"{TEMPO_MODEL},MODEL"
+"""The samplers' ``model`` socket: a ``TEMPO_MODEL`` or ComfyUI's native ``MODEL`` (:mod:`nodes.native_model`)."""
+_MODEL_IN = (MODEL_TYPES, {"tooltip": f"The TempoMaster DiT from {LOAD_MODEL}, or ComfyUI's MODEL of the TempoMaster "
+                                      "checkpoint from Load Diffusion Model (then LoRA, fp8, GGUF and TorchCompile "
+                                      "nodes chain on it as on any Wan model)."})
 _VAE_IN = ("VAE", {"tooltip": "The video VAE of the model: for the 14B model the Wan 2.1 VAE from Load VAE "
                               f"(wan_2.1_vae.safetensors); for {BUILTIN_MODEL_NAME} the codec from "
                               f"{LOAD_TINY_ENCODERS}."})
@@ -536,7 +544,7 @@ class FrameRateRefiner(_LevelNode):
             tempomaster_core.pipeline.NonFiniteError: the run produced NaN/inf.
         """
         from tempomaster_core.pipeline import LevelResult, run_refinement
-        from tempomaster_core.validation import InputError, require_int
+        from tempomaster_core.validation import require_int
 
         if not isinstance(level, LevelResult):
             raise TypeError(

@@ -97,6 +97,10 @@ SCAFFOLD = textwrap.dedent(
 
 
 LORA_STRENGTH = 0.8
+NATIVE_SHAPE = dict(dim=256, num_heads=2, num_layers=2, ffn_dim=512, freq_dim=256, text_dim=4096, in_dim=36, out_dim=16)
+"""A tiny TempoMaster DiT that ComfyUI's own loader reads as a Wan 2.1 model: its detection assumes 128 channels per
+head, freq_dim 256 and umT5's text width 4096."""
+NATIVE_FILE = "tiny_native.safetensors"
 
 
 def _tiny_lora_and_merged_dit(model):
@@ -138,6 +142,10 @@ def comfy(tmp_path_factory):
     (base / "models" / "loras").mkdir(parents=True)
     save_file(lora, str(base / "models" / "loras" / "tiny_lora.safetensors"))
     save_dit(merged, models / "tiny_tempomaster_merged.safetensors")
+    save_dit(make_tiny_dit(seed=0, **NATIVE_SHAPE), models / NATIVE_FILE)
+    native_lora, native_merged = _tiny_lora_and_merged_dit(make_tiny_dit(seed=0, **NATIVE_SHAPE))
+    save_file(native_lora, str(base / "models" / "loras" / "tiny_native_lora.safetensors"))
+    save_dit(native_merged, models / "tiny_native_merged.safetensors")
     (base / "input").mkdir()
     gen = torch.Generator().manual_seed(0)
     pixels = (torch.rand(40, 56, 3, generator=gen) * 255).to(torch.uint8).numpy()
@@ -495,3 +503,92 @@ def test_fp8_weights_load_with_comfyuis_scaled_fp8_ops_and_run(comfy):
     next(n for n in api.values() if n["class_type"] == "SaveVideo")["inputs"]["filename_prefix"] = "video/fp8"
     frames = _decoded_frames(_run(url, api, log_path), base)
     assert frames.shape == (20, 32, 32, 3)
+
+
+def _native_variants(ours: dict, model_node: dict) -> dict:
+    """``ours`` with every sampler's ``model`` taken from ``model_node`` (id ``native``) instead of the TempoMaster
+    loader; the Tree Scheduler keeps the loader (its optional input is a ``TEMPO_MODEL``)."""
+    native = json.loads(json.dumps(ours))
+    native["native"] = model_node
+    for node in native.values():
+        if node["class_type"].endswith(("BlueprintSampler", "FrameRateRefiner")):
+            node["inputs"]["model"] = ["native", 0]
+    return native
+
+
+def test_comfyuis_native_model_and_its_lora_loader_drive_the_samplers(comfy):
+    """Issue 19: the samplers take ComfyUI's MODEL. The same checkpoint loaded by ComfyUI's Load Diffusion Model
+    (UNETLoader) gives the video of Load TempoMaster Model through all three levels (frame intervals 4, 2, 1:
+    the frame-rate-aware RoPE is ours, not the native 0, 1, 2, ...), and ComfyUI's LoraLoaderModelOnly on it
+    gives the video of the hand-merged weights."""
+    url, base, log_path = comfy
+    ours = _tiny_api_workflow("text_to_video")
+    for node in ours.values():
+        if node["class_type"] == "TempoMasterLoadModel":
+            node["inputs"]["model_name"] = NATIVE_FILE
+        elif node["class_type"] == "TempoTestCLIPLoader":
+            node["inputs"]["text_dim"] = 4096
+    loader = {"class_type": "UNETLoader", "inputs": {"unet_name": NATIVE_FILE, "weight_dtype": "default"}}
+    native = _native_variants(ours, loader)
+    with_lora = _native_variants(ours, {"class_type": "LoraLoaderModelOnly", "inputs": {
+        "model": ["unet", 0], "lora_name": "tiny_native_lora.safetensors", "strength_model": LORA_STRENGTH}})
+    with_lora["unet"] = loader
+    merged = json.loads(json.dumps(ours))
+    next(n for n in merged.values() if n["class_type"] == "TempoMasterLoadModel")["inputs"]["model_name"] = (
+        "tiny_native_merged.safetensors")
+    runs = (("ours", ours), ("native", native), ("native_lora", with_lora), ("merged", merged))
+    for name, api in runs:
+        _save_losslessly(api, f"video/{name}")
+    frames = {name: _saved_pngs(_run(url, api, log_path), base) for name, api in runs}
+    assert frames["ours"].shape == (20, 32, 32, 3)
+    # equal here; the native forward's own RoPE (0, 1, 2, ...) gives a mean difference of 5e-4 on this random model
+    for got, want in (("native", "ours"), ("native_lora", "merged")):
+        assert abs(frames[got] - frames[want]).max() <= 1 / 255 and abs(frames[got] - frames[want]).mean() < 1e-4
+    assert abs(frames["native_lora"] - frames["native"]).mean() > 1e-2
+
+
+NATIVE_FORWARD_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    import torch
+    sys.path[:0] = [{root!r}, {tests!r}, {comfy!r}]  # our nodes package before ComfyUI's nodes.py
+    import comfy.cli_args
+    comfy.cli_args.args.cpu = True
+    import comfy.model_management, comfy.sd
+    from tiny_models import make_tiny_dit, tiny_inputs
+    from nodes.native_model import NativeWanDiT
+    ours = make_tiny_dit(seed=0, **{shape!r})
+    patcher = comfy.sd.load_diffusion_model({path!r})
+    comfy.model_management.load_models_gpu([patcher])
+    native = NativeWanDiT(patcher)
+    out = {{}}
+    for interval in (4, 2, 1):
+        inputs = tiny_inputs(ours.config, batch=2, frames=3, height=4, width=6, text_len=7, interval=interval)
+        sigma = inputs["timestep"] / 1000
+        with torch.no_grad():
+            want = ours(**inputs)
+            got = native(**inputs)
+            denoised = patcher.model.apply_model(inputs["x"], sigma, c_concat=inputs["y"], c_crossattn=inputs["context"])
+        plain = (inputs["x"] - denoised) / sigma.view(-1, 1, 1, 1, 1)
+        out[interval] = [float((got - want).abs().max()), float((plain - want).abs().max()), float(want.abs().max())]
+    print(json.dumps(out))
+    """
+)
+
+
+def test_native_model_forward_equals_ours_at_every_frame_interval(comfy):
+    """The native Wan model behind NativeWanDiT predicts our DiT's velocity on the same weights for chunks with
+    different starts in one batch, at intervals 4, 2 and 1; ComfyUI's own forward (positions 0, 1, 2, ...) agrees
+    only at interval 1."""
+    import subprocess
+
+    _, base, _ = comfy
+    script = NATIVE_FORWARD_SCRIPT.format(comfy=COMFYUI_PATH, root=ROOT, tests=TESTS, shape=NATIVE_SHAPE,
+                                          path=str(base / "models" / "diffusion_models" / NATIVE_FILE))
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+    assert done.returncode == 0, done.stderr[-3000:]
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    for interval, (ours_error, plain_error, scale) in figures.items():
+        assert ours_error <= 1e-4 * scale, (interval, figures)
+        if interval != "1":
+            assert plain_error > 1e-2 * scale, (interval, figures)

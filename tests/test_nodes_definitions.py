@@ -13,7 +13,7 @@ from nodes.scheduler_node import TreeScheduler
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN"}
-COMFY_TYPES = {"IMAGE", "VAE", "CONDITIONING", "FLOAT", "STRING", "INT", "BOOLEAN"}
+COMFY_TYPES = {"IMAGE", "VAE", "CONDITIONING", "FLOAT", "STRING", "INT", "BOOLEAN", "MODEL"}
 
 
 def _inputs(cls):
@@ -53,7 +53,8 @@ def test_input_types_are_well_formed_with_tooltips(node_id):
                 assert options["default"] in kind
         else:
             assert isinstance(kind, str) and kind == kind.upper()
-            assert kind in WIDGET_TYPES or kind in COMFY_TYPES or kind in CUSTOM_TYPES, kind
+            # a socket may take a union "A,B" (ComfyUI's validate_node_input splits on commas)
+            assert all(k in WIDGET_TYPES or k in COMFY_TYPES or k in CUSTOM_TYPES for k in kind.split(",")), kind
         if kind in ("INT", "FLOAT"):
             assert options["min"] <= options["default"] <= options["max"], name
     # the node function accepts every input by name
@@ -79,7 +80,8 @@ def test_every_custom_type_is_produced_and_consumed():
     produced, consumed = set(), set()
     for cls in NODE_CLASS_MAPPINGS.values():
         produced.update(t for t in cls.RETURN_TYPES if t.startswith("TEMPO_"))
-        consumed.update(e[0] for _, _, e in _inputs(cls) if isinstance(e[0], str) and e[0].startswith("TEMPO_"))
+        consumed.update(t for _, _, e in _inputs(cls) if isinstance(e[0], str) for t in e[0].split(",")
+                        if t.startswith("TEMPO_"))
     assert produced == consumed == set(CUSTOM_TYPES)
 
 

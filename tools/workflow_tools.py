@@ -29,6 +29,12 @@ from tools.comfy_core_nodes import CORE_NODES, WIDGET_TYPES  # noqa: E402
 MODEL_FILE_WIDGETS = {(LOAD_MODEL_ID, "model_name")}
 
 
+
+def accepts(socket_type: str, kind: str) -> bool:
+    """True when an input of ``socket_type`` takes a link of type ``kind``: equal, or one of a union ``"A,B"``
+    (the rule of ComfyUI's ``comfy_execution.validation.validate_node_input``)."""
+    return kind in {t.strip() for t in str(socket_type).split(",")}
+
 def _our_nodes() -> dict:
     from nodes import NODE_CLASS_MAPPINGS
 
@@ -126,13 +132,13 @@ def validate_ui(workflow: dict) -> list[str]:
         target = ins[dst_slot]
         if target.get("link") != link_id:
             problems.append(f"link {link_id}: input {dst}:{dst_slot} does not reference it")
-        if target["type"] != kind:
+        if not accepts(target["type"], kind):
             problems.append(f"link {link_id}: {kind} into {dst_node['type']}.{target['name']} of type {target['type']}")
         if dst in specs:
             spec = specs[dst]
             expected = {n: t for n, t, _ in spec["inputs"]}
             expected.update({n: t for n, t, _, _ in spec["widgets"] if t != "COMBO"})
-            if expected.get(target["name"]) != kind:
+            if not accepts(expected.get(target["name"], ""), kind):
                 problems.append(
                     f"link {link_id}: {dst_node['type']} has no input {target['name']!r} of type {kind}"
                 )
