@@ -180,7 +180,9 @@ def test_pack_loads_and_object_info_lists_our_nodes_with_tooltips(comfy):
 
     # the built-in model (real or the stand-in bundle) first, then models/diffusion_models/
     assert info["TempoMasterLoadModel"]["input"]["required"]["model_name"][0] == [
-        BUILTIN_MODEL_NAME, "tiny_tempomaster.safetensors", "tiny_tempomaster_merged.safetensors"]
+        BUILTIN_MODEL_NAME, NATIVE_FILE, "tiny_native_merged.safetensors", "tiny_tempomaster.safetensors",
+        "tiny_tempomaster_merged.safetensors"]
+    assert info["TempoMasterBlueprintSampler"]["input"]["required"]["model"][0] == "TEMPO_MODEL,MODEL"
     assert info["TempoMasterLoadTinyEncoders"]["output"] == ["CLIP", "VAE"]
     ours = [line for line in log_path.read_text(errors="replace").splitlines() if "custom_nodes/tempomaster" in line]
     assert ours, "ComfyUI did not report loading the pack"
@@ -520,7 +522,7 @@ def test_comfyuis_native_model_and_its_lora_loader_drive_the_samplers(comfy):
     """Issue 19: the samplers take ComfyUI's MODEL. The same checkpoint loaded by ComfyUI's Load Diffusion Model
     (UNETLoader) gives the video of Load TempoMaster Model through all three levels (frame intervals 4, 2, 1:
     the frame-rate-aware RoPE is ours, not the native 0, 1, 2, ...), and ComfyUI's LoraLoaderModelOnly on it
-    gives the video of the hand-merged weights."""
+    gives the video of the hand-merged weights; its fp8 weight dtype runs too."""
     url, base, log_path = comfy
     ours = _tiny_api_workflow("text_to_video")
     for node in ours.values():
@@ -536,7 +538,8 @@ def test_comfyuis_native_model_and_its_lora_loader_drive_the_samplers(comfy):
     merged = json.loads(json.dumps(ours))
     next(n for n in merged.values() if n["class_type"] == "TempoMasterLoadModel")["inputs"]["model_name"] = (
         "tiny_native_merged.safetensors")
-    runs = (("ours", ours), ("native", native), ("native_lora", with_lora), ("merged", merged))
+    fp8 = _native_variants(ours, dict(loader, inputs=dict(loader["inputs"], weight_dtype="fp8_e4m3fn")))
+    runs = (("ours", ours), ("native", native), ("native_lora", with_lora), ("merged", merged), ("native_fp8", fp8))
     for name, api in runs:
         _save_losslessly(api, f"video/{name}")
     frames = {name: _saved_pngs(_run(url, api, log_path), base) for name, api in runs}
@@ -544,6 +547,9 @@ def test_comfyuis_native_model_and_its_lora_loader_drive_the_samplers(comfy):
     # equal here; the native forward's own RoPE (0, 1, 2, ...) gives a mean difference of 5e-4 on this random model
     for got, want in (("native", "ours"), ("native_lora", "merged")):
         assert abs(frames[got] - frames[want]).max() <= 1 / 255 and abs(frames[got] - frames[want]).mean() < 1e-4
+    # ComfyUI's fp8 weight dtype (1-byte weights, cast per layer): the same video up to fp8 rounding
+    assert frames["native_fp8"].shape == frames["ours"].shape
+    assert 0 < abs(frames["native_fp8"] - frames["ours"]).mean() < 0.1 * abs(frames["native_lora"] - frames["ours"]).mean()
     assert abs(frames["native_lora"] - frames["native"]).mean() > 1e-2
 
 

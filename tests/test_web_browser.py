@@ -226,6 +226,12 @@ async def _drive_tree_view(cdp: "_DevTools") -> None:
     # the scheduler feeds a Blueprint Sampler, which reports as that node, for the model priced
     await cdp.evaluate("""(() => { const s = LiteGraph.createNode('TempoMasterBlueprintSampler');
         s.pos = [600, 80]; app.graph.add(s); _tm.connect(0, s, 'plan'); window._bp = s; return true; })()""")
+    # the sampler's model socket (TEMPO_MODEL,MODEL) takes ComfyUI's own MODEL from Load Diffusion Model
+    linked = await cdp.evaluate("""(() => { const u = LiteGraph.createNode('UNETLoader'); u.pos = [100, 700];
+        app.graph.add(u); u.connect(0, _bp, 'model'); const i = _bp.inputs.find(x => x.name === 'model');
+        const link = i.link != null && app.graph.links[i.link]; const ok = !!link && link.origin_id === u.id;
+        app.graph.remove(u); return ok; })()""")
+    assert linked, "the frontend refused a MODEL link into the sampler's model input"
     await cdp.evaluate("""(() => { const d = _tm.tempoTreeView.data; const api = app.api || window.comfyAPI.api.api;
         api.dispatchCustomEvent('tempomaster.level_time', {plan_key: d.plan_key, level: 0, seconds: 12,
           estimated_flops: d.cost.levels[0].dit_flops, estimated_pflops: d.cost.levels[0].dit_pflops,
