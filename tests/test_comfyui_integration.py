@@ -507,13 +507,27 @@ def test_fp8_weights_load_with_comfyuis_scaled_fp8_ops_and_run(comfy):
     assert frames.shape == (20, 32, 32, 3)
 
 
+NATIVE_LOADER = {"class_type": "UNETLoader", "inputs": {"unet_name": NATIVE_FILE, "weight_dtype": "default"}}
+
+
+def _native_shaped_workflow(name: str) -> dict:
+    """:func:`_tiny_api_workflow` with Load TempoMaster Model reading :data:`NATIVE_FILE` (umT5-wide prompts)."""
+    api = _tiny_api_workflow(name)
+    for node in api.values():
+        if node["class_type"] == "TempoMasterLoadModel":
+            node["inputs"]["model_name"] = NATIVE_FILE
+        elif node["class_type"] == "TempoTestCLIPLoader":
+            node["inputs"]["text_dim"] = 4096
+    return api
+
+
 def _native_variants(ours: dict, model_node: dict) -> dict:
     """``ours`` with every sampler's ``model`` taken from ``model_node`` (id ``native``) instead of the TempoMaster
     loader; the Tree Scheduler keeps the loader (its optional input is a ``TEMPO_MODEL``)."""
     native = json.loads(json.dumps(ours))
     native["native"] = model_node
     for node in native.values():
-        if node["class_type"].endswith(("BlueprintSampler", "FrameRateRefiner")):
+        if node["class_type"].endswith(("BlueprintSampler", "FrameRateRefiner", "Continue")):
             node["inputs"]["model"] = ["native", 0]
     return native
 
@@ -524,13 +538,8 @@ def test_comfyuis_native_model_and_its_lora_loader_drive_the_samplers(comfy):
     the frame-rate-aware RoPE is ours, not the native 0, 1, 2, ...), and ComfyUI's LoraLoaderModelOnly on it
     gives the video of the hand-merged weights; its fp8 weight dtype runs too."""
     url, base, log_path = comfy
-    ours = _tiny_api_workflow("text_to_video")
-    for node in ours.values():
-        if node["class_type"] == "TempoMasterLoadModel":
-            node["inputs"]["model_name"] = NATIVE_FILE
-        elif node["class_type"] == "TempoTestCLIPLoader":
-            node["inputs"]["text_dim"] = 4096
-    loader = {"class_type": "UNETLoader", "inputs": {"unet_name": NATIVE_FILE, "weight_dtype": "default"}}
+    ours = _native_shaped_workflow("text_to_video")
+    loader = NATIVE_LOADER
     native = _native_variants(ours, loader)
     with_lora = _native_variants(ours, {"class_type": "LoraLoaderModelOnly", "inputs": {
         "model": ["unet", 0], "lora_name": "tiny_native_lora.safetensors", "strength_model": LORA_STRENGTH}})
@@ -551,6 +560,22 @@ def test_comfyuis_native_model_and_its_lora_loader_drive_the_samplers(comfy):
     assert frames["native_fp8"].shape == frames["ours"].shape
     assert 0 < abs(frames["native_fp8"] - frames["ours"]).mean() < 0.1 * abs(frames["native_lora"] - frames["ours"]).mean()
     assert abs(frames["native_lora"] - frames["native"]).mean() > 1e-2
+
+
+def test_continue_nodes_run_comfyuis_native_model_like_ours(comfy):
+    """The one-minute template's graph (a tree and three Continue nodes, shrunk) on ComfyUI's MODEL: the video of
+    Load TempoMaster Model on the same checkpoint."""
+    url, base, log_path = comfy
+    ours = _native_shaped_workflow("image_to_minute")
+    native = _native_variants(ours, NATIVE_LOADER)
+    assert sum(n["class_type"] == "TempoMasterContinue" and n["inputs"]["model"] == ["native", 0]
+               for n in native.values()) == 3
+    _save_losslessly(ours, "video/minute_ours")
+    _save_losslessly(native, "video/minute_native")
+    frames_ours = _saved_pngs(_run(url, ours, log_path), base)
+    frames_native = _saved_pngs(_run(url, native, log_path), base)
+    assert frames_ours.shape == (20 + 3 * 12, 32, 32, 3)
+    assert abs(frames_native - frames_ours).max() <= 1 / 255 and abs(frames_native - frames_ours).mean() < 1e-4
 
 
 NATIVE_FORWARD_SCRIPT = textwrap.dedent(
