@@ -69,8 +69,8 @@ def native_config(patcher: Any) -> DiTConfig:
     """The :class:`~tempomaster_core.config.DiTConfig` of a native Wan ``MODEL``, read from its ``WanModel``.
 
     Raises:
-        tempomaster_core.validation.InputError: not a plain flow-matching Wan 2.1 ``WanModel``, a CLIP image
-            branch (Wan 2.1 I2V / FLF2V), or input channels that are not ``2 * out_dim + 4`` (e.g. Wan
+        tempomaster_core.validation.InputError: not a plain flow-matching Wan 2.1 ``WanModel`` (or one without the
+            ``forward_orig`` / ``rope_embedder`` of ComfyUI 0.3.64), a CLIP image branch (Wan 2.1 I2V / FLF2V), or input channels that are not ``2 * out_dim + 4`` (e.g. Wan
             text-to-video: 16, Wan 2.2 5B: 48); said before any compute.
     """
     base = patcher.model
@@ -78,6 +78,10 @@ def native_config(patcher: Any) -> DiTConfig:
     name = type(dm).__name__
     if name != NATIVE_DIT_CLASS:
         raise _refuse(f"holds a {name} ({type(base).__name__}), not a Wan 2.1 {NATIVE_DIT_CLASS}")
+    if not (callable(getattr(dm, "forward_orig", None)) and callable(getattr(dm, "rope_embedder", None))):
+        raise InputError(
+            f"this ComfyUI's {NATIVE_DIT_CLASS} has no forward_orig / rope_embedder, which the frame-rate-aware RoPE "
+            "goes through (checked on ComfyUI 0.3.64); load the checkpoint with Load TempoMaster Model instead")
     model_type = getattr(getattr(base, "model_type", None), "name", None)
     if model_type != "FLOW":
         raise _refuse(f"predicts {model_type} (model type), not a flow-matching velocity")

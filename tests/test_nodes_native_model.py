@@ -28,7 +28,7 @@ def test_rope_ids_give_each_token_its_frames_position_row_and_column():
 
 
 def _wan_model(name="WanModel", in_dim=36, out_dim=16, img_emb=None):
-    cls = type(name, (), {})
+    cls = type(name, (), {"forward_orig": lambda self, *a, **k: None, "rope_embedder": lambda self, ids: None})
     dm = cls()
     dm.__dict__.update(dim=256, ffn_dim=512, num_heads=2, blocks=[object(), object()], in_dim=in_dim, out_dim=out_dim,
                        text_dim=4096, freq_dim=256, eps=1e-6, patch_size=(1, 2, 2), img_emb=img_emb)
@@ -73,3 +73,10 @@ def test_devices_with_a_native_model_are_refused_before_anything_runs():
 
     with pytest.raises(InputError, match="devices input runs replicas"):
         _run_level(_native_patcher(), None, None, 0, None, [torch.device("cpu")], run)
+
+
+def test_a_comfyui_whose_wan_model_lacks_the_rope_hook_is_refused():
+    patcher = _native_patcher()
+    type(patcher.model.diffusion_model).forward_orig = None
+    with pytest.raises(InputError, match="no forward_orig / rope_embedder"):
+        NativeWanDiT(patcher)
