@@ -69,9 +69,10 @@ def native_config(patcher: Any) -> DiTConfig:
     """The :class:`~tempomaster_core.config.DiTConfig` of a native Wan ``MODEL``, read from its ``WanModel``.
 
     Raises:
-        tempomaster_core.validation.InputError: not a plain flow-matching Wan 2.1 ``WanModel`` (or one without the
-            ``forward_orig`` / ``rope_embedder`` of ComfyUI 0.3.64), a CLIP image branch (Wan 2.1 I2V / FLF2V), or input channels that are not ``2 * out_dim + 4`` (e.g. Wan
-            text-to-video: 16, Wan 2.2 5B: 48); said before any compute.
+        tempomaster_core.validation.InputError: not a plain flow-matching Wan 2.1 ``WanModel`` (or one without
+            the ``forward_orig`` / ``rope_embedder`` of ComfyUI 0.3.64), a CLIP image branch (Wan 2.1 I2V /
+            FLF2V), or input channels that are not ``2 * out_dim + 4`` (e.g. Wan text-to-video: 16, Wan 2.2 5B:
+            48); said before any compute.
     """
     base = patcher.model
     dm = base.diffusion_model
@@ -94,6 +95,7 @@ def native_config(patcher: Any) -> DiTConfig:
         dim=int(dm.dim), ffn_dim=int(dm.ffn_dim), num_heads=int(dm.num_heads), num_layers=len(dm.blocks),
         in_dim=in_dim, out_dim=out_dim, text_dim=int(dm.text_dim), freq_dim=int(dm.freq_dim), eps=float(dm.eps),
         patch_size=tuple(int(p) for p in dm.patch_size),
+        rope_theta=float(getattr(dm.rope_embedder, "theta", DiTConfig.rope_theta)),
     )
 
 
