@@ -74,7 +74,7 @@ from .display_names import (BLUEPRINT_SAMPLER, FRAME_RATE_REFINER, LOAD_MODEL, L
 from .plan_route import report_level_time
 from .progress import NodeProgress
 from .text_adapter import conditioning_to_context
-from .types import TEMPO_CONDITION, TEMPO_LEVEL, TEMPO_MODEL, TEMPO_PLAN, TempoCondition
+from .types import MODEL_SOCKET_TYPES, TEMPO_CONDITION, TEMPO_LEVEL, TEMPO_MODEL, TEMPO_PLAN, TempoCondition
 from .vae_adapter import as_codec
 
 log = logging.getLogger("TempoMaster")
@@ -394,9 +394,7 @@ def anchor_correction_of(value: Any) -> Any:
     """The ``anchor_correction`` input's value, :data:`~tempomaster_core.anchor_correction.ANCHOR_CORRECTION` when
     the workflow has none (``None``); anything else is passed on for the core to check."""
     return ANCHOR_CORRECTION if value is None else value
-MODEL_TYPES = f"{TEMPO_MODEL},MODEL"
-"""The samplers' ``model`` socket: a ``TEMPO_MODEL`` or ComfyUI's native ``MODEL`` (:mod:`nodes.native_model`)."""
-_MODEL_IN = (MODEL_TYPES, {"tooltip": f"The TempoMaster DiT from {LOAD_MODEL}, or ComfyUI's MODEL of the TempoMaster "
+_MODEL_IN = (MODEL_SOCKET_TYPES, {"tooltip": f"The TempoMaster DiT from {LOAD_MODEL}, or ComfyUI's MODEL of the TempoMaster "
                                       "checkpoint from Load Diffusion Model (then LoRA, fp8, GGUF and TorchCompile "
                                       "nodes chain on it as on any Wan model)."})
 _VAE_IN = ("VAE", {"tooltip": "The video VAE of the model: for the 14B model the Wan 2.1 VAE from Load VAE "

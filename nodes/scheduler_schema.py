@@ -22,7 +22,7 @@ from tempomaster_core.plan import BOUNDARY_MODES, MAX_BLUEPRINT_FRAMES, MAX_FPS,
 
 from .parsing import PRESET_NAMES
 from .plan_limits import MODEL_INPUT
-from .types import TEMPO_MODEL
+from .types import MODEL_SOCKET_TYPES
 
 #: ``frame_intervals`` choice that lets the planner pick the levels (ratio-2 ladders ending at the output fps).
 AUTO_LEVELS = "auto: levels chosen by cost"
@@ -159,8 +159,9 @@ def widget(name: str) -> Widget:
 
 #: The optional ``TEMPO_MODEL`` socket (not a widget: no ``widgets_values`` entry, so adding it left the
 #: widgets of saved workflows where they were); its rule is ``nodes/plan_limits.py``'s.
-MODEL_SOCKET = (TEMPO_MODEL, {
-    "tooltip": "Optional: the TempoMaster model (Load TempoMaster Model, or a LoRA after it). Connected, the plan "
+MODEL_SOCKET = (MODEL_SOCKET_TYPES, {
+    "tooltip": "Optional: the TempoMaster model (Load TempoMaster Model, or a LoRA after it; or ComfyUI's MODEL of the "
+               "TempoMaster checkpoint, which declares no limits: the 14B's are used). Connected, the plan "
                "uses what that model was trained on: its frame intervals for the warnings and its clip length for "
                "'auto' chunks and the warnings, instead of the trained_chunk_frames widget (TempoMaster-Tiny: "
                "intervals 4,2,1 and 25 frames; the 14B: 4,2,1 and 109); a length beyond one trained tree is "

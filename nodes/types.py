@@ -3,7 +3,8 @@
 ComfyUI matches sockets by type name, so the custom types carry a ``TEMPO_``
 prefix that no other pack uses:
 
-- ``TEMPO_MODEL``     a loaded :class:`tempomaster_core.model.TempoMasterDiT`.
+- ``TEMPO_MODEL``     a loaded :class:`tempomaster_core.model.TempoMasterDiT` (model sockets also take
+  ComfyUI's ``MODEL``: :data:`MODEL_SOCKET_TYPES`).
 - ``TEMPO_PLAN``      a :class:`tempomaster_core.plan.TreePlan` (the shape of the tree).
 - ``TEMPO_CONDITION`` a :class:`TempoCondition` (blueprint condition frames).
 - ``TEMPO_LEVEL``     a :class:`tempomaster_core.pipeline.LevelResult` (one finished
@@ -23,6 +24,11 @@ TEMPO_MODEL = "TEMPO_MODEL"
 TEMPO_PLAN = "TEMPO_PLAN"
 TEMPO_CONDITION = "TEMPO_CONDITION"
 TEMPO_LEVEL = "TEMPO_LEVEL"
+
+MODEL_SOCKET_TYPES = f"{TEMPO_MODEL},MODEL"
+"""The ``model`` socket of the samplers, Continue and the Tree Scheduler: a ``TEMPO_MODEL`` or ComfyUI's native
+``MODEL`` of the TempoMaster checkpoint (a union, as ComfyUI's ``validate_node_input`` reads ``"A,B"``;
+:mod:`nodes.native_model`)."""
 
 #: Every custom socket type of the pack (tests check each is produced and consumed).
 CUSTOM_TYPES = (TEMPO_MODEL, TEMPO_PLAN, TEMPO_CONDITION, TEMPO_LEVEL)

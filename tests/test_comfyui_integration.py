@@ -522,12 +522,12 @@ def _native_shaped_workflow(name: str) -> dict:
 
 
 def _native_variants(ours: dict, model_node: dict) -> dict:
-    """``ours`` with every sampler's ``model`` taken from ``model_node`` (id ``native``) instead of the TempoMaster
-    loader; the Tree Scheduler keeps the loader (its optional input is a ``TEMPO_MODEL``)."""
+    """``ours`` with every ``model`` input (samplers, Continue, Tree Scheduler) taken from ``model_node`` (id
+    ``native``) instead of the TempoMaster loader."""
     native = json.loads(json.dumps(ours))
     native["native"] = model_node
     for node in native.values():
-        if node["class_type"].endswith(("BlueprintSampler", "FrameRateRefiner", "Continue")):
+        if node["class_type"].endswith(("BlueprintSampler", "FrameRateRefiner", "Continue", "TreeScheduler")):
             node["inputs"]["model"] = ["native", 0]
     return native
 

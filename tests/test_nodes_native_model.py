@@ -80,3 +80,17 @@ def test_a_comfyui_whose_wan_model_lacks_the_rope_hook_is_refused():
     type(patcher.model.diffusion_model).forward_orig = None
     with pytest.raises(InputError, match="no forward_orig / rope_embedder"):
         NativeWanDiT(patcher)
+
+
+def test_the_tree_scheduler_prices_a_native_model_with_its_shape_and_weight_dtype():
+    from nodes.plan_limits import from_model
+    from nodes.scheduler_node import priced_as
+    from tempomaster_core.trained_limits import TrainedLimits
+
+    patcher = _native_patcher()
+    patcher.model.get_dtype = lambda: torch.float8_e4m3fn  # Load Diffusion Model's fp8 weight dtype
+    patcher.model.manual_cast_dtype = torch.bfloat16
+    assert priced_as(patcher) == {"model": native_config(patcher), "dtype": "fp8_e4m3fn"}
+    assert NativeWanDiT(patcher).dtype == torch.bfloat16  # computed in the manual-cast dtype
+    used = from_model(patcher)  # declares no limits: the released model's, said as not declared
+    assert used.limits == TrainedLimits() and not used.declared
