@@ -215,8 +215,8 @@ def test_example_workflows_are_served_as_templates(comfy):
 
     url, _, _ = comfy
     templates = json.loads(_get(url + "/workflow_templates")[1])
-    ids = ["first_last_frame", "image_to_long_video", "text_to_video", "image_to_minute", "tiny_text_to_video",
-           "tiny_continue"]
+    ids = ["first_last_frame", "image_to_long_video", "text_to_video", "image_to_minute", "text_to_video_native",
+           "tiny_text_to_video", "tiny_continue"]
     assert sorted(templates["tempomaster"]) == sorted(template_file_name(i) for i in ids)
     for name in templates["tempomaster"]:
         status, body = _get(f"{url}/api/workflow_templates/tempomaster/{quote(name)}.json")
@@ -238,6 +238,8 @@ def _tiny_api_workflow(name: str) -> dict:
             node["class_type"], node["inputs"] = "TempoTestVAELoader", {}
         elif kind == "TempoMasterLoadModel":
             inputs.update(model_name="tiny_tempomaster.safetensors", weight_dtype="fp32")
+        elif kind == "UNETLoader":  # ComfyUI's loader detects a Wan 2.1 DiT only at umT5 width
+            inputs["unet_name"] = NATIVE_FILE
         elif kind == "TempoMasterTreeScheduler":
             inputs.update(blueprint_frames=5, width=32, height=32, chunks="2,2")
         elif kind in ("TempoMasterBlueprintSampler", "TempoMasterFrameRateRefiner"):
@@ -248,6 +250,10 @@ def _tiny_api_workflow(name: str) -> dict:
             inputs["image"] = "first_frame.png"
         elif kind == "SaveVideo":
             inputs["filename_prefix"] = f"video/{name}"
+    if any(node["class_type"] == "UNETLoader" for node in api.values()):
+        for node in api.values():
+            if node["class_type"] == "TempoTestCLIPLoader":
+                node["inputs"]["text_dim"] = 4096
     return api
 
 
@@ -263,7 +269,7 @@ def _wait_history(url: str, prompt_id: str) -> dict:
     pytest.fail(f"the prompt did not finish in {RUN_TIMEOUT_S} s")
 
 
-@pytest.mark.parametrize("name", ["image_to_long_video", "first_last_frame", "image_to_minute"])
+@pytest.mark.parametrize("name", ["image_to_long_video", "first_last_frame", "image_to_minute", "text_to_video_native"])
 def test_api_workflow_runs_and_saves_the_planned_video(comfy, name):
     import av
 

@@ -46,7 +46,7 @@ def _by_type(ui, node_type):
 
 def test_the_examples_exist_with_thumbnails():
     assert set(NAMES) == {"image_to_long_video", "text_to_video", "first_last_frame", "image_to_minute",
-                          "tiny_text_to_video", "tiny_continue"}
+                          "tiny_text_to_video", "tiny_continue", "text_to_video_native"}
     for name in NAMES:
         with Image.open(_example(name, ".jpg")) as img:
             assert img.format == "JPEG" and img.size[0] >= 256
@@ -223,7 +223,7 @@ def test_the_scheduler_plans_with_the_limits_of_the_workflows_model(name):
 
     ui = _load(_example(name))
     api = ui_to_api(ui)
-    (loader,) = [i for i, n in api.items() if n["class_type"] == "TempoMasterLoadModel"]
+    (loader,) = [i for i, n in api.items() if n["class_type"] in DIT_LOADERS]
     (scheduler,) = _by_type(ui, "TempoMasterTreeScheduler")
     inputs = api[str(scheduler["id"])]["inputs"]
     assert inputs["model"] == [loader, 0]
@@ -256,6 +256,10 @@ def test_the_scheduler_plans_with_the_limits_of_the_workflows_model(name):
 class _Video:
     def __init__(self, images, fps):
         self.images, self.fps = images, fps
+
+
+DIT_LOADERS = ("TempoMasterLoadModel", "UNETLoader")
+"""The nodes the examples load their DiT with: Load TempoMaster Model, or ComfyUI's Load Diffusion Model."""
 
 
 def _core_node(class_type, inputs):
@@ -292,7 +296,7 @@ def run_api_workflow(api, model):
             raise AssertionError("cycle or dangling link")
         inputs = {k: (results[v[0]][v[1]] if isinstance(v, list) else v) for k, v in node["inputs"].items()}
         cls = NODE_CLASS_MAPPINGS.get(node["class_type"])
-        if node["class_type"] == "TempoMasterLoadModel":
+        if node["class_type"] in DIT_LOADERS:  # ComfyUI's own MODEL path runs in test_comfyui_integration.py
             results[node_id] = (model,)
         elif cls is not None:
             results[node_id] = getattr(cls(), cls.FUNCTION)(**inputs)

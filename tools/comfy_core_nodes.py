@@ -18,6 +18,11 @@ Format per node type::
 from __future__ import annotations
 
 CORE_NODES: dict[str, dict] = {
+    "UNETLoader": {
+        "inputs": [],
+        "widgets": [("unet_name", "COMBO", 0), ("weight_dtype", "COMBO", 0)],
+        "outputs": [("MODEL", "MODEL")],
+    },
     "CLIPLoader": {
         "inputs": [],
         "widgets": [("clip_name", "COMBO", 0), ("type", "COMBO", 0), ("device", "COMBO", 0)],

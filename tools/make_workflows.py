@@ -326,21 +326,27 @@ def _prompts(g: Graph, prompt: str, negative: str, clip: int) -> tuple[int, int,
     return pos, neg, column
 
 
-def _common(g: Graph, prompt: str, note: str, video_output: bool = True) -> dict:
+def _common(g: Graph, prompt: str, note: str, video_output: bool = True, native: bool = False) -> dict:
     """Note, loaders, prompts, plan, the three level nodes and (``video_output``) the video output; returns
     node ids (``"column"``: the prompt column, for the condition nodes; ``"below"``: the column under the
-    samplers; ``"links"``: the model, prompt and VAE links every sampler takes)."""
+    samplers; ``"links"``: the model, prompt and VAE links every sampler takes). ``native``: the DiT comes from
+    ComfyUI's Load Diffusion Model (a ``MODEL``, ``nodes/native_model.py``) instead of Load TempoMaster Model."""
     from tempomaster_core.loading import RELEASE_FILE, RELEASE_URL
 
     ids = {"note": _note(g, note, "Read me: files and memory", 560)}
+    model_out = "MODEL" if native else "model"
     loaders = Column(g, LOADER_X)
     with loaders.group("Models"):
         # the DiT: listed in the Missing Models dialog with its address (the frontend downloads only
         # .safetensors itself, so the note says how to fetch the .bin)
-        ids["model"] = loaders.add(LOAD_MODEL_ID, widget_values(
-            LOAD_MODEL_ID, model_name=RELEASE_FILE, weight_dtype=WEIGHT_DTYPE, attention=DEFAULT_BACKEND,
-            fp8_matmul=False, torch_compile=False), LOADER_HEIGHT,
-            models=_models(RELEASE_FILE, RELEASE_URL, "diffusion_models"))
+        models = _models(RELEASE_FILE, RELEASE_URL, "diffusion_models")
+        if native:
+            ids["model"] = loaders.add("UNETLoader", [RELEASE_FILE, "default"], 82, models=models,
+                                       title="Load Diffusion Model (TempoMaster DiT)")
+        else:
+            ids["model"] = loaders.add(LOAD_MODEL_ID, widget_values(
+                LOAD_MODEL_ID, model_name=RELEASE_FILE, weight_dtype=WEIGHT_DTYPE, attention=DEFAULT_BACKEND,
+                fp8_matmul=False, torch_compile=False), LOADER_HEIGHT, models=models)
         ids["clip"] = loaders.add("CLIPLoader", [UMT5_FILE, "wan", "default"], 106,
                                   models=_models(UMT5_FILE, f"{_REPACKAGED}/text_encoders/{UMT5_FILE}", "text_encoders"))
         ids["vae"] = loaders.add("VAELoader", [VAE_FILE], 58,
@@ -357,12 +363,12 @@ def _common(g: Graph, prompt: str, note: str, video_output: bool = True) -> dict
         levels.append((FRAME_RATE_REFINER_ID, widget_values(
             FRAME_RATE_REFINER_ID, steps=REFINEMENT_STEPS, shift=REFINEMENT_SHIFT, max_parallel_chunks=0,
             anchor_correction=ANCHOR_CORRECTION, **common), f"Refine to {fps} fps (TempoMaster)"))
-    ids["links"] = [(ids["model"], "model", "model"), (ids["pos"], "CONDITIONING", "positive"),
+    ids["links"] = [(ids["model"], model_out, "model"), (ids["pos"], "CONDITIONING", "positive"),
                     (ids["neg"], "CONDITIONING", "negative"), (ids["vae"], "VAE", "vae")]
     samplers, ids["below"] = _samplers(g, levels, ids["links"])
     ids["blueprint"], ids["refine12"], ids["refine24"] = samplers
     g.connect(ids["plan"], "plan", ids["blueprint"], "plan")
-    g.connect(ids["model"], "model", ids["plan"], MODEL_INPUT)  # the plan uses what the model was trained on
+    g.connect(ids["model"], model_out, ids["plan"], MODEL_INPUT)  # the plan uses what the model was trained on
     if video_output:
         _video_output(g, ids["below"], ids["refine24"], FPS, "video/TempoMaster")
     return ids
@@ -394,6 +400,21 @@ def text_to_video() -> dict:
     g = Graph("text_to_video")
     _common(g, "A golden retriever runs along a sunny beach, waves rolling in behind it, the camera tracking "
                "alongside at dog height.", t2v_note())
+    return g.to_json()
+
+
+def native_note() -> str:
+    """Note of the text-to-video template on ComfyUI's Load Diffusion Model."""
+    return files_note() + """
+**This workflow** is the text-to-video template with the DiT loaded by ComfyUI's own **Load Diffusion Model**: its `MODEL` goes into the TempoMaster samplers (they add the frame-rate-aware RoPE and the multi-mask condition to ComfyUI's Wan forward). Chain what you use on Wan models between the loader and the samplers: **LoraLoaderModelOnly** (a Wan 2.1 14B LoRA), a GGUF loader instead of this one, **TorchCompileModel**; set *weight_dtype* to `fp8_e4m3fn` for 1-byte weights (about half the memory above). Not available this way: the samplers' *devices* list.
+"""
+
+
+def text_to_video_native() -> dict:
+    """(2b) Text-to-video with the DiT from ComfyUI's Load Diffusion Model (a native ``MODEL``)."""
+    g = Graph("text_to_video_native")
+    _common(g, "A golden retriever runs along a sunny beach, waves rolling in behind it, the camera tracking "
+               "alongside at dog height.", native_note(), native=True)
     return g.to_json()
 
 
@@ -457,6 +478,7 @@ def template_file_name(workflow_id: str) -> str:
         "tiny_text_to_video": "TempoMaster-Tiny - text to video on the CPU, no downloads",
         "image_to_long_video": f"TempoMaster 14B - image to long video, {length}",
         "text_to_video": f"TempoMaster 14B - text to long video, {length}",
+        "text_to_video_native": f"TempoMaster 14B - text to long video on Load Diffusion Model (LoRA, fp8, GGUF), {length}",
         "first_last_frame": f"TempoMaster 14B - first and last frame to video, {length}",
     }[workflow_id]
 
@@ -979,6 +1001,7 @@ WORKFLOWS = {
     "image_to_long_video": (image_to_long_video, "Image to long video", "109 frames @ 6 fps -> 436 @ 24 fps"),
     "text_to_video": (text_to_video, "Text to video", "blueprint 6 fps -> 12 -> 24 fps"),
     "first_last_frame": (first_last_frame, "First + last frame", "keyframes at 0 and -1"),
+    "text_to_video_native": (text_to_video_native, "Text to video, native MODEL", "Load Diffusion Model -> samplers"),
     "image_to_minute": (image_to_minute, "Image to a minute", "436-frame tree + Continue (5 s context, 480 new)"),
 }
 
@@ -986,7 +1009,7 @@ WORKFLOWS = {
 def build(render_tiny: bool = False) -> dict[str, bytes]:
     """All files to write: ``{path: bytes}`` (``render_tiny``: see :func:`build_tiny`)."""
     files: dict[str, bytes] = {}
-    marks = {"image_to_long_video": (0,), "text_to_video": (), "first_last_frame": (0, -1)}
+    marks = {"image_to_long_video": (0,), "text_to_video": (), "first_last_frame": (0, -1), "text_to_video_native": ()}
     for name, (make, title, subtitle) in WORKFLOWS.items():
         files.update(_workflow_files(name, make()))
         files[os.path.join(EXAMPLES_DIR, template_file_name(name) + ".jpg")] = (
