@@ -45,6 +45,9 @@ POSITIONS_KEY = "tempomaster_temporal_positions"
 ROPE_WRAPPER_KEY = "tempomaster_frame_rate_rope"
 """Key of our ``DIFFUSION_MODEL`` wrapper in ``transformer_options["wrappers"]``."""
 
+WARNED_ATTRIBUTE = "_tempomaster_skips_model_function_wrapper"
+"""Set on a ``ModelPatcher`` once the warning that its ``model_function_wrapper`` is not applied was logged."""
+
 NATIVE_DIT_CLASS = "WanModel"
 """The ``comfy.ldm.wan.model`` class a native ``MODEL`` must hold: the plain Wan 2.1 DiT (not VACE, camera,
 S2V or the other Wan variants, whose forwards take other inputs)."""
@@ -149,7 +152,8 @@ class NativeWanDiT:
     def __init__(self, patcher: Any):
         self.patcher = patcher
         self.config = native_config(patcher)
-        if "model_function_wrapper" in patcher.model_options:
+        if "model_function_wrapper" in patcher.model_options and not getattr(patcher, WARNED_ATTRIBUTE, False):
+            setattr(patcher, WARNED_ATTRIBUTE, True)  # once per patcher, not at every level
             log.warning("TempoMaster: this MODEL has a model_function_wrapper (a KSampler-only patch); the TempoMaster "
                         "samplers call the model without it")
 

@@ -94,3 +94,12 @@ def test_the_tree_scheduler_prices_a_native_model_with_its_shape_and_weight_dtyp
     assert NativeWanDiT(patcher).dtype == torch.bfloat16  # computed in the manual-cast dtype
     used = from_model(patcher)  # declares no limits: the released model's, said as not declared
     assert used.limits == TrainedLimits() and not used.declared
+
+
+def test_a_ksampler_only_wrapper_is_reported_once_per_model(caplog):
+    patcher = _native_patcher()
+    patcher.model_options["model_function_wrapper"] = lambda apply, args: apply(**args)
+    with caplog.at_level("WARNING", logger="TempoMaster"):
+        for _ in range(3):  # dit_of runs several times per level
+            NativeWanDiT(patcher)
+    assert sum("model_function_wrapper" in r.getMessage() for r in caplog.records) == 1
