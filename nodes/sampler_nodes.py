@@ -394,9 +394,9 @@ def anchor_correction_of(value: Any) -> Any:
     """The ``anchor_correction`` input's value, :data:`~tempomaster_core.anchor_correction.ANCHOR_CORRECTION` when
     the workflow has none (``None``); anything else is passed on for the core to check."""
     return ANCHOR_CORRECTION if value is None else value
-_MODEL_IN = (MODEL_SOCKET_TYPES, {"tooltip": f"The TempoMaster DiT from {LOAD_MODEL}, or ComfyUI's MODEL of the TempoMaster "
-                                      "checkpoint from Load Diffusion Model (then LoRA, fp8, GGUF and TorchCompile "
-                                      "nodes chain on it as on any Wan model)."})
+_MODEL_IN = (MODEL_SOCKET_TYPES, {
+    "tooltip": f"The TempoMaster DiT from {LOAD_MODEL}, or ComfyUI's MODEL of the TempoMaster checkpoint from Load "
+               "Diffusion Model (then LoRA, fp8, GGUF and TorchCompile nodes chain on it as on any Wan model)."})
 _VAE_IN = ("VAE", {"tooltip": "The video VAE of the model: for the 14B model the Wan 2.1 VAE from Load VAE "
                               f"(wan_2.1_vae.safetensors); for {BUILTIN_MODEL_NAME} the codec from "
                               f"{LOAD_TINY_ENCODERS}."})

@@ -157,7 +157,7 @@ def widget(name: str) -> Widget:
     return _BY_NAME[name]
 
 
-#: The optional ``TEMPO_MODEL`` socket (not a widget: no ``widgets_values`` entry, so adding it left the
+#: The optional model socket (``TEMPO_MODEL`` or ComfyUI's ``MODEL``; not a widget: no ``widgets_values`` entry, so adding it left the
 #: widgets of saved workflows where they were); its rule is ``nodes/plan_limits.py``'s.
 MODEL_SOCKET = (MODEL_SOCKET_TYPES, {
     "tooltip": "Optional: the TempoMaster model (Load TempoMaster Model, or a LoRA after it; or ComfyUI's MODEL of the "

@@ -29,7 +29,6 @@ from tools.comfy_core_nodes import CORE_NODES, WIDGET_TYPES  # noqa: E402
 MODEL_FILE_WIDGETS = {(LOAD_MODEL_ID, "model_name")}
 
 
-
 def accepts(socket_type: str, kind: str) -> bool:
     """True when an input of ``socket_type`` takes a link of type ``kind``: equal, or one of a union ``"A,B"``
     (the rule of ComfyUI's ``comfy_execution.validation.validate_node_input``)."""
