@@ -157,8 +157,8 @@ def widget(name: str) -> Widget:
     return _BY_NAME[name]
 
 
-#: The optional model socket (``TEMPO_MODEL`` or ComfyUI's ``MODEL``; not a widget: no ``widgets_values`` entry, so adding it left the
-#: widgets of saved workflows where they were); its rule is ``nodes/plan_limits.py``'s.
+#: The optional model socket (``TEMPO_MODEL`` or ComfyUI's ``MODEL``; not a widget: no ``widgets_values``
+#: entry, so adding it left the widgets of saved workflows where they were); its rule is ``nodes/plan_limits.py``'s.
 MODEL_SOCKET = (MODEL_SOCKET_TYPES, {
     "tooltip": "Optional: the TempoMaster model (Load TempoMaster Model, or a LoRA after it; or ComfyUI's MODEL of the "
                "TempoMaster checkpoint, which declares no limits: the 14B's are used). Connected, the plan "

@@ -585,17 +585,34 @@ def test_continue_nodes_run_comfyuis_native_model_like_ours(comfy):
     assert abs(frames_native - frames_ours).max() <= 1 / 255 and abs(frames_native - frames_ours).mean() < 1e-4
 
 
-NATIVE_FORWARD_SCRIPT = textwrap.dedent(
-    """
-    import json, sys
-    import torch
-    sys.path[:0] = [{root!r}, {tests!r}, {comfy!r}]  # our nodes package before ComfyUI's nodes.py
-    import comfy.cli_args
-    comfy.cli_args.args.cpu = True
-    import comfy.model_management, comfy.sd
-    from tiny_models import make_tiny_dit, tiny_inputs
-    from nodes.native_model import NativeWanDiT
-    ours = make_tiny_dit(seed=0, **{shape!r})
+IN_COMFYUI_PREAMBLE = """
+import json, sys
+import numpy as np, torch
+sys.path[:0] = {paths!r}  # our nodes package before ComfyUI's nodes.py
+import comfy.cli_args
+comfy.cli_args.args.cpu = True
+import comfy.model_management, comfy.sd
+from tiny_models import make_tiny_dit, tiny_inputs
+from nodes.native_model import NativeWanDiT
+ours = make_tiny_dit(seed=0, **{shape!r})
+"""
+"""Start of a script run by :func:`_figures_in_comfyui`: ComfyUI importable on the CPU, ``ours`` the tiny DiT of
+:data:`NATIVE_SHAPE`."""
+
+
+def _figures_in_comfyui(body: str, extra_paths=(), **fields) -> dict:
+    """Run :data:`IN_COMFYUI_PREAMBLE` + ``body`` (formatted with ``fields``; it prints one JSON line) in a fresh
+    interpreter (ComfyUI's modules in-process, apart from the server) and return that JSON."""
+    import subprocess
+
+    script = (IN_COMFYUI_PREAMBLE.format(paths=[ROOT, TESTS, COMFYUI_PATH, *extra_paths], shape=NATIVE_SHAPE)
+              + textwrap.dedent(body).format(**fields))
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+NATIVE_FORWARD_BODY = """
     patcher = comfy.sd.load_diffusion_model({path!r})
     comfy.model_management.load_models_gpu([patcher])
     native = NativeWanDiT(patcher)
@@ -611,22 +628,15 @@ NATIVE_FORWARD_SCRIPT = textwrap.dedent(
         plain = (inputs["x"] - denoised) / sigma.view(-1, 1, 1, 1, 1)
         out[interval] = [float((got - want).abs().max()), float((plain - want).abs().max()), float(want.abs().max())]
     print(json.dumps(out))
-    """
-)
+"""
 
 
 def test_native_model_forward_equals_ours_at_every_frame_interval(comfy):
     """The native Wan model behind NativeWanDiT predicts our DiT's velocity on the same weights for chunks with
     different starts in one batch, at intervals 4, 2 and 1; ComfyUI's own forward (positions 0, 1, 2, ...) agrees
     only at interval 1."""
-    import subprocess
-
     _, base, _ = comfy
-    script = NATIVE_FORWARD_SCRIPT.format(comfy=COMFYUI_PATH, root=ROOT, tests=TESTS, shape=NATIVE_SHAPE,
-                                          path=str(base / "models" / "diffusion_models" / NATIVE_FILE))
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
-    assert done.returncode == 0, done.stderr[-3000:]
-    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    figures = _figures_in_comfyui(NATIVE_FORWARD_BODY, path=str(base / "models" / "diffusion_models" / NATIVE_FILE))
     for interval, (ours_error, plain_error, scale) in figures.items():
         assert ours_error <= 1e-4 * scale, (interval, figures)
         if interval != "1":
@@ -637,19 +647,9 @@ GGUF_PACK_ENV = "COMFYUI_GGUF_PATH"
 """A checkout of city96/ComfyUI-GGUF (its ``loader``/``ops``/``nodes`` modules; the ``gguf`` package installed): the
 GGUF check runs only with it."""
 
-GGUF_FORWARD_SCRIPT = textwrap.dedent(
-    """
-    import json, sys
-    import numpy as np, torch
-    sys.path[:0] = [{root!r}, {tests!r}, {comfy!r}, {gguf_parent!r}]
-    import comfy.cli_args
-    comfy.cli_args.args.cpu = True
-    import comfy.model_management, comfy.sd
+GGUF_FORWARD_BODY = """
     from gguf import GGMLQuantizationType, GGUFWriter, quants
-    from tiny_models import make_tiny_dit, tiny_inputs
-    from nodes.native_model import NativeWanDiT
     pack = __import__({gguf_name!r} + ".nodes").nodes
-    ours = make_tiny_dit(seed=0, **{shape!r})
     writer = GGUFWriter({path!r}, "wan")
     for key, value in ours.state_dict().items():  # linear weights Q8_0; the 5-D patch embedding with its shape
         array = value.float().numpy()
@@ -674,8 +674,7 @@ GGUF_FORWARD_SCRIPT = textwrap.dedent(
             want, got = ours(**inputs), native(**inputs)
         out[interval] = [float((got - want).abs().mean()), float(want.abs().mean())]
     print(json.dumps(out))
-    """
-)
+"""
 
 
 @pytest.mark.skipif(not os.path.isfile(os.path.join(os.environ.get(GGUF_PACK_ENV, ""), "loader.py")),
@@ -683,15 +682,9 @@ GGUF_FORWARD_SCRIPT = textwrap.dedent(
 def test_a_gguf_q8_model_from_comfyui_gguf_runs_as_a_native_model(tmp_path):
     """ComfyUI-GGUF's loader (GGMLOps, dequantised on the fly) on a Q8_0 file of the tiny native-shaped DiT: the
     velocity is ours up to the Q8_0 rounding, at frame interval 4 as at 1 (the RoPE is ours through its ops too)."""
-    import subprocess
-
     pack = os.path.abspath(os.environ[GGUF_PACK_ENV])
-    script = GGUF_FORWARD_SCRIPT.format(root=ROOT, tests=TESTS, comfy=COMFYUI_PATH, gguf_parent=os.path.dirname(pack),
-                                        gguf_name=os.path.basename(pack), shape=NATIVE_SHAPE,
-                                        path=str(tmp_path / "tiny_native_q8.gguf"))
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
-    assert done.returncode == 0, done.stderr[-3000:]
-    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    figures = _figures_in_comfyui(GGUF_FORWARD_BODY, extra_paths=[os.path.dirname(pack)],
+                                  gguf_name=os.path.basename(pack), path=str(tmp_path / "tiny_native_q8.gguf"))
     assert figures.pop("weight") == "GGMLTensor"
     for interval, (error, scale) in figures.items():
         assert 0 < error < 0.03 * scale, (interval, figures)  # measured: 0.9 % of the mean |velocity| at both
