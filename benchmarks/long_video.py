@@ -5,10 +5,15 @@ Usage::
     python benchmarks/long_video.py [--seconds 24] [--prompts 4] [--context-seconds 1.5] [--segment-frames 64]
                                     [--threads 1] [--sheet DIR] [--json out.json] [--ar]
                                     [--anti-drift none|anchor|colour_match|anchor+colour_match]
+                                    [--anchor-correction | --no-anchor-correction] [--join-fade SECONDS]
 
 For each held-out scene caption (``eval_tiny.EVAL_SEED_BASE + k``) a video of ``--seconds`` is made by
 :func:`tempomaster_core.long_video.generate_long` with the bundle's settings (frames collected as uint8)
-and ``--anti-drift`` (:mod:`tempomaster_core.anti_drift`; default: the built-in model's, ``BUILTIN_ANTI_DRIFT``).
+and ``--anti-drift`` (:mod:`tempomaster_core.anti_drift`; default: the built-in model's, ``BUILTIN_ANTI_DRIFT``);
+the refinement levels' anchor correction (:mod:`tempomaster_core.anchor_correction`) is the bundle's
+``defaults.json`` setting unless ``--anchor-correction`` / ``--no-anchor-correction`` says otherwise, and so is
+the join fade (:mod:`tempomaster_core.join_fade`) unless ``--join-fade`` gives one -- what the command line's
+``--seconds`` runs.
 Measured, frames in [0, 1]:
 
 * **time**: wall-clock and process CPU seconds per video, peak RSS of the process;
@@ -44,8 +49,10 @@ for path in (ROOT, ROOT / "benchmarks"):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
+from tempomaster_core.anchor_correction import model_default as anchor_correction_default  # noqa: E402
 from tempomaster_core.anti_drift import ANTI_DRIFT_MODES  # noqa: E402
-from tempomaster_core.defaults import BUILTIN_ANTI_DRIFT  # noqa: E402
+from tempomaster_core.defaults import BUILTIN_ANTI_DRIFT, JOIN_FADE_SECONDS  # noqa: E402
+from tempomaster_core.join_fade import JOIN_FADE_KEY  # noqa: E402
 from tempomaster_core.long_video import generate_long  # noqa: E402
 from tempomaster_core.pipeline import tree_settings  # noqa: E402
 from tempomaster_core.tiny.builtin import default_plan, load_builtin  # noqa: E402
@@ -136,6 +143,10 @@ def main(argv=None) -> dict:
     p.add_argument("--json")
     p.add_argument("--ar", action="store_true", help="also measure chunk-by-chunk autoregressive generation")
     p.add_argument("--anti-drift", default=BUILTIN_ANTI_DRIFT, choices=ANTI_DRIFT_MODES)
+    p.add_argument("--anchor-correction", action=argparse.BooleanOptionalAction, default=None,
+                   help="anchor correction of the refinement levels (default: the bundle's defaults.json)")
+    p.add_argument("--join-fade", type=float, default=None,
+                   help="join fade, seconds (default: the bundle's defaults.json; 0 = a plain cut)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -145,8 +156,10 @@ def main(argv=None) -> dict:
     fps = template.final.fps
     context = round((args.context_seconds or d["context_seconds"]) * fps)
     new = args.segment_frames or d["segment_new_frames"]
+    anchor_correction = anchor_correction_default(d) if args.anchor_correction is None else args.anchor_correction
+    join_fade = d.get(JOIN_FADE_KEY, JOIN_FADE_SECONDS) if args.join_fade is None else args.join_fade
     settings = tree_settings(template.num_levels, steps=d["steps"], shifts=d["shifts"], cfg=d["cfg"],
-                             guidance=d["guidance"], seed=0)
+                             guidance=d["guidance"], seed=0, anchor_correction=anchor_correction)
     negative = bundle.encode_prompt(d.get("negative_prompt", ""))
     results = []
     for k in range(args.prompts):
@@ -157,7 +170,7 @@ def main(argv=None) -> dict:
         video = generate_long(bundle.model, bundle.codec, positive, negative, template,
                               [dataclasses.replace(s, seed=k * 1000) for s in settings],
                               seconds=args.seconds, context_frames=context, new_frames=new,
-                              anti_drift=args.anti_drift)
+                              anti_drift=args.anti_drift, join_fade=join_fade)
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         frames = video.frames.float() / 255
         diffs = mean_frame_diff(frames)
@@ -188,6 +201,7 @@ def main(argv=None) -> dict:
     drifts = [r["drift"] for r in results]
     summary = {
         "seconds": args.seconds, "context_frames": context, "new_frames": new, "anti_drift": args.anti_drift,
+        "anchor_correction": anchor_correction, "join_fade": join_fade,
         "mean_wall_s": sum(r["wall_s"] for r in results) / len(results),
         "mean_cpu_s": sum(r["cpu_s"] for r in results) / len(results),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,

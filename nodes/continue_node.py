@@ -18,7 +18,12 @@ from typing import Any, Optional
 
 from tempomaster_core.anchor_correction import ANCHOR_CORRECTION
 from tempomaster_core.anti_drift import ANTI_DRIFT_MODES
-from tempomaster_core.defaults import ANTI_DRIFT, CFG, CONTEXT_SECONDS, FPS, GUIDANCE, SEED, SEGMENT_NEW_FRAMES, default_schedule
+from tempomaster_core.defaults import (
+    ANTI_DRIFT, BUILTIN_JOIN_FADE_SECONDS, CFG, CONTEXT_SECONDS, FPS, GUIDANCE, JOIN_FADE_SECONDS, SEED, SEGMENT_NEW_FRAMES,
+    default_schedule,
+)
+from tempomaster_core.join_fade import MAX_JOIN_FADE_SECONDS
+from tempomaster_core.tiny.builtin import BUILTIN_MODEL_NAME
 from tempomaster_core.guidance import GUIDANCE_KINDS
 from tempomaster_core.plan import MAX_OUTPUT_FRAMES
 from tempomaster_core.validation import MAX_SEED
@@ -42,6 +47,17 @@ def _per_level(text: str, default: list, levels: int, name: str, parse) -> list:
 
     values = parse(text, name) if str(text).strip() else default
     return per_level(values[0] if len(values) == 1 else list(values), name, levels)
+
+
+JOIN_FADE_IN = ("FLOAT", {
+    "default": JOIN_FADE_SECONDS, "min": 0.0, "max": MAX_JOIN_FADE_SECONDS, "step": 0.05,
+    "tooltip": "Seconds over which the new frames go from the last frame of images to the segment's own rendering, "
+               "so the join does not jump (the segment redraws its context a little differently: a tint, an object's "
+               f"colour). 0 = a plain cut (the paper's setting); {BUILTIN_JOIN_FADE_SECONDS:g} is recommended for "
+               f"{BUILTIN_MODEL_NAME} (benchmarks/README.md).",
+})
+"""The Continue node's ``join_fade`` input (:mod:`tempomaster_core.join_fade`); optional, so a workflow saved before
+it existed loads with a plain cut."""
 
 
 def level_settings_from_widgets(plan: Any, *, steps: str, shift: str, cfg: str, guidance: str, seed: int,
@@ -126,24 +142,27 @@ class TempoContinue:
                            "the first segment of images: stops tints adding up, but also undoes wanted colour "
                            "changes); or both. benchmarks/README.md has the measurements.",
             }),
-        }, "optional": {"anchor_correction": ANCHOR_CORRECTION_IN}}
+        }, "optional": {"anchor_correction": ANCHOR_CORRECTION_IN, "join_fade": JOIN_FADE_IN}}
 
     def extend(self, model, plan, images, fps, positive, negative, vae, context_seconds: float = CONTEXT_SECONDS,
                new_frames: int = SEGMENT_NEW_FRAMES, seed: int = SEED, steps: str = "", shift: str = "",
                cfg: str = "", guidance: str = GUIDANCE, max_parallel_chunks: int = 0, tiled_vae: bool = False,
-               anti_drift: str = ANTI_DRIFT, anchor_correction: Optional[bool] = None):
+               anti_drift: str = ANTI_DRIFT, anchor_correction: Optional[bool] = None,
+               join_fade: Optional[float] = None):
         """Return ``(joined [F+N, H, W, 3], new [N, H, W, 3], fps)``, float32 in ``[0, 1]``.
 
         Raises:
             TypeError: ``plan`` is not a TEMPO_PLAN.
             ValueError: a model with per-level LoRA strengths (one strength only: a segment runs its levels in
                 one call), bad widget text or values (an ``anti_drift`` anchor with a context shorter than two
-                blueprint frames included), ``images`` of another size or fps than the plan's,
+                blueprint frames included, a ``join_fade`` outside 0..60 s), ``images`` of another size or fps than
+                the plan's,
                 fewer frames than the context, a wrong VAE / text encoder for the model
                 (``tempomaster_core.validation.InputError`` for value errors) -- all before any compute.
             NotEnoughMemoryError: a level's estimate exceeds the GPU's free memory.
         """
         from tempomaster_core.anti_drift import check_anti_drift
+        from tempomaster_core.join_fade import check_join_fade
         from tempomaster_core.continuation import (
             check_context, check_fps, context_frame_count, continue_video, segment_plan, video_frames,
         )
@@ -156,6 +175,7 @@ class TempoContinue:
         max_batch = require_int(max_parallel_chunks, "max_parallel_chunks", minimum=0) or None
         segment = segment_plan(plan, context_frame_count(context_seconds, plan.final.fps), new_frames)
         mode = check_anti_drift(anti_drift, segment.known_frames(0))
+        fade = check_join_fade(JOIN_FADE_SECONDS if join_fade is None else join_fade)
         settings = level_settings_from_widgets(segment.plan, steps=steps, shift=shift, cfg=cfg, guidance=guidance,
                                                seed=seed, max_batch=max_batch,
                                                anchor_correction=anchor_correction_of(anchor_correction))
@@ -175,7 +195,7 @@ class TempoContinue:
         bar = NodeProgress(sum(level.steps for level in settings), codec)
         total = bar.total_steps
         try:
-            result = continue_video(dit, codec, pos, neg, frames, segment, settings, anti_drift=mode,
+            result = continue_video(dit, codec, pos, neg, frames, segment, settings, anti_drift=mode, join_fade=fade,
                                     progress=lambda level, step, steps_, preview: bar(level, step, total, preview))
         finally:
             _release(model)

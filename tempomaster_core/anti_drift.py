@@ -83,9 +83,12 @@ class DriftReference:
     mean: Optional[torch.Tensor] = None
     std: Optional[torch.Tensor] = None
 
-    def correct(self, frames: torch.Tensor) -> torch.Tensor:
-        """``frames`` (``uint8 [F, H, W, 3]``) colour-matched (:func:`colour_match`), or as they are."""
-        return frames if self.mean is None else colour_match(frames, self.mean, self.std)
+    def correct(self, frames: torch.Tensor, like: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``frames`` (``uint8 [F, H, W, 3]``) colour-matched (:func:`colour_match`), or as they are.
+
+        ``like``: frames whose statistics define the transform (default ``frames``), so that other frames of a
+        segment (its last overlap frame) get the very transform its new frames got."""
+        return frames if self.mean is None else colour_match(frames, self.mean, self.std, like)
 
 
 def _channel_stats(frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -110,7 +113,8 @@ def drift_reference(mode: str, frames: torch.Tensor) -> DriftReference:
     return DriftReference(anchor=anchor, mean=mean, std=std)
 
 
-def colour_match(frames: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+def colour_match(frames: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
+                 like: Optional[torch.Tensor] = None) -> torch.Tensor:
     """``frames`` with the per-channel ``mean`` and ``std`` (8-bit levels): ``(x - m) / s * std + mean``
     over all of their pixels together (one transform for the whole segment, so no new jumps between its
     frames), rounded and clipped to 0..255.
@@ -118,11 +122,12 @@ def colour_match(frames: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) ->
     Args:
         frames: ``uint8 [F, H, W, 3]``.
         mean, std: ``[3]``, 8-bit levels (:class:`DriftReference`).
+        like: ``uint8 [F', H, W, 3]`` whose ``m``, ``s`` define the transform (default: ``frames``').
 
     Returns:
         ``uint8 [F, H, W, 3]``.
     """
-    own_mean, own_std = _channel_stats(frames)
+    own_mean, own_std = _channel_stats(frames if like is None else like)
     scale = std.double() / own_std.clamp_min(_STD_FLOOR)
     out = (frames.double() - own_mean) * scale + mean.double()
     return out.round_().clamp_(0, 255).to(torch.uint8)

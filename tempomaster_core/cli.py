@@ -48,7 +48,7 @@ import torch
 from .cli_models import ModelChoice, add_model_flags, choose_models, encode_prompts, load_models
 from .anti_drift import ANTI_DRIFT_MODES
 from .anchor_correction import ANCHOR_CORRECTION, model_default as anchor_correction_default
-from .defaults import ANTI_DRIFT, CFG, GUIDANCE, SEED, default_schedule
+from .defaults import ANTI_DRIFT, CFG, GUIDANCE, JOIN_FADE_SECONDS, SEED, default_schedule
 from .guidance import GUIDANCE_KINDS
 from .dit_options import configure_dit, parse_lora_spec
 from .fp8 import require_fp8_matmul
@@ -263,6 +263,10 @@ def build_parser() -> argparse.ArgumentParser:
                          f"setting), anchor (the first frame in the oldest context slot of each blueprint), "
                          f"colour_match (new frames get the first segment's colour statistics), or both "
                          f"(default: the model's, else {ANTI_DRIFT})")
+    lg.add_argument("--join-fade", type=float, default=None, metavar="SECONDS",
+                    help=f"seconds over which each segment's new frames go from the video's last frame to the "
+                         f"segment's own rendering, so no join jumps; 0 = a plain cut (default: the model's, else "
+                         f"{JOIN_FADE_SECONDS:g})")
     return parser
 
 

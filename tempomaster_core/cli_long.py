@@ -33,12 +33,13 @@ from .cli import LevelProgress, UsageError, say
 from .anti_drift import check_anti_drift
 from .continuation import SegmentPlan, check_context, check_fps, context_frame_count
 from .continuation_settings import ContinuationSettings
-from .defaults import ANTI_DRIFT
+from .defaults import ANTI_DRIFT, JOIN_FADE_SECONDS
+from .join_fade import JOIN_FADE_KEY, check_join_fade
 from .long_video import plan_segments
 from .plan import PlanError, TreePlan
 from .validation import InputError, require_int, require_number
 
-LONG_FLAGS = ("context_seconds", "segment_frames", "segment_prompt", "anti_drift")
+LONG_FLAGS = ("context_seconds", "segment_frames", "segment_prompt", "anti_drift", "join_fade")
 """``generate`` flags that only mean something with ``--seconds`` or ``--extend``."""
 
 
@@ -54,6 +55,7 @@ class LongJob:
         extend_frames: its frame count (0 without ``extend``).
         partial: where the finished frames go on Ctrl-C or an error.
         anti_drift: the checked ``--anti-drift`` option (:mod:`~tempomaster_core.anti_drift`).
+        join_fade: the checked ``--join-fade``, seconds (:mod:`~tempomaster_core.join_fade`).
     """
 
     segments: tuple
@@ -64,6 +66,7 @@ class LongJob:
     extend_frames: int
     partial: Path
     anti_drift: str = ANTI_DRIFT
+    join_fade: float = JOIN_FADE_SECONDS
 
 
 def is_long(args: argparse.Namespace) -> bool:
@@ -129,7 +132,7 @@ def prepare_long(args: argparse.Namespace, plan: TreePlan, defaults: dict) -> Lo
 
     ``defaults``: the model's recommended settings; its continuation settings (``context_seconds``,
     ``segment_new_frames``: :meth:`~tempomaster_core.continuation_settings.ContinuationSettings.from_settings`) and
-    ``anti_drift`` (when present) replace the paper's for flags not given.
+    ``anti_drift`` and ``join_fade_seconds`` (when present) replace the paper's for flags not given.
 
     Raises:
         UsageError: a bad flag value, continuation settings in ``defaults`` that are not valid, a segment tree
@@ -158,11 +161,13 @@ def prepare_long(args: argparse.Namespace, plan: TreePlan, defaults: dict) -> Lo
         anti_drift = check_anti_drift(args.anti_drift if args.anti_drift is not None
                                       else defaults.get("anti_drift", ANTI_DRIFT),
                                       min(continuing, default=None), "--anti-drift")
+        join_fade = check_join_fade(args.join_fade if args.join_fade is not None
+                                    else defaults.get(JOIN_FADE_KEY, JOIN_FADE_SECONDS), "--join-fade")
     except (InputError, PlanError) as exc:
         raise UsageError(str(exc)) from None
     return LongJob(segments=tuple(segments), total=total, context_frames=context, new_frames=new,
                    extend=Path(args.extend) if args.extend is not None else None, extend_frames=extend_frames,
-                   partial=partial_path(Path(args.out)), anti_drift=anti_drift)
+                   partial=partial_path(Path(args.out)), anti_drift=anti_drift, join_fade=join_fade)
 
 
 class SegmentProgress:
@@ -249,7 +254,7 @@ def run_long(args: argparse.Namespace, job, bundle, negative: torch.Tensor, prom
     source = f"extending {long.extend} ({long.extend_frames} frames)" if long.extend else "from scratch"
     say(f"{len(long.segments)} segment(s), {long.total} new frames ({long.total / fps:.2f} s at {fps:g} fps) "
         f"{source}; context {long.context_frames} frames, {long.new_frames} new frames per segment, anti-drift "
-        f"{long.anti_drift}, seed "
+        f"{long.anti_drift}, join fade {long.join_fade:g} s, seed "
         f"{args.seed} + segment index\n{long.segments[-1].describe()}")
     started = time.perf_counter()
     ranks = active()
@@ -261,7 +266,7 @@ def run_long(args: argparse.Namespace, job, bundle, negative: torch.Tensor, prom
             generate_long(bundle.model, bundle.codec, prompts, negative, plan, settings,
                           seconds=long.total / fps, context_frames=long.context_frames, new_frames=long.new_frames,
                           video=video, conditions=job.conditions or None, anti_drift=long.anti_drift,
-                          sink=stream.write,
+                          join_fade=long.join_fade, sink=stream.write,
                           progress=SegmentProgress(long.segments))
         except BaseException:
             if writes:

@@ -36,9 +36,10 @@ from typing import Any, Optional, Sequence
 
 import torch
 
-from .anti_drift import check_anti_drift, drift_reference
+from .anti_drift import DriftReference, check_anti_drift, drift_reference
 from .conditioning import blueprint_clip, refinement_clips
-from .defaults import ANTI_DRIFT
+from .defaults import ANTI_DRIFT, JOIN_FADE_SECONDS
+from .join_fade import check_join_fade, fade_frames, fade_join
 from .images import check_image_batch
 from .pipeline import (
     LevelResult, LevelSettings, ProgressCallback, check_level_inputs, guided_cfg, run_level,
@@ -49,7 +50,7 @@ from .video_io import to_uint8
 
 __all__ = [
     "FPS_TOLERANCE", "Continuation", "SegmentPlan", "check_context", "check_fps", "context_frame_count",
-    "continue_video", "run_segment", "segment_plan", "video_frames",
+    "continue_video", "joined_new_frames", "run_segment", "segment_plan", "video_frames",
 ]
 
 
@@ -310,6 +311,31 @@ def run_segment(model: Any, codec: Any, positive: torch.Tensor, negative: Option
     return results
 
 
+def joined_new_frames(made: torch.Tensor, segment: SegmentPlan, reference: DriftReference,
+                      video_last: Optional[torch.Tensor], fade_length: int = 0) -> torch.Tensor:
+    """A segment's new frames as they join the video: colour-matched by ``reference`` (anti-drift), then with
+    the join error faded out over ``fade_length`` frames (:func:`~tempomaster_core.join_fade.fade_join`; the
+    segment's last overlap frame gets the new frames' colour transform first).
+
+    Args:
+        made: the segment's frames ``uint8 [context + new, H, W, 3]`` (its final level, regenerated overlap first).
+        segment: its :class:`SegmentPlan`.
+        reference: the video's :class:`~tempomaster_core.anti_drift.DriftReference`.
+        video_last: the video's last frame ``uint8 [H, W, 3]`` before the new ones (``None`` without context:
+            nothing to join).
+        fade_length: fade frames (:func:`~tempomaster_core.join_fade.fade_frames`); 0 = a plain cut.
+
+    Returns:
+        ``uint8 [new, H, W, 3]``.
+    """
+    new = made[segment.context_frames:]
+    corrected = reference.correct(new)
+    if fade_length and video_last is not None and segment.context_frames:
+        last = reference.correct(made[segment.context_frames - 1: segment.context_frames], like=new)[0]
+        corrected = fade_join(corrected, last, video_last, fade_length)
+    return corrected
+
+
 @dataclass(frozen=True)
 class Continuation:
     """What :func:`continue_video` made.
@@ -341,7 +367,8 @@ class Continuation:
 
 def continue_video(model: Any, codec: Any, positive: torch.Tensor, negative: Optional[torch.Tensor], video: Any,
                    segment: SegmentPlan, settings: Sequence[LevelSettings], *,
-                   anti_drift: str = ANTI_DRIFT, progress: Optional[ProgressCallback] = None, join: bool = True,
+                   anti_drift: str = ANTI_DRIFT, join_fade: Any = JOIN_FADE_SECONDS,
+                   progress: Optional[ProgressCallback] = None, join: bool = True,
                    return_levels: bool = False) -> Continuation:
     """Generate the next segment of ``video``: its last ``segment.context_frames`` frames are known at
     every level, and ``segment.new_frames`` frames continue them.
@@ -359,6 +386,8 @@ def continue_video(model: Any, codec: Any, positive: torch.Tensor, negative: Opt
             ``video``: the anchor is its frame 0, the colour reference its first ``segment.frames`` frames
             (in a chain of Continue nodes: the first tree's output). The new frames are colour-matched, the
             regenerated overlap is not.
+        join_fade: seconds over which the new frames go from the video's last frame to the segment's own
+            rendering (:mod:`~tempomaster_core.join_fade`; 0 = a plain cut, :data:`~tempomaster_core.defaults.JOIN_FADE_SECONDS`).
         progress: :data:`~tempomaster_core.pipeline.ProgressCallback`.
         join: also return the joined video (a copy of ``video`` plus the new frames).
         return_levels: keep every level's result in :attr:`Continuation.levels`.
@@ -369,7 +398,8 @@ def continue_video(model: Any, codec: Any, positive: torch.Tensor, negative: Opt
     Raises:
         InputError: a bad video (:func:`video_frames`), a context of 0 frames, a context longer than the
             video or another size (:func:`check_context`), settings that are not one per level, a bad
-            ``anti_drift`` (:func:`~tempomaster_core.anti_drift.check_anti_drift`); plus the
+            ``anti_drift`` (:func:`~tempomaster_core.anti_drift.check_anti_drift`), a bad ``join_fade``
+            (:func:`~tempomaster_core.join_fade.check_join_fade`); plus the
             pipeline's checks of model, codec, plan and text embeddings -- all before any compute.
         NonFiniteError: see :func:`tempomaster_core.pipeline.run_blueprint`.
     """
@@ -379,6 +409,7 @@ def continue_video(model: Any, codec: Any, positive: torch.Tensor, negative: Opt
         raise InputError("a continuation needs at least one context frame; for a video without context use "
                          "tempomaster_core.pipeline.generate")
     mode = check_anti_drift(anti_drift, segment.known_frames(0))
+    fade_length = fade_frames(check_join_fade(join_fade), segment.fps)
     frames = video_frames(video)
     check_context(*frames.shape[:3], segment)
     settings = _check_settings(settings, segment.plan)
@@ -388,6 +419,7 @@ def continue_video(model: Any, codec: Any, positive: torch.Tensor, negative: Opt
     levels = run_segment(model, codec, positive, negative, segment, context, settings, anchor=reference.anchor,
                          progress=progress)
     made = to_uint8(levels[-1].to_images()[: segment.frames])
-    made = torch.cat([made[: segment.context_frames], reference.correct(made[segment.context_frames:])])
+    made = torch.cat([made[: segment.context_frames],
+                      joined_new_frames(made, segment, reference, context[-1], fade_length)])
     joined = torch.cat([frames, made[segment.context_frames:]]) if join else None
     return Continuation(segment=segment, frames=made, joined=joined, levels=tuple(levels) if return_levels else ())

@@ -115,6 +115,15 @@ later segment colour-matched to the first one -- the only option meeting issue 2
 minute on that model (object area 1.00-1.11 of the first 10 s, background shift 0.002 against the paper
 setting's 0.137, count kept 4 of 4), at joins 6 % above the paper setting's."""
 
+JOIN_FADE_SECONDS = 0.0
+"""Join fade of long video (:mod:`tempomaster_core.join_fade`), seconds, for a model that names none of its own:
+0, a plain cut from the video to a continuation segment's new frames (the paper's continuation as it is; nothing
+else has been measured on the 14B)."""
+
+BUILTIN_JOIN_FADE_SECONDS = 1.0
+"""The built-in model's join fade, seconds (24 frames at 24 fps), chosen by ``benchmarks/long_video.py``
+(``benchmarks/README.md``)."""
+
 TEXT_LEN = 512
 """Text tokens of the context, count (umT5-XXL pads every prompt to 512)."""
 
@@ -149,7 +158,7 @@ def default_schedule(levels: Any) -> DefaultSchedule:
 
 
 __all__ = [
-    "ANTI_DRIFT", "APG_ETA", "BUILTIN_ANTI_DRIFT", "APG_MOMENTUM", "APG_NORM_THRESHOLD", "BLUEPRINT_FRAMES", "BLUEPRINT_SHIFT", "BLUEPRINT_STEPS",
+    "ANTI_DRIFT", "APG_ETA", "BUILTIN_ANTI_DRIFT", "BUILTIN_JOIN_FADE_SECONDS", "JOIN_FADE_SECONDS", "APG_MOMENTUM", "APG_NORM_THRESHOLD", "BLUEPRINT_FRAMES", "BLUEPRINT_SHIFT", "BLUEPRINT_STEPS",
     "CFG", "CONTEXT_SECONDS", "DefaultSchedule", "FPS", "FRAME_INTERVALS", "GUIDANCE", "HEIGHT", "NEGATIVE_PROMPT",
     "REFINEMENT_SHIFT",
     "REFINEMENT_STEPS", "SEED", "SEGMENT_NEW_FRAMES", "TEXT_LEN", "TRAINED_CHUNK_FRAMES", "TRAINED_FRAME_INTERVALS",

@@ -30,8 +30,9 @@ import torch
 
 from .anti_drift import check_anti_drift, drift_reference
 from .conditioning import normalize_condition_frames
-from .continuation import SegmentPlan, check_context, run_segment, segment_plan, video_frames
-from .defaults import ANTI_DRIFT
+from .continuation import SegmentPlan, check_context, joined_new_frames, run_segment, segment_plan, video_frames
+from .defaults import ANTI_DRIFT, JOIN_FADE_SECONDS
+from .join_fade import check_join_fade, fade_frames
 from .pipeline import LevelSettings, check_level_inputs, guided_cfg
 from .plan import MAX_OUTPUT_FRAMES, PlanError, TreePlan
 from .validation import MAX_SEED, InputError, require_int, require_number
@@ -138,7 +139,7 @@ def generate_long(model: Any, codec: Any, positive: Union[torch.Tensor, Sequence
                   negative: Optional[torch.Tensor], template: TreePlan, settings: Sequence[LevelSettings], *,
                   seconds: Any, context_frames: Any, new_frames: Any, video: Any = None,
                   conditions: Optional[dict] = None, anti_drift: str = ANTI_DRIFT,
-                  sink: Optional[Callable[[torch.Tensor], Any]] = None,
+                  join_fade: Any = JOIN_FADE_SECONDS, sink: Optional[Callable[[torch.Tensor], Any]] = None,
                   progress: Optional[LongProgress] = None) -> LongVideo:
     """Generate ``seconds`` of video segment by segment (see the module doc), or extend ``video`` by that much.
 
@@ -163,6 +164,8 @@ def generate_long(model: Any, codec: Any, positive: Union[torch.Tensor, Sequence
             segment takes from the start (from scratch: segment 0's frames; extending: the first
             ``segments[0].frames`` frames of ``video`` as given -- the command line passes its last context
             frames). Segment 0 from scratch is never changed.
+        join_fade: seconds over which every continuation segment's new frames go from the last frame so far to
+            the segment's own rendering (:mod:`~tempomaster_core.join_fade`; 0 = a plain cut).
         sink: called with every segment's new frames ``uint8 [n, H, W, 3]`` in order; ``None`` = collect.
         progress: :data:`LongProgress`.
 
@@ -174,7 +177,7 @@ def generate_long(model: Any, codec: Any, positive: Union[torch.Tensor, Sequence
             frames, bad counts, a bad ``video`` (:func:`~tempomaster_core.continuation.video_frames`,
             shorter than the context, another size), ``conditions`` with ``video``, settings not one per
             level, an empty prompt list, a bad ``anti_drift`` (:func:`~tempomaster_core.anti_drift.check_anti_drift`
-            against the continuation segments); plus the pipeline's checks of model, codec, plans, text
+            against the continuation segments) or ``join_fade`` (:func:`~tempomaster_core.join_fade.check_join_fade`); plus the pipeline's checks of model, codec, plans, text
             embeddings and condition frames -- all before the first segment's compute.
         PlanError: a segment tree outside the plan limits.
         NonFiniteError: see :func:`tempomaster_core.pipeline.run_blueprint`.
@@ -191,6 +194,7 @@ def generate_long(model: Any, codec: Any, positive: Union[torch.Tensor, Sequence
     segments = plan_segments(template, total, context_frames, new_frames, extend=extend)
     continuing = [segment for segment in segments if segment.context_frames]
     mode = check_anti_drift(anti_drift, min((seg.known_frames(0) for seg in continuing), default=None))
+    fade_length = fade_frames(check_join_fade(join_fade), fps)
     settings = list(settings)
     if len(settings) != template.num_levels or not all(isinstance(s, LevelSettings) for s in settings):
         raise InputError(f"settings must be one LevelSettings per level of the template ({template.num_levels})")
@@ -226,11 +230,12 @@ def generate_long(model: Any, codec: Any, positive: Union[torch.Tensor, Sequence
                              anchor=reference.anchor if segment.context_frames else None, progress=report)
         made = to_uint8(levels[-1].to_images()[: segment.frames])
         del levels
-        new = made[segment.context_frames:]
         if reference is None:  # segment 0 from scratch: the reference of the later segments, itself unchanged
+            new = made[segment.context_frames:]
             reference = drift_reference(mode, new)
         else:
-            new = reference.correct(new)
+            new = joined_new_frames(made, segment, reference, context[-1] if segment.context_frames else None,
+                                    fade_length)
         overlaps.append(_psnr8(made[: segment.context_frames], context) if segment.context_frames else None)
         if s + 1 < len(segments):  # the next context: the last frames of (context so far + new frames)
             history = new if context is None else torch.cat([context, new])

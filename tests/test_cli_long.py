@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from tempomaster_core import cli, long_video
-from tempomaster_core.defaults import ANTI_DRIFT, BUILTIN_ANTI_DRIFT
+from tempomaster_core.defaults import ANTI_DRIFT, BUILTIN_ANTI_DRIFT, BUILTIN_JOIN_FADE_SECONDS, JOIN_FADE_SECONDS
 from tempomaster_core.video_io import read_video, video_properties, write_video
 
 PROMPT = "a red ball bouncing from left to right"
@@ -46,6 +46,9 @@ BAD = [
     (["--seconds", "10", "--anti-drift", "first"], "invalid choice: 'first'"),
     (["--seconds", "10", "--context-seconds", "0.1", "--anti-drift", "anchor"],
      "--anti-drift 'anchor' .* covers only 1 blueprint frame"),
+    (["--join-fade", "1"], "--join-fade needs --seconds or --extend"),
+    (["--seconds", "10", "--join-fade", "-1"], "--join-fade must be >= 0"),
+    (["--seconds", "10", "--join-fade", "nan"], "--join-fade must be a finite number"),
     (["--seconds", "10", "--save-levels"], "--save-levels writes one tree's levels"),
     (["--seconds", "10", "--keyframe", "3=x.png"], "only --image"),
     (["--extend", "clip.mp4", "--image", "x.png"], "--image conditions a video made from scratch"),
@@ -98,9 +101,10 @@ def test_seconds_streams_the_whole_length_with_the_models_continuation_defaults(
     assert (fake_long.kwargs["context_frames"], fake_long.kwargs["new_frames"]) == (36, 64)  # the built-in model's
     assert fake_long.prompts == [PROMPT, "two blue squares falling"]
     assert fake_long.kwargs["anti_drift"] == BUILTIN_ANTI_DRIFT != ANTI_DRIFT  # the built-in model names its measured best
-    assert cli.main(["generate", "--prompt", PROMPT, "--seconds", "3", "--anti-drift", "colour_match", "--out",
-                     "drift.mp4"]) == 0
-    assert fake_long.kwargs["anti_drift"] == "colour_match"
+    assert fake_long.kwargs["join_fade"] == BUILTIN_JOIN_FADE_SECONDS != JOIN_FADE_SECONDS
+    assert cli.main(["generate", "--prompt", PROMPT, "--seconds", "3", "--anti-drift", "colour_match", "--join-fade",
+                     "0", "--out", "drift.mp4"]) == 0
+    assert fake_long.kwargs["anti_drift"] == "colour_match" and fake_long.kwargs["join_fade"] == 0.0
     assert [p.name for p in workdir.iterdir() if p.name.startswith(".")] == []
 
 

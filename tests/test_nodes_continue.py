@@ -46,6 +46,10 @@ def test_continue_returns_the_joined_video_the_new_part_and_fps(model, plan):
         return float(((frames * 255).reshape(-1, 3).mean(0) - first.mean(0)).abs().max())
 
     assert off(new_matched) < 2 and off(new_matched) < off(again[24:]) / 3  # (2: clipping to 0..255)
+    _, new_faded, _ = extend(model, plan, images, join_fade=2 / 24)  # the join error faded out over 2 frames
+    assert torch.equal(new_faded[2:], new[2:]) and not torch.equal(new_faded[:2], new[:2])
+    step = lambda frames: float((frames[0] - images[-1]).abs().mean())  # noqa: E731 (the jump at the join)
+    assert step(new_faded) < step(new) / 2
 
 
 def test_inside_comfyui_continue_runs_the_patchers_dit_and_has_comfyui_load_it(model, plan, monkeypatch):
@@ -75,7 +79,8 @@ def test_continue_refuses_bad_inputs_before_compute(plan):
                       ({"shift": "5,x"}, "shift: 'x' is not a number"),
                       ({"new_frames": 0}, "new_frames must be >= 1"),
                       ({"context_seconds": 4 / 24, "anti_drift": "anchor"}, "covers only 1 blueprint frame"),
-                      ({"anti_drift": "first"}, "anti_drift must be one of")):
+                      ({"anti_drift": "first"}, "anti_drift must be one of"),
+                      ({"join_fade": -1.0}, "join_fade must be >= 0")):
         with pytest.raises(ValueError, match=match):
             extend(model, plan, images, **kw)
     with pytest.raises(ValueError, match="is 16x16 but the segments are planned at 32x32"):

@@ -547,7 +547,7 @@ def test_the_continuation_proposal_takes_the_continuation_settings_of_the_model_
     proposal = body["continuation"]
     defaults = bundle_defaults(builtin_dir())
     job = prepare_long(SimpleNamespace(seconds=25.5, context_seconds=None, segment_frames=None, extend=None,
-                                       anti_drift=None, out="long.mp4"), default_plan(defaults), defaults)
+                                       anti_drift=None, join_fade=None, out="long.mp4"), default_plan(defaults), defaults)
     assert status == 200 and _segments(proposal) == [(s.context_frames, s.new_frames, s.plan.blueprint_frames,
                                                       list(s.plan.chunks)) for s in job.segments]
     assert [s["frames"] for s in proposal["segments"]] == [100] * 9 and proposal["total_frames"] == 612

@@ -40,11 +40,12 @@ if _ROOT not in sys.path:
 
 from tempomaster_core.defaults import (  # noqa: E402
     ANTI_DRIFT, BLUEPRINT_FRAMES, BLUEPRINT_SHIFT, BLUEPRINT_STEPS, CFG, CONTEXT_SECONDS, FPS, FRAME_INTERVALS, GUIDANCE,
-    HEIGHT, NEGATIVE_PROMPT, REFINEMENT_SHIFT, REFINEMENT_STEPS, SEED, SEGMENT_NEW_FRAMES, WEIGHT_DTYPE, WIDTH,
+    HEIGHT, JOIN_FADE_SECONDS, NEGATIVE_PROMPT, REFINEMENT_SHIFT, REFINEMENT_STEPS, SEED, SEGMENT_NEW_FRAMES, WEIGHT_DTYPE, WIDTH,
     default_schedule,
 )
 from tempomaster_core.anchor_correction import ANCHOR_CORRECTION, model_default as anchor_correction_default  # noqa: E402
 from tempomaster_core.attention import DEFAULT_BACKEND  # noqa: E402
+from tempomaster_core.join_fade import JOIN_FADE_KEY  # noqa: E402
 from tempomaster_core.trained_limits import TrainedLimits  # noqa: E402
 from tempomaster_core.wan.files import REPACKAGED_REPO, UMT5_FILE, UMT5_FP8_FILE, VAE_FILE  # noqa: E402
 from nodes.plan_limits import MODEL_INPUT  # noqa: E402
@@ -622,8 +623,8 @@ def tiny_text_to_video() -> dict:
 
 #: Continue nodes per row in the templates (left to right, then the next row).
 CONTINUE_ROW = 4
-#: Body height of a Continue node (six sockets, thirteen widget rows, as the frontend draws them).
-CONTINUE_HEIGHT = 470
+#: Body height of a Continue node (six sockets, fifteen widget rows, as the frontend draws them).
+CONTINUE_HEIGHT = 510
 #: Length the built-in model's continuation template aims at, seconds (its name says what it reaches).
 TINY_CONTINUE_SECONDS = 24.0
 #: Length of the 14B minute template, seconds.
@@ -697,6 +698,16 @@ def _anti_drift_sentence(mode: str) -> str:
             "change).")
 
 
+def _join_fade_sentence(seconds: float) -> str:
+    """What the templates' notes say about the Continue nodes' *join_fade* widget set to ``seconds``."""
+    if seconds <= 0:
+        return ("*join_fade* = 0: a plain cut from the video to each segment's new frames (the paper's setting; "
+                "raise it if a join jumps).")
+    return (f"*join_fade* = {seconds:g} s (measured on this model, benchmarks/README.md): each segment's new frames "
+            "start exactly at the last frame so far and hand over to the segment's own drawing within that time, so "
+            "the joins do not jump; 0 = a plain cut.")
+
+
 def tiny_continue_note(d: dict) -> str:
     """Markdown note of the built-in model's continuation template."""
     from tempomaster_core.tiny.builtin import BUILTIN_MODEL_NAME
@@ -709,7 +720,7 @@ def tiny_continue_note(d: dict) -> str:
 
 **This workflow**: the model's own tree ({_length(first, fps)} at {fps:g} fps, the same settings as the text-to-video template), then **{len(lengths)} TempoMaster Continue nodes**, each adding {lengths[0]} frames: every segment is again the model's tree, in which the last {d['context_seconds']:g} s of the video so far are known frames at every frame rate (the paper's multi-mask continuation). Result: **{_length(total, fps)}** at {fps:g} fps, saved as mp4.
 
-**Chain more**: copy a Continue node, connect the last one's *joined* and *fps* to its *images* and *fps*, and give it another seed. {_anti_drift_sentence(d['anti_drift'])}
+**Chain more**: copy a Continue node, connect the last one's *joined* and *fps* to its *images* and *fps*, and give it another seed. {_anti_drift_sentence(d['anti_drift'])} {_join_fade_sentence(float(d.get(JOIN_FADE_KEY, JOIN_FADE_SECONDS)))}
 
 **Memory**: *joined* holds the whole video (float32: {total * d['width'] * d['height'] * 3 * 4 / 1e6:.0f} MB here). The command line makes the same in one call and streams it to the file: `python -m tempomaster_core generate --prompt "{TINY_PROMPT}" --seconds 60 --out long.mp4`.
 """
@@ -725,7 +736,8 @@ def tiny_continue() -> dict:
                   steps=",".join(str(int(v)) for v in d["steps"]), shift=",".join(f"{float(v):g}" for v in d["shifts"]),
                   cfg=",".join(f"{float(v):g}" for v in _tiny_per_level(d, "cfg")),
                   guidance=_tiny_per_level(d, "guidance")[0], max_parallel_chunks=0, tiled_vae=False,
-                  anti_drift=d["anti_drift"], anchor_correction=anchor_correction_default(d))
+                  anti_drift=d["anti_drift"], anchor_correction=anchor_correction_default(d),
+                  join_fade=float(d.get(JOIN_FADE_KEY, JOIN_FADE_SECONDS)))
     last, column = _continue_chain(g, ids["levels"][-1], first, ids["plan"], ids["links"], lengths, fps,
                                    ids["below"].y, shared,
                                    f"Continue: +{lengths[0]} frames each, knowing the last {d['context_seconds']:g} s")
@@ -748,7 +760,7 @@ def minute_note() -> str:
     one = estimate_plan_cost(segment, max_batch=1).peak_bytes / GIB
     total = tree.final.num_frames + sum(lengths)
     return files_note() + f"""
-**This workflow**: a minute, the paper's multi-mask continuation (5 s of context, 480 new frames per step). The reference tree makes the first {_length(tree.final.num_frames, FPS)} from your image (as the image-to-long-video template); then **{len(lengths)} TempoMaster Continue nodes** add {" + ".join(map(str, lengths))} frames: each segment is a tree shaped like the plan (for {SEGMENT_NEW_FRAMES} new frames: {levels}) in which the last {CONTEXT_SECONDS:g} s ({context} frames) are known at every frame rate. Result: **{_length(total, FPS)}** at {FPS:g} fps, 832x480. {_anti_drift_sentence(ANTI_DRIFT)}
+**This workflow**: a minute, the paper's multi-mask continuation (5 s of context, 480 new frames per step). The reference tree makes the first {_length(tree.final.num_frames, FPS)} from your image (as the image-to-long-video template); then **{len(lengths)} TempoMaster Continue nodes** add {" + ".join(map(str, lengths))} frames: each segment is a tree shaped like the plan (for {SEGMENT_NEW_FRAMES} new frames: {levels}) in which the last {CONTEXT_SECONDS:g} s ({context} frames) are known at every frame rate. Result: **{_length(total, FPS)}** at {FPS:g} fps, 832x480. {_anti_drift_sentence(ANTI_DRIFT)} {_join_fade_sentence(JOIN_FADE_SECONDS)}
 
 **Memory of a Continue segment** (cost model): {peak:.1f} GiB with all chunks together, {one:.1f} GiB with *max_parallel_chunks* = 1. *joined* holds the whole video in RAM (float32: {total * WIDTH * HEIGHT * 3 * 4 / 1e9:.1f} GB at the end); the command line streams a minute to the file instead: `python -m tempomaster_core generate --seconds 60 ...`.
 """
@@ -763,7 +775,8 @@ def image_to_minute() -> dict:
     steps, shifts = default_schedule(len(FRAME_INTERVALS))
     shared = dict(fps=FPS, context_seconds=CONTEXT_SECONDS, steps=",".join(map(str, steps)),
                   shift=",".join(f"{v:g}" for v in shifts), cfg=f"{CFG:g}", guidance=GUIDANCE, max_parallel_chunks=0,
-                  tiled_vae=False, anti_drift=ANTI_DRIFT, anchor_correction=ANCHOR_CORRECTION)
+                  tiled_vae=False, anti_drift=ANTI_DRIFT, anchor_correction=ANCHOR_CORRECTION,
+                  join_fade=JOIN_FADE_SECONDS)
     last, column = _continue_chain(g, ids["refine24"], first, ids["plan"], ids["links"], lengths, FPS,
                                    ids["below"].y, shared,
                                    f"Continue: +{SEGMENT_NEW_FRAMES} frames each, knowing the last {CONTEXT_SECONDS:g} s")

@@ -23,7 +23,8 @@ from typing import Optional, Union
 
 import torch
 
-from ..defaults import BUILTIN_ANTI_DRIFT
+from ..defaults import BUILTIN_ANTI_DRIFT, BUILTIN_JOIN_FADE_SECONDS
+from ..join_fade import JOIN_FADE_KEY
 from ..loading import load_dit, parse_dtype
 from ..plan import TreePlan
 from ..protocols import ModelBundle, check_compatible
@@ -64,13 +65,15 @@ def read_defaults_file(directory: Union[str, Path]) -> dict:
     return settings
 
 
-CONTINUATION_DEFAULTS: dict = {"context_seconds": 1.5, "segment_new_frames": 64, "anti_drift": BUILTIN_ANTI_DRIFT}
+CONTINUATION_DEFAULTS: dict = {"context_seconds": 1.5, "segment_new_frames": 64, "anti_drift": BUILTIN_ANTI_DRIFT,
+                               JOIN_FADE_KEY: BUILTIN_JOIN_FADE_SECONDS}
 """The built-in model's continuation settings (:mod:`tempomaster_core.continuation`), for bundles whose
 ``defaults.json`` has none: 1.5 s of context (36 frames at 24 fps: 9 known blueprint frames, the longest
 known prefix the model was trained on) and 64 new frames, so every segment is the model's own 100-frame
 tree (25-frame blueprint at 6 fps). The paper's 5 s + 480 frames (:data:`tempomaster_core.defaults.CONTEXT_SECONDS`,
 :data:`~tempomaster_core.defaults.SEGMENT_NEW_FRAMES`) would give this model a 129-frame blueprint, five times
-the 25-frame clips it was trained on. Anti-drift: :data:`tempomaster_core.defaults.BUILTIN_ANTI_DRIFT`,
+the 25-frame clips it was trained on. Anti-drift: :data:`tempomaster_core.defaults.BUILTIN_ANTI_DRIFT`, and the
+join fade :data:`~tempomaster_core.defaults.BUILTIN_JOIN_FADE_SECONDS` (:mod:`tempomaster_core.join_fade`), both
 measured best on this model."""
 
 FALLBACK_DEFAULTS: dict = {**CONTINUATION_DEFAULTS, **read_defaults_file(builtin_dir())}
@@ -79,7 +82,7 @@ FALLBACK_DEFAULTS: dict = {**CONTINUATION_DEFAULTS, **read_defaults_file(builtin
 ``width`` (pixels), ``fps`` (of interval 1), ``blueprint_frames`` (pixel frames, 4n+1),
 ``frame_intervals``, ``chunks`` (per refinement level), ``boundary``, ``steps`` and ``shifts``
 (per level), ``cfg``, ``guidance``, ``negative_prompt``; plus ``context_seconds``,
-``segment_new_frames`` and ``anti_drift`` (:data:`CONTINUATION_DEFAULTS`) where ``defaults.json`` lacks them;
+``segment_new_frames``, ``anti_drift`` and ``join_fade_seconds`` (:data:`CONTINUATION_DEFAULTS`) where ``defaults.json`` lacks them;
 ``trained_frame_intervals`` and ``trained_chunk_frames``, what the shipped run trained on (written by
 ``train_dit`` from its configuration: 25-frame clips at intervals 4, 2, 1). Used for any key missing from another
 bundle's ``defaults.json`` (so a bundle written before the training run recorded its limits declares the shipped
