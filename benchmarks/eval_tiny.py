@@ -29,6 +29,11 @@ Measured (frames in [0, 1]):
 * **prompt adherence**: the dominant object colour (pixels classified by their nearest
   palette colour) and the number of objects (connected components of that colour,
   mode over frames) equal the prompt's. The detector is checked on ground-truth renders.
+* **shape**: every object of the prompt's colour matched against the ideal ball, square and
+  triangle of its area at its centroid (``benchmarks/shapes.py``); a video draws the prompt's
+  shape when its most frequent well-fitting shape is the prompt's. Reported for the video, the
+  blueprint, the ground-truth render (the detector's check) and the ground truth through the
+  codec (what the codec alone keeps).
 * **drift vs autoregressive**: the same 100-frame 24 fps video generated chunk by chunk
   (25-frame chunks at interval 1, each conditioned only on the previous chunk's last
   ``--ar-overlap`` frames, through :func:`tempomaster_core.pipeline.run_blueprint` with
@@ -70,6 +75,7 @@ from tempomaster_core.conditioning import build_condition, encode_clips  # noqa:
 from tempomaster_core.tiny.scenes import HELD_OUT_SEED_BASE  # noqa: E402
 
 from coherence import coherence, cross_frame_sensitivity, frame_objects, label_components  # noqa: E402
+from shapes import shape_adherence  # noqa: E402
 
 EVAL_SEED_BASE = HELD_OUT_SEED_BASE + 20_000_000
 """Scene seeds of the evaluation prompts (held out from training and from the trainer's validation)."""
@@ -127,6 +133,25 @@ def analyse(frames: torch.Tensor, colour: str) -> dict:
     cent[areas == 0] = float("nan")
     rgb = (frames * m[..., None]).flatten(1, 2).sum(1) / denom[:, None]
     return {"dominant": dominant, "counts": counts, "areas": areas.tolist(), "centroids": cent, "mean_rgb": rgb}
+
+
+SHAPE_FRAME_STEP = 4
+"""Every this many frames are read by the shape detector (``shapes.shape_adherence``)."""
+
+
+def drawn_shape(frames: torch.Tensor, spec) -> dict:
+    """``shapes.shape_adherence`` of the prompt's colour in ``frames`` ``[F, H, W, 3]`` in [0, 1] against the
+    scene's shape (every :data:`SHAPE_FRAME_STEP`-th frame)."""
+    mask = classify_pixels(frames) == COLOUR_NAMES.index(spec.colour)
+    return shape_adherence(mask, spec.shape, MIN_AREA, every=SHAPE_FRAME_STEP)
+
+
+@torch.no_grad()
+def codec_shape(codec, spec, frames: int, interval: int) -> dict:
+    """:func:`drawn_shape` of the scene's ground truth (``frames`` at ``interval``) after the codec's encode ->
+    decode: how well the codec alone keeps the shape (the ceiling of what the DiT's videos can show)."""
+    clip = render(spec, frames, start_frame=0, interval=interval)
+    return drawn_shape(to01(codec.decode(encode_clips(codec, clip[None]))[0]), spec)
 
 
 def mode(values) -> int:
@@ -306,6 +331,14 @@ def dit_sensitivity(bundle, frames: int, seed: int = 0) -> dict:
 # -- main --------------------------------------------------------------------------------
 
 
+def shape_summary(entries: list, prefix: str = "") -> dict:
+    """Means of :func:`drawn_shape` results: videos whose most frequent shape is the prompt's, objects drawn as
+    the prompt's shape, objects fitting any shape (``shapes.MIN_IOU``)."""
+    return {f"{prefix}shape_adherence": _mean([e["shape_ok"] for e in entries]),
+            f"{prefix}shape_objects_ok": _mean([e["objects_ok"] for e in entries]),
+            f"{prefix}shape_objects_fitting": _mean([e["objects_fitting"] for e in entries])}
+
+
 def _mean(values):
     values = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
     return float(np.mean(values)) if values else float("nan")
@@ -351,7 +384,9 @@ def evaluate_blueprints(args) -> dict:
         frames = to01(blue.frames)
         adh = adherence(analyse(frames, spec.colour), spec.colour, spec.count)
         coh = video_coherence(frames, spec, plan.levels[0].interval, int(bundle.codec.temporal_factor))
-        videos.append({"k": k, "prompt": prompt, **adh, "coherence": {**coh, "count": spec.count}})
+        videos.append({"k": k, "prompt": prompt, **adh, "coherence": {**coh, "count": spec.count},
+                       "shape": drawn_shape(frames, spec),
+                       "codec_shape": codec_shape(bundle.codec, spec, frames.shape[0], plan.levels[0].interval)})
         if args.save_videos:
             _save(args.save_videos, f"{k:03d}_blueprint", frames, int(round(plan.levels[0].fps)))
         if not (adh["colour_ok"] and adh["count_ok"]):
@@ -362,6 +397,8 @@ def evaluate_blueprints(args) -> dict:
         "blueprint_colour_adherence": _mean([v["colour_ok"] for v in videos]),
         "blueprint_count_adherence": _mean([v["count_ok"] for v in videos]),
         **coherence_summary([v["coherence"] for v in videos], "blueprint_"),
+        **shape_summary([v["shape"] for v in videos], "blueprint_"),
+        **shape_summary([v["codec_shape"] for v in videos], "codec_"),
         **{f"sensitivity_sigma_{s:g}": r for s, r in dit_sensitivity(bundle, plan.levels[0].num_frames).items()},
     }
     return {"settings": settings, "videos": videos, "summary": summary}
@@ -429,6 +466,9 @@ def evaluate(args) -> dict:
             "gt_mean_frame_diff": float(mean_frame_diff(gt).mean()),
             "centroid_speed": centroid_speed(det), "gt_centroid_speed": centroid_speed(det_gt),
             "adherence": adh, "blueprint_adherence": adh_blue, **presence(det, fps),
+            "shape": drawn_shape(video, spec), "blueprint_shape": drawn_shape(blue, spec),
+            "gt_shape": drawn_shape(gt, spec),
+            "codec_shape": codec_shape(bundle.codec, spec, plan.levels[0].num_frames, plan.frame_intervals[0]),
             "tm_drift": drift(det, spec.colour, spec.count, fps),
             "coherence": {**video_coherence(video, spec, plan.frame_intervals[-1]), "count": spec.count},
             "blueprint_coherence": {**video_coherence(blue, spec, plan.frame_intervals[0], int(bundle.codec.temporal_factor)),
@@ -490,6 +530,10 @@ def evaluate(args) -> dict:
         "tm_rgb_shift": _mean([e["tm_drift"]["rgb_shift"] for e in v]),
         **coherence_summary([e["coherence"] for e in v]),
         **coherence_summary([e["blueprint_coherence"] for e in v], "blueprint_"),
+        **shape_summary([e["shape"] for e in v]),
+        **shape_summary([e["blueprint_shape"] for e in v], "blueprint_"),
+        **shape_summary([e["gt_shape"] for e in v], "gt_"),
+        **shape_summary([e["codec_shape"] for e in v], "codec_"),
         **{f"sensitivity_sigma_{s:g}": r for s, r in dit_sensitivity(bundle, plan.levels[0].num_frames).items()},
     }
     if not args.no_ar:

@@ -19,7 +19,8 @@ Measured, frames in [0, 1]:
 * **time**: wall-clock and process CPU seconds per video, peak RSS of the process;
 * **joins**: mean absolute frame difference of the pairs across a segment join (last context frame ->
   first new frame) divided by the mean over the pairs inside segments that are neither joins nor chunk
-  seams of a segment's 24 fps level; the same ratio for the chunk seams (the model's own seams), and for
+  seams of a segment's 24 fps level; the same over the join pair and the next three (``join_region_ratio``:
+  a jump spread over a few frames); the same ratio for the chunk seams (the model's own seams), and for
   the model's own largest jumps inside segments (the mean of the largest pair per 16 pairs);
 * **overlap**: PSNR of every segment's regenerated context against the known frames (8-bit);
 * **drift**: first vs last ``--window`` seconds (default 10 s, at most a third of the video): median area
@@ -85,6 +86,11 @@ def ratio(diffs: torch.Tensor, pairs: list[int], exclude: set) -> float:
     """Mean of ``diffs`` at ``pairs`` over the mean at every pair outside ``exclude``."""
     rest = [t for t in range(diffs.numel()) if t not in exclude]
     return float(diffs[pairs].mean() / diffs[rest].mean()) if pairs else float("nan")
+
+
+JOIN_REGION = 4
+"""Pairs from a join on that the join-region ratio averages (the join pair and the next three: a jump spread
+over a few frames by a fade shows there)."""
 
 
 def largest_inside(diffs: torch.Tensor, exclude: set, every: int = 16) -> float:
@@ -178,6 +184,8 @@ def main(argv=None) -> dict:
         window = min(round(args.window * fps), frames.shape[0] // 3)
         row = {"prompt": prompt, "count": spec.count, "frames": frames.shape[0], "segments": len(video.segments),
                "wall_s": wall, "cpu_s": cpu, "join_ratio": ratio(diffs, joins, set(joins) | set(seams)),
+               "join_region_ratio": ratio(diffs, [t + i for t in joins for i in range(JOIN_REGION)
+                                                  if t + i < diffs.numel()], set(joins) | set(seams)),
                "seam_ratio": ratio(diffs, seams, set(joins) | set(seams)),
                "own_jump_ratio": largest_inside(diffs, set(joins)),
                "overlap_psnr_min": min(v for v in video.overlap_psnr if v is not None),
@@ -206,6 +214,7 @@ def main(argv=None) -> dict:
         "mean_cpu_s": sum(r["cpu_s"] for r in results) / len(results),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "join_ratio": sum(r["join_ratio"] for r in results) / len(results),
+        "join_region_ratio": sum(r["join_region_ratio"] for r in results) / len(results),
         "seam_ratio": sum(r["seam_ratio"] for r in results) / len(results),
         "own_jump_ratio": sum(r["own_jump_ratio"] for r in results) / len(results),
         "overlap_psnr_min": min(r["overlap_psnr_min"] for r in results),

@@ -39,7 +39,7 @@ import torch
 from .anti_drift import DriftReference, check_anti_drift, drift_reference
 from .conditioning import blueprint_clip, refinement_clips
 from .defaults import ANTI_DRIFT, JOIN_FADE_SECONDS
-from .join_fade import check_join_fade, fade_frames, fade_join
+from .join_fade import SHARP_FADE_SECONDS, check_join_fade, fade_frames, fade_join
 from .images import check_image_batch
 from .pipeline import (
     LevelResult, LevelSettings, ProgressCallback, check_level_inputs, guided_cfg, run_level,
@@ -314,7 +314,8 @@ def run_segment(model: Any, codec: Any, positive: torch.Tensor, negative: Option
 def joined_new_frames(made: torch.Tensor, segment: SegmentPlan, reference: DriftReference,
                       video_last: Optional[torch.Tensor], fade_length: int = 0) -> torch.Tensor:
     """A segment's new frames as they join the video: colour-matched by ``reference`` (anti-drift), then with
-    the join error faded out over ``fade_length`` frames (:func:`~tempomaster_core.join_fade.fade_join`; the
+    the join error faded out, its smooth part over ``fade_length`` frames and its sharp part over at most
+    :data:`~tempomaster_core.join_fade.SHARP_FADE_SECONDS` (:func:`~tempomaster_core.join_fade.fade_join`; the
     segment's last overlap frame gets the new frames' colour transform first).
 
     Args:
@@ -332,7 +333,8 @@ def joined_new_frames(made: torch.Tensor, segment: SegmentPlan, reference: Drift
     corrected = reference.correct(new)
     if fade_length and video_last is not None and segment.context_frames:
         last = reference.correct(made[segment.context_frames - 1: segment.context_frames], like=new)[0]
-        corrected = fade_join(corrected, last, video_last, fade_length)
+        sharp = min(fade_length, fade_frames(SHARP_FADE_SECONDS, segment.fps))
+        corrected = fade_join(corrected, last, video_last, fade_length, sharp)
     return corrected
 
 

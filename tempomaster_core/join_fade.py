@@ -7,13 +7,17 @@ new frames continue *its* overlap, not the video. Cutting from the video to the 
 that error as a jump at every join (issue 20; on the built-in model 5x the frame-to-frame change inside a
 segment, visible as an object changing colour and shape from one frame to the next).
 
-The fade removes it: with ``e = overlap[-1] - video[-1]`` (every pixel and channel, in 8-bit levels), new
-frame ``t`` (0 = the first after the context) becomes ``new[t] - w(t) * e`` with ``w(t) = 1 - t / n``
-(``n`` = :func:`fade_frames`; ``w = 0`` from frame ``n`` on). So the first new frame is the video's last
-frame plus the segment's own first step (``video[-1] + (new[0] - overlap[-1])``), and the segment's own
-rendering takes over linearly within ``n`` frames -- a cross-fade of the difference, the way context-window
-samplers blend overlapping windows, without touching a known frame. Where the segment draws an object a
-few pixels from where the video has it, the fade moves it there within the ``n`` frames.
+The fade removes it: with ``e = overlap[-1] - video[-1]`` (every pixel and channel, in 8-bit levels), split
+into its smooth part ``e_s`` (a Gaussian blur of sigma :data:`~tempomaster_core.anchor_correction.ERROR_BLUR` x
+the frame's shorter side, as the anchor correction's: tints, shading) and its sharp rest ``e - e_s`` (an object's
+outline drawn a little elsewhere), new frame ``t`` (0 = the first after the context) becomes
+``new[t] - w_n(t) e_s - w_m(t) (e - e_s)`` with ``w_n(t) = max(0, 1 - t / n)``: ``n`` frames of the fade
+(:func:`fade_frames` of the ``join_fade`` seconds) for the smooth part, ``m = min(n, SHARP_FADE_SECONDS at the
+fps)`` for the sharp part. So the first new frame is the video's last frame plus the segment's own first step
+(``video[-1] + (new[0] - overlap[-1])``), a tint hands over slowly, and where the segment draws an object a
+few pixels from where the video has it the object moves there within ``m`` frames: faded over as long as the
+tint, that difference showed as a ghost outline of the object for the whole fade (seen on contact sheets).
+No known frame is touched.
 
 Not in the paper, whose code has no continuation: off (:data:`~tempomaster_core.defaults.JOIN_FADE_SECONDS`)
 for models that name no setting of their own; the built-in model names
@@ -26,15 +30,24 @@ from typing import Any
 
 import torch
 
+from .anchor_correction import ERROR_BLUR, low_pass
 from .validation import require_number
 
-__all__ = ["JOIN_FADE_KEY", "MAX_JOIN_FADE_SECONDS", "check_join_fade", "fade_frames", "fade_join", "fade_weights"]
+__all__ = ["JOIN_FADE_KEY", "MAX_JOIN_FADE_SECONDS", "SHARP_FADE_SECONDS", "check_join_fade", "fade_frames",
+           "fade_join", "fade_weights"]
 
 JOIN_FADE_KEY = "join_fade_seconds"
 """Settings key (a bundle's ``defaults.json``) of a model's join fade, seconds."""
 
 MAX_JOIN_FADE_SECONDS = 60.0
 """Longest join fade accepted, seconds (a fade longer than a segment just ends with the segment)."""
+
+
+SHARP_FADE_SECONDS = 0.125
+"""Longest fade of the sharp part of a join error, seconds (3 frames at 24 fps). Chosen on contact sheets of
+the built-in model's joins: fading it over the whole second left a ghost outline of a displaced object for that
+second; over 1 frame it is a jump one frame later; over 3 frames the object moves to the segment's place quickly
+and no outline stays (the frame-difference ratio at the join is the same for all three)."""
 
 
 def check_join_fade(seconds: Any, name: str = "join_fade") -> float:
@@ -61,15 +74,18 @@ def fade_weights(frames: int, length: int) -> torch.Tensor:
     return (1.0 - torch.arange(frames, dtype=torch.float32) / length).clamp_(min=0.0)
 
 
-def fade_join(new: torch.Tensor, overlap_last: torch.Tensor, video_last: torch.Tensor, length: int) -> torch.Tensor:
-    """A segment's new frames with its join error faded out over ``length`` frames (see the module doc).
+def fade_join(new: torch.Tensor, overlap_last: torch.Tensor, video_last: torch.Tensor, length: int,
+              sharp_length: int | None = None) -> torch.Tensor:
+    """A segment's new frames with its join error faded out (see the module doc).
 
     Args:
         new: the new frames after the context, ``uint8 [F, H, W, 3]`` (after colour matching, if any).
         overlap_last: the segment's own last context frame ``uint8 [H, W, 3]``, in the same colours as ``new``
             (the same colour-match transform).
         video_last: the video's last frame ``uint8 [H, W, 3]`` (the last known context frame).
-        length: fade frames (:func:`fade_frames`); 0 returns ``new`` unchanged.
+        length: fade frames of the smooth part (:func:`fade_frames`); 0 returns ``new`` unchanged.
+        sharp_length: fade frames of the sharp part (default ``length``; the continuation passes
+            ``min(length, fade_frames(SHARP_FADE_SECONDS, fps))``).
 
     Returns:
         ``uint8 [F, H, W, 3]`` (rounded, clipped to 0..255).
@@ -82,6 +98,10 @@ def fade_join(new: torch.Tensor, overlap_last: torch.Tensor, video_last: torch.T
     if overlap_last.shape != new.shape[1:] or video_last.shape != new.shape[1:]:
         raise ValueError(f"overlap_last {list(overlap_last.shape)} and video_last {list(video_last.shape)} must be "
                          f"one frame of the new frames' size {list(new.shape[1:])}")
-    error = overlap_last.to(torch.float32) - video_last.to(torch.float32)
-    weights = fade_weights(new.shape[0], length).view(-1, 1, 1, 1)
-    return (new.to(torch.float32) - weights * error).round_().clamp_(0, 255).to(torch.uint8)
+    error = (overlap_last.to(torch.float32) - video_last.to(torch.float32)).permute(2, 0, 1)  # [3, H, W]
+    smooth = low_pass(error, ERROR_BLUR * min(error.shape[-2:]))
+    frames = new.shape[0]
+    slow = fade_weights(frames, length).view(-1, 1, 1, 1)
+    fast = fade_weights(frames, length if sharp_length is None else sharp_length).view(-1, 1, 1, 1)
+    correction = (slow * smooth + fast * (error - smooth)).permute(0, 2, 3, 1)  # [F, H, W, 3]
+    return (new.to(torch.float32) - correction).round_().clamp_(0, 255).to(torch.uint8)

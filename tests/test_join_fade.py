@@ -132,3 +132,19 @@ def test_colour_matched_segments_fade_from_the_video_in_the_new_frames_colours(m
     expected = [float(transform(raw_new[t])) - error * max(0.0, 1 - t / 8) for t in range(20)]
     assert out.new_frames[:, 0, 0, 0].tolist() == [min(255, max(0, round(v))) for v in expected]
     assert torch.equal(out.joined[:30], video) and torch.equal(out.overlap, video[-10:] + ERROR)
+
+
+def test_the_sharp_part_of_the_error_fades_fast_and_the_tint_slowly():
+    new = flat([100] * 10)
+    video_last = flat([80])[0]
+    overlap_last = video_last.clone() + 20  # a tint of 20 everywhere ...
+    overlap_last[6:9, 6:9] += 60  # ... and a small bright spot: an object drawn where the video has none
+    out = fade_join(new, overlap_last, video_last, 8, sharp_length=2).float()
+    correction = new.float() - out
+    assert torch.equal(out[0], (video_last.float() + new[0].float() - overlap_last.float()).clamp(0, 255))
+    corner, spot = correction[:, 0, 0, 0], correction[:, 7, 7, 0]
+    tint = torch.tensor([20 * (1 - t / 8) for t in range(8)])
+    assert float((corner[:8] - tint).abs().max()) <= 0.51  # the tint fades over 8 frames (8-bit rounding)
+    assert float(spot[0]) == 80 and float(spot[2]) < 0.25 * 80 + 20  # the spot is mostly gone after 2 frames
+    assert float(spot[2]) > float(corner[2])  # (its blurred part still fades with the tint)
+    assert bool((correction[8:] == 0).all())

@@ -298,10 +298,12 @@ def object_positions(spec: SceneSpec, frame_indices) -> np.ndarray:
 # --------------------------------------------------------------------------- rendering
 
 
-def _coverage(shape: str, dx: torch.Tensor, dy: torch.Tensor, size: float) -> torch.Tensor:
-    """Anti-aliased coverage in [0, 1] of a shape centred at the origin.
+def shape_coverage(shape: str, dx: torch.Tensor, dy: torch.Tensor, size: float) -> torch.Tensor:
+    """Anti-aliased coverage in [0, 1] of a shape centred at the origin (what :func:`render_frames` draws; the
+    evaluation's shape detector, ``benchmarks/shapes.py``, matches detected objects against it).
 
-    ``dx, dy``: pixel-centre offsets from the object centre, ``[F, H, W]``.
+    ``shape``: one of :data:`SHAPES`; ``size``: the object's radius in pixels (:class:`SceneObject`);
+    ``dx, dy``: pixel-centre offsets from the object centre, any shape (``[F, H, W]`` when rendering).
     Edges are smoothed over one pixel (coverage = clamp(0.5 - signed distance)).
     """
     if shape == "ball":
@@ -352,7 +354,7 @@ def render_frames(spec: SceneSpec, frame_indices) -> torch.Tensor:
     for n, ob in enumerate(spec.objects):
         dx = xs - pos[:, n, 0].view(-1, 1, 1)
         dy = ys - pos[:, n, 1].view(-1, 1, 1)
-        cov = _coverage(ob.shape, dx, dy, ob.size).unsqueeze(0)  # [1, F, H, W]
+        cov = shape_coverage(ob.shape, dx, dy, ob.size).unsqueeze(0)  # [1, F, H, W]
         col = torch.tensor(COLOURS[ob.colour], dtype=torch.float32).view(3, 1, 1, 1)
         img = img * (1 - cov) + col * cov
     return img * 2 - 1
@@ -374,5 +376,5 @@ def render(spec: SceneSpec, num_frames: int, start_frame: float = 0, interval: f
 
 __all__ = [
     "FPS", "BACKGROUND_MAX", "Background", "SceneObject", "SceneSpec",
-    "sample_scene", "scene_from_prompt", "object_positions", "render_frames", "render",
+    "sample_scene", "scene_from_prompt", "object_positions", "render_frames", "render", "shape_coverage",
 ]
