@@ -60,18 +60,25 @@ def label_components(mask: torch.Tensor) -> torch.Tensor:
         ids = grown
 
 
+def frame_components(mask: torch.Tensor, min_area: int) -> list[list[torch.Tensor]]:
+    """Every frame's components of a boolean ``[F, H, W]`` mask with at least ``min_area`` pixels, each as a
+    boolean ``[H, W]`` mask (in the order of their labels, :func:`label_components`)."""
+    out = []
+    for frame in label_components(mask):
+        components = [frame == value for value in torch.unique(frame[frame > 0]).tolist()]
+        out.append([c for c in components if int(c.sum()) >= min_area])
+    return out
+
+
 def frame_objects(mask: torch.Tensor, min_area: int) -> list[list[FrameObject]]:
     """Objects of every frame of a boolean ``[F, H, W]`` mask: components of at least ``min_area``
     pixels, largest first."""
-    ids = label_components(mask)
     h, w = mask.shape[1:]
     out = []
-    for frame in ids:
+    for components in frame_components(mask, min_area):
         objects = []
-        for value in torch.unique(frame[frame > 0]).tolist():
-            ys, xs = torch.nonzero(frame == value, as_tuple=True)
-            if ys.numel() < min_area:
-                continue
+        for component in components:
+            ys, xs = torch.nonzero(component, as_tuple=True)
             at_edge = bool(xs.min() < EDGE_MARGIN or ys.min() < EDGE_MARGIN
                            or xs.max() >= w - EDGE_MARGIN or ys.max() >= h - EDGE_MARGIN)
             objects.append(FrameObject(float(xs.float().mean()), float(ys.float().mean()), int(ys.numel()), at_edge))

@@ -52,8 +52,8 @@ for path in (ROOT, ROOT / "benchmarks"):
 
 from tempomaster_core.anchor_correction import model_default as anchor_correction_default  # noqa: E402
 from tempomaster_core.anti_drift import ANTI_DRIFT_MODES  # noqa: E402
-from tempomaster_core.defaults import BUILTIN_ANTI_DRIFT, JOIN_FADE_SECONDS  # noqa: E402
-from tempomaster_core.join_fade import JOIN_FADE_KEY  # noqa: E402
+from tempomaster_core.defaults import BUILTIN_ANTI_DRIFT  # noqa: E402
+from tempomaster_core.join_fade import model_default as join_fade_default  # noqa: E402
 from tempomaster_core.long_video import generate_long  # noqa: E402
 from tempomaster_core.pipeline import tree_settings  # noqa: E402
 from tempomaster_core.tiny.builtin import default_plan, load_builtin  # noqa: E402
@@ -163,7 +163,7 @@ def main(argv=None) -> dict:
     context = round((args.context_seconds or d["context_seconds"]) * fps)
     new = args.segment_frames or d["segment_new_frames"]
     anchor_correction = anchor_correction_default(d) if args.anchor_correction is None else args.anchor_correction
-    join_fade = d.get(JOIN_FADE_KEY, JOIN_FADE_SECONDS) if args.join_fade is None else args.join_fade
+    join_fade = join_fade_default(d) if args.join_fade is None else args.join_fade
     settings = tree_settings(template.num_levels, steps=d["steps"], shifts=d["shifts"], cfg=d["cfg"],
                              guidance=d["guidance"], seed=0, anchor_correction=anchor_correction)
     negative = bundle.encode_prompt(d.get("negative_prompt", ""))

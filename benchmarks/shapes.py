@@ -1,7 +1,7 @@
 """Shape detector of the built-in model's evaluation: which of the caption grammar's shapes each object is drawn as.
 
 For every object (8-connected component of the prompt's colour of at least ``min_area`` pixels, as
-:func:`coherence.frame_objects` finds them), the ideal ball, square and triangle
+:func:`coherence.frame_components` finds them), the ideal ball, square and triangle
 (:func:`tempomaster_core.tiny.scenes.shape_coverage`, what the scenes are rendered with) are placed at the
 object's centroid with the object's area (the radius found by bisection so that the ideal shape's coverage,
 thresholded at 0.5, has that many pixels), and the object is the shape whose mask overlaps it best
@@ -27,7 +27,7 @@ if str(ROOT) not in sys.path:
 from tempomaster_core.tiny.captions import SHAPES  # noqa: E402
 from tempomaster_core.tiny.scenes import shape_coverage  # noqa: E402
 
-from coherence import label_components  # noqa: E402
+from coherence import frame_components  # noqa: E402
 
 MIN_IOU = 0.6
 """Intersection over union the best-fitting ideal shape must reach for an object to count as that shape (the
@@ -66,15 +66,7 @@ def object_shape(mask: torch.Tensor) -> tuple[str, float]:
 def frame_shapes(mask: torch.Tensor, min_area: int) -> list[list[tuple[str, float]]]:
     """``object_shape`` of every object (component of at least ``min_area`` pixels) of every frame of a bool
     ``[F, H, W]`` mask."""
-    out = []
-    for frame in label_components(mask):
-        objects = []
-        for value in torch.unique(frame[frame > 0]).tolist():
-            component = frame == value
-            if int(component.sum()) >= min_area:
-                objects.append(object_shape(component))
-        out.append(objects)
-    return out
+    return [[object_shape(component) for component in components] for components in frame_components(mask, min_area)]
 
 
 def shape_adherence(mask: torch.Tensor, shape: str, min_area: int, every: int = 1) -> dict:

@@ -34,7 +34,7 @@ from .anti_drift import check_anti_drift
 from .continuation import SegmentPlan, check_context, check_fps, context_frame_count
 from .continuation_settings import ContinuationSettings
 from .defaults import ANTI_DRIFT, JOIN_FADE_SECONDS
-from .join_fade import JOIN_FADE_KEY, check_join_fade
+from .join_fade import check_join_fade, model_default as join_fade_default
 from .long_video import plan_segments
 from .plan import PlanError, TreePlan
 from .validation import InputError, require_int, require_number
@@ -161,8 +161,8 @@ def prepare_long(args: argparse.Namespace, plan: TreePlan, defaults: dict) -> Lo
         anti_drift = check_anti_drift(args.anti_drift if args.anti_drift is not None
                                       else defaults.get("anti_drift", ANTI_DRIFT),
                                       min(continuing, default=None), "--anti-drift")
-        join_fade = check_join_fade(args.join_fade if args.join_fade is not None
-                                    else defaults.get(JOIN_FADE_KEY, JOIN_FADE_SECONDS), "--join-fade")
+        join_fade = (check_join_fade(args.join_fade, "--join-fade") if args.join_fade is not None
+                     else join_fade_default(defaults))
     except (InputError, PlanError) as exc:
         raise UsageError(str(exc)) from None
     return LongJob(segments=tuple(segments), total=total, context_frames=context, new_frames=new,

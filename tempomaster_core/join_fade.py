@@ -31,10 +31,11 @@ from typing import Any
 import torch
 
 from .anchor_correction import ERROR_BLUR, low_pass
+from .defaults import JOIN_FADE_SECONDS
 from .validation import require_number
 
 __all__ = ["JOIN_FADE_KEY", "MAX_JOIN_FADE_SECONDS", "SHARP_FADE_SECONDS", "check_join_fade", "fade_frames",
-           "fade_join", "fade_weights"]
+           "fade_join", "fade_weights", "model_default"]
 
 JOIN_FADE_KEY = "join_fade_seconds"
 """Settings key (a bundle's ``defaults.json``) of a model's join fade, seconds."""
@@ -58,6 +59,17 @@ def check_join_fade(seconds: Any, name: str = "join_fade") -> float:
             :data:`MAX_JOIN_FADE_SECONDS`.
     """
     return require_number(seconds, name, minimum=0.0, maximum=MAX_JOIN_FADE_SECONDS, parse_text=True)
+
+
+def model_default(defaults: dict) -> float:
+    """A model's join fade, seconds: its recommended settings' :data:`JOIN_FADE_KEY` (a bundle's ``defaults.json``;
+    the built-in model's: :data:`~tempomaster_core.defaults.BUILTIN_JOIN_FADE_SECONDS`), else
+    :data:`~tempomaster_core.defaults.JOIN_FADE_SECONDS`.
+
+    Raises:
+        InputError: the setting is there but not a valid fade (:func:`check_join_fade`).
+    """
+    return check_join_fade(defaults.get(JOIN_FADE_KEY, JOIN_FADE_SECONDS), f"defaults.json {JOIN_FADE_KEY}")
 
 
 def fade_frames(seconds: float, fps: float) -> int:

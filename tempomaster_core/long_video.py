@@ -234,8 +234,7 @@ def generate_long(model: Any, codec: Any, positive: Union[torch.Tensor, Sequence
             new = made[segment.context_frames:]
             reference = drift_reference(mode, new)
         else:
-            new = joined_new_frames(made, segment, reference, context[-1] if segment.context_frames else None,
-                                    fade_length)
+            new = joined_new_frames(made, segment, reference, context[-1], fade_length)
         overlaps.append(_psnr8(made[: segment.context_frames], context) if segment.context_frames else None)
         if s + 1 < len(segments):  # the next context: the last frames of (context so far + new frames)
             history = new if context is None else torch.cat([context, new])

@@ -45,7 +45,7 @@ from tempomaster_core.defaults import (  # noqa: E402
 )
 from tempomaster_core.anchor_correction import ANCHOR_CORRECTION, model_default as anchor_correction_default  # noqa: E402
 from tempomaster_core.attention import DEFAULT_BACKEND  # noqa: E402
-from tempomaster_core.join_fade import JOIN_FADE_KEY  # noqa: E402
+from tempomaster_core.join_fade import model_default as join_fade_default  # noqa: E402
 from tempomaster_core.trained_limits import TrainedLimits  # noqa: E402
 from tempomaster_core.wan.files import REPACKAGED_REPO, UMT5_FILE, UMT5_FP8_FILE, VAE_FILE  # noqa: E402
 from nodes.plan_limits import MODEL_INPUT  # noqa: E402
@@ -720,7 +720,7 @@ def tiny_continue_note(d: dict) -> str:
 
 **This workflow**: the model's own tree ({_length(first, fps)} at {fps:g} fps, the same settings as the text-to-video template), then **{len(lengths)} TempoMaster Continue nodes**, each adding {lengths[0]} frames: every segment is again the model's tree, in which the last {d['context_seconds']:g} s of the video so far are known frames at every frame rate (the paper's multi-mask continuation). Result: **{_length(total, fps)}** at {fps:g} fps, saved as mp4.
 
-**Chain more**: copy a Continue node, connect the last one's *joined* and *fps* to its *images* and *fps*, and give it another seed. {_anti_drift_sentence(d['anti_drift'])} {_join_fade_sentence(float(d.get(JOIN_FADE_KEY, JOIN_FADE_SECONDS)))}
+**Chain more**: copy a Continue node, connect the last one's *joined* and *fps* to its *images* and *fps*, and give it another seed. {_anti_drift_sentence(d['anti_drift'])} {_join_fade_sentence(join_fade_default(d))}
 
 **Memory**: *joined* holds the whole video (float32: {total * d['width'] * d['height'] * 3 * 4 / 1e6:.0f} MB here). The command line makes the same in one call and streams it to the file: `python -m tempomaster_core generate --prompt "{TINY_PROMPT}" --seconds 60 --out long.mp4`.
 """
@@ -737,7 +737,7 @@ def tiny_continue() -> dict:
                   cfg=",".join(f"{float(v):g}" for v in _tiny_per_level(d, "cfg")),
                   guidance=_tiny_per_level(d, "guidance")[0], max_parallel_chunks=0, tiled_vae=False,
                   anti_drift=d["anti_drift"], anchor_correction=anchor_correction_default(d),
-                  join_fade=float(d.get(JOIN_FADE_KEY, JOIN_FADE_SECONDS)))
+                  join_fade=join_fade_default(d))
     last, column = _continue_chain(g, ids["levels"][-1], first, ids["plan"], ids["links"], lengths, fps,
                                    ids["below"].y, shared,
                                    f"Continue: +{lengths[0]} frames each, knowing the last {d['context_seconds']:g} s")
