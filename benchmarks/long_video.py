@@ -2,18 +2,21 @@
 
 Usage::
 
-    python benchmarks/long_video.py [--seconds 24] [--prompts 4] [--context-seconds 1.5] [--segment-frames 64]
+    python benchmarks/long_video.py [--seconds 24] [--prompts 4] [--context-seconds 1.5] [--segment-frames 63]
                                     [--threads 1] [--sheet DIR] [--json out.json] [--ar]
                                     [--anti-drift none|anchor|colour_match|anchor+colour_match]
                                     [--anchor-correction | --no-anchor-correction] [--join-fade SECONDS]
+                                    [--replace-known-latents | --no-replace-known-latents]
 
 For each held-out scene caption (``eval_tiny.EVAL_SEED_BASE + k``) a video of ``--seconds`` is made by
 :func:`tempomaster_core.long_video.generate_long` with the bundle's settings (frames collected as uint8)
 and ``--anti-drift`` (:mod:`tempomaster_core.anti_drift`; default: the built-in model's, ``BUILTIN_ANTI_DRIFT``);
 the refinement levels' anchor correction (:mod:`tempomaster_core.anchor_correction`) is the bundle's
 ``defaults.json`` setting unless ``--anchor-correction`` / ``--no-anchor-correction`` says otherwise, and so is
-the join fade (:mod:`tempomaster_core.join_fade`) unless ``--join-fade`` gives one -- what the command line's
-``--seconds`` runs.
+the join fade (:mod:`tempomaster_core.join_fade`) unless ``--join-fade`` gives one, and the known-latent
+replacement (:mod:`tempomaster_core.known_latents`) unless ``--(no-)replace-known-latents`` says otherwise -- what
+the command line's ``--seconds`` runs. The context is counted as the command line counts it
+(:func:`tempomaster_core.continuation.context_frame_count`).
 Measured, frames in [0, 1]:
 
 * **time**: wall-clock and process CPU seconds per video, peak RSS of the process;
@@ -51,7 +54,10 @@ for path in (ROOT, ROOT / "benchmarks"):
         sys.path.insert(0, str(path))
 
 from tempomaster_core.anchor_correction import model_default as anchor_correction_default  # noqa: E402
+from tempomaster_core.known_latents import model_default as replace_known_default  # noqa: E402
 from tempomaster_core.anti_drift import ANTI_DRIFT_MODES  # noqa: E402
+from tempomaster_core.continuation import context_frame_count  # noqa: E402
+from tempomaster_core.continuation_settings import ContinuationSettings  # noqa: E402
 from tempomaster_core.defaults import BUILTIN_ANTI_DRIFT  # noqa: E402
 from tempomaster_core.join_fade import model_default as join_fade_default  # noqa: E402
 from tempomaster_core.long_video import generate_long  # noqa: E402
@@ -151,6 +157,8 @@ def main(argv=None) -> dict:
     p.add_argument("--anti-drift", default=BUILTIN_ANTI_DRIFT, choices=ANTI_DRIFT_MODES)
     p.add_argument("--anchor-correction", action=argparse.BooleanOptionalAction, default=None,
                    help="anchor correction of the refinement levels (default: the bundle's defaults.json)")
+    p.add_argument("--replace-known-latents", action=argparse.BooleanOptionalAction, default=None,
+                   help="known-latent replacement (default: the bundle's defaults.json)")
     p.add_argument("--join-fade", type=float, default=None,
                    help="join fade, seconds (default: the bundle's defaults.json; 0 = a plain cut)")
     args = p.parse_args(argv)
@@ -160,12 +168,16 @@ def main(argv=None) -> dict:
     d = bundle.defaults
     template = default_plan(d, int(bundle.codec.temporal_factor))
     fps = template.final.fps
-    context = round((args.context_seconds or d["context_seconds"]) * fps)
-    new = args.segment_frames or d["segment_new_frames"]
+    continuation = ContinuationSettings.from_settings(d)
+    context = context_frame_count(args.context_seconds or continuation.context_seconds, fps)
+    new = args.segment_frames or continuation.new_frames
     anchor_correction = anchor_correction_default(d) if args.anchor_correction is None else args.anchor_correction
     join_fade = join_fade_default(d) if args.join_fade is None else args.join_fade
+    replace_known_latents = (replace_known_default(d) if args.replace_known_latents is None
+                             else args.replace_known_latents)
     settings = tree_settings(template.num_levels, steps=d["steps"], shifts=d["shifts"], cfg=d["cfg"],
-                             guidance=d["guidance"], seed=0, anchor_correction=anchor_correction)
+                             guidance=d["guidance"], seed=0, anchor_correction=anchor_correction,
+                             replace_known_latents=replace_known_latents)
     negative = bundle.encode_prompt(d.get("negative_prompt", ""))
     results = []
     for k in range(args.prompts):
@@ -210,6 +222,7 @@ def main(argv=None) -> dict:
     summary = {
         "seconds": args.seconds, "context_frames": context, "new_frames": new, "anti_drift": args.anti_drift,
         "anchor_correction": anchor_correction, "join_fade": join_fade,
+        "replace_known_latents": replace_known_latents,
         "mean_wall_s": sum(r["wall_s"] for r in results) / len(results),
         "mean_cpu_s": sum(r["cpu_s"] for r in results) / len(results),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,

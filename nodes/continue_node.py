@@ -23,6 +23,7 @@ from tempomaster_core.defaults import (
     default_schedule,
 )
 from tempomaster_core.join_fade import MAX_JOIN_FADE_SECONDS
+from tempomaster_core.known_latents import REPLACE_KNOWN_LATENTS
 from tempomaster_core.tiny.builtin import BUILTIN_MODEL_NAME
 from tempomaster_core.guidance import GUIDANCE_KINDS
 from tempomaster_core.plan import MAX_OUTPUT_FRAMES
@@ -59,9 +60,20 @@ JOIN_FADE_IN = ("FLOAT", {
 """The Continue node's ``join_fade`` input (:mod:`tempomaster_core.join_fade`); optional, so a workflow saved before
 it existed loads with a plain cut."""
 
+REPLACE_KNOWN_LATENTS_IN = ("BOOLEAN", {
+    "default": REPLACE_KNOWN_LATENTS,
+    "tooltip": "At every step, keep the latent frames whose frames are all known (the context) on their path to the "
+               "context's own latents, so the segment ends exactly on its context and the join is smoother. Not in "
+               f"the reference (off = its behaviour); on is recommended for {BUILTIN_MODEL_NAME} (its defaults.json, "
+               "benchmarks/README.md).",
+})
+"""The Continue node's ``replace_known_latents`` input (:mod:`tempomaster_core.known_latents`); optional, so a
+workflow saved before it existed loads with the reference's behaviour."""
+
 
 def level_settings_from_widgets(plan: Any, *, steps: str, shift: str, cfg: str, guidance: str, seed: int,
-                                max_batch: Any, anchor_correction: Any = ANCHOR_CORRECTION) -> list:
+                                max_batch: Any, anchor_correction: Any = ANCHOR_CORRECTION,
+                                replace_known_latents: Any = REPLACE_KNOWN_LATENTS) -> list:
     """One ``LevelSettings`` per level of ``plan`` from the node's text widgets (empty = the reference's:
     steps 50 / 32, shifts 5 / 3, cfg 8).
 
@@ -76,7 +88,8 @@ def level_settings_from_widgets(plan: Any, *, steps: str, shift: str, cfg: str, 
     return tree_settings(levels, steps=_per_level(steps, list(ref_steps), levels, "steps", parse_int_list),
                          shifts=_per_level(shift, list(ref_shifts), levels, "shift", parse_number_list),
                          cfg=_per_level(cfg, [CFG], levels, "cfg", parse_number_list), guidance=guidance,
-                         seed=seed, max_batch=max_batch, anchor_correction=anchor_correction)
+                         seed=seed, max_batch=max_batch, anchor_correction=anchor_correction,
+                         replace_known_latents=replace_known_latents)
 
 
 class TempoContinue:
@@ -142,13 +155,14 @@ class TempoContinue:
                            "the first segment of images: stops tints adding up, but also undoes wanted colour "
                            "changes); or both. benchmarks/README.md has the measurements.",
             }),
-        }, "optional": {"anchor_correction": ANCHOR_CORRECTION_IN, "join_fade": JOIN_FADE_IN}}
+        }, "optional": {"anchor_correction": ANCHOR_CORRECTION_IN, "join_fade": JOIN_FADE_IN,
+                         "replace_known_latents": REPLACE_KNOWN_LATENTS_IN}}
 
     def extend(self, model, plan, images, fps, positive, negative, vae, context_seconds: float = CONTEXT_SECONDS,
                new_frames: int = SEGMENT_NEW_FRAMES, seed: int = SEED, steps: str = "", shift: str = "",
                cfg: str = "", guidance: str = GUIDANCE, max_parallel_chunks: int = 0, tiled_vae: bool = False,
                anti_drift: str = ANTI_DRIFT, anchor_correction: Optional[bool] = None,
-               join_fade: Optional[float] = None):
+               join_fade: Optional[float] = None, replace_known_latents: Optional[bool] = None):
         """Return ``(joined [F+N, H, W, 3], new [N, H, W, 3], fps)``, float32 in ``[0, 1]``.
 
         Raises:
@@ -178,7 +192,9 @@ class TempoContinue:
         fade = check_join_fade(JOIN_FADE_SECONDS if join_fade is None else join_fade)
         settings = level_settings_from_widgets(segment.plan, steps=steps, shift=shift, cfg=cfg, guidance=guidance,
                                                seed=seed, max_batch=max_batch,
-                                               anchor_correction=anchor_correction_of(anchor_correction))
+                                               anchor_correction=anchor_correction_of(anchor_correction),
+                                               replace_known_latents=REPLACE_KNOWN_LATENTS
+                                               if replace_known_latents is None else replace_known_latents)
         frames = video_frames(images, "images")
         check_fps(fps, segment.fps, "images")
         check_context(*frames.shape[:3], segment, "images")

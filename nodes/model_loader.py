@@ -200,7 +200,7 @@ def declared_settings(model_name: str) -> Optional[DeclaredSettings]:
     (:func:`tempomaster_core.tiny.builtin.bundle_defaults` of :func:`~nodes.builtin_nodes.tiny_directory`): its
     training limits (``trained_frame_intervals`` / ``trained_chunk_frames``,
     :func:`tempomaster_core.tiny.builtin.bundle_limits`) and continuation settings (``context_seconds`` /
-    ``segment_new_frames``; the built-in model's 1.5 s and 64 frames where the file has none); ``None`` for a
+    ``segment_new_frames``; the built-in model's 1.54 s and 63 frames where the file has none); ``None`` for a
     checkpoint file, which declares none (the planner then uses the released TempoMaster's: its limits and the
     paper's continuation). The loader gives its output these
     (:attr:`tempomaster_core.model.TempoMasterDiT.trained_limits`,

@@ -322,7 +322,8 @@ def continuation_lines(long: LongCost, used: Any = None) -> list[str]:
     (16, 8, 4, 2, 1) 4530 PFLOPs ~3.2 h (untrained: 1.5 fps ...); full-sequence pass 27351 PFLOPs ~19.0 h ..."."""
     seconds, template = long.seconds_of_video, long.template.final
     count = len(long.segments)
-    context = long.context_frames / long.fps
+    # the Continue node's 0.01 s widget step: within 0.005 s, so the same frame count below 100 fps
+    context = round(long.context_frames / long.fps, 2)
     head = (f"{seconds:.1f} s is longer than one trained tree ({template.num_frames} frames, "
             f"{template.duration_s:.1f} s): make it as {count} segment{'s' if count > 1 else ''} of "
             f"{_shares(long.segment_frames)} frames at the trained frame rates (after the first: "

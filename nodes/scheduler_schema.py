@@ -165,7 +165,7 @@ MODEL_SOCKET = (MODEL_SOCKET_TYPES, {
                "uses what that model was trained on: its frame intervals for the warnings and its clip length for "
                "'auto' chunks and the warnings, instead of the trained_chunk_frames widget (TempoMaster-Tiny: "
                "intervals 4,2,1 and 25 frames; the 14B: 4,2,1 and 109); a length beyond one trained tree is "
-               "proposed in segments of its continuation settings (TempoMaster-Tiny: 1.5 s of context + 64 new "
+               "proposed in segments of its continuation settings (TempoMaster-Tiny: 1.54 s of context + 63 new "
                "frames; the 14B: the paper's 5 s + 480); the cost and memory are estimated for it. Not connected: "
                "the widget, the released model's intervals 4,2,1, the paper's continuation and the 14B's cost. "
                "The summary says which were used."})

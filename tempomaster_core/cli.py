@@ -48,6 +48,7 @@ import torch
 from .cli_models import ModelChoice, add_model_flags, choose_models, encode_prompts, load_models
 from .anti_drift import ANTI_DRIFT_MODES
 from .anchor_correction import ANCHOR_CORRECTION, model_default as anchor_correction_default
+from .known_latents import REPLACE_KNOWN_LATENTS, model_default as replace_known_default
 from .defaults import ANTI_DRIFT, CFG, GUIDANCE, JOIN_FADE_SECONDS, SEED, default_schedule
 from .guidance import GUIDANCE_KINDS
 from .dit_options import configure_dit, parse_lora_spec
@@ -201,6 +202,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "leaves on the frames of the level above, interpolated in time (no tint step at chunk "
                         "seams; not in the reference); "
                         "default: the model's (on for the built-in model, off for the 14B)")
+    g.add_argument("--replace-known-latents", action=argparse.BooleanOptionalAction, default=None,
+                   help="keep every latent frame whose frames are all known (a continuation's context) on its "
+                        "path to the known frames' latent at each step, so it ends on it (smoother joins; not in "
+                        "the reference); default: the model's (on for the built-in model, off for the 14B)")
     g.add_argument("--steps", type=_int_list, help=f"sampling steps per level (1..{MAX_STEPS}), e.g. 50,32,32")
     g.add_argument("--shift", type=_float_list, help="sigma shift per level (> 0), e.g. 5,3,3")
     g.add_argument("--cfg", type=_float_list, help=f"guidance scale in (0, {MAX_CFG:g}] (one, or one per level)")
@@ -442,6 +447,8 @@ class GenerateJob:
         negative_prompt: ``--negative-prompt``, else the model's default.
         anchor_correction: ``--anchor-correction``/``--no-anchor-correction``, else the model's
             ``defaults.json`` (:mod:`tempomaster_core.anchor_correction`).
+        replace_known_latents: ``--replace-known-latents``/``--no-replace-known-latents``, else the model's
+            ``defaults.json`` (:mod:`tempomaster_core.known_latents`).
     """
 
     plan: TreePlan
@@ -460,6 +467,7 @@ class GenerateJob:
     models: Optional[ModelChoice] = None
     negative_prompt: str = ""
     anchor_correction: bool = ANCHOR_CORRECTION
+    replace_known_latents: bool = REPLACE_KNOWN_LATENTS
 
 
 def _level_setting(values: Optional[Sequence], default: Any, levels: int, name: str, check) -> list:
@@ -585,12 +593,13 @@ def _prepare(args: argparse.Namespace) -> GenerateJob:
                             require_shift)
     cfg = _level_setting(args.cfg, _model_default(plan, d, "cfg", CFG), levels, "cfg", require_cfg)
     guidance = args.guidance or _model_default(plan, d, "guidance", GUIDANCE)
-    anchor_correction = args.anchor_correction
-    if anchor_correction is None:
-        try:
-            anchor_correction = anchor_correction_default(d)
-        except InputError as exc:
-            raise UsageError(f"the model's defaults.json: {exc}") from None
+    try:
+        anchor_correction = (anchor_correction_default(d) if args.anchor_correction is None
+                             else args.anchor_correction)
+        replace_known_latents = (replace_known_default(d) if args.replace_known_latents is None
+                                 else args.replace_known_latents)
+    except InputError as exc:
+        raise UsageError(f"the model's defaults.json: {exc}") from None
     for i in range(levels):  # what the core checks per level too (e.g. a float32 schedule that overflows)
         try:
             check_level_settings(steps=steps[i], shift=shifts[i], cfg=cfg[i], guidance=guidance, seed=args.seed,
@@ -615,7 +624,8 @@ def _prepare(args: argparse.Namespace) -> GenerateJob:
                        outputs=outputs, device=device, model_dir=model_dir, temporal_factor=temporal_factor,
                        defaults=d, long=long, loras=loras, models=models,
                        negative_prompt=args.negative_prompt if args.negative_prompt is not None
-                       else str(d.get("negative_prompt") or ""), anchor_correction=anchor_correction)
+                       else str(d.get("negative_prompt") or ""), anchor_correction=anchor_correction,
+                       replace_known_latents=replace_known_latents)
 
 
 def say(line: str) -> None:
@@ -724,7 +734,7 @@ def _generate_job(args: argparse.Namespace, job: GenerateJob) -> list[Path]:
         bundle.model, bundle.codec, positive, negative, plan,
         conditions=conditions or None, steps=job.steps, shifts=job.shifts, cfg=job.cfg,
         guidance=job.guidance, seed=args.seed, anchor_correction=job.anchor_correction,
-        max_batch=args.max_batch, progress=LevelProgress(plan), return_levels=True,
+        replace_known_latents=job.replace_known_latents, max_batch=args.max_batch, progress=LevelProgress(plan), return_levels=True,
     )
     elapsed = time.perf_counter() - started
     if options.compile_stats is not None:

@@ -248,13 +248,15 @@ def run_long(args: argparse.Namespace, job, bundle, negative: torch.Tensor, prom
     if prompts is None:
         prompts = [bundle.encode_prompt(text) for text in [args.prompt, *args.segment_prompt]]
     settings = tree_settings(plan.num_levels, steps=job.steps, shifts=job.shifts, cfg=job.cfg, guidance=job.guidance,
-                             seed=args.seed, max_batch=args.max_batch, anchor_correction=job.anchor_correction)
+                             seed=args.seed, max_batch=args.max_batch, anchor_correction=job.anchor_correction,
+                             replace_known_latents=job.replace_known_latents)
     out = job.outputs[0][0]
     fps = plan.final.fps
     source = f"extending {long.extend} ({long.extend_frames} frames)" if long.extend else "from scratch"
     say(f"{len(long.segments)} segment(s), {long.total} new frames ({long.total / fps:.2f} s at {fps:g} fps) "
         f"{source}; context {long.context_frames} frames, {long.new_frames} new frames per segment, anti-drift "
-        f"{long.anti_drift}, join fade {long.join_fade:g} s, seed "
+        f"{long.anti_drift}, join fade {long.join_fade:g} s, known-latent replacement "
+        f"{'on' if job.replace_known_latents else 'off'}, seed "
         f"{args.seed} + segment index\n{long.segments[-1].describe()}")
     started = time.perf_counter()
     ranks = active()

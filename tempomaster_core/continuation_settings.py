@@ -2,7 +2,7 @@
 
 A model declares them in its settings, under :data:`CONTEXT_SECONDS_KEY` and :data:`NEW_FRAMES_KEY`, next to
 what it was trained on (:mod:`tempomaster_core.trained_limits`): a TempoMaster-Tiny bundle in its
-``defaults.json`` (:func:`tempomaster_core.tiny.builtin.bundle_defaults`; the built-in model: 1.5 s and 64
+``defaults.json`` (:func:`tempomaster_core.tiny.builtin.bundle_defaults`; the built-in model: 1.54 s and 63
 frames, :data:`tempomaster_core.tiny.builtin.CONTINUATION_DEFAULTS`, so every segment is its own 100-frame
 tree), the released 14B in :func:`tempomaster_core.wan.bundle.reference_settings` (the paper's 5 s and 480
 frames, :data:`~tempomaster_core.defaults.CONTEXT_SECONDS`, :data:`~tempomaster_core.defaults.SEGMENT_NEW_FRAMES`).
@@ -34,9 +34,9 @@ class ContinuationSettings:
 
     Attributes:
         context_seconds: seconds at the end of the video so far that each segment knows at every level
-            (> 0; the paper's 5, the built-in model's 1.5).
+            (> 0; the paper's 5, the built-in model's 1.54).
         new_frames: pixel frames at the output fps each segment adds after its context (>= 1; the paper's
-            480, the built-in model's 64).
+            480, the built-in model's 63).
 
     Raises:
         ValueError: a value out of range or of the wrong type; the message names the settings key.
@@ -68,7 +68,7 @@ class ContinuationSettings:
             raise ValueError(f"{where}: {err}") from None
 
     def context_frames(self, fps: float) -> int:
-        """Pixel frames of the context at the output ``fps`` (36 for 1.5 s at 24 fps), at least 1.
+        """Pixel frames of the context at the output ``fps`` (37 for 1.54 s at 24 fps), at least 1.
 
         Raises:
             tempomaster_core.validation.InputError: less than half a frame at ``fps``

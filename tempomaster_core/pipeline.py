@@ -38,6 +38,7 @@ from typing import Any, Callable, Optional, Sequence, Union
 import torch
 
 from .anchor_correction import ANCHOR_CORRECTION, correct_level
+from .known_latents import REPLACE_KNOWN_LATENTS, known_latent_frames, replace_known
 from .conditioning import blueprint_clip, build_condition, normalize_condition_frames, refinement_clips
 from .defaults import CFG, GUIDANCE, SEED, default_schedule
 from .distributed import level_work
@@ -188,12 +189,15 @@ class LevelSettings:
         anchor_correction: after decoding a refinement level, remove from each chunk the smooth (low
             spatial frequency) part of the error it leaves on its anchors, interpolated in time
             (:mod:`tempomaster_core.anchor_correction`; not in the reference, default off); ignored on the blueprint.
+        replace_known_latents: after every Euler step, put each latent frame whose pixel frames are all known
+            back on its flow path to its condition latent (:mod:`tempomaster_core.known_latents`; not in the
+            reference, default off), so it ends equal to it.
 
     Raises:
         InputError (a ValueError): ``steps`` not an int >= 1; ``shift`` not finite > 0 (or
             a non-finite schedule); ``cfg`` not finite, <= 0 or > 100; unknown
             ``guidance``; ``seed`` not an int in ``[0, 2**64)``; ``max_batch`` not None or
-            an int >= 1; ``anchor_correction`` not a bool. Messages name the setting, the rule and the value.
+            an int >= 1; ``anchor_correction`` or ``replace_known_latents`` not a bool. Messages name the setting, the rule and the value.
     """
 
     steps: int
@@ -204,6 +208,7 @@ class LevelSettings:
     max_batch: Optional[int] = None
     cfg_batching: bool = True
     anchor_correction: bool = ANCHOR_CORRECTION
+    replace_known_latents: bool = REPLACE_KNOWN_LATENTS
 
     def __post_init__(self) -> None:
         steps = require_steps(self.steps)
@@ -214,7 +219,9 @@ class LevelSettings:
         for name, value in (("steps", steps), ("shift", shift), ("cfg", cfg), ("guidance", key),
                             ("seed", require_seed(self.seed)), ("max_batch", require_optional_batch(self.max_batch)),
                             ("cfg_batching", bool(self.cfg_batching)),
-                            ("anchor_correction", require_flag(self.anchor_correction, "anchor_correction"))):
+                            ("anchor_correction", require_flag(self.anchor_correction, "anchor_correction")),
+                            ("replace_known_latents", require_flag(self.replace_known_latents,
+                                                                   "replace_known_latents"))):
             object.__setattr__(self, name, value)
 
     @property
@@ -225,7 +232,8 @@ class LevelSettings:
 
 def check_level_settings(*, steps: Any, shift: Any, cfg: Any = CFG, guidance: Any = GUIDANCE, seed: Any = SEED,
                          max_batch: Any = None, cfg_batching: bool = True,
-                         anchor_correction: bool = ANCHOR_CORRECTION) -> LevelSettings:
+                         anchor_correction: bool = ANCHOR_CORRECTION,
+                         replace_known_latents: bool = REPLACE_KNOWN_LATENTS) -> LevelSettings:
     """Validate one level's sampling settings before any compute (torch-light, no model needed).
 
     The public level runners call this first; the ComfyUI sampler nodes and the command
@@ -239,7 +247,8 @@ def check_level_settings(*, steps: Any, shift: Any, cfg: Any = CFG, guidance: An
         InputError (a ValueError): see :class:`LevelSettings`.
     """
     return LevelSettings(steps=steps, shift=shift, cfg=cfg, guidance=guidance, seed=seed, max_batch=max_batch,
-                         cfg_batching=cfg_batching, anchor_correction=anchor_correction)
+                         cfg_batching=cfg_batching, anchor_correction=anchor_correction,
+                         replace_known_latents=replace_known_latents)
 
 
 def level_settings(level_index: int, settings: Optional[LevelSettings] = None, **overrides: Any) -> LevelSettings:
@@ -251,7 +260,7 @@ def level_settings(level_index: int, settings: Optional[LevelSettings] = None, *
             (32 / 3.0); :func:`~tempomaster_core.defaults.default_schedule`.
         settings: a :class:`LevelSettings`, or None.
         overrides: :class:`LevelSettings` fields (``steps``, ``shift``, ``cfg``, ``guidance``, ``seed``,
-            ``max_batch``, ``cfg_batching``, ``anchor_correction``), checked as the dataclass checks them.
+            ``max_batch``, ``cfg_batching``, ``anchor_correction``, ``replace_known_latents``), checked as the dataclass checks them.
 
     Raises:
         TypeError: ``settings`` is not a LevelSettings, or an override names no setting
@@ -267,7 +276,8 @@ def level_settings(level_index: int, settings: Optional[LevelSettings] = None, *
 def tree_settings(levels: int, *, steps: Optional[Sequence[int]] = None, shifts: Optional[Sequence[float]] = None,
                   cfg: Union[float, Sequence[float]] = CFG, guidance: Union[str, Sequence[str]] = GUIDANCE,
                   seed: int = SEED, max_batch: Optional[int] = None, cfg_batching: bool = True,
-                  anchor_correction: bool = ANCHOR_CORRECTION) -> list[LevelSettings]:
+                  anchor_correction: bool = ANCHOR_CORRECTION,
+                  replace_known_latents: bool = REPLACE_KNOWN_LATENTS) -> list[LevelSettings]:
     """One :class:`LevelSettings` per level of a tree (blueprint first), checked before any compute.
 
     Args:
@@ -275,8 +285,8 @@ def tree_settings(levels: int, *, steps: Optional[Sequence[int]] = None, shifts:
         steps, shifts: one per level (no scalar: the blueprint and the refinements differ); None =
             the reference's (:func:`~tempomaster_core.defaults.default_schedule`).
         cfg, guidance: one value for every level, or one per level.
-        seed, max_batch, cfg_batching, anchor_correction: the same for every level (reference: one seed
-            for all levels; anchor correction acts on the refinement levels only).
+        seed, max_batch, cfg_batching, anchor_correction, replace_known_latents: the same for every level
+            (reference: one seed for all levels; anchor correction acts on the refinement levels only).
 
     Raises:
         ValueError: a list with another number of entries than ``levels``; plus the errors of
@@ -287,7 +297,8 @@ def tree_settings(levels: int, *, steps: Optional[Sequence[int]] = None, shifts:
     shifts = reference.shifts if shifts is None else shifts
     return [
         check_level_settings(steps=s, shift=sh, cfg=c, guidance=g, seed=seed, max_batch=max_batch,
-                             cfg_batching=cfg_batching, anchor_correction=anchor_correction)
+                             cfg_batching=cfg_batching, anchor_correction=anchor_correction,
+                             replace_known_latents=replace_known_latents)
         for s, sh, c, g in zip(per_level(steps, "steps", levels, allow_scalar=False),
                                per_level(shifts, "shifts", levels, allow_scalar=False),
                                per_level(cfg, "cfg", levels, allow_scalar=True),
@@ -444,7 +455,9 @@ def denoise(
             :func:`~tempomaster_core.sampling.flow_sigmas`), the guidance (``cfg``, 1 =
             conditional prediction only; ``guidance``), ``max_batch`` (at most this many
             chunks per forward, one guidance state per slice; results do not depend on it)
-            and ``cfg_batching``. Its ``seed`` is not used here (``noise`` is given).
+            ``cfg_batching`` and ``replace_known_latents`` (fully known latent frames kept on their flow path
+            to the condition latents of ``y``, :mod:`~tempomaster_core.known_latents`). Its ``seed`` is not used
+            here (``noise`` is given).
         progress: see :data:`ProgressCallback`.
         level_index: passed to ``progress``.
 
@@ -480,6 +493,10 @@ def denoise(
     pos_ctx = positive.to(device=device, dtype=dtype)
     neg_ctx = negative.to(device=device, dtype=dtype) if use_negative else None
     guiders = [make_guidance(settings.guidance, cfg) for _ in bounds] if use_negative else None
+    channels = noise.shape[1]
+    # known-latent replacement: per slice, which latent frames are fully known, their latents and start noise
+    replacing = [(known_latent_frames(y[a:b], channels).to(device), y[a:b, -channels:].to(device, torch.float32),
+                  x.clone()) for (a, b), x in zip(bounds, xs)] if settings.replace_known_latents else None
 
     for i in range(steps):
         sigma, target = float(sigmas[i]), float(targets[i])
@@ -495,6 +512,8 @@ def denoise(
             if k == 0 and progress is not None:
                 preview = x0_from_velocity(xs[0][:1], v[:1], sigma)[0].to("cpu", torch.float32)
             xs[k] = euler_step(xs[k], v, sigma, target)
+            if replacing is not None:
+                xs[k] = replace_known(xs[k], *replacing[k], target)
         if not bool(torch.stack([torch.isfinite(x).all() for x in xs]).all()):
             raise _non_finite_latents_error(model, level_index, i + 1, steps, cfg, dtype)
         if progress is not None:

@@ -78,10 +78,10 @@ def fake_long(monkeypatch):
     optionally raising KeyboardInterrupt after ``stop_after`` segments."""
     bundle = SimpleNamespace(model=None, codec=SimpleNamespace(temporal_factor=4), encode_prompt=lambda text: text)
     monkeypatch.setattr("tempomaster_core.tiny.builtin.load_builtin", lambda **kwargs: bundle)
-    seen = SimpleNamespace(stop_after=None, kwargs=None, prompts=None)
+    seen = SimpleNamespace(stop_after=None, kwargs=None, prompts=None, settings=None)
 
     def fake(model, codec, positive, negative, template, settings, **kw):
-        seen.kwargs, seen.prompts = kw, positive
+        seen.kwargs, seen.prompts, seen.settings = kw, positive, settings
         total = round(kw["seconds"] * template.final.fps)
         segments = long_video.plan_segments(template, total, kw["context_frames"], kw["new_frames"],
                                             extend=kw["video"] is not None)
@@ -98,13 +98,15 @@ def test_seconds_streams_the_whole_length_with_the_models_continuation_defaults(
     assert cli.main(["generate", "--prompt", PROMPT, "--seconds", "7", "--segment-prompt", "two blue squares falling",
                      "--out", "long.mp4"]) == 0
     assert video_properties(workdir / "long.mp4") == (168, 64, 64, pytest.approx(24.0))
-    assert (fake_long.kwargs["context_frames"], fake_long.kwargs["new_frames"]) == (36, 64)  # the built-in model's
+    assert (fake_long.kwargs["context_frames"], fake_long.kwargs["new_frames"]) == (37, 63)  # the built-in model's
     assert fake_long.prompts == [PROMPT, "two blue squares falling"]
     assert fake_long.kwargs["anti_drift"] == BUILTIN_ANTI_DRIFT != ANTI_DRIFT  # the built-in model names its measured best
     assert fake_long.kwargs["join_fade"] == BUILTIN_JOIN_FADE_SECONDS != JOIN_FADE_SECONDS
+    assert all(level.replace_known_latents for level in fake_long.settings)  # the built-in model's defaults.json
     assert cli.main(["generate", "--prompt", PROMPT, "--seconds", "3", "--anti-drift", "colour_match", "--join-fade",
-                     "0", "--out", "drift.mp4"]) == 0
+                     "0", "--no-replace-known-latents", "--out", "drift.mp4"]) == 0
     assert fake_long.kwargs["anti_drift"] == "colour_match" and fake_long.kwargs["join_fade"] == 0.0
+    assert not any(level.replace_known_latents for level in fake_long.settings)
     assert [p.name for p in workdir.iterdir() if p.name.startswith(".")] == []
 
 
@@ -114,12 +116,12 @@ def test_extend_writes_the_video_then_the_new_part(workdir, fake_long):
     assert frames.shape[0] == 40 + 24
     brightness = frames[:40].mean(dim=(1, 2, 3))  # the user's frames first (a ramp 0..1, re-encoded once)
     assert (brightness - torch.linspace(0, 1, 40)).abs().max() < 0.05
-    assert fake_long.kwargs["video"].shape == (36, 64, 64, 3)  # only the context is held, not the video
+    assert fake_long.kwargs["video"].shape == (37, 64, 64, 3)  # only the context is held, not the video
 
 
 def test_ctrl_c_keeps_the_finished_segments_playable_and_never_the_target(workdir, fake_long):
     fake_long.stop_after = 2
     assert cli.main(["generate", "--prompt", PROMPT, "--seconds", "7", "--out", "long.mp4"]) == 130
     assert not (workdir / "long.mp4").exists()
-    assert video_properties(workdir / "long.partial.mp4")[0] == 100 + 64
+    assert video_properties(workdir / "long.partial.mp4")[0] == 100 + 63
     assert [p.name for p in workdir.iterdir() if p.name.startswith(".")] == []

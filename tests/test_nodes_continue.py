@@ -50,6 +50,9 @@ def test_continue_returns_the_joined_video_the_new_part_and_fps(model, plan):
     assert torch.equal(new_faded[2:], new[2:]) and not torch.equal(new_faded[:2], new[:2])
     step = lambda frames: float((frames[0] - images[-1]).abs().mean())  # noqa: E731 (the jump at the join)
     assert step(new_faded) < step(new) / 2
+    _, new_off, _ = extend(model, plan, images, replace_known_latents=False)  # the input left out = off
+    _, new_replaced, _ = extend(model, plan, images, replace_known_latents=True)  # context latent 1 (frames 1-4)
+    assert torch.equal(new_off, new) and not torch.equal(new_replaced, new)
 
 
 def test_inside_comfyui_continue_runs_the_patchers_dit_and_has_comfyui_load_it(model, plan, monkeypatch):

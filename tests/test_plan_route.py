@@ -510,7 +510,7 @@ def test_the_view_plans_with_the_limits_of_the_model_linked_to_the_scheduler():
     assert "replaces them when the graph runs" in pending["inputs"]["trained_limits"]["sentence"]
     # beyond one trained tree: the loaded model carries its continuation settings and its shape, and the route,
     # sent what the view sends (that loader feeding the samplers and linked to the scheduler), makes the node's summary
-    assert dit_of(model).continuation_settings == ContinuationSettings(1.5, 64)
+    assert dit_of(model).continuation_settings == ContinuationSettings(1.54, 63)
     minute = dict(TINY_TREE, length_mode="seconds", length=25.5)
     _plan, summary = scheduler.plan(**minute, model=model)
     status, body = plan_response(dict(minute, limits_model={"model_name": BUILTIN_MODEL_NAME},
@@ -534,7 +534,8 @@ def _segments(proposal):
 
 def test_the_continuation_proposal_takes_the_continuation_settings_of_the_model_linked_to_the_scheduler():
     """25.5 s at the built-in model's 64x64 tree, its Load TempoMaster Model linked to the scheduler: segments of
-    its own 100-frame tree (1.5 s of context + 64 new frames), the segments `generate --seconds 25.5` runs on that
+    its own 100-frame tree (1.54 s = 37 frames of context + 63 new frames; the last one adds 8), the segments
+    `generate --seconds 25.5` runs on that
     model, and the line says whose settings they are and what to set on TempoMaster Continue. Nothing linked, a
     checkpoint file (it declares none) or a link the view cannot read: the paper's 5 s + 480 frames, and why."""
     from types import SimpleNamespace
@@ -550,10 +551,10 @@ def test_the_continuation_proposal_takes_the_continuation_settings_of_the_model_
                                        anti_drift=None, join_fade=None, out="long.mp4"), default_plan(defaults), defaults)
     assert status == 200 and _segments(proposal) == [(s.context_frames, s.new_frames, s.plan.blueprint_frames,
                                                       list(s.plan.chunks)) for s in job.segments]
-    assert [s["frames"] for s in proposal["segments"]] == [100] * 9 and proposal["total_frames"] == 612
-    assert proposal["settings"] == {"context_seconds": 1.5, "new_frames": 64, "source": "model", "declared": True}
-    assert ("after the first: 1.5 s of context + up to 64 new frames each, the connected model's continuation "
-            "settings; TempoMaster Continue with context_seconds 1.5 and new_frames 64") in proposal["lines"][0]
+    assert [s["frames"] for s in proposal["segments"]] == [100] * 9 + [37 + 8] and proposal["total_frames"] == 612
+    assert proposal["settings"] == {"context_seconds": 37 / 24, "new_frames": 63, "source": "model", "declared": True}
+    assert ("after the first: 1.54 s of context + up to 63 new frames each, the connected model's continuation "
+            "settings; TempoMaster Continue with context_seconds 1.54 and new_frames 63") in proposal["lines"][0]
     assert proposal["lines"][0] in body["summary"]
     for linked, why in ((None, "as no model is connected"), ({"model_name": "x.safetensors"}, "declares none"),
                         ({}, "drawn until the graph runs")):
@@ -615,7 +616,7 @@ WEB_FIXTURES = {
     # the built-in model's tree, its Load TempoMaster Model linked to the scheduler's model input (25-frame limit);
     # then linked to a node the view cannot read (the widget's 109 frames drawn, said as a warning)
     "tiny_model_limits": dict(TINY_TREE, limits_model={"model_name": "TempoMaster-Tiny (built-in)"}),
-    # 25.5 s on it: the continuation proposal in segments of its own continuation settings (1.5 s + 64 frames)
+    # 25.5 s on it: the continuation proposal in segments of its own continuation settings (1.54 s + 63 frames)
     "tiny_model_continuation": dict(TINY_TREE, length_mode="seconds", length=25.5,
                                     limits_model={"model_name": "TempoMaster-Tiny (built-in)"}),
     "limits_pending": dict(TINY_TREE, limits_model={}),

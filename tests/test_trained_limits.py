@@ -24,17 +24,17 @@ def test_settings_declare_the_limits_and_missing_keys_are_the_released_models():
 
 
 def test_the_models_declare_their_continuation_settings(tmp_path):
-    """The built-in model: 1.5 s of context (36 frames at 24 fps) + 64 new frames, so a segment is its own
+    """The built-in model: 1.54 s of context (37 frames at 24 fps) + 63 new frames, so a segment is its own
     100-frame tree (a 25-frame blueprint at 6 fps); the 14B and settings without the keys: the paper's 5 s + 480;
     another bundle's defaults.json overrides key by key."""
     builtin = ContinuationSettings.from_settings(bundle_defaults(builtin_dir()))
-    assert (builtin.context_seconds, builtin.new_frames) == (1.5, 64)
+    assert (builtin.context_seconds, builtin.new_frames) == (1.54, 63)
     assert builtin.context_frames(24.0) + builtin.new_frames == 100 == 4 * (25 - 1) + 4
     paper = ContinuationSettings(5.0, 480)
     assert ContinuationSettings.from_settings(reference_settings()) == paper == ContinuationSettings()
     assert ContinuationSettings.from_settings(None) == paper and paper.context_frames(24.0) == 120
     (tmp_path / "defaults.json").write_text('{"segment_new_frames": 32}')
-    assert ContinuationSettings.from_settings(bundle_defaults(tmp_path)) == ContinuationSettings(1.5, 32)
+    assert ContinuationSettings.from_settings(bundle_defaults(tmp_path)) == ContinuationSettings(1.54, 32)
 
 
 @pytest.mark.parametrize("kind,settings,needle", [

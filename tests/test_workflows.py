@@ -62,7 +62,7 @@ def test_template_names_say_what_they_make_and_need():
     for name in ("tiny_text_to_video", "tiny_continue"):
         tiny = template_file_name(name)
         assert "Tiny" in tiny and "CPU" in tiny and "no downloads" in tiny
-    assert "612 frames (25.5 s) at 24 fps" in template_file_name("tiny_continue")
+    assert "604 frames (25.2 s) at 24 fps" in template_file_name("tiny_continue")
     for name in REAL_MODEL_NAMES:
         title = template_file_name(name)
         length = "1440 frames (60.0 s)" if name == "image_to_minute" else "436 frames (18.2 s)"
@@ -334,7 +334,7 @@ def _continue_chain(api):
     return [nodes[i]["inputs"] for i in chain]
 
 
-@pytest.mark.parametrize("name,seconds,context", [("image_to_minute", 60.0, 5.0), ("tiny_continue", 25.5, 1.5)])
+@pytest.mark.parametrize("name,seconds,context", [("image_to_minute", 60.0, 5.0), ("tiny_continue", 25.2, 1.54)])
 def test_continuation_workflows_chain_to_the_length_their_names_say(name, seconds, context):
     from tempomaster_core.defaults import SEED
 

@@ -44,6 +44,7 @@ from tempomaster_core.defaults import (  # noqa: E402
     default_schedule,
 )
 from tempomaster_core.anchor_correction import ANCHOR_CORRECTION, model_default as anchor_correction_default  # noqa: E402
+from tempomaster_core.known_latents import REPLACE_KNOWN_LATENTS, model_default as replace_known_default  # noqa: E402
 from tempomaster_core.attention import DEFAULT_BACKEND  # noqa: E402
 from tempomaster_core.join_fade import model_default as join_fade_default  # noqa: E402
 from tempomaster_core.trained_limits import TrainedLimits  # noqa: E402
@@ -737,7 +738,7 @@ def tiny_continue() -> dict:
                   cfg=",".join(f"{float(v):g}" for v in _tiny_per_level(d, "cfg")),
                   guidance=_tiny_per_level(d, "guidance")[0], max_parallel_chunks=0, tiled_vae=False,
                   anti_drift=d["anti_drift"], anchor_correction=anchor_correction_default(d),
-                  join_fade=join_fade_default(d))
+                  join_fade=join_fade_default(d), replace_known_latents=replace_known_default(d))
     last, column = _continue_chain(g, ids["levels"][-1], first, ids["plan"], ids["links"], lengths, fps,
                                    ids["below"].y, shared,
                                    f"Continue: +{lengths[0]} frames each, knowing the last {d['context_seconds']:g} s")
@@ -776,7 +777,7 @@ def image_to_minute() -> dict:
     shared = dict(fps=FPS, context_seconds=CONTEXT_SECONDS, steps=",".join(map(str, steps)),
                   shift=",".join(f"{v:g}" for v in shifts), cfg=f"{CFG:g}", guidance=GUIDANCE, max_parallel_chunks=0,
                   tiled_vae=False, anti_drift=ANTI_DRIFT, anchor_correction=ANCHOR_CORRECTION,
-                  join_fade=JOIN_FADE_SECONDS)
+                  join_fade=JOIN_FADE_SECONDS, replace_known_latents=REPLACE_KNOWN_LATENTS)
     last, column = _continue_chain(g, ids["refine24"], first, ids["plan"], ids["links"], lengths, FPS,
                                    ids["below"].y, shared,
                                    f"Continue: +{SEGMENT_NEW_FRAMES} frames each, knowing the last {CONTEXT_SECONDS:g} s")

@@ -65,12 +65,17 @@ def read_defaults_file(directory: Union[str, Path]) -> dict:
     return settings
 
 
-CONTINUATION_DEFAULTS: dict = {"context_seconds": 1.5, "segment_new_frames": 64, "anti_drift": BUILTIN_ANTI_DRIFT,
+CONTINUATION_DEFAULTS: dict = {"context_seconds": 1.54, "segment_new_frames": 63, "anti_drift": BUILTIN_ANTI_DRIFT,
                                JOIN_FADE_KEY: BUILTIN_JOIN_FADE_SECONDS}
 """The built-in model's continuation settings (:mod:`tempomaster_core.continuation`), for bundles whose
-``defaults.json`` has none: 1.5 s of context (36 frames at 24 fps: 9 known blueprint frames, the longest
-known prefix the model was trained on) and 64 new frames, so every segment is the model's own 100-frame
-tree (25-frame blueprint at 6 fps). The paper's 5 s + 480 frames (:data:`tempomaster_core.defaults.CONTEXT_SECONDS`,
+``defaults.json`` has none: 1.54 s of context (37 frames at 24 fps) and 63 new frames, so every segment is the
+model's own 100-frame tree (25-frame blueprint at 6 fps). The 37 frames were chosen by a sweep of the context
+(33 to 44 frames, ``benchmarks/long_video.py``; benchmarks/README.md): 37 = 4 * 9 + 1 frames end on the last
+pixel frame of a latent frame of the 24 fps level (its chunks start 24 frames apart), so its latent frames are
+either known or new. Over 60 s and 8 prompts the join ratio is 2.02 with the former 36 frames (1.5 s), 1.41 with
+37, and 1.31 with 37 plus known-latent replacement (:mod:`tempomaster_core.known_latents`, on in this model's
+``defaults.json``); 41 frames, also whole latent frames, measured 2.86, so the latent grid alone does not
+explain it. The paper's 5 s + 480 frames (:data:`tempomaster_core.defaults.CONTEXT_SECONDS`,
 :data:`~tempomaster_core.defaults.SEGMENT_NEW_FRAMES`) would give this model a 129-frame blueprint, five times
 the 25-frame clips it was trained on. Anti-drift: :data:`tempomaster_core.defaults.BUILTIN_ANTI_DRIFT`, and the
 join fade :data:`~tempomaster_core.defaults.BUILTIN_JOIN_FADE_SECONDS` (:mod:`tempomaster_core.join_fade`), both
