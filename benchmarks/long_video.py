@@ -10,7 +10,8 @@ Usage::
 
 For each held-out scene caption (``eval_tiny.EVAL_SEED_BASE + k``) a video of ``--seconds`` is made by
 :func:`tempomaster_core.long_video.generate_long` with the bundle's settings (frames collected as uint8)
-and ``--anti-drift`` (:mod:`tempomaster_core.anti_drift`; default: the built-in model's, ``BUILTIN_ANTI_DRIFT``);
+and ``--anti-drift`` (:mod:`tempomaster_core.anti_drift`; default: the bundle's ``defaults.json``, the built-in model's
+``BUILTIN_ANTI_DRIFT``);
 the refinement levels' anchor correction (:mod:`tempomaster_core.anchor_correction`) is the bundle's
 ``defaults.json`` setting unless ``--anchor-correction`` / ``--no-anchor-correction`` says otherwise, and so is
 the join fade (:mod:`tempomaster_core.join_fade`) unless ``--join-fade`` gives one, and the known-latent
@@ -55,10 +56,9 @@ for path in (ROOT, ROOT / "benchmarks"):
 
 from tempomaster_core.anchor_correction import model_default as anchor_correction_default  # noqa: E402
 from tempomaster_core.known_latents import model_default as replace_known_default  # noqa: E402
-from tempomaster_core.anti_drift import ANTI_DRIFT_MODES  # noqa: E402
+from tempomaster_core.anti_drift import ANTI_DRIFT_MODES, model_default as anti_drift_default  # noqa: E402
 from tempomaster_core.continuation import context_frame_count  # noqa: E402
 from tempomaster_core.continuation_settings import ContinuationSettings  # noqa: E402
-from tempomaster_core.defaults import BUILTIN_ANTI_DRIFT  # noqa: E402
 from tempomaster_core.join_fade import model_default as join_fade_default  # noqa: E402
 from tempomaster_core.long_video import generate_long  # noqa: E402
 from tempomaster_core.pipeline import tree_settings  # noqa: E402
@@ -154,7 +154,8 @@ def main(argv=None) -> dict:
     p.add_argument("--sheet", help="directory for join contact sheets")
     p.add_argument("--json")
     p.add_argument("--ar", action="store_true", help="also measure chunk-by-chunk autoregressive generation")
-    p.add_argument("--anti-drift", default=BUILTIN_ANTI_DRIFT, choices=ANTI_DRIFT_MODES)
+    p.add_argument("--anti-drift", default=None, choices=ANTI_DRIFT_MODES,
+                   help="anti-drift mode (default: the bundle's defaults.json)")
     p.add_argument("--anchor-correction", action=argparse.BooleanOptionalAction, default=None,
                    help="anchor correction of the refinement levels (default: the bundle's defaults.json)")
     p.add_argument("--replace-known-latents", action=argparse.BooleanOptionalAction, default=None,
@@ -173,6 +174,7 @@ def main(argv=None) -> dict:
     new = args.segment_frames or continuation.new_frames
     anchor_correction = anchor_correction_default(d) if args.anchor_correction is None else args.anchor_correction
     join_fade = join_fade_default(d) if args.join_fade is None else args.join_fade
+    anti_drift = anti_drift_default(d) if args.anti_drift is None else args.anti_drift
     replace_known_latents = (replace_known_default(d) if args.replace_known_latents is None
                              else args.replace_known_latents)
     settings = tree_settings(template.num_levels, steps=d["steps"], shifts=d["shifts"], cfg=d["cfg"],
@@ -188,7 +190,7 @@ def main(argv=None) -> dict:
         video = generate_long(bundle.model, bundle.codec, positive, negative, template,
                               [dataclasses.replace(s, seed=k * 1000) for s in settings],
                               seconds=args.seconds, context_frames=context, new_frames=new,
-                              anti_drift=args.anti_drift, join_fade=join_fade)
+                              anti_drift=anti_drift, join_fade=join_fade)
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         frames = video.frames.float() / 255
         diffs = mean_frame_diff(frames)
@@ -220,7 +222,7 @@ def main(argv=None) -> dict:
             sheet(out / f"join_{k}.png", [video.frames[j - 6: j + 6]])
     drifts = [r["drift"] for r in results]
     summary = {
-        "seconds": args.seconds, "context_frames": context, "new_frames": new, "anti_drift": args.anti_drift,
+        "seconds": args.seconds, "context_frames": context, "new_frames": new, "anti_drift": anti_drift,
         "anchor_correction": anchor_correction, "join_fade": join_fade,
         "replace_known_latents": replace_known_latents,
         "mean_wall_s": sum(r["wall_s"] for r in results) / len(results),

@@ -35,6 +35,7 @@ from typing import Any, Optional
 
 import torch
 
+from .defaults import ANTI_DRIFT
 from .validation import InputError, require_choice
 
 __all__ = ["ANTI_DRIFT_MODES", "DriftReference", "check_anti_drift", "colour_match", "drift_reference"]
@@ -67,6 +68,21 @@ def check_anti_drift(mode: Any, known_blueprint_frames: Optional[int] = None, na
                          "use a longer context (more than one blueprint frame interval) or anti_drift 'colour_match' "
                          "or 'none'")
     return mode
+
+
+ANTI_DRIFT_KEY = "anti_drift"
+"""Key of the option in a model's recommended settings (a bundle's ``defaults.json``)."""
+
+
+def model_default(defaults: dict) -> str:
+    """A model's anti-drift mode: its recommended settings' :data:`ANTI_DRIFT_KEY` (the built-in model's:
+    :data:`~tempomaster_core.defaults.BUILTIN_ANTI_DRIFT`), else :data:`~tempomaster_core.defaults.ANTI_DRIFT`
+    (the paper's ``"none"``).
+
+    Raises:
+        InputError: the setting is there but not one of :data:`ANTI_DRIFT_MODES`.
+    """
+    return check_anti_drift(defaults.get(ANTI_DRIFT_KEY, ANTI_DRIFT), name=f"defaults.json {ANTI_DRIFT_KEY}")
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from typing import Optional
 import torch
 
 from .cli import LevelProgress, UsageError, say
-from .anti_drift import check_anti_drift
+from .anti_drift import check_anti_drift, model_default as anti_drift_default
 from .continuation import SegmentPlan, check_context, check_fps, context_frame_count
 from .continuation_settings import ContinuationSettings
 from .defaults import ANTI_DRIFT, JOIN_FADE_SECONDS
@@ -159,7 +159,7 @@ def prepare_long(args: argparse.Namespace, plan: TreePlan, defaults: dict) -> Lo
         segments = plan_segments(plan, total, context, new, extend=args.extend is not None)
         continuing = [segment.known_frames(0) for segment in segments if segment.context_frames]
         anti_drift = check_anti_drift(args.anti_drift if args.anti_drift is not None
-                                      else defaults.get("anti_drift", ANTI_DRIFT),
+                                      else anti_drift_default(defaults),
                                       min(continuing, default=None), "--anti-drift")
         join_fade = (check_join_fade(args.join_fade, "--join-fade") if args.join_fade is not None
                      else join_fade_default(defaults))

@@ -317,3 +317,15 @@ def test_video_frames_keep_uint8_and_round_floats():
     raw = torch.full((2, 2, 2, 3), 7, dtype=torch.uint8)
     assert video_frames(raw) is not None and torch.equal(video_frames(raw), raw)
     assert SegmentPlan(plan=TreePlan(5, (1,), height=16, width=16), context_frames=2, new_frames=3).frames == 5
+
+
+def test_a_models_anti_drift_comes_from_its_settings_and_is_checked():
+    from tempomaster_core.anti_drift import model_default
+    from tempomaster_core.defaults import ANTI_DRIFT, BUILTIN_ANTI_DRIFT
+    from tempomaster_core.tiny.builtin import builtin_dir, bundle_defaults
+
+    assert model_default({}) == ANTI_DRIFT == "none"  # the paper's setting for a model that names none
+    assert model_default(bundle_defaults(builtin_dir())) == BUILTIN_ANTI_DRIFT != ANTI_DRIFT
+    assert model_default({"anti_drift": "Colour_Match"}) == "colour_match"
+    with pytest.raises(InputError, match="defaults.json anti_drift"):
+        model_default({"anti_drift": "sometimes"})

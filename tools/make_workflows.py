@@ -45,6 +45,7 @@ from tempomaster_core.defaults import (  # noqa: E402
 )
 from tempomaster_core.anchor_correction import ANCHOR_CORRECTION, model_default as anchor_correction_default  # noqa: E402
 from tempomaster_core.known_latents import REPLACE_KNOWN_LATENTS, model_default as replace_known_default  # noqa: E402
+from tempomaster_core.anti_drift import model_default as anti_drift_default  # noqa: E402
 from tempomaster_core.attention import DEFAULT_BACKEND  # noqa: E402
 from tempomaster_core.join_fade import model_default as join_fade_default  # noqa: E402
 from tempomaster_core.trained_limits import TrainedLimits  # noqa: E402
@@ -737,7 +738,7 @@ def tiny_continue() -> dict:
                   steps=",".join(str(int(v)) for v in d["steps"]), shift=",".join(f"{float(v):g}" for v in d["shifts"]),
                   cfg=",".join(f"{float(v):g}" for v in _tiny_per_level(d, "cfg")),
                   guidance=_tiny_per_level(d, "guidance")[0], max_parallel_chunks=0, tiled_vae=False,
-                  anti_drift=d["anti_drift"], anchor_correction=anchor_correction_default(d),
+                  anti_drift=anti_drift_default(d), anchor_correction=anchor_correction_default(d),
                   join_fade=join_fade_default(d), replace_known_latents=replace_known_default(d))
     last, column = _continue_chain(g, ids["levels"][-1], first, ids["plan"], ids["links"], lengths, fps,
                                    ids["below"].y, shared,
