@@ -132,14 +132,15 @@ test("a minute shows the continuation proposal: segments, frames each, cost agai
 });
 
 test("the continuation proposal is drawn with the continuation settings of the model linked to the scheduler", () => {
-  // the built-in model's 25.5 s: nine segments of its own 100-frame tree (1.5 s of context + 64 new frames each)
+  // the built-in model's 25.5 s: nine segments of its own 100-frame tree (37 frames = 1.54 s of context + 63 new
+  // frames each), then one of 37 + 8 frames
   const { response } = fixture("tiny_model_continuation");
   const proposal = response.continuation;
-  assert.deepEqual(proposal.segments.map((s) => s.frames), Array(9).fill(100));
-  assert.deepEqual(proposal.settings, { context_seconds: 1.5, new_frames: 64, source: "model", declared: true });
+  assert.deepEqual(proposal.segments.map((s) => s.frames), [...Array(9).fill(100), 45]);
+  assert.deepEqual(proposal.settings, { context_seconds: 37 / 24, new_frames: 63, source: "model", declared: true });
   const text = layoutTree(response, { style: STYLE }).footer.map((l) => l.text).join(" ");
-  assert.match(text, /make it as 9 segments of 9 x 100 frames/);
-  assert.match(text, /1\.5 s of context \+ up to 64 new frames each, the connected model's continuation settings/);
+  assert.match(text, /make it as 10 segments of 9 x 100 \+ 1 x 45 frames/);
+  assert.match(text, /1\.54 s of context \+ up to 63 new frames each, the connected model's continuation settings/);
   // nothing linked (the sixty_seconds request): the paper's 5 s + 480 frames, said so
   const paper = layoutTree(fixture("sixty_seconds").response, { style: STYLE }).footer.map((l) => l.text).join(" ");
   assert.match(paper, /5 s of context \+ up to 480 new frames each, the paper's continuation settings, as no model/);
