@@ -734,7 +734,8 @@ def _generate_job(args: argparse.Namespace, job: GenerateJob) -> list[Path]:
         bundle.model, bundle.codec, positive, negative, plan,
         conditions=conditions or None, steps=job.steps, shifts=job.shifts, cfg=job.cfg,
         guidance=job.guidance, seed=args.seed, anchor_correction=job.anchor_correction,
-        replace_known_latents=job.replace_known_latents, max_batch=args.max_batch, progress=LevelProgress(plan), return_levels=True,
+        replace_known_latents=job.replace_known_latents, max_batch=args.max_batch, progress=LevelProgress(plan),
+        return_levels=True,
     )
     elapsed = time.perf_counter() - started
     if options.compile_stats is not None:

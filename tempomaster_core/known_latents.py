@@ -6,9 +6,10 @@ its condition latent. Where a continuation segment's context ends (:mod:`tempoma
 small error is what the join shows.
 
 With replacement, after every Euler step to ``sigma_next`` each latent frame ``t >= 1`` whose
-``temporal_factor`` mask channels are all 1 (its ``temporal_factor`` pixel frames are all known) is set to ``(1 - sigma_next) * latent + sigma_next * noise`` -- the point of the straight
-flow-matching path from its own start noise to its condition latent, which is where the DiT was trained to
-see a clean latent at that sigma -- and the last step (``sigma_next = 0``) leaves it equal to the condition
+``temporal_factor`` mask channels are all 1 (its ``temporal_factor`` pixel frames are all known) is set to
+``(1 - sigma_next) * latent + sigma_next * noise`` -- the point of the straight flow-matching path from its own
+start noise to its condition latent, which is where the DiT was trained to see a clean latent at that sigma --
+and the last step (``sigma_next = 0``) leaves it equal to the condition
 latent. This is the latent inpainting of ComfyUI's noise mask (the known region re-noised to the current sigma
 each step) applied per latent frame; it is not in the reference, off by default
 (:data:`REPLACE_KNOWN_LATENTS`), and a model turns it on in its recommended settings (the built-in model's

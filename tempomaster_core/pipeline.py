@@ -197,7 +197,8 @@ class LevelSettings:
         InputError (a ValueError): ``steps`` not an int >= 1; ``shift`` not finite > 0 (or
             a non-finite schedule); ``cfg`` not finite, <= 0 or > 100; unknown
             ``guidance``; ``seed`` not an int in ``[0, 2**64)``; ``max_batch`` not None or
-            an int >= 1; ``anchor_correction`` or ``replace_known_latents`` not a bool. Messages name the setting, the rule and the value.
+            an int >= 1; ``anchor_correction`` or ``replace_known_latents`` not a bool. Messages name the setting,
+            the rule and the value.
     """
 
     steps: int
@@ -260,7 +261,8 @@ def level_settings(level_index: int, settings: Optional[LevelSettings] = None, *
             (32 / 3.0); :func:`~tempomaster_core.defaults.default_schedule`.
         settings: a :class:`LevelSettings`, or None.
         overrides: :class:`LevelSettings` fields (``steps``, ``shift``, ``cfg``, ``guidance``, ``seed``,
-            ``max_batch``, ``cfg_batching``, ``anchor_correction``, ``replace_known_latents``), checked as the dataclass checks them.
+            ``max_batch``, ``cfg_batching``, ``anchor_correction``, ``replace_known_latents``), checked as the
+            dataclass checks them.
 
     Raises:
         TypeError: ``settings`` is not a LevelSettings, or an override names no setting
@@ -493,10 +495,15 @@ def denoise(
     pos_ctx = positive.to(device=device, dtype=dtype)
     neg_ctx = negative.to(device=device, dtype=dtype) if use_negative else None
     guiders = [make_guidance(settings.guidance, cfg) for _ in bounds] if use_negative else None
-    channels = noise.shape[1]
-    # known-latent replacement: per slice, which latent frames are fully known, their latents and start noise
-    replacing = [(known_latent_frames(y[a:b], channels).to(device), y[a:b, -channels:].to(device, torch.float32),
-                  x.clone()) for (a, b), x in zip(bounds, xs)] if settings.replace_known_latents else None
+    # known-latent replacement: per slice, which latent frames are fully known, their latents and start noise;
+    # None for a slice without one (ordinary generation), which then costs nothing per step
+    replacing = [None] * len(bounds)
+    if settings.replace_known_latents:
+        channels = noise.shape[1]
+        for k, (a, b) in enumerate(bounds):
+            known = known_latent_frames(y[a:b], channels)
+            if bool(known.any()):
+                replacing[k] = (known.to(device), y[a:b, -channels:].to(device, torch.float32), xs[k].clone())
 
     for i in range(steps):
         sigma, target = float(sigmas[i]), float(targets[i])
@@ -512,7 +519,7 @@ def denoise(
             if k == 0 and progress is not None:
                 preview = x0_from_velocity(xs[0][:1], v[:1], sigma)[0].to("cpu", torch.float32)
             xs[k] = euler_step(xs[k], v, sigma, target)
-            if replacing is not None:
+            if replacing[k] is not None:
                 xs[k] = replace_known(xs[k], *replacing[k], target)
         if not bool(torch.stack([torch.isfinite(x).all() for x in xs]).all()):
             raise _non_finite_latents_error(model, level_index, i + 1, steps, cfg, dtype)
