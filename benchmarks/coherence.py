@@ -141,6 +141,15 @@ def pop_events(tracks: list[list[FrameObject]], radius: float) -> int:
     return events
 
 
+def empty_frames(tracks: list[list[FrameObject]], gt_tracks: list[list[FrameObject]]) -> int:
+    """Frames in which the video shows no object while the ground-truth render of the same frame shows
+    one. :func:`pop_events` cannot see these when no neighbouring frame has an object either: a video
+    that never draws its object, or draws it only at the edge, has no pop events."""
+    if len(tracks) != len(gt_tracks):
+        raise ValueError(f"{len(tracks)} video frames against {len(gt_tracks)} ground-truth frames")
+    return sum(1 for t, g in zip(tracks, gt_tracks) if g and not t)
+
+
 def frame_diff_ratio(frames: torch.Tensor) -> float:
     """Largest frame-to-frame mean absolute difference over the median one (``[F, H, W, 3]`` in [0, 1]);
     1 for perfectly even motion, large when the video jumps between some frames."""
@@ -165,16 +174,20 @@ def coherence(frames: torch.Tensor, colour_mask: torch.Tensor, gt_tracks: list[l
 
     Returns:
         ``{"largest_step", "gt_largest_step", "step_ok" (largest step <= 2 * ground truth's + 2 px),
-        "pops", "gt_pops", "frame_count_ok" (share of frames with the prompt's count),
+        "pops", "gt_pops", "empty_frames" (:func:`empty_frames`), "pop_free" (no pop event and no
+        empty frame: the issue-16 criterion "no object appears or vanishes", which a video without
+        any object must not pass), "frame_count_ok" (share of frames with the prompt's count),
         "frame_diff_ratio"}``, plus ``"step_inside_latent"``, ``"step_across_latent"``,
         ``"gt_step_inside_latent"``, ``"gt_step_across_latent"`` with ``frames_per_latent``.
     """
     tracks = frame_objects(colour_mask, min_area)
     step, gt_step = largest_step(tracks), largest_step(gt_tracks)
     tolerance = 2 * gt_step + 2
+    pops, empty = pop_events(tracks, tolerance), empty_frames(tracks, gt_tracks)
     result = {
         "largest_step": step, "gt_largest_step": gt_step, "step_ok": bool(step <= tolerance),
-        "pops": pop_events(tracks, tolerance), "gt_pops": pop_events(gt_tracks, tolerance),
+        "pops": pops, "gt_pops": pop_events(gt_tracks, tolerance), "empty_frames": empty,
+        "pop_free": pops == 0 and empty == 0,
         "frame_count_ok": float(np.mean([len(t) == count for t in tracks])),
         "frame_diff_ratio": frame_diff_ratio(frames),
     }

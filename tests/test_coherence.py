@@ -8,8 +8,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-from coherence import (coherence, frame_diff_ratio, frame_objects, largest_step, latent_frame_steps,  # noqa: E402
-                       pop_events)
+from coherence import (coherence, empty_frames, frame_diff_ratio, frame_objects, largest_step,  # noqa: E402
+                       latent_frame_steps, pop_events)
 
 from tempomaster_core.tiny.scenes import render, sample_scene  # noqa: E402
 
@@ -55,6 +55,24 @@ def test_teleporting_object_is_caught():
     assert result["largest_step"] == pytest.approx(30.0) and not result["step_ok"]
     assert result["pops"] == 6  # three jumps, each one object vanishing and one appearing
     assert result["frame_diff_ratio"] == float("inf")  # median frame difference 0: standing still
+
+
+def test_a_video_that_never_draws_its_object_is_not_pop_free():
+    """No pop event can happen without objects, so the pop-free criterion also needs every frame the
+    ground truth shows an object in to show one (the failure a 1200-step probe DiT showed: blank
+    middle frames and objects only at the ends)."""
+    smooth = _square_video(list(range(10, 26)))
+    gt_tracks = frame_objects(_red_mask(smooth), 12)
+    blank = torch.zeros_like(smooth)
+    result = coherence(blank, _red_mask(blank), gt_tracks, 1, 12)
+    assert result["pops"] == 0 and result["empty_frames"] == 16 and not result["pop_free"]
+    assert coherence(smooth, _red_mask(smooth), gt_tracks, 1, 12)["pop_free"]
+    late = smooth.clone()
+    late[:6] = 0  # the square only from frame 6 on: one pop when it appears mid-frame, 6 empty frames
+    result = coherence(late, _red_mask(late), gt_tracks, 1, 12)
+    assert (result["pops"], result["empty_frames"], result["pop_free"]) == (1, 6, False)
+    with pytest.raises(ValueError, match="ground-truth frames"):
+        empty_frames(gt_tracks[:3], gt_tracks)
 
 
 def test_pop_events_ignore_objects_at_the_edge():
