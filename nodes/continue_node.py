@@ -30,10 +30,10 @@ from tempomaster_core.plan import MAX_OUTPUT_FRAMES
 from tempomaster_core.validation import MAX_SEED
 
 from .comfy_model import LEVEL_LORAS, dit_of
-from .parsing import parse_int_list, parse_number_list
+from .parsing import optional_input, parse_int_list, parse_number_list
 from .progress import NodeProgress
 from .sampler_nodes import (
-    ANCHOR_CORRECTION_IN, anchor_correction_of, _MODEL_IN, _NEGATIVE_IN, _POSITIVE_IN, _VAE_IN, _VAE_TILED, _checked_contexts, _release,
+    ANCHOR_CORRECTION_IN, _MODEL_IN, _NEGATIVE_IN, _POSITIVE_IN, _VAE_IN, _VAE_TILED, _checked_contexts, _release,
     _to_compute_device,
 )
 from .types import TEMPO_PLAN
@@ -189,12 +189,12 @@ class TempoContinue:
         max_batch = require_int(max_parallel_chunks, "max_parallel_chunks", minimum=0) or None
         segment = segment_plan(plan, context_frame_count(context_seconds, plan.final.fps), new_frames)
         mode = check_anti_drift(anti_drift, segment.known_frames(0))
-        fade = check_join_fade(JOIN_FADE_SECONDS if join_fade is None else join_fade)
+        fade = check_join_fade(optional_input(join_fade, JOIN_FADE_IN))
         settings = level_settings_from_widgets(segment.plan, steps=steps, shift=shift, cfg=cfg, guidance=guidance,
                                                seed=seed, max_batch=max_batch,
-                                               anchor_correction=anchor_correction_of(anchor_correction),
-                                               replace_known_latents=REPLACE_KNOWN_LATENTS
-                                               if replace_known_latents is None else replace_known_latents)
+                                               anchor_correction=optional_input(anchor_correction, ANCHOR_CORRECTION_IN),
+                                               replace_known_latents=optional_input(replace_known_latents,
+                                                                                    REPLACE_KNOWN_LATENTS_IN))
         frames = video_frames(images, "images")
         check_fps(fps, segment.fps, "images")
         check_context(*frames.shape[:3], segment, "images")

@@ -26,6 +26,13 @@ PRESET_NAMES: tuple[str, ...] = tuple(INTERVAL_PRESETS) + (CUSTOM_PRESET,)
 _SEPARATORS = re.compile(r"[,;\s]+")
 
 
+def optional_input(value: object, spec: tuple) -> object:
+    """The value of an optional node input declared as ``spec`` (``(type, {"default": ...})``): its
+    declared default when the workflow has none (``None``: saved before the input existed, or a socket
+    left unconnected), else ``value`` as given, for the core to check."""
+    return spec[1]["default"] if value is None else value
+
+
 def _split(text: str) -> list[str]:
     """Split on commas, semicolons and whitespace; drop empty pieces."""
     return [piece for piece in _SEPARATORS.split(str(text).strip()) if piece]

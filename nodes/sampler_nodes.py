@@ -71,6 +71,7 @@ from .native_model import is_native_model
 from .multi_device import DEVICES_INPUT, parse_devices, replicas, run_on_devices
 from .display_names import (BLUEPRINT_SAMPLER, FRAME_RATE_REFINER, LOAD_MODEL, LOAD_TINY_ENCODERS,
                             MULTI_MASK_CONDITION, TREE_SCHEDULER)
+from .parsing import optional_input
 from .plan_route import report_level_time
 from .progress import NodeProgress
 from .text_adapter import conditioning_to_context
@@ -387,13 +388,7 @@ ANCHOR_CORRECTION_IN = ("BOOLEAN", {
                f"{BUILTIN_MODEL_NAME} (its defaults.json; measured in its model card).",
 })
 """The refinement nodes' ``anchor_correction`` input (:mod:`tempomaster_core.anchor_correction`); optional, so a
-workflow saved before it existed loads with the reference's behaviour (:func:`anchor_correction_of`)."""
-
-
-def anchor_correction_of(value: Any) -> Any:
-    """The ``anchor_correction`` input's value, :data:`~tempomaster_core.anchor_correction.ANCHOR_CORRECTION` when
-    the workflow has none (``None``); anything else is passed on for the core to check."""
-    return ANCHOR_CORRECTION if value is None else value
+workflow saved before it existed loads with the reference's behaviour (:func:`nodes.parsing.optional_input`)."""
 _MODEL_IN = (MODEL_SOCKET_TYPES, {
     "tooltip": f"The TempoMaster DiT from {LOAD_MODEL}, or ComfyUI's MODEL of the TempoMaster checkpoint from Load "
                "Diffusion Model (then LoRA, fp8, GGUF and TorchCompile nodes chain on it as on any Wan model)."})
@@ -558,7 +553,8 @@ class FrameRateRefiner(_LevelNode):
                 f"refiner, or add a frame interval in the {TREE_SCHEDULER} (e.g. 4,2,1 instead of 4,2)."
             )
         max_batch = require_int(max_parallel_chunks, "max_parallel_chunks", minimum=0) or None
-        settings = _check_settings(seed, steps, shift, cfg, guidance, max_batch, anchor_correction_of(anchor_correction))
+        settings = _check_settings(seed, steps, shift, cfg, guidance, max_batch,
+                                   optional_input(anchor_correction, ANCHOR_CORRECTION_IN))
         device_list = parse_devices(devices)
         if not bool(torch.isfinite(level.frames).all()):
             raise InputError(f"the incoming level {level.level_index} has NaN or infinite frames; re-run it")
