@@ -121,7 +121,11 @@ class TrainConfig:
     CPU run with 8 did not count better than the shipped one: see the model card).
     ``noise_frame_correlation``: ``rho`` of the progressive noise prior the model is trained from
     (:mod:`tempomaster_core.noise_prior`; recorded in the DiT's config so sampling draws from the
-    same prior); 0 = i.i.d. noise as Wan. Fields default to the behaviour before they were added;
+    same prior); 0 = i.i.d. noise as Wan.
+    ``temporal_difference_weight``: weight ``lambda`` (dimensionless, >= 0) of the temporal-difference term of
+    :func:`flow_matching_loss`, which penalises velocity errors that change from one latent frame to the next
+    (objects drawn anew per latent frame); 0 = the plain flow-matching MSE.
+    Fields default to the behaviour before they were added;
     the shipped bundle's command (its model card) sets the ones it uses.
     """
 
@@ -148,6 +152,7 @@ class TrainConfig:
     ema: float = 0.997
     blueprint_t0_max: Optional[int] = None
     noise_frame_correlation: float = 0.0
+    temporal_difference_weight: float = 0.0
 
 
 def trained_limits(cfg: TrainConfig, temporal_factor: int) -> TrainedLimits:
@@ -436,6 +441,13 @@ def shifted_sigmas(u: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
     return shifts * u / (1 + (shifts - 1) * u)
 
 
+def check_temporal_difference_weight(weight: float) -> float:
+    """Return ``weight`` (see :func:`flow_matching_loss`); ValueError unless it is a number >= 0."""
+    if not float(weight) >= 0:
+        raise ValueError(f"temporal_difference_weight must be >= 0 (0 = the plain flow-matching loss), got {weight}")
+    return float(weight)
+
+
 def flow_matching_loss(
     model: TempoMasterDiT,
     text_encoder: TinyTextEncoder,
@@ -444,11 +456,22 @@ def flow_matching_loss(
     *,
     u: Optional[torch.Tensor] = None,
     noise: Optional[torch.Tensor] = None,
+    temporal_difference_weight: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Flow-matching loss of a batch.
 
     ``x_sigma = (1-sigma) x0 + sigma * noise``, target ``noise - x0``, prediction
     ``model(x_sigma, sigma*1000, text_encoder(captions), y, positions)``.
+
+    With ``temporal_difference_weight`` ``lambda > 0`` the loss adds ``lambda`` times the mean squared
+    *change* of the velocity error ``e = v_pred - v`` between consecutive latent frames ``t-1, t`` for
+    ``t >= 2`` (latent frame 0 holds one pixel frame, the others four, so the pair (0, 1) is left out).
+    Since ``e = -(x0_pred - x0) / sigma`` for a given ``x_sigma``, this weights the error of each
+    latent frame's change from the previous one: an object placed independently per latent frame
+    costs more than under the plain MSE, an error shared by neighbouring frames no more. The term is
+    a fixed positive semi-definite quadratic form of the error, so the optimum is unchanged (the
+    posterior mean of the velocity); it only shifts which errors a model of limited size and training
+    removes first (temporal frequency ``w`` weighted ``1 + 4 lambda sin^2(w/2)`` instead of 1).
 
     Args:
         generator: CPU generator for ``u`` ~ U(0,1) and the noise (unless given); the noise is
@@ -458,8 +481,14 @@ def flow_matching_loss(
         noise: optional fixed ``[B, C, T, h, w]`` noise (already from the model's prior).
 
     Returns:
-        ``(loss, per_sample)``: scalar mean squared error and ``[B]`` per-sample MSE (detached).
+        ``(loss, per_sample)``: the scalar training loss (the mean squared error, plus the
+        temporal-difference term when ``lambda > 0``) and ``[B]`` per-sample MSE (detached; without
+        the extra term, so held-out losses compare across runs).
+
+    Raises:
+        ValueError: ``temporal_difference_weight`` negative.
     """
+    check_temporal_difference_weight(temporal_difference_weight)
     device = next(model.parameters()).device
     b = len(batch)
     if u is None:
@@ -472,8 +501,13 @@ def flow_matching_loss(
     xt = (1 - s) * x0 + s * noise
     context = text_encoder.encode(batch.captions).to(device)
     v = model(xt, sigma * 1000.0, context, batch.y.to(device), batch.positions.to(device))
-    per_sample = ((v.float() - (noise - x0)) ** 2).flatten(1).mean(1)
-    return per_sample.mean(), per_sample.detach()
+    error = v.float() - (noise - x0)
+    per_sample = (error ** 2).flatten(1).mean(1)
+    loss = per_sample.mean()
+    if temporal_difference_weight > 0 and error.shape[2] > 2:
+        change = error[:, :, 2:] - error[:, :, 1:-1]
+        loss = loss + temporal_difference_weight * (change ** 2).mean()
+    return loss, per_sample.detach()
 
 
 # -- schedule / EMA / saving ---------------------------------------------------------
@@ -584,14 +618,16 @@ def train(
         the EMA modules are attached as ``summary["_ema"] = (model, text_encoder)``.
 
     Raises:
-        ValueError: neither ``steps`` nor ``minutes`` given, ``workers < 0``, or a ``cfg`` that trains on no
-            pattern kind (:func:`trained_limits`, checked before any step).
+        ValueError: neither ``steps`` nor ``minutes`` given, ``workers < 0``, a negative
+            ``cfg.temporal_difference_weight``, or a ``cfg`` that trains on no pattern kind
+            (:func:`trained_limits`); all checked before any step.
     """
     if steps is None and minutes is None:
         raise ValueError("give steps (exact, reproducible) or minutes (time budget)")
     if workers < 0:
         raise ValueError(f"workers must be >= 0, got {workers}")
     cfg = cfg or TrainConfig()
+    check_temporal_difference_weight(cfg.temporal_difference_weight)
     out = Path(out)
     device = torch.device(device)
     codec = codec.eval().requires_grad_(False).to(device)
@@ -679,7 +715,8 @@ def train(
         lr = lr_at(step, length, cfg)
         for group in opt.param_groups:
             group["lr"] = lr
-        loss, per = flow_matching_loss(train_model, text_encoder, batch, gen)
+        loss, per = flow_matching_loss(train_model, text_encoder, batch, gen,
+                                       temporal_difference_weight=cfg.temporal_difference_weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip))
@@ -767,7 +804,8 @@ def main(argv: Optional[list] = None) -> None:
     for name in ("dim", "layers", "heads", "ffn_mult", "freq_dim", "text_dim", "text_layers", "frames", "size",
                  "t_max", "batch", "reuse", "pool", "warmup"):
         p.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(defaults, name))
-    for name in ("caption_dropout", "lr", "weight_decay", "min_lr_ratio", "grad_clip", "ema", "noise_frame_correlation"):
+    for name in ("caption_dropout", "lr", "weight_decay", "min_lr_ratio", "grad_clip", "ema", "noise_frame_correlation",
+                 "temporal_difference_weight"):
         p.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(defaults, name))
     p.add_argument("--blueprint-t0-max", type=int, default=None,
                    help="blueprint-case clips start at scene times [0, N) frames (default: [8, 480) like all clips)")
