@@ -18,6 +18,7 @@ Two kinds of measurement, used by ``benchmarks/eval_tiny.py`` and the model card
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 import torch
@@ -148,6 +149,28 @@ def empty_frames(tracks: list[list[FrameObject]], gt_tracks: list[list[FrameObje
     if len(tracks) != len(gt_tracks):
         raise ValueError(f"{len(tracks)} video frames against {len(gt_tracks)} ground-truth frames")
     return sum(1 for t, g in zip(tracks, gt_tracks) if g and not t)
+
+
+def progress_along(mask: torch.Tensor, direction: tuple[float, float], frames: int, window: int = 1) -> float:
+    """How far (pixels) the pixels of ``mask`` (boolean ``[F, H, W]``) move along ``direction`` (a unit
+    ``(x, y)`` vector in image coordinates, y down) from the first to the ``frames``-th frame: the
+    centroid of the last ``window`` of those frames minus that of the first ``window``, projected on
+    ``direction``. ``nan`` when either window has no pixel.
+
+    Raises:
+        ValueError: ``frames`` not in ``[2 * window, F]``, or ``window < 1``.
+    """
+    if window < 1 or not 2 * window <= frames <= mask.shape[0]:
+        raise ValueError(f"frames {frames} and window {window} do not fit a {mask.shape[0]}-frame video")
+
+    def centroid(part: torch.Tensor) -> Optional[torch.Tensor]:
+        ys, xs = torch.nonzero(part, as_tuple=True)[1:]
+        return torch.stack([xs.float().mean(), ys.float().mean()]) if xs.numel() else None
+
+    start, end = centroid(mask[:window]), centroid(mask[frames - window:frames])
+    if start is None or end is None:
+        return float("nan")
+    return float(((end - start) * torch.tensor(direction, dtype=torch.float32)).sum())
 
 
 def frame_diff_ratio(frames: torch.Tensor) -> float:

@@ -54,6 +54,7 @@ import json
 import math
 import sys
 import time
+from typing import Optional
 from collections import Counter
 from pathlib import Path
 
@@ -74,7 +75,7 @@ from tempomaster_core.tiny.scenes import render, sample_scene  # noqa: E402
 from tempomaster_core.conditioning import build_condition, encode_clips  # noqa: E402
 from tempomaster_core.tiny.scenes import HELD_OUT_SEED_BASE  # noqa: E402
 
-from coherence import coherence, cross_frame_sensitivity, frame_objects, label_components  # noqa: E402
+from coherence import coherence, cross_frame_sensitivity, frame_objects, label_components, progress_along  # noqa: E402
 from shapes import shape_adherence  # noqa: E402
 
 EVAL_SEED_BASE = HELD_OUT_SEED_BASE + 20_000_000
@@ -279,15 +280,45 @@ def centroid_speed(det: dict) -> float:
     return float(d.mean()) if d.numel() else float("nan")
 
 
+CAPTION_DIRECTIONS = {"right": (1.0, 0.0), "left": (-1.0, 0.0), "down": (0.0, 1.0), "up": (0.0, -1.0),
+                      "falling": (0.0, 1.0)}
+"""The image-space unit direction ``(x, y)``, y down, in which every object of a scene of each caption motion starts
+(:func:`tempomaster_core.tiny.scenes.sample_scene`); ``diagonal`` draws its signs at random, so it has none."""
+
+CAPTION_MOTION_SECONDS = 2.0
+"""The span over which a video's object must move the caption's way: in the first 2 s no scene of the motions in
+:data:`CAPTION_DIRECTIONS` reverses (constant speeds start at most half-way along their axis and travel at most
+17 px by then; falls reach the floor after at least 2.4 s)."""
+
+
+def caption_motion(mask: torch.Tensor, gt_mask: torch.Tensor, motion: str, interval: int) -> Optional[dict]:
+    """Does the object move the way the caption says? Progress (pixels) of the prompt colour's centroid along
+    the caption's direction over the first :data:`CAPTION_MOTION_SECONDS` of a video whose frame ``j`` shows
+    24 fps time ``j * interval``, for the video (``mask``) and the ground-truth render (``gt_mask``), both boolean
+    ``[F, H, W]``; ``ok`` when the video gets at least half as far as the ground truth. None for a motion
+    without a direction (diagonal). Meant for one-object scenes: a pop moves the centroid of several."""
+    if motion not in CAPTION_DIRECTIONS:
+        return None
+    frames = min(mask.shape[0], int(CAPTION_MOTION_SECONDS * 24 / interval) + 1)
+    window = max(1, frames // 8)
+    video = progress_along(mask, CAPTION_DIRECTIONS[motion], frames, window)
+    truth = progress_along(gt_mask, CAPTION_DIRECTIONS[motion], frames, window)
+    return {"progress": video, "gt_progress": truth, "ok": bool(video >= 0.5 * truth)}
+
+
 def video_coherence(frames: torch.Tensor, spec, interval: int, frames_per_latent: int | None = None) -> dict:
     """Temporal-coherence measures (:func:`coherence.coherence`) of a video of ``spec``'s scene whose
     frame ``j`` shows 24 fps time ``j * interval``, against the ground-truth render of the same frames;
     ``frames_per_latent`` (the codec's temporal factor, for a blueprint: one clip in the codec's layout)
-    adds the steps inside and across latent frames."""
+    adds the steps inside and across latent frames. One-object scenes also get ``caption_motion``
+    (:func:`caption_motion`, None for diagonal motion)."""
     gt = to01(render(spec, frames.shape[0], start_frame=0, interval=interval))
     target = COLOUR_NAMES.index(spec.colour)
-    gt_tracks = frame_objects(classify_pixels(gt) == target, MIN_AREA)
-    return coherence(frames, classify_pixels(frames) == target, gt_tracks, spec.count, MIN_AREA, frames_per_latent)
+    gt_mask, mask = classify_pixels(gt) == target, classify_pixels(frames) == target
+    result = coherence(frames, mask, frame_objects(gt_mask, MIN_AREA), spec.count, MIN_AREA, frames_per_latent)
+    if spec.count == 1:
+        result["caption_motion"] = caption_motion(mask, gt_mask, spec.motion, interval)
+    return result
 
 
 def coherence_summary(entries: list, prefix: str = "") -> dict:
@@ -296,6 +327,8 @@ def coherence_summary(entries: list, prefix: str = "") -> dict:
     single = [e for e in entries if e["count"] == 1]
     out = {
         f"{prefix}single_object_step_ok": _mean([e["step_ok"] for e in single]),
+        f"{prefix}single_object_caption_motion_ok": _mean([e["caption_motion"]["ok"] for e in single
+                                                           if e.get("caption_motion")]),
         f"{prefix}largest_step_px_median": float(np.nanmedian([e["largest_step"] for e in entries])),
         f"{prefix}gt_largest_step_px_median": float(np.nanmedian([e["gt_largest_step"] for e in entries])),
         f"{prefix}videos_without_pops": _mean([e["pop_free"] for e in entries]),

@@ -9,7 +9,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 from coherence import (coherence, empty_frames, frame_diff_ratio, frame_objects, largest_step,  # noqa: E402
-                       latent_frame_steps, pop_events)
+                       latent_frame_steps, pop_events, progress_along)
 
 from tempomaster_core.tiny.scenes import render, sample_scene  # noqa: E402
 
@@ -75,6 +75,17 @@ def test_a_video_that_never_draws_its_object_is_not_pop_free():
         empty_frames(gt_tracks[:3], gt_tracks)
 
 
+def test_progress_along_a_direction_is_the_centroid_shift_between_the_first_and_last_windows():
+    right = _red_mask(_square_video(list(range(10, 26))))  # 1 px per frame to the right
+    assert progress_along(right, (1.0, 0.0), 16, window=2) == pytest.approx(14.0)  # 24.5 - 10.5 (+3.5 each)
+    assert progress_along(right, (-1.0, 0.0), 16, window=2) == pytest.approx(-14.0)
+    assert progress_along(right, (0.0, 1.0), 8) == pytest.approx(0.0)
+    blank = torch.zeros_like(right)
+    assert progress_along(blank, (1.0, 0.0), 16) != progress_along(blank, (1.0, 0.0), 16)  # nan
+    with pytest.raises(ValueError, match="do not fit"):
+        progress_along(right, (1.0, 0.0), 17)
+
+
 def test_pop_events_ignore_objects_at_the_edge():
     blank = torch.zeros(2, 16, 16, dtype=torch.bool)
     centre = blank.clone()
@@ -106,3 +117,20 @@ def test_latent_frame_steps_separate_the_steps_at_latent_boundaries():
     assert result["step_across_latent"] == pytest.approx(15.0) and result["gt_step_across_latent"] == pytest.approx(1.0)
     with pytest.raises(ValueError, match="frames_per_latent"):
         latent_frame_steps([], 0)
+
+
+def test_ground_truth_moves_the_caption_way_and_a_reversed_video_does_not():
+    """The claim behind eval_tiny.CAPTION_MOTION_SECONDS: in the first 2 s every one-object scene of a
+    directional motion moves its caption's way (no bounce reverses it yet); the same clip played backwards
+    moves the other way and fails."""
+    from eval_tiny import CAPTION_DIRECTIONS, COLOUR_NAMES, caption_motion, classify_pixels, to01
+
+    for motion in CAPTION_DIRECTIONS:
+        for seed in range(12):
+            spec = sample_scene(500 + seed, height=64, width=64, count=1, motion=motion)
+            mask = classify_pixels(to01(render(spec, 25, start_frame=0, interval=4))) == COLOUR_NAMES.index(spec.colour)
+            forward = caption_motion(mask, mask, motion, interval=4)
+            assert forward["ok"] and forward["gt_progress"] > 2.0, (motion, seed, forward)
+            backward = caption_motion(mask.flip(0), mask, motion, interval=4)
+            assert not backward["ok"], (motion, seed, backward)
+    assert caption_motion(mask, mask, "diagonal", interval=4) is None
