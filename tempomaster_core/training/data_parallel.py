@@ -7,10 +7,10 @@ then averages the gradients over the ranks, so each rank applies the same update
 the mean loss over the whole batch, as one process training on all of it would. The optimiser, the
 gradient clipping and the EMA then stay identical on every rank without any more communication.
 
-Why: on the 2-core development CPU two processes of one thread each train the tiny DiT at about
-66 samples/s against about 50 for one process of two threads (the model's matrices are too small
-for two threads to share each operation well; benchmark figures in the model card), so the recipe's
-samples fit in less time.
+What it buys: every rank renders, encodes and trains its own samples, so the sample rate grows with
+the ranks where each has its own cores or GPU (on a GPU the rate is bound by rendering on the CPU,
+model card). On the 2-core development CPU it buys nothing: two ranks of one thread each (batch 8
+each) trained at about 50 samples/s, as fast as one process of two threads at batch 16 (50-54).
 
 Decisions only one rank can make alone (the step count estimated from its timing, the time budget)
 are taken on rank 0 and broadcast every step (:meth:`TrainRanks.agree`), so every rank runs the

@@ -4,8 +4,8 @@ Usage::
 
     python -m tempomaster_core.training.train_dit --out tempomaster_core/builtin/ --seed 0 --minutes 58 --threads 2
 
-Data parallel on the 2-core CPU (two processes of one thread each train about 1.3 x faster than one process
-of two threads; :mod:`.data_parallel`)::
+Data parallel over ``torchrun`` ranks (:mod:`.data_parallel`; a gain where each rank has its own cores or GPU,
+none on the 2-core CPU, where 2 ranks train as fast as one process of 2 threads)::
 
     OMP_NUM_THREADS=1 torchrun --standalone --nproc-per-node 2 -m tempomaster_core.training.train_dit \
         --out DIR --seed 0 --minutes 41 --threads 1
