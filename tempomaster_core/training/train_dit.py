@@ -128,8 +128,9 @@ class TrainConfig:
     ``blueprint_t0_max``: if set, blueprint-case clips start at a scene time drawn from
     ``[0, blueprint_t0_max)`` 24 fps frames, where the caption's motion direction still holds
     (captions name the initial motion; objects bounce later), instead of ``[8, 480)`` like
-    refinement clips. ``None`` keeps ``[8, 480)`` for every clip (a full
-    CPU run with 8 did not count better than the shipped one: see the model card).
+    refinement clips. ``None`` keeps ``[8, 480)`` for every clip, where only 50 % of the clips move the
+    caption's way over their first 2 s (8: 100 %); a 41-minute run with 8 still did not follow the caption's
+    direction, and an earlier one in the faster world did not count better (model card, sessions 8 and 21).
     ``noise_frame_correlation``: ``rho`` of the progressive noise prior the model is trained from
     (:mod:`tempomaster_core.noise_prior`; recorded in the DiT's config so sampling draws from the
     same prior); 0 = i.i.d. noise as Wan.
