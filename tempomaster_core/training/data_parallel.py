@@ -82,7 +82,7 @@ class TrainRanks:
         offset = 0
         for p, g in zip(params, grads):
             n = g.numel()
-            p.grad = flat[offset:offset + n].view_as(g).to(g.dtype).clone()
+            p.grad = flat[offset:offset + n].view_as(g).to(g.dtype)  # a view of the reduced buffer
             offset += n
         return flat[-1].clone()
 

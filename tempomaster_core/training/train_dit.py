@@ -798,17 +798,16 @@ def train(
 
     summary["steps"] = step
     summary["train_seconds"] = round(time.time() - t_start, 1)
+    if ranks.is_main:
+        v = validate(ema_model, ema_text)
+        v["step"] = step
+        summary["validation"].append(v)
+        print(f"done: {step} steps in {summary['train_seconds']:.0f} s; held-out validation loss (EMA) "
+              f"{v['all']:.4f}", flush=True)
+        if save:
+            save_bundle(out, ema_model, ema_text, summary, trained=limits)
+            print(f"wrote {out / 'dit.safetensors'}, {out / 'text_encoder.safetensors'}", flush=True)
     summary["_ema"] = (ema_model, ema_text)
-    if not ranks.is_main:
-        return summary
-    v = validate(ema_model, ema_text)
-    v["step"] = step
-    summary["validation"].append(v)
-    print(f"done: {step} steps in {summary['train_seconds']:.0f} s; held-out validation loss (EMA) "
-          f"{v['all']:.4f}", flush=True)
-    if save:
-        save_bundle(out, ema_model, ema_text, {k: v for k, v in summary.items() if k != "_ema"}, trained=limits)
-        print(f"wrote {out / 'dit.safetensors'}, {out / 'text_encoder.safetensors'}", flush=True)
     return summary
 
 
